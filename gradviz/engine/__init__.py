@@ -1,0 +1,1 @@
+"""The Qt-free training engine: cells, network, tasks, training step and capture."""
