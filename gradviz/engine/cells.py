@@ -1,0 +1,415 @@
+"""Recurrent cells with hand-written backpropagation through time.
+
+Each cell runs one layer in one direction over a whole sequence. ``forward`` keeps what
+the backward pass needs; ``backward`` walks t = T-1 … 0 and returns the *total* gradient
+reaching every h_t (and c_t), the parameter gradients and the gradient of the input.
+The per-timestep work of the reverse scan is a handful of small tensor operations; all
+products that do not depend on the recursion (gate recomputation, parameter gradients,
+input gradients) are done for all timesteps at once.
+
+Parameters follow PyTorch's ``nn.RNN`` / ``nn.LSTM`` / ``nn.GRU``: ``weight_ih`` (G·H, I),
+``weight_hh`` (G·H, H), ``bias_ih`` and ``bias_hh`` (G·H,), with gate blocks in the order
+i, f, g, o (LSTM) and r, z, n (GRU, where r multiplies ``W_hn h + b_hn``). The peephole LSTM
+adds ``weight_ch`` (3·H,): diagonal peepholes for i, f (on c_{t-1}) and o (on c_t). The
+coupled LSTM has blocks f, g, o and uses i = 1 - f.
+
+Shapes: T timesteps, B batch, I input size, H hidden units, G gate blocks. Sequences are
+given in *processing order* (the caller reverses them for a backward direction).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class LayerCache:
+    """What one layer-direction's forward pass leaves for its backward pass."""
+    x: Tensor                 # (T, B, I) input
+    h_prev: Tensor            # (T, B, H) h_{t-1}, h_{-1} = h0
+    h: Tensor                 # (T, B, H) outputs h_t
+    c: Tensor | None          # (T, B, H) cell states c_t (LSTM family)
+    coef: dict[str, Tensor] = field(default_factory=dict)  # backward coefficients
+
+
+@dataclass
+class LayerGrads:
+    dh: Tensor                # (T, B, H) total ∂L/∂h_t
+    dc: Tensor | None         # (T, B, H) total ∂L/∂c_t (LSTM family)
+    params: dict[str, Tensor]  # gradient of each parameter, by short name (weight_ih, …)
+    dx: Tensor | None         # (T, B, I) ∂L/∂x_t, None when not asked for
+
+
+def _cut_after(t: int, tbptt: int) -> bool:
+    """True if the gradient must not flow from step t+1 back into step t (chunk boundary)."""
+    return tbptt > 0 and (t + 1) % tbptt == 0
+
+
+class Cell:
+    """One cell family. Subclasses define the gates and the two passes."""
+    name: str
+    blocks: tuple[str, ...]            # parameter gate blocks, in PyTorch order
+    gate_names: tuple[str, ...]        # gates shown to the user
+    gate_ranges: tuple[tuple[float, float], ...]
+    has_cell_state: bool = False
+
+    @property
+    def n_blocks(self) -> int:
+        return len(self.blocks)
+
+    def param_shapes(self, input_size: int, hidden: int) -> dict[str, tuple[int, ...]]:
+        gh = self.n_blocks * hidden
+        return {"weight_ih": (gh, input_size), "weight_hh": (gh, hidden),
+                "bias_ih": (gh,), "bias_hh": (gh,)}
+
+    def forward(self, x: Tensor, h0: Tensor, c0: Tensor | None, p: dict[str, Tensor]) -> LayerCache:
+        raise NotImplementedError
+
+    def backward(self, cache: LayerCache, p: dict[str, Tensor], dout: Tensor, tbptt: int = 0,
+                 need_dx: bool = True) -> LayerGrads:
+        raise NotImplementedError
+
+    def gates(self, cache: LayerCache) -> Tensor:
+        """Gate activations (T, B, len(gate_names), H) for capture."""
+        raise NotImplementedError
+
+    # -- shared pieces ------------------------------------------------------------------
+    @staticmethod
+    def _linear_grads(dz_x: Tensor, dz_h: Tensor, cache: LayerCache, w_ih: Tensor,
+                      need_dx: bool) -> tuple[dict[str, Tensor], Tensor | None]:
+        """Parameter and input gradients from the pre-activation gradients, all t at once.
+
+        ``dz_x`` (T, B, G·H) is ∂L/∂(W_ih x + b_ih), ``dz_h`` the same for W_hh h + b_hh.
+        """
+        gh = dz_x.shape[-1]
+        dzx = dz_x.reshape(-1, gh)
+        dzh = dzx if dz_h is dz_x else dz_h.reshape(-1, gh)
+        grads = {
+            "weight_ih": dzx.t() @ cache.x.reshape(-1, cache.x.shape[-1]),
+            "weight_hh": dzh.t() @ cache.h_prev.reshape(-1, cache.h_prev.shape[-1]),
+            "bias_ih": dzx.sum(0),
+        }
+        grads["bias_hh"] = grads["bias_ih"].clone() if dzh is dzx else dzh.sum(0)
+        dx = (dzx @ w_ih).view(cache.x.shape) if need_dx else None
+        return grads, dx
+
+
+def _h_prev(h: Tensor, h0: Tensor) -> Tensor:
+    return torch.cat([h0.unsqueeze(0), h[:-1]], 0)
+
+
+def _weights(p: dict[str, Tensor]) -> list[Tensor]:
+    return [p["weight_ih"], p["weight_hh"], p["bias_ih"], p["bias_hh"]]
+
+
+# ---------------------------------------------------------------------------------------
+class RNNCell(Cell):
+    """h_t = φ(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh), φ = tanh or ReLU."""
+    blocks = ("h",)
+
+    def __init__(self, nonlinearity: str):
+        self.nonlinearity = nonlinearity
+        self.name = f"rnn-{nonlinearity}"
+        self.gate_names = ("h",)
+        # ReLU has no upper bound; [0, 1] is the range its saturation fractions refer to.
+        self.gate_ranges = ((-1.0, 1.0),) if nonlinearity == "tanh" else ((0.0, 1.0),)
+
+    def forward(self, x, h0, c0, p):
+        fused = torch.rnn_tanh if self.nonlinearity == "tanh" else torch.rnn_relu
+        with torch.no_grad():
+            h, _ = fused(x, h0.unsqueeze(0), _weights(p), True, 1, 0.0, False, False, False)
+        if self.nonlinearity == "tanh":
+            dphi = 1.0 - h * h
+        else:
+            dphi = (h > 0).to(h.dtype)
+        return LayerCache(x=x, h_prev=_h_prev(h, h0), h=h, c=None, coef={"dphi": dphi})
+
+    def backward(self, cache, p, dout, tbptt=0, need_dx=True):
+        w_hh = p["weight_hh"]
+        dphi = cache.coef["dphi"]
+        dh = torch.empty_like(dout)
+        dz = torch.empty_like(dout)
+        T = dout.shape[0]
+        for t in range(T - 1, -1, -1):
+            if t == T - 1 or _cut_after(t, tbptt):
+                dh[t].copy_(dout[t])
+            else:
+                torch.addmm(dout[t], dz[t + 1], w_hh, out=dh[t])
+            torch.mul(dh[t], dphi[t], out=dz[t])
+        grads, dx = self._linear_grads(dz, dz, cache, p["weight_ih"], need_dx)
+        return LayerGrads(dh=dh, dc=None, params=grads, dx=dx)
+
+    def gates(self, cache):
+        return cache.h.unsqueeze(2)
+
+
+# ---------------------------------------------------------------------------------------
+class _LSTMFamily(Cell):
+    """Shared reverse scan of the LSTM variants.
+
+    With dZ_t the gradient of the gate pre-activations (B, G, H), the recursion is
+        dh_t = dout_t + dZ_{t+1} W_hh
+        dc_t = dh_t ⊙ A_t + dc_{t+1} ⊙ F_{t+1} (+ peephole terms)
+        dZ_t[:G-1] = dc_t ⊙ Bc_t,   dZ_t[G-1] = dh_t ⊙ Bo_t
+    where A, F, Bc, Bo depend only on the forward pass and are computed for all t at once.
+    """
+    has_cell_state = True
+
+    def _scan(self, dout, w_hh, coef, tbptt, w_peep_if=None):
+        T, B, H = dout.shape
+        G = self.n_blocks
+        A, F, Bc, Bo = coef["A"], coef["F"], coef["Bc"], coef["Bo"]
+        dh = torch.empty_like(dout)
+        dc = torch.empty_like(dout)
+        dz = torch.empty((T, B, G, H), dtype=dout.dtype, device=dout.device)
+        dz_flat = dz.view(T, B, G * H)
+        for t in range(T - 1, -1, -1):
+            carry = t < T - 1 and not _cut_after(t, tbptt)
+            if carry:
+                torch.addmm(dout[t], dz_flat[t + 1], w_hh, out=dh[t])
+                torch.mul(dh[t], A[t], out=dc[t])
+                dc[t].addcmul_(dc[t + 1], F[t + 1])
+                if w_peep_if is not None:
+                    # i and f of step t+1 saw c_t through their peepholes.
+                    dc[t].add_((dz[t + 1, :, :2] * w_peep_if).sum(1))
+            else:
+                dh[t].copy_(dout[t])
+                torch.mul(dh[t], A[t], out=dc[t])
+            torch.mul(dc[t].unsqueeze(1), Bc[t], out=dz[t, :, :G - 1])
+            torch.mul(dh[t], Bo[t], out=dz[t, :, G - 1])
+        return dh, dc, dz_flat
+
+    def backward(self, cache, p, dout, tbptt=0, need_dx=True):
+        dh, dc, dz = self._scan(dout, p["weight_hh"], cache.coef, tbptt, self._peep_if(p))
+        grads, dx = self._linear_grads(dz, dz, cache, p["weight_ih"], need_dx)
+        self._peephole_grads(grads, dz, cache)
+        return LayerGrads(dh=dh, dc=dc, params=grads, dx=dx)
+
+    def _peep_if(self, p):
+        return None
+
+    def _peephole_grads(self, grads, dz, cache):
+        pass
+
+    def gates(self, cache):
+        return cache.coef["acts"]
+
+
+class LSTMCell(_LSTMFamily):
+    """i, f, o = σ(·), g = tanh(·); c_t = f ⊙ c_{t-1} + i ⊙ g; h_t = o ⊙ tanh(c_t)."""
+    name = "lstm"
+    blocks = ("i", "f", "g", "o")
+    gate_names = ("i", "f", "g", "o")
+    gate_ranges = ((0.0, 1.0), (0.0, 1.0), (-1.0, 1.0), (0.0, 1.0))
+
+    def forward(self, x, h0, c0, p):
+        T, B, _ = x.shape
+        H = h0.shape[-1]
+        with torch.no_grad():
+            h, _, _ = torch.lstm(x, (h0.unsqueeze(0), c0.unsqueeze(0)), _weights(p), True, 1, 0.0,
+                                 False, False, False)
+            h_prev = _h_prev(h, h0)
+            # Recompute every gate in two matrix products now that all h_{t-1} are known.
+            z = torch.addmm(p["bias_ih"] + p["bias_hh"], x.reshape(T * B, -1), p["weight_ih"].t())
+            z.addmm_(h_prev.reshape(T * B, H), p["weight_hh"].t())
+            acts = torch.sigmoid(z).view(T, B, 4, H)
+            torch.tanh(z.view(T, B, 4, H)[:, :, 2], out=acts[:, :, 2])
+            i, f, g, o = acts.unbind(2)
+            c = torch.empty((T, B, H), dtype=x.dtype, device=x.device)
+            ig = i * g
+            c_prev = c0
+            for t in range(T):
+                torch.addcmul(ig[t], f[t], c_prev, out=c[t])
+                c_prev = c[t]
+            c_prev_all = _h_prev(c, c0)
+            tanh_c = torch.tanh(c)
+            o_d = o * (1 - o)
+            coef = {
+                "acts": acts,
+                "A": o * (1 - tanh_c * tanh_c),
+                "F": f,
+                "Bc": torch.stack([g * i * (1 - i), c_prev_all * f * (1 - f), i * (1 - g * g)], 2),
+                "Bo": tanh_c * o_d,
+            }
+        return LayerCache(x=x, h_prev=h_prev, h=h, c=c, coef=coef)
+
+
+class PeepholeLSTMCell(_LSTMFamily):
+    """LSTM whose gates also see the cell state (Gers & Schmidhuber 2000):
+    i = σ(… + w_ci ⊙ c_{t-1}), f = σ(… + w_cf ⊙ c_{t-1}), o = σ(… + w_co ⊙ c_t)."""
+    name = "lstm-peephole"
+    blocks = ("i", "f", "g", "o")
+    gate_names = ("i", "f", "g", "o")
+    gate_ranges = LSTMCell.gate_ranges
+
+    def param_shapes(self, input_size, hidden):
+        shapes = super().param_shapes(input_size, hidden)
+        shapes["weight_ch"] = (3 * hidden,)
+        return shapes
+
+    def forward(self, x, h0, c0, p):
+        T, B, _ = x.shape
+        H = h0.shape[-1]
+        w_hh_t = p["weight_hh"].t()
+        w_c = p["weight_ch"].view(3, H)
+        w_cif, w_co = w_c[:2], w_c[2]
+        with torch.no_grad():
+            zx = torch.addmm(p["bias_ih"] + p["bias_hh"], x.reshape(T * B, -1),
+                             p["weight_ih"].t()).view(T, B, 4 * H)
+            acts = torch.empty((T, B, 4, H), dtype=x.dtype, device=x.device)
+            h = torch.empty((T, B, H), dtype=x.dtype, device=x.device)
+            c = torch.empty_like(h)
+            h_t, c_t = h0, c0
+            for t in range(T):
+                z = torch.addmm(zx[t], h_t, w_hh_t).view(B, 4, H)
+                a = acts[t]
+                torch.sigmoid(torch.addcmul(z[:, :2], c_t.unsqueeze(1), w_cif), out=a[:, :2])
+                torch.tanh(z[:, 2], out=a[:, 2])
+                torch.addcmul(a[:, 0] * a[:, 2], a[:, 1], c_t, out=c[t])
+                c_t = c[t]
+                torch.sigmoid(torch.addcmul(z[:, 3], w_co, c_t), out=a[:, 3])
+                torch.mul(a[:, 3], torch.tanh(c_t), out=h[t])
+                h_t = h[t]
+            i, f, g, o = acts.unbind(2)
+            c_prev_all = _h_prev(c, c0)
+            tanh_c = torch.tanh(c)
+            bo = tanh_c * o * (1 - o)
+            coef = {
+                "acts": acts,
+                # c_t reaches the loss through h_t and through o_t's peephole.
+                "A": o * (1 - tanh_c * tanh_c) + bo * w_co,
+                "F": f,
+                "Bc": torch.stack([g * i * (1 - i), c_prev_all * f * (1 - f), i * (1 - g * g)], 2),
+                "Bo": bo,
+                "c_prev": c_prev_all,
+            }
+        return LayerCache(x=x, h_prev=_h_prev(h, h0), h=h, c=c, coef=coef)
+
+    def _peep_if(self, p):
+        return p["weight_ch"].view(3, -1)[:2]
+
+    def _peephole_grads(self, grads, dz, cache):
+        T, B, GH = dz.shape
+        dzv = dz.view(T, B, 4, -1)
+        c_prev = cache.coef["c_prev"]
+        grads["weight_ch"] = torch.cat([
+            (dzv[:, :, 0] * c_prev).sum((0, 1)),
+            (dzv[:, :, 1] * c_prev).sum((0, 1)),
+            (dzv[:, :, 3] * cache.c).sum((0, 1)),
+        ])
+
+
+class CoupledLSTMCell(_LSTMFamily):
+    """LSTM with coupled input and forget gates (Greff et al. 2017, "CIFG"):
+    blocks f, g, o; c_t = f ⊙ c_{t-1} + (1 - f) ⊙ g."""
+    name = "lstm-coupled"
+    blocks = ("f", "g", "o")
+    gate_names = ("i", "f", "g", "o")  # i = 1 - f is shown for comparison with the LSTM
+    gate_ranges = LSTMCell.gate_ranges
+
+    def forward(self, x, h0, c0, p):
+        T, B, _ = x.shape
+        H = h0.shape[-1]
+        w_hh_t = p["weight_hh"].t()
+        with torch.no_grad():
+            zx = torch.addmm(p["bias_ih"] + p["bias_hh"], x.reshape(T * B, -1),
+                             p["weight_ih"].t()).view(T, B, 3 * H)
+            acts = torch.empty((T, B, 3, H), dtype=x.dtype, device=x.device)
+            h = torch.empty((T, B, H), dtype=x.dtype, device=x.device)
+            c = torch.empty_like(h)
+            h_t, c_t = h0, c0
+            for t in range(T):
+                z = torch.addmm(zx[t], h_t, w_hh_t).view(B, 3, H)
+                a = acts[t]
+                torch.sigmoid(z, out=a)
+                torch.tanh(z[:, 1], out=a[:, 1])
+                # c = f c_prev + (1 - f) g = g + f (c_prev - g)
+                torch.addcmul(a[:, 1], a[:, 0], c_t - a[:, 1], out=c[t])
+                c_t = c[t]
+                torch.mul(a[:, 2], torch.tanh(c_t), out=h[t])
+                h_t = h[t]
+            f, g, o = acts.unbind(2)
+            c_prev_all = _h_prev(c, c0)
+            tanh_c = torch.tanh(c)
+            coef = {
+                "acts": acts,
+                "A": o * (1 - tanh_c * tanh_c),
+                "F": f,
+                "Bc": torch.stack([(c_prev_all - g) * f * (1 - f), (1 - f) * (1 - g * g)], 2),
+                "Bo": tanh_c * o * (1 - o),
+            }
+        return LayerCache(x=x, h_prev=_h_prev(h, h0), h=h, c=c, coef=coef)
+
+    def gates(self, cache):
+        acts = cache.coef["acts"]
+        return torch.cat([1 - acts[:, :, :1], acts], 2)
+
+
+# ---------------------------------------------------------------------------------------
+class GRUCell(Cell):
+    """r, z = σ(·); n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn)); h_t = (1-z) ⊙ n + z ⊙ h_{t-1}.
+
+    The reverse scan is linear in dh: with u = W_hh h_{t-1} + b_hh,
+        dh_{t-1} = dout_{t-1} + dh_t ⊙ z_t + (dh_t ⊙ K_t) W_hh,   K = [Cr, Cz, Cn ⊙ r]
+    where Cn = (1-z)(1-n²), Cz = (h_{t-1}-n) z(1-z), Cr = Cn u_n r(1-r).
+    """
+    name = "gru"
+    blocks = ("r", "z", "n")
+    gate_names = ("r", "z", "n")
+    gate_ranges = ((0.0, 1.0), (0.0, 1.0), (-1.0, 1.0))
+
+    def forward(self, x, h0, c0, p):
+        T, B, _ = x.shape
+        H = h0.shape[-1]
+        with torch.no_grad():
+            h, _ = torch.gru(x, h0.unsqueeze(0), _weights(p), True, 1, 0.0, False, False, False)
+            h_prev = _h_prev(h, h0)
+            zx = torch.addmm(p["bias_ih"], x.reshape(T * B, -1), p["weight_ih"].t()).view(T, B, 3, H)
+            u = torch.addmm(p["bias_hh"], h_prev.reshape(T * B, H), p["weight_hh"].t()).view(T, B, 3, H)
+            rz = torch.sigmoid(zx[:, :, :2] + u[:, :, :2])
+            r, z = rz.unbind(2)
+            n = torch.tanh(torch.addcmul(zx[:, :, 2], r, u[:, :, 2]))
+            cn = (1 - z) * (1 - n * n)
+            cz = (h_prev - n) * z * (1 - z)
+            cr = cn * u[:, :, 2] * r * (1 - r)
+            coef = {"r": r, "z": z, "n": n, "Kh": torch.stack([cr, cz, cn * r], 2),
+                    "Kx": torch.stack([cr, cz, cn], 2)}
+        return LayerCache(x=x, h_prev=h_prev, h=h, c=None, coef=coef)
+
+    def backward(self, cache, p, dout, tbptt=0, need_dx=True):
+        T, B, H = dout.shape
+        w_hh = p["weight_hh"]
+        z, kh = cache.coef["z"], cache.coef["Kh"]
+        dh = torch.empty_like(dout)
+        dzh = torch.empty((T, B, 3, H), dtype=dout.dtype, device=dout.device)
+        dzh_flat = dzh.view(T, B, 3 * H)
+        for t in range(T - 1, -1, -1):
+            if t < T - 1 and not _cut_after(t, tbptt):
+                torch.addmm(dout[t], dzh_flat[t + 1], w_hh, out=dh[t])
+                dh[t].addcmul_(dh[t + 1], z[t + 1])
+            else:
+                dh[t].copy_(dout[t])
+            torch.mul(dh[t].unsqueeze(1), kh[t], out=dzh[t])
+        dzx = (dh.unsqueeze(2) * cache.coef["Kx"]).view(T, B, 3 * H)
+        grads, dx = self._linear_grads(dzx, dzh_flat, cache, p["weight_ih"], need_dx)
+        return LayerGrads(dh=dh, dc=None, params=grads, dx=dx)
+
+    def gates(self, cache):
+        return torch.stack([cache.coef["r"], cache.coef["z"], cache.coef["n"]], 2)
+
+
+def make_cell(name: str) -> Cell:
+    """The cell called ``name`` (one of gradviz.config.CELLS)."""
+    cells = {
+        "rnn-tanh": lambda: RNNCell("tanh"),
+        "rnn-relu": lambda: RNNCell("relu"),
+        "lstm": LSTMCell,
+        "lstm-peephole": PeepholeLSTMCell,
+        "lstm-coupled": CoupledLSTMCell,
+        "gru": GRUCell,
+    }
+    if name not in cells:
+        raise ValueError(f"unknown cell {name!r}; allowed: {', '.join(cells)}")
+    return cells[name]()
