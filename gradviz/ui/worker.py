@@ -83,8 +83,11 @@ class _Loop:
         self.trainer = None
         self.running = False
         self.pending.clear()
-        self.send("error", message=f"{type(exc).__name__}: {exc}",
-                  traceback="".join(traceback.format_exception(exc)))
+        # A bad setting or file (ValueError, OSError) is the user's to fix and gets a plain
+        # message; anything else is a bug, and its traceback goes along for the report.
+        user_error = isinstance(exc, (ValueError, OSError))
+        self.send("error", message=str(exc) if user_error else f"{type(exc).__name__}: {exc}",
+                  traceback="" if user_error else "".join(traceback.format_exception(exc)))
         self.send("state", state="error")
 
     def reset(self, run_id: int, config: dict) -> None:

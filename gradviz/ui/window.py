@@ -1,0 +1,449 @@
+"""The main window: control panel on the left, every view at once on the right.
+
+Training runs in a :class:`~gradviz.ui.worker.TrainingWorker` process. Captures that
+arrive go into a bounded :class:`~gradviz.engine.record.History`; the views redraw on the
+window's own ~30 Hz clock, and only when something new arrived (DESIGN.md, rule 3).
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections import deque
+from pathlib import Path
+
+from PyQt6 import QtCore, QtGui, QtWidgets
+
+from gradviz.config import LIVE_FIELDS, ConfigError, RunConfig, structural_change
+from gradviz.engine.record import History, RunFileError, load_run, save_run
+from gradviz.ui.controls import ControlPanel
+from gradviz.ui.export import ExportError
+from gradviz.ui.prefs import Prefs
+from gradviz.ui.views import make_views
+from gradviz.ui.worker import TrainingWorker
+
+RESOURCES = Path(__file__).resolve().parents[2] / "resources"
+HISTORY_CAPACITY = 4096
+REDRAW_MS = 33
+GRID_COLUMNS = 3
+
+
+def preset_paths() -> list[Path]:
+    """The demo configurations shipped in resources/presets, by name."""
+    return sorted((RESOURCES / "presets").glob("*.json"))
+
+
+class MainWindow(QtWidgets.QMainWindow):
+    def __init__(self, config: RunConfig | None = None, prefs: Prefs | None = None):
+        super().__init__()
+        self.prefs = prefs if prefs is not None else Prefs()
+        self._config = config or self.prefs.load_config() or RunConfig()
+        self.history = History(HISTORY_CAPACITY)
+        self._latest = None         # newest full Capture
+        self._dirty = False         # something arrived since the last redraw
+        self._running = False       # what the user asked for; follows the worker's reports
+        self._loaded_run: str | None = None  # folder of an opened run being shown
+        self._language = False
+        self._error_box: QtWidgets.QMessageBox | None = None
+        self.redraw_seconds: deque = deque(maxlen=300)  # recent redraw times, for benchmarks
+
+        self.controls = ControlPanel(self._config)
+        self.controls.config_changed.connect(self.apply_config)
+        self.views = make_views()
+        self._build_layout()
+        self._build_actions()
+        self._build_status_bar()
+
+        self.worker = TrainingWorker(self._config, self)
+        self.worker.captures_ready.connect(self._on_captures)
+        self.worker.status.connect(self._on_status)
+        self.worker.text_ready.connect(self._on_text)
+        self.worker.error.connect(self._on_error)
+        self.worker.state_changed.connect(self._on_state)
+        self.worker.ready.connect(self._on_ready)
+
+        self._redraw_timer = QtCore.QTimer(self)
+        self._redraw_timer.timeout.connect(self.redraw)
+        self._redraw_timer.start(REDRAW_MS)
+
+        geometry = self.prefs.load_geometry()
+        if geometry is None or not self.restoreGeometry(geometry):
+            self.resize(1280, 800)
+        self._update_title()
+
+    # -- building ---------------------------------------------------------------------
+    def _build_layout(self) -> None:
+        scroll = QtWidgets.QScrollArea()
+        scroll.setWidget(self.controls)
+        scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setMinimumWidth(self.controls.sizeHint().width()
+                               + scroll.verticalScrollBar().sizeHint().width() + 4)
+
+        plots = QtWidgets.QWidget()
+        grid = QtWidgets.QGridLayout(plots)
+        grid.setContentsMargins(2, 2, 2, 2)
+        grid.setSpacing(4)
+        index = 0
+        for key, view in self.views.items():
+            # A click on a plot takes the focus from the controls, so Space, S and R act
+            # on the training instead of the last spin box the user typed in.
+            view.setFocusPolicy(QtCore.Qt.FocusPolicy.ClickFocus)
+            if key == "text":
+                continue
+            grid.addWidget(view, index // GRID_COLUMNS, index % GRID_COLUMNS)
+            index += 1
+        rows = (index + GRID_COLUMNS - 1) // GRID_COLUMNS
+        for row in range(rows):
+            grid.setRowStretch(row, 3)
+        for column in range(GRID_COLUMNS):
+            grid.setColumnStretch(column, 1)
+        if "text" in self.views:
+            grid.addWidget(self.views["text"], rows, 0, 1, GRID_COLUMNS)
+            grid.setRowStretch(rows, 1)
+            self.views["text"].hide()
+
+        splitter = QtWidgets.QSplitter()
+        splitter.addWidget(scroll)
+        splitter.addWidget(plots)
+        splitter.setStretchFactor(0, 0)
+        splitter.setStretchFactor(1, 1)
+        splitter.setCollapsible(1, False)
+        self.setCentralWidget(splitter)
+
+    def _action(self, text: str, slot, shortcut=None, icon=None, tip: str = "") -> QtGui.QAction:
+        action = QtGui.QAction(text, self)
+        if shortcut is not None:
+            action.setShortcut(QtGui.QKeySequence(shortcut))
+            action.setShortcutContext(QtCore.Qt.ShortcutContext.WindowShortcut)
+        if icon is not None:
+            action.setIcon(self.style().standardIcon(icon))
+        if tip:
+            action.setToolTip(tip)
+            action.setStatusTip(tip)
+        action.triggered.connect(slot)
+        self.addAction(action)  # shortcuts work without the menu bar or toolbar visible
+        return action
+
+    def _build_actions(self) -> None:
+        icons = QtWidgets.QStyle.StandardPixmap
+        key = QtCore.Qt.Key
+        self.act_run = self._action("Start", self.toggle_running, key.Key_Space,
+                                    icons.SP_MediaPlay, "Start or pause training (Space)")
+        self.act_step = self._action("Step", self.step_once, key.Key_S, icons.SP_MediaSkipForward,
+                                     "Train one batch and pause (S)")
+        self.act_reset = self._action("Reset", self.reset_training, key.Key_R,
+                                      icons.SP_BrowserReload,
+                                      "A fresh model with the same settings and seed (R)")
+        self.act_open = self._action("Open run…", self.open_run_dialog,
+                                     QtGui.QKeySequence.StandardKey.Open)
+        self.act_save = self._action("Save run…", self.save_run_dialog,
+                                     QtGui.QKeySequence.StandardKey.Save)
+        self.act_dashboard = self._action("Export dashboard…", self.export_dashboard_dialog)
+        self.act_quit = self._action("Quit", self.close, QtGui.QKeySequence.StandardKey.Quit)
+
+        toolbar = self.addToolBar("Training")
+        toolbar.setObjectName("training-toolbar")
+        toolbar.setMovable(False)
+        toolbar.setToolButtonStyle(QtCore.Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        for action in (self.act_run, self.act_step, self.act_reset):
+            toolbar.addAction(action)
+
+        menu = self.menuBar().addMenu("&File")
+        menu.addAction(self.act_open)
+        menu.addAction(self.act_save)
+        export_menu = menu.addMenu("Export")
+        for key_, view in self.views.items():
+            sub = export_menu.addMenu(view.title)
+            for suffix in ("png", "svg", "csv"):
+                action = sub.addAction(f"{suffix.upper()}…")
+                action.triggered.connect(
+                    lambda _checked=False, k=key_, s=suffix: self.export_view_dialog(k, s))
+        menu.addAction(self.act_dashboard)
+        menu.addSeparator()
+        menu.addAction(self.act_quit)
+
+        training = self.menuBar().addMenu("&Training")
+        for action in (self.act_run, self.act_step, self.act_reset):
+            training.addAction(action)
+
+        presets = self.menuBar().addMenu("&Presets")
+        for path in preset_paths():
+            action = presets.addAction(path.stem)
+            action.triggered.connect(lambda _checked=False, p=path: self.load_preset(p))
+
+    def _build_status_bar(self) -> None:
+        bar = self.statusBar()
+        self.state_label = QtWidgets.QLabel("starting…")
+        self.step_label = QtWidgets.QLabel("step 0")
+        self.speed_label = QtWidgets.QLabel("0.0 steps/s")
+        self.loss_label = QtWidgets.QLabel("loss –")
+        for label in (self.state_label, self.step_label, self.speed_label, self.loss_label):
+            label.setMinimumWidth(label.fontMetrics().horizontalAdvance("0000000 steps/s"))
+            bar.addPermanentWidget(label)
+
+    # -- training commands -------------------------------------------------------------
+    @property
+    def config(self) -> RunConfig:
+        return self._config
+
+    def toggle_running(self) -> None:
+        if self._running:
+            self.worker.pause()
+            self._set_running(False)
+        else:
+            self._leave_loaded_run()
+            self.worker.start()
+            self._set_running(True)
+
+    def step_once(self) -> None:
+        self._leave_loaded_run()
+        self.worker.step()
+        self._set_running(False)
+
+    def reset_training(self, keep_running: bool = False) -> None:
+        """A fresh model from the current settings (same seed); paused unless asked."""
+        self.worker.reset(self._config)
+        self._loaded_run = None
+        self._clear_data()
+        self._close_error()
+        if keep_running:
+            self.worker.start()
+        self._set_running(keep_running)
+        self._update_title()
+
+    def apply_config(self, config: RunConfig) -> None:
+        """New settings from the controls: a live change goes to the running model on its
+        next step; anything else means a new model, restarted if it was running."""
+        old, self._config = self._config, config
+        self.prefs.save_config(config)
+        if structural_change(old, config):
+            self.reset_training(keep_running=self._running)
+            return
+        changes = {name: getattr(config, name) for name in LIVE_FIELDS
+                   if getattr(config, name) != getattr(old, name)}
+        if changes:
+            self.worker.set_live(changes)
+
+    def load_preset(self, path: str | os.PathLike) -> None:
+        try:
+            with open(path, encoding="utf-8") as handle:
+                config = RunConfig.from_dict(json.load(handle))
+        except (OSError, ValueError) as exc:
+            self._warn("Preset not loaded", f"{path}: {exc}")
+            return
+        self.controls.set_config(config)
+        self.apply_config(config)
+        self.statusBar().showMessage(f"Preset {Path(path).stem}", 5000)
+
+    def _leave_loaded_run(self) -> None:
+        # The model behind an opened run is already fresh (reset when it was opened);
+        # only the recorded curves have to go.
+        if self._loaded_run is not None:
+            self._loaded_run = None
+            self._clear_data()
+            self._update_title()
+
+    def _clear_data(self) -> None:
+        self.history.clear()
+        self._latest = None
+        self._dirty = False
+        for view in self.views.values():
+            view.clear()
+        self.step_label.setText("step 0")
+        self.speed_label.setText("0.0 steps/s")
+        self.loss_label.setText("loss –")
+
+    def _set_running(self, running: bool) -> None:
+        self._running = running
+        icons = QtWidgets.QStyle.StandardPixmap
+        self.act_run.setText("Pause" if running else "Start")
+        self.act_run.setIcon(self.style().standardIcon(
+            icons.SP_MediaPause if running else icons.SP_MediaPlay))
+
+    # -- worker reports ----------------------------------------------------------------
+    def _on_captures(self, captures: list) -> None:
+        for capture in captures:
+            self.history.append(capture)
+            if not capture.is_light:
+                self._latest = capture
+            if capture.nonfinite or capture.events:
+                self.statusBar().showMessage(
+                    f"Step {capture.step}: " + ("; ".join(capture.events) or
+                                                "loss or gradient not finite; step skipped"),
+                    8000)
+        self._dirty = True
+
+    def _on_status(self, status: dict) -> None:
+        self.step_label.setText(f"step {status['step']}")
+        self.speed_label.setText(f"{status['steps_per_s']:.1f} steps/s")
+        self.loss_label.setText(f"loss {status['loss']:.4g}")
+
+    def _on_text(self, text: str) -> None:
+        view = self.views.get("text")
+        if view is not None:
+            view.set_text(text)
+
+    def _on_ready(self, language: bool) -> None:
+        self._language = language
+        if "text" in self.views:
+            self.views["text"].setVisible(language)
+
+    def _on_state(self, state: str) -> None:
+        self.state_label.setText("viewing saved run" if self._loaded_run and state == "paused"
+                                 else state)
+        if state in ("paused", "running", "error", "stopped"):
+            self._set_running(state == "running")
+
+    def _on_error(self, message: str, details: str) -> None:
+        self._set_running(False)
+        self.statusBar().showMessage(f"Training stopped: {message}")
+        self._close_error()
+        box = QtWidgets.QMessageBox(
+            QtWidgets.QMessageBox.Icon.Warning, "gradviz: training stopped",
+            f"{message}\n\nChange the settings and press Reset (R) to start again.",
+            QtWidgets.QMessageBox.StandardButton.Ok, self)
+        if details:
+            box.setDetailedText(details)
+        box.setWindowModality(QtCore.Qt.WindowModality.NonModal)
+        box.show()
+        self._error_box = box
+
+    def _close_error(self) -> None:
+        if self._error_box is not None:
+            self._error_box.close()
+            self._error_box = None
+
+    @property
+    def error_box(self) -> QtWidgets.QMessageBox | None:
+        """The message box of the last training error, while it is open."""
+        return self._error_box
+
+    # -- drawing -----------------------------------------------------------------------
+    def redraw(self) -> None:
+        """Called by the ~30 Hz timer: the views draw the newest data, if there is any."""
+        if not self._dirty:
+            return
+        self._dirty = False
+        start = time.perf_counter()
+        latest = self._latest if self._latest is not None else self.history.latest
+        for view in self.views.values():
+            if view.isVisible():
+                view.set_data(self.history, latest)
+        self.redraw_seconds.append(time.perf_counter() - start)
+
+    def _update_title(self) -> None:
+        c = self._config
+        title = f"gradviz — {c.cell}, {c.task}, T {c.seq_len}"
+        if self._loaded_run:
+            title += f" — {os.path.basename(os.path.normpath(self._loaded_run))}"
+        self.setWindowTitle(title)
+
+    # -- files -------------------------------------------------------------------------
+    def save_run_to(self, folder: str | os.PathLike) -> None:
+        save_run(folder, self._config, self.history)
+        self.statusBar().showMessage(f"Run saved to {folder}", 5000)
+
+    def open_run(self, path: str | os.PathLike) -> None:
+        """Show a saved run, paused; starting again trains a fresh model with its settings."""
+        config, history, _summary = load_run(path)
+        self.controls.set_config(config)
+        self._config = config
+        self.reset_training()
+        self.history = history
+        self._latest = history.latest
+        self._loaded_run = str(path)
+        self._dirty = len(history) > 0
+        self.state_label.setText("viewing saved run")
+        if len(history):
+            self.step_label.setText(f"step {int(history.step[-1]) + 1}")
+            self.loss_label.setText(f"loss {float(history.loss[-1]):.4g}")
+        self._update_title()
+
+    def export_dashboard(self, path: str | os.PathLike) -> None:
+        """The whole window as one PNG (written atomically)."""
+        path = os.fspath(path)
+        self.redraw()
+        image = self.grab()
+        folder = os.path.dirname(os.path.abspath(path))
+        fd, temp = tempfile.mkstemp(suffix=".png", dir=folder)
+        os.close(fd)
+        try:
+            if not image.save(temp, "PNG"):
+                raise ExportError(f"{path}: could not write the PNG image")
+            os.replace(temp, path)
+        finally:
+            if os.path.exists(temp):
+                os.remove(temp)
+
+    def _ask_save(self, caption: str, name: str, filters: str) -> str:
+        path, _ = QtWidgets.QFileDialog.getSaveFileName(
+            self, caption, os.path.join(self.prefs.last_folder(), name), filters)
+        if path:
+            self.prefs.set_last_folder(os.path.dirname(path))
+        return path
+
+    def open_run_dialog(self) -> None:
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(
+            self, "Open run", self.prefs.last_folder(), "gradviz runs (run.json)")
+        if not path:
+            return
+        self.prefs.set_last_folder(os.path.dirname(os.path.dirname(path)))
+        try:
+            self.open_run(os.path.dirname(path))
+        except (RunFileError, ConfigError, OSError) as exc:
+            self._warn("Run not opened", str(exc))
+
+    def save_run_dialog(self) -> None:
+        if len(self.history) == 0:
+            self._warn("Nothing to save", "No training step has been captured yet: "
+                       "start training (Space) first.")
+            return
+        folder = self._ask_save("Save run (a folder)", "run", "gradviz run folder (*)")
+        if not folder:
+            return
+        try:
+            self.save_run_to(folder)
+        except (OSError, ValueError) as exc:
+            self._warn("Run not saved", str(exc))
+
+    def export_view_dialog(self, key: str, suffix: str) -> None:
+        path = self._ask_save(f"Export {self.views[key].title}", f"{key}.{suffix}",
+                              f"{suffix.upper()} (*.{suffix})")
+        if not path:
+            return
+        if not path.lower().endswith("." + suffix):
+            path += "." + suffix
+        try:
+            self.views[key].export(path)
+        except (ExportError, OSError) as exc:
+            self._warn("Export failed", str(exc))
+            return
+        self.statusBar().showMessage(f"Exported {path}", 5000)
+
+    def export_dashboard_dialog(self) -> None:
+        path = self._ask_save("Export dashboard", "dashboard.png", "PNG (*.png)")
+        if not path:
+            return
+        if not path.lower().endswith(".png"):
+            path += ".png"
+        try:
+            self.export_dashboard(path)
+        except (ExportError, OSError) as exc:
+            self._warn("Export failed", str(exc))
+            return
+        self.statusBar().showMessage(f"Exported {path}", 5000)
+
+    def _warn(self, title: str, message: str) -> None:
+        QtWidgets.QMessageBox.warning(self, f"gradviz: {title}", message)
+
+    # -- closing -----------------------------------------------------------------------
+    def closeEvent(self, event: QtGui.QCloseEvent) -> None:
+        self._redraw_timer.stop()
+        self.prefs.save_geometry(self.saveGeometry())
+        self.prefs.save_config(self._config)
+        self.prefs.sync()
+        self.worker.close()
+        self._close_error()
+        super().closeEvent(event)
