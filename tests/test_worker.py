@@ -1,0 +1,182 @@
+"""The training process: its command loop (driven in-process with plain queues) and the
+Qt handle that runs it in a real "spawn" child."""
+from __future__ import annotations
+
+import queue
+import threading
+import time
+
+from gradviz.config import RunConfig
+from gradviz.ui.worker import TrainingWorker, serve
+
+SMALL = RunConfig(task="adding", seq_len=12, cell="lstm", hidden=8, batch_size=8)
+
+
+def run_serve(commands: list[tuple], config: RunConfig = SMALL) -> list[dict]:
+    """Feed ``commands`` (then quit) to the loop in this process; return its messages."""
+    cmd, res = queue.Queue(), queue.Queue()
+    for command in commands:
+        cmd.put(command)
+    cmd.put(("quit",))
+    serve(cmd, res, 7, config.to_dict())
+    messages = []
+    while not res.empty():
+        messages.append(res.get())
+    return messages
+
+
+def of_kind(messages: list[dict], kind: str) -> list[dict]:
+    return [m for m in messages if m["kind"] == kind]
+
+
+def test_single_steps_send_one_full_capture_each_and_live_changes_apply_next_step():
+    messages = run_serve([("step",), ("step",),
+                          ("live", {"clip": "norm", "clip_threshold": 0.01}),
+                          ("step",)])
+    assert all(m["run_id"] == 7 for m in messages)
+    assert messages[0] == {"kind": "ready", "run_id": 7, "language": False}
+    data = of_kind(messages, "data")
+    assert [m["step"] for m in data] == [1, 2, 3]
+    captures = [m["captures"] for m in data]
+    assert all(len(c) == 1 and not c[0].is_light for c in captures)
+    assert [c[0].step for c in captures] == [0, 1, 2]
+    before, after = captures[1][0], captures[2][0]
+    assert before.clip == "none" and after.clip == "norm"
+    assert after.grad_norm > 0.01  # otherwise the check below would prove nothing
+    assert after.grad_norm_clipped <= 0.01 * (1 + 1e-6)
+    assert not of_kind(messages, "error")
+
+
+def test_running_loop_batches_captures_light_but_the_newest():
+    cmd, res = queue.Queue(), queue.Queue()
+    thread = threading.Thread(target=serve, args=(cmd, res, 1, SMALL.to_dict()))
+    thread.start()
+    cmd.put(("start",))
+    messages, deadline = [], time.monotonic() + 20
+    while len(of_kind(messages, "data")) < 5 and time.monotonic() < deadline:
+        messages.append(res.get(timeout=20))
+    cmd.put(("pause",))
+    cmd.put(("quit",))
+    thread.join(10)
+    assert not thread.is_alive()
+    while not res.empty():
+        messages.append(res.get())
+    states = [m["state"] for m in of_kind(messages, "state")]
+    assert states[:2] == ["paused", "running"] and states[-1] == "paused"
+    data = of_kind(messages, "data")
+    batches = [m["captures"] for m in data if m["captures"]]
+    assert sum(len(b) for b in batches) > len(batches), "captures were never batched"
+    for batch in batches:
+        assert all(c.is_light for c in batch[:-1]) and not batch[-1].is_light
+    steps = [c.step for b in batches for c in b]
+    assert steps == list(range(len(steps))), "a capture was lost or repeated"
+    assert data[-1]["step"] == len(steps)
+    assert any(m["steps_per_s"] > 0 for m in data)
+
+
+def test_capture_every_sends_only_captured_steps():
+    messages = run_serve([("step",)] * 5, SMALL.replace(capture_every=2))
+    data = of_kind(messages, "data")
+    assert [m["step"] for m in data] == [1, 2, 3, 4, 5]
+    assert [c.step for m in data for c in m["captures"]] == [0, 2, 4]
+
+
+def test_an_exception_is_reported_and_a_reset_recovers(monkeypatch):
+    from gradviz.engine import train
+
+    def broken_step(self):
+        raise RuntimeError("engine exploded")
+
+    monkeypatch.setattr(train.Trainer, "step", broken_step)
+    cmd, res = queue.Queue(), queue.Queue()
+    cmd.put(("step",))
+    cmd.put(("step",))  # ignored: no model until a reset
+    thread = threading.Thread(target=serve, args=(cmd, res, 1, SMALL.to_dict()))
+    thread.start()
+    messages = [res.get(timeout=20) for _ in range(4)]
+    assert [m["kind"] for m in messages] == ["ready", "state", "error", "state"]
+    error = messages[2]
+    assert error["message"] == "RuntimeError: engine exploded"
+    assert "broken_step" in error["traceback"]
+    assert messages[3]["state"] == "error"
+    monkeypatch.undo()
+    cmd.put(("reset", 2, SMALL.to_dict()))
+    cmd.put(("step",))
+    cmd.put(("quit",))
+    thread.join(20)
+    rest = []
+    while not res.empty():
+        rest.append(res.get())
+    assert [m["kind"] for m in rest] == ["ready", "state", "data"]
+    assert all(m["run_id"] == 2 for m in rest)
+    assert rest[2]["captures"][0].step == 0
+
+
+def test_a_bad_setting_is_a_plain_message_without_traceback(tmp_path):
+    missing = tmp_path / "missing.txt"
+    messages = run_serve([("step",)], RunConfig(task="text", text_file=str(missing),
+                                                seq_len=10, hidden=8, batch_size=4))
+    errors = of_kind(messages, "error")
+    assert len(errors) == 1
+    assert "missing.txt" in errors[0]["message"]
+    assert errors[0]["traceback"] == ""
+    assert not of_kind(messages, "data")
+
+
+def test_language_task_sends_generated_text():
+    messages = run_serve([("step",)], RunConfig(task="reber", seq_len=20, cell="gru",
+                                                hidden=8, batch_size=4))
+    assert messages[0]["language"] is True
+    texts = of_kind(messages, "text")
+    assert len(texts) == 1 and isinstance(texts[0]["text"], str) and texts[0]["text"]
+
+
+def test_process_worker_trains_resets_and_closes_fast(qtbot):
+    worker = TrainingWorker(SMALL)
+    try:
+        received: list = []
+        worker.captures_ready.connect(received.extend)
+        statuses: list = []
+        worker.status.connect(statuses.append)
+        with qtbot.waitSignal(worker.ready, timeout=30000) as ready:
+            pass
+        assert ready.args == [False]
+        qtbot.waitUntil(lambda: worker.state == "paused", timeout=5000)
+        worker.start()
+        qtbot.waitUntil(lambda: len(received) >= 10, timeout=20000)
+        assert worker.state == "running"
+        assert statuses[-1]["step"] >= received[-1].step + 1
+        assert [c.step for c in received] == list(range(len(received)))
+
+        # Results of the old model still in the pipe must not reach the new one.
+        worker.reset(SMALL.replace(hidden=4))
+        received.clear()
+        qtbot.waitUntil(lambda: worker.state == "paused", timeout=20000)
+        worker.step()
+        qtbot.waitUntil(lambda: len(received) >= 1, timeout=10000)
+        qtbot.wait(200)
+        assert [c.step for c in received] == [0]
+        assert received[0].gates.shape[-1] == 4
+
+        worker.start()
+        qtbot.waitUntil(lambda: len(received) >= 5, timeout=10000)
+    finally:
+        started = time.monotonic()
+        worker.close()
+        elapsed = time.monotonic() - started
+    assert elapsed < 1.0
+    assert not worker.is_alive()
+    assert worker.state == "stopped"
+
+
+def test_process_worker_reports_a_dead_child(qtbot):
+    worker = TrainingWorker(SMALL)
+    errors: list = []
+    worker.error.connect(lambda message, details: errors.append(message))
+    try:
+        qtbot.waitUntil(lambda: worker.state == "paused", timeout=30000)
+        worker._process.kill()
+        qtbot.waitUntil(lambda: worker.state == "stopped", timeout=5000)
+        assert errors and "ended unexpectedly" in errors[0]
+    finally:
+        worker.close()
