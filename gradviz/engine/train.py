@@ -1,0 +1,268 @@
+"""One training step — forward, loss, BPTT, clipping, optimiser — and its capture.
+
+:class:`Trainer` is a plain object with no threads: ``step()`` trains on one batch and,
+every ``capture_every`` steps, returns a :class:`~gradviz.engine.capture.Capture`. The app's
+worker process and the headless command both drive it; so do the tests.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..config import RunConfig
+from .capture import Capture
+from .init import initialise, spectral_radius
+from .network import Network
+from .tasks import Task, make_task
+
+
+def set_flush_denormal_early() -> None:
+    """Flush denormal floats to zero. Call first thing in a training process or thread.
+
+    Vanished gradients are exactly the tiny numbers that turn into denormals, and those
+    made plain training up to 7× slower here; the setting only reaches torch's worker
+    threads that start after it. With it, gradients below ~1e-38 (float32) become 0.
+    """
+    torch.set_flush_denormal(True)
+
+
+def make_optimizer(name: str, params, lr: float, momentum: float = 0.0) -> torch.optim.Optimizer:
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr)
+    if name == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr)
+    if name == "adagrad":
+        return torch.optim.Adagrad(params, lr=lr)
+    raise ValueError(f"unknown optimizer {name!r}; allowed: sgd, adam, rmsprop, adagrad")
+
+
+class Trainer:
+    """Trains one network on one task and captures the gradient flow.
+
+    Seeding: the weights come from ``seed`` and the batches from a generator of their own
+    derived from it, so two cells started with the same seed see the same data.
+    """
+
+    def __init__(self, config: RunConfig, text: str | None = None):
+        self.config = config.validate()
+        self.device = torch.device(config.device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError("device: CUDA is not available here; use --device cpu")
+        self.dtype = torch.float64 if config.dtype == "float64" else torch.float32
+        self.task: Task = make_task(config, text)
+        self.net = Network(config.cell, self.task.input_size, config.hidden, self.task.output_size,
+                           config.layers, config.bidirectional, self.dtype, self.device)
+        initialise(self.net, config.init, config.rho, config.forget_bias,
+                   torch.Generator().manual_seed(config.seed))
+        self.params = list(self.net.parameters())
+        self.param_names = tuple(n for n, _ in self.net.named_parameters())
+        self.optimizer = make_optimizer(config.optimizer, self.params, config.lr, config.momentum)
+        self._data_gen = torch.Generator().manual_seed(config.seed + 1_000_003)
+        self._backup = [p.detach().clone() for p in self.params]
+        self.probe = self.task.probe().to(self.device, self.dtype)   # (T, 1, I)
+        self._state: tuple[Tensor, Tensor | None] | None = None       # carried when stateful
+        self.step_index = 0
+        self.last_loss = math.nan
+        self.baseline = float(self.task.baseline)
+        self._gen_count = 0
+        self._block_names = tuple(f"W_h{b}" for b in self.net.cell.blocks)
+
+    # -- live settings --------------------------------------------------------------------
+    def set_live(self, **changes) -> None:
+        """Change clipping, learning rate, momentum or capture interval for the next step."""
+        from ..config import LIVE_FIELDS
+        unknown = set(changes) - LIVE_FIELDS
+        if unknown:
+            raise ValueError(f"{', '.join(sorted(unknown))} cannot change during training; "
+                             f"live settings: {', '.join(sorted(LIVE_FIELDS))}")
+        self.config = self.config.replace(**changes)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.config.lr
+            if "momentum" in group and self.config.optimizer == "sgd":
+                group["momentum"] = self.config.momentum
+
+    # -- one step -------------------------------------------------------------------------
+    def step(self) -> Capture | None:
+        """Train on one batch. Returns a capture every ``capture_every`` steps, else None."""
+        cfg = self.config
+        capture = self.step_index % cfg.capture_every == 0
+        B = cfg.batch_size
+        batch = self.task.batch(B, self._data_gen)
+        x = batch.x.to(self.device, self.dtype)
+        target = batch.target.to(self.device)
+        if target.is_floating_point():
+            target = target.to(self.dtype)
+        if capture:
+            # The probe rides along as an extra batch row that the loss never sees, so its
+            # trajectory costs almost nothing and leaves the gradients untouched.
+            x = torch.cat([x, self.probe], 1)
+        state = self._initial_state(x.shape[1], B)
+
+        fwd = self.net.run(x, state)
+        out = fwd.output.detach().requires_grad_()
+        for p in self.params:
+            p.grad = None
+        y = self.net.readout(out[self.task.loss_positions, :B])
+        loss = self.task.loss(y, target)
+        loss.backward()
+        grads = self.net.backward(fwd, out.grad, cfg.tbptt)
+        if cfg.stateful:
+            self._state = (fwd.h_n[:, :B].clone(), None if fwd.c_n is None else fwd.c_n[:, :B].clone())
+
+        loss_value = loss.item()
+        norms = torch.stack([torch.linalg.vector_norm(p.grad) for p in self.params])
+        grad_norm = torch.linalg.vector_norm(norms).item()
+        # ρ describes the weights this step used, so it is taken before the update.
+        spectral = self._spectral() if capture else None
+        events: list[str] = []
+        nonfinite = not (math.isfinite(loss_value) and math.isfinite(grad_norm))
+        clipped = False
+        if nonfinite:
+            what = "loss" if not math.isfinite(loss_value) else "gradient"
+            events.append(f"step {self.step_index}: {what} not finite; the step was not applied")
+            grad_norm_clipped = grad_norm
+        else:
+            clipped = self._clip(grad_norm)
+            grad_norm_clipped = grad_norm if not clipped else torch.linalg.vector_norm(
+                torch.stack([torch.linalg.vector_norm(p.grad) for p in self.params])).item()
+            if not self._apply_update():
+                nonfinite = True
+                events.append(f"step {self.step_index}: the update made weights non-finite; "
+                              "it was undone and the optimiser state reset")
+        self.last_loss = loss_value
+        result = None
+        if capture:
+            result = self._capture(fwd, grads, B, loss_value, norms, grad_norm, grad_norm_clipped,
+                                   clipped, nonfinite, tuple(events), spectral)
+        self.step_index += 1
+        return result
+
+    def _initial_state(self, rows: int, B: int):
+        if self._state is None:
+            return None
+        h0, c0 = self.net.zero_state(rows)
+        h0[:, :B] = self._state[0]
+        if c0 is not None:
+            c0[:, :B] = self._state[1]
+        return h0, c0
+
+    def _clip(self, grad_norm: float) -> bool:
+        """Clip the gradients in place as configured; True if they changed."""
+        cfg = self.config
+        if cfg.clip == "norm":
+            torch.nn.utils.clip_grad_norm_(self.params, cfg.clip_threshold)
+            return grad_norm > cfg.clip_threshold
+        if cfg.clip == "value":
+            peak = max(p.grad.abs().max().item() for p in self.params)
+            torch.nn.utils.clip_grad_value_(self.params, cfg.clip_threshold)
+            return peak > cfg.clip_threshold
+        return False
+
+    def _apply_update(self) -> bool:
+        """Optimiser step; undo it (and reset the optimiser) if it made a weight non-finite."""
+        for b, p in zip(self._backup, self.params):
+            b.copy_(p.detach())
+        self.optimizer.step()
+        if all(torch.isfinite(p).all() for p in self.params):
+            return True
+        with torch.no_grad():
+            for b, p in zip(self._backup, self.params):
+                p.copy_(b)
+        self.optimizer.state.clear()
+        return False
+
+    # -- capture ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def _capture(self, fwd, grads, B, loss_value, norms, grad_norm, grad_norm_clipped,
+                 clipped, nonfinite, events, spectral) -> Capture:
+        cell = self.net.cell
+        L, D = self.net.layers, self.net.directions
+        ranges = torch.tensor(cell.gate_ranges, dtype=self.dtype, device=self.device)  # (G, 2)
+        low_thr = (ranges[:, 0] + 0.1 * (ranges[:, 1] - ranges[:, 0])).view(1, 1, -1, 1)
+        high_thr = (ranges[:, 0] + 0.9 * (ranges[:, 1] - ranges[:, 0])).view(1, 1, -1, 1)
+
+        def in_time_order(t: Tensor, d: int) -> Tensor:
+            return t if d == 0 else t.flip(0)
+
+        dh, dc, gates, low, high, ph, pc = [], [], [], [], [], [], []
+        for k in range(L):
+            for d in range(D):
+                g = grads[k][d]
+                cache = fwd.caches[k][d]
+                dh.append(in_time_order(torch.linalg.vector_norm(g.dh, dim=(1, 2)), d))
+                if g.dc is not None:
+                    dc.append(in_time_order(torch.linalg.vector_norm(g.dc, dim=(1, 2)), d))
+                acts = cell.gates(cache)[:, :B]                       # (T, B, G, H)
+                gates.append(in_time_order(acts.mean(1), d))          # (T, G, H)
+                low.append(in_time_order((acts < low_thr).to(self.dtype).mean((1, 3)), d))
+                high.append(in_time_order((acts > high_thr).to(self.dtype).mean((1, 3)), d))
+                ph.append(in_time_order(cache.h[:, B], d))
+                if cache.c is not None:
+                    pc.append(in_time_order(cache.c[:, B], d))
+        T = dh[0].shape[0]
+        G = len(cell.gate_names)
+        H = self.net.hidden
+
+        def host(parts: list[Tensor], shape: tuple[int, ...]) -> np.ndarray:
+            return torch.stack(parts).reshape(shape).to("cpu", torch.float32).numpy()
+
+        rho, sigma = spectral
+        return Capture(
+            step=self.step_index, loss=loss_value, baseline=self.baseline,
+            lr=self.config.lr, clip=self.config.clip, clip_threshold=self.config.clip_threshold,
+            dh_norm=host(dh, (L, D, T)),
+            dc_norm=host(dc, (L, D, T)) if dc else None,
+            gate_names=tuple(cell.gate_names), gate_ranges=tuple(cell.gate_ranges),
+            gates=host(gates, (L, D, T, G, H)).transpose(0, 1, 3, 2, 4).copy(),
+            sat_low=host(low, (L, D, T, G)).transpose(0, 1, 3, 2).copy(),
+            sat_high=host(high, (L, D, T, G)).transpose(0, 1, 3, 2).copy(),
+            probe_h=host(ph, (L, D, T, H)),
+            probe_c=host(pc, (L, D, T, H)) if pc else None,
+            param_names=self.param_names,
+            param_grad_norm=norms.to("cpu", torch.float32).numpy(),
+            grad_norm=grad_norm, grad_norm_clipped=grad_norm_clipped,
+            clipped=clipped, nonfinite=nonfinite,
+            rho=rho.to(torch.float32).cpu().numpy(), sigma_max=sigma.to(torch.float32).cpu().numpy(),
+            rho_names=self._block_names, events=events,
+        )
+
+    @torch.no_grad()
+    def _spectral(self) -> tuple[Tensor, Tensor]:
+        """Spectral radius and largest singular value of every recurrent block, (L, D, G')."""
+        L, D, H = self.net.layers, self.net.directions, self.net.hidden
+        blocks = torch.stack([self.net.layer_params(k, d)["weight_hh"].detach().view(-1, H, H)
+                              for k in range(L) for d in range(D)])   # (L·D, G', H, H)
+        rho = spectral_radius(blocks).view(L, D, -1)
+        sigma = torch.linalg.matrix_norm(blocks.double(), ord=2).view(L, D, -1)
+        return rho, sigma
+
+    # -- text -------------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(self, n: int = 200, temperature: float = 1.0) -> str | None:
+        """Sample n symbols from the model for language tasks; None for other tasks."""
+        if not self.task.is_language:
+            return None
+        if self.net.directions == 2:
+            return "(A bidirectional model reads the future, so it cannot generate text.)"
+        gen = torch.Generator().manual_seed(self.config.seed * 7919 + self._gen_count)
+        self._gen_count += 1
+        I = self.task.input_size
+        index = int(torch.randint(I, (1,), generator=gen))
+        out_idx = [index]
+        state = None
+        x = torch.zeros(1, 1, I, dtype=self.dtype, device=self.device)
+        for _ in range(n - 1):
+            x.zero_()
+            x[0, 0, index] = 1.0
+            fwd = self.net.run(x, state)
+            state = (fwd.h_n, fwd.c_n)
+            logits = self.net.readout(fwd.output[-1, 0]) / temperature
+            probs = torch.softmax(logits.double(), -1).cpu()
+            index = int(torch.multinomial(probs, 1, generator=gen))
+            out_idx.append(index)
+        return self.task.decode(out_idx)
