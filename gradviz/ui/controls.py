@@ -32,6 +32,7 @@ CELL_LABELS = {
     "lstm-coupled": "LSTM, coupled gates",
     "gru": "GRU",
 }
+FIELD_MIN_WIDTH = 80
 OPTIMIZER_LABELS = {"sgd": "SGD", "adam": "Adam", "rmsprop": "RMSprop", "adagrad": "Adagrad"}
 CLIP_LABELS = {"none": "none", "value": "by value", "norm": "by global norm"}
 
@@ -152,6 +153,13 @@ class ControlPanel(QtWidgets.QWidget):
         if isinstance(widget, (QtWidgets.QAbstractSpinBox, QtWidgets.QComboBox)):
             widget.setFocusPolicy(QtCore.Qt.FocusPolicy.StrongFocus)
             widget.installEventFilter(self._wheel_guard)
+            # Their size hints fit the widest value (a seed of 2147483647); the panel
+            # should leave the room to the plots.
+            widget.setMinimumWidth(FIELD_MIN_WIDTH)
+        if isinstance(widget, QtWidgets.QComboBox):
+            widget.setSizeAdjustPolicy(
+                QtWidgets.QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            widget.setMinimumContentsLength(8)
         self.w[name] = widget
         return widget
 

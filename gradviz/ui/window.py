@@ -78,7 +78,7 @@ class MainWindow(QtWidgets.QMainWindow):
         scroll.setWidget(self.controls)
         scroll.setWidgetResizable(True)
         scroll.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        scroll.setMinimumWidth(self.controls.sizeHint().width()
+        scroll.setMinimumWidth(self.controls.minimumSizeHint().width()
                                + scroll.verticalScrollBar().sizeHint().width() + 4)
 
         plots = QtWidgets.QWidget()
@@ -90,6 +90,9 @@ class MainWindow(QtWidgets.QMainWindow):
             # A click on a plot takes the focus from the controls, so Space, S and R act
             # on the training instead of the last spin box the user typed in.
             view.setFocusPolicy(QtCore.Qt.FocusPolicy.ClickFocus)
+            # Equal shares of the grid, whatever each view's toolbar would like.
+            view.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored,
+                               QtWidgets.QSizePolicy.Policy.Ignored)
             if key == "text":
                 continue
             grid.addWidget(view, index // GRID_COLUMNS, index % GRID_COLUMNS)
@@ -110,6 +113,7 @@ class MainWindow(QtWidgets.QMainWindow):
         splitter.setStretchFactor(0, 0)
         splitter.setStretchFactor(1, 1)
         splitter.setCollapsible(1, False)
+        splitter.setSizes([scroll.minimumWidth(), 10 * scroll.minimumWidth()])
         self.setCentralWidget(splitter)
 
     def _action(self, text: str, slot, shortcut=None, icon=None, tip: str = "") -> QtGui.QAction:
