@@ -1,0 +1,376 @@
+"""The ``gradviz`` command: with no arguments it opens the app; ``gradviz run …`` trains
+without a window and writes a run folder (docs/run-format.md) that the app can open.
+
+Qt is imported only when the app starts, so ``gradviz run`` needs no display. Mistakes in
+the arguments end with exit status 2 and one line that names the option and what it
+allows; never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+from dataclasses import fields
+from datetime import datetime
+from pathlib import Path
+from typing import TextIO
+
+from gradviz import __version__
+from gradviz.config import (CELLS, CLIP_MODES, DEVICES, DTYPES, INITS, LIMITS, OPTIMIZERS, TASKS,
+                            ConfigError, RunConfig)
+
+PROG = "gradviz run"
+HISTORY_CAPACITY = 4096
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # the shell's convention for a command stopped by SIGINT
+
+TOP_HELP = f"""usage: gradviz [--version] [run [OPTIONS]]
+
+  gradviz              open the app
+  gradviz run …        train without a window and save the run (gradviz run --help)
+  gradviz --version    print the version ({__version__})"""
+
+_CHOICES = {"task": TASKS, "cell": CELLS, "optimizer": OPTIMIZERS, "clip": CLIP_MODES,
+            "init": INITS, "device": DEVICES, "dtype": DTYPES}
+_HELP = {
+    "task": "training problem",
+    "seq_len": "sequence length T",
+    "cell": "recurrent cell",
+    "hidden": "hidden units per layer and direction",
+    "layers": "stacked layers",
+    "bidirectional": "also run a backward direction",
+    "batch_size": "sequences per batch",
+    "optimizer": "optimiser",
+    "lr": "learning rate",
+    "momentum": "SGD momentum",
+    "clip": "gradient clipping: none, by value, or by global norm",
+    "clip_threshold": "clipping threshold",
+    "init": "initialisation of the recurrent weights",
+    "rho": "rescale each recurrent matrix to this spectral radius ('none': keep it)",
+    "forget_bias": "initial LSTM forget-gate bias",
+    "tbptt": "truncated BPTT chunk length; 0 = full BPTT",
+    "stateful": "carry each batch's final state into the next batch",
+    "seed": "random seed of weights and data",
+    "device": "where to train",
+    "dtype": "floating-point precision",
+    "capture_every": "capture gradients every N steps",
+    "steps": "training steps",
+    "text_file": "UTF-8 text for --task text",
+}
+
+
+class UsageError(Exception):
+    """A command-line mistake; the message starts with the option it is about."""
+
+
+def option_name(field_name: str) -> str:
+    return "--" + field_name.replace("_", "-")
+
+
+def _number(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
+def _allowed(name: str) -> str:
+    lo, hi = LIMITS[name]
+    return f"allowed: {_number(lo)} to {_number(hi)}"
+
+
+def _int_type(name: str):
+    def parse(text: str) -> int:
+        try:
+            return int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number; {_allowed(name)}") \
+                from None
+    return parse
+
+
+def _float_type(name: str, none_ok: bool = False):
+    def parse(text: str) -> float | None:
+        if none_ok and text.lower() == "none":
+            return None
+        try:
+            return float(text)
+        except ValueError:
+            extra = " or 'none'" if none_ok else ""
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number; {_allowed(name)}{extra}") \
+                from None
+    return parse
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line instead of argparse's usage block
+        message = message.removeprefix("argument ")
+        if "allowed:" not in message:
+            message += f"; see '{self.prog} --help'"
+        self.exit(EXIT_USAGE, f"{self.prog}: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``gradviz run`` parser: one option per RunConfig field, absent unless given."""
+    parser = _Parser(prog=PROG, allow_abbrev=False, argument_default=argparse.SUPPRESS,
+                     description="Train a recurrent network without a window, capture its "
+                                 "gradient flow, and save the run (run.json + capture.npz).")
+    for f in fields(RunConfig):
+        flag, help_text = option_name(f.name), _HELP[f.name]
+        if f.name in _CHOICES:
+            parser.add_argument(flag, metavar="{" + ",".join(_CHOICES[f.name]) + "}",
+                                help=f"{help_text} (default {f.default})")
+        elif isinstance(f.default, bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=help_text)
+        elif isinstance(f.default, int):
+            parser.add_argument(flag, type=_int_type(f.name), metavar="N",
+                                help=f"{help_text} ({_allowed(f.name)}; default {f.default})")
+        elif f.name == "rho" or isinstance(f.default, float):
+            parser.add_argument(flag, type=_float_type(f.name, none_ok=f.name == "rho"),
+                                metavar="X",
+                                help=f"{help_text} ({_allowed(f.name)}; default {f.default})")
+        else:
+            parser.add_argument(flag, metavar="PATH", help=help_text)
+    parser.add_argument("--out", metavar="DIR", default=None,
+                        help="folder to write the run to (default runs/<date-time>)")
+    parser.add_argument("--config", metavar="RUN_JSON", default=None,
+                        help="repeat a saved run (its folder or run.json); options given here "
+                             "override its settings")
+    parser.add_argument("--figures", metavar="DIR", default=None,
+                        help="also write each view as a figure into DIR")
+    parser.add_argument("--quiet", action="store_true", default=False,
+                        help="print nothing but errors")
+    return parser
+
+
+# -- progress -------------------------------------------------------------------------
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
+
+
+class Progress:
+    """One status line on ``stream``, redrawn in place (``\\r``) at most 5 times a second;
+    where the stream is not a terminal (a log file), a new line every 10 s instead."""
+
+    def __init__(self, total: int, stream: TextIO, enabled: bool = True):
+        self.total, self.stream, self.enabled = total, stream, enabled
+        self.tty = enabled and stream.isatty()
+        self.interval = 0.2 if self.tty else 10.0
+        self.start = self._last = time.perf_counter()
+        self._width = 0
+
+    def update(self, done: int, loss: float) -> None:
+        now = time.perf_counter()
+        if not self.enabled or (now - self._last < self.interval and done < self.total):
+            return
+        self._last = now
+        rate = done / max(now - self.start, 1e-9)
+        eta = _clock((self.total - done) / rate) if rate > 0 else "?"
+        line = (f"step {done}/{self.total}  {100 * done / self.total:3.0f}%  {rate:.1f} steps/s  "
+                f"loss {loss:.4g}  ETA {eta}")
+        if self.tty:
+            self.stream.write("\r" + line.ljust(self._width))
+            self._width = len(line)
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        """Erase the status line, so what is printed next starts on a clean line."""
+        if self.tty and self._width:
+            self.stream.write("\r" + " " * self._width + "\r")
+            self.stream.flush()
+
+
+# -- gradviz run ----------------------------------------------------------------------
+def _make_config(ns: argparse.Namespace) -> RunConfig:
+    from gradviz.engine.record import RunFileError, load_run_config
+
+    base = RunConfig()
+    if ns.config is not None:
+        try:
+            base = load_run_config(ns.config)
+        except RunFileError as exc:
+            raise UsageError(f"--config: {exc}") from None
+    given = {f.name: getattr(ns, f.name) for f in fields(RunConfig) if hasattr(ns, f.name)}
+    if given.get("text_file"):
+        # An absolute path keeps the saved run repeatable from any working directory.
+        given["text_file"] = os.path.abspath(given["text_file"])
+    try:
+        return base.replace(**given)
+    except ConfigError as exc:
+        message = str(exc).removeprefix(f"{exc.field}: ")
+        raise UsageError(f"{option_name(exc.field)}: {message}") from None
+
+
+def _load_text(config: RunConfig, from_config: bool) -> tuple[str | None, str | None]:
+    """(text, note) for the text task, read here so a bad file is a --text-file error."""
+    if config.task != "text":
+        return None, None
+    from gradviz.engine.tasks import TaskInputError, load_text
+
+    try:
+        return load_text(config.text_file)
+    except TaskInputError as exc:
+        where = " (the file named by --config)" if from_config else ""
+        raise UsageError(f"--text-file{where}: {exc}") from None
+
+
+def _out_folder(out: str | None) -> Path:
+    if out is None:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        folder, n = Path("runs") / stamp, 1
+        while folder.exists():
+            n += 1
+            folder = Path("runs") / f"{stamp}-{n}"
+    else:
+        folder = Path(out)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"--out: cannot create the folder {folder} ({exc.strerror or exc}); "
+                         "choose a folder you can write to") from None
+    if not os.access(folder, os.W_OK):
+        raise UsageError(f"--out: the folder {folder} is not writable; choose another")
+    return folder
+
+
+def _say(quiet: bool, text: str) -> None:
+    if not quiet:
+        print(text, file=sys.stderr, flush=True)
+
+
+def run_command(argv: list[str]) -> int:
+    """``gradviz run ARGS``; returns the exit status."""
+    try:
+        ns = build_parser().parse_args(argv)
+    except SystemExit as stop:  # argparse has printed its one line (or the help)
+        return stop.code if isinstance(stop.code, int) else 0
+    try:
+        return _train(ns)
+    except UsageError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _train(ns: argparse.Namespace) -> int:
+    config = _make_config(ns)
+    from gradviz.engine.train import set_flush_denormal_early
+
+    # Before anything makes torch start its worker threads, or it does not reach them.
+    set_flush_denormal_early()
+    import torch
+
+    if config.device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device: cuda is not available on this machine (torch finds no CUDA "
+                         "GPU); allowed here: cpu")
+    text, note = _load_text(config, from_config=ns.config is not None and not hasattr(ns, "text_file"))
+    if note:
+        _say(ns.quiet, f"note: {note}")
+    folder = _out_folder(ns.out)
+
+    from gradviz.engine.record import History, save_run
+    from gradviz.engine.tasks import TaskInputError
+    from gradviz.engine.train import Trainer
+
+    try:
+        trainer = Trainer(config, text=text)
+    except TaskInputError as exc:
+        raise UsageError(f"{option_name(exc.field or 'task')}: {exc}") from None
+    history = History(HISTORY_CAPACITY)
+    progress = Progress(config.steps, sys.stderr, enabled=not ns.quiet)
+    captured = nonfinite = clipped = 0
+    interrupted = False
+    try:
+        for _ in range(config.steps):
+            capture = trainer.step()
+            if capture is not None:
+                history.append(capture)
+                captured += 1
+                nonfinite += capture.nonfinite
+                clipped += capture.clipped
+            progress.update(trainer.step_index, trainer.last_loss)
+    except KeyboardInterrupt:
+        interrupted = True
+    seconds = time.perf_counter() - progress.start
+    progress.close()
+
+    done = trainer.step_index
+    summary = {
+        "steps_done": done,
+        "seconds": round(seconds, 3),
+        "steps_per_second": done / seconds if seconds > 0 else None,
+        "final_loss": trainer.last_loss if done else None,
+        "baseline": float(trainer.task.baseline),
+        # Counted over captured steps: every step when capture_every is 1.
+        "nonfinite_steps": nonfinite,
+        "clipped_steps": clipped,
+        "captured_steps": captured,
+        "interrupted": interrupted,
+    }
+    try:
+        save_run(folder, config, history, summary)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted while saving; {folder} was left as it was", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except OSError as exc:
+        print(f"{PROG}: could not save the run to {folder}: {exc}", file=sys.stderr)
+        return 1
+    if interrupted:
+        print(f"{PROG}: interrupted after {done} of {config.steps} steps; saved what was done "
+              f"to {folder}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    rate = f"{summary['steps_per_second']:.1f}" if summary["steps_per_second"] else "?"
+    flags = "".join(f", {n} {what}" for n, what in ((nonfinite, "non-finite"), (clipped, "clipped"))
+                    if n)
+    _say(ns.quiet, f"done: {done} steps in {_clock(seconds)} ({rate} steps/s{flags}); final loss "
+                   f"{summary['final_loss']:.4g}, baseline {summary['baseline']:.4g}; "
+                   f"saved to {folder}")
+    if ns.figures is not None:
+        return _write_figures(Path(ns.figures), config, history, ns.quiet)
+    return 0
+
+
+def _write_figures(folder: Path, config: RunConfig, history, quiet: bool) -> int:
+    # A headless command draws off screen; a desktop session keeps its own platform.
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    try:
+        from gradviz.ui.figures import write_figures
+        write_figures(folder, config, history)
+    except Exception as exc:  # the run is saved; report why the pictures are not, in one line
+        print(f"{PROG}: --figures: could not write figures to {folder}: "
+              f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    _say(quiet, f"figures written to {folder}")
+    return 0
+
+
+# -- entry points ---------------------------------------------------------------------
+def gui_main() -> int:
+    """Open the app (the ``gradviz-app`` entry point)."""
+    from gradviz.ui.app import run_app
+
+    return run_app()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``gradviz`` (the app), ``gradviz run …`` (headless) or ``gradviz --version``."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args:
+        return gui_main()
+    if args[0] == "run":
+        return run_command(args[1:])
+    if args[0] in ("--version", "-V"):
+        print(f"gradviz {__version__}")
+        return 0
+    if args[0] in ("-h", "--help"):
+        print(TOP_HELP)
+        return 0
+    print(f"gradviz: unknown command {args[0]!r}; use 'gradviz' to open the app or "
+          f"'{PROG} --help' to train without a window", file=sys.stderr)
+    return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())
