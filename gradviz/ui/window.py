@@ -307,12 +307,19 @@ class MainWindow(QtWidgets.QMainWindow):
         box = QtWidgets.QMessageBox(
             QtWidgets.QMessageBox.Icon.Warning, "gradviz: training stopped",
             f"{message}\n\nChange the settings and press Reset (R) to start again.",
-            QtWidgets.QMessageBox.StandardButton.Ok, self)
+            QtWidgets.QMessageBox.StandardButton.Close, self)
+        reset = box.addButton("Reset", QtWidgets.QMessageBox.ButtonRole.ResetRole)
+        reset.clicked.connect(self.reset_training)
         if details:
             box.setDetailedText(details)
         box.setWindowModality(QtCore.Qt.WindowModality.NonModal)
+        box.finished.connect(lambda _result, b=box: self._forget_error(b))
         box.show()
         self._error_box = box
+
+    def _forget_error(self, box: QtWidgets.QMessageBox) -> None:
+        if self._error_box is box:
+            self._error_box = None
 
     def _close_error(self) -> None:
         if self._error_box is not None:
