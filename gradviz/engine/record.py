@@ -414,22 +414,29 @@ def load_run_config(folder_or_run_json: str | os.PathLike) -> RunConfig:
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    # What zipfile and zlib raise for damaged archives (RuntimeError: "encrypted" flags).
+    damaged = (OSError, EOFError, RuntimeError, zipfile.BadZipFile, zlib.error)
     try:
         npz = np.load(path, allow_pickle=False)
-        if not isinstance(npz, np.lib.npyio.NpzFile):
-            return {}  # a bare .npy array: reported below as not an archive
-        with npz:
-            arrays = {name: npz[name] for name in npz.files}
     except FileNotFoundError:
         raise RunFileError(f"{path}: file not found; a run folder holds run.json and capture.npz") \
             from None
+    except ValueError:  # numpy's last guess for unknown bytes is a pickle, refused here
+        raise RunFileError(f"{path}: damaged or not a numpy archive") from None
+    except damaged as exc:
+        raise RunFileError(f"{path}: damaged or truncated ({str(exc) or type(exc).__name__})") from None
+    if not isinstance(npz, np.lib.npyio.NpzFile):
+        return {}  # a bare .npy array: reported by the caller as missing arrays
+    try:
+        with npz:
+            arrays = {name: npz[name] for name in npz.files}
     except ValueError as exc:
         if "allow_pickle" in str(exc):
             raise RunFileError(f"{path}: holds pickled (object) data, which gradviz never writes "
                                "and will not load") from None
-        raise RunFileError(f"{path}: damaged or not a numpy archive ({exc})") from None
-    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
-        raise RunFileError(f"{path}: damaged or truncated ({exc or type(exc).__name__})") from None
+        raise RunFileError(f"{path}: damaged ({exc})") from None
+    except damaged as exc:
+        raise RunFileError(f"{path}: damaged or truncated ({str(exc) or type(exc).__name__})") from None
     for name, value in arrays.items():
         if not isinstance(value, np.ndarray):  # NpzFile hands other zip members over as bytes
             raise RunFileError(f"{path}: member '{name}' is not a numpy array")
