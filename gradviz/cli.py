@@ -268,7 +268,6 @@ def _train(ns: argparse.Namespace) -> int:
     text, note = _load_text(config, from_config=ns.config is not None and not hasattr(ns, "text_file"))
     if note:
         _say(ns.quiet, f"note: {note}")
-    folder = _out_folder(ns.out)
 
     from gradviz.engine.record import History, save_run
     from gradviz.engine.tasks import TaskInputError
@@ -278,6 +277,7 @@ def _train(ns: argparse.Namespace) -> int:
         trainer = Trainer(config, text=text)
     except TaskInputError as exc:
         raise UsageError(f"{option_name(exc.field or 'task')}: {exc}") from None
+    folder = _out_folder(ns.out)  # only now: a mistake above leaves no empty folder behind
     history = History(HISTORY_CAPACITY)
     progress = Progress(config.steps, sys.stderr, enabled=not ns.quiet)
     captured = nonfinite = clipped = 0

@@ -18,7 +18,7 @@ import platform
 import tempfile
 import zipfile
 import zlib
-from dataclasses import fields
+from dataclasses import MISSING, fields
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -263,7 +263,8 @@ _LATEST_SPEC: dict[str, tuple[str, tuple[str, ...]]] = {
     "rho": ("f", ("L", "D", "R")), "sigma_max": ("f", ("L", "D", "R")),
     "rho_names": ("U", ("R",)), "events": ("U", ("E",)),
 }
-_LATEST_OPTIONAL = {"dc_norm": ("f", ("L", "D", "T")), "probe_c": ("f", ("L", "D", "T", "H"))}
+_LATEST_OPTIONAL = {"dc_norm": ("f", ("L", "D", "T")), "probe_c": ("f", ("L", "D", "T", "H")),
+                    "rho_step": ("i", ())}
 _NAME_FIELDS = ("gate_names", "param_names", "rho_names", "events")
 _KIND_WORDS = {"i": "integers", "f": "floats", "b": "booleans", "U": "text"}
 
@@ -473,7 +474,8 @@ def _latest_from(arrays: dict[str, np.ndarray]) -> Capture:
     for f in fields(Capture):
         value = arrays.get("latest_" + f.name)
         if value is None:
-            values[f.name] = None
+            if f.default is MISSING and f.default_factory is MISSING:
+                values[f.name] = None  # an optional array (dc_norm, probe_c) not stored
         elif f.name in _NAME_FIELDS:
             values[f.name] = tuple(str(s) for s in value)
         elif f.name == "gate_ranges":

@@ -1,0 +1,265 @@
+"""``gradviz run``: one-line errors for bad arguments, real short runs, repeats, Ctrl+C."""
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from gradviz import __version__, cli
+from gradviz.config import RunConfig
+from gradviz.engine import record
+from gradviz.engine.record import load_run
+from gradviz.engine.train import Trainer
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL = ["--steps", "5", "--hidden", "8", "--seq-len", "10", "--batch-size", "8"]
+
+
+def one_line(text: str) -> str:
+    lines = text.splitlines()
+    assert len(lines) == 1, f"expected one line, got {text!r}"
+    assert "Traceback" not in text
+    return lines[0]
+
+
+@pytest.fixture
+def texts(tmp_path):
+    (tmp_path / "empty.txt").write_bytes(b"")
+    (tmp_path / "binary.txt").write_bytes(b"\x00\x01\x02abc" * 20)
+    (tmp_path / "good.txt").write_text("the quick brown fox jumps over the lazy dog. " * 20)
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "other.json").write_text(json.dumps({"schema": "something else"}))
+    return tmp_path
+
+
+BAD = [
+    (["--seq-len", "0"], "--seq-len: 0 is out of range; allowed: 1 to 5000"),
+    (["--seq-len", "abc"], "--seq-len: 'abc' is not a whole number; allowed: 1 to 5000"),
+    (["--hidden", "2.5"], "--hidden: '2.5' is not a whole number"),
+    (["--cell", "tree"], "--cell: unknown value 'tree'; allowed: rnn-tanh"),
+    (["--lr", "-1"], "--lr: -1.0 is out of range"),
+    (["--lr", "nan"], "--lr: must be a finite number"),
+    (["--rho", "big"], "--rho: 'big' is not a number; allowed: 0.001 to 10 or 'none'"),
+    (["--clip", "sometimes"], "--clip: unknown value 'sometimes'; allowed: none, value, norm"),
+    (["--steps"], "--steps: expected one argument"),
+    (["--colour", "red"], "unrecognized arguments: --colour red"),
+    (["--ste", "5"], "unrecognized arguments: --ste"),
+    (["--bidirectional=yes"], "--bidirectional/--no-bidirectional: ignored explicit argument"),
+    (["--task", "text"], "--text-file: the text task needs a UTF-8 text file"),
+    (["--task", "text", "--text-file", "{tmp}/missing.txt"], "--text-file: The text file .* does not exist"),
+    (["--task", "text", "--text-file", "{tmp}/empty.txt"], "--text-file: The text file .* is empty"),
+    (["--task", "text", "--text-file", "{tmp}/binary.txt"], "--text-file: .* looks like a binary file"),
+    (["--task", "text", "--text-file", "{tmp}"], "--text-file: .* is a folder"),
+    (["--task", "copy", "--seq-len", "2"], "--seq-len: The copy task needs a sequence length"),
+    (["--config", "{tmp}/nowhere"], "--config: .*nowhere: no such run folder"),
+    (["--config", "{tmp}/other.json"], "--config: .*other.json: not a gradviz run"),
+    (["--out", "{tmp}/afile"], "--out: cannot create the folder .*afile"),
+]
+
+
+@pytest.mark.parametrize("args, expected", BAD, ids=[" ".join(a) for a, _ in BAD])
+def test_bad_arguments_exit_2_with_one_line(texts, capsys, monkeypatch, args, expected):
+    args = [a.replace("{tmp}", str(texts)) for a in args]
+    monkeypatch.chdir(texts)
+    before = sorted(texts.iterdir())
+    assert cli.main(["run", *args]) == 2
+    assert sorted(texts.iterdir()) == before, "a failed command left files behind"
+    captured = capsys.readouterr()
+    line = one_line(captured.err)
+    assert line.startswith("gradviz run: ")
+    assert re.search(expected, line), line
+    assert captured.out == ""
+
+
+def test_cuda_when_there_is_none_exits_2(monkeypatch, capsys, tmp_path):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert cli.main(["run", "--device", "cuda", "--out", str(tmp_path)]) == 2
+    line = one_line(capsys.readouterr().err)
+    assert "--device: cuda is not available" in line and "allowed here: cpu" in line
+
+
+def test_the_installed_command_prints_no_traceback(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "gradviz.cli", "run", "--layers", "9"],
+                          cwd=tmp_path, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)
+    assert done.returncode == 2
+    assert one_line(done.stderr) == "gradviz run: --layers: 9 is out of range; allowed: 1 to 4"
+    version = subprocess.run([sys.executable, "-m", "gradviz.cli", "--version"], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=120,
+                             env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert version.returncode == 0 and version.stdout.strip() == f"gradviz {__version__}"
+
+
+def test_unknown_command_exits_2(capsys):
+    assert cli.main(["train"]) == 2
+    assert "unknown command 'train'" in one_line(capsys.readouterr().err)
+
+
+def test_no_arguments_opens_the_app(monkeypatch):
+    calls = []
+    fake = types.ModuleType("gradviz.ui.app")
+    fake.run_app = lambda: calls.append("app") or 0
+    monkeypatch.setitem(sys.modules, "gradviz.ui.app", fake)
+    assert cli.main([]) == 0 and cli.gui_main() == 0
+    assert calls == ["app", "app"]
+
+
+# -- real runs ------------------------------------------------------------------------
+def test_a_short_run_writes_the_documented_files(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli.main(["run", *SMALL, "--layers", "2", "--bidirectional", "--seed", "3",
+                     "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.splitlines()[-1].startswith("done: 5 steps in ")
+    assert f"saved to {out}" in err
+    assert sorted(p.name for p in out.iterdir()) == ["capture.npz", "run.json"]
+    doc = json.loads((out / "run.json").read_text())
+    summary = doc["summary"]
+    assert summary["steps_done"] == 5 and summary["captured_steps"] == 5
+    assert summary["interrupted"] is False and summary["steps_per_second"] > 0
+    assert np.isfinite(summary["final_loss"]) and summary["baseline"] > 0
+    config = RunConfig.from_dict(doc["config"])
+    assert (config.layers, config.bidirectional, config.hidden, config.seed) == (2, True, 8, 3)
+    with np.load(out / "capture.npz", allow_pickle=False) as npz:
+        K, T = 5, 10
+        assert npz["step"].tolist() == [0, 1, 2, 3, 4]
+        for name in ("loss", "grad_norm", "grad_norm_clipped"):
+            assert npz[name].shape == (K,) and npz[name].dtype == np.float64
+        assert npz["dh_norm"].shape == (K, T) and npz["dc_norm"].shape == (K, T)
+        assert npz["dh_norm_all"].shape == (K, 2, 2, T)
+        P = len(npz["param_names"])
+        assert npz["param_grad_norm"].shape == (K, P)
+        assert npz["latest_gates"].shape == (2, 2, 4, T, 8)
+        assert float(npz["baseline"]) == summary["baseline"]
+        assert npz["loss"][-1] == summary["final_loss"]
+        assert np.all(npz["dh_norm"] > 0)
+    _, history, _ = load_run(out)
+    assert history.latest.step == 4
+
+
+def test_capture_every_and_a_gru(tmp_path, capsys):
+    out = tmp_path / "gru"
+    assert cli.main(["run", *SMALL, "--cell", "gru", "--capture-every", "2", "--quiet",
+                     "--out", str(out)]) == 0
+    assert capsys.readouterr().err == ""
+    _, history, summary = load_run(out)
+    assert history.step.tolist() == [0, 2, 4] and history.dc_norm is None
+    assert summary["steps_done"] == 5 and summary["captured_steps"] == 3
+
+
+def test_repeating_a_run_with_config_gives_the_same_losses(tmp_path):
+    first, again, shorter = tmp_path / "first", tmp_path / "again", tmp_path / "shorter"
+    assert cli.main(["run", *SMALL, "--steps", "6", "--seed", "11", "--clip", "norm",
+                     "--clip-threshold", "0.5", "--quiet", "--out", str(first)]) == 0
+    assert cli.main(["run", "--config", str(first / "run.json"), "--quiet",
+                     "--out", str(again)]) == 0
+    config_a, history_a, _ = load_run(first)
+    config_b, history_b, _ = load_run(again)
+    assert config_a == config_b
+    np.testing.assert_array_equal(history_b.loss, history_a.loss)  # bit for bit
+    np.testing.assert_array_equal(history_b.dh_norm, history_a.dh_norm)
+    assert cli.main(["run", "--config", str(first), "--steps", "3", "--quiet",
+                     "--out", str(shorter)]) == 0
+    config_c, history_c, _ = load_run(shorter)
+    assert config_c == config_a.replace(steps=3)
+    np.testing.assert_array_equal(history_c.loss, history_a.loss[:3])
+
+
+def test_text_task_from_a_file(texts, monkeypatch):
+    monkeypatch.chdir(texts)
+    assert cli.main(["run", *SMALL, "--task", "text", "--text-file", "good.txt", "--quiet",
+                     "--out", "textrun"]) == 0
+    config, history, _ = load_run(texts / "textrun")
+    assert config.text_file == str(texts / "good.txt") and len(history) == 5
+
+
+def test_default_out_folder_is_under_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["run", *SMALL, "--steps", "1", "--quiet"]) == 0
+    assert cli.main(["run", *SMALL, "--steps", "1", "--quiet"]) == 0
+    folders = sorted((tmp_path / "runs").iterdir())
+    assert len(folders) == 2 and all((f / "run.json").is_file() for f in folders)
+
+
+def test_ctrl_c_saves_what_was_done(tmp_path, monkeypatch, capsys):
+    real_step = Trainer.step
+
+    def step(self):
+        if self.step_index == 3:
+            raise KeyboardInterrupt
+        return real_step(self)
+
+    monkeypatch.setattr(Trainer, "step", step)
+    out = tmp_path / "stopped"
+    assert cli.main(["run", *SMALL, "--out", str(out)]) == 130
+    line = one_line(capsys.readouterr().err)
+    assert "interrupted after 3 of 5 steps" in line and str(out) in line
+    _, history, summary = load_run(out)
+    assert history.step.tolist() == [0, 1, 2]
+    assert summary["interrupted"] is True and summary["steps_done"] == 3
+
+
+def test_progress_is_one_updating_line_on_a_terminal(tmp_path, monkeypatch):
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert cli.main(["run", *SMALL, "--steps", "20", "--out", str(tmp_path / "p")]) == 0
+    text = terminal.getvalue()
+    updates = [part for part in text.split("\r") if part.startswith("step ")]
+    assert updates and updates[-1].startswith("step 20/20  100%")
+    assert "steps/s" in updates[-1] and "loss " in updates[-1] and "ETA 0:00" in updates[-1]
+    # The line is erased before the summary, which ends the output on a line of its own.
+    assert text.splitlines()[-1].lstrip("\r ").startswith("done: 20 steps")
+
+
+def test_progress_is_throttled(monkeypatch):
+    stream = io.StringIO()
+    stream.isatty = lambda: True
+    progress = cli.Progress(1000, stream)
+    for done in range(1, 1000):
+        progress.update(done, 0.5)
+    assert stream.getvalue().count("\r") <= 1  # a fast loop redraws at most every 0.2 s
+    progress.update(1000, 0.5)
+    assert stream.getvalue().endswith("loss 0.5  ETA 0:00")
+
+
+def test_a_failed_save_is_one_line(tmp_path, monkeypatch, capsys):
+    def broken(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(record, "save_run", broken)
+    assert cli.main(["run", *SMALL, "--quiet", "--out", str(tmp_path / "full")]) == 1
+    assert "could not save the run" in one_line(capsys.readouterr().err)
+
+
+def test_figures_are_written_by_the_figures_module(tmp_path, monkeypatch, capsys):
+    written = []
+    fake = types.ModuleType("gradviz.ui.figures")
+    fake.write_figures = lambda folder, config, history: written.append(
+        (Path(folder), config.steps, len(history)))
+    monkeypatch.setitem(sys.modules, "gradviz.ui.figures", fake)
+    figures = tmp_path / "figs"
+    assert cli.main(["run", *SMALL, "--quiet", "--out", str(tmp_path / "r"),
+                     "--figures", str(figures)]) == 0
+    assert written == [(figures, 5, 5)]
+
+    def broken(folder, config, history):
+        raise RuntimeError("no fonts")
+
+    fake.write_figures = broken
+    assert cli.main(["run", *SMALL, "--quiet", "--out", str(tmp_path / "r2"),
+                     "--figures", str(figures)]) == 1
+    line = one_line(capsys.readouterr().err)
+    assert "--figures: could not write figures" in line and "no fonts" in line
+    assert (tmp_path / "r2" / "run.json").is_file()
