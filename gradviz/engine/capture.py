@@ -40,6 +40,9 @@ class Capture:
     sigma_max: np.ndarray          # (L, D, G') largest singular value of each block
     rho_names: tuple[str, ...]     # (G',) names of the recurrent blocks, e.g. ("W_hi", ...)
     events: tuple[str, ...] = field(default=())  # human-readable events of this step
+    # ρ and σ cost more than a small training step at H = 128, so they are refreshed every
+    # few steps; this is the step whose weights they describe.
+    rho_step: int = 0
 
     @property
     def layers(self) -> int:

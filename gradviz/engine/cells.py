@@ -96,6 +96,12 @@ class Cell:
         return grads, dx
 
 
+def _tanh(x: Tensor) -> Tensor:
+    """tanh(x) = 2σ(2x) - 1, in place on a fresh tensor; on CPU torch.sigmoid is several
+    times faster than torch.tanh, and the forward recompute is dominated by these."""
+    return torch.sigmoid(x * 2).mul_(2).sub_(1)
+
+
 def _h_prev(h: Tensor, h0: Tensor) -> Tensor:
     return torch.cat([h0.unsqueeze(0), h[:-1]], 0)
 
@@ -132,12 +138,14 @@ class RNNCell(Cell):
         dh = torch.empty_like(dout)
         dz = torch.empty_like(dout)
         T = dout.shape[0]
+        # Per-step views made once: indexing a tensor inside the loop costs more than the math.
+        dout_t, dh_t, dz_t, dphi_t = dout.unbind(0), dh.unbind(0), dz.unbind(0), dphi.unbind(0)
         for t in range(T - 1, -1, -1):
             if t == T - 1 or _cut_after(t, tbptt):
-                dh[t].copy_(dout[t])
+                dh_t[t].copy_(dout_t[t])
             else:
-                torch.addmm(dout[t], dz[t + 1], w_hh, out=dh[t])
-            torch.mul(dh[t], dphi[t], out=dz[t])
+                torch.addmm(dout_t[t], dz_t[t + 1], w_hh, out=dh_t[t])
+            torch.mul(dh_t[t], dphi_t[t], out=dz_t[t])
         grads, dx = self._linear_grads(dz, dz, cache, p["weight_ih"], need_dx)
         return LayerGrads(dh=dh, dc=None, params=grads, dx=dx)
 
@@ -165,20 +173,24 @@ class _LSTMFamily(Cell):
         dc = torch.empty_like(dout)
         dz = torch.empty((T, B, G, H), dtype=dout.dtype, device=dout.device)
         dz_flat = dz.view(T, B, G * H)
+        dout_t, dh_t, dc_t = dout.unbind(0), dh.unbind(0), dc.unbind(0)
+        A_t, F_t, Bc_t, Bo_t = A.unbind(0), F.unbind(0), Bc.unbind(0), Bo.unbind(0)
+        dz_t, dzc_t, dzo_t = dz_flat.unbind(0), dz[:, :, :G - 1].unbind(0), dz[:, :, G - 1].unbind(0)
+        dc_col = dc.unsqueeze(2).unbind(0)          # (B, 1, H) views for broadcasting
+        peep_t = dz[:, :, :2].unbind(0) if w_peep_if is not None else None
         for t in range(T - 1, -1, -1):
-            carry = t < T - 1 and not _cut_after(t, tbptt)
-            if carry:
-                torch.addmm(dout[t], dz_flat[t + 1], w_hh, out=dh[t])
-                torch.mul(dh[t], A[t], out=dc[t])
-                dc[t].addcmul_(dc[t + 1], F[t + 1])
-                if w_peep_if is not None:
+            if t < T - 1 and not _cut_after(t, tbptt):
+                torch.addmm(dout_t[t], dz_t[t + 1], w_hh, out=dh_t[t])
+                torch.mul(dh_t[t], A_t[t], out=dc_t[t])
+                dc_t[t].addcmul_(dc_t[t + 1], F_t[t + 1])
+                if peep_t is not None:
                     # i and f of step t+1 saw c_t through their peepholes.
-                    dc[t].add_((dz[t + 1, :, :2] * w_peep_if).sum(1))
+                    dc_t[t].add_((peep_t[t + 1] * w_peep_if).sum(1))
             else:
-                dh[t].copy_(dout[t])
-                torch.mul(dh[t], A[t], out=dc[t])
-            torch.mul(dc[t].unsqueeze(1), Bc[t], out=dz[t, :, :G - 1])
-            torch.mul(dh[t], Bo[t], out=dz[t, :, G - 1])
+                dh_t[t].copy_(dout_t[t])
+                torch.mul(dh_t[t], A_t[t], out=dc_t[t])
+            torch.mul(dc_col[t], Bc_t[t], out=dzc_t[t])
+            torch.mul(dh_t[t], Bo_t[t], out=dzo_t[t])
         return dh, dc, dz_flat
 
     def backward(self, cache, p, dout, tbptt=0, need_dx=True):
@@ -211,28 +223,28 @@ class LSTMCell(_LSTMFamily):
             h, _, _ = torch.lstm(x, (h0.unsqueeze(0), c0.unsqueeze(0)), _weights(p), True, 1, 0.0,
                                  False, False, False)
             h_prev = _h_prev(h, h0)
-            # Recompute every gate in two matrix products now that all h_{t-1} are known.
+            # Recompute every gate in two matrix products now that all h_{t-1} are known, and
+            # all four activations in one sigmoid pass: g = tanh(z) = 2σ(2z) - 1.
             z = torch.addmm(p["bias_ih"] + p["bias_hh"], x.reshape(T * B, -1), p["weight_ih"].t())
             z.addmm_(h_prev.reshape(T * B, H), p["weight_hh"].t())
-            acts = torch.sigmoid(z).view(T, B, 4, H)
-            torch.tanh(z.view(T, B, 4, H)[:, :, 2], out=acts[:, :, 2])
+            z.view(T, B, 4, H)[:, :, 2].mul_(2)
+            acts = torch.sigmoid_(z).view(T, B, 4, H)
+            # Derivatives of all four activations at once: σ' = σ(1-σ), and for g
+            # 1 - g² = 4 σ(2z)(1 - σ(2z)).
+            deriv = acts * (1 - acts)
+            deriv[:, :, 2].mul_(4)
+            acts[:, :, 2].mul_(2).sub_(1)
             i, f, g, o = acts.unbind(2)
-            c = torch.empty((T, B, H), dtype=x.dtype, device=x.device)
-            ig = i * g
-            c_prev = c0
+            c = i * g
+            c_t, f_t = c.unbind(0), f.unbind(0)
             for t in range(T):
-                torch.addcmul(ig[t], f[t], c_prev, out=c[t])
-                c_prev = c[t]
-            c_prev_all = _h_prev(c, c0)
-            tanh_c = torch.tanh(c)
-            o_d = o * (1 - o)
-            coef = {
-                "acts": acts,
-                "A": o * (1 - tanh_c * tanh_c),
-                "F": f,
-                "Bc": torch.stack([g * i * (1 - i), c_prev_all * f * (1 - f), i * (1 - g * g)], 2),
-                "Bo": tanh_c * o_d,
-            }
+                c_t[t].addcmul_(f_t[t], c_t[t - 1] if t else c0)
+            tanh_c = _tanh(c)
+            # ∂c/∂z_i = g σ'_i, ∂c/∂z_f = c_{t-1} σ'_f, ∂c/∂z_g = i (1-g²), ∂h/∂z_o = tanh(c) σ'_o:
+            # one contiguous product instead of four strided ones.
+            k = torch.stack([g, _h_prev(c, c0), i, tanh_c], 2).mul_(deriv)
+            coef = {"acts": acts, "A": o * (1 - tanh_c * tanh_c), "F": f,
+                    "Bc": k[:, :, :3], "Bo": k[:, :, 3]}
         return LayerCache(x=x, h_prev=h_prev, h=h, c=c, coef=coef)
 
 
@@ -370,7 +382,7 @@ class GRUCell(Cell):
             u = torch.addmm(p["bias_hh"], h_prev.reshape(T * B, H), p["weight_hh"].t()).view(T, B, 3, H)
             rz = torch.sigmoid(zx[:, :, :2] + u[:, :, :2])
             r, z = rz.unbind(2)
-            n = torch.tanh(torch.addcmul(zx[:, :, 2], r, u[:, :, 2]))
+            n = _tanh(torch.addcmul(zx[:, :, 2], r, u[:, :, 2]))
             cn = (1 - z) * (1 - n * n)
             cz = (h_prev - n) * z * (1 - z)
             cr = cn * u[:, :, 2] * r * (1 - r)
@@ -385,13 +397,16 @@ class GRUCell(Cell):
         dh = torch.empty_like(dout)
         dzh = torch.empty((T, B, 3, H), dtype=dout.dtype, device=dout.device)
         dzh_flat = dzh.view(T, B, 3 * H)
+        dout_t, dh_t, z_t, kh_t = dout.unbind(0), dh.unbind(0), z.unbind(0), kh.unbind(0)
+        dzh_t, dzh_flat_t = dzh.unbind(0), dzh_flat.unbind(0)
+        dh_row = dh.unsqueeze(2).unbind(0)          # (B, 1, H) views for broadcasting
         for t in range(T - 1, -1, -1):
             if t < T - 1 and not _cut_after(t, tbptt):
-                torch.addmm(dout[t], dzh_flat[t + 1], w_hh, out=dh[t])
-                dh[t].addcmul_(dh[t + 1], z[t + 1])
+                torch.addmm(dout_t[t], dzh_flat_t[t + 1], w_hh, out=dh_t[t])
+                dh_t[t].addcmul_(dh_t[t + 1], z_t[t + 1])
             else:
-                dh[t].copy_(dout[t])
-            torch.mul(dh[t].unsqueeze(1), kh[t], out=dzh[t])
+                dh_t[t].copy_(dout_t[t])
+            torch.mul(dh_row[t], kh_t[t], out=dzh_t[t])
         dzx = (dh.unsqueeze(2) * cache.coef["Kx"]).view(T, B, 3 * H)
         grads, dx = self._linear_grads(dzx, dzh_flat, cache, p["weight_ih"], need_dx)
         return LayerGrads(dh=dh, dc=None, params=grads, dx=dx)
