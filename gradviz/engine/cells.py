@@ -273,20 +273,20 @@ class PeepholeLSTMCell(_LSTMFamily):
             acts = torch.empty((T, B, 4, H), dtype=x.dtype, device=x.device)
             h = torch.empty((T, B, H), dtype=x.dtype, device=x.device)
             c = torch.empty_like(h)
-            h_t, c_t = h0, c0
+            tanh_c = torch.empty_like(h)
+            zx_t, a_t, h_t, c_t, tc_t = zx.unbind(0), acts.unbind(0), h.unbind(0), c.unbind(0), tanh_c.unbind(0)
+            h_prev, c_prev = h0, c0
             for t in range(T):
-                z = torch.addmm(zx[t], h_t, w_hh_t).view(B, 4, H)
-                a = acts[t]
-                torch.sigmoid(torch.addcmul(z[:, :2], c_t.unsqueeze(1), w_cif), out=a[:, :2])
+                z = zx_t[t].addmm_(h_prev, w_hh_t).view(B, 4, H)
+                a = a_t[t]
+                torch.sigmoid(torch.addcmul(z[:, :2], c_prev.unsqueeze(1), w_cif), out=a[:, :2])
                 torch.tanh(z[:, 2], out=a[:, 2])
-                torch.addcmul(a[:, 0] * a[:, 2], a[:, 1], c_t, out=c[t])
-                c_t = c[t]
-                torch.sigmoid(torch.addcmul(z[:, 3], w_co, c_t), out=a[:, 3])
-                torch.mul(a[:, 3], torch.tanh(c_t), out=h[t])
-                h_t = h[t]
+                torch.mul(a[:, 0], a[:, 2], out=c_t[t]).addcmul_(a[:, 1], c_prev)
+                torch.sigmoid(torch.addcmul(z[:, 3], w_co, c_t[t]), out=a[:, 3])
+                torch.mul(a[:, 3], torch.tanh(c_t[t], out=tc_t[t]), out=h_t[t])
+                h_prev, c_prev = h_t[t], c_t[t]
             i, f, g, o = acts.unbind(2)
             c_prev_all = _h_prev(c, c0)
-            tanh_c = torch.tanh(c)
             bo = tanh_c * o * (1 - o)
             coef = {
                 "acts": acts,
@@ -331,20 +331,20 @@ class CoupledLSTMCell(_LSTMFamily):
             acts = torch.empty((T, B, 3, H), dtype=x.dtype, device=x.device)
             h = torch.empty((T, B, H), dtype=x.dtype, device=x.device)
             c = torch.empty_like(h)
-            h_t, c_t = h0, c0
+            tanh_c = torch.empty_like(h)
+            zx_t, a_t, h_t, c_t, tc_t = zx.unbind(0), acts.unbind(0), h.unbind(0), c.unbind(0), tanh_c.unbind(0)
+            h_prev, c_prev = h0, c0
             for t in range(T):
-                z = torch.addmm(zx[t], h_t, w_hh_t).view(B, 3, H)
-                a = acts[t]
+                z = zx_t[t].addmm_(h_prev, w_hh_t).view(B, 3, H)
+                a = a_t[t]
                 torch.sigmoid(z, out=a)
                 torch.tanh(z[:, 1], out=a[:, 1])
                 # c = f c_prev + (1 - f) g = g + f (c_prev - g)
-                torch.addcmul(a[:, 1], a[:, 0], c_t - a[:, 1], out=c[t])
-                c_t = c[t]
-                torch.mul(a[:, 2], torch.tanh(c_t), out=h[t])
-                h_t = h[t]
+                torch.addcmul(a[:, 1], a[:, 0], c_prev - a[:, 1], out=c_t[t])
+                torch.mul(a[:, 2], torch.tanh(c_t[t], out=tc_t[t]), out=h_t[t])
+                h_prev, c_prev = h_t[t], c_t[t]
             f, g, o = acts.unbind(2)
             c_prev_all = _h_prev(c, c0)
-            tanh_c = torch.tanh(c)
             coef = {
                 "acts": acts,
                 "A": o * (1 - tanh_c * tanh_c),
