@@ -131,7 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             parser.add_argument(flag, metavar="PATH", help=help_text)
     parser.add_argument("--out", metavar="DIR", default=None,
-                        help="folder to write the run to (default runs/<date-time>)")
+                        help="folder to write the run to, created if needed; a run already there is "
+                             "replaced (default runs/<date-time>)")
     parser.add_argument("--config", metavar="RUN_JSON", default=None,
                         help="repeat a saved run (its folder or run.json); options given here "
                              "override its settings")
@@ -248,13 +249,20 @@ def run_command(argv: list[str]) -> int:
     except SystemExit as stop:  # argparse has printed its one line (or the help)
         return stop.code if isinstance(stop.code, int) else 0
     try:
-        return _train(ns)
+        trainer, text_note, folder = _prepare(ns)
+        if text_note:
+            _say(ns.quiet, f"note: {text_note}")
     except UsageError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted before training started; nothing was saved", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return _train_and_save(trainer, folder, ns)
 
 
-def _train(ns: argparse.Namespace) -> int:
+def _prepare(ns: argparse.Namespace):
+    """(trainer, note about the text file or None, output folder), or a UsageError."""
     config = _make_config(ns)
     from gradviz.engine.train import set_flush_denormal_early
 
@@ -266,10 +274,7 @@ def _train(ns: argparse.Namespace) -> int:
         raise UsageError("--device: cuda is not available on this machine (torch finds no CUDA "
                          "GPU); allowed here: cpu")
     text, note = _load_text(config, from_config=ns.config is not None and not hasattr(ns, "text_file"))
-    if note:
-        _say(ns.quiet, f"note: {note}")
 
-    from gradviz.engine.record import History, save_run
     from gradviz.engine.tasks import TaskInputError
     from gradviz.engine.train import Trainer
 
@@ -278,12 +283,15 @@ def _train(ns: argparse.Namespace) -> int:
     except TaskInputError as exc:
         raise UsageError(f"{option_name(exc.field or 'task')}: {exc}") from None
     folder = _out_folder(ns.out)  # only now: a mistake above leaves no empty folder behind
-    history = History(HISTORY_CAPACITY)
-    progress = Progress(config.steps, sys.stderr, enabled=not ns.quiet)
+    return trainer, note, folder
+
+
+def _run_steps(trainer, history, progress: Progress) -> tuple[int, int, int, bool]:
+    """Train ``config.steps`` steps into ``history``: (captured, non-finite, clipped,
+    interrupted by Ctrl+C)."""
     captured = nonfinite = clipped = 0
-    interrupted = False
     try:
-        for _ in range(config.steps):
+        for _ in range(trainer.config.steps):
             capture = trainer.step()
             if capture is not None:
                 history.append(capture)
@@ -292,7 +300,17 @@ def _train(ns: argparse.Namespace) -> int:
                 clipped += capture.clipped
             progress.update(trainer.step_index, trainer.last_loss)
     except KeyboardInterrupt:
-        interrupted = True
+        return captured, nonfinite, clipped, True
+    return captured, nonfinite, clipped, False
+
+
+def _train_and_save(trainer, folder: Path, ns: argparse.Namespace) -> int:
+    from gradviz.engine.record import History, save_run
+
+    config = trainer.config
+    history = History(HISTORY_CAPACITY)
+    progress = Progress(config.steps, sys.stderr, enabled=not ns.quiet)
+    captured, nonfinite, clipped, interrupted = _run_steps(trainer, history, progress)
     seconds = time.perf_counter() - progress.start
     progress.close()
 
