@@ -8,7 +8,6 @@ allows; never a traceback.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import time
@@ -131,8 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             parser.add_argument(flag, metavar="PATH", help=help_text)
     parser.add_argument("--out", metavar="DIR", default=None,
-                        help="folder to write the run to, created if needed; a run already there is "
-                             "replaced (default runs/<date-time>)")
+                        help="folder to write the run to, created if needed; a run already "
+                             "there is replaced (default runs/<date-time>)")
     parser.add_argument("--config", metavar="RUN_JSON", default=None,
                         help="repeat a saved run (its folder or run.json); options given here "
                              "override its settings")
@@ -273,7 +272,8 @@ def _prepare(ns: argparse.Namespace):
     if config.device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device: cuda is not available on this machine (torch finds no CUDA "
                          "GPU); allowed here: cpu")
-    text, note = _load_text(config, from_config=ns.config is not None and not hasattr(ns, "text_file"))
+    from_config = ns.config is not None and not hasattr(ns, "text_file")
+    text, note = _load_text(config, from_config)
 
     from gradviz.engine.tasks import TaskInputError
     from gradviz.engine.train import Trainer

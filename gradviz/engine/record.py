@@ -274,10 +274,13 @@ def _names(values: tuple[str, ...] | list[str]) -> np.ndarray:
 
 
 def _history_arrays(history: History) -> dict[str, np.ndarray]:
-    out: dict[str, np.ndarray] = {
-        name: np.array(getattr(history, name)) for name in ("step", "count", *_FLOAT_ROWS, *_FLAG_ROWS)}
+    """Everything capture.npz holds (docs/run-format.md), copied out of ``history``."""
+    out = {name: np.array(getattr(history, name))
+           for name in ("step", "count", *_FLOAT_ROWS, *_FLAG_ROWS)}
     out["dh_norm_all"] = np.array(history.dh_norm)
-    out["dh_norm"] = out["dh_norm_all"][:, -1, 0, :] if len(history) else np.empty((0, 0), np.float32)
+    # The top layer's forward direction, for readers who want one (K, T) picture.
+    out["dh_norm"] = (out["dh_norm_all"][:, -1, 0, :] if len(history)
+                      else np.empty((0, 0), np.float32))
     if history.dc_norm is not None:
         out["dc_norm_all"] = np.array(history.dc_norm)
         out["dc_norm"] = out["dc_norm_all"][:, -1, 0, :]
@@ -425,7 +428,8 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
     except ValueError:  # numpy's last guess for unknown bytes is a pickle, refused here
         raise RunFileError(f"{path}: damaged or not a numpy archive") from None
     except damaged as exc:
-        raise RunFileError(f"{path}: damaged or truncated ({str(exc) or type(exc).__name__})") from None
+        raise RunFileError(f"{path}: damaged or truncated "
+                           f"({str(exc) or type(exc).__name__})") from None
     if not isinstance(npz, np.lib.npyio.NpzFile):
         return {}  # a bare .npy array: reported by the caller as missing arrays
     try:
@@ -437,7 +441,8 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
                                "and will not load") from None
         raise RunFileError(f"{path}: damaged ({exc})") from None
     except damaged as exc:
-        raise RunFileError(f"{path}: damaged or truncated ({str(exc) or type(exc).__name__})") from None
+        raise RunFileError(f"{path}: damaged or truncated "
+                           f"({str(exc) or type(exc).__name__})") from None
     for name, value in arrays.items():
         if not isinstance(value, np.ndarray):  # NpzFile hands other zip members over as bytes
             raise RunFileError(f"{path}: member '{name}' is not a numpy array")
