@@ -100,6 +100,14 @@ def test_the_installed_command_prints_no_traceback(tmp_path):
     assert version.returncode == 0 and version.stdout.strip() == f"gradviz {__version__}"
 
 
+def test_help_lists_every_option(capsys):
+    assert cli.main(["run", "--help"]) == 0
+    out = capsys.readouterr().out
+    for name in RunConfig.__dataclass_fields__:
+        assert cli.option_name(name) in out
+    assert cli.main(["--help"]) == 0 and "gradviz run" in capsys.readouterr().out
+
+
 def test_unknown_command_exits_2(capsys):
     assert cli.main(["train"]) == 2
     assert "unknown command 'train'" in one_line(capsys.readouterr().err)

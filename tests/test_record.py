@@ -276,6 +276,12 @@ JSON_DAMAGE = {
     "summary a list": (lambda f: edit_json(f, lambda d: d.update(summary=[])),
                        "\"summary\" is missing or not a JSON object"),
     "no config": (lambda f: edit_json(f, lambda d: d.pop("config")), "\"config\" is missing"),
+    "config type": (lambda f: edit_json(f, lambda d: d["config"].update(hidden="ten")),
+                    "config: hidden: must be an integer"),
+    "versions text": (lambda f: edit_json(f, lambda d: d.update(versions="1.0")),
+                      "\"versions\" is missing or not a JSON object"),
+    "version text": (lambda f: edit_json(f, lambda d: d.update(schema_version="1")),
+                     "schema_version '1' is not supported"),
 }
 
 NPZ_DAMAGE = {
