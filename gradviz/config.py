@@ -38,6 +38,11 @@ LIMITS: dict[str, tuple[float, float]] = {
 }
 
 
+def _num(x: float) -> str:
+    """A limit as a person would write it: 2147483647, 0.001, 1e-06."""
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e12 else f"{x:g}"
+
+
 class ConfigError(ValueError):
     """A configuration value is not allowed. ``field`` names the offending option."""
 
@@ -119,7 +124,7 @@ class RunConfig:
     def _check_range(name: str, value: float) -> None:
         lo, hi = LIMITS[name]
         if not lo <= value <= hi:
-            raise ConfigError(name, f"{value!r} is out of range; allowed: {lo:g} to {hi:g}")
+            raise ConfigError(name, f"{value!r} is out of range; allowed: {_num(lo)} to {_num(hi)}")
 
     # -- conversion -------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
