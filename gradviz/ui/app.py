@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 
-from PyQt6 import QtGui, QtWidgets
+from PyQt6 import QtCore, QtGui, QtWidgets
 
 from gradviz.ui.window import RESOURCES, MainWindow
 
@@ -17,4 +17,9 @@ def run_app(argv: list[str] | None = None) -> int:
     app.setWindowIcon(QtGui.QIcon(str(RESOURCES / "gradviz.svg")))
     window = MainWindow()
     window.show()
-    return app.exec()
+    status = app.exec()
+    # Destroy the widgets while the QApplication still exists: left to the interpreter's
+    # exit, the order of destruction is arbitrary, and under X11 that crashed now and then.
+    window.deleteLater()
+    app.sendPostedEvents(None, QtCore.QEvent.Type.DeferredDelete)
+    return status

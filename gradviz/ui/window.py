@@ -69,8 +69,16 @@ class MainWindow(QtWidgets.QMainWindow):
 
         geometry = self.prefs.load_geometry()
         if geometry is None or not self.restoreGeometry(geometry):
-            self.resize(1280, 800)
+            self._default_size()
         self._update_title()
+
+    def _default_size(self) -> None:
+        """90% of the screen, at most 1920 x 1080, at least what the layout needs."""
+        screen = self.screen().availableGeometry() if self.screen() else None
+        width, height = (1280, 800) if screen is None else (
+            min(1920, int(screen.width() * 0.9)), min(1080, int(screen.height() * 0.9)))
+        self.resize(max(width, self.minimumSizeHint().width()),
+                    max(height, self.minimumSizeHint().height()))
 
     # -- building ---------------------------------------------------------------------
     def _build_layout(self) -> None:
@@ -84,28 +92,23 @@ class MainWindow(QtWidgets.QMainWindow):
         plots = QtWidgets.QWidget()
         grid = QtWidgets.QGridLayout(plots)
         grid.setContentsMargins(2, 2, 2, 2)
-        grid.setSpacing(4)
+        grid.setSpacing(6)
+        self.panels = {key: self._panel(view) for key, view in self.views.items()}
         index = 0
-        for key, view in self.views.items():
-            # A click on a plot takes the focus from the controls, so Space, S and R act
-            # on the training instead of the last spin box the user typed in.
-            view.setFocusPolicy(QtCore.Qt.FocusPolicy.ClickFocus)
-            # Equal shares of the grid, whatever each view's toolbar would like.
-            view.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored,
-                               QtWidgets.QSizePolicy.Policy.Ignored)
+        for key, panel in self.panels.items():
             if key == "text":
                 continue
-            grid.addWidget(view, index // GRID_COLUMNS, index % GRID_COLUMNS)
+            grid.addWidget(panel, index // GRID_COLUMNS, index % GRID_COLUMNS)
             index += 1
         rows = (index + GRID_COLUMNS - 1) // GRID_COLUMNS
         for row in range(rows):
             grid.setRowStretch(row, 3)
         for column in range(GRID_COLUMNS):
             grid.setColumnStretch(column, 1)
-        if "text" in self.views:
-            grid.addWidget(self.views["text"], rows, 0, 1, GRID_COLUMNS)
+        if "text" in self.panels:
+            grid.addWidget(self.panels["text"], rows, 0, 1, GRID_COLUMNS)
             grid.setRowStretch(rows, 1)
-            self.views["text"].hide()
+            self.panels["text"].hide()
 
         splitter = QtWidgets.QSplitter()
         splitter.addWidget(scroll)
@@ -115,6 +118,28 @@ class MainWindow(QtWidgets.QMainWindow):
         splitter.setCollapsible(1, False)
         splitter.setSizes([scroll.minimumWidth(), 10 * scroll.minimumWidth()])
         self.setCentralWidget(splitter)
+
+    @staticmethod
+    def _panel(view) -> QtWidgets.QWidget:
+        """The view under its title."""
+        # A click on a plot takes the focus from the controls, so Space, S and R act on
+        # the training instead of the last spin box the user typed in.
+        view.setFocusPolicy(QtCore.Qt.FocusPolicy.ClickFocus)
+        panel = QtWidgets.QWidget()
+        # Equal shares of the grid, whatever each view's toolbar would like.
+        panel.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored,
+                            QtWidgets.QSizePolicy.Policy.Ignored)
+        layout = QtWidgets.QVBoxLayout(panel)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        title = QtWidgets.QLabel(view.title)
+        font = title.font()
+        font.setBold(True)
+        font.setPointSizeF(font.pointSizeF() * 1.1)
+        title.setFont(font)
+        layout.addWidget(title)
+        layout.addWidget(view, 1)
+        return panel
 
     def _action(self, text: str, slot, shortcut=None, icon=None, tip: str = "") -> QtGui.QAction:
         action = QtGui.QAction(text, self)
@@ -291,8 +316,8 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _on_ready(self, language: bool) -> None:
         self._language = language
-        if "text" in self.views:
-            self.views["text"].setVisible(language)
+        if "text" in self.panels:
+            self.panels["text"].setVisible(language)
 
     def _on_state(self, state: str) -> None:
         self.state_label.setText("viewing saved run" if self._loaded_run and state == "paused"
