@@ -1,0 +1,376 @@
+"""What every view shares: the :class:`View` widget contract, the plot style, the
+layer/direction selector and the clean-up of data for log axes.
+
+Style: dark ink on a white background, thick curves and 11-13 pt fonts, because the
+plots are read on lecture projectors, where light-on-dark washes out.
+"""
+from __future__ import annotations
+
+import math
+import os
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pyqtgraph as pg
+from PyQt6 import QtCore, QtGui, QtWidgets
+
+from gradviz.ui import export
+
+if TYPE_CHECKING:
+    from gradviz.engine.capture import Capture
+    from gradviz.engine.record import History
+
+BACKGROUND = "w"
+INK = "k"
+TICK_FONT_PT = 11
+LABEL_STYLE = {"font-size": "12pt", "color": "#000000"}
+TITLE_STYLE = {"size": "13pt", "color": "#000000"}
+# Distinct, saturated colours that stay apart on white and in greyscale print.
+PALETTE = ("#1f5fbf", "#e8730c", "#2a9d3a", "#c8202f", "#7b3fb0", "#8c564b",
+           "#d6409f", "#5f5f5f", "#9aa00f", "#12a3b5")
+# Flushed denormals reach the plots as exact zeros; log axes need a positive floor.
+LOG_FLOOR = 1e-30
+# Size used when a view is exported or rendered while it has never been shown.
+EXPORT_SIZE = QtCore.QSize(1200, 700)
+
+
+def colour(i: int) -> str:
+    return PALETTE[i % len(PALETTE)]
+
+
+def pen(i_or_colour: int | str, width: float = 1.0, alpha: int = 255,
+        style: QtCore.Qt.PenStyle = QtCore.Qt.PenStyle.SolidLine) -> QtGui.QPen:
+    """A pen of palette colour ``i`` or a named colour.
+
+    Qt strokes lines wider than one pixel about ten times slower (16 curves of 1000
+    points: 2 ms at width 1, 15-35 ms wider), so only the one or two curves a plot is
+    about get a wide pen.
+    """
+    c = QtGui.QColor(colour(i_or_colour) if isinstance(i_or_colour, int) else i_or_colour)
+    c.setAlpha(alpha)
+    p = pg.mkPen(c, width=width)
+    p.setStyle(style)
+    return p
+
+
+def _superscript(exponent: int) -> str:
+    return ("⁻" if exponent < 0 else "") + str(abs(exponent)).translate(SUPERSCRIPTS)
+
+
+SUPERSCRIPTS = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def format_magnitude(x: float) -> str:
+    """0.02, 150, 10⁻⁵, 2·10⁻⁵: plain decimals where short, powers of ten elsewhere."""
+    if 1e-3 <= abs(x) < 1e4:
+        return np.format_float_positional(x, precision=3, fractional=False, trim="-")
+    mantissa, exponent = f"{x:.2e}".split("e")
+    mantissa = mantissa.rstrip("0").rstrip(".")
+    return ("" if mantissa == "1" else mantissa + "·") + "10" + _superscript(int(exponent))
+
+
+class LogAxis(pg.AxisItem):
+    """Axis for log-scale plots whose labels stay readable at any range.
+
+    Over a decade or more, decades are labelled (thinned to fit), and 2× and 5× too where
+    a decade is tall enough; over less than a decade, where pyqtgraph's own
+    log axis leaves the axis nearly unlabelled, evenly spaced values are labelled instead.
+    """
+
+    PIXELS_PER_LABEL = 45
+    PIXELS_PER_DECADE_FOR_2_5 = 150
+
+    def __init__(self, orientation: str = "left", **kw):
+        super().__init__(orientation, **kw)
+        # pyqtgraph would pick an SI prefix from the log10 values, not from the magnitudes.
+        self.enableAutoSIPrefix(False)
+        self._narrow = False
+        self._label_minor = False
+
+    def logTickValues(self, minVal, maxVal, size, stdTicks):
+        lo, hi = sorted((minVal, maxVal))
+        span = hi - lo
+        self._narrow = span < 1.0
+        if self._narrow:
+            v_lo, v_hi = 10.0 ** lo, 10.0 ** hi
+            levels = []
+            seen = np.zeros(0)
+            for spacing, offset in self.tickSpacing(v_lo, v_hi, size):
+                first = math.ceil((v_lo - offset) / spacing) * spacing + offset
+                values = first + spacing * np.arange(int((v_hi - first) / spacing) + 1)
+                values = values[values > 0]
+                # A finer level repeats the coarser level's ticks; keep each tick once.
+                fresh = ~np.isclose(values[:, None], seen[None, :], rtol=0,
+                                    atol=spacing * 0.01).any(axis=1)
+                seen = np.concatenate([seen, values[fresh]])
+                levels.append((spacing, list(np.log10(values[fresh]))))
+            return levels
+        room = max(2, int(size / self.PIXELS_PER_LABEL))
+        every = max(1, math.ceil(span / room))
+        decades = np.arange(math.ceil(lo), math.floor(hi) + 1)
+        major = [float(d) for d in decades if d % every == 0]
+        if every > 1:
+            minor = [float(d) for d in decades if d % every != 0]
+        else:
+            minor = [float(d + math.log10(m)) for d in range(math.floor(lo), math.ceil(hi))
+                     for m in range(2, 10) if lo <= d + math.log10(m) <= hi]
+        self._label_minor = every == 1 and size / span >= self.PIXELS_PER_DECADE_FOR_2_5
+        return [(float(every), major), (None, minor)]
+
+    def logTickStrings(self, values, scale, spacing):
+        # logTickValues gives the minor level of a wide range no spacing (None).
+        major = self._narrow or spacing is not None
+        strings = []
+        for v in values:
+            x = 10.0 ** v * scale
+            mantissa = x / 10.0 ** math.floor(v + 1e-9)
+            if major or (self._label_minor and min(abs(mantissa - 2.0), abs(mantissa - 5.0)) < 1e-6):
+                strings.append(format_magnitude(x))
+            else:
+                strings.append(None)   # pyqtgraph skips None, and does not count it as text
+        return strings
+
+
+def style_colorbar(bar: pg.ColorBarItem, label: str) -> None:
+    """House style for a colour bar: ink-coloured axes, readable ticks, a label."""
+    font = QtGui.QFont()
+    font.setPointSize(TICK_FONT_PT)
+    for axis in (bar.axis, bar.getAxis("left")):
+        axis.setPen(pg.mkPen(INK))
+        axis.setTextPen(pg.mkPen(INK))
+    bar.axis.setStyle(tickFont=font)
+    bar.getAxis("left").setLabel(label, **LABEL_STYLE)
+
+
+def style_plot(plot: pg.PlotItem, x_label: str, y_label: str, *, log_y: bool = False,
+               grid: bool = True, title: str | None = None) -> pg.PlotItem:
+    """Apply the house style to ``plot`` and label its axes (the label carries the unit)."""
+    if log_y:
+        plot.setAxisItems({"left": LogAxis("left")})
+    font = QtGui.QFont()
+    font.setPointSize(TICK_FONT_PT)
+    for name in ("left", "bottom"):
+        axis = plot.getAxis(name)
+        axis.setPen(pg.mkPen(INK))
+        axis.setTextPen(pg.mkPen(INK))
+        axis.setStyle(tickFont=font)
+    plot.setLabel("bottom", x_label, **LABEL_STYLE)
+    plot.setLabel("left", y_label, **LABEL_STYLE)
+    if title:
+        plot.setTitle(title, **TITLE_STYLE)
+    if grid:
+        plot.showGrid(x=True, y=True, alpha=0.2)
+    plot.setLogMode(x=False, y=log_y)
+    plot.setDownsampling(auto=True, mode="peak")
+    plot.setClipToView(True)
+    # Our own context menu (export) replaces pyqtgraph's; see View.
+    plot.setMenuEnabled(False)
+    plot.getViewBox().setMenuEnabled(False)
+    return plot
+
+
+def make_legend(plot: pg.PlotItem, entries: list[tuple[pg.PlotDataItem, str]], *,
+                columns: int = 1, left: bool = False,
+                replace: pg.LegendItem | None = None) -> pg.LegendItem:
+    """A legend of (item, label) ``entries`` in a top corner of ``plot``.
+
+    A legend whose entries change is made anew (``replace`` is the old one): pyqtgraph's
+    legends do not lay their grid out again after ``clear()``.
+    """
+    if replace is not None and replace.scene() is not None:
+        replace.scene().removeItem(replace)
+    legend = pg.LegendItem(offset=(10, 10) if left else (-10, 10), labelTextColor=INK,
+                           labelTextSize="11pt", brush=pg.mkBrush(255, 255, 255, 215),
+                           pen=pg.mkPen("#999999"), colCount=columns)
+    legend.setParentItem(plot.getViewBox())
+    for item, label in entries:
+        legend.addItem(item, label)
+    return legend
+
+
+def curve(plot: pg.PlotItem, p: QtGui.QPen, name: str | None = None, **kw) -> pg.PlotDataItem:
+    """A curve for sanitised data (finite, positive on log axes): pyqtgraph may skip its check."""
+    item = pg.PlotDataItem(pen=p, name=name, skipFiniteCheck=True, **kw)
+    plot.addItem(item)
+    return item
+
+
+def finite_points(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Drop points whose x or y is not finite. ``x``, ``y``: (N,) -> two (M,) float64 arrays."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    keep = np.isfinite(y) & np.isfinite(x)
+    return x[keep], y[keep]
+
+
+def positive_finite(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Drop points whose y is not finite, raise the rest to :data:`LOG_FLOOR` for a log axis.
+
+    ``x``, ``y``: (N,) -> two (M,) float64 arrays, M <= N.
+    """
+    x, y = finite_points(x, y)
+    return x, np.maximum(y, LOG_FLOOR)
+
+
+def event_lines(x: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Vertical segments at each of ``x`` (E,), spanning the finite positive range of
+    ``values`` so that they never stretch a log axis; draw with ``connect="pairs"``.
+
+    Returns two (2E,) float64 arrays.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v) & (v > 0)]
+    lo, hi = (float(v.min()), float(v.max())) if v.size else (0.1, 10.0)
+    if hi <= lo * 1.01:
+        lo, hi = lo / 1.5, hi * 1.5
+    x = np.repeat(np.asarray(x, dtype=np.float64), 2)
+    return x, np.tile([lo, hi], len(x) // 2)
+
+
+def event_marks(plot: pg.PlotItem, colour: str) -> pg.PlotDataItem:
+    """An item for :func:`event_lines`: a thin vertical line per event."""
+    item = pg.PlotDataItem(pen=pen(colour, width=1.5), connect="pairs", skipFiniteCheck=True)
+    plot.addItem(item)
+    return item
+
+
+class LayerDirectionSelector(QtWidgets.QComboBox):
+    """Chooses one (layer, direction) pair; hidden when the network has only one."""
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None):
+        super().__init__(parent)
+        self.setToolTip("Which recurrent layer and direction to show")
+        self._shape = (0, 0)
+        self.hide()
+
+    def set_shape(self, layers: int, directions: int) -> None:
+        """Offer every (layer, direction) pair; keeps the choice when it still exists."""
+        if (layers, directions) == self._shape:
+            return
+        keep = self.currentData()
+        self.blockSignals(True)
+        self.clear()
+        for layer in range(layers):
+            for d in range(directions):
+                text = f"layer {layer + 1}"
+                if directions == 2:
+                    text += " forward" if d == 0 else " backward"
+                self.addItem(text, (layer, d))
+        index = self.findData(keep) if keep is not None else -1
+        self.setCurrentIndex(max(index, 0))
+        self.blockSignals(False)
+        self._shape = (layers, directions)
+        self.setVisible(layers * directions > 1)
+
+    @property
+    def layer_direction(self) -> tuple[int, int]:
+        data = self.currentData()
+        return data if data is not None else (0, 0)
+
+
+class View(QtWidgets.QWidget):
+    """One panel of the dashboard.
+
+    Subclasses set ``key`` and ``title``, build their pyqtgraph items once in
+    ``__init__`` and implement :meth:`set_data`, :meth:`clear` and :meth:`csv_table`.
+    """
+
+    key: str = ""
+    title: str = ""
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None):
+        super().__init__(parent)
+        self._history: History | None = None
+        self._latest: Capture | None = None
+        self.setContextMenuPolicy(QtCore.Qt.ContextMenuPolicy.CustomContextMenu)
+        self.customContextMenuRequested.connect(self._show_context_menu)
+        self.toolbar = QtWidgets.QHBoxLayout()
+        self.toolbar.setContentsMargins(0, 0, 0, 0)
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.setContentsMargins(2, 2, 2, 2)
+        layout.setSpacing(2)
+        layout.addLayout(self.toolbar)
+
+    def _add_graphics(self) -> pg.GraphicsLayout:
+        """The plot area: one pyqtgraph scene, so PNG and SVG export hold every plot.
+
+        Returns ``self.canvas``, the layout the view's plots go in; above it is a caption
+        line, empty (and of no height) unless :meth:`set_caption` fills it.
+        """
+        self.graphics = pg.GraphicsLayoutWidget(self)
+        self.graphics.setBackground(BACKGROUND)
+        self.caption = self.graphics.addLabel("", row=0, col=0, color=INK, size="12pt")
+        self.caption.setMaximumHeight(0)
+        self.canvas = self.graphics.addLayout(row=1, col=0)
+        self.layout().addWidget(self.graphics, 1)
+        return self.canvas
+
+    def set_caption(self, text: str) -> None:
+        """A line above the plots naming the run, for figures that leave the app."""
+        self.caption.setText(text)
+        self.caption.setMaximumHeight(1e6 if text else 0)
+
+    def _add_selector(self) -> LayerDirectionSelector:
+        selector = LayerDirectionSelector(self)
+        selector.currentIndexChanged.connect(self._redraw)
+        self.toolbar.addWidget(selector)
+        return selector
+
+    # -- the contract -----------------------------------------------------------------
+    def set_data(self, history: History, latest: Capture | None) -> None:
+        """Redraw from ``history`` (all recorded rows) and ``latest`` (newest full capture)."""
+        self._history = history
+        self._latest = latest
+        self._redraw()
+
+    def clear(self) -> None:
+        self._history = None
+        self._latest = None
+        self._clear_items()
+
+    def csv_table(self) -> tuple[list[str], np.ndarray]:
+        raise NotImplementedError
+
+    def export(self, path: str | os.PathLike) -> None:
+        """Write the view to ``path``; the suffix (.png, .svg, .csv) picks the format."""
+        export.export_view(self, path)
+
+    def figure_widget(self) -> QtWidgets.QWidget:
+        """The part of the view that PNG and SVG export show (the plots, not the controls)."""
+        return self.graphics
+
+    def sizeHint(self) -> QtCore.QSize:
+        return QtCore.QSize(640, 400)
+
+    # -- for subclasses -----------------------------------------------------------------
+    def _redraw(self) -> None:
+        raise NotImplementedError
+
+    def _clear_items(self) -> None:
+        raise NotImplementedError
+
+    # -- context menu -------------------------------------------------------------------
+    def context_menu(self) -> QtWidgets.QMenu:
+        menu = QtWidgets.QMenu(self)
+        for label, suffix, filt in (("Export PNG…", ".png", "PNG image (*.png)"),
+                                    ("Export SVG…", ".svg", "SVG drawing (*.svg)"),
+                                    ("Export CSV…", ".csv", "CSV table (*.csv)")):
+            action = menu.addAction(label)
+            action.triggered.connect(lambda _=False, s=suffix, f=filt: self._export_dialog(s, f))
+        return menu
+
+    def _show_context_menu(self, pos: QtCore.QPoint) -> None:
+        self.context_menu().exec(self.mapToGlobal(pos))
+
+    def _export_dialog(self, suffix: str, file_filter: str) -> None:
+        start = os.path.join(QtCore.QDir.homePath(), self.key + suffix)
+        path, _ = QtWidgets.QFileDialog.getSaveFileName(self, f"Export {self.title}", start,
+                                                        file_filter)
+        if not path:
+            return
+        if not path.lower().endswith(suffix):
+            path += suffix
+        try:
+            self.export(path)
+        except export.ExportError as err:
+            QtWidgets.QMessageBox.warning(self, "Export failed", str(err))

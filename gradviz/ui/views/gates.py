@@ -1,0 +1,135 @@
+"""Gate activations of the newest full capture: a timestep x unit heatmap of one gate,
+with fixed colour levels (the gate's own range), and below it the fraction of saturated
+activations per timestep.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PyQt6 import QtWidgets
+
+from gradviz.ui.views.base import (TITLE_STYLE, View, curve, finite_points, make_legend, pen,
+                                   style_colorbar, style_plot)
+
+GATE_DESCRIPTIONS = {
+    "i": "input gate", "f": "forget gate", "g": "cell candidate", "o": "output gate",
+    "r": "reset gate", "z": "update gate", "n": "new-state candidate", "h": "hidden state",
+}
+
+
+def colour_map(lo: float, hi: float) -> pg.ColorMap:
+    """Diverging colours for ranges centred on 0 (tanh), sequential otherwise."""
+    return pg.colormap.get("CET-D1" if lo < 0 < hi and abs(lo + hi) < 1e-9 else "viridis")
+
+
+class GatesView(View):
+    key = "gates"
+    title = "Gate activations"
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None):
+        super().__init__(parent)
+        self.selector = self._add_selector()
+        self.gate_combo = QtWidgets.QComboBox(self)
+        self.gate_combo.setToolTip("Which gate of the cell to show")
+        self.gate_combo.currentIndexChanged.connect(self._redraw)
+        self.toolbar.addWidget(QtWidgets.QLabel("gate:"))
+        self.toolbar.addWidget(self.gate_combo)
+        self.toolbar.addStretch(1)
+        canvas = self._add_graphics()
+        self.heat = canvas.addPlot(row=0, col=0)
+        style_plot(self.heat, "timestep t", "hidden unit", grid=False)
+        self.image = pg.ImageItem(axisOrder="col-major")
+        self.heat.addItem(self.image)
+        self.bar = pg.ColorBarItem(values=(0.0, 1.0), colorMap=colour_map(0.0, 1.0),
+                                   interactive=False, colorMapMenu=False)
+        style_colorbar(self.bar, "activation (batch mean)")
+        self.bar.setImageItem(self.image)
+        self._range = (0.0, 1.0)
+        canvas.addItem(self.bar, row=0, col=1)
+        self.sat = canvas.addPlot(row=1, col=0)
+        style_plot(self.sat, "timestep t", "fraction of activations")
+        self.sat.setXLink(self.heat)
+        self.sat.setYRange(-0.05, 1.05, padding=0.0)
+        self.sat.enableAutoRange(y=False)
+        self.low_curve = curve(self.sat, pen(0, width=2.0))
+        self.high_curve = curve(self.sat, pen(3, width=2.0))
+        make_legend(self.sat, [(self.low_curve, "in the bottom 10% of the range"),
+                               (self.high_curve, "in the top 10% of the range")], columns=2)
+        canvas.layout.setRowStretchFactor(0, 3)
+        canvas.layout.setRowStretchFactor(1, 2)
+
+    @property
+    def gate_names(self) -> list[str]:
+        """The gates the selector offers, in the cell's order."""
+        return [self.gate_combo.itemData(i) for i in range(self.gate_combo.count())]
+
+    def _set_gates(self, names: tuple[str, ...]) -> None:
+        if tuple(self.gate_names) == tuple(names):
+            return
+        keep = self.gate_combo.currentData()
+        self.gate_combo.blockSignals(True)
+        self.gate_combo.clear()
+        for name in names:
+            self.gate_combo.addItem(f"{name} — {GATE_DESCRIPTIONS.get(name, 'gate')}", name)
+        self.gate_combo.setCurrentIndex(max(self.gate_combo.findData(keep), 0))
+        self.gate_combo.blockSignals(False)
+
+    def _selection(self) -> tuple[int, int, int]:
+        layer, direction = self.selector.layer_direction
+        return layer, direction, max(self.gate_combo.currentIndex(), 0)
+
+    def _clear_items(self) -> None:
+        self.image.clear()
+        self.low_curve.setData([], [])
+        self.high_curve.setData([], [])
+        self.heat.setTitle(None)
+
+    def _levels(self, gate: int, values: np.ndarray) -> tuple[float, float]:
+        """The gate's fixed range; data-driven only where the range is unbounded."""
+        lo, hi = (float(v) for v in self._latest.gate_ranges[gate])
+        if not (np.isfinite(lo) and np.isfinite(hi)):
+            finite = values[np.isfinite(values)]
+            lo = lo if np.isfinite(lo) else float(finite.min()) if finite.size else 0.0
+            hi = hi if np.isfinite(hi) else float(finite.max()) if finite.size else 1.0
+        return (lo, hi) if hi > lo else (lo, lo + 1.0)
+
+    def _redraw(self) -> None:
+        latest = self._latest
+        if latest is None or latest.gates is None:
+            self._clear_items()
+            return
+        L, D, G, T, H = latest.gates.shape
+        self.selector.set_shape(L, D)
+        self._set_gates(tuple(latest.gate_names))
+        layer, direction, gate = self._selection()
+        values = latest.gates[layer, direction, gate]
+        lo, hi = self._levels(gate, values)
+        if (lo, hi) != self._range:
+            self.bar.setColorMap(colour_map(lo, hi))
+            self._range = (lo, hi)
+        self.image.setImage(values, autoLevels=False)
+        self.bar.setLevels((lo, hi))
+        # Cell (t, unit) is centred on (t, unit), in line with the saturation curves below.
+        self.image.setRect(-0.5, -0.5, float(T), float(H))
+        name = latest.gate_names[gate]
+        self.heat.setTitle(f"{name} ({GATE_DESCRIPTIONS.get(name, 'gate')}), step {latest.step}",
+                           **TITLE_STYLE)
+        t = np.arange(T, dtype=np.float64)
+        low = latest.sat_low[layer, direction, gate]
+        high = latest.sat_high[layer, direction, gate]
+        self.low_curve.setData(*finite_points(t, low))
+        self.high_curve.setData(*finite_points(t, high))
+
+    def csv_table(self) -> tuple[list[str], np.ndarray]:
+        """One row per timestep: the shown gate's batch-mean activation of every unit, and
+        the fractions of activations in the bottom and top 10% of the gate's range."""
+        latest = self._latest
+        if latest is None or latest.gates is None:
+            return ["t"], np.zeros((0, 1))
+        layer, direction, gate = self._selection()
+        values = latest.gates[layer, direction, gate]
+        T, H = values.shape
+        header = ["t"] + [f"unit {u}" for u in range(H)] + ["saturated low", "saturated high"]
+        rows = np.column_stack([np.arange(T), values, latest.sat_low[layer, direction, gate],
+                                latest.sat_high[layer, direction, gate]]).astype(np.float64)
+        return header, rows

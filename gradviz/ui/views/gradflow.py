@@ -1,0 +1,234 @@
+"""Gradient flow: log10 ‖∂L/∂h_t‖ for every recorded training step (x) and timestep t (y).
+
+Drawing cost is kept independent of the history's length: the log values and their
+uint8 colour indices are cached per history row, and a new frame quantises only the rows
+that arrived since the last one. Everything is recomputed only when the history merged
+old rows, the layer/direction or sequence length changed, or the colour levels moved.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyqtgraph as pg
+from PyQt6 import QtCore, QtWidgets
+
+from gradviz.ui.views.base import LOG_FLOOR, View, style_colorbar, style_plot
+
+LOG_MIN = math.log10(LOG_FLOOR)
+# Colour index 255 is reserved for non-finite gradients; 0..254 span the colour levels.
+NONFINITE_INDEX = 255
+NONFINITE_RGB = (230, 20, 20)
+# Levels follow the 1st-99th percentile of the nonzero gradients, rounded outward to half a
+# decade, and shrink only when the data moved a whole decade inside them: no flicker.
+LEVEL_PERCENTILES = (1.0, 99.0)
+LEVEL_ROUNDING = 0.5
+LEVEL_SHRINK = 1.0
+LEVEL_SAMPLE = 65536
+
+
+class StepAxis(pg.AxisItem):
+    """Bottom axis of the heatmap, whose columns are history rows.
+
+    Column k is centred on x = k and holds the row of training step ``steps[k]``. Merged old
+    rows cover several steps, so steps are not evenly spaced along the columns; ticks are
+    put at round step numbers by interpolating between column centres.
+    """
+
+    def __init__(self) -> None:
+        super().__init__("bottom")
+        self._steps: np.ndarray | None = None
+        self._centres: np.ndarray | None = None
+
+    def set_steps(self, steps: np.ndarray | None) -> None:
+        """``steps``: (K,) training step of each column, increasing; None for no data."""
+        if steps is None or len(steps) == 0:
+            self._steps = self._centres = None
+        else:
+            self._steps = np.asarray(steps, dtype=np.float64).copy()
+            self._centres = np.arange(len(steps), dtype=np.float64)
+        self.picture = None
+        self.update()
+
+    def tickValues(self, minVal, maxVal, size):
+        if self._steps is None:
+            return super().tickValues(minVal, maxVal, size)
+        if len(self._steps) == 1:
+            return [(1.0, [0.0])]
+        lo, hi = np.interp([minVal, maxVal], self._centres, self._steps)
+        levels = super().tickValues(lo, hi, size)
+        return [(spacing, list(np.interp(values, self._steps, self._centres)))
+                for spacing, values in levels]
+
+    def tickStrings(self, values, scale, spacing):
+        if self._steps is None:
+            return super().tickStrings(values, scale, spacing)
+        steps = np.interp(values, self._centres, self._steps)
+        return [str(int(round(s))) for s in steps]
+
+
+class GradflowView(View):
+    key = "gradflow"
+    title = "Gradient flow ‖∂L/∂hₜ‖"
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None):
+        super().__init__(parent)
+        self.selector = self._add_selector()
+        note = QtWidgets.QLabel("red: not finite · darkest colour includes gradients that "
+                                "vanished to exactly 0")
+        self.toolbar.addWidget(note)
+        self.toolbar.addStretch(1)
+        canvas = self._add_graphics()
+        self.axis = StepAxis()
+        self.plot = canvas.addPlot(row=0, col=0, axisItems={"bottom": self.axis})
+        style_plot(self.plot, "training step", "timestep t", grid=False)
+        self.image = pg.ImageItem(axisOrder="col-major")
+        cmap = pg.colormap.get("viridis")
+        lut = cmap.getLookupTable(nPts=NONFINITE_INDEX, alpha=False)
+        self.image.setLookupTable(np.vstack([lut, np.array([NONFINITE_RGB], np.uint8)]))
+        self.plot.addItem(self.image)
+        self.bar = pg.ColorBarItem(values=(-8.0, 0.0), colorMap=cmap, interactive=False,
+                                   colorMapMenu=False)
+        style_colorbar(self.bar, "log₁₀ ‖∂L/∂hₜ‖")
+        canvas.addItem(self.bar, row=0, col=1)
+        self._reset_cache()
+
+    def _reset_cache(self) -> None:
+        self._key: tuple[int, int, int] | None = None   # (layer, direction, T) cached
+        self._rows = 0                                   # history rows cached
+        self._steps = np.zeros(0, np.int64)
+        self._counts = np.zeros(0, np.int64)
+        self._log = np.zeros((0, 0), np.float32)        # (capacity, T) log10 ‖∂L/∂h_t‖, nan if not finite
+        self._index = np.zeros((0, 0), np.uint8)        # (capacity, T) colour indices
+        self._levels: tuple[float, float] | None = None
+
+    @property
+    def levels(self) -> tuple[float, float] | None:
+        """The (low, high) log10 values of the colour scale, None before any data."""
+        return self._levels
+
+    def image_array(self) -> np.ndarray | None:
+        """The drawn (K, T) colour-index image (column k = history row k), None if empty."""
+        return None if self._rows == 0 else self._index[:self._rows]
+
+    def _clear_items(self) -> None:
+        self.image.clear()
+        self.axis.set_steps(None)
+        self._reset_cache()
+
+    def _selected(self) -> np.ndarray:
+        """(K, T) ‖∂L/∂h_t‖ of the chosen layer and direction (a view into the history)."""
+        layer, direction = self.selector.layer_direction
+        return self._history.dh_norm[:, layer, direction, :]
+
+    def _redraw(self) -> None:
+        history = self._history
+        if history is None or len(history) == 0:
+            self._clear_items()
+            return
+        K, L, D, T = history.dh_norm.shape
+        self.selector.set_shape(L, D)
+        layer, direction = self.selector.layer_direction
+        raw = self._selected()
+        start = self._reusable_rows((layer, direction, T), history, raw)
+        if start == 0:
+            self._key = (layer, direction, T)
+        self._reserve(K, T)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            fresh = np.log10(np.maximum(raw[start:K], LOG_FLOOR, dtype=np.float32))
+        fresh[~np.isfinite(fresh)] = np.nan
+        self._log[start:K] = fresh
+        self._rows = K
+        self._steps = np.array(history.step, dtype=np.int64)
+        self._counts = np.array(history.count, dtype=np.int64)
+        if self._update_levels():
+            start = 0
+        self._quantise(start, K)
+        self.image.setImage(self._index[:K], autoLevels=False, levels=(0, 255))
+        # Cell (k, t) is centred on (k, t), so ticks sit in the middle of their cells.
+        self.image.setRect(QtCore.QRectF(-0.5, -0.5, float(K), float(T)))
+        self.axis.set_steps(self._steps)
+        self.bar.setLevels(self._levels)
+
+    def _reusable_rows(self, key: tuple[int, int, int], history, raw: np.ndarray) -> int:
+        """How many leading history rows are the same rows as in the cache."""
+        kc = self._rows
+        if key != self._key or kc == 0 or kc > len(history):
+            return 0
+        if not (np.array_equal(self._steps[:kc], history.step[:kc])
+                and np.array_equal(self._counts[:kc], history.count[:kc])):
+            return 0   # the history merged old rows: every column may have moved
+        # A history cleared and refilled from step 0 repeats the same step numbers.
+        with np.errstate(divide="ignore", invalid="ignore"):
+            newest = np.log10(np.maximum(raw[kc - 1], LOG_FLOOR, dtype=np.float32))
+        newest[~np.isfinite(newest)] = np.nan
+        if not np.array_equal(newest, self._log[kc - 1], equal_nan=True):
+            return 0
+        return kc
+
+    def _reserve(self, rows: int, T: int) -> None:
+        """Grow the caches (doubling) so they hold ``rows`` rows of length ``T``."""
+        if self._log.shape[1] != T:
+            self._log = np.zeros((0, T), np.float32)
+            self._index = np.zeros((0, T), np.uint8)
+        if rows <= self._log.shape[0]:
+            return
+        capacity = max(rows, 2 * self._log.shape[0], 64)
+        log = np.zeros((capacity, T), np.float32)
+        index = np.zeros((capacity, T), np.uint8)
+        kept = min(self._rows, self._log.shape[0])
+        log[:kept] = self._log[:kept]
+        index[:kept] = self._index[:kept]
+        self._log, self._index = log, index
+
+    def _update_levels(self) -> bool:
+        """Move the colour levels if the data left them; True if they changed."""
+        K, T = self._rows, self._log.shape[1]
+        # Percentiles of a strided sample: a few thousand values set the scale as well as
+        # millions, at a fraction of the cost.
+        stride_t = max(1, T // 256)
+        columns = -(-T // stride_t)
+        stride_rows = max(1, -(-K * columns // LEVEL_SAMPLE))
+        sample = self._log[:K:stride_rows, ::stride_t]
+        sample = sample[np.isfinite(sample) & (sample > LOG_MIN)]
+        if sample.size == 0:
+            target = self._levels or (LOG_MIN, LOG_MIN + 1.0)
+        else:
+            p_lo, p_hi = np.percentile(sample, LEVEL_PERCENTILES)
+            target = (math.floor(p_lo / LEVEL_ROUNDING) * LEVEL_ROUNDING,
+                      math.ceil(p_hi / LEVEL_ROUNDING) * LEVEL_ROUNDING)
+            if target[1] - target[0] < 1.0:
+                target = (target[0], target[0] + 1.0)
+        if self._levels is None:
+            self._levels = target
+            return True
+        lo, hi = self._levels
+        new_lo = target[0] if target[0] < lo or target[0] > lo + LEVEL_SHRINK else lo
+        new_hi = target[1] if target[1] > hi or target[1] < hi - LEVEL_SHRINK else hi
+        if new_hi - new_lo < 1.0:
+            new_lo, new_hi = target
+        if (new_lo, new_hi) == self._levels:
+            return False
+        self._levels = (new_lo, new_hi)
+        return True
+
+    def _quantise(self, start: int, stop: int) -> None:
+        """Colour indices of rows [start, stop) from their cached log values."""
+        if stop <= start:
+            return
+        lo, hi = self._levels
+        scaled = (self._log[start:stop] - np.float32(lo)) * np.float32((NONFINITE_INDEX - 1) / (hi - lo))
+        np.clip(scaled, 0, NONFINITE_INDEX - 1, out=scaled)
+        scaled[np.isnan(scaled)] = NONFINITE_INDEX
+        self._index[start:stop] = scaled.astype(np.uint8)
+
+    def csv_table(self) -> tuple[list[str], np.ndarray]:
+        """One row per history row: step, captures merged into it, ‖∂L/∂h_t‖ for each t
+        of the layer and direction shown."""
+        if self._history is None or len(self._history) == 0:
+            return ["step", "captures"], np.zeros((0, 2))
+        raw = self._selected()
+        header = ["step", "captures"] + [f"t={t}" for t in range(raw.shape[1])]
+        rows = np.column_stack([self._history.step, self._history.count,
+                                raw.astype(np.float64)]).astype(np.float64)
+        return header, rows

@@ -1,0 +1,155 @@
+"""Gradient through time: ‖∂L/∂h_t‖ against timestep t on a log axis.
+
+The newest recorded step is drawn bold; up to five earlier steps, spread over the
+history, are drawn fainter the older they are, so the eye sees the profile change as the
+network trains. LSTM cells get a second plot with ‖∂L/∂c_t‖.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PyQt6 import QtWidgets
+
+from gradviz.ui.views.base import View, curve, make_legend, pen, positive_finite, style_plot
+
+EARLIER = 5
+NEWEST_COLOUR = "#1f5fbf"
+EARLIER_COLOUR = "#3a3a3a"
+
+
+def shown_rows(K: int) -> list[int]:
+    """History rows drawn, oldest first: the newest row K-1 and, before it, the last
+    EARLIER multiples of a power-of-two stride that spreads them over the history.
+
+    The earlier rows stay the same while training adds rows (until the stride doubles),
+    so a frame redraws only the newest curve.
+    """
+    if K == 0:
+        return []
+    stride = 1
+    while stride * EARLIER < K - 1:
+        stride *= 2
+    earlier = list(range(0, K - 1, stride))[-EARLIER:]
+    return earlier + [K - 1]
+
+
+class GradtimeView(View):
+    key = "gradtime"
+    title = "Gradient through time ‖∂L/∂hₜ‖"
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None):
+        super().__init__(parent)
+        self.selector = self._add_selector()
+        self.toolbar.addStretch(1)
+        canvas = self._add_graphics()
+        self.plot_h = canvas.addPlot(row=0, col=0)
+        style_plot(self.plot_h, "timestep t", "‖∂L/∂hₜ‖ (log scale)", log_y=True)
+        self.plot_c = canvas.addPlot(row=0, col=1)
+        style_plot(self.plot_c, "timestep t", "‖∂L/∂cₜ‖ (log scale)", log_y=True)
+        self.curves_h = self._make_curves(self.plot_h)
+        self.curves_c = self._make_curves(self.plot_c)
+        # Top left: with vanishing gradients, the usual case, that corner is empty.
+        self.legend_h = make_legend(self.plot_h, [], left=True)
+        self.legend_c = make_legend(self.plot_c, [], left=True)
+        self._c_shown = True
+        self._show_cell_plot(False)
+        self._drawn: dict[int, tuple] = {}   # id of a curve -> what it shows
+
+    def _make_curves(self, plot: pg.PlotItem) -> list[pg.PlotDataItem]:
+        """EARLIER faint curves (oldest first, faintest) then the bold newest one."""
+        items = [curve(plot, pen(EARLIER_COLOUR, alpha=int(50 + 150 * (i + 1) / EARLIER)))
+                 for i in range(EARLIER)]
+        items.append(curve(plot, pen(NEWEST_COLOUR, width=2.5)))
+        return items
+
+    def _show_cell_plot(self, show: bool) -> None:
+        """Only LSTM cells have c_t: take its plot out of the layout otherwise."""
+        if show == self._c_shown:
+            return
+        if show:
+            self.canvas.addItem(self.plot_c, row=0, col=1)
+        else:
+            self.canvas.removeItem(self.plot_c)
+        self._c_shown = show
+
+    def _clear_items(self) -> None:
+        for item in self.curves_h + self.curves_c:
+            item.setData([], [])
+        self._drawn.clear()
+        self.legend_h = make_legend(self.plot_h, [], left=True, replace=self.legend_h)
+        self.legend_c = make_legend(self.plot_c, [], left=True, replace=self.legend_c)
+
+    def _redraw(self) -> None:
+        history = self._history
+        if history is None or len(history) == 0:
+            self._clear_items()
+            return
+        K, L, D, T = history.dh_norm.shape
+        self.selector.set_shape(L, D)
+        layer, direction = self.selector.layer_direction
+        rows = shown_rows(K)
+        t = np.arange(T, dtype=np.float64)
+        has_c = history.dc_norm is not None
+        self._show_cell_plot(has_c)
+        labels = [f"step {int(history.step[k])}" for k in rows]
+        # The newest row always goes to the last (bold) curve.
+        unused = EARLIER + 1 - len(rows)
+        for name, items, data in (("h", self.curves_h, history.dh_norm),
+                                  ("c", self.curves_c, history.dc_norm if has_c else None)):
+            for item in items[:unused]:
+                self._show(item, None, t)
+            if data is None:
+                continue
+            slots = items[unused:]
+            for item, k in zip(slots, rows):
+                values = data[k, layer, direction]
+                # The last value tells a refilled history's row from the old one it replaced.
+                what = (layer, direction, T, int(history.step[k]), int(history.count[k]),
+                        float(values[-1]))
+                self._show(item, what, t, values)
+            self._label(name, slots, labels)
+
+    def _show(self, item: pg.PlotDataItem, what: tuple | None, t: np.ndarray,
+              values: np.ndarray | None = None) -> None:
+        """Give ``item`` the history row described by ``what`` unless it shows it already."""
+        if self._drawn.get(id(item)) == what:
+            return
+        if what is None:
+            item.setData([], [])
+        else:
+            item.setData(*positive_finite(t, values))
+        self._drawn[id(item)] = what
+
+    def _label(self, name: str, slots: list[pg.PlotDataItem], labels: list[str]) -> None:
+        """Newest first in the legend; made anew only when the number of entries changes."""
+        legend = self.legend_h if name == "h" else self.legend_c
+        if len(legend.items) != len(slots):
+            plot = self.plot_h if name == "h" else self.plot_c
+            entries = list(zip(reversed(slots), reversed(labels)))
+            legend = make_legend(plot, entries, left=True, replace=legend)
+            setattr(self, f"legend_{name}", legend)
+            return
+        for item, text in zip(slots, labels):
+            label = legend.getLabel(item)
+            if label.text != text:
+                label.setText(text)
+        legend.updateSize()
+
+    def csv_table(self) -> tuple[list[str], np.ndarray]:
+        """One row per timestep t: the ‖∂L/∂h_t‖ (and ‖∂L/∂c_t‖) curves drawn, unfloored."""
+        history = self._history
+        if history is None or len(history) == 0:
+            return ["t"], np.zeros((0, 1))
+        layer, direction = self.selector.layer_direction
+        T = history.dh_norm.shape[3]
+        rows = shown_rows(len(history))
+        header = ["t"]
+        columns = [np.arange(T, dtype=np.float64)]
+        sources = [("dL/dh", history.dh_norm)]
+        if history.dc_norm is not None:
+            sources.append(("dL/dc", history.dc_norm))
+        for name, data in sources:
+            for k in rows:
+                header.append(f"{name} step {int(history.step[k])}")
+                columns.append(data[k, layer, direction].astype(np.float64))
+        return header, np.column_stack(columns)

@@ -1,0 +1,68 @@
+"""Training loss per step on a log axis, against the loss of a model with no memory."""
+from __future__ import annotations
+
+import numpy as np
+from PyQt6 import QtCore, QtWidgets
+
+from gradviz.ui.views.base import (View, curve, event_lines, event_marks, make_legend, pen,
+                                   positive_finite, style_plot)
+
+NONFINITE_COLOUR = "#d01010"
+
+
+class LossView(View):
+    key = "loss"
+    title = "Training loss"
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None):
+        super().__init__(parent)
+        canvas = self._add_graphics()
+        self.plot = canvas.addPlot(row=0, col=0)
+        style_plot(self.plot, "training step", "loss (task units, log scale)", log_y=True)
+        self.loss_curve = curve(self.plot, pen(0, width=2.0))
+        self.baseline_curve = curve(self.plot, pen("#000000", width=2.0,
+                                                   style=QtCore.Qt.PenStyle.DashLine))
+        self.nonfinite_marks = event_marks(self.plot, NONFINITE_COLOUR)
+        self._legend = make_legend(self.plot, [(self.loss_curve, "loss"),
+                                               (self.baseline_curve, "no-memory baseline"),
+                                               (self.nonfinite_marks, "not finite (step skipped)")])
+
+    def _clear_items(self) -> None:
+        for item in (self.loss_curve, self.baseline_curve, self.nonfinite_marks):
+            item.setData([], [])
+
+    def _baseline(self) -> float | None:
+        value = getattr(self._history, "baseline", None)
+        if value is None or not np.isfinite(value) or value <= 0:
+            return None
+        return float(value)
+
+    def _redraw(self) -> None:
+        history = self._history
+        if history is None or len(history) == 0:
+            self._clear_items()
+            return
+        steps = history.step
+        self.loss_curve.setData(*positive_finite(steps, history.loss))
+        baseline = self._baseline()
+        if baseline is None:
+            self.baseline_curve.setData([], [])
+        else:
+            self.baseline_curve.setData([float(steps[0]), float(steps[-1])], [baseline, baseline])
+        self._legend.getLabel(self.baseline_curve).setText(
+            "no-memory baseline" + (f" ({baseline:.4g})" if baseline is not None else " (none)"))
+        self._legend.updateSize()
+        bad = history.nonfinite | ~np.isfinite(history.loss)
+        self.nonfinite_marks.setData(*event_lines(steps[bad], history.loss))
+
+    def csv_table(self) -> tuple[list[str], np.ndarray]:
+        """One row per history row: step, loss (nan where not finite), baseline, non-finite flag."""
+        history = self._history
+        header = ["step", "loss", "baseline", "nonfinite"]
+        if history is None or len(history) == 0:
+            return header, np.zeros((0, 4))
+        baseline = self._baseline()
+        rows = np.column_stack([history.step, history.loss,
+                                np.full(len(history), np.nan if baseline is None else baseline),
+                                history.nonfinite]).astype(np.float64)
+        return header, rows

@@ -1,0 +1,443 @@
+"""The dashboard's views: drawing synthetic runs of each cell, hostile numbers, the
+gradient-flow cache, and export to PNG, SVG and CSV."""
+import csv
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PyQt6 import QtGui
+
+from gradviz.config import RunConfig
+from gradviz.ui import export
+from gradviz.ui.export import ExportError, close_with_lines
+from gradviz.ui.figures import write_figures
+from gradviz.ui.views import VIEW_CLASSES, make_views
+from gradviz.ui.views.base import LogAxis, format_magnitude
+from gradviz.ui.views.gradtime import shown_rows
+
+KEYS = ["gradflow", "gradtime", "gates", "states", "loss", "gradnorm", "text"]
+PLOT_KEYS = KEYS[:-1]
+CELLS = {"lstm": dict(cell="lstm", L=2, D=2), "gru": dict(cell="gru", L=1, D=1),
+         "rnn-tanh": dict(cell="rnn-tanh", L=1, D=2)}
+
+
+@pytest.fixture
+def views(qtbot):
+    made = make_views()
+    for view in made.values():
+        qtbot.addWidget(view)
+        view.resize(900, 500)
+    return made
+
+
+def fill(views, history, text="the quick brown fox\njumps"):
+    for view in views.values():
+        view.set_data(history, history.latest)
+    views["text"].set_text(text)
+
+
+def png_colours(path: Path) -> tuple[QtGui.QImage, int]:
+    image = QtGui.QImage(str(path))
+    assert not image.isNull(), f"{path} does not decode as an image"
+    image = image.convertToFormat(QtGui.QImage.Format.Format_RGB32)
+    ptr = image.constBits()
+    ptr.setsize(image.sizeInBytes())
+    pixels = np.frombuffer(ptr, np.uint32)
+    return image, len(np.unique(pixels))
+
+
+def read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.reader(fh))
+    return rows[0], rows[1:]
+
+
+# -- the contract -------------------------------------------------------------------------
+def test_views_are_made_in_dashboard_order_with_titles(views):
+    assert list(views) == KEYS
+    assert [cls.key for cls in VIEW_CLASSES] == KEYS
+    for view in views.values():
+        assert view.title
+        labels = [a.text() for a in view.context_menu().actions()]
+        assert labels == ["Export PNG…", "Export SVG…", "Export CSV…"]
+
+
+@pytest.mark.parametrize("cell", list(CELLS))
+def test_every_view_draws_the_numbers_of_each_cell(views, make_history, cell):
+    history = make_history(24, T=16, H=10, **CELLS[cell])
+    fill(views, history)
+    latest = history.latest
+    K, L, D, T = history.dh_norm.shape
+    for key, view in views.items():
+        header, rows = view.csv_table()
+        assert rows.ndim == 2 and rows.shape[1] == len(header), key
+
+    header, rows = views["gradflow"].csv_table()
+    assert rows.shape == (K, T + 2)
+    np.testing.assert_array_equal(rows[:, 0], history.step)
+    np.testing.assert_allclose(rows[:, 2:], history.dh_norm[:, 0, 0, :], rtol=1e-7)
+    assert views["gradflow"].image_array().shape == (K, T)
+
+    header, rows = views["gradtime"].csv_table()
+    assert rows.shape[0] == T
+    assert header[len(shown_rows(K))] == f"dL/dh step {history.step[-1]}"
+    np.testing.assert_allclose(rows[:, len(shown_rows(K))], history.dh_norm[-1, 0, 0], rtol=1e-7)
+    assert (history.dc_norm is not None) == any(h.startswith("dL/dc") for h in header)
+
+    header, rows = views["gates"].csv_table()
+    H = latest.gates.shape[-1]
+    assert header == ["t"] + [f"unit {u}" for u in range(H)] + ["saturated low", "saturated high"]
+    np.testing.assert_allclose(rows[:, 1:H + 1], latest.gates[0, 0, 0], rtol=1e-7)
+    np.testing.assert_allclose(rows[:, -1], latest.sat_high[0, 0, 0], rtol=1e-7)
+
+    header, rows = views["states"].csv_table()
+    units = views["states"].units()
+    assert units == list(range(8))
+    np.testing.assert_allclose(rows[:, 1:9], latest.probe_h[0, 0, :, :8], rtol=1e-7)
+    assert (latest.probe_c is not None) == ("c unit 0" in header)
+
+    header, rows = views["loss"].csv_table()
+    np.testing.assert_allclose(rows[:, 1], history.loss)
+    np.testing.assert_allclose(rows[:, 2], history.baseline)
+
+    header, rows = views["gradnorm"].csv_table()
+    assert header[6:] == [f"grad_norm {n}" for n in history.param_names]
+    np.testing.assert_allclose(rows[:, 1], history.grad_norm)
+    np.testing.assert_allclose(rows[:, 6:], history.param_grad_norm, rtol=1e-7)
+
+    header, rows = views["text"].csv_table()
+    assert header == ["text"] and rows[0, 0] == "the quick brown fox\njumps"
+
+
+def test_layer_direction_selector_only_when_there_is_a_choice(views, make_history):
+    fill(views, make_history(6, cell="gru", L=1, D=1, T=8))
+    assert views["gradflow"].selector.isHidden()
+    history = make_history(6, cell="lstm", L=2, D=2, T=8)
+    fill(views, history)
+    selector = views["gradflow"].selector
+    assert not selector.isHidden()
+    assert [selector.itemText(i) for i in range(selector.count())] == [
+        "layer 1 forward", "layer 1 backward", "layer 2 forward", "layer 2 backward"]
+    selector.setCurrentIndex(3)   # layer 2, backward: the view redraws from that slice
+    _, rows = views["gradflow"].csv_table()
+    np.testing.assert_allclose(rows[:, 2:], history.dh_norm[:, 1, 1, :], rtol=1e-7)
+    views["gates"].selector.setCurrentIndex(2)
+    _, rows = views["gates"].csv_table()
+    np.testing.assert_allclose(rows[:, 1:9], history.latest.gates[1, 0, 0], rtol=1e-7)
+
+
+# -- gradient flow ------------------------------------------------------------------------
+def test_gradflow_colours_follow_the_gradient(views, make_history):
+    # decay < 1: ‖∂L/∂h_t‖ vanishes towards t = 0, so early timesteps get darker colours.
+    view = views["gradflow"]
+    view.set_data(make_history(20, T=30, decay=0.7), None)
+    index = view.image_array().astype(int)
+    assert (index < 255).all(), "finite gradients must not get the non-finite colour"
+    column_means = index.mean(axis=0)
+    assert column_means[-1] > column_means[0] + 100
+    lo, hi = view.levels
+    assert lo < np.log10(0.7 ** 29) + 0.6 and hi > -0.5
+
+
+@pytest.mark.parametrize("view_key", PLOT_KEYS)
+def test_hostile_numbers_do_not_break_any_view(views, make_capture, view_key):
+    from gradviz.engine.record import History
+
+    dh = np.full((1, 1, 8), 1e-3, np.float32)
+    dh[0, 0, :6] = [1e30, 1e-30, 0.0, np.inf, np.nan, -0.0]
+    history = History()
+    history.append(make_capture(0, T=8, dh=dh))
+    history.append(make_capture(1, T=8, nonfinite=True, dh=dh))
+    history.append(make_capture(2, T=8, loss=0.0, dh=np.zeros((1, 1, 8), np.float32)))
+    view = views[view_key]
+    view.set_data(history, history.latest)
+    header, rows = view.csv_table()
+    assert rows.shape[1] == len(header)
+    if view_key == "gradflow":
+        index = view.image_array()
+        assert index[0, 3] == 255 and index[0, 4] == 255          # inf, nan: the marked colour
+        assert index[0, 1] == index[0, 2] == index[0, 5] == 0     # 1e-30, 0, -0: bottom
+        assert 250 <= index[0, 0] < 255 and 0 < index[0, 6] < 100   # 1e30 top, 1e-3 low
+        lo, hi = view.levels
+        assert lo <= -3 and hi >= 30
+    plots = [getattr(view, name) for name in ("plot", "plot_h", "plot_c", "params_plot")
+             if hasattr(view, name)]
+    for plot in plots:
+        for item in plot.listDataItems():
+            x, y = item.xData, item.yData
+            if x is not None:
+                assert np.isfinite(x).all() and np.isfinite(y).all(), f"{view_key}: {item}"
+
+
+def test_gradflow_keeps_its_colours_steady_and_widens_for_outliers(views, make_history,
+                                                                    make_capture):
+    view = views["gradflow"]
+    history = make_history(10, T=12)
+    view.set_data(history, None)
+    first = view.levels
+    for step in range(10, 20):   # more of the same data: the scale must not flicker
+        history.append(make_capture(step, T=12, light=True))
+        view.set_data(history, None)
+        assert view.levels == first
+    history.append(make_capture(20, T=12, dh=np.full((1, 1, 12), 1e6, np.float32)))
+    for step in range(21, 40):
+        history.append(make_capture(step, T=12, dh=np.full((1, 1, 12), 1e6, np.float32)))
+    view.set_data(history, None)
+    assert view.levels[1] >= 6.0
+
+
+def test_gradflow_incremental_image_equals_a_fresh_one_across_merges(qtbot, make_capture):
+    from gradviz.engine.record import History
+    from gradviz.ui.views.gradflow import GradflowView
+
+    live, fresh = GradflowView(), GradflowView()
+    qtbot.addWidget(live)
+    qtbot.addWidget(fresh)
+    history = History(capacity=16)
+    merged = False
+    for step in range(60):
+        history.append(make_capture(step, T=10, light=True))
+        merged |= int(history.count.max()) > 1
+        live.set_data(history, None)
+    assert merged, "the test must cover a history that merged rows"
+    fresh.set_data(history, None)
+    assert live.levels == fresh.levels
+    np.testing.assert_array_equal(live.image_array(), fresh.image_array())
+    # A cleared history refilled from step 0 is new data, not the cached rows.
+    history.clear()
+    for step in range(5):
+        history.append(make_capture(step, T=10, seed=1000 + step, light=True))
+    live.set_data(history, None)
+    fresh.set_data(history, None)
+    np.testing.assert_array_equal(live.image_array(), fresh.image_array())
+
+
+def test_gradflow_axis_labels_merged_columns_with_their_steps(qtbot, make_capture):
+    from gradviz.engine.record import History
+    from gradviz.ui.views.gradflow import GradflowView
+
+    view = GradflowView()
+    qtbot.addWidget(view)
+    history = History(capacity=8)
+    for step in range(30):
+        history.append(make_capture(step, T=6, light=True))
+    view.set_data(history, None)
+    steps = history.step
+    assert len(np.unique(np.diff(steps))) > 1, "columns should cover unequal numbers of steps"
+    assert view.axis.tickStrings([0.0, len(steps) - 1.0], 1.0, 1.0) == [str(steps[0]),
+                                                                        str(steps[-1])]
+    ticks = [v for _, values in view.axis.tickValues(-0.5, len(steps) - 0.5, 600) for v in values]
+    labels = view.axis.tickStrings(ticks, 1.0, 1.0)
+    assert all(steps[0] <= int(s) <= steps[-1] for s in labels)
+
+
+# -- the other views ----------------------------------------------------------------------
+def test_gates_offer_the_cells_own_gates_with_fixed_levels(views, make_history):
+    view = views["gates"]
+    fill(views, make_history(4, cell="lstm", T=10))
+    assert view.gate_names == ["i", "f", "g", "o"]
+    view.gate_combo.setCurrentIndex(2)   # g, the tanh candidate
+    assert tuple(view.image.getLevels()) == (-1.0, 1.0)
+    view.gate_combo.setCurrentIndex(1)
+    assert tuple(view.image.getLevels()) == (0.0, 1.0)
+    fill(views, make_history(4, cell="gru", T=10))
+    assert view.gate_names == ["r", "z", "n"]
+    fill(views, make_history(4, cell="rnn-tanh", T=10))
+    assert view.gate_names == ["h"]
+    assert tuple(view.image.getLevels()) == (-1.0, 1.0)
+    for item in (view.low_curve, view.high_curve):
+        y = item.yData
+        assert len(y) == 10 and (0 <= y).all() and (y <= 1).all()
+
+
+def test_cell_state_plots_only_for_lstm(views, make_history):
+    fill(views, make_history(4, cell="lstm", T=10))
+    assert views["gradtime"].plot_c.scene() is not None
+    assert views["states"].plot_c.scene() is not None
+    fill(views, make_history(4, cell="gru", T=10))
+    assert views["gradtime"].plot_c.scene() is None
+    assert views["states"].plot_c.scene() is None
+
+
+def test_gradtime_draws_the_newest_row_bold_over_fading_earlier_ones(views, make_history):
+    history = make_history(40, T=12)
+    views["gradtime"].set_data(history, history.latest)
+    newest = views["gradtime"].curves_h[-1]
+    np.testing.assert_allclose(newest.yData, history.dh_norm[-1, 0, 0], rtol=1e-7)
+    rows = shown_rows(40)
+    assert rows[-1] == 39 and 3 <= len(rows) <= 6 and rows == sorted(rows)
+    assert shown_rows(41)[:-1] == rows[:-1], "earlier curves should stay put as rows arrive"
+    alphas = [c.opts["pen"].color().alpha() for c in views["gradtime"].curves_h]
+    assert alphas == sorted(alphas)
+
+
+def test_states_unit_choice(views, make_history):
+    history = make_history(4, cell="gru", T=10, H=12)
+    view = views["states"]
+    view.set_data(history, history.latest)
+    view.first_unit.setValue(9)
+    assert view.units() == [9, 10, 11]
+    view.unit_count.setValue(2)
+    header, rows = view.csv_table()
+    assert header == ["t", "h unit 9", "h unit 10"]
+    np.testing.assert_allclose(rows[:, 2], history.latest.probe_h[0, 0, :, 10], rtol=1e-7)
+
+
+def test_loss_and_gradnorm_mark_events_and_clipping(views, make_history, make_capture):
+    from gradviz.engine.record import History
+
+    history = History()
+    for step in range(12):
+        history.append(make_capture(step, T=8, clip="norm", clip_threshold=0.5,
+                                    nonfinite=step == 5))
+    fill(views, history)
+    assert list(views["loss"].nonfinite_marks.xData) == [5.0, 5.0]
+    assert list(views["gradnorm"].nonfinite_marks.xData) == [5.0, 5.0]
+    x = views["gradnorm"].clipped_marks.xData
+    assert 5.0 not in x and len(x) == int(history.clipped.sum()) - int(history.clipped[5])
+    np.testing.assert_allclose(views["gradnorm"].threshold.yData, 0.5)
+    np.testing.assert_allclose(views["loss"].baseline_curve.yData, history.baseline)
+    assert len(views["gradnorm"].param_curves) == len(history.param_names)
+
+
+def test_log_axis_labels_stay_readable():
+    axis = LogAxis("left")
+    axis.setLogMode(False, True)
+    wide = axis.tickValues(-30.0, 2.0, 400)
+    major = wide[0][1]
+    assert len(major) <= 400 / LogAxis.PIXELS_PER_LABEL and 0.0 in major
+    assert len(set(np.diff(major))) == 1 and major[1] - major[0] >= 1.0
+    strings = axis.tickStrings(major, 1.0, wide[0][0])
+    assert strings[major.index(0.0)] == "1" and strings[major.index(-28.0)] == "10⁻²⁸"
+    assert all(label is None for label in axis.tickStrings(wide[1][1], 1.0, wide[1][0]))
+    narrow = axis.tickValues(np.log10(0.11), np.log10(0.17), 400)
+    strings = axis.tickStrings(narrow[0][1], 1.0, narrow[0][0])
+    assert len(strings) >= 3 and all(0.11 <= float(s) <= 0.17 for s in strings)
+    assert [format_magnitude(x) for x in (1000.0, 0.02, 2e-5, 1e6)] == ["1000", "0.02",
+                                                                        "2·10⁻⁵", "10⁶"]
+
+
+# -- export -------------------------------------------------------------------------------
+@pytest.mark.parametrize("key", KEYS)
+def test_every_view_exports_png_svg_and_csv(views, history, tmp_path, key):
+    fill(views, history)
+    view = views[key]
+    view.export(tmp_path / f"{key}.png")
+    image, colours = png_colours(tmp_path / f"{key}.png")
+    widget = view.figure_widget()
+    ratio = widget.devicePixelRatioF()
+    assert (image.width(), image.height()) == (round(widget.width() * ratio),
+                                               round(widget.height() * ratio))
+    assert colours > 2, "a blank export"
+
+    view.export(tmp_path / f"{key}.svg")
+    root = ET.parse(tmp_path / f"{key}.svg").getroot()
+    tags = {element.tag.rsplit("}", 1)[-1] for element in root.iter()}
+    assert ({"path", "polyline"} & tags) if key != "text" else ("text" in tags)
+
+    view.export(tmp_path / f"{key}.csv")
+    header, rows = read_csv(tmp_path / f"{key}.csv")
+    expected_header, expected = view.csv_table()
+    assert header == expected_header and len(rows) == len(expected)
+    if key == "text":
+        assert rows[0][0] == expected[0, 0]
+    else:
+        values = np.array(rows, dtype=np.float64)
+        np.testing.assert_array_equal(np.isnan(values), np.isnan(expected))
+        np.testing.assert_array_equal(values[~np.isnan(values)], expected[~np.isnan(expected)])
+
+
+def test_hidden_never_shown_view_exports_at_a_usable_size(qtbot, history, tmp_path):
+    from gradviz.ui.views.loss import LossView
+
+    view = LossView()
+    qtbot.addWidget(view)
+    view.set_data(history, history.latest)
+    view.export(tmp_path / "loss.png")
+    image, colours = png_colours(tmp_path / "loss.png")
+    assert image.width() >= 600 and image.height() >= 300 and colours > 2
+
+
+def test_export_failures_name_the_file_and_keep_the_old_one(views, history, tmp_path,
+                                                           monkeypatch):
+    fill(views, history)
+    view = views["loss"]
+    missing = tmp_path / "no such folder" / "loss.png"
+    with pytest.raises(ExportError, match="Choose another folder") as err:
+        view.export(missing)
+    assert str(missing) in str(err.value) and "does not exist" in str(err.value)
+
+    blocker = tmp_path / "a file"
+    blocker.write_text("x")
+    with pytest.raises(ExportError):
+        view.export(blocker / "loss.csv")
+    with pytest.raises(ExportError, match="unknown file type"):
+        view.export(tmp_path / "loss.jpg")
+
+    target = tmp_path / "loss.csv"
+    target.write_text("precious")
+
+    def full_disk(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(export.os, "replace", full_disk)
+    for suffix in (".csv", ".png", ".svg"):
+        kept = target.with_suffix(suffix)
+        kept.write_text("precious")
+        with pytest.raises(ExportError, match="No space left on device"):
+            view.export(kept)
+        assert kept.read_text() == "precious"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a file", "loss.csv", "loss.png",
+                                                         "loss.svg"], "temp files left behind"
+
+
+def test_export_replaces_an_existing_file(views, history, tmp_path):
+    fill(views, history)
+    target = tmp_path / "gradnorm.csv"
+    target.write_text("old")
+    views["gradnorm"].export(target)
+    assert target.read_text().startswith("step,grad_norm,")
+
+
+def test_svg_close_path_rewrite():
+    assert close_with_lines("M0,0 L10,0 L10,5 Z M1,1 L2,2 Z ") == \
+        "M0,0 L10,0 L10,5 L0,0 M1,1 L2,2 L1,1"
+    assert close_with_lines("M3,4 L5,6") == "M3,4 L5,6"
+
+
+def test_write_figures_writes_every_plot(qapp, make_history, tmp_path):
+    history = make_history(12, cell="gru", T=10)
+    folder = tmp_path / "figures"
+    written = write_figures(folder, RunConfig(cell="gru"), history)
+    assert sorted(p.name for p in written) == sorted(f"{k}{s}" for k in PLOT_KEYS
+                                                     for s in (".png", ".svg"))
+    for path in written:
+        assert path.parent == folder and path.stat().st_size > 1000
+        if path.suffix == ".png":
+            assert png_colours(path)[1] > 2
+        else:
+            ET.parse(path)
+
+
+def test_write_figures_needs_no_display(tmp_path):
+    """As from `gradviz run --figures DIR`: a fresh process, no QApplication, no display."""
+    script = (
+        "import os, sys; sys.path.insert(0, {tests!r})\n"
+        "from conftest import fill_history, synthetic_capture\n"
+        "os.environ.pop('QT_QPA_PLATFORM', None)  # conftest sets it; Qt reads it later\n"
+        "from gradviz.config import RunConfig\n"
+        "from gradviz.ui.figures import write_figures\n"
+        "h = fill_history(synthetic_capture(s, T=8) for s in range(5))\n"
+        "print(len(write_figures({out!r}, RunConfig(), h)))\n"
+    ).format(tests=str(Path(__file__).parent), out=str(tmp_path))
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("QT_QPA_PLATFORM", "DISPLAY", "WAYLAND_DISPLAY")}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, timeout=120, cwd=Path(__file__).parent.parent)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "12"
+    assert (tmp_path / "gradflow.png").exists()
