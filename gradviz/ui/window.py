@@ -89,25 +89,23 @@ class MainWindow(QtWidgets.QMainWindow):
         scroll.setMinimumWidth(self.controls.minimumSizeHint().width()
                                + scroll.verticalScrollBar().sizeHint().width() + 4)
 
-        plots = QtWidgets.QWidget()
-        grid = QtWidgets.QGridLayout(plots)
-        grid.setContentsMargins(2, 2, 2, 2)
+        grid_widget = QtWidgets.QWidget()
+        grid = QtWidgets.QGridLayout(grid_widget)
+        grid.setContentsMargins(0, 0, 0, 0)
         grid.setSpacing(6)
         self.panels = {key: self._panel(view) for key, view in self.views.items()}
-        index = 0
-        for key, panel in self.panels.items():
-            if key == "text":
-                continue
-            grid.addWidget(panel, index // GRID_COLUMNS, index % GRID_COLUMNS)
-            index += 1
-        rows = (index + GRID_COLUMNS - 1) // GRID_COLUMNS
-        for row in range(rows):
-            grid.setRowStretch(row, 3)
+        grid_views = [key for key in self.panels if key != "text"]
+        for index, key in enumerate(grid_views):
+            grid.addWidget(self.panels[key], index // GRID_COLUMNS, index % GRID_COLUMNS)
         for column in range(GRID_COLUMNS):
             grid.setColumnStretch(column, 1)
+        plots = QtWidgets.QWidget()
+        column = QtWidgets.QVBoxLayout(plots)
+        column.setContentsMargins(2, 2, 2, 2)
+        column.addWidget(grid_widget, 4)
         if "text" in self.panels:
-            grid.addWidget(self.panels["text"], rows, 0, 1, GRID_COLUMNS)
-            grid.setRowStretch(rows, 1)
+            # Shown for language tasks only; while hidden it takes no room.
+            column.addWidget(self.panels["text"], 1)
             self.panels["text"].hide()
 
         splitter = QtWidgets.QSplitter()
