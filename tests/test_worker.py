@@ -180,3 +180,17 @@ def test_process_worker_reports_a_dead_child(qtbot):
         assert errors and "ended unexpectedly" in errors[0]
     finally:
         worker.close()
+
+
+def test_the_loop_ends_when_the_window_process_is_gone():
+    cmd, res = queue.Queue(), queue.Queue()
+    alive = [True]
+    thread = threading.Thread(target=serve, args=(cmd, res, 1, SMALL.to_dict()),
+                              kwargs={"parent_alive": lambda: alive[0]})
+    thread.start()
+    cmd.put(("start",))
+    while not any(m["kind"] == "data" and m["captures"] for m in [res.get(timeout=20)]):
+        pass
+    alive[0] = False  # no quit will ever come
+    thread.join(3)
+    assert not thread.is_alive()

@@ -36,7 +36,7 @@ from gradviz.config import RunConfig
 
 SEND_INTERVAL_S = 0.03   # ~30 messages/s: as often as the window redraws, no more
 TEXT_INTERVAL_S = 2.0
-PARENT_CHECK_S = 0.5     # while paused, how often the child checks that the GUI still lives
+PARENT_CHECK_S = 0.5     # how often the child checks that the GUI still lives
 
 
 def serve(commands, results, run_id: int, config: dict, parent_alive=lambda: True) -> None:
@@ -44,6 +44,7 @@ def serve(commands, results, run_id: int, config: dict, parent_alive=lambda: Tru
     ``queue.Queue`` objects in one process."""
     loop = _Loop(results)
     loop.reset(run_id, config)
+    last_check = time.monotonic()
     while True:
         try:
             if loop.running:
@@ -53,8 +54,12 @@ def serve(commands, results, run_id: int, config: dict, parent_alive=lambda: Tru
         except queue.Empty:
             if loop.running:
                 loop.run_one()
-            elif not parent_alive():
-                return
+            now = time.monotonic()
+            if now - last_check >= PARENT_CHECK_S:
+                # A GUI that was killed sends no quit; do not train on for nobody.
+                last_check = now
+                if not parent_alive():
+                    return
             continue
         if command[0] == "quit":
             return
