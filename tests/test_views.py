@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PyQt6 import QtGui
+from PyQt6 import QtCore, QtGui, QtTest, QtWidgets
 
 from gradviz.config import RunConfig
 from gradviz.ui import export
@@ -64,6 +64,56 @@ def test_views_are_made_in_dashboard_order_with_titles(views):
         assert view.title
         labels = [a.text() for a in view.context_menu().actions()]
         assert labels == ["Export PNG…", "Export SVG…", "Export CSV…"]
+
+
+def test_right_click_on_a_plot_offers_export(qtbot, history):
+    from gradviz.ui.views.gradnorm import GradnormView
+
+    view = GradnormView()
+    qtbot.addWidget(view)
+    view.resize(800, 500)
+    view.show()
+    qtbot.waitExposed(view)
+    view.set_data(history, history.latest)
+    centre = view.graphics.geometry().center()
+    with qtbot.waitSignal(view.customContextMenuRequested):
+        QtTest.QTest.mouseClick(view.windowHandle(), QtCore.Qt.MouseButton.RightButton,
+                                QtCore.Qt.KeyboardModifier.NoModifier, centre)
+    menus = [m for m in view.findChildren(QtWidgets.QMenu) if m.isVisible()]
+    assert len(menus) == 1
+    assert [a.text() for a in menus[0].actions()] == ["Export PNG…", "Export SVG…",
+                                                      "Export CSV…"]
+    menus[0].close()
+
+
+def test_export_dialog_adds_the_suffix_and_reports_failures(views, history, tmp_path,
+                                                            monkeypatch):
+    view = views["loss"]
+    view.set_data(history, history.latest)
+    warnings = []
+    monkeypatch.setattr(QtWidgets.QMessageBox, "warning",
+                        lambda parent, title, text: warnings.append(text))
+    monkeypatch.setattr(QtWidgets.QFileDialog, "getSaveFileName",
+                        lambda *a, **k: (str(tmp_path / "chosen"), ""))
+    view._export_dialog(".csv", "CSV table (*.csv)")
+    assert (tmp_path / "chosen.csv").read_text().startswith("step,loss,")
+    assert warnings == []
+    monkeypatch.setattr(QtWidgets.QFileDialog, "getSaveFileName",
+                        lambda *a, **k: (str(tmp_path / "gone" / "x.png"), ""))
+    view._export_dialog(".png", "PNG image (*.png)")
+    assert len(warnings) == 1 and "Choose another folder" in warnings[0]
+
+
+def test_clear_empties_every_view(views, history):
+    fill(views, history)
+    for key, view in views.items():
+        view.clear()
+        header, rows = view.csv_table()
+        assert len(rows) == 0 or key == "text" and rows[0, 0] == "", key
+    assert views["gradflow"].image_array() is None
+    assert views["gradflow"].image.image is None
+    fill(views, history)
+    assert views["gradflow"].image_array().shape[0] == len(history)
 
 
 @pytest.mark.parametrize("cell", list(CELLS))
@@ -271,8 +321,8 @@ def test_gradtime_draws_the_newest_row_bold_over_fading_earlier_ones(views, make
     rows = shown_rows(40)
     assert rows[-1] == 39 and 3 <= len(rows) <= 6 and rows == sorted(rows)
     assert shown_rows(41)[:-1] == rows[:-1], "earlier curves should stay put as rows arrive"
-    alphas = [c.opts["pen"].color().alpha() for c in views["gradtime"].curves_h]
-    assert alphas == sorted(alphas)
+    greys = [c.opts["pen"].color().lightness() for c in views["gradtime"].curves_h[:-1]]
+    assert greys == sorted(greys, reverse=True), "older curves should be fainter"
 
 
 def test_states_unit_choice(views, make_history):

@@ -6,7 +6,7 @@ import numpy as np
 import pyqtgraph as pg
 from PyQt6 import QtCore, QtWidgets
 
-from gradviz.ui.views.base import (View, curve, event_lines, event_marks, make_legend, pen,
+from gradviz.ui.views.base import (BACKGROUND, View, curve, event_lines, event_marks, make_legend, pen,
                                    positive_finite, style_plot)
 
 NONFINITE_COLOUR = "#d01010"
@@ -46,7 +46,8 @@ class GradnormView(View):
         self.after = curve(self.plot, pen(2, width=2.0, style=QtCore.Qt.PenStyle.DashLine))
         self.clipped_marks = pg.PlotDataItem(pen=None, symbol="o", symbolSize=7,
                                              symbolPen=pg.mkPen(CLIPPED_COLOUR, width=1.5),
-                                             symbolBrush=None, skipFiniteCheck=True)
+                                             symbolBrush=pg.mkBrush(BACKGROUND),
+                                             skipFiniteCheck=True)
         self.plot.addItem(self.clipped_marks)
         make_legend(self.plot, [(self.before, "before clipping"), (self.after, "after clipping"),
                                 (self.threshold, "clip threshold (norm)"),

@@ -14,7 +14,12 @@ from gradviz.ui.views.base import View, curve, make_legend, pen, positive_finite
 
 EARLIER = 5
 NEWEST_COLOUR = "#1f5fbf"
-EARLIER_COLOUR = "#3a3a3a"
+
+
+def earlier_grey(i: int) -> str:
+    """Colour of earlier curve i (0 = oldest): lighter the older, opaque (fast to draw)."""
+    level = round(210 - 120 * (i + 1) / EARLIER)
+    return f"#{level:02x}{level:02x}{level:02x}"
 
 
 def shown_rows(K: int) -> list[int]:
@@ -57,8 +62,7 @@ class GradtimeView(View):
 
     def _make_curves(self, plot: pg.PlotItem) -> list[pg.PlotDataItem]:
         """EARLIER faint curves (oldest first, faintest) then the bold newest one."""
-        items = [curve(plot, pen(EARLIER_COLOUR, alpha=int(50 + 150 * (i + 1) / EARLIER)))
-                 for i in range(EARLIER)]
+        items = [curve(plot, pen(earlier_grey(i))) for i in range(EARLIER)]
         items.append(curve(plot, pen(NEWEST_COLOUR, width=2.5)))
         return items
 
