@@ -246,6 +246,9 @@ def test_a_training_error_is_shown_and_reset_recovers(window, qtbot, tmp_path):
     assert "corpus.txt" in window.statusBar().currentMessage()
     assert window.state_label.text() == "error"
     assert window.worker.is_alive()
+    window.act_run.trigger()  # nothing to run: says so, and stays put
+    assert window.act_run.text() == "Start"
+    assert "Reset" in window.statusBar().currentMessage()
 
     corpus.write_text("the quick brown fox jumps over the lazy dog. " * 40, encoding="utf-8")
     close = window.error_box.button(QtWidgets.QMessageBox.StandardButton.Close)

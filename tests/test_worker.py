@@ -169,7 +169,7 @@ def test_process_worker_trains_resets_and_closes_fast(qtbot):
     assert worker.state == "stopped"
 
 
-def test_process_worker_reports_a_dead_child(qtbot):
+def test_process_worker_reports_a_dead_child_and_a_reset_revives_it(qtbot):
     worker = TrainingWorker(SMALL)
     errors: list = []
     worker.error.connect(lambda message, details: errors.append(message))
@@ -178,6 +178,16 @@ def test_process_worker_reports_a_dead_child(qtbot):
         worker._process.kill()
         qtbot.waitUntil(lambda: worker.state == "stopped", timeout=5000)
         assert errors and "ended unexpectedly" in errors[0]
+
+        # A reset brings a new process.
+        received: list = []
+        worker.captures_ready.connect(received.extend)
+        worker.reset(SMALL)
+        qtbot.waitUntil(lambda: worker.state == "paused", timeout=30000)
+        assert worker.is_alive()
+        worker.step()
+        qtbot.waitUntil(lambda: len(received) == 1, timeout=10000)
+        assert received[0].step == 0
     finally:
         worker.close()
 

@@ -44,7 +44,6 @@ class MainWindow(QtWidgets.QMainWindow):
         self._dirty = False         # something arrived since the last redraw
         self._running = False       # what the user asked for; follows the worker's reports
         self._loaded_run: str | None = None  # folder of an opened run being shown
-        self._language = False
         self._error_box: QtWidgets.QMessageBox | None = None
         self.redraw_seconds: deque = deque(maxlen=300)  # recent redraw times, for benchmarks
 
@@ -219,15 +218,23 @@ class MainWindow(QtWidgets.QMainWindow):
         if self._running:
             self.worker.pause()
             self._set_running(False)
-        else:
+        elif self._can_train():
             self._leave_loaded_run()
             self.worker.start()
             self._set_running(True)
 
     def step_once(self) -> None:
-        self._leave_loaded_run()
-        self.worker.step()
-        self._set_running(False)
+        if self._can_train():
+            self._leave_loaded_run()
+            self.worker.step()
+            self._set_running(False)
+
+    def _can_train(self) -> bool:
+        if self.worker.state in ("error", "stopped"):
+            self.statusBar().showMessage("Training stopped after an error: press Reset (R) "
+                                         "to start again.", 8000)
+            return False
+        return True
 
     def reset_training(self, keep_running: bool = False) -> None:
         """A fresh model from the current settings (same seed); paused unless asked."""
@@ -313,7 +320,6 @@ class MainWindow(QtWidgets.QMainWindow):
             view.set_text(text)
 
     def _on_ready(self, language: bool) -> None:
-        self._language = language
         if "text" in self.panels:
             self.panels["text"].setVisible(language)
 

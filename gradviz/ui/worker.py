@@ -226,17 +226,24 @@ class TrainingWorker(QtCore.QObject):
     def __init__(self, config: RunConfig, parent: QtCore.QObject | None = None):
         super().__init__(parent)
         self._ctx = multiprocessing.get_context("spawn")
+        self._run_id = 0
+        self._state = "starting"
+        self._closed = False
+        self._spawn(config)
+        self._timer = QtCore.QTimer(self)
+        self._timer.timeout.connect(self.poll)
+        self._timer.start(self.POLL_MS)
+
+    def _spawn(self, config: RunConfig) -> None:
+        """A new training process (fresh queues: a killed child may leave a queue broken)."""
+        self._run_id += 1
         self._commands = self._ctx.Queue()
         self._results = self._ctx.Queue()
-        self._run_id = 1
-        self._state = "starting"
         self._process = self._ctx.Process(
             target=_child_main, name="gradviz-training", daemon=True,
             args=(self._commands, self._results, self._run_id, config.to_dict()))
         self._process.start()
-        self._timer = QtCore.QTimer(self)
-        self._timer.timeout.connect(self.poll)
-        self._timer.start(self.POLL_MS)
+        self._set_state("starting")
 
     @property
     def state(self) -> str:
@@ -264,7 +271,13 @@ class TrainingWorker(QtCore.QObject):
 
     def reset(self, config: RunConfig) -> None:
         """A new model from ``config``; results of the previous one still in flight are
-        dropped."""
+        dropped. Starts a new process if the last one died."""
+        if self._closed:
+            return
+        if not self._process.is_alive():
+            self._release_queues()
+            self._spawn(config)
+            return
         self._run_id += 1
         self._send("reset", self._run_id, config.to_dict())
         self._set_state("starting")
@@ -313,22 +326,27 @@ class TrainingWorker(QtCore.QObject):
 
     def close(self) -> None:
         """Stop the process: ask, wait 0.5 s, then terminate, then kill. Returns in < 1 s."""
-        self._timer.stop()
-        if self._state == "stopped" and not self._process.is_alive():
+        if self._closed:
             return
-        self._state = "stopped"
-        try:
-            self._commands.put(("quit",))
-        except (OSError, ValueError):
-            pass
-        self._process.join(0.5)
+        self._closed = True
+        self._timer.stop()
+        if self._process.is_alive():
+            try:
+                self._commands.put(("quit",))
+            except (OSError, ValueError):
+                pass
+            self._process.join(0.5)
         if self._process.is_alive():
             self._process.terminate()
             self._process.join(0.2)
         if self._process.is_alive():
             self._process.kill()
             self._process.join(0.1)
+        self._release_queues()
+        self._set_state("stopped")
+
+    def _release_queues(self) -> None:
+        # Nobody reads them any more: do not let their feeder threads hold up the exit.
         for q in (self._commands, self._results):
             q.cancel_join_thread()
             q.close()
-        self.state_changed.emit("stopped")
