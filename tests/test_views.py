@@ -412,6 +412,25 @@ def test_hidden_never_shown_view_exports_at_a_usable_size(qtbot, history, tmp_pa
     assert image.width() >= 600 and image.height() >= 300 and colours > 2
 
 
+def test_view_hidden_inside_a_shown_window_exports_at_a_usable_size(qtbot, history, tmp_path):
+    from gradviz.ui.views.text import TextView
+
+    window = QtWidgets.QWidget()
+    qtbot.addWidget(window)
+    layout = QtWidgets.QHBoxLayout(window)
+    layout.addWidget(QtWidgets.QLabel("another panel"))
+    view = TextView()
+    layout.addWidget(view)
+    view.hide()                       # as the window hides the text panel for other tasks
+    window.resize(1000, 600)
+    window.show()
+    qtbot.waitExposed(window)
+    view.set_text("abc " * 200)
+    view.export(tmp_path / "text.png")
+    image, colours = png_colours(tmp_path / "text.png")
+    assert image.width() >= 300 and image.height() >= 300 and colours > 2
+
+
 def test_export_failures_name_the_file_and_keep_the_old_one(views, history, tmp_path,
                                                            monkeypatch):
     fill(views, history)

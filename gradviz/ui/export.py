@@ -84,15 +84,22 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 
 
 def prepare_for_render(widget: QtWidgets.QWidget) -> None:
-    """Give a never-shown widget a usable size and lay it out, so it renders like on screen."""
+    """Lay out ``widget`` so that it renders as it would on screen.
+
+    A hidden widget in a shown window is rendered with the place the window's layout
+    would give it; a never-shown window of its own gets a usable size first (a headless
+    figure).
+    """
     top = widget.window()
-    # WA_Resized tells a size someone chose from Qt's default for a never-shown window.
-    if not top.isVisible() and not top.testAttribute(QtCore.Qt.WidgetAttribute.WA_Resized):
-        top.resize(HIDDEN_EXPORT_SIZE)
-    # grab() sends a hidden widget's pending resize events and activates its layouts;
-    # the posted layout requests then place items added since the last event loop turn
-    # (legend entries, for one). pyqtgraph's scene needs both before it is exported.
-    top.grab()
+    if not widget.isVisible():
+        # WA_Resized tells a size someone chose from Qt's initial one.
+        if not top.isVisible() and not top.testAttribute(QtCore.Qt.WidgetAttribute.WA_Resized):
+            top.resize(HIDDEN_EXPORT_SIZE)
+        # grab() sends a hidden widget's pending resize events and activates the layouts
+        # it is in, which pyqtgraph's scene needs before it can be exported.
+        widget.grab()
+    # Posted layout requests place items added since the event loop last ran (legend
+    # entries, for one).
     QtCore.QCoreApplication.sendPostedEvents()
 
 

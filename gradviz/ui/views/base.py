@@ -1,8 +1,9 @@
 """What every view shares: the :class:`View` widget contract, the plot style, the
 layer/direction selector and the clean-up of data for log axes.
 
-Style: dark ink on a white background, thick curves and 11-13 pt fonts, because the
-plots are read on lecture projectors, where light-on-dark washes out.
+Style: dark ink on a white background, saturated colours, a bold line for the curve a
+plot is about and 11-13 pt fonts, because the plots are read on lecture projectors,
+where light-on-dark washes out.
 """
 from __future__ import annotations
 
@@ -26,13 +27,11 @@ GRID = "#d9d9d9"
 TICK_FONT_PT = 11
 LABEL_STYLE = {"font-size": "12pt", "color": "#000000"}
 TITLE_STYLE = {"size": "13pt", "color": "#000000"}
-# Distinct, saturated colours that stay apart on white and in greyscale print.
+# Distinct, saturated colours that stay apart on white.
 PALETTE = ("#1f5fbf", "#e8730c", "#2a9d3a", "#c8202f", "#7b3fb0", "#8c564b",
            "#d6409f", "#5f5f5f", "#9aa00f", "#12a3b5")
 # Flushed denormals reach the plots as exact zeros; log axes need a positive floor.
 LOG_FLOOR = 1e-30
-# Size used when a view is exported or rendered while it has never been shown.
-EXPORT_SIZE = QtCore.QSize(1200, 700)
 
 
 def colour(i: int) -> str:
@@ -54,11 +53,11 @@ def pen(i_or_colour: int | str, width: float = 1.0,
     return p
 
 
+SUPERSCRIPTS = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
 def _superscript(exponent: int) -> str:
     return ("⁻" if exponent < 0 else "") + str(abs(exponent)).translate(SUPERSCRIPTS)
-
-
-SUPERSCRIPTS = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
 
 
 def format_magnitude(x: float) -> str:
@@ -144,7 +143,7 @@ def style_colorbar(bar: pg.ColorBarItem, label: str) -> None:
 
 
 def style_plot(plot: pg.PlotItem, x_label: str, y_label: str, *, log_y: bool = False,
-               grid: bool = True, title: str | None = None) -> pg.PlotItem:
+               grid: bool = True) -> pg.PlotItem:
     """Apply the house style to ``plot`` and label its axes (the label carries the unit)."""
     if log_y:
         plot.setAxisItems({"left": LogAxis("left")})
@@ -166,8 +165,6 @@ def style_plot(plot: pg.PlotItem, x_label: str, y_label: str, *, log_y: bool = F
             axis.setPen(pg.mkPen(INK))
     plot.setLabel("bottom", x_label, **LABEL_STYLE)
     plot.setLabel("left", y_label, **LABEL_STYLE)
-    if title:
-        plot.setTitle(title, **TITLE_STYLE)
     plot.setLogMode(x=False, y=log_y)
     plot.setDownsampling(auto=True, mode="peak")
     plot.setClipToView(True)
@@ -196,9 +193,9 @@ def make_legend(plot: pg.PlotItem, entries: list[tuple[pg.PlotDataItem, str]], *
     return legend
 
 
-def curve(plot: pg.PlotItem, p: QtGui.QPen, name: str | None = None, **kw) -> pg.PlotDataItem:
+def curve(plot: pg.PlotItem, p: QtGui.QPen) -> pg.PlotDataItem:
     """A curve for sanitised data (finite, positive on log axes): pyqtgraph may skip its check."""
-    item = pg.PlotDataItem(pen=p, name=name, skipFiniteCheck=True, **kw)
+    item = pg.PlotDataItem(pen=p, skipFiniteCheck=True)
     plot.addItem(item)
     return item
 
@@ -280,7 +277,8 @@ class View(QtWidgets.QWidget):
     """One panel of the dashboard.
 
     Subclasses set ``key`` and ``title``, build their pyqtgraph items once in
-    ``__init__`` and implement :meth:`set_data`, :meth:`clear` and :meth:`csv_table`.
+    ``__init__`` and implement :meth:`_redraw` (draw ``self._history`` and
+    ``self._latest`` by updating those items), :meth:`_clear_items` and :meth:`csv_table`.
     """
 
     key: str = ""

@@ -1,5 +1,9 @@
 """Gradient flow: log10 ‖∂L/∂h_t‖ for every recorded training step (x) and timestep t (y).
 
+Columns are history rows, evenly wide, and the x axis labels them with their training
+steps (:class:`StepAxis`): once the history has merged old rows, a column there covers
+several steps, so the axis is not linear in steps, but every label is exact.
+
 Drawing cost is kept independent of the history's length: the log values and their
 uint8 colour indices are cached per history row, and a new frame quantises only the rows
 that arrived since the last one. Everything is recomputed only when the history merged
