@@ -16,6 +16,8 @@ GATE_DESCRIPTIONS = {
     "r": "reset gate", "z": "update gate", "n": "new-state candidate", "h": "hidden state",
 }
 
+LEFT_AXIS_WIDTH = 80
+
 
 def colour_map(lo: float, hi: float) -> pg.ColorMap:
     """Diverging colours for ranges centred on 0 (tanh), sequential otherwise."""
@@ -49,6 +51,8 @@ class GatesView(View):
         self.sat = canvas.addPlot(row=1, col=0)
         style_plot(self.sat, "timestep t", "fraction of activations")
         self.sat.setXLink(self.heat)
+        for plot in (self.heat, self.sat):   # equal axis widths keep timestep t aligned
+            plot.getAxis("left").setWidth(LEFT_AXIS_WIDTH)
         self.sat.setYRange(-0.05, 1.05, padding=0.0)
         self.sat.enableAutoRange(y=False)
         self.low_curve = curve(self.sat, pen(0, width=2.0))
