@@ -225,13 +225,15 @@ class LSTMCell(_LSTMFamily):
             h_prev = _h_prev(h, h0)
             # Recompute every gate in two matrix products now that all h_{t-1} are known, and
             # all four activations in one sigmoid pass: g = tanh(z) = 2σ(2z) - 1.
-            z = torch.addmm(p["bias_ih"] + p["bias_hh"], x.reshape(T * B, -1), p["weight_ih"].t())
-            z.addmm_(h_prev.reshape(T * B, H), p["weight_hh"].t())
+            # One product over [x_t, h_{t-1}] (a small input size makes two products slow).
+            xh = torch.cat([x, h_prev], 2).view(T * B, -1)
+            w = torch.cat([p["weight_ih"], p["weight_hh"]], 1)
+            z = torch.addmm(p["bias_ih"] + p["bias_hh"], xh, w.t())
             z.view(T, B, 4, H)[:, :, 2].mul_(2)
             acts = torch.sigmoid_(z).view(T, B, 4, H)
             # Derivatives of all four activations at once: σ' = σ(1-σ), and for g
             # 1 - g² = 4 σ(2z)(1 - σ(2z)).
-            deriv = acts * (1 - acts)
+            deriv = torch.addcmul(acts, acts, acts, value=-1)
             deriv[:, :, 2].mul_(4)
             acts[:, :, 2].mul_(2).sub_(1)
             i, f, g, o = acts.unbind(2)
