@@ -387,3 +387,13 @@ def test_any_damage_to_capture_npz_is_a_run_file_error(saved):
             assert "capture.npz: " in str(error)
             outcomes.add("error")
     assert "error" in outcomes
+
+
+def test_history_knows_which_rows_clipped_by_norm(make_capture):
+    from gradviz.engine.record import History
+    h = History(capacity=8)
+    for step, mode in enumerate(["none", "value", "norm", "norm"]):
+        cap = make_capture(step=step)
+        cap.clip = mode
+        h.append(cap)
+    assert h.clip_by_norm.tolist() == [False, False, True, True]

@@ -36,7 +36,7 @@ CAPTURE_NPZ = "capture.npz"
 
 # Per-row scalars: float64 ones are averaged when rows merge, boolean flags OR'ed.
 _FLOAT_ROWS = ("loss", "grad_norm", "grad_norm_clipped", "lr", "clip_threshold")
-_FLAG_ROWS = ("clipped", "nonfinite")
+_FLAG_ROWS = ("clipped", "nonfinite", "clip_by_norm")
 
 
 class RunFileError(ValueError):
@@ -53,7 +53,7 @@ class History:
 
     The arrays below are views of the first ``len(self)`` rows (do not mutate them):
     ``step``/``count`` (K,) int64, ``loss``/``grad_norm``/``grad_norm_clipped``/``lr``/
-    ``clip_threshold`` (K,) float64, ``clipped``/``nonfinite`` (K,) bool,
+    ``clip_threshold`` (K,) float64, ``clipped``/``nonfinite``/``clip_by_norm`` (K,) bool,
     ``dh_norm`` (K, L, D, T) float32, ``dc_norm`` (K, L, D, T) float32 or None,
     ``param_grad_norm`` (K, P) float32. A merged row has ``step`` = its last step,
     ``count`` = captures it holds, means weighted by count over finite values, flags OR'ed.
@@ -125,8 +125,10 @@ class History:
         a["count"][i] = 1
         for k in _FLOAT_ROWS:
             a[k][i] = getattr(cap, k)
-        for k in _FLAG_ROWS:
-            a[k][i] = getattr(cap, k)
+        a["clipped"][i] = cap.clipped
+        a["nonfinite"][i] = cap.nonfinite
+        # Which rows' threshold bounds the global norm (the clipping mode can change mid-run).
+        a["clip_by_norm"][i] = cap.clip == "norm"
         a["dh_norm"][i] = cap.dh_norm
         if cap.dc_norm is not None:
             a["dc_norm"][i] = cap.dc_norm
@@ -185,6 +187,8 @@ class History:
     clip_threshold = _row_property("clip_threshold", np.float64, "(K,) float64")
     clipped = _row_property("clipped", np.bool_, "(K,) bool, clipped at least once in the row")
     nonfinite = _row_property("nonfinite", np.bool_, "(K,) bool, a non-finite step in the row")
+    clip_by_norm = _row_property("clip_by_norm", np.bool_,
+                                 "(K,) bool, a step in the row clipped by global norm")
 
     @property
     def dh_norm(self) -> np.ndarray:
