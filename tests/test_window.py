@@ -56,7 +56,7 @@ def settle(qtbot, window) -> None:
     while previous != len(window.history):
         previous = len(window.history)
         qtbot.wait(150)
-    window.redraw()
+    window.draw_now()
 
 
 def menu(window, title: str) -> QtWidgets.QMenu:
@@ -208,7 +208,7 @@ def test_save_and_open_a_run_round_trip(window, qtbot, tmp_path, monkeypatch):
         np.testing.assert_array_equal(getattr(window.history, name), array, err_msg=name)
     assert "myrun" in window.windowTitle()
     qtbot.waitUntil(lambda: window.worker.state == "paused", timeout=START_TIMEOUT_MS)
-    window.redraw()
+    window.draw_now()
     assert window.views["gradflow"].image_array().shape == (len(saved["step"]), SMALL.seq_len)
     assert window.state_label.text() == "viewing saved run"
 
@@ -365,3 +365,33 @@ def test_controls_accept_only_valid_values(qtbot):
     count = len(changes)
     panel.set_config(SMALL)  # showing a config is not a change by the user
     assert len(changes) == count and panel.config() == SMALL
+
+
+def test_views_take_turns_when_drawing_is_slow(window, qtbot, monkeypatch):
+    run_until(qtbot, window, 3)
+    window._redraw_timer.stop()
+    drawn: list = []
+    for key, view in window.views.items():
+        original = view.set_data
+        monkeypatch.setattr(view, "set_data",
+                            lambda h, c, k=key, f=original: (drawn.append(k), f(h, c)))
+    visible = [k for k, v in window.views.items() if v.isVisible()]
+    assert "text" not in visible and len(visible) == 6
+
+    window._on_captures([])  # "something new arrived": every view is stale
+    window._views_per_tick = 1
+    for tick in range(len(visible)):
+        window._last_tick = None  # a tick that was on time: no adaptation
+        window.redraw()
+        assert len(drawn) == tick + 1
+    assert sorted(drawn) == sorted(visible)  # each once, in turn
+    start = visible.index(drawn[0])
+    assert drawn == (visible + visible)[start:start + len(visible)]  # round the grid
+    window.redraw()
+    assert len(drawn) == len(visible)  # nothing new, nothing drawn
+
+    window._on_captures([])
+    window._views_per_tick = len(window.views)
+    window._last_tick = None
+    window.redraw()
+    assert sorted(drawn[len(visible):]) == sorted(visible)  # cheap: all in one tick

@@ -10,7 +10,6 @@ import json
 import os
 import tempfile
 import time
-from collections import deque
 from pathlib import Path
 
 from PyQt6 import QtCore, QtGui, QtWidgets
@@ -26,6 +25,9 @@ from gradviz.ui.worker import TrainingWorker
 RESOURCES = Path(__file__).resolve().parents[2] / "resources"
 HISTORY_CAPACITY = 4096
 REDRAW_MS = 33
+# The redraw timer's lateness that makes fewer (more) views draw per tick.
+LATE_HIGH_MS = 20.0
+LATE_LOW_MS = 6.0
 GRID_COLUMNS = 3
 
 
@@ -41,15 +43,17 @@ class MainWindow(QtWidgets.QMainWindow):
         self._config = config or self.prefs.load_config() or RunConfig()
         self.history = History(HISTORY_CAPACITY)
         self._latest = None         # newest full Capture
-        self._dirty = False         # something arrived since the last redraw
+        self._stale: set[str] = set()  # keys of views that have not drawn the newest data
         self._running = False       # what the user asked for; follows the worker's reports
         self._loaded_run: str | None = None  # folder of an opened run being shown
         self._error_box: QtWidgets.QMessageBox | None = None
-        self.redraw_seconds: deque = deque(maxlen=300)  # recent redraw times, for benchmarks
 
         self.controls = ControlPanel(self._config)
         self.controls.config_changed.connect(self.apply_config)
         self.views = make_views()
+        self._views_per_tick = len(self.views)  # adapted to how long drawing takes
+        self._cursor = 0                        # where the round of views goes on
+        self._last_tick: float | None = None
         self._build_layout()
         self._build_actions()
         self._build_status_bar()
@@ -282,7 +286,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def _clear_data(self) -> None:
         self.history.clear()
         self._latest = None
-        self._dirty = False
+        self._stale.clear()
         for view in self.views.values():
             view.clear()
         self.step_label.setText("step 0")
@@ -307,7 +311,7 @@ class MainWindow(QtWidgets.QMainWindow):
                     f"Step {capture.step}: " + ("; ".join(capture.events) or
                                                 "loss or gradient not finite; step skipped"),
                     8000)
-        self._dirty = True
+        self._stale.update(self.views)
 
     def _on_status(self, status: dict) -> None:
         self.step_label.setText(f"step {status['step']}")
@@ -362,16 +366,49 @@ class MainWindow(QtWidgets.QMainWindow):
 
     # -- drawing -----------------------------------------------------------------------
     def redraw(self) -> None:
-        """Called by the ~30 Hz timer: the views draw the newest data, if there is any."""
-        if not self._dirty:
-            return
-        self._dirty = False
-        start = time.perf_counter()
+        """Called by the ~30 Hz timer: views draw the newest data, if there is any.
+
+        Drawing every view at once took up to ~200 ms for the largest models (2 layers,
+        H 128, T 200, painted at 1600 x 1000), and the window froze for that long. So the
+        views take turns: as many per tick as keep the timer on time, all of them when
+        drawing is cheap, one when it is not.
+        """
+        now = time.perf_counter()
+        if self._last_tick is not None:
+            # How late this tick is tells what the views drawn by the last one cost,
+            # painting included (Qt paints after the tick, when the loop is free again).
+            late_ms = (now - self._last_tick) * 1000.0 - REDRAW_MS
+            if late_ms > LATE_HIGH_MS:
+                self._views_per_tick = max(1, self._views_per_tick - 1)
+            elif late_ms < LATE_LOW_MS:
+                self._views_per_tick = min(len(self.views), self._views_per_tick + 1)
+        drew = self._draw(self._views_per_tick)
+        self._last_tick = now if drew else None
+
+    def draw_now(self) -> None:
+        """Every visible view draws the newest data now (before an export, in tests)."""
+        self._draw(len(self.views))
+
+    def _draw(self, limit: int) -> int:
+        """Up to ``limit`` stale views draw, taking turns; returns how many did."""
+        if not self._stale:
+            return 0
         latest = self._latest if self._latest is not None else self.history.latest
-        for view in self.views.values():
-            if view.isVisible():
-                view.set_data(self.history, latest)
-        self.redraw_seconds.append(time.perf_counter() - start)
+        keys = list(self.views)
+        drawn = 0
+        for offset in range(len(keys)):
+            index = (self._cursor + offset) % len(keys)
+            key = keys[index]
+            view = self.views[key]
+            if key not in self._stale or not view.isVisible():
+                continue  # a hidden view stays stale until it is shown
+            view.set_data(self.history, latest)
+            self._stale.discard(key)
+            drawn += 1
+            if drawn == limit:
+                self._cursor = index + 1
+                break
+        return drawn
 
     def _update_title(self) -> None:
         c = self._config
@@ -394,7 +431,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.history = history
         self._latest = history.latest
         self._loaded_run = str(path)
-        self._dirty = len(history) > 0
+        if len(history):
+            self._stale.update(self.views)
         self.state_label.setText("viewing saved run")
         if len(history):
             self.step_label.setText(f"step {int(history.step[-1]) + 1}")
@@ -404,7 +442,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def export_dashboard(self, path: str | os.PathLike) -> None:
         """The whole window as one PNG (written atomically)."""
         path = os.fspath(path)
-        self.redraw()
+        self.draw_now()
         image = self.grab()
         folder = os.path.dirname(os.path.abspath(path))
         fd, temp = tempfile.mkstemp(suffix=".png", dir=folder)
