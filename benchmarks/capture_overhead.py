@@ -20,7 +20,7 @@ import time
 import torch
 
 from gradviz.config import RunConfig
-from gradviz.engine.train import Trainer, set_flush_denormal_early
+from gradviz.engine.train import Trainer, prepare_training_process
 
 TORCH_CELLS = {"rnn-tanh": lambda i, h: torch.nn.RNN(i, h, nonlinearity="tanh"),
                "lstm": lambda i, h: torch.nn.LSTM(i, h),
@@ -73,7 +73,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1, help="torch threads (the app's worker uses 1)")
     ap.add_argument("--cells", nargs="+", default=list(TORCH_CELLS), choices=list(TORCH_CELLS))
     args = ap.parse_args(argv)
-    set_flush_denormal_early()
+    prepare_training_process()
     torch.set_num_threads(args.threads)
     if args.quick:
         seq_lens, hiddens, min_reps, budget = (50, 200), (32,), 5, 1.5

@@ -263,10 +263,10 @@ def run_command(argv: list[str]) -> int:
 def _prepare(ns: argparse.Namespace):
     """(trainer, note about the text file or None, output folder), or a UsageError."""
     config = _make_config(ns)
-    from gradviz.engine.train import set_flush_denormal_early
+    from gradviz.engine.train import prepare_training_process
 
     # Before anything makes torch start its worker threads, or it does not reach them.
-    set_flush_denormal_early()
+    prepare_training_process()
     import torch
 
     if config.device == "cuda" and not torch.cuda.is_available():
