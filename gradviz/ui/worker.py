@@ -19,7 +19,11 @@ Messages, child -> GUI, on the result queue (dicts with "kind" and "run_id"):
              not flooded, and at once after a single step or a pause.
     text     {"text": str}                  generated text of a language task, every ~2 s
     state    {"state": "paused" | "running" | "error"}
-    error    {"message": str, "traceback": str}   the child then waits for a reset
+    error    {"message": str, "traceback": str}   the child then waits for a reset;
+             the traceback is "" for a bad setting or file (ValueError, OSError)
+
+A command is read between training steps, so it waits for the step under way (up to
+~0.5 s for the largest models).
 """
 from __future__ import annotations
 
