@@ -32,6 +32,7 @@ class LayerCache:
     h: Tensor                 # (T, B, H) outputs h_t
     c: Tensor | None          # (T, B, H) cell states c_t (LSTM family)
     coef: dict[str, Tensor] = field(default_factory=dict)  # backward coefficients
+    xh: Tensor | None = None  # (T·B, I+H) [x_t, h_{t-1}] when the forward built it
 
 
 @dataclass
@@ -77,7 +78,7 @@ class Cell:
 
     # -- shared pieces ------------------------------------------------------------------
     @staticmethod
-    def _linear_grads(dz_x: Tensor, dz_h: Tensor, cache: LayerCache, w_ih: Tensor,
+    def _linear_grads(dz_x: Tensor, dz_h: Tensor, cache: LayerCache, weight_ih: Tensor,
                       need_dx: bool) -> tuple[dict[str, Tensor], Tensor | None]:
         """Parameter and input gradients from the pre-activation gradients, all t at once.
 
@@ -86,13 +87,19 @@ class Cell:
         gh = dz_x.shape[-1]
         dzx = dz_x.reshape(-1, gh)
         dzh = dzx if dz_h is dz_x else dz_h.reshape(-1, gh)
-        grads = {
-            "weight_ih": dzx.t() @ cache.x.reshape(-1, cache.x.shape[-1]),
-            "weight_hh": dzh.t() @ cache.h_prev.reshape(-1, cache.h_prev.shape[-1]),
-            "bias_ih": dzx.sum(0),
-        }
+        x = cache.x.reshape(-1, cache.x.shape[-1])
+        # (xᵀ dz)ᵀ rather than dzᵀ x: BLAS is several times faster this way round for the
+        # tall, narrow matrices here (5x for a 2-wide input).
+        if cache.xh is not None and dzh is dzx:
+            w = (cache.xh.t() @ dzx).t()
+            w_ih, w_hh = w[:, :x.shape[1]], w[:, x.shape[1]:]
+        else:
+            w_ih = (x.t() @ dzx).t()
+            w_hh = (cache.h_prev.reshape(-1, cache.h_prev.shape[-1]).t() @ dzh).t()
+        grads = {"weight_ih": w_ih.contiguous(), "weight_hh": w_hh.contiguous(),
+                 "bias_ih": dzx.sum(0)}
         grads["bias_hh"] = grads["bias_ih"].clone() if dzh is dzx else dzh.sum(0)
-        dx = (dzx @ w_ih).view(cache.x.shape) if need_dx else None
+        dx = (dzx @ weight_ih).view(cache.x.shape) if need_dx else None
         return grads, dx
 
 
@@ -247,7 +254,7 @@ class LSTMCell(_LSTMFamily):
             k = torch.stack([g, _h_prev(c, c0), i, tanh_c], 2).mul_(deriv)
             coef = {"acts": acts, "A": o * (1 - tanh_c * tanh_c), "F": f,
                     "Bc": k[:, :, :3], "Bo": k[:, :, 3]}
-        return LayerCache(x=x, h_prev=h_prev, h=h, c=c, coef=coef)
+        return LayerCache(x=x, h_prev=h_prev, h=h, c=c, coef=coef, xh=xh)
 
 
 class PeepholeLSTMCell(_LSTMFamily):
