@@ -276,3 +276,14 @@ print(sorted(faults)[3])  # the median: now and then a step grows the heap once
 """
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     assert float(out.stdout) < 100
+
+
+def test_light_step_captures_the_same_gradients_without_per_unit_arrays():
+    cfg = RunConfig(task="adding", cell="lstm", seq_len=12, hidden=6, layers=2)
+    a, b = Trainer(cfg), Trainer(cfg)
+    for _ in range(3):
+        full, light = a.step(), b.step(full=False)
+        assert light.is_light and not full.is_light
+        np.testing.assert_array_equal(full.dh_norm, light.dh_norm)
+        np.testing.assert_array_equal(full.dc_norm, light.dc_norm)
+        assert full.loss == light.loss and full.grad_norm == light.grad_norm

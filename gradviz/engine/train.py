@@ -110,20 +110,27 @@ class Trainer:
                 group["momentum"] = self.config.momentum
 
     # -- one step -------------------------------------------------------------------------
-    def step(self) -> Capture | None:
-        """Train on one batch. Returns a capture every ``capture_every`` steps, else None."""
+    def step(self, full: bool = True) -> Capture | None:
+        """Train on one batch. Returns a capture every ``capture_every`` steps, else None.
+
+        With ``full=False`` the capture is light (:meth:`Capture.light`): the per-unit
+        arrays — gates, saturation, probe trajectories — are not computed at all. A caller
+        that draws only the newest capture in full asks for the others light.
+        """
         cfg = self.config
         capture = self.step_index % cfg.capture_every == 0
+        full = capture and full
         B = cfg.batch_size
         batch = self.task.batch(B, self._data_gen)
         x = batch.x.to(self.device, self.dtype)
         target = batch.target.to(self.device)
         if target.is_floating_point():
             target = target.to(self.dtype)
-        if capture:
-            # The probe rides along as an extra batch row that the loss never sees, so its
-            # trajectory costs almost nothing and leaves the gradients untouched.
-            x = torch.cat([x, self.probe], 1)
+        # The probe rides along as an extra batch row that the loss never sees, so its
+        # trajectory costs almost nothing and leaves the gradients untouched. It is there on
+        # every step, captured or not: a batch of another size rounds differently, and a
+        # run must not depend on which of its steps were drawn.
+        x = torch.cat([x, self.probe], 1)
         state = self._initial_state(x.shape[1], B)
 
         fwd = self.net.run(x, state)
@@ -163,7 +170,7 @@ class Trainer:
         result = None
         if capture:
             result = self._capture(fwd, grads, B, loss_value, norms, grad_norm, grad_norm_clipped,
-                                   clipped, nonfinite, tuple(events))
+                                   clipped, nonfinite, tuple(events), full)
         self.step_index += 1
         return result
 
@@ -204,24 +211,46 @@ class Trainer:
     # -- capture ----------------------------------------------------------------------------
     @torch.no_grad()
     def _capture(self, fwd, grads, B, loss_value, norms, grad_norm, grad_norm_clipped,
-                 clipped, nonfinite, events) -> Capture:
+                 clipped, nonfinite, events, full) -> Capture:
         cell = self.net.cell
-        L, D = self.net.layers, self.net.directions
-        ranges = torch.tensor(cell.gate_ranges, dtype=self.dtype, device=self.device)  # (G, 2)
-        low_thr = (ranges[:, 0] + 0.1 * (ranges[:, 1] - ranges[:, 0])).view(1, 1, -1, 1)
-        high_thr = (ranges[:, 0] + 0.9 * (ranges[:, 1] - ranges[:, 0])).view(1, 1, -1, 1)
+        L, D, H = self.net.layers, self.net.directions, self.net.hidden
+        T = fwd.output.shape[0]
 
         def in_time_order(t: Tensor, d: int) -> Tensor:
             return t if d == 0 else t.flip(0)
 
-        dh, dc, gates, low, high, ph, pc = [], [], [], [], [], [], []
+        def host(parts: list[Tensor], shape: tuple[int, ...]) -> np.ndarray:
+            return torch.stack(parts).reshape(shape).to("cpu", torch.float32).numpy()
+
+        dh = [in_time_order(torch.linalg.vector_norm(grads[k][d].dh, dim=(1, 2)), d)
+              for k in range(L) for d in range(D)]
+        dc = [in_time_order(torch.linalg.vector_norm(grads[k][d].dc, dim=(1, 2)), d)
+              for k in range(L) for d in range(D) if grads[k][d].dc is not None]
+        rho_step, rho, sigma = self._spectral
+        cap = Capture(
+            step=self.step_index, loss=loss_value, baseline=self.baseline,
+            lr=self.config.lr, clip=self.config.clip, clip_threshold=self.config.clip_threshold,
+            dh_norm=host(dh, (L, D, T)),
+            dc_norm=host(dc, (L, D, T)) if dc else None,
+            gate_names=tuple(cell.gate_names), gate_ranges=tuple(cell.gate_ranges),
+            gates=None, sat_low=None, sat_high=None, probe_h=None, probe_c=None,
+            param_names=self.param_names,
+            param_grad_norm=norms.to("cpu", torch.float32).numpy(),
+            grad_norm=grad_norm, grad_norm_clipped=grad_norm_clipped,
+            clipped=clipped, nonfinite=nonfinite,
+            rho=rho.to(torch.float32).cpu().numpy(), sigma_max=sigma.to(torch.float32).cpu().numpy(),
+            rho_names=self._block_names, events=events, rho_step=rho_step,
+        )
+        if not full:
+            return cap
+
+        ranges = torch.tensor(cell.gate_ranges, dtype=self.dtype, device=self.device)  # (G, 2)
+        low_thr = (ranges[:, 0] + 0.1 * (ranges[:, 1] - ranges[:, 0])).view(1, 1, -1, 1)
+        high_thr = (ranges[:, 0] + 0.9 * (ranges[:, 1] - ranges[:, 0])).view(1, 1, -1, 1)
+        gates, low, high, ph, pc = [], [], [], [], []
         for k in range(L):
             for d in range(D):
-                g = grads[k][d]
                 cache = fwd.caches[k][d]
-                dh.append(in_time_order(torch.linalg.vector_norm(g.dh, dim=(1, 2)), d))
-                if g.dc is not None:
-                    dc.append(in_time_order(torch.linalg.vector_norm(g.dc, dim=(1, 2)), d))
                 acts = cell.gates(cache)[:, :B]                       # (T, B, G, H)
                 gates.append(in_time_order(acts.mean(1), d))          # (T, G, H)
                 # Comparing into a float buffer and summing over the batch dimension first
@@ -231,35 +260,16 @@ class Trainer:
                 low.append(in_time_order(mask.sum(1).mean(-1) / B, d))
                 torch.gt(acts, high_thr, out=mask)
                 high.append(in_time_order(mask.sum(1).mean(-1) / B, d))
-                ph.append(in_time_order(cache.h[:, B], d))
+                ph.append(in_time_order(cache.h[:, B], d))            # the probe row
                 if cache.c is not None:
                     pc.append(in_time_order(cache.c[:, B], d))
-        T = dh[0].shape[0]
         G = len(cell.gate_names)
-        H = self.net.hidden
-
-        def host(parts: list[Tensor], shape: tuple[int, ...]) -> np.ndarray:
-            return torch.stack(parts).reshape(shape).to("cpu", torch.float32).numpy()
-
-        rho_step, rho, sigma = self._spectral
-        return Capture(
-            step=self.step_index, loss=loss_value, baseline=self.baseline,
-            lr=self.config.lr, clip=self.config.clip, clip_threshold=self.config.clip_threshold,
-            dh_norm=host(dh, (L, D, T)),
-            dc_norm=host(dc, (L, D, T)) if dc else None,
-            gate_names=tuple(cell.gate_names), gate_ranges=tuple(cell.gate_ranges),
-            gates=host(gates, (L, D, T, G, H)).transpose(0, 1, 3, 2, 4).copy(),
-            sat_low=host(low, (L, D, T, G)).transpose(0, 1, 3, 2).copy(),
-            sat_high=host(high, (L, D, T, G)).transpose(0, 1, 3, 2).copy(),
-            probe_h=host(ph, (L, D, T, H)),
-            probe_c=host(pc, (L, D, T, H)) if pc else None,
-            param_names=self.param_names,
-            param_grad_norm=norms.to("cpu", torch.float32).numpy(),
-            grad_norm=grad_norm, grad_norm_clipped=grad_norm_clipped,
-            clipped=clipped, nonfinite=nonfinite,
-            rho=rho.to(torch.float32).cpu().numpy(), sigma_max=sigma.to(torch.float32).cpu().numpy(),
-            rho_names=self._block_names, events=events, rho_step=rho_step,
-        )
+        cap.gates = host(gates, (L, D, T, G, H)).transpose(0, 1, 3, 2, 4).copy()
+        cap.sat_low = host(low, (L, D, T, G)).transpose(0, 1, 3, 2).copy()
+        cap.sat_high = host(high, (L, D, T, G)).transpose(0, 1, 3, 2).copy()
+        cap.probe_h = host(ph, (L, D, T, H))
+        cap.probe_c = host(pc, (L, D, T, H)) if pc else None
+        return cap
 
     @torch.no_grad()
     def _spectral_now(self) -> tuple[Tensor, Tensor]:
