@@ -34,8 +34,8 @@ WARMUP_S = 3.0
 
 def headless_steps_per_s(config_dict: dict, seconds: float, results) -> None:
     """Child process: train headless with one thread; put steps/s after a warm-up."""
-    from gradviz.engine.train import Trainer, set_flush_denormal_early
-    set_flush_denormal_early()
+    from gradviz.engine.train import Trainer, prepare_training_process
+    prepare_training_process()
     import torch
     torch.set_num_threads(1)
     from gradviz.config import RunConfig

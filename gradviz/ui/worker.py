@@ -194,8 +194,8 @@ class _Loop:
 def _child_main(commands, results, run_id: int, config: dict) -> None:
     """Entry point of the training process."""
     # Both must come before torch starts its worker threads (DESIGN.md: denormals).
-    from gradviz.engine.train import set_flush_denormal_early
-    set_flush_denormal_early()
+    from gradviz.engine.train import prepare_training_process
+    prepare_training_process()
     import torch
     torch.set_num_threads(1)
 
