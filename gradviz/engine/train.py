@@ -47,10 +47,6 @@ def prepare_training_process() -> None:
     mallopt(m_trim_threshold, 2**30)
 
 
-def set_flush_denormal_early() -> None:
-    prepare_training_process()
-
-
 def make_optimizer(name: str, params, lr: float, momentum: float = 0.0) -> torch.optim.Optimizer:
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=momentum)
