@@ -5,9 +5,9 @@ Parameter names match ``torch.nn.RNN/LSTM/GRU``: ``weight_ih_l{k}``, ``weight_hh
 so weights can be copied to and from PyTorch's modules one to one. The readout is
 ``readout.weight`` (O, D·H) and ``readout.bias`` (O,).
 
-:meth:`Network.run` and :meth:`Network.backward` go layer by layer and direction by
-direction through the cells of :mod:`gradviz.engine.cells`, each of which returns the total
-gradient reaching every h_t, so that every per-timestep gradient is captured exactly.
+The recurrent part is not differentiated by autograd: :meth:`Network.run` runs the forward
+pass without a graph and :meth:`Network.backward` walks back through time by hand, which
+is what lets every per-timestep gradient be captured exactly and cheaply.
 """
 from __future__ import annotations
 
