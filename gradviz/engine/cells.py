@@ -1,16 +1,11 @@
-"""Recurrent cells whose backward pass through time yields ∂L/∂h_t (and ∂L/∂c_t) exactly.
+"""Recurrent cells with hand-written backpropagation through time.
 
 Each cell runs one layer in one direction over a whole sequence. ``forward`` keeps what
-the backward pass needs; ``backward`` returns the *total* gradient reaching every h_t (and
-c_t), the parameter gradients and the gradient of the input.
-
-Two routes, chosen per cell by what is fastest on a CPU:
-
-* RNN, GRU and the LSTM variants that PyTorch lacks walk t = T-1 … 0 by hand: a handful of
-  small tensor operations per timestep, with everything that does not depend on the
-  recursion (gate recomputation, parameter and input gradients) done for all t at once.
-* The LSTM runs PyTorch's fused kernel with autograd and reads the recurrent gradient from
-  extra zero-valued input channels (see :class:`LSTMCell`).
+the backward pass needs; ``backward`` walks t = T-1 … 0 and returns the *total* gradient
+reaching every h_t (and c_t), the parameter gradients and the gradient of the input.
+The per-timestep work of the reverse scan is a handful of small tensor operations; all
+products that do not depend on the recursion (gate recomputation, parameter gradients,
+input gradients) are done for all timesteps at once.
 
 Parameters follow PyTorch's ``nn.RNN`` / ``nn.LSTM`` / ``nn.GRU``: ``weight_ih`` (G·H, I),
 ``weight_hh`` (G·H, H), ``bias_ih`` and ``bias_hh`` (G·H,), with gate blocks in the order
