@@ -32,6 +32,7 @@ class LayerCache:
     h: Tensor                 # (T, B, H) outputs h_t
     c: Tensor | None          # (T, B, H) cell states c_t (LSTM family)
     coef: dict[str, Tensor] = field(default_factory=dict)  # backward coefficients
+    xh: Tensor | None = None  # (T·B, I+H) [x_t, h_{t-1}] when the forward built it
 
 
 @dataclass
@@ -64,8 +65,7 @@ class Cell:
         return {"weight_ih": (gh, input_size), "weight_hh": (gh, hidden),
                 "bias_ih": (gh,), "bias_hh": (gh,)}
 
-    def forward(self, x: Tensor, h0: Tensor, c0: Tensor | None, p: dict[str, Tensor],
-                tbptt: int = 0) -> LayerCache:
+    def forward(self, x: Tensor, h0: Tensor, c0: Tensor | None, p: dict[str, Tensor]) -> LayerCache:
         raise NotImplementedError
 
     def backward(self, cache: LayerCache, p: dict[str, Tensor], dout: Tensor, tbptt: int = 0,
@@ -90,8 +90,12 @@ class Cell:
         x = cache.x.reshape(-1, cache.x.shape[-1])
         # (xᵀ dz)ᵀ rather than dzᵀ x: BLAS is several times faster this way round for the
         # tall, narrow matrices here (5x for a 2-wide input).
-        w_ih = (x.t() @ dzx).t()
-        w_hh = (cache.h_prev.reshape(-1, cache.h_prev.shape[-1]).t() @ dzh).t()
+        if cache.xh is not None and dzh is dzx:
+            w = (cache.xh.t() @ dzx).t()
+            w_ih, w_hh = w[:, :x.shape[1]], w[:, x.shape[1]:]
+        else:
+            w_ih = (x.t() @ dzx).t()
+            w_hh = (cache.h_prev.reshape(-1, cache.h_prev.shape[-1]).t() @ dzh).t()
         grads = {"weight_ih": w_ih.contiguous(), "weight_hh": w_hh.contiguous(),
                  "bias_ih": dzx.sum(0)}
         grads["bias_hh"] = grads["bias_ih"].clone() if dzh is dzx else dzh.sum(0)
@@ -125,7 +129,7 @@ class RNNCell(Cell):
         # ReLU has no upper bound; [0, 1] is the range its saturation fractions refer to.
         self.gate_ranges = ((-1.0, 1.0),) if nonlinearity == "tanh" else ((0.0, 1.0),)
 
-    def forward(self, x, h0, c0, p, tbptt=0):
+    def forward(self, x, h0, c0, p):
         fused = torch.rnn_tanh if self.nonlinearity == "tanh" else torch.rnn_relu
         with torch.no_grad():
             h, _ = fused(x, h0.unsqueeze(0), _weights(p), True, 1, 0.0, False, False, False)
@@ -213,47 +217,31 @@ class _LSTMFamily(Cell):
 
 
 class LSTMCell(_LSTMFamily):
-    """i, f, o = σ(·), g = tanh(·); c_t = f ⊙ c_{t-1} + i ⊙ g; h_t = o ⊙ tanh(c_t).
-
-    PyTorch's fused LSTM does the heavy work both ways: the forward pass with autograd and
-    the backward pass in autograd's C++ engine, with no Python step per timestep. To read
-    the gradient that reaches h_{t-1} through the recurrence, the input is widened by H
-    channels that are always zero and whose input weights are W_hh: they add nothing to
-    the forward pass, and their gradient at step t is (∂L/∂z_t) W_hh — exactly what flows
-    back into h_{t-1}. ∂L/∂c_t then takes one elementwise operation per timestep.
-    """
+    """i, f, o = σ(·), g = tanh(·); c_t = f ⊙ c_{t-1} + i ⊙ g; h_t = o ⊙ tanh(c_t)."""
     name = "lstm"
     blocks = ("i", "f", "g", "o")
     gate_names = ("i", "f", "g", "o")
     gate_ranges = ((0.0, 1.0), (0.0, 1.0), (-1.0, 1.0), (0.0, 1.0))
 
-    def forward(self, x, h0, c0, p, tbptt=0):
+    def forward(self, x, h0, c0, p):
         T, B, _ = x.shape
         H = h0.shape[-1]
-        with torch.enable_grad():
-            x_in = x.detach().requires_grad_()
-            zero = torch.zeros((T, B, H), dtype=x.dtype, device=x.device, requires_grad=True)
-            weights = [torch.cat([p["weight_ih"], p["weight_hh"]], 1), p["weight_hh"],
-                       p["bias_ih"], p["bias_hh"]]
-            xz = torch.cat([x_in, zero], 2)
-            state = (h0.unsqueeze(0), c0.unsqueeze(0))
-            outs = []
-            # Truncated BPTT: each chunk starts from the previous chunk's state, detached.
-            for s in range(0, T, tbptt or T):
-                out, h_n, c_n = torch.lstm(xz[s:s + (tbptt or T)], state, weights, True, 1, 0.0,
-                                           True, False, False)
-                state = (h_n.detach(), c_n.detach())
-                outs.append(out)
-            out = outs[0] if len(outs) == 1 else torch.cat(outs)
         with torch.no_grad():
-            h = out.detach()
+            h, _, _ = torch.lstm(x, (h0.unsqueeze(0), c0.unsqueeze(0)), _weights(p), True, 1, 0.0,
+                                 False, False, False)
             h_prev = _h_prev(h, h0)
-            # The gates, for the capture and for ∂L/∂c_t: all of them in one product over
-            # [x_t, h_{t-1}] and one sigmoid pass (g = tanh(z) = 2σ(2z) - 1).
+            # Recompute every gate in two matrix products now that all h_{t-1} are known, and
+            # all four activations in one sigmoid pass: g = tanh(z) = 2σ(2z) - 1.
+            # One product over [x_t, h_{t-1}] (a small input size makes two products slow).
+            xh = torch.cat([x, h_prev], 2).view(T * B, -1)
             w = torch.cat([p["weight_ih"], p["weight_hh"]], 1)
-            z = torch.addmm(p["bias_ih"] + p["bias_hh"], torch.cat([x, h_prev], 2).view(T * B, -1), w.t())
+            z = torch.addmm(p["bias_ih"] + p["bias_hh"], xh, w.t())
             z.view(T, B, 4, H)[:, :, 2].mul_(2)
             acts = torch.sigmoid_(z).view(T, B, 4, H)
+            # Derivatives of all four activations at once: σ' = σ(1-σ), and for g
+            # 1 - g² = 4 σ(2z)(1 - σ(2z)).
+            deriv = torch.addcmul(acts, acts, acts, value=-1)
+            deriv[:, :, 2].mul_(4)
             acts[:, :, 2].mul_(2).sub_(1)
             i, f, g, o = acts.unbind(2)
             c = i * g
@@ -261,31 +249,12 @@ class LSTMCell(_LSTMFamily):
             for t in range(T):
                 c_t[t].addcmul_(f_t[t], c_t[t - 1] if t else c0)
             tanh_c = _tanh(c)
+            # ∂c/∂z_i = g σ'_i, ∂c/∂z_f = c_{t-1} σ'_f, ∂c/∂z_g = i (1-g²), ∂h/∂z_o = tanh(c) σ'_o:
+            # one contiguous product instead of four strided ones.
+            k = torch.stack([g, _h_prev(c, c0), i, tanh_c], 2).mul_(deriv)
             coef = {"acts": acts, "A": o * (1 - tanh_c * tanh_c), "F": f,
-                    "out": out, "zero": zero, "x_in": x_in}
-        return LayerCache(x=x, h_prev=h_prev, h=h, c=c, coef=coef)
-
-    def backward(self, cache, p, dout, tbptt=0, need_dx=True):
-        coef = cache.coef
-        names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
-        inputs = [coef["zero"], *(p[n] for n in names)] + ([coef["x_in"]] if need_dx else [])
-        grads = torch.autograd.grad(coef["out"], inputs, grad_outputs=dout)
-        recurrent = grads[0]        # recurrent[t] = (∂L/∂z_t) W_hh, the part reaching h_{t-1}
-        T = dout.shape[0]
-        dh = dout.clone()
-        dh[:-1] += recurrent[1:]
-        if tbptt:
-            # At a chunk boundary h_{t-1} was detached: nothing flows back into it.
-            cut = torch.arange(tbptt - 1, T - 1, tbptt, device=dout.device)
-            dh[cut] -= recurrent[cut + 1]
-        # ∂L/∂c_t = ∂L/∂h_t ⊙ o_t (1 - tanh² c_t) + ∂L/∂c_{t+1} ⊙ f_{t+1}
-        dc = dh * coef["A"]
-        dc_t, f_t = dc.unbind(0), coef["F"].unbind(0)
-        for t in range(T - 2, -1, -1):
-            if not _cut_after(t, tbptt):
-                dc_t[t].addcmul_(dc_t[t + 1], f_t[t + 1])
-        return LayerGrads(dh=dh, dc=dc, params=dict(zip(names, grads[1:5])),
-                          dx=grads[5] if need_dx else None)
+                    "Bc": k[:, :, :3], "Bo": k[:, :, 3]}
+        return LayerCache(x=x, h_prev=h_prev, h=h, c=c, coef=coef, xh=xh)
 
 
 class PeepholeLSTMCell(_LSTMFamily):
@@ -301,7 +270,7 @@ class PeepholeLSTMCell(_LSTMFamily):
         shapes["weight_ch"] = (3 * hidden,)
         return shapes
 
-    def forward(self, x, h0, c0, p, tbptt=0):
+    def forward(self, x, h0, c0, p):
         T, B, _ = x.shape
         H = h0.shape[-1]
         w_hh_t = p["weight_hh"].t()
@@ -361,7 +330,7 @@ class CoupledLSTMCell(_LSTMFamily):
     gate_names = ("i", "f", "g", "o")  # i = 1 - f is shown for comparison with the LSTM
     gate_ranges = LSTMCell.gate_ranges
 
-    def forward(self, x, h0, c0, p, tbptt=0):
+    def forward(self, x, h0, c0, p):
         T, B, _ = x.shape
         H = h0.shape[-1]
         w_hh_t = p["weight_hh"].t()
@@ -412,7 +381,7 @@ class GRUCell(Cell):
     gate_names = ("r", "z", "n")
     gate_ranges = ((0.0, 1.0), (0.0, 1.0), (-1.0, 1.0))
 
-    def forward(self, x, h0, c0, p, tbptt=0):
+    def forward(self, x, h0, c0, p):
         T, B, _ = x.shape
         H = h0.shape[-1]
         with torch.no_grad():

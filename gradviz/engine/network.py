@@ -87,10 +87,8 @@ class Network(nn.Module):
 
     # -- passes -------------------------------------------------------------------------
     @torch.no_grad()
-    def run(self, x: Tensor, state: tuple[Tensor, Tensor | None] | None = None,
-            tbptt: int = 0) -> Forward:
-        """Forward pass over x (T, B, I) from ``state`` (h0, c0), each (L·D, B, H) or None.
-        ``tbptt`` is the truncation that the backward pass will use (0: none)."""
+    def run(self, x: Tensor, state: tuple[Tensor, Tensor | None] | None = None) -> Forward:
+        """Forward pass over x (T, B, I) from ``state`` (h0, c0), each (L·D, B, H) or None."""
         T, B, _ = x.shape
         h0, c0 = state if state is not None else self.zero_state(B)
         caches, h_n, c_n = [], [], []
@@ -101,7 +99,7 @@ class Network(nn.Module):
                 j = k * self.directions + d
                 xin = layer_in if d == 0 else layer_in.flip(0)
                 cache = self.cell.forward(xin, h0[j], c0[j] if c0 is not None else None,
-                                          self.layer_params(k, d), tbptt)
+                                          self.layer_params(k, d))
                 per_dir.append(cache)
                 outs.append(cache.h if d == 0 else cache.h.flip(0))
                 h_n.append(cache.h[-1])

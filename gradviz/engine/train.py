@@ -129,7 +129,7 @@ class Trainer:
         x = torch.cat([x, self.probe], 1)
         state = self._initial_state(x.shape[1], B)
 
-        fwd = self.net.run(x, state, cfg.tbptt)
+        fwd = self.net.run(x, state)
         out = fwd.output.detach().requires_grad_()
         for p in self.params:
             p.grad = None
