@@ -47,7 +47,13 @@ def test_single_steps_send_one_full_capture_each_and_live_changes_apply_next_ste
     assert not of_kind(messages, "error")
 
 
-def test_running_loop_batches_captures_light_but_the_newest():
+def test_running_loop_batches_captures_light_but_the_newest(monkeypatch):
+    from gradviz.engine import train
+
+    asked_full: list = []
+    original = train.Trainer.step
+    monkeypatch.setattr(train.Trainer, "step",
+                        lambda self, full=True: (asked_full.append(full), original(self, full))[1])
     cmd, res = queue.Queue(), queue.Queue()
     thread = threading.Thread(target=serve, args=(cmd, res, 1, SMALL.to_dict()))
     thread.start()
@@ -66,12 +72,17 @@ def test_running_loop_batches_captures_light_but_the_newest():
     data = of_kind(messages, "data")
     batches = [m["captures"] for m in data if m["captures"]]
     assert sum(len(b) for b in batches) > len(batches), "captures were never batched"
-    for batch in batches:
+    for batch in batches[:-1]:  # the last one comes from the pause, whenever that came
         assert all(c.is_light for c in batch[:-1]) and not batch[-1].is_light
+    assert all(c.is_light for c in batches[-1][:-1])
     steps = [c.step for b in batches for c in b]
     assert steps == list(range(len(steps))), "a capture was lost or repeated"
     assert data[-1]["step"] == len(steps)
     assert any(m["steps_per_s"] > 0 for m in data)
+    # The per-unit arrays were computed only for steps expected to end a message (a step
+    # quicker than expected leaves the next one to do it).
+    assert sum(asked_full) <= 2 * len(batches) + 1
+    assert sum(asked_full) < len(asked_full) / 2
 
 
 def test_capture_every_sends_only_captured_steps():
@@ -84,7 +95,7 @@ def test_capture_every_sends_only_captured_steps():
 def test_an_exception_is_reported_and_a_reset_recovers(monkeypatch):
     from gradviz.engine import train
 
-    def broken_step(self):
+    def broken_step(self, full=True):
         raise RuntimeError("engine exploded")
 
     monkeypatch.setattr(train.Trainer, "step", broken_step)

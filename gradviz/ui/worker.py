@@ -15,8 +15,8 @@ Messages, child -> GUI, on the result queue (dicts with "kind" and "run_id"):
     ready    {"language": bool}             a new Trainer exists (after reset)
     data     {"captures": [...], "step", "steps_per_s", "loss"}
              captures since the last message, oldest first; all light but the last, which
-             is the newest full capture. Sent every ~30 ms while running, so the pipe is
-             not flooded, and at once after a single step or a pause.
+             is full. Sent every ~30 ms while running, so the pipe is not flooded, and at
+             once after a single step or a pause (whose last capture may be light).
     text     {"text": str}                  generated text of a language task, every ~2 s
     state    {"state": "paused" | "running" | "error"}
     error    {"message": str, "traceback": str}   the child then waits for a reset;
@@ -82,6 +82,7 @@ class _Loop:
         self.last_send = time.monotonic()
         self.last_text = 0.0
         self.recent: deque = deque()     # (time, step_index) of the last ~second, for steps/s
+        self.step_seconds = 0.0          # running mean of a step's duration
         self.last_loss = float("nan")
 
     def send(self, kind: str, **payload: Any) -> None:
@@ -147,10 +148,17 @@ class _Loop:
             self.fail(exc)
 
     def run_one(self) -> bool:
-        """One training step; False if it failed (and was reported)."""
+        """One training step; False if it failed (and was reported).
+
+        Only the newest capture of a message is drawn in full, so only a step that will
+        end a message computes the per-unit arrays (``full``); the others come light.
+        """
         try:
-            capture = self.trainer.step()
+            started = time.monotonic()
+            due = started + self.step_seconds - self.last_send >= SEND_INTERVAL_S
+            capture = self.trainer.step(full=due or not self.running)
             now = time.monotonic()
+            self.step_seconds += 0.2 * ((now - started) - self.step_seconds)
             self.recent.append((now, self.trainer.step_index))
             while now - self.recent[0][0] > 1.0 and len(self.recent) > 2:
                 self.recent.popleft()
@@ -158,7 +166,9 @@ class _Loop:
                 self.pending.append(capture)
                 self.last_loss = capture.loss
             if self.running:
-                if now - self.last_send >= SEND_INTERVAL_S:
+                # Wait for a full capture to end the message: the window draws it.
+                newest_full = not self.pending or not self.pending[-1].is_light
+                if now - self.last_send >= SEND_INTERVAL_S and newest_full:
                     self.flush()
                 self.maybe_generate()
         except Exception as exc:  # noqa: BLE001 - any failure is reported to the user
