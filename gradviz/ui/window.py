@@ -76,12 +76,14 @@ class MainWindow(QtWidgets.QMainWindow):
         self._update_title()
 
     def _default_size(self) -> None:
-        """90% of the screen, at most 1920 x 1080, at least what the layout needs."""
+        """90% of the screen but at least 1280 x 800 (the whole of a smaller screen) and
+        at most 1920 x 1080: six plots need the room."""
         screen = self.screen().availableGeometry() if self.screen() else None
-        width, height = (1280, 800) if screen is None else (
-            min(1920, int(screen.width() * 0.9)), min(1080, int(screen.height() * 0.9)))
-        self.resize(max(width, self.minimumSizeHint().width()),
-                    max(height, self.minimumSizeHint().height()))
+        if screen is None:
+            self.resize(1280, 800)
+            return
+        self.resize(min(screen.width(), max(1280, min(1920, int(screen.width() * 0.9)))),
+                    min(screen.height(), max(800, min(1080, int(screen.height() * 0.9)))))
 
     # -- building ---------------------------------------------------------------------
     def _build_layout(self) -> None:
