@@ -98,8 +98,8 @@ def prepare_for_render(widget: QtWidgets.QWidget) -> None:
         # grab() sends a hidden widget's pending resize events and activates the layouts
         # it is in, which pyqtgraph's scene needs before it can be exported.
         widget.grab()
-    # Posted layout requests place items added since the event loop last ran (legend
-    # entries, for one).
+    # Posted layout requests place items added since the event loop last ran (a colour
+    # key's new text, for one).
     QtCore.QCoreApplication.sendPostedEvents()
 
 

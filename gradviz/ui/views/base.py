@@ -7,6 +7,7 @@ where light-on-dark washes out.
 """
 from __future__ import annotations
 
+import html
 import math
 import os
 from typing import TYPE_CHECKING
@@ -26,12 +27,19 @@ INK = "k"
 GRID = "#d9d9d9"
 TICK_FONT_PT = 11
 LABEL_STYLE = {"font-size": "12pt", "color": "#000000"}
-TITLE_STYLE = {"size": "13pt", "color": "#000000"}
 # Distinct, saturated colours that stay apart on white.
 PALETTE = ("#1f5fbf", "#e8730c", "#2a9d3a", "#c8202f", "#7b3fb0", "#8c564b",
            "#d6409f", "#5f5f5f", "#9aa00f", "#12a3b5")
 # Flushed denormals reach the plots as exact zeros; log axes need a positive floor.
 LOG_FLOOR = 1e-30
+# Narrower than this, text is not worth wrapping.
+MIN_TEXT_WIDTH = 40
+NON_BREAKING_HYPHEN = "\u2011"
+# Auto-range margin, a fraction of the data range on each side.
+PADDING = 0.05
+LAYOUT_MARGINS = (4, 2, 8, 2)
+LAYOUT_SPACING = 2
+BAR_END_MARGIN = 9
 
 
 def colour(i: int) -> str:
@@ -135,11 +143,21 @@ def style_colorbar(bar: pg.ColorBarItem, label: str) -> None:
     """House style for a colour bar: ink-coloured axes, readable ticks, a label."""
     font = QtGui.QFont()
     font.setPointSize(TICK_FONT_PT)
+    for name in ("left", "right", "top", "bottom"):
+        bar.getAxis(name).enableAutoSIPrefix(False)
     for axis in (bar.axis, bar.getAxis("left")):
         axis.setPen(pg.mkPen(INK))
         axis.setTextPen(pg.mkPen(INK))
     bar.axis.setStyle(tickFont=font)
+    # As wide as its tick labels instead of pyqtgraph's fixed 45 px: the rest goes to the plot.
+    bar.axis.setWidth(None)
     bar.getAxis("left").setLabel(label, **LABEL_STYLE)
+    # Room above and below the bar for half of its end labels, which would be cut off at
+    # the edge of the panel or run into a key.
+    bar.layout.setContentsMargins(0, BAR_END_MARGIN, 0, BAR_END_MARGIN)
+    # Only as wide as it needs: an expanding bar's column takes a share of the extra width,
+    # and a key beside it in that column would spread into it.
+    bar.setSizePolicy(QtWidgets.QSizePolicy.Policy.Fixed, QtWidgets.QSizePolicy.Policy.Expanding)
 
 
 def style_plot(plot: pg.PlotItem, x_label: str, y_label: str, *, log_y: bool = False,
@@ -149,6 +167,9 @@ def style_plot(plot: pg.PlotItem, x_label: str, y_label: str, *, log_y: bool = F
         plot.setAxisItems({"left": LogAxis("left")})
     font = QtGui.QFont()
     font.setPointSize(TICK_FONT_PT)
+    for name in ("left", "right", "top", "bottom"):
+        # Values read as they are: no "(x0.001)" scale appended to the label.
+        plot.getAxis(name).enableAutoSIPrefix(False)
     for name in ("left", "bottom"):
         axis = plot.getAxis(name)
         axis.setTextPen(pg.mkPen(INK))
@@ -166,6 +187,7 @@ def style_plot(plot: pg.PlotItem, x_label: str, y_label: str, *, log_y: bool = F
     plot.setLabel("bottom", x_label, **LABEL_STYLE)
     plot.setLabel("left", y_label, **LABEL_STYLE)
     plot.setLogMode(x=False, y=log_y)
+    plot.getViewBox().setDefaultPadding(PADDING)
     plot.setDownsampling(auto=True, mode="peak")
     plot.setClipToView(True)
     # Our own context menu (export) replaces pyqtgraph's; see View.
@@ -174,28 +196,140 @@ def style_plot(plot: pg.PlotItem, x_label: str, y_label: str, *, log_y: bool = F
     return plot
 
 
-def make_legend(plot: pg.PlotItem, entries: list[tuple[pg.PlotDataItem, str]], *,
-                columns: int = 1, left: bool = False,
-                replace: pg.LegendItem | None = None) -> pg.LegendItem:
-    """A legend of (item, label) ``entries`` in a top corner of ``plot``.
+class WrappedText(pg.GraphicsWidget):
+    """Rich text for a plot layout that wraps to the width it is given and takes the
+    height it then needs; or, as a ``column`` (a key beside a plot), takes the width of
+    its longest line and does not wrap.
 
-    A legend whose entries change is made anew (``replace`` is the old one): pyqtgraph's
-    legends do not lay their grid out again after ``clear()``.
+    pyqtgraph's LabelItem (plot titles, legends' labels) asks for the width of its whole
+    text as a minimum; in a narrow panel that widens the layout beyond the view, and
+    everything on the right is cut off. Empty text takes no room.
     """
-    if replace is not None and replace.scene() is not None:
-        replace.scene().removeItem(replace)
-    legend = pg.LegendItem(offset=(10, 10) if left else (-10, 10), labelTextColor=INK,
-                           labelTextSize="11pt", brush=pg.mkBrush(BACKGROUND),
-                           pen=pg.mkPen("#999999"), colCount=columns)
-    legend.setParentItem(plot.getViewBox())
-    for item, label in entries:
-        legend.addItem(item, label)
-    return legend
+
+    def __init__(self, size_pt: float = TICK_FONT_PT, column: bool = False, parent=None):
+        super().__init__(parent)
+        self._column = column
+        self._item = QtWidgets.QGraphicsTextItem(self)
+        font = QtGui.QFont()
+        font.setPointSizeF(size_pt)
+        self._item.setFont(font)
+        self._item.setDefaultTextColor(QtGui.QColor(INK))
+        option = self._item.document().defaultTextOption()
+        option.setAlignment(QtCore.Qt.AlignmentFlag.AlignLeft if column
+                            else QtCore.Qt.AlignmentFlag.AlignHCenter)
+        option.setWrapMode(QtGui.QTextOption.WrapMode.NoWrap if column
+                           else QtGui.QTextOption.WrapMode.WordWrap)
+        self._item.document().setDefaultTextOption(option)
+        self._html = ""
+        # Wrapping text asks for little width (a column it shares keeps the width its
+        # plots want) and fills the cell it gets; a column is as wide as its text.
+        self.setSizePolicy(QtWidgets.QSizePolicy.Policy.Fixed if column
+                           else QtWidgets.QSizePolicy.Policy.Preferred,
+                           QtWidgets.QSizePolicy.Policy.Fixed)
+        self.setMinimumWidth(0 if column else MIN_TEXT_WIDTH)
+        self.setPreferredWidth(0 if column else MIN_TEXT_WIDTH)
+        self._fit()
+
+    @property
+    def html(self) -> str:
+        return self._html
+
+    def plain_text(self) -> str:
+        return self._item.toPlainText()
+
+    def set_html(self, html_text: str) -> None:
+        if html_text == self._html:
+            return
+        self._html = html_text
+        self._item.setHtml(html_text)
+        self._fit()
+
+    def set_text(self, text: str) -> None:
+        self.set_html(html.escape(text))
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self._fit()
+
+    def _fit(self) -> None:
+        """Wrap to the current width; ask the layout for the room the text then needs."""
+        if self._column:
+            width = math.ceil(self._item.boundingRect().width()) if self._html else 0.0
+            if width != self.maximumWidth():
+                self.setMinimumWidth(width)
+                self.setPreferredWidth(width)
+                self.setMaximumWidth(width)
+        else:
+            width = self.size().width()
+            self._item.setTextWidth(width if width >= MIN_TEXT_WIDTH else -1)
+        height = math.ceil(self._item.boundingRect().height()) if self._html else 0.0
+        if height != self.maximumHeight():
+            self.setMinimumHeight(height)
+            self.setMaximumHeight(height)
 
 
-def curve(plot: pg.PlotItem, p: QtGui.QPen) -> pg.PlotDataItem:
-    """A curve for sanitised data (finite, positive on log axes): pyqtgraph may skip its check."""
-    item = pg.PlotDataItem(pen=p, skipFiniteCheck=True)
+class ColourKey(WrappedText):
+    """A colour key, put above a plot (one line, wrapped when the panel is narrow) or
+    beside it (a ``column``, one entry a line) so that it never hides data: a sample of
+    each curve's colour and line style, then its name."""
+
+    SAMPLES = {"line": "━", "dash": "╍╍", "dot": "┈┈", "marker": "○", "event": "┃",
+               "box": "■"}
+
+    def __init__(self, column: bool = False, parent=None):
+        super().__init__(column=column, parent=parent)
+        self._entries: list[tuple[str, str, str]] = []
+
+    @property
+    def entries(self) -> list[tuple[str, str, str]]:
+        """(colour, sample, label) of every entry, in order."""
+        return list(self._entries)
+
+    @property
+    def labels(self) -> list[str]:
+        return [label for _, _, label in self._entries]
+
+    def set_entries(self, entries: list[tuple[str, str, str]], title: str = "") -> None:
+        """``entries``: (colour, sample, label) with ``sample`` one of :attr:`SAMPLES`;
+        ``title``, if given, comes first and says what the labels are (e.g. "unit"); a
+        newline in it starts a new line."""
+        self._entries = list(entries)
+        # Lines break between entries only: never inside a label, nor between a sample and
+        # its label.
+        parts = [f'<span style="color:{c}">{self.SAMPLES[sample]}</span>&nbsp;'
+                 + html.escape(label).replace(" ", "&nbsp;").replace("-", NON_BREAKING_HYPHEN)
+                 for c, sample, label in self._entries]
+        if title and parts:
+            parts.insert(0, html.escape(title).replace("\n", "<br>"))
+        self.set_html(("<br>" if self._column else "&nbsp; ").join(parts))
+
+
+class Curve(pg.PlotDataItem):
+    """A curve for sanitised data (finite, and raised to :data:`LOG_FLOOR` on log axes).
+
+    On a log y axis its bounds leave out the points at the floor (exact zeros), so that
+    auto-range fits the nonzero data and a gradient that vanished to zero drops below the
+    bottom edge, instead of stretching the axis over 30 decades.
+    """
+
+    def dataBounds(self, ax, frac=1.0, orthoRange=None):
+        if ax != 1 or not self.opts["logMode"][1]:
+            return super().dataBounds(ax, frac, orthoRange)
+        x, y = self.xData, self.yData
+        if y is None or len(y) == 0:
+            return (None, None)
+        keep = y > LOG_FLOOR
+        if orthoRange is not None:
+            keep &= (x >= orthoRange[0]) & (x <= orthoRange[1])
+        if not keep.any():
+            return (None, None)
+        shown = y[keep]
+        return (math.log10(shown.min()), math.log10(shown.max()))
+
+
+def curve(plot: pg.PlotItem, p: QtGui.QPen) -> Curve:
+    """A :class:`Curve` in ``plot``; its data must be sanitised, as pyqtgraph skips the check."""
+    item = Curve(pen=p, skipFiniteCheck=True)
     plot.addItem(item)
     return item
 
@@ -234,7 +368,7 @@ def event_lines(x: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 def event_marks(plot: pg.PlotItem, colour: str) -> pg.PlotDataItem:
     """An item for :func:`event_lines`: a thin vertical line per event."""
-    item = pg.PlotDataItem(pen=pen(colour, width=1.5), connect="pairs", skipFiniteCheck=True)
+    item = Curve(pen=pen(colour, width=1.5), connect="pairs", skipFiniteCheck=True)
     plot.addItem(item)
     return item
 
@@ -305,16 +439,21 @@ class View(QtWidgets.QWidget):
         """
         self.graphics = pg.GraphicsLayoutWidget(self)
         self.graphics.setBackground(BACKGROUND)
-        self.caption = self.graphics.addLabel("", row=0, col=0, color=INK, size="12pt")
-        self.caption.setMaximumHeight(0)
+        self.caption = WrappedText(size_pt=12)
+        self.graphics.addItem(self.caption, row=0, col=0)
         self.canvas = self.graphics.addLayout(row=1, col=0)
+        # Qt's default margins (9 px around each layout, 6 px between items) take a fifth
+        # of a small panel's height.
+        self.graphics.ci.setContentsMargins(*LAYOUT_MARGINS)
+        self.graphics.ci.setSpacing(0)
+        self.canvas.setContentsMargins(0, 0, 0, 0)
+        self.canvas.setSpacing(LAYOUT_SPACING)
         self.layout().addWidget(self.graphics, 1)
         return self.canvas
 
     def set_caption(self, text: str) -> None:
         """A line above the plots naming the run, for figures that leave the app."""
-        self.caption.setText(text)
-        self.caption.setMaximumHeight(1e6 if text else 0)
+        self.caption.set_text(text)
 
     def _add_selector(self) -> LayerDirectionSelector:
         selector = LayerDirectionSelector(self)

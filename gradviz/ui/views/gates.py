@@ -8,8 +8,8 @@ import numpy as np
 import pyqtgraph as pg
 from PyQt6 import QtWidgets
 
-from gradviz.ui.views.base import (TITLE_STYLE, View, curve, finite_points, make_legend, pen,
-                                   style_colorbar, style_plot)
+from gradviz.ui.views.base import (ColourKey, View, WrappedText, colour, curve, finite_points,
+                                   pen, style_colorbar, style_plot)
 
 GATE_DESCRIPTIONS = {
     "i": "input gate", "f": "forget gate", "g": "cell candidate", "o": "output gate",
@@ -17,11 +17,22 @@ GATE_DESCRIPTIONS = {
 }
 
 LEFT_AXIS_WIDTH = 80
+SAT_HEIGHT = 100
+SAT_LABEL_OVERHANG = 12
 
 
 def colour_map(lo: float, hi: float) -> pg.ColorMap:
     """Diverging colours for ranges centred on 0 (tanh), sequential otherwise."""
     return pg.colormap.get("CET-D1" if lo < 0 < hi and abs(lo + hi) < 1e-9 else "viridis")
+
+
+def saturation_labels(lo: float, hi: float) -> list[tuple[str, str, str]]:
+    """Key entries of the saturation curves: the fraction of activations in the bottom
+    and in the top 10% of the gate's range [lo, hi] (the engine's definition)."""
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return [(colour(0), "line", "in the bottom 10%"), (colour(3), "line", "in the top 10%")]
+    tenth = 0.1 * (hi - lo)
+    return [(colour(0), "line", f"< {lo + tenth:.3g}"), (colour(3), "line", f"> {hi - tenth:.3g}")]
 
 
 class GatesView(View):
@@ -38,29 +49,41 @@ class GatesView(View):
         self.toolbar.addWidget(self.gate_combo)
         self.toolbar.addStretch(1)
         canvas = self._add_graphics()
-        self.heat = canvas.addPlot(row=0, col=0)
+        self.heading = WrappedText(size_pt=12)
+        canvas.addItem(self.heading, row=0, col=0, colspan=2)
+        self.heat = canvas.addPlot(row=1, col=0)
         style_plot(self.heat, "timestep t", "hidden unit", grid=False)
         self.image = pg.ImageItem(axisOrder="col-major")
         self.heat.addItem(self.image)
         self.bar = pg.ColorBarItem(values=(0.0, 1.0), colorMap=colour_map(0.0, 1.0),
                                    interactive=False, colorMapMenu=False)
-        style_colorbar(self.bar, "activation (batch mean)")
+        style_colorbar(self.bar, "activation")
         self.bar.setImageItem(self.image)
         self._range = (0.0, 1.0)
-        canvas.addItem(self.bar, row=0, col=1)
-        self.sat = canvas.addPlot(row=1, col=0)
-        style_plot(self.sat, "timestep t", "fraction of activations")
+        canvas.addItem(self.bar, row=1, col=1)
+        self.sat = canvas.addPlot(row=2, col=0)
+        style_plot(self.sat, "timestep t", "fraction")
+        # Beside the curves, under the colour bar: a row of its own would take the height
+        # the heatmap needs.
+        self.sat_key = ColourKey(column=True)
+        canvas.addItem(self.sat_key, row=2, col=1)
         self.sat.setXLink(self.heat)
         for plot in (self.heat, self.sat):   # equal axis widths keep timestep t aligned
             plot.getAxis("left").setWidth(LEFT_AXIS_WIDTH)
         self.sat.setYRange(-0.05, 1.05, padding=0.0)
+        # Three labels fit the short plot (pyqtgraph's five overlap); with no grid lines
+        # from it, the axis may draw the 0 and 1 labels a little past its ends.
+        sat_axis = self.sat.getAxis("left")
+        sat_axis.setTicks([[(v, f"{v:g}") for v in (0.0, 0.5, 1.0)]])
+        sat_axis.setGrid(False)
+        sat_axis.setStyle(hideOverlappingLabels=SAT_LABEL_OVERHANG)
         self.sat.enableAutoRange(y=False)
         self.low_curve = curve(self.sat, pen(0, width=2.0))
         self.high_curve = curve(self.sat, pen(3, width=2.0))
-        make_legend(self.sat, [(self.low_curve, "in the bottom 10% of the range"),
-                               (self.high_curve, "in the top 10% of the range")], columns=2)
-        canvas.layout.setRowStretchFactor(0, 3)
-        canvas.layout.setRowStretchFactor(1, 2)
+        # The heatmap is what the view is about: it takes all the height the saturation
+        # curves, at a fixed height, leave.
+        self.sat.setMinimumHeight(SAT_HEIGHT)
+        self.sat.setMaximumHeight(SAT_HEIGHT)
 
     @property
     def gate_names(self) -> list[str]:
@@ -86,7 +109,8 @@ class GatesView(View):
         self.image.clear()
         self.low_curve.setData([], [])
         self.high_curve.setData([], [])
-        self.heat.setTitle(None)
+        self.heading.set_text("")
+        self.sat_key.set_entries([])
 
     def _levels(self, gate: int, values: np.ndarray) -> tuple[float, float]:
         """The gate's fixed range; data-driven only where the range is unbounded."""
@@ -116,13 +140,15 @@ class GatesView(View):
         # Cell (t, unit) is centred on (t, unit), in line with the saturation curves below.
         self.image.setRect(-0.5, -0.5, float(T), float(H))
         name = latest.gate_names[gate]
-        self.heat.setTitle(f"{name} ({GATE_DESCRIPTIONS.get(name, 'gate')}), step {latest.step}",
-                           **TITLE_STYLE)
+        self.heading.set_text(f"{name} ({GATE_DESCRIPTIONS.get(name, 'gate')}), batch mean, "
+                              f"step {latest.step}")
         t = np.arange(T, dtype=np.float64)
         low = latest.sat_low[layer, direction, gate]
         high = latest.sat_high[layer, direction, gate]
         self.low_curve.setData(*finite_points(t, low))
         self.high_curve.setData(*finite_points(t, high))
+        self.sat_key.set_entries(saturation_labels(*(float(v) for v in latest.gate_ranges[gate])),
+                                 title="activation")
 
     def csv_table(self) -> tuple[list[str], np.ndarray]:
         """One row per timestep: the shown gate's batch-mean activation of every unit, and

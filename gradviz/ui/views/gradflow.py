@@ -15,9 +15,9 @@ import math
 
 import numpy as np
 import pyqtgraph as pg
-from PyQt6 import QtCore, QtWidgets
+from PyQt6 import QtCore, QtGui, QtWidgets
 
-from gradviz.ui.views.base import LOG_FLOOR, View, style_colorbar, style_plot
+from gradviz.ui.views.base import LOG_FLOOR, ColourKey, View, style_colorbar, style_plot
 
 LOG_MIN = math.log10(LOG_FLOOR)
 # Colour index 255 is reserved for non-finite gradients; 0..254 span the colour levels.
@@ -78,23 +78,25 @@ class GradflowView(View):
     def __init__(self, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)
         self.selector = self._add_selector()
-        note = QtWidgets.QLabel("red: not finite · darkest colour includes gradients that "
-                                "vanished to exactly 0")
-        self.toolbar.addWidget(note)
         self.toolbar.addStretch(1)
         canvas = self._add_graphics()
+        cmap = pg.colormap.get("viridis")
+        self.colour_key = ColourKey()
+        self.colour_key.set_entries([
+            (QtGui.QColor(*NONFINITE_RGB).name(), "box", "not finite"),
+            (cmap.map(0.0, mode="qcolor").name(), "box", "at or below the scale's bottom, 0 too")])
+        canvas.addItem(self.colour_key, row=0, col=0, colspan=2)
         self.axis = StepAxis()
-        self.plot = canvas.addPlot(row=0, col=0, axisItems={"bottom": self.axis})
+        self.plot = canvas.addPlot(row=1, col=0, axisItems={"bottom": self.axis})
         style_plot(self.plot, "training step", "timestep t", grid=False)
         self.image = pg.ImageItem(axisOrder="col-major")
-        cmap = pg.colormap.get("viridis")
         lut = cmap.getLookupTable(nPts=NONFINITE_INDEX, alpha=False)
         self.image.setLookupTable(np.vstack([lut, np.array([NONFINITE_RGB], np.uint8)]))
         self.plot.addItem(self.image)
         self.bar = pg.ColorBarItem(values=(-8.0, 0.0), colorMap=cmap, interactive=False,
                                    colorMapMenu=False)
         style_colorbar(self.bar, "log₁₀ ‖∂L/∂hₜ‖")
-        canvas.addItem(self.bar, row=0, col=1)
+        canvas.addItem(self.bar, row=1, col=1)
         self._reset_cache()
 
     def _reset_cache(self) -> None:

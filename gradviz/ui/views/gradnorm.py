@@ -1,16 +1,22 @@
 """Global gradient norm per step, before and after clipping, with the clip threshold and
-the clipped and non-finite steps marked; below it, the gradient norm of every parameter."""
+the clipped and non-finite steps marked; below it, the gradient norm of each tensor of the
+chosen layer and direction, and of the readout."""
 from __future__ import annotations
+
+import re
 
 import numpy as np
 import pyqtgraph as pg
 from PyQt6 import QtCore, QtWidgets
 
-from gradviz.ui.views.base import (BACKGROUND, View, curve, event_lines, event_marks, make_legend, pen,
-                                   positive_finite, style_plot)
+from gradviz.ui.views.base import (BACKGROUND, ColourKey, Curve, View, colour, curve, event_lines,
+                                   event_marks, pen, positive_finite, style_plot)
 
+# PyTorch's names of a recurrent layer's tensors end in _l{layer} (and _reverse).
+LAYER_SUFFIX = re.compile(r"_l(\d+)(_reverse)?$")
 NONFINITE_COLOUR = "#d01010"
 CLIPPED_COLOUR = "#e8730c"
+THRESHOLD_COLOUR = "#000000"
 
 
 def step_curve(steps: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -30,34 +36,65 @@ def step_curve(steps: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.nd
     return x, y
 
 
+def tensor_owner(name: str) -> tuple[str, tuple[int, int] | None]:
+    """``"weight_hh_l1_reverse"`` -> ``("weight_hh", (1, 1))``; a tensor of no recurrent
+    layer (``"readout.bias"``) -> ``("readout.bias", None)``."""
+    match = LAYER_SUFFIX.search(name)
+    if match is None:
+        return name, None
+    return name[:match.start()], (int(match.group(1)), 1 if match.group(2) else 0)
+
+
+def tensor_symbol(name: str) -> str:
+    """The short name of a tensor as the equations write it: ``"weight_hh_l1_reverse"`` ->
+    ``"W_hh"``, ``"bias_ih_l0"`` -> ``"b_ih"``, ``"readout.weight"`` -> ``"readout W"``
+    (the key's title names the layer)."""
+    kind = tensor_owner(name)[0]
+    for long, short in (("weight", "W"), ("bias", "b")):
+        if kind.startswith(long + "_"):
+            return short + kind[len(long):]
+        if kind.endswith("." + long):
+            return kind[:-len(long) - 1] + " " + short
+    return kind
+
+
+def newest_note(norm: float) -> str:
+    """What a tensor's key entry adds about a newest gradient norm the plot cannot show."""
+    if not np.isfinite(norm):
+        return " (not finite)"
+    return " = 0" if norm == 0 else ""
+
+
 class GradnormView(View):
     key = "gradnorm"
     title = "Gradient norm and clipping"
 
     def __init__(self, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)
+        self.selector = self._add_selector()
+        self.selector.setToolTip("Whose tensors the lower plot shows (the readout's always)")
+        self.toolbar.addStretch(1)
         canvas = self._add_graphics()
+        # The keys go beside the plots: above them, they would take the height that two
+        # stacked plots in a small panel cannot spare.
         self.plot = canvas.addPlot(row=0, col=0)
-        style_plot(self.plot, "training step", "‖∇L‖ global (log scale)", log_y=True)
+        style_plot(self.plot, "training step", "global ‖∇L‖", log_y=True)
+        self.colour_key = ColourKey(column=True)
+        canvas.addItem(self.colour_key, row=0, col=1)
         self.nonfinite_marks = event_marks(self.plot, NONFINITE_COLOUR)
-        self.threshold = curve(self.plot, pen("#000000", width=1.0,
+        self.threshold = curve(self.plot, pen(THRESHOLD_COLOUR, width=1.0,
                                               style=QtCore.Qt.PenStyle.DotLine))
         self.before = curve(self.plot, pen(0, width=2.0))
         self.after = curve(self.plot, pen(2, width=2.0, style=QtCore.Qt.PenStyle.DashLine))
-        self.clipped_marks = pg.PlotDataItem(pen=None, symbol="o", symbolSize=7,
-                                             symbolPen=pg.mkPen(CLIPPED_COLOUR, width=1.5),
-                                             symbolBrush=pg.mkBrush(BACKGROUND),
-                                             skipFiniteCheck=True)
+        self.clipped_marks = Curve(pen=None, symbol="o", symbolSize=7,
+                                   symbolPen=pg.mkPen(CLIPPED_COLOUR, width=1.5),
+                                   symbolBrush=pg.mkBrush(BACKGROUND), skipFiniteCheck=True)
         self.plot.addItem(self.clipped_marks)
-        make_legend(self.plot, [(self.before, "before clipping"), (self.after, "after clipping"),
-                                (self.threshold, "clip threshold (norm)"),
-                                (self.clipped_marks, "clipped step"),
-                                (self.nonfinite_marks, "not finite (step skipped)")], columns=2)
         self.params_plot = canvas.addPlot(row=1, col=0)
-        style_plot(self.params_plot, "training step", "‖∇L‖ per parameter (log scale)",
-                   log_y=True)
+        style_plot(self.params_plot, "training step", "tensor ‖∇L‖", log_y=True)
         self.params_plot.setXLink(self.plot)
-        self.params_legend = make_legend(self.params_plot, [], columns=4)
+        self.params_key = ColourKey(column=True)
+        canvas.addItem(self.params_key, row=1, col=1)
         self.param_curves: list[pg.PlotDataItem] = []
         self._param_names: tuple[str, ...] = ()
 
@@ -65,17 +102,52 @@ class GradnormView(View):
         for item in (self.before, self.after, self.threshold, self.clipped_marks,
                      self.nonfinite_marks, *self.param_curves):
             item.setData([], [])
+        self.colour_key.set_entries([])
+        self.params_key.set_entries([])
 
     def _set_params(self, names: tuple[str, ...]) -> None:
-        """One curve per parameter tensor; made again only when the model changes."""
+        """One curve per parameter tensor, coloured by its kind (weight_hh, bias_ih, …) so
+        that a kind keeps its colour in every layer; made again only when the model changes."""
         if names == self._param_names:
             return
         for item in self.param_curves:
             self.params_plot.removeItem(item)
-        self.param_curves = [curve(self.params_plot, pen(i)) for i in range(len(names))]
-        self.params_legend = make_legend(self.params_plot, list(zip(self.param_curves, names)),
-                                         columns=4, replace=self.params_legend)
+        kinds = [tensor_owner(name)[0] for name in names]
+        order = list(dict.fromkeys(kinds))
+        self.param_curves = [curve(self.params_plot, pen(order.index(kind))) for kind in kinds]
         self._param_names = names
+
+    def shown_params(self) -> list[int]:
+        """Indices of the tensors drawn: those of the chosen layer and direction, and
+        those of no layer (the readout)."""
+        chosen = self.selector.layer_direction
+        return [p for p, name in enumerate(self._param_names)
+                if tensor_owner(name)[1] in (None, chosen)]
+
+    def _label(self, clipping: bool, threshold: bool, nonfinite: bool, newest: np.ndarray) -> None:
+        """Keys that name what is drawn; ``newest`` (P,) holds each tensor's newest gradient
+        norm, to mark one that is exactly 0 (drawn below the plot's bottom edge) or not
+        finite (not drawn)."""
+        entries = [(colour(0), "line", "before" if clipping else "norm")]
+        if clipping:
+            entries.append((colour(2), "dash", "after"))
+        if threshold:
+            entries.append((THRESHOLD_COLOUR, "dot", "threshold"))
+        if clipping:
+            entries.append((CLIPPED_COLOUR, "marker", "clipped"))
+        if nonfinite:
+            entries.append((NONFINITE_COLOUR, "event", "not finite"))
+        # One curve needs no key: the axis label names it.
+        self.colour_key.set_entries(entries if len(entries) > 1 else [],
+                                    title="clipping" if clipping else "")
+        # "layer 1\nforward": the column stays narrow.
+        layer_direction = (self.selector.currentText().replace(" ", "\n").replace("\n", " ", 1)
+                           if self.selector.isVisibleTo(self) else "")
+        self.params_key.set_entries(
+            [(self.param_curves[p].opts["pen"].color().name(), "line",
+              tensor_symbol(self._param_names[p]) + newest_note(newest[p]))
+             for p in self.shown_params()],
+            title=layer_direction)
 
     def _norm_clipping(self) -> np.ndarray:
         """(K,) bool: rows whose clip threshold was a norm bound (finite threshold while
@@ -91,8 +163,13 @@ class GradnormView(View):
             return
         steps = history.step
         self.before.setData(*positive_finite(steps, history.grad_norm))
-        self.after.setData(*positive_finite(steps, history.grad_norm_clipped))
         rows = self._norm_clipping()
+        clipping = ((self._latest is not None and self._latest.clip != "none")
+                    or bool(history.clipped.any()))
+        if clipping:
+            self.after.setData(*positive_finite(steps, history.grad_norm_clipped))
+        else:
+            self.after.setData([], [])   # equal to the norm before clipping: drawn once
         if rows.any():
             self.threshold.setData(*positive_finite(*step_curve(steps[rows],
                                                                 history.clip_threshold[rows])))
@@ -103,9 +180,15 @@ class GradnormView(View):
         bad = history.nonfinite | ~np.isfinite(history.grad_norm)
         self.nonfinite_marks.setData(*event_lines(steps[bad], history.grad_norm))
         self._set_params(tuple(history.param_names))
+        self.selector.set_shape(*history.dh_norm.shape[1:3])
         norms = history.param_grad_norm
+        shown = set(self.shown_params())
         for p, item in enumerate(self.param_curves):
-            item.setData(*positive_finite(steps, norms[:, p]))
+            if p in shown:
+                item.setData(*positive_finite(steps, norms[:, p]))
+            elif item.xData is not None and len(item.xData):
+                item.setData([], [])
+        self._label(clipping, bool(rows.any()), bool(bad.any()), norms[-1])
 
     def csv_table(self) -> tuple[list[str], np.ndarray]:
         """One row per history row: step, global norm before and after clipping, clip

@@ -10,7 +10,7 @@ import numpy as np
 import pyqtgraph as pg
 from PyQt6 import QtWidgets
 
-from gradviz.ui.views.base import View, curve, make_legend, pen, positive_finite, style_plot
+from gradviz.ui.views.base import ColourKey, View, curve, pen, positive_finite, style_plot
 
 EARLIER = 5
 NEWEST_COLOUR = "#1f5fbf"
@@ -47,15 +47,15 @@ class GradtimeView(View):
         self.selector = self._add_selector()
         self.toolbar.addStretch(1)
         canvas = self._add_graphics()
-        self.plot_h = canvas.addPlot(row=0, col=0)
+        # One key for both plots: their curves are the same training steps.
+        self.colour_key = ColourKey()
+        canvas.addItem(self.colour_key, row=0, col=0, colspan=2)
+        self.plot_h = canvas.addPlot(row=1, col=0)
         style_plot(self.plot_h, "timestep t", "‖∂L/∂hₜ‖ (log scale)", log_y=True)
-        self.plot_c = canvas.addPlot(row=0, col=1)
+        self.plot_c = canvas.addPlot(row=1, col=1)
         style_plot(self.plot_c, "timestep t", "‖∂L/∂cₜ‖ (log scale)", log_y=True)
         self.curves_h = self._make_curves(self.plot_h)
         self.curves_c = self._make_curves(self.plot_c)
-        # Top left: with vanishing gradients, the usual case, that corner is empty.
-        self.legend_h = make_legend(self.plot_h, [], left=True)
-        self.legend_c = make_legend(self.plot_c, [], left=True)
         self._c_shown = True
         self._show_cell_plot(False)
         self._drawn: dict[int, tuple] = {}   # id of a curve -> what it shows
@@ -71,7 +71,7 @@ class GradtimeView(View):
         if show == self._c_shown:
             return
         if show:
-            self.canvas.addItem(self.plot_c, row=0, col=1)
+            self.canvas.addItem(self.plot_c, row=1, col=1)
         else:
             self.canvas.removeItem(self.plot_c)
         self._c_shown = show
@@ -80,8 +80,7 @@ class GradtimeView(View):
         for item in self.curves_h + self.curves_c:
             item.setData([], [])
         self._drawn.clear()
-        self.legend_h = make_legend(self.plot_h, [], left=True, replace=self.legend_h)
-        self.legend_c = make_legend(self.plot_c, [], left=True, replace=self.legend_c)
+        self.colour_key.set_entries([])
 
     def _redraw(self) -> None:
         history = self._history
@@ -95,11 +94,10 @@ class GradtimeView(View):
         t = np.arange(T, dtype=np.float64)
         has_c = history.dc_norm is not None
         self._show_cell_plot(has_c)
-        labels = [f"step {int(history.step[k])}" for k in rows]
         # The newest row always goes to the last (bold) curve.
         unused = EARLIER + 1 - len(rows)
-        for name, items, data in (("h", self.curves_h, history.dh_norm),
-                                  ("c", self.curves_c, history.dc_norm if has_c else None)):
+        for items, data in ((self.curves_h, history.dh_norm),
+                            (self.curves_c, history.dc_norm if has_c else None)):
             for item in items[:unused]:
                 self._show(item, None, t)
             if data is None:
@@ -111,7 +109,7 @@ class GradtimeView(View):
                 what = (layer, direction, T, int(history.step[k]), int(history.count[k]),
                         float(values[-1]))
                 self._show(item, what, t, values)
-            self._label(name, slots, labels)
+        self._label(rows, self.curves_h[unused:])
 
     def _show(self, item: pg.PlotDataItem, what: tuple | None, t: np.ndarray,
               values: np.ndarray | None = None) -> None:
@@ -124,20 +122,16 @@ class GradtimeView(View):
             item.setData(*positive_finite(t, values))
         self._drawn[id(item)] = what
 
-    def _label(self, name: str, slots: list[pg.PlotDataItem], labels: list[str]) -> None:
-        """Newest first in the legend; made anew only when the number of entries changes."""
-        legend = self.legend_h if name == "h" else self.legend_c
-        if len(legend.items) != len(slots):
-            plot = self.plot_h if name == "h" else self.plot_c
-            entries = list(zip(reversed(slots), reversed(labels)))
-            legend = make_legend(plot, entries, left=True, replace=legend)
-            setattr(self, f"legend_{name}", legend)
-            return
-        for item, text in zip(slots, labels):
-            label = legend.getLabel(item)
-            if label.text != text:
-                label.setText(text)
-        legend.updateSize()
+    def _label(self, rows: list[int], slots: list[pg.PlotDataItem]) -> None:
+        """The key names each drawn curve by its training step, newest first."""
+        entries = []
+        for item, k in zip(slots, rows):
+            notes = ["newest"] if k == rows[-1] else []
+            if item.xData is None or len(item.xData) == 0:
+                notes.append("not finite")   # a skipped step: nothing to draw
+            label = str(int(self._history.step[k])) + (f" ({', '.join(notes)})" if notes else "")
+            entries.append((item.opts["pen"].color().name(), "line", label))
+        self.colour_key.set_entries(entries[::-1], title="step")
 
     def csv_table(self) -> tuple[list[str], np.ndarray]:
         """One row per timestep t: the ‖∂L/∂h_t‖ (and ‖∂L/∂c_t‖) curves drawn, unfloored."""

@@ -4,10 +4,11 @@ from __future__ import annotations
 import numpy as np
 from PyQt6 import QtCore, QtWidgets
 
-from gradviz.ui.views.base import (View, curve, event_lines, event_marks, make_legend, pen,
+from gradviz.ui.views.base import (ColourKey, View, colour, curve, event_lines, event_marks, pen,
                                    positive_finite, style_plot)
 
 NONFINITE_COLOUR = "#d01010"
+BASELINE_COLOUR = "#000000"
 
 
 class LossView(View):
@@ -17,19 +18,19 @@ class LossView(View):
     def __init__(self, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)
         canvas = self._add_graphics()
-        self.plot = canvas.addPlot(row=0, col=0)
+        self.colour_key = ColourKey()
+        canvas.addItem(self.colour_key, row=0, col=0)
+        self.plot = canvas.addPlot(row=1, col=0)
         style_plot(self.plot, "training step", "loss (task units, log scale)", log_y=True)
         self.loss_curve = curve(self.plot, pen(0, width=2.0))
-        self.baseline_curve = curve(self.plot, pen("#000000", width=2.0,
+        self.baseline_curve = curve(self.plot, pen(BASELINE_COLOUR, width=2.0,
                                                    style=QtCore.Qt.PenStyle.DashLine))
         self.nonfinite_marks = event_marks(self.plot, NONFINITE_COLOUR)
-        self._legend = make_legend(self.plot, [(self.loss_curve, "loss"),
-                                               (self.baseline_curve, "no-memory baseline"),
-                                               (self.nonfinite_marks, "not finite (step skipped)")])
 
     def _clear_items(self) -> None:
         for item in (self.loss_curve, self.baseline_curve, self.nonfinite_marks):
             item.setData([], [])
+        self.colour_key.set_entries([])
 
     def _baseline(self) -> float | None:
         value = getattr(self._history, "baseline", None)
@@ -49,11 +50,14 @@ class LossView(View):
             self.baseline_curve.setData([], [])
         else:
             self.baseline_curve.setData([float(steps[0]), float(steps[-1])], [baseline, baseline])
-        self._legend.getLabel(self.baseline_curve).setText(
-            "no-memory baseline" + (f" ({baseline:.4g})" if baseline is not None else " (none)"))
-        self._legend.updateSize()
         bad = history.nonfinite | ~np.isfinite(history.loss)
         self.nonfinite_marks.setData(*event_lines(steps[bad], history.loss))
+        entries = [(colour(0), "line", "loss"),
+                   (BASELINE_COLOUR, "dash", "no-memory baseline"
+                    + (f" ({baseline:.4g})" if baseline is not None else " (none)"))]
+        if bad.any():
+            entries.append((NONFINITE_COLOUR, "event", "not finite (step skipped)"))
+        self.colour_key.set_entries(entries)
 
     def csv_table(self) -> tuple[list[str], np.ndarray]:
         """One row per history row: step, loss (nan where not finite), baseline, non-finite flag."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from PyQt6 import QtWidgets
 
-from gradviz.ui.views.base import View, curve, finite_points, make_legend, pen, style_plot
+from gradviz.ui.views.base import ColourKey, View, colour, curve, finite_points, pen, style_plot
 
 MAX_UNITS = 16
 DEFAULT_UNITS = 8
@@ -31,15 +31,16 @@ class StatesView(View):
             box.valueChanged.connect(self._redraw)
         self.toolbar.addStretch(1)
         canvas = self._add_graphics()
-        self.plot_h = canvas.addPlot(row=0, col=0)
+        # One key for both plots: a unit has the same colour in each.
+        self.colour_key = ColourKey()
+        canvas.addItem(self.colour_key, row=0, col=0, colspan=2)
+        self.plot_h = canvas.addPlot(row=1, col=0)
         style_plot(self.plot_h, "timestep t", "hₜ (activation)")
-        self.plot_c = canvas.addPlot(row=0, col=1)
+        self.plot_c = canvas.addPlot(row=1, col=1)
         style_plot(self.plot_c, "timestep t", "cₜ (cell state)")
         self.plot_c.setXLink(self.plot_h)
-        self.legend = make_legend(self.plot_h, [], columns=4)
         self.curves_h = [curve(self.plot_h, pen(i)) for i in range(MAX_UNITS)]
         self.curves_c = [curve(self.plot_c, pen(i)) for i in range(MAX_UNITS)]
-        self._legend_units: list[int] = []
         self._c_shown = True
         self._show_cell_plot(False)
 
@@ -57,7 +58,7 @@ class StatesView(View):
         if show == self._c_shown:
             return
         if show:
-            self.canvas.addItem(self.plot_c, row=0, col=1)
+            self.canvas.addItem(self.plot_c, row=1, col=1)
         else:
             self.canvas.removeItem(self.plot_c)
         self._c_shown = show
@@ -65,8 +66,7 @@ class StatesView(View):
     def _clear_items(self) -> None:
         for item in self.curves_h + self.curves_c:
             item.setData([], [])
-        self.legend = make_legend(self.plot_h, [], columns=4, replace=self.legend)
-        self._legend_units = []
+        self.colour_key.set_entries([])
 
     def _redraw(self) -> None:
         latest = self._latest
@@ -91,10 +91,8 @@ class StatesView(View):
             for item in items[shown:]:
                 if item.xData is not None and len(item.xData):
                     item.setData([], [])
-        if units != self._legend_units:
-            entries = [(self.curves_h[slot], f"unit {unit}") for slot, unit in enumerate(units)]
-            self.legend = make_legend(self.plot_h, entries, columns=4, replace=self.legend)
-            self._legend_units = units
+        self.colour_key.set_entries(
+            [(colour(slot), "line", str(unit)) for slot, unit in enumerate(units)], title="unit")
 
     def csv_table(self) -> tuple[list[str], np.ndarray]:
         """One row per timestep: h_t (and c_t) of each unit shown."""
