@@ -8,6 +8,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
+import pyqtgraph as pg
 import pytest
 from PyQt6 import QtCore, QtGui, QtTest, QtWidgets
 
@@ -16,7 +17,7 @@ from gradviz.ui import export
 from gradviz.ui.export import ExportError, close_with_lines
 from gradviz.ui.figures import write_figures
 from gradviz.ui.views import VIEW_CLASSES, make_views
-from gradviz.ui.views.base import LogAxis, format_magnitude
+from gradviz.ui.views.base import LogAxis, WrappedText, format_magnitude
 from gradviz.ui.views.gradtime import shown_rows
 
 KEYS = ["gradflow", "gradtime", "gates", "states", "loss", "gradnorm", "text"]
@@ -510,3 +511,228 @@ def test_write_figures_needs_no_display(tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "12"
     assert (tmp_path / "gradflow.png").exists()
+
+
+# -- layout: keys beside the data, nothing cut off or overlapping ---------------------------
+# About the size of a panel in a 1280 x 800 window.
+SMALL_PANEL = (320, 340)
+
+
+def laid_out(view, size, history, qtbot):
+    """Show ``view`` at ``size`` with ``history`` drawn and painted once (auto-range and
+    layout happen when the scene is painted)."""
+    view.resize(*size)
+    view.show()
+    qtbot.waitExposed(view)
+    view.set_data(history, history.latest)
+    QtCore.QCoreApplication.sendPostedEvents()
+    view.graphics.grab()
+    return view
+
+
+def scene_items(view, kind):
+    return [item for item in view.graphics.scene().items()
+            if isinstance(item, kind) and item.isVisible()]
+
+
+def axis_label_rects(view):
+    """Scene rectangles of the visible axis labels' text (Qt's text margin left out)."""
+    rects = []
+    for axis in scene_items(view, pg.AxisItem):
+        if axis.label.isVisible() and axis.label.toPlainText().strip():
+            margin = axis.label.document().documentMargin()
+            inner = axis.label.boundingRect().adjusted(margin, margin, -margin, -margin)
+            rects.append((axis.label.toPlainText(), axis.label.mapRectToScene(inner)))
+    return rects
+
+
+def tick_labels(axis):
+    """(rectangle in the axis, text) of each tick label, as the axis paints them."""
+    image = QtGui.QImage(10, 10, QtGui.QImage.Format.Format_RGB32)
+    painter = QtGui.QPainter(image)
+    try:
+        return [(rect, text) for rect, _, text in axis.generateDrawSpecs(painter)[2]]
+    finally:
+        painter.end()
+
+
+def text_rects(view):
+    """Scene rectangles of every caption, heading and colour key with text."""
+    return [(text.plain_text(), text.sceneBoundingRect())
+            for text in scene_items(view, WrappedText) if text.html]
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("key", PLOT_KEYS)
+def test_texts_neither_hide_data_nor_overlap_nor_leave_the_panel(qtbot, make_history, make_capture,
+                                                                 key, cell):
+    from gradviz.engine.record import History
+
+    history = History()
+    for step in range(40):   # clipping and a non-finite step: the longest keys
+        history.append(make_capture(step, cell=cell, L=2, D=2, T=20, H=8, clip="norm",
+                                    clip_threshold=0.5, nonfinite=step == 7,
+                                    light=step % 3 != 0 and step != 39))
+    view = make_views()[key]
+    qtbot.addWidget(view)
+    laid_out(view, SMALL_PANEL, history, qtbot)
+    assert not scene_items(view, pg.LegendItem), "legends inside a plot hide its data"
+    visible = QtCore.QRectF(view.graphics.viewport().rect())
+    boxes = [vb.sceneBoundingRect() for vb in scene_items(view, pg.ViewBox)]
+    texts = text_rects(view)
+    labels = axis_label_rects(view)
+    assert texts, "every plot view names its curves or its heatmap's colours"
+    for name, rect in texts + labels:
+        assert visible.contains(rect.adjusted(1, 1, -1, -1)), f"{key}: {name!r} is cut off"
+    for name, rect in texts:
+        for box in boxes:
+            assert not rect.intersects(box), f"{key}: {name!r} covers a plot"
+    for axis in scene_items(view, pg.AxisItem):
+        for rect, tick in tick_labels(axis):
+            assert visible.contains(axis.mapRectToScene(rect)), f"{key}: tick {tick!r} cut off"
+    everything = texts + labels
+    for i, (a, rect_a) in enumerate(everything):
+        for b, rect_b in everything[i + 1:]:
+            assert not rect_a.intersects(rect_b), f"{key}: {a!r} overlaps {b!r}"
+
+
+@pytest.mark.parametrize("key", PLOT_KEYS)
+def test_no_axis_rescales_its_values_with_an_si_prefix(qtbot, make_capture, key):
+    from gradviz.engine.record import History
+
+    history = History()
+    for step in range(5):
+        capture = make_capture(step, T=12, H=8)
+        # Small numbers everywhere, for which pyqtgraph would label "(x0.001)".
+        capture.probe_h[...] *= 1e-3
+        capture.probe_c[...] *= 1e-3
+        history.append(capture)
+    view = make_views()[key]
+    qtbot.addWidget(view)
+    laid_out(view, (640, 400), history, qtbot)
+    axes = scene_items(view, pg.AxisItem)
+    assert axes
+    for axis in axes:
+        assert axis.autoSIPrefix is False, f"{key}: {axis.labelString()}"
+        assert "(x" not in axis.labelString(), f"{key}: {axis.labelString()}"
+    if key == "states":
+        ticks = [float(v) for _, values in view.plot_h.getAxis("left").tickValues(
+            *view.plot_h.viewRange()[1], 300) for v in values]
+        assert max(abs(t) for t in ticks) < 0.01, "h values should read as they are"
+
+
+def test_gradtime_key_names_the_real_training_steps(qtbot, make_history):
+    history = make_history(300, T=12)
+    view = make_views()["gradtime"]
+    qtbot.addWidget(view)
+    laid_out(view, SMALL_PANEL, history, qtbot)
+    rows = shown_rows(len(history))
+    steps = [int(history.step[k]) for k in rows]
+    assert steps[-1] == 299
+    assert view.colour_key.labels == [f"{steps[-1]} (newest)"] + [str(s) for s in steps[-2::-1]]
+    text = view.colour_key.plain_text()
+    assert text.startswith("step") and "299 (newest)" in text and str(steps[0]) in text
+    # The colours in the key are those of the curves.
+    drawn = [c.opts["pen"].color().name() for c in view.curves_h[-len(rows):]][::-1]
+    assert [colour for colour, _, _ in view.colour_key.entries] == drawn
+
+
+def test_keys_follow_what_is_drawn(qtbot, make_history, make_capture):
+    from gradviz.engine.record import History
+
+    views = make_views()
+    for v in views.values():
+        qtbot.addWidget(v)
+    plain = make_history(10, T=8, H=12)
+    fill(views, plain)
+    assert views["states"].colour_key.labels == [str(u) for u in range(8)]
+    views["states"].first_unit.setValue(10)
+    assert views["states"].colour_key.labels == ["10", "11"]
+    assert views["loss"].colour_key.labels == ["loss", "no-memory baseline (0.167)"]
+    assert views["gradnorm"].colour_key.labels == [], "one curve needs no key"
+    assert views["gradnorm"].params_key.labels == ["W_ih", "W_hh", "b_ih", "b_hh", "readout W",
+                                                   "readout b"]
+
+    history = History()
+    for step in range(12):
+        history.append(make_capture(step, T=8, clip="norm", clip_threshold=0.5,
+                                    nonfinite=step == 5))
+    fill(views, history)
+    assert views["gradnorm"].colour_key.labels == [
+        "before", "after", "threshold", "clipped", "not finite"]
+    assert views["gradnorm"].colour_key.plain_text().startswith("clipping")
+    assert views["loss"].colour_key.labels[-1] == "not finite (step skipped)"
+    assert "not finite" in views["gradflow"].colour_key.plain_text()
+
+    # A newest step with nothing finite to draw says so in the keys.
+    history.append(make_capture(12, T=8, nonfinite=True,
+                                dh=np.full((1, 1, 8), np.nan, np.float32)))
+    fill(views, history)
+    assert views["gradtime"].colour_key.labels[0] == "12 (newest, not finite)"
+    assert views["gradtime"].colour_key.labels[1:] == [
+        str(history.step[k]) for k in shown_rows(len(history))[-2::-1]]
+    assert views["gradnorm"].params_key.labels[0] == "W_ih (not finite)"
+
+
+def test_gradnorm_y_range_fits_the_finite_nonzero_data(qtbot, make_capture):
+    from gradviz.engine.record import History
+
+    history = History()
+    for step in range(30):
+        capture = make_capture(step, T=10, clip="norm", clip_threshold=0.05,
+                               nonfinite=step == 4)
+        capture.param_grad_norm[1] = 0.0          # a tensor with no gradient at all
+        history.append(capture)
+    view = make_views()["gradnorm"]
+    qtbot.addWidget(view)
+    laid_out(view, SMALL_PANEL, history, qtbot)
+    finite = np.concatenate([history.grad_norm, history.grad_norm_clipped, [0.05]])
+    finite = np.log10(finite[np.isfinite(finite) & (finite > 0)])
+    lo, hi = view.plot.viewRange()[1]
+    span = finite.max() - finite.min()
+    assert lo < finite.min() and hi > finite.max(), "the data must be inside the plot"
+    assert lo > finite.min() - 0.3 * span and hi < finite.max() + 0.3 * span, \
+        "the data must fill the plot (a margin, not a squashed curve)"
+    nonzero = history.param_grad_norm[:, [0] + list(range(2, len(history.param_names)))]
+    nonzero = nonzero[np.isfinite(nonzero)]
+    lo, hi = view.params_plot.viewRange()[1]
+    assert lo < np.log10(nonzero.min()) and hi > np.log10(nonzero.max())
+    assert lo > np.log10(nonzero.min()) - 1.0, "an exact zero must not stretch the log axis"
+    assert history.param_names[1] == "weight_hh_l0" and view.params_key.labels[1] == "W_hh = 0"
+
+
+def test_gradtime_y_range_fits_the_curves_shown(qtbot, make_history, make_capture):
+    history = make_history(20, T=16, decay=0.5)
+    dh = np.full((1, 1, 16), 10.0, np.float32)     # the newest step explodes ...
+    dh[0, 0, :3] = 0.0                              # ... after gradients that vanished to 0
+    history.append(make_capture(20, T=16, dh=dh))
+    view = make_views()["gradtime"]
+    qtbot.addWidget(view)
+    laid_out(view, SMALL_PANEL, history, qtbot)
+    shown = history.dh_norm[shown_rows(len(history)), 0, 0]
+    shown = np.log10(shown[shown > 0])
+    lo, hi = view.plot_h.viewRange()[1]
+    assert lo < shown.min() and hi > shown.max() == 1.0
+    assert lo > shown.min() - 1.0
+
+
+def test_gates_heatmap_takes_most_of_the_height_and_its_colour_bar_reads(qtbot, make_history):
+    history = make_history(4, cell="lstm", T=20, H=16)
+    view = make_views()["gates"]
+    qtbot.addWidget(view)
+    for size in (SMALL_PANEL, (640, 600)):
+        laid_out(view, size, history, qtbot)
+        heat = view.heat.getViewBox().sceneBoundingRect().height()
+        sat = view.sat.getViewBox().sceneBoundingRect().height()
+        assert heat > 1.5 * sat, size
+    view.gate_combo.setCurrentIndex(2)   # g: levels -1 .. 1
+    view.graphics.grab()   # an axis finds its labels' width when it paints them ...
+    view.graphics.grab()   # ... and takes that width in the next layout
+    axis = view.bar.axis
+    texts = tick_labels(axis)
+    strings = [text for _, text in texts]
+    assert {float(s) for s in strings} >= {-1.0, -0.5, 0.0, 0.5, 1.0}, strings
+    for rect, text in texts:
+        assert rect.right() <= axis.width(), f"tick label {text!r} cut off"
+    assert view.sat_key.labels == ["< -0.8", "> 0.8"]
+    assert "g (cell candidate)" in view.heading.plain_text()
