@@ -569,10 +569,10 @@ def test_texts_neither_hide_data_nor_overlap_nor_leave_the_panel(qtbot, make_his
     from gradviz.engine.record import History
 
     history = History()
-    for step in range(40):   # clipping and a non-finite step: the longest keys
-        history.append(make_capture(step, cell=cell, L=2, D=2, T=20, H=8, clip="norm",
-                                    clip_threshold=0.5, nonfinite=step == 7,
-                                    light=step % 3 != 0 and step != 39))
+    for i in range(40):   # clipping and a non-finite step: the longest keys
+        history.append(make_capture(25 * i, cell=cell, L=2, D=2, T=20, H=8, clip="norm",
+                                    clip_threshold=0.5, nonfinite=i == 7,
+                                    light=i % 3 != 0 and i != 39))
     view = make_views()[key]
     qtbot.addWidget(view)
     laid_out(view, SMALL_PANEL, history, qtbot)
@@ -588,8 +588,12 @@ def test_texts_neither_hide_data_nor_overlap_nor_leave_the_panel(qtbot, make_his
         for box in boxes:
             assert not rect.intersects(box), f"{key}: {name!r} covers a plot"
     for axis in scene_items(view, pg.AxisItem):
-        for rect, tick in tick_labels(axis):
+        ticks = tick_labels(axis)
+        for rect, tick in ticks:
             assert visible.contains(axis.mapRectToScene(rect)), f"{key}: tick {tick!r} cut off"
+        for i, (rect_a, a) in enumerate(ticks):   # "200400600" is no use to anyone
+            for rect_b, b in ticks[i + 1:]:
+                assert not rect_a.intersects(rect_b), f"{key}: ticks {a!r} and {b!r} overlap"
     everything = texts + labels
     for i, (a, rect_a) in enumerate(everything):
         for b, rect_b in everything[i + 1:]:

@@ -77,7 +77,50 @@ def format_magnitude(x: float) -> str:
     return ("" if mantissa == "1" else mantissa + "·") + "10" + _superscript(int(exponent))
 
 
-class LogAxis(pg.AxisItem):
+class FitAxis(pg.AxisItem):
+    """An axis whose tick labels never run into each other.
+
+    pyqtgraph spaces ticks by the axis length alone, so on a narrow axis the labels of
+    0, 200, …, 800 run together into one string; this one widens the major spacing (1, 2,
+    5 × 10ᵏ) until the labels fit, with a gap between them.
+    """
+
+    LABEL_GAP = 6
+
+    def tickSpacing(self, minVal, maxVal, size):
+        levels = super().tickSpacing(minVal, maxVal, size)
+        span = abs(maxVal - minVal)
+        if not levels or size <= 0 or span == 0:
+            return levels
+        spacing = chosen = levels[0][0]
+        while (span / spacing > 1.0
+               and size * spacing / span < self._label_extent(minVal, maxVal, spacing)):
+            spacing = next_round_spacing(spacing)
+        if spacing == chosen:
+            return levels
+        return [(spacing, 0.0)] + ([(chosen, 0.0)] if self.style["maxTickLevel"] >= 1 else [])
+
+    def _label_extent(self, lo: float, hi: float, spacing: float) -> float:
+        """Pixels a tick label takes along the axis, gap included: its height on a vertical
+        axis, the width of the widest end value printed at ``spacing`` on a horizontal one."""
+        metrics = QtGui.QFontMetricsF(self.style["tickFont"] or QtGui.QFont())
+        if self.orientation in ("left", "right"):
+            return metrics.height() + self.LABEL_GAP
+        places = max(0, math.ceil(-math.log10(spacing)))
+        ends = (round(v / spacing) * spacing for v in (lo, hi))
+        return max(metrics.horizontalAdvance(f"{v:.{places}f}") for v in ends) + self.LABEL_GAP
+
+
+def next_round_spacing(spacing: float) -> float:
+    """The next of 1, 2, 5, 10, 20, … × 10ᵏ above ``spacing``."""
+    power = 10.0 ** math.floor(math.log10(spacing) + 1e-9)
+    for step in (2.0, 5.0, 10.0):
+        if step * power > spacing * (1 + 1e-9):
+            return step * power
+    return 20.0 * power
+
+
+class LogAxis(FitAxis):
     """Axis for log-scale plots whose labels stay readable at any range.
 
     Over a decade or more, decades are labelled (thinned to fit), and 2× and 5× too where
@@ -163,8 +206,10 @@ def style_colorbar(bar: pg.ColorBarItem, label: str) -> None:
 def style_plot(plot: pg.PlotItem, x_label: str, y_label: str, *, log_y: bool = False,
                grid: bool = True) -> pg.PlotItem:
     """Apply the house style to ``plot`` and label its axes (the label carries the unit)."""
-    if log_y:
-        plot.setAxisItems({"left": LogAxis("left")})
+    axes = {"left": LogAxis("left") if log_y else FitAxis("left")}
+    if not isinstance(plot.getAxis("bottom"), FitAxis):
+        axes["bottom"] = FitAxis("bottom")
+    plot.setAxisItems(axes)
     font = QtGui.QFont()
     font.setPointSize(TICK_FONT_PT)
     for name in ("left", "right", "top", "bottom"):

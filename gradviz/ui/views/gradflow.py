@@ -17,7 +17,8 @@ import numpy as np
 import pyqtgraph as pg
 from PyQt6 import QtCore, QtGui, QtWidgets
 
-from gradviz.ui.views.base import LOG_FLOOR, ColourKey, View, style_colorbar, style_plot
+from gradviz.ui.views.base import (LOG_FLOOR, ColourKey, FitAxis, View, style_colorbar,
+                                   style_plot)
 
 LOG_MIN = math.log10(LOG_FLOOR)
 # Colour index 255 is reserved for non-finite gradients; 0..254 span the colour levels.
@@ -31,7 +32,7 @@ LEVEL_SHRINK = 1.0
 LEVEL_SAMPLE = 65536
 
 
-class StepAxis(pg.AxisItem):
+class StepAxis(FitAxis):
     """Bottom axis of the heatmap, whose columns are history rows.
 
     Column k is centred on x = k and holds the row of training step ``steps[k]``. Merged old
