@@ -33,6 +33,39 @@ class LayerCache:
     c: Tensor | None          # (T, B, H) cell states c_t (LSTM family)
     coef: dict[str, Tensor] = field(default_factory=dict)  # backward coefficients
     xh: Tensor | None = None  # (T·B, I+H) [x_t, h_{t-1}] when the forward built it
+    stats: "GateStats | None" = None  # gate statistics, when the forward was asked for them
+
+
+@dataclass
+class GateStats:
+    """Gate activations of one layer-direction, over the batch rows that the loss sees
+    (processing order in t): batch means and the saturated fractions."""
+    mean: Tensor              # (T, G, H) batch mean of each gate and unit
+    low: Tensor               # (T, G) fraction in the bottom 10% of the gate's range
+    high: Tensor              # (T, G) fraction in the top 10% of the gate's range
+
+
+def gate_stats_into(stats: GateStats, s: int, acts: Tensor, rows: int,
+                    ranges: tuple[tuple[float, float], ...]) -> None:
+    """Write the statistics of ``acts`` (n, B', G, H), first ``rows`` rows, to t = s … s+n-1."""
+    lo = torch.tensor([a for a, _ in ranges], dtype=acts.dtype, device=acts.device)
+    width = torch.tensor([b - a for a, b in ranges], dtype=acts.dtype, device=acts.device)
+    a = acts[:, :rows]
+    n = a.shape[0]
+    torch.mean(a, 1, out=stats.mean[s:s + n])
+    # Comparing into a float buffer and summing over the batch dimension first is several
+    # times faster than counting a boolean mask over (B, H).
+    mask = torch.empty(a.shape, dtype=a.dtype, device=a.device)
+    torch.lt(a, (lo + 0.1 * width).view(1, 1, -1, 1), out=mask)
+    torch.mean(mask.sum(1), -1, out=stats.low[s:s + n]).div_(rows)
+    torch.gt(a, (lo + 0.9 * width).view(1, 1, -1, 1), out=mask)
+    torch.mean(mask.sum(1), -1, out=stats.high[s:s + n]).div_(rows)
+
+
+def empty_stats(T: int, G: int, H: int, like: Tensor) -> GateStats:
+    return GateStats(mean=like.new_empty((T, G, H)), low=like.new_empty((T, G)),
+                     high=like.new_empty((T, G)))
+    xh: Tensor | None = None  # (T·B, I+H) [x_t, h_{t-1}] when the forward built it
 
 
 @dataclass
@@ -65,7 +98,9 @@ class Cell:
         return {"weight_ih": (gh, input_size), "weight_hh": (gh, hidden),
                 "bias_ih": (gh,), "bias_hh": (gh,)}
 
-    def forward(self, x: Tensor, h0: Tensor, c0: Tensor | None, p: dict[str, Tensor]) -> LayerCache:
+    def forward(self, x: Tensor, h0: Tensor, c0: Tensor | None, p: dict[str, Tensor],
+                stats_rows: int | None = None) -> LayerCache:
+        """With ``stats_rows``, the cache also holds the gate statistics of those rows."""
         raise NotImplementedError
 
     def backward(self, cache: LayerCache, p: dict[str, Tensor], dout: Tensor, tbptt: int = 0,
@@ -75,6 +110,14 @@ class Cell:
     def gates(self, cache: LayerCache) -> Tensor:
         """Gate activations (T, B, len(gate_names), H) for capture."""
         raise NotImplementedError
+
+    def _with_stats(self, cache: LayerCache, stats_rows: int | None) -> LayerCache:
+        if stats_rows is not None:
+            acts = self.gates(cache)
+            T, _, G, H = acts.shape
+            cache.stats = empty_stats(T, G, H, acts)
+            gate_stats_into(cache.stats, 0, acts, stats_rows, self.gate_ranges)
+        return cache
 
     # -- shared pieces ------------------------------------------------------------------
     @staticmethod
@@ -103,6 +146,10 @@ class Cell:
         return grads, dx
 
 
+# Timesteps per chunk of the LSTM's gate recomputation: 32·B·4H floats stay in the cache.
+_CHUNK = 32
+
+
 def _tanh(x: Tensor) -> Tensor:
     """tanh(x) = 2σ(2x) - 1, in place on a fresh tensor; on CPU torch.sigmoid is several
     times faster than torch.tanh, and the forward recompute is dominated by these."""
@@ -129,7 +176,7 @@ class RNNCell(Cell):
         # ReLU has no upper bound; [0, 1] is the range its saturation fractions refer to.
         self.gate_ranges = ((-1.0, 1.0),) if nonlinearity == "tanh" else ((0.0, 1.0),)
 
-    def forward(self, x, h0, c0, p):
+    def forward(self, x, h0, c0, p, stats_rows=None):
         fused = torch.rnn_tanh if self.nonlinearity == "tanh" else torch.rnn_relu
         with torch.no_grad():
             h, _ = fused(x, h0.unsqueeze(0), _weights(p), True, 1, 0.0, False, False, False)
@@ -137,7 +184,8 @@ class RNNCell(Cell):
             dphi = 1.0 - h * h
         else:
             dphi = (h > 0).to(h.dtype)
-        return LayerCache(x=x, h_prev=_h_prev(h, h0), h=h, c=None, coef={"dphi": dphi})
+        cache = LayerCache(x=x, h_prev=_h_prev(h, h0), h=h, c=None, coef={"dphi": dphi})
+        return self._with_stats(cache, stats_rows)
 
     def backward(self, cache, p, dout, tbptt=0, need_dx=True):
         w_hh = p["weight_hh"]
@@ -223,38 +271,58 @@ class LSTMCell(_LSTMFamily):
     gate_names = ("i", "f", "g", "o")
     gate_ranges = ((0.0, 1.0), (0.0, 1.0), (-1.0, 1.0), (0.0, 1.0))
 
-    def forward(self, x, h0, c0, p):
+    def forward(self, x, h0, c0, p, stats_rows=None):
         T, B, _ = x.shape
         H = h0.shape[-1]
         with torch.no_grad():
             h, _, _ = torch.lstm(x, (h0.unsqueeze(0), c0.unsqueeze(0)), _weights(p), True, 1, 0.0,
                                  False, False, False)
             h_prev = _h_prev(h, h0)
-            # Recompute every gate in two matrix products now that all h_{t-1} are known, and
-            # all four activations in one sigmoid pass: g = tanh(z) = 2σ(2z) - 1.
-            # One product over [x_t, h_{t-1}] (a small input size makes two products slow).
+            # Now that every h_{t-1} is known, recompute the gates: one product over
+            # [x_t, h_{t-1}] (a narrow input makes two products slow) and one sigmoid pass for
+            # all four, g = tanh(z) = 2σ(2z) - 1 with the 2 folded into the weights.
             xh = torch.cat([x, h_prev], 2).view(T * B, -1)
-            w = torch.cat([p["weight_ih"], p["weight_hh"]], 1)
-            z = torch.addmm(p["bias_ih"] + p["bias_hh"], xh, w.t())
-            z.view(T, B, 4, H)[:, :, 2].mul_(2)
-            acts = torch.sigmoid_(z).view(T, B, 4, H)
-            # Derivatives of all four activations at once: σ' = σ(1-σ), and for g
-            # 1 - g² = 4 σ(2z)(1 - σ(2z)).
-            deriv = torch.addcmul(acts, acts, acts, value=-1)
-            deriv[:, :, 2].mul_(4)
-            acts[:, :, 2].mul_(2).sub_(1)
-            i, f, g, o = acts.unbind(2)
-            c = i * g
-            c_t, f_t = c.unbind(0), f.unbind(0)
-            for t in range(T):
-                c_t[t].addcmul_(f_t[t], c_t[t - 1] if t else c0)
-            tanh_c = _tanh(c)
-            # ∂c/∂z_i = g σ'_i, ∂c/∂z_f = c_{t-1} σ'_f, ∂c/∂z_g = i (1-g²), ∂h/∂z_o = tanh(c) σ'_o:
-            # one contiguous product instead of four strided ones.
-            k = torch.stack([g, _h_prev(c, c0), i, tanh_c], 2).mul_(deriv)
-            coef = {"acts": acts, "A": o * (1 - tanh_c * tanh_c), "F": f,
-                    "Bc": k[:, :, :3], "Bo": k[:, :, 3]}
-        return LayerCache(x=x, h_prev=h_prev, h=h, c=c, coef=coef, xh=xh)
+            w = torch.cat([p["weight_ih"], p["weight_hh"]], 1).t().contiguous()
+            bias = p["bias_ih"] + p["bias_hh"]
+            w[:, 2 * H:3 * H] *= 2
+            bias[2 * H:3 * H] *= 2
+            c = torch.empty((T, B, H), dtype=x.dtype, device=x.device)
+            k = torch.empty((T, B, 4, H), dtype=x.dtype, device=x.device)
+            A = torch.empty_like(c)
+            F = torch.empty_like(c)
+            stats = empty_stats(T, 4, H, x) if stats_rows is not None else None
+            c_last = c0
+            # A chunk of timesteps at a time, so that its gate tensors stay in the cache: at
+            # T = 1000 one pass over all of them moves 17 MB, and the work here is many passes.
+            for s in range(0, T, _CHUNK):
+                e = min(T, s + _CHUNK)
+                n = e - s
+                a = torch.sigmoid_(torch.addmm(bias, xh[s * B:e * B], w)).view(n, B, 4, H)
+                # Derivatives of all four at once: σ' = σ(1-σ), and 1 - g² = 4 σ(2z)(1 - σ(2z)).
+                deriv = torch.addcmul(a, a, a, value=-1)
+                deriv[:, :, 2].mul_(4)
+                a[:, :, 2].mul_(2).sub_(1)
+                i, f, g, o = a.unbind(2)
+                cc = torch.mul(i, g, out=c[s:e])
+                cc_t, f_t = cc.unbind(0), f.unbind(0)
+                for t in range(n):
+                    cc_t[t].addcmul_(f_t[t], cc_t[t - 1] if t else c_last)
+                c_prev = c[s - 1:e - 1] if s else torch.cat([c0.unsqueeze(0), cc[:-1]])
+                c_last = cc_t[-1]
+                tanh_c = _tanh(cc)
+                # ∂c/∂z_i = g σ'_i, ∂c/∂z_f = c_{t-1} σ'_f, ∂c/∂z_g = i (1-g²),
+                # ∂h/∂z_o = tanh(c) σ'_o: one contiguous product instead of four strided ones.
+                torch.stack([g, c_prev, i, tanh_c], 2, out=k[s:e]).mul_(deriv)
+                torch.addcmul(o, o * tanh_c, tanh_c, value=-1, out=A[s:e])   # o (1 - tanh² c)
+                F[s:e] = f
+                if stats is not None:
+                    gate_stats_into(stats, s, a, stats_rows, self.gate_ranges)
+            coef = {"A": A, "F": F, "Bc": k[:, :, :3], "Bo": k[:, :, 3]}
+        return LayerCache(x=x, h_prev=h_prev, h=h, c=c, coef=coef, xh=xh, stats=stats)
+
+    def gates(self, cache):
+        raise NotImplementedError("the LSTM keeps gate statistics, not activations: "
+                                  "ask forward() for them with stats_rows")
 
 
 class PeepholeLSTMCell(_LSTMFamily):
@@ -270,7 +338,7 @@ class PeepholeLSTMCell(_LSTMFamily):
         shapes["weight_ch"] = (3 * hidden,)
         return shapes
 
-    def forward(self, x, h0, c0, p):
+    def forward(self, x, h0, c0, p, stats_rows=None):
         T, B, _ = x.shape
         H = h0.shape[-1]
         w_hh_t = p["weight_hh"].t()
@@ -306,7 +374,8 @@ class PeepholeLSTMCell(_LSTMFamily):
                 "Bo": bo,
                 "c_prev": c_prev_all,
             }
-        return LayerCache(x=x, h_prev=_h_prev(h, h0), h=h, c=c, coef=coef)
+        cache = LayerCache(x=x, h_prev=_h_prev(h, h0), h=h, c=c, coef=coef)
+        return self._with_stats(cache, stats_rows)
 
     def _peep_if(self, p):
         return p["weight_ch"].view(3, -1)[:2]
@@ -330,7 +399,7 @@ class CoupledLSTMCell(_LSTMFamily):
     gate_names = ("i", "f", "g", "o")  # i = 1 - f is shown for comparison with the LSTM
     gate_ranges = LSTMCell.gate_ranges
 
-    def forward(self, x, h0, c0, p):
+    def forward(self, x, h0, c0, p, stats_rows=None):
         T, B, _ = x.shape
         H = h0.shape[-1]
         w_hh_t = p["weight_hh"].t()
@@ -361,7 +430,8 @@ class CoupledLSTMCell(_LSTMFamily):
                 "Bc": torch.stack([(c_prev_all - g) * f * (1 - f), (1 - f) * (1 - g * g)], 2),
                 "Bo": tanh_c * o * (1 - o),
             }
-        return LayerCache(x=x, h_prev=_h_prev(h, h0), h=h, c=c, coef=coef)
+        cache = LayerCache(x=x, h_prev=_h_prev(h, h0), h=h, c=c, coef=coef)
+        return self._with_stats(cache, stats_rows)
 
     def gates(self, cache):
         acts = cache.coef["acts"]
@@ -381,7 +451,7 @@ class GRUCell(Cell):
     gate_names = ("r", "z", "n")
     gate_ranges = ((0.0, 1.0), (0.0, 1.0), (-1.0, 1.0))
 
-    def forward(self, x, h0, c0, p):
+    def forward(self, x, h0, c0, p, stats_rows=None):
         T, B, _ = x.shape
         H = h0.shape[-1]
         with torch.no_grad():
@@ -397,7 +467,8 @@ class GRUCell(Cell):
             cr = cn * u[:, :, 2] * r * (1 - r)
             coef = {"r": r, "z": z, "n": n, "Kh": torch.stack([cr, cz, cn * r], 2),
                     "Kx": torch.stack([cr, cz, cn], 2)}
-        return LayerCache(x=x, h_prev=h_prev, h=h, c=None, coef=coef)
+        return self._with_stats(LayerCache(x=x, h_prev=h_prev, h=h, c=None, coef=coef),
+                                stats_rows)
 
     def backward(self, cache, p, dout, tbptt=0, need_dx=True):
         T, B, H = dout.shape

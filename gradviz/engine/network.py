@@ -87,8 +87,11 @@ class Network(nn.Module):
 
     # -- passes -------------------------------------------------------------------------
     @torch.no_grad()
-    def run(self, x: Tensor, state: tuple[Tensor, Tensor | None] | None = None) -> Forward:
-        """Forward pass over x (T, B, I) from ``state`` (h0, c0), each (L·D, B, H) or None."""
+    def run(self, x: Tensor, state: tuple[Tensor, Tensor | None] | None = None,
+            stats_rows: int | None = None) -> Forward:
+        """Forward pass over x (T, B, I) from ``state`` (h0, c0), each (L·D, B, H) or None.
+        With ``stats_rows``, every cache also holds the gate statistics of the first
+        ``stats_rows`` batch rows (:class:`~gradviz.engine.cells.GateStats`)."""
         T, B, _ = x.shape
         h0, c0 = state if state is not None else self.zero_state(B)
         caches, h_n, c_n = [], [], []
@@ -99,7 +102,7 @@ class Network(nn.Module):
                 j = k * self.directions + d
                 xin = layer_in if d == 0 else layer_in.flip(0)
                 cache = self.cell.forward(xin, h0[j], c0[j] if c0 is not None else None,
-                                          self.layer_params(k, d))
+                                          self.layer_params(k, d), stats_rows)
                 per_dir.append(cache)
                 outs.append(cache.h if d == 0 else cache.h.flip(0))
                 h_n.append(cache.h[-1])

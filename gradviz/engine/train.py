@@ -129,7 +129,7 @@ class Trainer:
         x = torch.cat([x, self.probe], 1)
         state = self._initial_state(x.shape[1], B)
 
-        fwd = self.net.run(x, state)
+        fwd = self.net.run(x, state, stats_rows=B if full else None)
         out = fwd.output.detach().requires_grad_()
         for p in self.params:
             p.grad = None
@@ -240,22 +240,13 @@ class Trainer:
         if not full:
             return cap
 
-        ranges = torch.tensor(cell.gate_ranges, dtype=self.dtype, device=self.device)  # (G, 2)
-        low_thr = (ranges[:, 0] + 0.1 * (ranges[:, 1] - ranges[:, 0])).view(1, 1, -1, 1)
-        high_thr = (ranges[:, 0] + 0.9 * (ranges[:, 1] - ranges[:, 0])).view(1, 1, -1, 1)
         gates, low, high, ph, pc = [], [], [], [], []
         for k in range(L):
             for d in range(D):
                 cache = fwd.caches[k][d]
-                acts = cell.gates(cache)[:, :B]                       # (T, B, G, H)
-                gates.append(in_time_order(acts.mean(1), d))          # (T, G, H)
-                # Comparing into a float buffer and summing over the batch dimension first
-                # is several times faster than counting a boolean mask over (B, H).
-                mask = torch.empty(acts.shape, dtype=self.dtype, device=self.device)
-                torch.lt(acts, low_thr, out=mask)
-                low.append(in_time_order(mask.sum(1).mean(-1) / B, d))
-                torch.gt(acts, high_thr, out=mask)
-                high.append(in_time_order(mask.sum(1).mean(-1) / B, d))
+                gates.append(in_time_order(cache.stats.mean, d))      # (T, G, H)
+                low.append(in_time_order(cache.stats.low, d))         # (T, G)
+                high.append(in_time_order(cache.stats.high, d))
                 ph.append(in_time_order(cache.h[:, B], d))            # the probe row
                 if cache.c is not None:
                     pc.append(in_time_order(cache.c[:, B], d))
