@@ -355,6 +355,22 @@ def test_loss_and_gradnorm_mark_events_and_clipping(views, make_history, make_ca
     assert len(views["gradnorm"].param_curves) == len(history.param_names)
 
 
+def test_clip_threshold_is_drawn_only_where_the_run_clipped_by_norm(views, make_capture):
+    from gradviz.engine.record import History
+
+    history = History()
+    for step in range(10):
+        # clipping by value for the first half of the run, by norm from step 5 on
+        history.append(make_capture(step, T=8, clip="value" if step < 5 else "norm",
+                                    clip_threshold=0.5))
+    fill(views, history)
+    x = np.asarray(views["gradnorm"].threshold.xData)
+    assert x.min() >= 5 and x.max() == 9
+    header, rows = views["gradnorm"].csv_table()
+    column = rows[:, header.index("clip_threshold")]
+    assert np.isnan(column[:5]).all() and (column[5:] == 0.5).all()
+
+
 def test_log_axis_labels_stay_readable():
     axis = LogAxis("left")
     axis.setLogMode(False, True)

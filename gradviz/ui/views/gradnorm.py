@@ -150,11 +150,10 @@ class GradnormView(View):
             title=layer_direction)
 
     def _norm_clipping(self) -> np.ndarray:
-        """(K,) bool: rows whose clip threshold was a norm bound (finite threshold while
-        the run clips by norm)."""
+        """(K,) bool: rows whose clip threshold was a norm bound (the mode can change
+        during a run, so this is per row)."""
         history = self._history
-        by_norm = self._latest is not None and self._latest.clip == "norm"
-        return np.isfinite(history.clip_threshold) & by_norm
+        return history.clip_by_norm & np.isfinite(history.clip_threshold)
 
     def _redraw(self) -> None:
         history = self._history
