@@ -214,48 +214,46 @@ class _LSTMFamily(Cell):
 
     With dZ_t the gradient of the gate pre-activations (B, G, H), the recursion is
         dh_t = dout_t + dZ_{t+1} W_hh
-        dc_t = dh_t ⊙ A_t + dc_{t+1} ⊙ F_{t+1} (+ peephole terms)
-        dZ_t[:G-1] = dc_t ⊙ Bc_t,   dZ_t[G-1] = dh_t ⊙ Bo_t
-    where A, F, Bc, Bo depend only on the forward pass and are computed for all t at once.
+        dc_t = dh_t ⊙ A_t + dc_{t+1} ⊙ F_{t+1}
+        dZ_t[:G-1] = dc_t ⊙ Kc_t,   dZ_t[G-1] = dh_t ⊙ Ko_t
+    where A, F, Kc, Ko depend only on the forward pass and are computed for all t at once
+    (F includes the peepholes through which c_t also reaches step t+1's gates), stored as
+    K = [F, Kc, Ko] (T, B, G+1, H). Each step writes [dc ⊙ F, dZ] into one row of R
+    (T, B, G+1, H): the carry dc_t ⊙ F_t that step t-1 needs comes out of the same product
+    as the gate gradients, which leaves four small operations per timestep.
     """
     has_cell_state = True
 
-    def _scan(self, dout, w_hh, coef, tbptt, w_peep_if=None):
+    def _scan(self, dout, w_hh, A, K, tbptt):
+        """Returns dh, dc (T, B, H) and R; R[:, :, 1:] is dZ (T, B, G, H)."""
         T, B, H = dout.shape
-        G = self.n_blocks
-        A, F, Bc, Bo = coef["A"], coef["F"], coef["Bc"], coef["Bo"]
+        G = K.shape[2] - 1
         dh = torch.empty_like(dout)
         dc = torch.empty_like(dout)
-        dz = torch.empty((T, B, G, H), dtype=dout.dtype, device=dout.device)
-        dz_flat = dz.view(T, B, G * H)
-        dout_t, dh_t, dc_t = dout.unbind(0), dh.unbind(0), dc.unbind(0)
-        A_t, F_t, Bc_t, Bo_t = A.unbind(0), F.unbind(0), Bc.unbind(0), Bo.unbind(0)
-        dz_t, dzc_t, dzo_t = dz_flat.unbind(0), dz[:, :, :G - 1].unbind(0), dz[:, :, G - 1].unbind(0)
+        R = torch.empty((T, B, G + 1, H), dtype=dout.dtype, device=dout.device)
+        dout_t, dh_t, dc_t, A_t = dout.unbind(0), dh.unbind(0), dc.unbind(0), A.unbind(0)
+        dz_t = R.view(T, B, (G + 1) * H)[:, :, H:].unbind(0)   # (B, G·H) for the product
+        carry_t, head_t, o_t = R[:, :, 0].unbind(0), R[:, :, :G].unbind(0), R[:, :, G].unbind(0)
+        kf_t, ko_t = K[:, :, :G].unbind(0), K[:, :, G].unbind(0)
         dc_col = dc.unsqueeze(2).unbind(0)          # (B, 1, H) views for broadcasting
-        peep_t = dz[:, :, :2].unbind(0) if w_peep_if is not None else None
         for t in range(T - 1, -1, -1):
             if t < T - 1 and not _cut_after(t, tbptt):
                 torch.addmm(dout_t[t], dz_t[t + 1], w_hh, out=dh_t[t])
-                torch.mul(dh_t[t], A_t[t], out=dc_t[t])
-                dc_t[t].addcmul_(dc_t[t + 1], F_t[t + 1])
-                if peep_t is not None:
-                    # i and f of step t+1 saw c_t through their peepholes.
-                    dc_t[t].add_((peep_t[t + 1] * w_peep_if).sum(1))
+                torch.addcmul(carry_t[t + 1], dh_t[t], A_t[t], out=dc_t[t])
             else:
                 dh_t[t].copy_(dout_t[t])
                 torch.mul(dh_t[t], A_t[t], out=dc_t[t])
-            torch.mul(dc_col[t], Bc_t[t], out=dzc_t[t])
-            torch.mul(dh_t[t], Bo_t[t], out=dzo_t[t])
-        return dh, dc, dz_flat
+            torch.mul(dc_col[t], kf_t[t], out=head_t[t])
+            torch.mul(dh_t[t], ko_t[t], out=o_t[t])
+        return dh, dc, R
 
     def backward(self, cache, p, dout, tbptt=0, need_dx=True):
-        dh, dc, dz = self._scan(dout, p["weight_hh"], cache.coef, tbptt, self._peep_if(p))
+        dh, dc, R = self._scan(dout, p["weight_hh"], cache.coef["A"], cache.coef["K"], tbptt)
+        T, B, G1, H = R.shape
+        dz = R.view(T * B, G1 * H)[:, H:]          # (T·B, G·H), rows G+1 blocks apart
         grads, dx = self._linear_grads(dz, dz, cache, p["weight_ih"], need_dx)
-        self._peephole_grads(grads, dz, cache)
+        self._peephole_grads(grads, R[:, :, 1:], cache)
         return LayerGrads(dh=dh, dc=dc, params=grads, dx=dx)
-
-    def _peep_if(self, p):
-        return None
 
     def _peephole_grads(self, grads, dz, cache):
         pass
@@ -287,9 +285,8 @@ class LSTMCell(_LSTMFamily):
             w[:, 2 * H:3 * H] *= 2
             bias[2 * H:3 * H] *= 2
             c = torch.empty((T, B, H), dtype=x.dtype, device=x.device)
-            k = torch.empty((T, B, 4, H), dtype=x.dtype, device=x.device)
+            k = torch.empty((T, B, 5, H), dtype=x.dtype, device=x.device)
             A = torch.empty_like(c)
-            F = torch.empty_like(c)
             stats = empty_stats(T, 4, H, x) if stats_rows is not None else None
             c_last = c0
             # A chunk of timesteps at a time, so that its gate tensors stay in the cache: at
@@ -310,15 +307,13 @@ class LSTMCell(_LSTMFamily):
                 c_prev = c[s - 1:e - 1] if s else torch.cat([c0.unsqueeze(0), cc[:-1]])
                 c_last = cc_t[-1]
                 tanh_c = _tanh(cc)
-                # ∂c/∂z_i = g σ'_i, ∂c/∂z_f = c_{t-1} σ'_f, ∂c/∂z_g = i (1-g²),
-                # ∂h/∂z_o = tanh(c) σ'_o: one contiguous product instead of four strided ones.
-                torch.stack([g, c_prev, i, tanh_c], 2, out=k[s:e]).mul_(deriv)
+                # K = [f, ∂c/∂z_i = g σ'_i, ∂c/∂z_f = c_{t-1} σ'_f, ∂c/∂z_g = i (1-g²),
+                # ∂h/∂z_o = tanh(c) σ'_o]: one contiguous product instead of four strided ones.
+                torch.stack([f, g, c_prev, i, tanh_c], 2, out=k[s:e])[:, :, 1:].mul_(deriv)
                 torch.addcmul(o, o * tanh_c, tanh_c, value=-1, out=A[s:e])   # o (1 - tanh² c)
-                F[s:e] = f
                 if stats is not None:
                     gate_stats_into(stats, s, a, stats_rows, self.gate_ranges)
-            coef = {"A": A, "F": F, "Bc": k[:, :, :3], "Bo": k[:, :, 3]}
-        return LayerCache(x=x, h_prev=h_prev, h=h, c=c, coef=coef, xh=xh, stats=stats)
+        return LayerCache(x=x, h_prev=h_prev, h=h, c=c, coef={"A": A, "K": k}, xh=xh, stats=stats)
 
     def gates(self, cache):
         raise NotImplementedError("the LSTM keeps gate statistics, not activations: "
@@ -365,29 +360,24 @@ class PeepholeLSTMCell(_LSTMFamily):
             i, f, g, o = acts.unbind(2)
             c_prev_all = _h_prev(c, c0)
             bo = tanh_c * o * (1 - o)
+            ki, kf = g * i * (1 - i), c_prev_all * f * (1 - f)
             coef = {
                 "acts": acts,
-                # c_t reaches the loss through h_t and through o_t's peephole.
+                # c_t reaches the loss through h_t and through o_t's peephole, and step t+1
+                # through f_{t+1} and the peepholes of i_{t+1} and f_{t+1}.
                 "A": o * (1 - tanh_c * tanh_c) + bo * w_co,
-                "F": f,
-                "Bc": torch.stack([g * i * (1 - i), c_prev_all * f * (1 - f), i * (1 - g * g)], 2),
-                "Bo": bo,
+                "K": torch.stack([f + ki * w_c[0] + kf * w_c[1], ki, kf, i * (1 - g * g), bo], 2),
                 "c_prev": c_prev_all,
             }
         cache = LayerCache(x=x, h_prev=_h_prev(h, h0), h=h, c=c, coef=coef)
         return self._with_stats(cache, stats_rows)
 
-    def _peep_if(self, p):
-        return p["weight_ch"].view(3, -1)[:2]
-
     def _peephole_grads(self, grads, dz, cache):
-        T, B, GH = dz.shape
-        dzv = dz.view(T, B, 4, -1)
-        c_prev = cache.coef["c_prev"]
+        c_prev = cache.coef["c_prev"]                # dz is (T, B, 4, H)
         grads["weight_ch"] = torch.cat([
-            (dzv[:, :, 0] * c_prev).sum((0, 1)),
-            (dzv[:, :, 1] * c_prev).sum((0, 1)),
-            (dzv[:, :, 3] * cache.c).sum((0, 1)),
+            (dz[:, :, 0] * c_prev).sum((0, 1)),
+            (dz[:, :, 1] * c_prev).sum((0, 1)),
+            (dz[:, :, 3] * cache.c).sum((0, 1)),
         ])
 
 
@@ -426,9 +416,8 @@ class CoupledLSTMCell(_LSTMFamily):
             coef = {
                 "acts": acts,
                 "A": o * (1 - tanh_c * tanh_c),
-                "F": f,
-                "Bc": torch.stack([(c_prev_all - g) * f * (1 - f), (1 - f) * (1 - g * g)], 2),
-                "Bo": tanh_c * o * (1 - o),
+                "K": torch.stack([f, (c_prev_all - g) * f * (1 - f), (1 - f) * (1 - g * g),
+                                  tanh_c * o * (1 - o)], 2),
             }
         cache = LayerCache(x=x, h_prev=_h_prev(h, h0), h=h, c=c, coef=coef)
         return self._with_stats(cache, stats_rows)
