@@ -395,3 +395,30 @@ def test_views_take_turns_when_drawing_is_slow(window, qtbot, monkeypatch):
     window._last_tick = None
     window.redraw()
     assert sorted(drawn[len(visible):]) == sorted(visible)  # cheap: all in one tick
+
+
+def test_a_view_count_that_made_a_tick_late_is_not_retried_at_once(window, qtbot, monkeypatch):
+    import gradviz.ui.window as window_module
+
+    run_until(qtbot, window, 3)
+    window._redraw_timer.stop()
+    clock = [1000.0]
+    monkeypatch.setattr(window_module.time, "perf_counter", lambda: clock[0])
+    visible = sum(v.isVisible() for v in window.views.values())
+
+    def tick(after_ms):
+        window._on_captures([])  # something new: every view is stale
+        clock[0] += after_ms / 1000.0
+        window.redraw()
+
+    window._views_per_tick = visible
+    window._last_tick = None
+    tick(0)                                                     # all views drew
+    tick(window_module.REDRAW_MS + window_module.LATE_HIGH_MS + 5)  # ... and that was late
+    assert window._views_per_tick == visible - 1
+    for _ in range(20):                                         # on time from now on
+        tick(window_module.REDRAW_MS)
+    assert window._views_per_tick == visible - 1                # not all at once again, yet
+    for _ in range(int(window_module.RETRY_S * 1000 / window_module.REDRAW_MS) + 1):
+        tick(window_module.REDRAW_MS)
+    assert window._views_per_tick == visible                    # tried again, later

@@ -28,6 +28,9 @@ REDRAW_MS = 33
 # The redraw timer's lateness that makes fewer (more) views draw per tick.
 LATE_HIGH_MS = 20.0
 LATE_LOW_MS = 6.0
+# A number of views per tick that made a tick late is not tried again for this long:
+# probing it every few ticks kept ~5% of ticks late with the largest preset.
+RETRY_S = 10.0
 GRID_COLUMNS = 3
 
 
@@ -52,6 +55,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.controls.config_changed.connect(self.apply_config)
         self.views = make_views()
         self._views_per_tick = len(self.views)  # adapted to how long drawing takes
+        self._last_drawn = 0
+        self._too_many = (len(self.views) + 1, 0.0)  # views per tick found too slow, and when
         self._cursor = 0                        # where the round of views goes on
         self._last_tick: float | None = None
         self._build_layout()
@@ -381,10 +386,16 @@ class MainWindow(QtWidgets.QMainWindow):
             # painting included (Qt paints after the tick, when the loop is free again).
             late_ms = (now - self._last_tick) * 1000.0 - REDRAW_MS
             if late_ms > LATE_HIGH_MS:
-                self._views_per_tick = max(1, self._views_per_tick - 1)
+                self._too_many = (self._last_drawn, now)
+                self._views_per_tick = max(1, min(self._views_per_tick, self._last_drawn) - 1)
             elif late_ms < LATE_LOW_MS:
-                self._views_per_tick = min(len(self.views), self._views_per_tick + 1)
+                more = self._views_per_tick + 1
+                too_many, when = self._too_many
+                visible = sum(view.isVisible() for view in self.views.values())
+                if more <= visible and (more < too_many or now - when > RETRY_S):
+                    self._views_per_tick = more
         drew = self._draw(self._views_per_tick)
+        self._last_drawn = drew
         self._last_tick = now if drew else None
 
     def draw_now(self) -> None:
