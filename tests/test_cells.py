@@ -1,10 +1,12 @@
 """Every cell against PyTorch's own modules (or, for the variants PyTorch lacks, against
-an autograd reference written here from the equations), with copied weights."""
+an autograd reference written from the equations in reference.py), with copied weights."""
 import pytest
 import torch
 from torch import nn
 
 from gradviz.engine.network import Network
+
+from reference import unrolled
 
 TORCH_MODULES = {
     "rnn-tanh": lambda i, h, l, b: nn.RNN(i, h, l, nonlinearity="tanh", bidirectional=b),
@@ -59,50 +61,6 @@ def test_matches_torch_nn(cell, layers, bidirectional, dtype, tol):
         assert rel(grads[name], p.grad) < tol, name
 
 
-def lstm_variant_reference(net, x, kind):
-    """Unrolled autograd reference for the peephole and coupled LSTMs, from their equations.
-    Returns the output (T, B, D·H) and the per-layer lists of h_t and c_t tensors."""
-    T, B, _ = x.shape
-    H = net.hidden
-    hs, cs = [], []
-    layer_in = x
-    for k in range(net.layers):
-        outs = []
-        for d in range(net.directions):
-            p = net.layer_params(k, d)
-            xin = layer_in if d == 0 else layer_in.flip(0)
-            h = torch.zeros(B, H, dtype=x.dtype)
-            c = torch.zeros(B, H, dtype=x.dtype)
-            h_list, c_list = [], []
-            for t in range(T):
-                z = xin[t] @ p["weight_ih"].t() + p["bias_ih"] + h @ p["weight_hh"].t() + p["bias_hh"]
-                if kind == "lstm-peephole":
-                    zi, zf, zg, zo = z.split(H, 1)
-                    wci, wcf, wco = p["weight_ch"].split(H)
-                    i = torch.sigmoid(zi + wci * c)
-                    f = torch.sigmoid(zf + wcf * c)
-                    g = torch.tanh(zg)
-                    c = f * c + i * g
-                    o = torch.sigmoid(zo + wco * c)
-                else:
-                    zf, zg, zo = z.split(H, 1)
-                    f = torch.sigmoid(zf)
-                    g = torch.tanh(zg)
-                    o = torch.sigmoid(zo)
-                    c = f * c + (1 - f) * g
-                h = o * torch.tanh(c)
-                h.retain_grad()
-                c.retain_grad()
-                h_list.append(h)
-                c_list.append(c)
-            hs.append(h_list)
-            cs.append(c_list)
-            seq = torch.stack(h_list)
-            outs.append(seq if d == 0 else seq.flip(0))
-        layer_in = torch.cat(outs, -1)
-    return layer_in, hs, cs
-
-
 @pytest.mark.parametrize("bidirectional", [False, True])
 @pytest.mark.parametrize("layers", [1, 2])
 @pytest.mark.parametrize("cell", ["lstm-peephole", "lstm-coupled"])
@@ -116,7 +74,7 @@ def test_lstm_variants_match_autograd_reference(cell, layers, bidirectional):
     w_out = torch.randn(T, B, 5 * net.directions, generator=g, dtype=dtype)
 
     out, grads = run_ours(net, x, w_out)
-    ref_out, _, _ = lstm_variant_reference(net, x, cell)
+    ref_out, _, _ = unrolled(net, x)
     (ref_out * w_out).sum().backward()
 
     assert (out - ref_out).abs().max() < 1e-12

@@ -65,7 +65,6 @@ def gate_stats_into(stats: GateStats, s: int, acts: Tensor, rows: int,
 def empty_stats(T: int, G: int, H: int, like: Tensor) -> GateStats:
     return GateStats(mean=like.new_empty((T, G, H)), low=like.new_empty((T, G)),
                      high=like.new_empty((T, G)))
-    xh: Tensor | None = None  # (T·B, I+H) [x_t, h_{t-1}] when the forward built it
 
 
 @dataclass
@@ -258,6 +257,30 @@ class _LSTMFamily(Cell):
     def _peephole_grads(self, grads, dz, cache):
         pass
 
+    def _unrolled_forward(self, x, h0, c0, p, step):
+        """The forward loop of the LSTM variants that PyTorch has no kernel for.
+
+        ``step(z, a, c_prev, c, tanh_c, h)`` turns one timestep's pre-activations z
+        (B, G, H) into its gate activations a, c_t, tanh(c_t) and h_t, written in place.
+        Returns acts (T, B, G, H), h, c and tanh(c) (T, B, H).
+        """
+        T, B, _ = x.shape
+        H = h0.shape[-1]
+        G = self.n_blocks
+        w_hh_t = p["weight_hh"].t()
+        zx = torch.addmm(p["bias_ih"] + p["bias_hh"], x.reshape(T * B, -1),
+                         p["weight_ih"].t()).view(T, B, G * H)
+        acts = x.new_empty((T, B, G, H))
+        h, c, tanh_c = x.new_empty((T, B, H)), x.new_empty((T, B, H)), x.new_empty((T, B, H))
+        zx_t, a_t = zx.unbind(0), acts.unbind(0)
+        h_t, c_t, tc_t = h.unbind(0), c.unbind(0), tanh_c.unbind(0)
+        h_prev, c_prev = h0, c0
+        for t in range(T):
+            z = zx_t[t].addmm_(h_prev, w_hh_t).view(B, G, H)
+            step(z, a_t[t], c_prev, c_t[t], tc_t[t], h_t[t])
+            h_prev, c_prev = h_t[t], c_t[t]
+        return acts, h, c, tanh_c
+
     def gates(self, cache):
         return cache.coef["acts"]
 
@@ -334,29 +357,18 @@ class PeepholeLSTMCell(_LSTMFamily):
         return shapes
 
     def forward(self, x, h0, c0, p, stats_rows=None):
-        T, B, _ = x.shape
-        H = h0.shape[-1]
-        w_hh_t = p["weight_hh"].t()
-        w_c = p["weight_ch"].view(3, H)
+        w_c = p["weight_ch"].view(3, h0.shape[-1])
         w_cif, w_co = w_c[:2], w_c[2]
+
+        def step(z, a, c_prev, c, tanh_c, h):
+            torch.sigmoid(torch.addcmul(z[:, :2], c_prev.unsqueeze(1), w_cif), out=a[:, :2])
+            torch.tanh(z[:, 2], out=a[:, 2])
+            torch.mul(a[:, 0], a[:, 2], out=c).addcmul_(a[:, 1], c_prev)
+            torch.sigmoid(torch.addcmul(z[:, 3], w_co, c), out=a[:, 3])
+            torch.mul(a[:, 3], torch.tanh(c, out=tanh_c), out=h)
+
         with torch.no_grad():
-            zx = torch.addmm(p["bias_ih"] + p["bias_hh"], x.reshape(T * B, -1),
-                             p["weight_ih"].t()).view(T, B, 4 * H)
-            acts = torch.empty((T, B, 4, H), dtype=x.dtype, device=x.device)
-            h = torch.empty((T, B, H), dtype=x.dtype, device=x.device)
-            c = torch.empty_like(h)
-            tanh_c = torch.empty_like(h)
-            zx_t, a_t, h_t, c_t, tc_t = zx.unbind(0), acts.unbind(0), h.unbind(0), c.unbind(0), tanh_c.unbind(0)
-            h_prev, c_prev = h0, c0
-            for t in range(T):
-                z = zx_t[t].addmm_(h_prev, w_hh_t).view(B, 4, H)
-                a = a_t[t]
-                torch.sigmoid(torch.addcmul(z[:, :2], c_prev.unsqueeze(1), w_cif), out=a[:, :2])
-                torch.tanh(z[:, 2], out=a[:, 2])
-                torch.mul(a[:, 0], a[:, 2], out=c_t[t]).addcmul_(a[:, 1], c_prev)
-                torch.sigmoid(torch.addcmul(z[:, 3], w_co, c_t[t]), out=a[:, 3])
-                torch.mul(a[:, 3], torch.tanh(c_t[t], out=tc_t[t]), out=h_t[t])
-                h_prev, c_prev = h_t[t], c_t[t]
+            acts, h, c, tanh_c = self._unrolled_forward(x, h0, c0, p, step)
             i, f, g, o = acts.unbind(2)
             c_prev_all = _h_prev(c, c0)
             bo = tanh_c * o * (1 - o)
@@ -390,27 +402,15 @@ class CoupledLSTMCell(_LSTMFamily):
     gate_ranges = LSTMCell.gate_ranges
 
     def forward(self, x, h0, c0, p, stats_rows=None):
-        T, B, _ = x.shape
-        H = h0.shape[-1]
-        w_hh_t = p["weight_hh"].t()
+        def step(z, a, c_prev, c, tanh_c, h):
+            torch.sigmoid(z, out=a)
+            torch.tanh(z[:, 1], out=a[:, 1])
+            # c = f c_prev + (1 - f) g = g + f (c_prev - g)
+            torch.addcmul(a[:, 1], a[:, 0], c_prev - a[:, 1], out=c)
+            torch.mul(a[:, 2], torch.tanh(c, out=tanh_c), out=h)
+
         with torch.no_grad():
-            zx = torch.addmm(p["bias_ih"] + p["bias_hh"], x.reshape(T * B, -1),
-                             p["weight_ih"].t()).view(T, B, 3 * H)
-            acts = torch.empty((T, B, 3, H), dtype=x.dtype, device=x.device)
-            h = torch.empty((T, B, H), dtype=x.dtype, device=x.device)
-            c = torch.empty_like(h)
-            tanh_c = torch.empty_like(h)
-            zx_t, a_t, h_t, c_t, tc_t = zx.unbind(0), acts.unbind(0), h.unbind(0), c.unbind(0), tanh_c.unbind(0)
-            h_prev, c_prev = h0, c0
-            for t in range(T):
-                z = zx_t[t].addmm_(h_prev, w_hh_t).view(B, 3, H)
-                a = a_t[t]
-                torch.sigmoid(z, out=a)
-                torch.tanh(z[:, 1], out=a[:, 1])
-                # c = f c_prev + (1 - f) g = g + f (c_prev - g)
-                torch.addcmul(a[:, 1], a[:, 0], c_prev - a[:, 1], out=c_t[t])
-                torch.mul(a[:, 2], torch.tanh(c_t[t], out=tc_t[t]), out=h_t[t])
-                h_prev, c_prev = h_t[t], c_t[t]
+            acts, h, c, tanh_c = self._unrolled_forward(x, h0, c0, p, step)
             f, g, o = acts.unbind(2)
             c_prev_all = _h_prev(c, c0)
             coef = {

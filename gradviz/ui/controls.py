@@ -11,8 +11,7 @@ import os
 
 from PyQt6 import QtCore, QtGui, QtWidgets
 
-from gradviz.config import (CELLS, CLIP_MODES, INITS, LIMITS, OPTIMIZERS, TASKS, ConfigError,
-                            RunConfig)
+from gradviz.config import INITS, LIMITS, ConfigError, RunConfig
 
 LSTM_CELLS = ("lstm", "lstm-peephole", "lstm-coupled")
 
