@@ -500,6 +500,18 @@ class View(QtWidgets.QWidget):
         """A line above the plots naming the run, for figures that leave the app."""
         self.caption.set_text(text)
 
+    def _show_cell_plot(self, show: bool) -> None:
+        """For views with an h_t plot and a c_t plot (``self.plot_c`` at row 1, column 1 of
+        the canvas, ``self._c_shown``): only LSTM cells have c_t, so otherwise the c_t plot
+        leaves the layout."""
+        if show == self._c_shown:
+            return
+        if show:
+            self.canvas.addItem(self.plot_c, row=1, col=1)
+        else:
+            self.canvas.removeItem(self.plot_c)
+        self._c_shown = show
+
     def _add_selector(self) -> LayerDirectionSelector:
         selector = LayerDirectionSelector(self)
         selector.currentIndexChanged.connect(self._redraw)

@@ -66,16 +66,6 @@ class GradtimeView(View):
         items.append(curve(plot, pen(NEWEST_COLOUR, width=2.5)))
         return items
 
-    def _show_cell_plot(self, show: bool) -> None:
-        """Only LSTM cells have c_t: take its plot out of the layout otherwise."""
-        if show == self._c_shown:
-            return
-        if show:
-            self.canvas.addItem(self.plot_c, row=1, col=1)
-        else:
-            self.canvas.removeItem(self.plot_c)
-        self._c_shown = show
-
     def _clear_items(self) -> None:
         for item in self.curves_h + self.curves_c:
             item.setData([], [])
