@@ -63,6 +63,21 @@ def test_captured_gradient_norms_match_autograd(cell, task):
     assert cap.grad_norm == pytest.approx(math.sqrt(sum(n * n for n in ref_norms)), rel=1e-10)
 
 
+@pytest.mark.parametrize("tbptt", [0, 20])
+def test_long_lstm_sequence_matches_autograd(tbptt):
+    """Longer than the LSTM's 32-step chunks, with truncation points inside and across them."""
+    cfg = RunConfig(task="reber", cell="lstm", seq_len=75, hidden=5, batch_size=3,
+                    dtype="float64", tbptt=tbptt, seed=2)
+    trainer, net_before, cap, loss, hs, cs = step_with_reference(cfg)
+    assert cap.loss == pytest.approx(loss.item(), rel=1e-12)
+    np.testing.assert_allclose(cap.dh_norm[0, 0], [h.grad.norm().item() for h in hs[0][0]],
+                               rtol=1e-6, atol=1e-30)
+    np.testing.assert_allclose(cap.dc_norm[0, 0], [c.grad.norm().item() for c in cs[0][0]],
+                               rtol=1e-6, atol=1e-30)
+    ref_norms = [p.grad.norm().item() for _, p in net_before.named_parameters()]
+    np.testing.assert_allclose(cap.param_grad_norm, ref_norms, rtol=1e-6)
+
+
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn-tanh", "lstm-peephole"])
 def test_truncated_bptt_matches_detached_reference(cell):
     cfg = RunConfig(task="reber", cell=cell, seq_len=10, hidden=5, layers=2, bidirectional=True,

@@ -62,6 +62,19 @@ def gate_stats_into(stats: GateStats, s: int, acts: Tensor, rows: int,
     torch.mean(mask.sum(1), -1, out=stats.high[s:s + n]).div_(rows)
 
 
+def _unit_stats_into(stats: GateStats, s: int, acts: Tensor, rows: int) -> None:
+    """``gate_stats_into`` for activations that all lie in [0, 1] with the same 10% bands:
+    scalar thresholds are faster than a broadcast tensor of them."""
+    a = acts[:, :rows]
+    n = a.shape[0]
+    torch.mean(a, 1, out=stats.mean[s:s + n])
+    mask = torch.empty(a.shape, dtype=a.dtype, device=a.device)
+    torch.lt(a, 0.1, out=mask)
+    torch.mean(mask.sum(1), -1, out=stats.low[s:s + n]).div_(rows)
+    torch.gt(a, 0.9, out=mask)
+    torch.mean(mask.sum(1), -1, out=stats.high[s:s + n]).div_(rows)
+
+
 def empty_stats(T: int, G: int, H: int, like: Tensor) -> GateStats:
     return GateStats(mean=like.new_empty((T, G, H)), low=like.new_empty((T, G)),
                      high=like.new_empty((T, G)))
@@ -215,43 +228,61 @@ class _LSTMFamily(Cell):
         dh_t = dout_t + dZ_{t+1} W_hh
         dc_t = dh_t ⊙ A_t + dc_{t+1} ⊙ F_{t+1}
         dZ_t[:G-1] = dc_t ⊙ Kc_t,   dZ_t[G-1] = dh_t ⊙ Ko_t
-    where A, F, Kc, Ko depend only on the forward pass and are computed for all t at once
-    (F includes the peepholes through which c_t also reaches step t+1's gates), stored as
-    K = [F, Kc, Ko] (T, B, G+1, H). Each step writes [dc ⊙ F, dZ] into one row of R
-    (T, B, G+1, H): the carry dc_t ⊙ F_t that step t-1 needs comes out of the same product
-    as the gate gradients, which leaves four small operations per timestep.
+    where A, F, Kc, Ko depend only on the forward pass (F includes the peepholes through
+    which c_t also reaches step t+1's gates). Step t keeps R_t = [dZ_t, carry_t] (B, G+1, H)
+    with carry_t = dc_t ⊙ F_t, the only part of dc_t that step t-1 needs. Substituting dc_t,
+        R_t = dh_t ⊙ M_t + carry_{t+1} ⊙ N_t,
+        M = [A ⊙ Kc, Ko, A ⊙ F],   N = [Kc, 0, F]      (T, B, G+1, H),
+    so a step is one product for dh_t and two element-wise operations on contiguous
+    (B, G+1, H) blocks; dc, which only the capture needs, is formed for all t afterwards.
+    The forward passes leave A, M and N in the cache (``_scan_coefs`` builds M and N from
+    A and K = [F, Kc, Ko]).
     """
     has_cell_state = True
 
-    def _scan(self, dout, w_hh, A, K, tbptt):
-        """Returns dh, dc (T, B, H) and R; R[:, :, 1:] is dZ (T, B, G, H)."""
+    @staticmethod
+    def _scan_coefs(A: Tensor, K: Tensor) -> tuple[Tensor, Tensor]:
+        """M and N from A (T, B, H) and K = [F, Kc, Ko] (T, B, G+1, H)."""
+        N = torch.cat([K[:, :, 1:-1], torch.zeros_like(K[:, :, :1]), K[:, :, :1]], 2)
+        M = N * A.unsqueeze(2)
+        M[:, :, -2] = K[:, :, -1]
+        return M, N
+
+    def _scan(self, dout, w_hh, M, N, tbptt):
+        """Returns dh (T, B, H) and R (T, B, G+1, H): R[:, :, :G] is dZ, R[:, :, G] the carry."""
         T, B, H = dout.shape
-        G = K.shape[2] - 1
+        G1 = M.shape[2]
         dh = torch.empty_like(dout)
-        dc = torch.empty_like(dout)
-        R = torch.empty((T, B, G + 1, H), dtype=dout.dtype, device=dout.device)
-        dout_t, dh_t, dc_t, A_t = dout.unbind(0), dh.unbind(0), dc.unbind(0), A.unbind(0)
-        dz_t = R.view(T, B, (G + 1) * H)[:, :, H:].unbind(0)   # (B, G·H) for the product
-        carry_t, head_t, o_t = R[:, :, 0].unbind(0), R[:, :, :G].unbind(0), R[:, :, G].unbind(0)
-        kf_t, ko_t = K[:, :, :G].unbind(0), K[:, :, G].unbind(0)
-        dc_col = dc.unsqueeze(2).unbind(0)          # (B, 1, H) views for broadcasting
+        R = torch.empty((T, B, G1, H), dtype=dout.dtype, device=dout.device)
+        # Per-step views made once: indexing a tensor inside the loop costs more than the math.
+        dout_t, dh_t, R_t = dout.unbind(0), dh.unbind(0), R.unbind(0)
+        dh_col = dh.unsqueeze(2).unbind(0)                      # (B, 1, H), broadcast
+        dz_t = R.view(T, B, G1 * H)[:, :, :-H].unbind(0)        # (B, G·H) for the product
+        carry_col = R[:, :, -1:].unbind(0)                      # (B, 1, H)
+        M_t, N_t = M.unbind(0), N.unbind(0)
         for t in range(T - 1, -1, -1):
             if t < T - 1 and not _cut_after(t, tbptt):
                 torch.addmm(dout_t[t], dz_t[t + 1], w_hh, out=dh_t[t])
-                torch.addcmul(carry_t[t + 1], dh_t[t], A_t[t], out=dc_t[t])
+                torch.mul(carry_col[t + 1], N_t[t], out=R_t[t])
+                R_t[t].addcmul_(dh_col[t], M_t[t])
             else:
                 dh_t[t].copy_(dout_t[t])
-                torch.mul(dh_t[t], A_t[t], out=dc_t[t])
-            torch.mul(dc_col[t], kf_t[t], out=head_t[t])
-            torch.mul(dh_t[t], ko_t[t], out=o_t[t])
-        return dh, dc, R
+                torch.mul(dh_col[t], M_t[t], out=R_t[t])
+        return dh, R
 
     def backward(self, cache, p, dout, tbptt=0, need_dx=True):
-        dh, dc, R = self._scan(dout, p["weight_hh"], cache.coef["A"], cache.coef["K"], tbptt)
+        A = cache.coef["A"]
+        dh, R = self._scan(dout, p["weight_hh"], cache.coef["M"], cache.coef["N"], tbptt)
         T, B, G1, H = R.shape
-        dz = R.view(T * B, G1 * H)[:, H:]          # (T·B, G·H), rows G+1 blocks apart
+        # dc_t = dh_t ⊙ A_t + carry_{t+1}, except where the gradient does not flow on.
+        dc = dh * A
+        dc[:-1] += R[1:, :, -1]
+        for t in range(T - 1):
+            if _cut_after(t, tbptt):
+                torch.mul(dh[t], A[t], out=dc[t])
+        dz = R.view(T * B, G1 * H)[:, :-H]          # (T·B, G·H), rows G+1 blocks apart
         grads, dx = self._linear_grads(dz, dz, cache, p["weight_ih"], need_dx)
-        self._peephole_grads(grads, R[:, :, 1:], cache)
+        self._peephole_grads(grads, R[:, :, :-1], cache)
         return LayerGrads(dh=dh, dc=dc, params=grads, dx=dx)
 
     def _peephole_grads(self, grads, dz, cache):
@@ -308,8 +339,13 @@ class LSTMCell(_LSTMFamily):
             w[:, 2 * H:3 * H] *= 2
             bias[2 * H:3 * H] *= 2
             c = torch.empty((T, B, H), dtype=x.dtype, device=x.device)
-            k = torch.empty((T, B, 5, H), dtype=x.dtype, device=x.device)
             A = torch.empty_like(c)
+            # The scan's coefficients (see _LSTMFamily): N = [Kc_i, Kc_f, Kc_g, 0, f] with
+            # Kc = ∂c/∂z = [g σ'_i, c_{t-1} σ'_f, i (1-g²)], and M = [A ⊙ Kc, Ko, A ⊙ f] with
+            # A = o (1 - tanh² c) and Ko = ∂h/∂z_o = tanh(c) σ'_o.
+            M = torch.empty((T, B, 5, H), dtype=x.dtype, device=x.device)
+            N = torch.empty_like(M)
+            N[:, :, 3] = 0
             stats = empty_stats(T, 4, H, x) if stats_rows is not None else None
             c_last = c0
             # A chunk of timesteps at a time, so that its gate tensors stay in the cache: at
@@ -317,10 +353,13 @@ class LSTMCell(_LSTMFamily):
             for s in range(0, T, _CHUNK):
                 e = min(T, s + _CHUNK)
                 n = e - s
+                # a = σ([z_i, z_f, 2 z_g, z_o]); g = 2 a_g - 1 comes below.
                 a = torch.sigmoid_(torch.addmm(bias, xh[s * B:e * B], w)).view(n, B, 4, H)
-                # Derivatives of all four at once: σ' = σ(1-σ), and 1 - g² = 4 σ(2z)(1 - σ(2z)).
-                deriv = torch.addcmul(a, a, a, value=-1)
-                deriv[:, :, 2].mul_(4)
+                if stats is not None:
+                    # On this scale every gate's bottom and top 10% are a < 0.1 and a > 0.9.
+                    _unit_stats_into(stats, s, a, stats_rows)
+                # σ' = σ(1-σ) of all four (1 - g² = 4 σ(2z)(1 - σ(2z)), the 4 comes later).
+                d_i, d_f, d_g, d_o = torch.addcmul(a, a, a, value=-1).unbind(2)
                 a[:, :, 2].mul_(2).sub_(1)
                 i, f, g, o = a.unbind(2)
                 cc = torch.mul(i, g, out=c[s:e])
@@ -330,13 +369,17 @@ class LSTMCell(_LSTMFamily):
                 c_prev = c[s - 1:e - 1] if s else torch.cat([c0.unsqueeze(0), cc[:-1]])
                 c_last = cc_t[-1]
                 tanh_c = _tanh(cc)
-                # K = [f, ∂c/∂z_i = g σ'_i, ∂c/∂z_f = c_{t-1} σ'_f, ∂c/∂z_g = i (1-g²),
-                # ∂h/∂z_o = tanh(c) σ'_o]: one contiguous product instead of four strided ones.
-                torch.stack([f, g, c_prev, i, tanh_c], 2, out=k[s:e])[:, :, 1:].mul_(deriv)
-                torch.addcmul(o, o * tanh_c, tanh_c, value=-1, out=A[s:e])   # o (1 - tanh² c)
-                if stats is not None:
-                    gate_stats_into(stats, s, a, stats_rows, self.gate_ranges)
-        return LayerCache(x=x, h_prev=h_prev, h=h, c=c, coef={"A": A, "K": k}, xh=xh, stats=stats)
+                nn, mm = N[s:e], M[s:e]
+                torch.mul(d_i, g, out=nn[:, :, 0])
+                torch.mul(d_f, c_prev, out=nn[:, :, 1])
+                torch.mul(d_g, i, out=nn[:, :, 2]).mul_(4)
+                nn[:, :, 4].copy_(f)
+                aa = torch.addcmul(o, o * tanh_c, tanh_c, value=-1, out=A[s:e])
+                torch.mul(nn, aa.unsqueeze(2), out=mm)
+                torch.mul(d_o, tanh_c, out=mm[:, :, 3])
+            if stats is not None:
+                stats.mean[:, 2].mul_(2).sub_(1)    # mean g = 2 mean σ(2 z_g) - 1
+        return LayerCache(x=x, h_prev=h_prev, h=h, c=c, coef={"A": A, "M": M, "N": N}, xh=xh, stats=stats)
 
     def gates(self, cache):
         raise NotImplementedError("the LSTM keeps gate statistics, not activations: "
@@ -378,9 +421,10 @@ class PeepholeLSTMCell(_LSTMFamily):
                 # c_t reaches the loss through h_t and through o_t's peephole, and step t+1
                 # through f_{t+1} and the peepholes of i_{t+1} and f_{t+1}.
                 "A": o * (1 - tanh_c * tanh_c) + bo * w_co,
-                "K": torch.stack([f + ki * w_c[0] + kf * w_c[1], ki, kf, i * (1 - g * g), bo], 2),
                 "c_prev": c_prev_all,
             }
+            coef["M"], coef["N"] = self._scan_coefs(coef["A"], torch.stack(
+                [f + ki * w_c[0] + kf * w_c[1], ki, kf, i * (1 - g * g), bo], 2))
         cache = LayerCache(x=x, h_prev=_h_prev(h, h0), h=h, c=c, coef=coef)
         return self._with_stats(cache, stats_rows)
 
@@ -416,9 +460,10 @@ class CoupledLSTMCell(_LSTMFamily):
             coef = {
                 "acts": acts,
                 "A": o * (1 - tanh_c * tanh_c),
-                "K": torch.stack([f, (c_prev_all - g) * f * (1 - f), (1 - f) * (1 - g * g),
-                                  tanh_c * o * (1 - o)], 2),
             }
+            coef["M"], coef["N"] = self._scan_coefs(coef["A"], torch.stack(
+                [f, (c_prev_all - g) * f * (1 - f), (1 - f) * (1 - g * g),
+                 tanh_c * o * (1 - o)], 2))
         cache = LayerCache(x=x, h_prev=_h_prev(h, h0), h=h, c=c, coef=coef)
         return self._with_stats(cache, stats_rows)
 
