@@ -16,6 +16,7 @@ from torch import Tensor
 
 from ..config import RunConfig
 from .capture import Capture
+from .divergence import Divergence, DivergenceWatch
 from .init import initialise, spectral_radius
 from .network import Network
 from .tasks import Task, make_task
@@ -64,6 +65,9 @@ class Trainer:
 
     Seeding: the weights come from ``seed`` and the batches from a generator of their own
     derived from it, so two cells started with the same seed see the same data.
+
+    Every step goes to ``watch`` (:mod:`gradviz.engine.divergence`); ``divergence`` is what
+    it reported for the latest step: None, unless the run was found diverged on that step.
     """
 
     def __init__(self, config: RunConfig, text: str | None = None):
@@ -90,6 +94,8 @@ class Trainer:
         self._gen_count = 0
         self._block_names = tuple(f"W_h{b}" for b in self.net.cell.blocks)
         self._spectral: tuple[int, Tensor, Tensor] | None = None  # (step, ρ, σ)
+        self.watch = DivergenceWatch()
+        self.divergence: Divergence | None = None
 
     # -- live settings --------------------------------------------------------------------
     def set_live(self, **changes) -> None:
@@ -150,8 +156,9 @@ class Trainer:
         events: list[str] = []
         nonfinite = not (math.isfinite(loss_value) and math.isfinite(grad_norm))
         clipped = False
+        fault = None   # what went wrong, for the divergence watch
         if nonfinite:
-            what = "loss" if not math.isfinite(loss_value) else "gradient"
+            what = fault = "loss" if not math.isfinite(loss_value) else "gradient"
             events.append(f"step {self.step_index}: {what} not finite; the step was not applied")
             grad_norm_clipped = grad_norm
         else:
@@ -160,9 +167,11 @@ class Trainer:
                 torch.stack([torch.linalg.vector_norm(p.grad) for p in self.params])).item()
             if not self._apply_update():
                 nonfinite = True
+                fault = "update"
                 events.append(f"step {self.step_index}: the update made weights non-finite; "
                               "it was undone and the optimiser state reset")
         self.last_loss = loss_value
+        self.divergence = self.watch.record(self.step_index, fault)
         result = None
         if capture:
             result = self._capture(fwd, grads, B, loss_value, norms, grad_norm, grad_norm_clipped,
