@@ -30,6 +30,9 @@ LEVEL_PERCENTILES = (1.0, 99.0)
 LEVEL_ROUNDING = 0.5
 LEVEL_SHRINK = 1.0
 LEVEL_SAMPLE = 65536
+# Until a gradient is finite and nonzero (a run diverged from its first step), the scale
+# shows a typical span instead of one decade at the floor.
+DEFAULT_LEVELS = (-8.0, 0.0)
 
 
 class StepAxis(FitAxis):
@@ -94,7 +97,7 @@ class GradflowView(View):
         lut = cmap.getLookupTable(nPts=NONFINITE_INDEX, alpha=False)
         self.image.setLookupTable(np.vstack([lut, np.array([NONFINITE_RGB], np.uint8)]))
         self.plot.addItem(self.image)
-        self.bar = pg.ColorBarItem(values=(-8.0, 0.0), colorMap=cmap, interactive=False,
+        self.bar = pg.ColorBarItem(values=DEFAULT_LEVELS, colorMap=cmap, interactive=False,
                                    colorMapMenu=False)
         style_colorbar(self.bar, "log₁₀ ‖∂L/∂hₜ‖")
         canvas.addItem(self.bar, row=1, col=1)
@@ -199,7 +202,7 @@ class GradflowView(View):
         sample = self._log[:K:stride_rows, ::stride_t]
         sample = sample[np.isfinite(sample) & (sample > LOG_MIN)]
         if sample.size == 0:
-            target = self._levels or (LOG_MIN, LOG_MIN + 1.0)
+            target = self._levels or DEFAULT_LEVELS
         else:
             p_lo, p_hi = np.percentile(sample, LEVEL_PERCENTILES)
             target = (math.floor(p_lo / LEVEL_ROUNDING) * LEVEL_ROUNDING,

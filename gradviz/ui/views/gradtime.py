@@ -10,10 +10,13 @@ import numpy as np
 import pyqtgraph as pg
 from PyQt6 import QtWidgets
 
-from gradviz.ui.views.base import ColourKey, View, curve, pen, positive_finite, style_plot
+from gradviz.ui.views.base import (INK, TICK_FONT_PT, ColourKey, View, curve, pen,
+                                   positive_finite, style_plot)
 
 EARLIER = 5
 NEWEST_COLOUR = "#1f5fbf"
+# In a plot left empty because no step shown has a finite gradient (a diverged run).
+NOTHING_FINITE = "not finite at any t\nin the steps shown"
 
 
 def earlier_grey(i: int) -> str:
@@ -56,6 +59,7 @@ class GradtimeView(View):
         style_plot(self.plot_c, "timestep t", "‖∂L/∂cₜ‖ (log scale)", log_y=True)
         self.curves_h = self._make_curves(self.plot_h)
         self.curves_c = self._make_curves(self.plot_c)
+        self.notes = {"h": self._make_note(self.plot_h), "c": self._make_note(self.plot_c)}
         self._c_shown = True
         self._show_cell_plot(False)
         self._drawn: dict[int, tuple] = {}   # id of a curve -> what it shows
@@ -66,9 +70,37 @@ class GradtimeView(View):
         items.append(curve(plot, pen(NEWEST_COLOUR, width=2.5)))
         return items
 
+    @staticmethod
+    def _make_note(plot: pg.PlotItem) -> pg.TextItem:
+        """A note in the middle of ``plot``, shown while nothing in it is finite."""
+        note = pg.TextItem(NOTHING_FINITE, color=INK, anchor=(0.5, 0.5))
+        font = note.textItem.font()
+        font.setPointSize(TICK_FONT_PT + 1)
+        note.setFont(font)
+        plot.addItem(note, ignoreBounds=True)
+        note.hide()
+        plot.sigRangeChanged.connect(lambda *_: GradtimeView._centre(plot, note))
+        return note
+
+    @staticmethod
+    def _centre(plot: pg.PlotItem, note: pg.TextItem) -> None:
+        (x0, x1), (y0, y1) = plot.getViewBox().viewRange()
+        note.setPos((x0 + x1) / 2, (y0 + y1) / 2)
+
+    def _show_notes(self, has_c: bool) -> None:
+        """Say so in a plot whose curves are all empty because nothing was finite."""
+        for name, plot, items in (("h", self.plot_h, self.curves_h),
+                                  ("c", self.plot_c, self.curves_c if has_c else [])):
+            empty = bool(items) and all(i.xData is None or len(i.xData) == 0 for i in items)
+            self.notes[name].setVisible(empty)
+            if empty:
+                self._centre(plot, self.notes[name])
+
     def _clear_items(self) -> None:
         for item in self.curves_h + self.curves_c:
             item.setData([], [])
+        for note in self.notes.values():
+            note.hide()
         self._drawn.clear()
         self.colour_key.set_entries([])
 
@@ -99,6 +131,7 @@ class GradtimeView(View):
                 what = (layer, direction, T, int(history.step[k]), int(history.count[k]),
                         float(values[-1]))
                 self._show(item, what, t, values)
+        self._show_notes(has_c)
         self._label(rows, self.curves_h[unused:])
 
     def _show(self, item: pg.PlotDataItem, what: tuple | None, t: np.ndarray,
