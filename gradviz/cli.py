@@ -4,6 +4,12 @@ without a window and writes a run folder (docs/run-format.md) that the app can o
 Qt is imported only when the app starts, so ``gradviz run`` needs no display. Mistakes in
 the arguments end with exit status 2 and one line that names the option and what it
 allows; never a traceback.
+
+A run that diverges (gradviz.engine.divergence: 10 of 20 steps not finite) is not
+stopped: the steps asked for are trained, and recorded, because a diverging run is often
+what a teacher wants to show, and its failed steps change no weights. It is reported the
+first time it happens, with what to try, again above the final ``done:`` line, and in the
+saved summary (``diverged_at_step``); the exit status stays 0.
 """
 from __future__ import annotations
 
@@ -176,6 +182,15 @@ class Progress:
             self.stream.write(line + "\n")
         self.stream.flush()
 
+    def note(self, text: str) -> None:
+        """A line of its own, above the status line (which the next update redraws)."""
+        if not self.enabled:
+            return
+        self.close()
+        self._width = 0
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
     def close(self) -> None:
         """Erase the status line, so what is printed next starts on a clean line."""
         if self.tty and self._width:
@@ -298,6 +313,9 @@ def _run_steps(trainer, history, progress: Progress) -> tuple[int, int, int, boo
                 captured += 1
                 nonfinite += capture.nonfinite
                 clipped += capture.clipped
+            if trainer.divergence is not None and trainer.watch.tripped == 1:
+                progress.note(f"warning: {trainer.divergence.message()} Training goes on, as "
+                              "asked; a diverged run rarely recovers by itself.")
             progress.update(trainer.step_index, trainer.last_loss)
     except KeyboardInterrupt:
         return captured, nonfinite, clipped, True
@@ -326,6 +344,7 @@ def _train_and_save(trainer, folder: Path, ns: argparse.Namespace) -> int:
         "clipped_steps": clipped,
         "captured_steps": captured,
         "interrupted": interrupted,
+        "diverged_at_step": None if trainer.watch.first is None else trainer.watch.first.step,
     }
     try:
         save_run(folder, config, history, summary)
@@ -342,6 +361,13 @@ def _train_and_save(trainer, folder: Path, ns: argparse.Namespace) -> int:
     rate = f"{summary['steps_per_second']:.1f}" if summary["steps_per_second"] else "?"
     flags = "".join(f", {n} {what}" for n, what in ((nonfinite, "non-finite"), (clipped, "clipped"))
                     if n)
+    if trainer.watch.first is not None:
+        from gradviz.engine.divergence import advice
+
+        again = trainer.watch.tripped - 1
+        later = f", and {again} more time{'s' * (again > 1)} later" if again else ""
+        _say(ns.quiet, f"warning: training diverged at step {trainer.watch.first.step}{later}. "
+                       f"{advice(config)}")
     _say(ns.quiet, f"done: {done} steps in {_clock(seconds)} ({rate} steps/s{flags}); final loss "
                    f"{summary['final_loss']:.4g}, baseline {summary['baseline']:.4g}; "
                    f"saved to {folder}")

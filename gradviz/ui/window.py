@@ -70,6 +70,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.worker.error.connect(self._on_error)
         self.worker.state_changed.connect(self._on_state)
         self.worker.ready.connect(self._on_ready)
+        self.worker.diverged.connect(self._on_diverged)
 
         self._redraw_timer = QtCore.QTimer(self)
         self._redraw_timer.timeout.connect(self.redraw)
@@ -314,10 +315,11 @@ class MainWindow(QtWidgets.QMainWindow):
             if not capture.is_light:
                 self._latest = capture
             if capture.nonfinite or capture.events:
+                # The engine's events name their step already.
+                text = "; ".join(capture.events)
                 self.statusBar().showMessage(
-                    f"Step {capture.step}: " + ("; ".join(capture.events) or
-                                                "loss or gradient not finite; step skipped"),
-                    8000)
+                    text[:1].upper() + text[1:] if text else
+                    f"Step {capture.step}: loss or gradient not finite; step skipped", 8000)
         self._stale.update(self.views)
 
     def _on_status(self, status: dict) -> None:
@@ -343,11 +345,23 @@ class MainWindow(QtWidgets.QMainWindow):
     def _on_error(self, message: str, details: str) -> None:
         self._set_running(False)
         self.statusBar().showMessage(f"Training stopped: {message}")
+        self._show_stop_box("gradviz: training stopped",
+                            f"{message}\n\nChange the settings and press Reset (R) to start "
+                            "again.", details)
+
+    def _on_diverged(self, message: str, advice: str) -> None:
+        """The run paused itself because training diverged (gradviz.engine.divergence)."""
+        self._set_running(False)
+        self.statusBar().showMessage("Training paused: it diverged (see the message)")
+        self._show_stop_box("gradviz: training diverged",
+                            f"{message}\n\n{advice}\n\nChange a setting, then press Reset (R) for "
+                            "fresh weights; Start (Space) goes on with the weights as they are.")
+
+    def _show_stop_box(self, title: str, text: str, details: str = "") -> None:
+        """A non-modal message, with a Reset button, that training stopped and why."""
         self._close_error()
-        box = QtWidgets.QMessageBox(
-            QtWidgets.QMessageBox.Icon.Warning, "gradviz: training stopped",
-            f"{message}\n\nChange the settings and press Reset (R) to start again.",
-            QtWidgets.QMessageBox.StandardButton.Close, self)
+        box = QtWidgets.QMessageBox(QtWidgets.QMessageBox.Icon.Warning, title, text,
+                                    QtWidgets.QMessageBox.StandardButton.Close, self)
         reset = box.addButton("Reset", QtWidgets.QMessageBox.ButtonRole.ResetRole)
         reset.clicked.connect(self.reset_training)
         if details:
@@ -368,7 +382,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     @property
     def error_box(self) -> QtWidgets.QMessageBox | None:
-        """The message box of the last training error, while it is open."""
+        """The message box of the last training error or divergence, while it is open."""
         return self._error_box
 
     # -- drawing -----------------------------------------------------------------------

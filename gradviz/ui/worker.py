@@ -19,6 +19,10 @@ Messages, child -> GUI, on the result queue (dicts with "kind" and "run_id"):
              once after a single step or a pause (whose last capture may be light).
     text     {"text": str}                  generated text of a language task, every ~2 s
     state    {"state": "paused" | "running" | "error"}
+    diverged {"message": str, "advice": str, "step": int}   the run was found diverged
+             (gradviz.engine.divergence: 10 of the last 20 steps not finite) on ``step``:
+             the data so far is sent first, and a running loop pauses itself (a "state"
+             paused follows); a single step that trips the rule sends it too
     error    {"message": str, "traceback": str}   the child then waits for a reset;
              the traceback is "" for a bad setting or file (ValueError, OSError)
 
@@ -156,7 +160,9 @@ class _Loop:
         try:
             started = time.monotonic()
             due = started + self.step_seconds - self.last_send >= SEND_INTERVAL_S
-            capture = self.trainer.step(full=due or not self.running)
+            # The step that may pause a diverged run is drawn, so it comes in full.
+            capture = self.trainer.step(full=due or not self.running
+                                        or self.trainer.watch.trips_if_next_fails())
             now = time.monotonic()
             self.step_seconds += 0.2 * ((now - started) - self.step_seconds)
             self.recent.append((now, self.trainer.step_index))
@@ -165,6 +171,9 @@ class _Loop:
             if capture is not None:
                 self.pending.append(capture)
                 self.last_loss = capture.loss
+            if self.trainer.divergence is not None:
+                self.diverged()
+                return True
             if self.running:
                 # Wait for a full capture to end the message: the window draws it.
                 newest_full = not self.pending or not self.pending[-1].is_light
@@ -175,6 +184,19 @@ class _Loop:
             self.fail(exc)
             return False
         return True
+
+    def diverged(self) -> None:
+        """Report the divergence the trainer found on its last step, and stop running:
+        without a change of settings every later step would fail too."""
+        from gradviz.engine.divergence import advice
+
+        was_running = self.running
+        self.running = False
+        self.flush()
+        self.send("diverged", message=self.trainer.divergence.message(),
+                  advice=advice(self.trainer.config), step=self.trainer.divergence.step)
+        if was_running:
+            self.send("state", state="paused")
 
     def steps_per_s(self) -> float:
         if len(self.recent) < 2:
@@ -224,8 +246,8 @@ class TrainingWorker(QtCore.QObject):
     Signals carry plain data: ``captures_ready(list[Capture])`` (oldest first, the last one
     full), ``status(dict)`` with step, steps_per_s and loss, ``text_ready(str)``,
     ``error(str, str)`` (message, traceback), ``state_changed(str)`` (starting, paused,
-    running, error, stopped) and ``ready(bool)`` (a new model exists; True for language
-    tasks).
+    running, error, stopped), ``ready(bool)`` (a new model exists; True for language
+    tasks) and ``diverged(str, str)`` (what happened, what to try: the run paused itself).
     """
 
     captures_ready = QtCore.pyqtSignal(list)
@@ -234,6 +256,7 @@ class TrainingWorker(QtCore.QObject):
     error = QtCore.pyqtSignal(str, str)
     state_changed = QtCore.pyqtSignal(str)
     ready = QtCore.pyqtSignal(bool)
+    diverged = QtCore.pyqtSignal(str, str)
 
     POLL_MS = 15
 
@@ -324,6 +347,8 @@ class TrainingWorker(QtCore.QObject):
                 self.text_ready.emit(message["text"])
             elif kind == "error":
                 self.error.emit(message["message"], message["traceback"])
+            elif kind == "diverged":
+                self.diverged.emit(message["message"], message["advice"])
         if captures:
             self.captures_ready.emit(captures)
         if status is not None:
