@@ -80,3 +80,44 @@ def test_lstm_variants_match_autograd_reference(cell, layers, bidirectional):
     assert (out - ref_out).abs().max() < 1e-12
     for name, p in net.recurrent_parameters():
         assert p.grad is not None and (grads[name] - p.grad).abs().max() < 1e-10, name
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_lstm_over_several_chunks_matches_torch_nn(dtype):
+    """Sequences longer than the LSTM's forward and backward chunks, with gate statistics
+    checked against gates computed directly from torch.nn.LSTM's hidden states."""
+    net, ref = make_pair("lstm", 2, True, dtype, seed=5, I=3, H=6)
+    T, B, rows = 83, 4, 3
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(T, B, 3, generator=g, dtype=dtype) * 2
+    w_out = torch.randn(T, B, 12, generator=g, dtype=dtype)
+    fwd = net.run(x, stats_rows=rows)
+    net.backward(fwd, w_out)
+    ref_out, _ = ref(x)
+    (ref_out * w_out).sum().backward()
+    tol = 1e-10 if dtype == torch.float64 else 1e-5
+    assert ((fwd.output - ref_out).abs().max() / ref_out.abs().max()).item() < tol
+    for name, p in ref.named_parameters():
+        ours = getattr(net, name).grad
+        assert ((ours - p.grad).abs().max() / p.grad.abs().max()).item() < tol, name
+
+    # Gate statistics of a one-layer LSTM: gates from x and torch.nn's h_{t-1}.
+    net, ref = make_pair("lstm", 1, False, dtype, seed=6, I=3, H=6)
+    fwd = net.run(x, stats_rows=rows)
+    with torch.no_grad():
+        h, _ = ref(x)
+        h_prev = torch.cat([torch.zeros_like(h[:1]), h[:-1]])
+        z = x @ ref.weight_ih_l0.t() + ref.bias_ih_l0 + h_prev @ ref.weight_hh_l0.t() + ref.bias_hh_l0
+        i, f, gg, o = z.view(T, B, 4, 6).unbind(2)
+        acts = torch.stack([torch.sigmoid(i), torch.sigmoid(f), torch.tanh(gg), torch.sigmoid(o)], 2)
+    a = acts[:, :rows]
+    lo = torch.tensor([0.1, 0.1, -0.8, 0.1], dtype=dtype).view(1, 1, 4, 1)
+    hi = torch.tensor([0.9, 0.9, 0.8, 0.9], dtype=dtype).view(1, 1, 4, 1)
+    stats = fwd.caches[0][0].stats
+    assert torch.allclose(stats.mean, a.mean(1), atol=tol * 10)
+    # A unit right at a band's edge may fall either side in float32; allow one in a step.
+    assert (stats.low - (a < lo).to(dtype).mean((1, 3))).abs().max() <= 1.01 / (rows * 6)
+    assert (stats.high - (a > hi).to(dtype).mean((1, 3))).abs().max() <= 1.01 / (rows * 6)
+    if dtype == torch.float64:
+        assert torch.equal(stats.low, (a < lo).to(dtype).mean((1, 3)))
+        assert torch.equal(stats.high, (a > hi).to(dtype).mean((1, 3)))

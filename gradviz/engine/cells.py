@@ -160,6 +160,8 @@ class Cell:
 
 # Timesteps per chunk of the LSTM's gate recomputation: 32·B·4H floats stay in the cache.
 _CHUNK = 32
+# Timesteps per chunk of the LSTM's backward pass: its M, N and R (3·16·B·5H floats) fit in L2.
+_BACK_CHUNK = 32
 
 
 def _tanh(x: Tensor) -> Tensor:
@@ -235,8 +237,9 @@ class _LSTMFamily(Cell):
         M = [A ⊙ Kc, Ko, A ⊙ F],   N = [Kc, 0, F]      (T, B, G+1, H),
     so a step is one product for dh_t and two element-wise operations on contiguous
     (B, G+1, H) blocks; dc, which only the capture needs, is formed for all t afterwards.
-    The forward passes leave A, M and N in the cache (``_scan_coefs`` builds M and N from
-    A and K = [F, Kc, Ko]).
+    The peephole and coupled forward passes leave A, M and N in the cache (``_scan_coefs``
+    builds M and N from A and K = [F, Kc, Ko]); the LSTM keeps its gate activations and
+    makes its coefficients a chunk of timesteps at a time in its own backward.
     """
     has_cell_state = True
 
@@ -339,51 +342,110 @@ class LSTMCell(_LSTMFamily):
             w[:, 2 * H:3 * H] *= 2
             bias[2 * H:3 * H] *= 2
             c = torch.empty((T, B, H), dtype=x.dtype, device=x.device)
-            A = torch.empty_like(c)
-            # The scan's coefficients (see _LSTMFamily): N = [Kc_i, Kc_f, Kc_g, 0, f] with
-            # Kc = ∂c/∂z = [g σ'_i, c_{t-1} σ'_f, i (1-g²)], and M = [A ⊙ Kc, Ko, A ⊙ f] with
-            # A = o (1 - tanh² c) and Ko = ∂h/∂z_o = tanh(c) σ'_o.
-            M = torch.empty((T, B, 5, H), dtype=x.dtype, device=x.device)
-            N = torch.empty_like(M)
-            N[:, :, 3] = 0
+            acts = torch.empty((T, B, 4, H), dtype=x.dtype, device=x.device)
             stats = empty_stats(T, 4, H, x) if stats_rows is not None else None
             c_last = c0
-            # A chunk of timesteps at a time, so that its gate tensors stay in the cache: at
-            # T = 1000 one pass over all of them moves 17 MB, and the work here is many passes.
+            # A chunk of timesteps at a time, so that its gate tensors stay in the cache.
             for s in range(0, T, _CHUNK):
                 e = min(T, s + _CHUNK)
                 n = e - s
-                # a = σ([z_i, z_f, 2 z_g, z_o]); g = 2 a_g - 1 comes below.
-                a = torch.sigmoid_(torch.addmm(bias, xh[s * B:e * B], w)).view(n, B, 4, H)
+                # a = σ([z_i, z_f, 2 z_g, z_o]); then g = 2 a_g - 1.
+                a = acts[s:e]
+                torch.addmm(bias, xh[s * B:e * B], w, out=a.view(n * B, 4 * H)).sigmoid_()
                 if stats is not None:
                     # On this scale every gate's bottom and top 10% are a < 0.1 and a > 0.9.
                     _unit_stats_into(stats, s, a, stats_rows)
-                # σ' = σ(1-σ) of all four (1 - g² = 4 σ(2z)(1 - σ(2z)), the 4 comes later).
-                d_i, d_f, d_g, d_o = torch.addcmul(a, a, a, value=-1).unbind(2)
                 a[:, :, 2].mul_(2).sub_(1)
-                i, f, g, o = a.unbind(2)
+                i, f, g, _ = a.unbind(2)
                 cc = torch.mul(i, g, out=c[s:e])
                 cc_t, f_t = cc.unbind(0), f.unbind(0)
                 for t in range(n):
                     cc_t[t].addcmul_(f_t[t], cc_t[t - 1] if t else c_last)
-                c_prev = c[s - 1:e - 1] if s else torch.cat([c0.unsqueeze(0), cc[:-1]])
                 c_last = cc_t[-1]
-                tanh_c = _tanh(cc)
-                nn, mm = N[s:e], M[s:e]
-                torch.mul(d_i, g, out=nn[:, :, 0])
-                torch.mul(d_f, c_prev, out=nn[:, :, 1])
-                torch.mul(d_g, i, out=nn[:, :, 2]).mul_(4)
-                nn[:, :, 4].copy_(f)
-                aa = torch.addcmul(o, o * tanh_c, tanh_c, value=-1, out=A[s:e])
-                torch.mul(nn, aa.unsqueeze(2), out=mm)
-                torch.mul(d_o, tanh_c, out=mm[:, :, 3])
             if stats is not None:
                 stats.mean[:, 2].mul_(2).sub_(1)    # mean g = 2 mean σ(2 z_g) - 1
-        return LayerCache(x=x, h_prev=h_prev, h=h, c=c, coef={"A": A, "M": M, "N": N}, xh=xh, stats=stats)
+        return LayerCache(x=x, h_prev=h_prev, h=h, c=c, coef={"acts": acts, "c0": c0}, xh=xh,
+                          stats=stats)
+
+    def _coefs_into(self, M: Tensor, N: Tensor, A: Tensor, acts: Tensor, c: Tensor,
+                    c_prev: Tensor) -> None:
+        """The scan's coefficients for a run of timesteps (see _LSTMFamily):
+        N = [Kc_i, Kc_f, Kc_g, 0, f] with Kc = ∂c/∂z = [g σ'_i, c_{t-1} σ'_f, i (1-g²)],
+        M = [A ⊙ Kc, Ko, A ⊙ f] with A = o (1 - tanh² c) and Ko = ∂h/∂z_o = tanh(c) σ'_o."""
+        i, f, g, o = acts.unbind(2)
+        tanh_c = _tanh(c)
+        torch.addcmul(i, i, i, value=-1, out=N[:, :, 0]).mul_(g)
+        torch.addcmul(f, f, f, value=-1, out=N[:, :, 1]).mul_(c_prev)
+        torch.addcmul(i, i, g * g, value=-1, out=N[:, :, 2])
+        N[:, :, 3].zero_()
+        N[:, :, 4].copy_(f)
+        torch.addcmul(o, o * tanh_c, tanh_c, value=-1, out=A)
+        torch.mul(N, A.unsqueeze(2), out=M)
+        torch.addcmul(o, o, o, value=-1, out=M[:, :, 3]).mul_(tanh_c)
+
+    def backward(self, cache, p, dout, tbptt=0, need_dx=True):
+        """The scan of _LSTMFamily, a chunk of timesteps at a time from the end: each chunk's
+        coefficients are made just before it is scanned and its parameter gradients
+        accumulated just after, so nothing of size T·B·5H ever leaves the cache."""
+        T, B, H = dout.shape
+        acts, c, xh = cache.coef["acts"], cache.c, cache.xh
+        I = cache.x.shape[-1]
+        w_hh = p["weight_hh"]
+        dh = torch.empty_like(dout)
+        dc = torch.empty_like(dout)
+        gw = dout.new_zeros((I + H, 4 * H))              # (∂L/∂[W_ih, W_hh])ᵀ
+        gb = dout.new_zeros(4 * H)
+        dx = cache.x.new_empty(cache.x.shape) if need_dx else None
+        n_max = min(T, _BACK_CHUNK)
+        M = dout.new_empty((n_max, B, 5, H))
+        N = torch.empty_like(M)
+        A = dout.new_empty((n_max, B, H))
+        Rs = [dout.new_empty((n_max, B, 5, H)) for _ in range(2)]   # this chunk's and the next
+        nxt = None                 # R_{e} of the chunk after this one: (B, 5, H)
+        for k, s in enumerate(range((T - 1) // n_max * n_max, -1, -n_max)):
+            e = min(T, s + n_max)
+            n = e - s
+            c_prev = c[s - 1:e - 1] if s else torch.cat([cache.coef["c0"].unsqueeze(0), c[:e - 1]])
+            self._coefs_into(M[:n], N[:n], A[:n], acts[s:e], c[s:e], c_prev)
+            R = Rs[k % 2][:n]
+            dout_t, dh_t, R_t = dout[s:e].unbind(0), dh[s:e].unbind(0), R.unbind(0)
+            dh_col = dh[s:e].unsqueeze(2).unbind(0)
+            dz_t = R.view(n, B, 5 * H)[:, :, :4 * H].unbind(0)
+            carry_col = R[:, :, 4:].unbind(0)
+            M_t, N_t = M[:n].unbind(0), N[:n].unbind(0)
+            for j in range(n - 1, -1, -1):
+                t = s + j
+                if t < T - 1 and not _cut_after(t, tbptt):
+                    if j == n - 1:
+                        nz, ncarry = nxt.view(B, 5 * H)[:, :4 * H], nxt[:, 4:]
+                    else:
+                        nz, ncarry = dz_t[j + 1], carry_col[j + 1]
+                    torch.addmm(dout_t[j], nz, w_hh, out=dh_t[j])
+                    torch.mul(ncarry, N_t[j], out=R_t[j])
+                    R_t[j].addcmul_(dh_col[j], M_t[j])
+                else:
+                    dh_t[j].copy_(dout_t[j])
+                    torch.mul(dh_col[j], M_t[j], out=R_t[j])
+            # dc_t = dh_t ⊙ A_t + carry_{t+1}, where the gradient flows on from t+1.
+            dcc = torch.mul(dh[s:e], A[:n], out=dc[s:e])
+            dcc[:-1] += R[1:, :, 4]
+            if e < T and not _cut_after(e - 1, tbptt):
+                dcc[-1] += nxt[:, 4]
+            for t in range(s, e - 1):
+                if _cut_after(t, tbptt):
+                    torch.mul(dh[t], A[t - s], out=dc[t])
+            dz = R.view(n * B, 5 * H)[:, :4 * H]
+            gw.addmm_(xh[s * B:e * B].t(), dz)
+            gb += dz.sum(0)
+            if need_dx:
+                torch.mm(dz, p["weight_ih"], out=dx[s:e].view(n * B, I))
+            nxt = R[0]
+        grads = {"weight_ih": gw[:I].t().contiguous(), "weight_hh": gw[I:].t().contiguous(),
+                 "bias_ih": gb, "bias_hh": gb.clone()}
+        return LayerGrads(dh=dh, dc=dc, params=grads, dx=dx)
 
     def gates(self, cache):
-        raise NotImplementedError("the LSTM keeps gate statistics, not activations: "
-                                  "ask forward() for them with stats_rows")
+        return cache.coef["acts"]
 
 
 class PeepholeLSTMCell(_LSTMFamily):
