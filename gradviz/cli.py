@@ -352,7 +352,9 @@ def _train_and_save(trainer, folder: Path, ns: argparse.Namespace) -> int:
         print(f"{PROG}: interrupted while saving; {folder} was left as it was", file=sys.stderr)
         return EXIT_INTERRUPTED
     except OSError as exc:
-        print(f"{PROG}: could not save the run to {folder}: {exc}", file=sys.stderr)
+        # strerror, not str(exc): that names the temporary file, not the folder asked for.
+        print(f"{PROG}: could not save the run to {folder}: {exc.strerror or exc}; a run "
+              "already there is left as it was", file=sys.stderr)
         return 1
     if interrupted:
         print(f"{PROG}: interrupted after {done} of {config.steps} steps; saved what was done "

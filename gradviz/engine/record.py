@@ -356,15 +356,42 @@ def save_run(folder: str | os.PathLike, config: RunConfig, history: History,
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+        # Two renames are not one atomic step: keep the old capture.npz (a hard link) until
+        # run.json is in place too, so that a failure between them restores the old pair.
+        old_npz = _link_aside(folder / CAPTURE_NPZ, temps)
         os.replace(npz_tmp, folder / CAPTURE_NPZ)
-        os.replace(json_tmp, folder / RUN_JSON)
+        try:
+            os.replace(json_tmp, folder / RUN_JSON)
+        except BaseException:
+            if old_npz is not None:
+                os.replace(old_npz, folder / CAPTURE_NPZ)
+            raise
     except BaseException:
-        for path in temps:
-            try:
-                os.remove(path)
-            except FileNotFoundError:
-                pass
+        _remove_all(temps)
         raise
+    _remove_all(temps)  # the old capture.npz kept aside, if any
+
+
+def _remove_all(paths: list[str]) -> None:
+    for path in paths:
+        try:
+            os.remove(path)
+        except FileNotFoundError:
+            pass
+
+
+def _link_aside(path: Path, temps: list[str]) -> str | None:
+    """A second name for ``path`` in its folder (None if it does not exist, or the file
+    system has no hard links)."""
+    if not path.exists():
+        return None
+    aside = _temp_in(path.parent, path.name, temps)
+    os.remove(aside)
+    try:
+        os.link(path, aside)
+    except OSError:
+        return None
+    return aside
 
 
 def _temp_in(folder: Path, name: str, temps: list[str]) -> str:
