@@ -102,6 +102,7 @@ class ControlPanel(QtWidgets.QWidget):
         super().__init__(parent)
         self._config = config or RunConfig()
         self._text_file = self._config.text_file
+        self._text_note: str | None = None  # e.g. that only part of the file was read
         self._wheel_guard = _WheelGuard(self)
         self._updating = False
         self.w: dict[str, QtWidgets.QWidget] = {}
@@ -273,6 +274,8 @@ class ControlPanel(QtWidgets.QWidget):
         self._updating = True
         try:
             self._config = config
+            if config.text_file != self._text_file:
+                self._text_note = None
             self._text_file = config.text_file
             for name in ("task", "cell", "optimizer", "clip", "init"):
                 box = self.w[name]
@@ -294,7 +297,8 @@ class ControlPanel(QtWidgets.QWidget):
         is_text = w["task"].currentData() == "text"
         self.text_button.setVisible(is_text)
         self.text_label.setVisible(is_text)
-        self.text_label.setText(os.path.basename(self._text_file or "") or "no file chosen")
+        name = os.path.basename(self._text_file or "") or "no file chosen"
+        self.text_label.setText(self._text_note or name)
         w["momentum"].setEnabled(w["optimizer"].currentData() == "sgd")
         w["clip_threshold"].setEnabled(w["clip"].currentData() != "none")
         w["rho"].setEnabled(self.rho_check.isChecked())
@@ -327,6 +331,13 @@ class ControlPanel(QtWidgets.QWidget):
         if not path:
             return False
         self._text_file = path
+        self._text_note = None
         if self.w["task"].currentData() == "text":
             self._on_edit()
         return True
+
+    def set_text_note(self, note: str | None) -> None:
+        """Show ``note`` (which names the file: e.g. that only part of it was read) in
+        place of the text file's name; None shows the name again."""
+        self._text_note = note
+        self._sync_enabled()

@@ -70,6 +70,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.worker.error.connect(self._on_error)
         self.worker.state_changed.connect(self._on_state)
         self.worker.ready.connect(self._on_ready)
+        self.worker.note.connect(self._on_note)
         self.worker.diverged.connect(self._on_diverged)
 
         self._redraw_timer = QtCore.QTimer(self)
@@ -335,6 +336,11 @@ class MainWindow(QtWidgets.QMainWindow):
     def _on_ready(self, language: bool) -> None:
         if "text" in self.panels:
             self.panels["text"].setVisible(language)
+        self.controls.set_text_note(None)  # a note, if the new model has one, follows
+
+    def _on_note(self, note: str) -> None:
+        self.controls.set_text_note(note)
+        self.statusBar().showMessage(f"Note: {note}", 15000)
 
     def _on_state(self, state: str) -> None:
         self.state_label.setText("viewing saved run" if self._loaded_run and state == "paused"

@@ -13,6 +13,8 @@ Commands, GUI -> child, on the command queue (tuples):
 
 Messages, child -> GUI, on the result queue (dicts with "kind" and "run_id"):
     ready    {"language": bool}             a new Trainer exists (after reset)
+    note     {"text": str}                  a remark about the task's data (a text file read
+                                            in part), right after ready
     data     {"captures": [...], "step", "steps_per_s", "loss"}
              captures since the last message, oldest first; all light but the last, which
              is full. Sent every ~30 ms while running, so the pipe is not flooded, and at
@@ -119,6 +121,8 @@ class _Loop:
             self.fail(exc)
             return
         self.send("ready", language=bool(getattr(self.trainer.task, "is_language", False)))
+        if getattr(self.trainer.task, "note", None):
+            self.send("note", text=self.trainer.task.note)
         self.send("state", state="paused")
 
     def handle(self, command: tuple) -> None:
@@ -247,7 +251,8 @@ class TrainingWorker(QtCore.QObject):
     full), ``status(dict)`` with step, steps_per_s and loss, ``text_ready(str)``,
     ``error(str, str)`` (message, traceback), ``state_changed(str)`` (starting, paused,
     running, error, stopped), ``ready(bool)`` (a new model exists; True for language
-    tasks) and ``diverged(str, str)`` (what happened, what to try: the run paused itself).
+    tasks), ``note(str)`` (a remark about the new model's data, after ``ready``) and
+    ``diverged(str, str)`` (what happened, what to try: the run paused itself).
     """
 
     captures_ready = QtCore.pyqtSignal(list)
@@ -256,6 +261,7 @@ class TrainingWorker(QtCore.QObject):
     error = QtCore.pyqtSignal(str, str)
     state_changed = QtCore.pyqtSignal(str)
     ready = QtCore.pyqtSignal(bool)
+    note = QtCore.pyqtSignal(str)
     diverged = QtCore.pyqtSignal(str, str)
 
     POLL_MS = 15
@@ -343,6 +349,8 @@ class TrainingWorker(QtCore.QObject):
                 self._set_state(message["state"])
             elif kind == "ready":
                 self.ready.emit(message["language"])
+            elif kind == "note":
+                self.note.emit(message["text"])
             elif kind == "text":
                 self.text_ready.emit(message["text"])
             elif kind == "error":
