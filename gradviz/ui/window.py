@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from PyQt6 import QtCore, QtGui, QtWidgets
 from gradviz.config import LIVE_FIELDS, ConfigError, RunConfig, structural_change
 from gradviz.engine.record import History, RunFileError, load_run, save_run
 from gradviz.ui.controls import ControlPanel
-from gradviz.ui.export import ExportError
+from gradviz.ui.export import ExportError, write_bytes
 from gradviz.ui.prefs import Prefs
 from gradviz.ui.views import make_views
 from gradviz.ui.worker import TrainingWorker
@@ -473,20 +472,13 @@ class MainWindow(QtWidgets.QMainWindow):
         self._update_title()
 
     def export_dashboard(self, path: str | os.PathLike) -> None:
-        """The whole window as one PNG (written atomically)."""
-        path = os.fspath(path)
+        """The whole window as one PNG (written atomically; raises ExportError)."""
         self.draw_now()
-        image = self.grab()
-        folder = os.path.dirname(os.path.abspath(path))
-        fd, temp = tempfile.mkstemp(suffix=".png", dir=folder)
-        os.close(fd)
-        try:
-            if not image.save(temp, "PNG"):
-                raise ExportError(f"{path}: could not write the PNG image")
-            os.replace(temp, path)
-        finally:
-            if os.path.exists(temp):
-                os.remove(temp)
+        buffer = QtCore.QBuffer()
+        buffer.open(QtCore.QIODevice.OpenModeFlag.WriteOnly)
+        if not self.grab().save(buffer, "PNG"):
+            raise ExportError(f"Could not write {path}: the image could not be encoded as PNG.")
+        write_bytes(path, bytes(buffer.data()))
 
     def _ask_save(self, caption: str, name: str, filters: str) -> str:
         path, _ = QtWidgets.QFileDialog.getSaveFileName(
@@ -517,7 +509,9 @@ class MainWindow(QtWidgets.QMainWindow):
         try:
             self.save_run_to(folder)
         except (OSError, ValueError) as exc:
-            self._warn("Run not saved", str(exc))
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            self._warn("Run not saved", f"Could not save the run to {folder}: {reason}. "
+                       "A run already there is left as it was; choose another folder.")
 
     def export_view_dialog(self, key: str, suffix: str) -> None:
         path = self._ask_save(f"Export {self.views[key].title}", f"{key}.{suffix}",
