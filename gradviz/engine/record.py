@@ -449,13 +449,24 @@ def load_run_config(folder_or_run_json: str | os.PathLike) -> RunConfig:
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
-    # What zipfile and zlib raise for damaged archives (RuntimeError: "encrypted" flags).
-    damaged = (OSError, EOFError, RuntimeError, zipfile.BadZipFile, zlib.error)
     try:
-        npz = np.load(path, allow_pickle=False)
+        handle = open(path, "rb")
     except FileNotFoundError:
         raise RunFileError(f"{path}: file not found; a run folder holds run.json and capture.npz") \
             from None
+    except OSError as exc:
+        raise RunFileError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    # Opened here rather than by np.load, which leaves its file open when the archive
+    # turns out to be damaged.
+    with handle:
+        return _read_npz_from(path, handle)
+
+
+def _read_npz_from(path: Path, handle) -> dict[str, np.ndarray]:
+    # What zipfile and zlib raise for damaged archives (RuntimeError: "encrypted" flags).
+    damaged = (OSError, EOFError, RuntimeError, zipfile.BadZipFile, zlib.error)
+    try:
+        npz = np.load(handle, allow_pickle=False)
     except ValueError:  # numpy's last guess for unknown bytes is a pickle, refused here
         raise RunFileError(f"{path}: damaged or not a numpy archive") from None
     except damaged as exc:
