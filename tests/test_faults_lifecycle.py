@@ -7,6 +7,9 @@ from __future__ import annotations
 import multiprocessing
 import os
 import random
+import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -17,7 +20,8 @@ from PyQt6 import QtCore, QtGui, QtWidgets
 from gradviz.config import RunConfig
 from gradviz.engine import record
 from gradviz.engine.record import load_run, save_run
-from gradviz.ui.prefs import Prefs
+from gradviz.ui.app import close_on_signals
+from gradviz.ui.prefs import ENV_VAR, Prefs
 from gradviz.ui.window import MainWindow
 
 SMALL = RunConfig(task="adding", seq_len=12, cell="lstm", hidden=8, batch_size=8)
@@ -167,11 +171,14 @@ def test_a_storm_of_commands_leaves_one_consistent_run_and_nothing_behind(qtbot,
 
 def test_closing_while_a_long_step_is_under_way_is_quick(qtbot, prefs, baseline):
     # One step of this model takes seconds on a 2-core machine: the process cannot read
-    # the request to quit until it ends, so close() must not wait for it.
+    # the request to quit until it ends, so close() must not wait for it. Commands it
+    # will never read pile up behind the step, more than a pipe holds.
     big = RunConfig(task="adding", seq_len=2000, cell="lstm", hidden=256, batch_size=32)
     window = open_window(qtbot, MainWindow(big, prefs))
     window.act_step.trigger()
     qtbot.wait(300)  # the step has begun
+    for _ in range(250):
+        window.act_reset.trigger()
     pid = window.worker.pid
     assert close_timed(window) < 1.0
     assert_nothing_left(qtbot, window, pid, baseline)
@@ -281,3 +288,89 @@ def test_a_save_interrupted_mid_write_leaves_the_old_run_and_no_temporary(
     assert {name: (folder / name).read_bytes() for name in os.listdir(folder)} == before
     config, history, _summary = load_run(folder)
     assert config == SMALL and len(history) == 5
+
+
+def test_a_signal_during_a_save_closes_the_window_once_the_save_is_done(
+        qtbot, qapp, prefs, tmp_path, monkeypatch, baseline):
+    window = open_window(qtbot, MainWindow(SMALL, prefs))
+    for _ in range(3):
+        window.act_step.trigger()
+    qtbot.waitUntil(lambda: len(window.history) == 3, timeout=10000)
+    folder = tmp_path / "run"
+    monkeypatch.setattr(QtWidgets.QFileDialog, "getSaveFileName",
+                        lambda *args, **kwargs: (str(folder), ""))
+    fsync = os.fsync
+
+    def signalled(fd):
+        fsync_calls.append(fd)
+        if len(fsync_calls) == 1:  # the capture file is written, run.json is not
+            os.kill(os.getpid(), signal.SIGTERM)
+        return fsync(fd)
+
+    fsync_calls: list = []
+    monkeypatch.setattr(record.os, "fsync", signalled)
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        close_on_signals(qapp)
+        # Otherwise the signal below would end the test run itself.
+        assert callable(signal.getsignal(signal.SIGTERM))
+        pid = window.worker.pid
+        window.act_save.trigger()
+        # The save went on to the end; the close waits for the event loop.
+        assert len(fsync_calls) == 2 and window.isVisible()
+        qtbot.waitUntil(lambda: not window.isVisible(), timeout=3000)
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+    assert_nothing_left(qtbot, window, pid, baseline, asked=True)
+    assert temporaries(tmp_path) == []
+    config, history, _summary = load_run(folder)
+    assert config == SMALL and len(history) == 3
+    assert Prefs(prefs.settings.fileName()).load_config() == SMALL  # as a close button would
+
+
+def _children(pid: int) -> dict[int, str]:
+    """Child processes of ``pid`` that have not ended: {pid: command line}."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                command = cmdline.read().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, ValueError):
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found[int(entry)] = command
+    return found
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_ctrl_c_closes_the_app_as_its_close_button_would(tmp_path):
+    settings = tmp_path / "settings.ini"
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", **{ENV_VAR: str(settings)})
+    app = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from gradviz.ui.app import run_app; "
+         "sys.exit(run_app())"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        training: list[int] = []
+        while not training:
+            assert app.poll() is None and time.monotonic() < deadline
+            training = [p for p, command in _children(app.pid).items()
+                        if "spawn_main" in command and "resource_tracker" not in command]
+            time.sleep(0.05)
+        app.send_signal(signal.SIGINT)
+        sent = time.monotonic()
+        _out, errors = app.communicate(timeout=10)
+        took = time.monotonic() - sent
+    finally:
+        if app.poll() is None:
+            app.kill()
+            app.wait()
+    errors = errors.decode(errors="replace")
+    assert app.returncode == 0, errors
+    assert "KeyboardInterrupt" not in errors
+    assert took < 2.0  # the close itself, < 1 s, and the interpreter's exit
+    assert not os.path.exists(f"/proc/{training[0]}")
+    assert Prefs(settings).load_config() == RunConfig()  # the window's closeEvent ran

@@ -1,6 +1,7 @@
 """Start the desktop app: ``run_app()`` is what ``gradviz`` (no arguments) and main.py call."""
 from __future__ import annotations
 
+import signal
 import sys
 
 from PyQt6 import QtCore, QtGui, QtWidgets
@@ -15,6 +16,7 @@ def run_app(argv: list[str] | None = None) -> int:
     app.setApplicationName("gradviz")
     app.setOrganizationName("gradviz")
     app.setWindowIcon(QtGui.QIcon(str(RESOURCES / "gradviz.svg")))
+    close_on_signals(app)
     window = MainWindow()
     window.show()
     status = app.exec()
@@ -23,3 +25,22 @@ def run_app(argv: list[str] | None = None) -> int:
     window.deleteLater()
     app.sendPostedEvents(None, QtCore.QEvent.Type.DeferredDelete)
     return status
+
+
+def close_on_signals(app: QtWidgets.QApplication) -> None:
+    """Ctrl+C in the terminal (SIGINT) and SIGTERM close the windows as their close
+    button would: settings saved, the training process stopped, a save or an export under
+    way finished first. Without this, SIGTERM killed the app on the spot (a half-written
+    temporary file left behind, the training process orphaned) and Ctrl+C only printed a
+    KeyboardInterrupt from whatever Python code it hit. A second signal acts as usual.
+
+    Python runs its handler between two of its own instructions in the main thread; the
+    training worker's poll timer runs Python code every few milliseconds, so that is soon.
+    """
+    def handler(signum, _frame) -> None:
+        signal.signal(signum, signal.SIG_DFL if signum != signal.SIGINT
+                      else signal.default_int_handler)
+        QtCore.QTimer.singleShot(0, app.closeAllWindows)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, handler)

@@ -289,6 +289,8 @@ class TrainingWorker(QtCore.QObject):
         """A new training process (fresh queues: a killed child may leave a queue broken)."""
         self._run_id += 1
         self._commands = self._ctx.Queue()
+        # Read when the thread that feeds the pipe starts; see _release_queues.
+        self._commands._ignore_epipe = True
         self._results = self._ctx.Queue()
         self._process = self._ctx.Process(
             target=_child_main, name="gradviz-training", daemon=True,
@@ -406,6 +408,12 @@ class TrainingWorker(QtCore.QObject):
         self._set_state("stopped")
 
     def _release_queues(self) -> None:
+        # Commands the ended child never read (a burst of them behind a long step) can
+        # fill the pipe and hold the feeder thread in a write for ever: a thread leaked
+        # per process. With this, the last read end, closed, the write fails (EPIPE) and
+        # the thread, told to take that quietly, ends. (Both are CPython's private API.)
+        # Before close(): after it, the feeder thread closes the reader itself.
+        self._commands._reader.close()
         # Nobody reads them any more: do not let their feeder threads hold up the exit.
         for q in (self._commands, self._results):
             q.cancel_join_thread()
