@@ -19,9 +19,10 @@ from PyQt6 import QtCore, QtGui, QtWidgets
 
 from gradviz.config import RunConfig
 from gradviz.engine import record
-from gradviz.engine.record import load_run, save_run
+from gradviz.engine.record import History, load_run, save_run
 from gradviz.ui.app import close_on_signals
 from gradviz.ui.prefs import ENV_VAR, Prefs
+from gradviz.ui.views import make_views
 from gradviz.ui.window import MainWindow
 
 SMALL = RunConfig(task="adding", seq_len=12, cell="lstm", hidden=8, batch_size=8)
@@ -264,6 +265,36 @@ def test_closing_during_and_just_after_exports_and_saves_leaves_whole_files(
     config, history, _summary = load_run(out / "run")
     assert config == SMALL
     np.testing.assert_array_equal(history.step, np.arange(K))
+
+
+def test_a_long_run_piles_up_nothing_in_the_views(qtbot, make_capture):
+    """Besides the History (bounded: test_record), what a long run could pile up is
+    graphics items and Qt objects made per redraw. Fed far past the History's capacity,
+    so that it merges rows again and again, with events, clipping and a change of cell
+    in between, every view holds what it held early on. (The soak benchmark measures the
+    memory of the real thing; a test of resident memory here would drown in noise.)"""
+    views = make_views()
+    for view in views.values():
+        qtbot.addWidget(view)
+    history = History(capacity=16)
+
+    def held() -> dict:
+        return {key: (len(view.figure_widget().scene().items())
+                      if hasattr(view.figure_widget(), "scene") else 0,
+                      len(view.findChildren(QtCore.QObject))) for key, view in views.items()}
+
+    counts = {}
+    for step in range(120):
+        cell = "gru" if 40 <= step < 80 else "lstm"
+        history.append(make_capture(step, cell=cell, T=12, light=step % 3 != 0,
+                                    nonfinite=step % 17 == 5, clip_threshold=0.5,
+                                    clip="norm" if step % 2 else "none"))
+        for view in views.values():
+            view.set_data(history, history.latest)
+        if step in (39, 119):
+            counts[step] = held()
+    assert len(history) <= 16 and history.count.sum() == 40  # merged, and reset by the cell
+    assert counts[119] == counts[39]
 
 
 def test_a_save_interrupted_mid_write_leaves_the_old_run_and_no_temporary(
