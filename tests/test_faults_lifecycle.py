@@ -239,7 +239,6 @@ def test_closing_during_and_just_after_exports_and_saves_leaves_whole_files(
     # behind the export, or delivered inside it if the export lets posted events through.
     QtCore.QMetaObject.invokeMethod(window, "close", QtCore.Qt.ConnectionType.QueuedConnection)
     export_view("gradflow", "png", out / "gradflow.png")
-    export_done = time.monotonic()
     qtbot.waitUntil(lambda: bool(window.closes), timeout=5000)
     # ... and a save and more exports come just after the close.
     targets.append(str(out / "run"))
@@ -250,11 +249,11 @@ def test_closing_during_and_just_after_exports_and_saves_leaves_whole_files(
     window.act_dashboard.trigger()
 
     assert not warnings
-    (began, took), = window.closes
-    assert began <= export_done and took < 1.0
+    (_began, took), = window.closes
+    assert took < 1.0
     assert not window.isVisible()
     assert_nothing_left(qtbot, window, pid, baseline, asked=True)
-    assert temporaries(tmp_path) == []
+    assert temporaries(out) == []
     for name in ("gradflow.png", "dashboard.png"):
         image = QtGui.QImage(str(out / name))
         assert not image.isNull() and image.width() > 100 and image.height() > 100, name
