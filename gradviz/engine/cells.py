@@ -48,30 +48,24 @@ class GateStats:
 def gate_stats_into(stats: GateStats, s: int, acts: Tensor, rows: int,
                     ranges: tuple[tuple[float, float], ...]) -> None:
     """Write the statistics of ``acts`` (n, B', G, H), first ``rows`` rows, to t = s … s+n-1."""
-    lo = torch.tensor([a for a, _ in ranges], dtype=acts.dtype, device=acts.device)
-    width = torch.tensor([b - a for a, b in ranges], dtype=acts.dtype, device=acts.device)
+    if len(set(ranges)) == 1:
+        # One range for every gate: scalar bands are faster than a broadcast tensor of them.
+        (a0, b0), = set(ranges)
+        lo, hi = a0 + 0.1 * (b0 - a0), a0 + 0.9 * (b0 - a0)
+    else:
+        lo = torch.tensor([a + 0.1 * (b - a) for a, b in ranges], dtype=acts.dtype,
+                          device=acts.device).view(1, 1, -1, 1)
+        hi = torch.tensor([a + 0.9 * (b - a) for a, b in ranges], dtype=acts.dtype,
+                          device=acts.device).view(1, 1, -1, 1)
     a = acts[:, :rows]
     n = a.shape[0]
     torch.mean(a, 1, out=stats.mean[s:s + n])
     # Comparing into a float buffer and summing over the batch dimension first is several
     # times faster than counting a boolean mask over (B, H).
     mask = torch.empty(a.shape, dtype=a.dtype, device=a.device)
-    torch.lt(a, (lo + 0.1 * width).view(1, 1, -1, 1), out=mask)
+    torch.lt(a, lo, out=mask)
     torch.mean(mask.sum(1), -1, out=stats.low[s:s + n]).div_(rows)
-    torch.gt(a, (lo + 0.9 * width).view(1, 1, -1, 1), out=mask)
-    torch.mean(mask.sum(1), -1, out=stats.high[s:s + n]).div_(rows)
-
-
-def _unit_stats_into(stats: GateStats, s: int, acts: Tensor, rows: int) -> None:
-    """``gate_stats_into`` for activations that all lie in [0, 1] with the same 10% bands:
-    scalar thresholds are faster than a broadcast tensor of them."""
-    a = acts[:, :rows]
-    n = a.shape[0]
-    torch.mean(a, 1, out=stats.mean[s:s + n])
-    mask = torch.empty(a.shape, dtype=a.dtype, device=a.device)
-    torch.lt(a, 0.1, out=mask)
-    torch.mean(mask.sum(1), -1, out=stats.low[s:s + n]).div_(rows)
-    torch.gt(a, 0.9, out=mask)
+    torch.gt(a, hi, out=mask)
     torch.mean(mask.sum(1), -1, out=stats.high[s:s + n]).div_(rows)
 
 
@@ -354,7 +348,7 @@ class LSTMCell(_LSTMFamily):
                 torch.addmm(bias, xh[s * B:e * B], w, out=a.view(n * B, 4 * H)).sigmoid_()
                 if stats is not None:
                     # On this scale every gate's bottom and top 10% are a < 0.1 and a > 0.9.
-                    _unit_stats_into(stats, s, a, stats_rows)
+                    gate_stats_into(stats, s, a, stats_rows, ((0.0, 1.0),) * 4)
                 a[:, :, 2].mul_(2).sub_(1)
                 i, f, g, _ = a.unbind(2)
                 cc = torch.mul(i, g, out=c[s:e])
