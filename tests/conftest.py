@@ -109,3 +109,15 @@ def make_history():
 def history(make_history):
     """An LSTM run (2 layers, bidirectional, T 20, H 8) of 30 recorded steps."""
     return make_history(30, cell="lstm", L=2, D=2, T=20, H=8)
+
+
+@pytest.fixture(params=["compiled", "pytorch"])
+def lstm_path(request, monkeypatch):
+    """Run an LSTM test on both of the LSTM's code paths: the compiled loops of
+    gradviz/engine/_native.c (skipped where they cannot be built) and PyTorch operations."""
+    from gradviz.engine import cells, native
+    if request.param == "pytorch":
+        monkeypatch.setattr(cells, "_compiled", lambda like: None)
+    elif native.kernels() is None:
+        pytest.skip(native.status())
+    return request.param

@@ -64,7 +64,7 @@ def test_captured_gradient_norms_match_autograd(cell, task):
 
 
 @pytest.mark.parametrize("tbptt", [0, 20])
-def test_long_lstm_sequence_matches_autograd(tbptt):
+def test_long_lstm_sequence_matches_autograd(tbptt, lstm_path):
     """Longer than the LSTM's 32-step chunks, with truncation points inside and across them."""
     cfg = RunConfig(task="reber", cell="lstm", seq_len=75, hidden=5, batch_size=3,
                     dtype="float64", tbptt=tbptt, seed=2)
@@ -103,7 +103,7 @@ def test_capture_float32_agrees_with_float64():
     assert caps["float32"].dh_norm.min() > 0
 
 
-def test_gates_probe_and_saturation():
+def test_gates_probe_and_saturation(lstm_path):
     cfg = RunConfig(task="copy", cell="lstm", seq_len=25, hidden=7, layers=2, batch_size=4,
                     dtype="float64")
     trainer = Trainer(cfg)

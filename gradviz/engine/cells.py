@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from . import native
+
 
 @dataclass
 class LayerCache:
@@ -162,6 +164,13 @@ def _tanh(x: Tensor) -> Tensor:
     """tanh(x) = 2σ(2x) - 1, in place on a fresh tensor; on CPU torch.sigmoid is several
     times faster than torch.tanh, and the forward recompute is dominated by these."""
     return torch.sigmoid(x * 2).mul_(2).sub_(1)
+
+
+def _compiled(like: Tensor):
+    """The compiled LSTM kernels (gradviz.engine.native) when they can take ``like``'s
+    dtype and device, else None."""
+    k = native.kernels()
+    return k if k is not None and k.supports(like) else None
 
 
 def _h_prev(h: Tensor, h0: Tensor) -> Tensor:
@@ -339,6 +348,7 @@ class LSTMCell(_LSTMFamily):
             acts = torch.empty((T, B, 4, H), dtype=x.dtype, device=x.device)
             stats = empty_stats(T, 4, H, x) if stats_rows is not None else None
             c_last = c0
+            compiled = _compiled(x)
             # A chunk of timesteps at a time, so that its gate tensors stay in the cache.
             for s in range(0, T, _CHUNK):
                 e = min(T, s + _CHUNK)
@@ -346,6 +356,13 @@ class LSTMCell(_LSTMFamily):
                 # a = σ([z_i, z_f, 2 z_g, z_o]); then g = 2 a_g - 1.
                 a = acts[s:e]
                 torch.addmm(bias, xh[s * B:e * B], w, out=a.view(n * B, 4 * H)).sigmoid_()
+                if compiled is not None:
+                    # The same steps as below, in one call (gradviz/engine/_native.c).
+                    compiled.lstm_forward(
+                        a, c_last, c[s:e], stats_rows or 0,
+                        *((stats.mean[s:e], stats.low[s:e], stats.high[s:e]) if stats else ()))
+                    c_last = c[e - 1]
+                    continue
                 if stats is not None:
                     # On this scale every gate's bottom and top 10% are a < 0.1 and a > 0.9.
                     gate_stats_into(stats, s, a, stats_rows, ((0.0, 1.0),) * 4)
@@ -356,7 +373,7 @@ class LSTMCell(_LSTMFamily):
                 for t in range(n):
                     cc_t[t].addcmul_(f_t[t], cc_t[t - 1] if t else c_last)
                 c_last = cc_t[-1]
-            if stats is not None:
+            if stats is not None and compiled is None:
                 stats.mean[:, 2].mul_(2).sub_(1)    # mean g = 2 mean σ(2 z_g) - 1
         return LayerCache(x=x, h_prev=h_prev, h=h, c=c, coef={"acts": acts, "c0": c0}, xh=xh,
                           stats=stats)
@@ -385,6 +402,9 @@ class LSTMCell(_LSTMFamily):
         acts, c, xh = cache.coef["acts"], cache.c, cache.xh
         I = cache.x.shape[-1]
         w_hh = p["weight_hh"]
+        compiled = _compiled(dout)
+        if compiled is not None:
+            return self._compiled_backward(compiled, cache, p, dout, tbptt, need_dx)
         dh = torch.empty_like(dout)
         dc = torch.empty_like(dout)
         gw = dout.new_zeros((I + H, 4 * H))              # (∂L/∂[W_ih, W_hh])ᵀ
@@ -436,6 +456,25 @@ class LSTMCell(_LSTMFamily):
             nxt = R[0]
         grads = {"weight_ih": gw[:I].t().contiguous(), "weight_hh": gw[I:].t().contiguous(),
                  "bias_ih": gb, "bias_hh": gb.clone()}
+        return LayerGrads(dh=dh, dc=dc, params=grads, dx=dx)
+
+    @staticmethod
+    def _compiled_backward(compiled, cache, p, dout, tbptt, need_dx):
+        """The same scan in one call of the compiled kernel; what does not depend on the
+        recursion (tanh(c), the parameter and input gradients) batched over t in PyTorch."""
+        T, B, H = dout.shape
+        I = cache.x.shape[-1]
+        dh, dc = torch.empty_like(dout), torch.empty_like(dout)
+        dz = dout.new_empty((T, B, 4 * H))
+        compiled.lstm_backward(cache.coef["acts"], cache.c, cache.coef["c0"].contiguous(),
+                               _tanh(cache.c), dout, p["weight_hh"], tbptt, dh, dc, dz,
+                               dout.new_empty((B, H)))
+        dz = dz.view(T * B, 4 * H)
+        gw = cache.xh.t() @ dz                        # (∂L/∂[W_ih, W_hh])ᵀ
+        gb = dz.sum(0)
+        grads = {"weight_ih": gw[:I].t().contiguous(), "weight_hh": gw[I:].t().contiguous(),
+                 "bias_ih": gb, "bias_hh": gb.clone()}
+        dx = (dz @ p["weight_ih"]).view(cache.x.shape) if need_dx else None
         return LayerGrads(dh=dh, dc=dc, params=grads, dx=dx)
 
     def gates(self, cache):

@@ -1,0 +1,104 @@
+"""The compiled LSTM loops (gradviz/engine/_native.c): built where a C compiler exists,
+equal to the PyTorch path, and never in the way where they cannot be had."""
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from gradviz.config import RunConfig
+from gradviz.engine import cells, native
+from gradviz.engine.train import Trainer
+
+
+def test_kernels_are_built_where_a_c_compiler_exists():
+    if not (shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")):
+        pytest.skip("no C compiler on this machine")
+    assert native.kernels() is not None, native.status()
+    assert native.status().startswith("compiled LSTM kernels in use")
+
+
+def test_a_fresh_build_in_an_empty_cache_loads_and_passes_its_self_check(tmp_path, monkeypatch):
+    if not (shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")):
+        pytest.skip("no C compiler on this machine")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    kernels, status = native._load()
+    assert kernels is not None, status
+    built = list((tmp_path / "gradviz").iterdir())
+    assert len(built) == 1 and built[0].name.startswith("native-")   # no temporary files left
+
+
+@pytest.mark.parametrize("env,expect", [
+    ({"GRADVIZ_NATIVE": "0"}, "GRADVIZ_NATIVE=0"),
+    ({"CC": "/nonexistent/cc"}, "could not run"),
+    ({"CC": "false"}, "exited with 1"),
+])
+def test_without_kernels_the_reason_is_named_and_pytorch_takes_over(env, expect, tmp_path,
+                                                                   monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    kernels, status = native._load()
+    assert kernels is None
+    assert expect in status and "using PyTorch operations" in status
+
+
+def test_an_unwritable_cache_is_reported_not_raised(tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
+    kernels, status = native._load()
+    assert kernels is None and "cannot write" in status
+
+
+def test_a_kernel_that_computes_wrong_numbers_is_refused():
+    """The self-check must catch a kernel that is off, not only one that crashes."""
+    if native.kernels() is None:
+        pytest.skip(native.status())
+    good = native.kernels()
+
+    class Off:
+        def lstm_forward(self, acts, *args, **kw):
+            good.lstm_forward(acts, *args, **kw)
+
+        def lstm_backward(self, acts, c, c0, tanh_c, dout, w_hh, tbptt, dh, dc, dz, carry):
+            good.lstm_backward(acts, c, c0, tanh_c, dout, w_hh, tbptt, dh, dc, dz, carry)
+            dz[0, :, -1] += 1e-3            # one wrong coefficient of ∂L/∂z_o at t = 0
+    assert native._self_check(good) is None
+    assert native._self_check(Off()) == "backward, torch.float32"
+
+
+def test_wrong_layouts_never_reach_the_c_code():
+    if native.kernels() is None:
+        pytest.skip(native.status())
+    acts = torch.rand(3, 4, 4, 5)
+    c = torch.empty(3, 4, 5)
+    with pytest.raises(ValueError, match="contiguous CPU tensors of one dtype"):
+        native.kernels().lstm_forward(acts, torch.zeros(5, 4).t(), c)
+    with pytest.raises(ValueError, match="one dtype"):
+        native.kernels().lstm_forward(acts, torch.zeros(4, 5, dtype=torch.float64), c)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_both_paths_capture_the_same_training_steps(dtype, monkeypatch):
+    """Three steps of a bidirectional two-layer LSTM with truncation: every captured array
+    from the compiled path equals the PyTorch path's to rounding."""
+    if native.kernels() is None:
+        pytest.skip(native.status())
+    cfg = RunConfig(task="adding", cell="lstm", seq_len=70, hidden=20, layers=2,
+                    bidirectional=True, batch_size=7, tbptt=25, dtype=dtype, seed=3)
+    compiled = Trainer(cfg)
+    caps_c = [compiled.step() for _ in range(3)]
+    monkeypatch.setattr(cells, "_compiled", lambda like: None)
+    plain = Trainer(cfg)
+    caps_p = [plain.step() for _ in range(3)]
+    rtol = 1e-4 if dtype == "float32" else 1e-9
+    for a, b in zip(caps_c, caps_p):
+        for name in ("dh_norm", "dc_norm", "gates", "probe_h", "probe_c", "param_grad_norm"):
+            np.testing.assert_allclose(getattr(a, name), getattr(b, name), rtol=rtol,
+                                       atol=1e-7, err_msg=name)
+        # Saturation is a count: a unit on a band's edge may round to either side in float32.
+        for name in ("sat_low", "sat_high"):
+            assert np.abs(getattr(a, name) - getattr(b, name)).max() <= 2 / (7 * 20), name
+    for p_c, p_p in zip(compiled.params, plain.params):
+        torch.testing.assert_close(p_c, p_p, rtol=rtol, atol=1e-6)
