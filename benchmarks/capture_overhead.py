@@ -20,6 +20,7 @@ import time
 import torch
 
 from gradviz.config import RunConfig
+from gradviz.engine import native
 from gradviz.engine.train import Trainer, prepare_training_process
 
 TORCH_CELLS = {"rnn-tanh": lambda i, h: torch.nn.RNN(i, h, nonlinearity="tanh"),
@@ -81,6 +82,8 @@ def main(argv=None) -> int:
         seq_lens, hiddens, min_reps, budget = (50, 200, 1000), (32, 128), 5, 4.0
     print(f"torch {torch.__version__}, {args.threads} thread(s), batch 32, Adam, adding problem, "
           f"full capture every step")
+    if "lstm" in args.cells:
+        print(f"LSTM loops: {native.status()}")
     print(f"{'cell':<9}{'T':>6}{'H':>6}{'plain ms':>11}{'gradviz ms':>12}{'ratio':>8}")
     ratios = []
     for cell in args.cells:

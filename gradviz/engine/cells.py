@@ -5,7 +5,9 @@ the backward pass needs; ``backward`` walks t = T-1 … 0 and returns the *total
 reaching every h_t (and c_t), the parameter gradients and the gradient of the input.
 The per-timestep work of the reverse scan is a handful of small tensor operations; all
 products that do not depend on the recursion (gate recomputation, parameter gradients,
-input gradients) are done for all timesteps at once.
+input gradients) are done for all timesteps at once. The LSTM's two sequential loops (the
+cell-state recurrence and the reverse scan) run as compiled C where that could be built
+(:mod:`gradviz.engine.native`), and as PyTorch operations otherwise.
 
 Parameters follow PyTorch's ``nn.RNN`` / ``nn.LSTM`` / ``nn.GRU``: ``weight_ih`` (G·H, I),
 ``weight_hh`` (G·H, H), ``bias_ih`` and ``bias_hh`` (G·H,), with gate blocks in the order
