@@ -82,8 +82,7 @@ def main(argv=None) -> int:
         seq_lens, hiddens, min_reps, budget = (50, 200, 1000), (32, 128), 5, 4.0
     print(f"torch {torch.__version__}, {args.threads} thread(s), batch 32, Adam, adding problem, "
           f"full capture every step")
-    if "lstm" in args.cells:
-        print(f"LSTM loops: {native.status()}")
+    print(f"loops: {native.status()}")
     print(f"{'cell':<9}{'T':>6}{'H':>6}{'plain ms':>11}{'gradviz ms':>12}{'ratio':>8}")
     ratios = []
     for cell in args.cells:

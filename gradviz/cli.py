@@ -322,12 +322,14 @@ def _run_steps(trainer, history, progress: Progress) -> tuple[int, int, int, boo
     return captured, nonfinite, clipped, False
 
 
-def _lstm_path(trainer, progress: Progress) -> str | None:
-    """For an LSTM on the CPU, which code runs its loops: "compiled" or "pytorch" (slower,
-    said once, with the reason). A replay on the other path agrees to rounding, not bit
-    for bit."""
-    if trainer.config.cell != "lstm" or trainer.device.type != "cpu":
+def _loops(trainer, progress: Progress) -> str | None:
+    """On the CPU, which code ran the cell's sequential loops: "compiled" or "pytorch".
+    Where compiled loops exist for the cell but cannot be had, says so once, with the
+    reason. A replay on the other path agrees to rounding, not bit for bit."""
+    if trainer.device.type != "cpu":
         return None
+    if trainer.config.cell in ("lstm-peephole", "lstm-coupled"):
+        return "pytorch"                   # these two have no compiled loops
     from gradviz.engine import native
     if native.kernels() is not None:
         return "compiled"
@@ -341,7 +343,7 @@ def _train_and_save(trainer, folder: Path, ns: argparse.Namespace) -> int:
     config = trainer.config
     history = History(HISTORY_CAPACITY)
     progress = Progress(config.steps, sys.stderr, enabled=not ns.quiet)
-    lstm_path = _lstm_path(trainer, progress)
+    loops = _loops(trainer, progress)
     captured, nonfinite, clipped, interrupted = _run_steps(trainer, history, progress)
     seconds = time.perf_counter() - progress.start
     progress.close()
@@ -360,8 +362,8 @@ def _train_and_save(trainer, folder: Path, ns: argparse.Namespace) -> int:
         "interrupted": interrupted,
         "diverged_at_step": None if trainer.watch.first is None else trainer.watch.first.step,
     }
-    if lstm_path:
-        summary["lstm_path"] = lstm_path
+    if loops:
+        summary["loops"] = loops
     try:
         save_run(folder, config, history, summary)
     except KeyboardInterrupt:

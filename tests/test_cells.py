@@ -40,7 +40,7 @@ def run_ours(net, x, w_out, tbptt=0):
 @pytest.mark.parametrize("bidirectional", [False, True])
 @pytest.mark.parametrize("layers", [1, 2])
 @pytest.mark.parametrize("cell", list(TORCH_MODULES))
-def test_matches_torch_nn(cell, layers, bidirectional, dtype, tol):
+def test_matches_torch_nn(cell, layers, bidirectional, dtype, tol, cell_path):
     net, ref = make_pair(cell, layers, bidirectional, dtype)
     T, B = 7, 4
     g = torch.Generator().manual_seed(1)
@@ -86,7 +86,7 @@ def test_lstm_variants_match_autograd_reference(cell, layers, bidirectional):
 # and 40 (float32) are one block (16 doubles / 32 floats wide) and columns left over.
 @pytest.mark.parametrize("dtype,H", [(torch.float64, 6), (torch.float64, 20), (torch.float32, 6),
                                      (torch.float32, 40)])
-def test_lstm_over_several_chunks_matches_torch_nn(dtype, H, lstm_path):
+def test_lstm_over_several_chunks_matches_torch_nn(dtype, H, cell_path):
     """Sequences longer than the LSTM's forward and backward chunks, with gate statistics
     checked against gates computed directly from torch.nn.LSTM's hidden states."""
     net, ref = make_pair("lstm", 2, True, dtype, seed=5, I=3, H=H)

@@ -156,24 +156,24 @@ def test_a_short_run_writes_the_documented_files(tmp_path, capsys):
     assert history.latest.step == 4
 
 
-def test_an_lstm_run_says_which_code_ran_its_loops(tmp_path, capsys, monkeypatch):
+def test_a_run_says_which_code_ran_its_loops(tmp_path, capsys, monkeypatch):
     from gradviz.engine import native
     out = tmp_path / "compiled"
     assert cli.main(["run", *SMALL, "--out", str(out)]) == 0     # the default cell: lstm
     expected = "compiled" if native.kernels() is not None else "pytorch"
-    assert load_run(out)[2]["lstm_path"] == expected
-    capsys.readouterr()
+    assert load_run(out)[2]["loops"] == expected
+    out = tmp_path / "peephole"
+    assert cli.main(["run", *SMALL, "--cell", "lstm-peephole", "--out", str(out)]) == 0
+    assert load_run(out)[2]["loops"] == "pytorch"
+    assert "note:" not in capsys.readouterr().err
     monkeypatch.setattr(native, "_kernels", None)
-    monkeypatch.setattr(native, "_status", "compiled LSTM kernels off (GRADVIZ_NATIVE=0); "
+    monkeypatch.setattr(native, "_status", "compiled loops off (GRADVIZ_NATIVE=0); "
                         "using PyTorch operations")
-    out = tmp_path / "pytorch"
-    assert cli.main(["run", *SMALL, "--out", str(out)]) == 0
-    assert load_run(out)[2]["lstm_path"] == "pytorch"
-    assert ("note: compiled LSTM kernels off (GRADVIZ_NATIVE=0); using PyTorch operations, "
-            "which is slower") in capsys.readouterr().err.splitlines()
     out = tmp_path / "gru"
     assert cli.main(["run", *SMALL, "--cell", "gru", "--out", str(out)]) == 0
-    assert "lstm_path" not in load_run(out)[2]
+    assert load_run(out)[2]["loops"] == "pytorch"
+    assert ("note: compiled loops off (GRADVIZ_NATIVE=0); using PyTorch operations, "
+            "which is slower") in capsys.readouterr().err.splitlines()
 
 
 def test_capture_every_and_a_gru(tmp_path, capsys):

@@ -41,7 +41,7 @@ def step_with_reference(cfg):
 
 @pytest.mark.parametrize("task", ["adding", "reber"])  # loss at the last step / at every step
 @pytest.mark.parametrize("cell", CELLS)
-def test_captured_gradient_norms_match_autograd(cell, task):
+def test_captured_gradient_norms_match_autograd(cell, task, cell_path):
     cfg = RunConfig(task=task, cell=cell, seq_len=9, hidden=6, layers=2, bidirectional=True,
                     batch_size=5, dtype="float64", seed=4)
     trainer, net_before, cap, loss, hs, cs = step_with_reference(cfg)
@@ -64,7 +64,7 @@ def test_captured_gradient_norms_match_autograd(cell, task):
 
 
 @pytest.mark.parametrize("tbptt", [0, 20])
-def test_long_lstm_sequence_matches_autograd(tbptt, lstm_path):
+def test_long_lstm_sequence_matches_autograd(tbptt, cell_path):
     """Longer than the LSTM's 32-step chunks, with truncation points inside and across them."""
     cfg = RunConfig(task="reber", cell="lstm", seq_len=75, hidden=5, batch_size=3,
                     dtype="float64", tbptt=tbptt, seed=2)
@@ -79,7 +79,7 @@ def test_long_lstm_sequence_matches_autograd(tbptt, lstm_path):
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn-tanh", "lstm-peephole"])
-def test_truncated_bptt_matches_detached_reference(cell):
+def test_truncated_bptt_matches_detached_reference(cell, cell_path):
     cfg = RunConfig(task="reber", cell=cell, seq_len=10, hidden=5, layers=2, bidirectional=True,
                     batch_size=3, dtype="float64", tbptt=4)
     trainer, net_before, cap, loss, hs, cs = step_with_reference(cfg)
@@ -103,7 +103,7 @@ def test_capture_float32_agrees_with_float64():
     assert caps["float32"].dh_norm.min() > 0
 
 
-def test_gates_probe_and_saturation(lstm_path):
+def test_gates_probe_and_saturation(cell_path):
     cfg = RunConfig(task="copy", cell="lstm", seq_len=25, hidden=7, layers=2, batch_size=4,
                     dtype="float64")
     trainer = Trainer(cfg)

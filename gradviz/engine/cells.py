@@ -5,9 +5,9 @@ the backward pass needs; ``backward`` walks t = T-1 … 0 and returns the *total
 reaching every h_t (and c_t), the parameter gradients and the gradient of the input.
 The per-timestep work of the reverse scan is a handful of small tensor operations; all
 products that do not depend on the recursion (gate recomputation, parameter gradients,
-input gradients) are done for all timesteps at once. The LSTM's two sequential loops (the
-cell-state recurrence and the reverse scan) run as compiled C where that could be built
-(:mod:`gradviz.engine.native`), and as PyTorch operations otherwise.
+input gradients) are done for all timesteps at once. The sequential loops of the LSTM,
+GRU and RNN (the reverse scans and the LSTM's cell-state recurrence) run as compiled C where
+that could be built (:mod:`gradviz.engine.native`), and as PyTorch operations otherwise.
 
 Parameters follow PyTorch's ``nn.RNN`` / ``nn.LSTM`` / ``nn.GRU``: ``weight_ih`` (G·H, I),
 ``weight_hh`` (G·H, H), ``bias_ih`` and ``bias_hh`` (G·H,), with gate blocks in the order
@@ -169,8 +169,8 @@ def _tanh(x: Tensor) -> Tensor:
 
 
 def _compiled(like: Tensor):
-    """The compiled LSTM kernels (gradviz.engine.native) when they can take ``like``'s
-    dtype and device, else None."""
+    """The compiled loops (gradviz.engine.native) when they can take ``like``'s dtype and
+    device, else None."""
     k = native.kernels()
     return k if k is not None and k.supports(like) else None
 
@@ -212,6 +212,11 @@ class RNNCell(Cell):
         dh = torch.empty_like(dout)
         dz = torch.empty_like(dout)
         T = dout.shape[0]
+        compiled = _compiled(dout)
+        if compiled is not None:
+            compiled.rnn_backward(dphi, dout, w_hh, tbptt, dh, dz)
+            grads, dx = self._linear_grads(dz, dz, cache, p["weight_ih"], need_dx)
+            return LayerGrads(dh=dh, dc=None, params=grads, dx=dx)
         # Per-step views made once: indexing a tensor inside the loop costs more than the math.
         dout_t, dh_t, dz_t, dphi_t = dout.unbind(0), dh.unbind(0), dz.unbind(0), dphi.unbind(0)
         for t in range(T - 1, -1, -1):
@@ -608,6 +613,10 @@ class GRUCell(Cell):
         dh = torch.empty_like(dout)
         dzh = torch.empty((T, B, 3, H), dtype=dout.dtype, device=dout.device)
         dzh_flat = dzh.view(T, B, 3 * H)
+        compiled = _compiled(dout)
+        if compiled is not None:
+            compiled.gru_backward(z.contiguous(), kh, dout, w_hh, tbptt, dh, dzh)
+            return self._grads(cache, p, dh, dzh_flat, need_dx)
         dout_t, dh_t, z_t, kh_t = dout.unbind(0), dh.unbind(0), z.unbind(0), kh.unbind(0)
         dzh_t, dzh_flat_t = dzh.unbind(0), dzh_flat.unbind(0)
         dh_row = dh.unsqueeze(2).unbind(0)          # (B, 1, H) views for broadcasting
@@ -618,6 +627,10 @@ class GRUCell(Cell):
             else:
                 dh_t[t].copy_(dout_t[t])
             torch.mul(dh_row[t], kh_t[t], out=dzh_t[t])
+        return self._grads(cache, p, dh, dzh_flat, need_dx)
+
+    def _grads(self, cache, p, dh, dzh_flat, need_dx):
+        T, B, H = dh.shape
         dzx = (dh.unsqueeze(2) * cache.coef["Kx"]).view(T, B, 3 * H)
         grads, dx = self._linear_grads(dzx, dzh_flat, cache, p["weight_ih"], need_dx)
         return LayerGrads(dh=dh, dc=None, params=grads, dx=dx)

@@ -1,9 +1,10 @@
-"""The compiled LSTM loops of ``_native.c``: built on first use, cached, optional.
+"""The compiled loops of ``_native.c``: built on first use, cached, optional.
 
-PyTorch dispatches each small per-timestep operation separately, and for a small LSTM the
-dispatch costs more than the arithmetic. ``_native.c`` runs the two loops that cannot be
-batched over time in one call each. It is compiled with the system's C compiler the first
-time an LSTM runs and cached in ``~/.cache/gradviz`` (or ``$XDG_CACHE_HOME/gradviz``).
+PyTorch dispatches each small per-timestep operation separately, and for a small network
+the dispatch costs more than the arithmetic. ``_native.c`` runs the loops that cannot be
+batched over time (the LSTM's cell-state recurrence, the reverse scans of the LSTM, GRU and
+RNN) in one call each. It is compiled with the system's C compiler the first time a cell
+needs it and cached in ``~/.cache/gradviz`` (or ``$XDG_CACHE_HOME/gradviz``).
 
 It is optional. Without a C compiler, when the build fails, when the result fails its
 self-check, or with ``GRADVIZ_NATIVE=0`` in the environment, :func:`kernels` returns None
@@ -34,50 +35,62 @@ _kernels: "Kernels | None" = None
 _status = "not built yet"
 
 
+# Entry points of _native.c and their arguments after (T, B, H): "t" a tensor, "i" an int.
+_SIGNATURES = {
+    "lstm_cell_forward": "tttittt",
+    "lstm_cell_backward": "ttttttitttt",
+    "gru_cell_backward": "ttttitt",
+    "rnn_cell_backward": "tttitt",
+}
+
+
 class Kernels:
-    """Typed entry points of the loaded library, one pair per dtype."""
+    """Typed entry points of the loaded library, one set per dtype. Each method takes the
+    tensors in the order of the C function and checks them before they reach it."""
 
     def __init__(self, lib: ctypes.CDLL):
-        p, i = ctypes.c_void_p, ctypes.c_int
-        self._fwd, self._bwd = {}, {}
+        kinds = {"t": ctypes.c_void_p, "i": ctypes.c_int}
+        self._fns: dict[tuple[str, torch.dtype], ctypes._CFuncPtr] = {}
         for dtype, suffix in ((torch.float32, "f32"), (torch.float64, "f64")):
-            fwd = getattr(lib, f"lstm_cell_forward_{suffix}")
-            fwd.argtypes = [i, i, i, p, p, p, i, p, p, p]
-            fwd.restype = None
-            bwd = getattr(lib, f"lstm_cell_backward_{suffix}")
-            bwd.argtypes = [i, i, i, p, p, p, p, p, p, i, p, p, p, p]
-            bwd.restype = None
-            self._fwd[dtype], self._bwd[dtype] = fwd, bwd
+            for name, sig in _SIGNATURES.items():
+                fn = getattr(lib, f"{name}_{suffix}")
+                fn.argtypes = [ctypes.c_int] * 3 + [kinds[k] for k in sig]
+                fn.restype = None
+                self._fns[name, dtype] = fn
 
     def supports(self, t: torch.Tensor) -> bool:
-        return t.device.type == "cpu" and t.dtype in self._fwd
+        return t.device.type == "cpu" and t.dtype in (torch.float32, torch.float64)
+
+    def _call(self, name: str, T: int, B: int, H: int, *args) -> None:
+        tensors = [a for a in args if isinstance(a, torch.Tensor)]
+        _check(*tensors)
+        ptrs = [a.data_ptr() if isinstance(a, torch.Tensor) else a for a in args]
+        self._fns[name, tensors[0].dtype](T, B, H, *ptrs)
 
     def lstm_forward(self, acts, c_init, c, rows=0, mean=None, low=None, high=None) -> None:
-        """In place on ``acts`` (n, B, 4, H), g on the sigmoid scale: see _native.c."""
-        n, B, _, H = acts.shape
-        _check(acts, c_init, c, mean, low, high)
-        ptr = _ptr
-        self._fwd[acts.dtype](n, B, H, ptr(acts), ptr(c_init), ptr(c), rows,
-                              ptr(mean), ptr(low), ptr(high))
+        """In place on ``acts`` (T, B, 4, H), g on the sigmoid scale: see _native.c."""
+        T, B, _, H = acts.shape
+        self._call("lstm_cell_forward", T, B, H, acts, c_init, c, rows, mean, low, high)
 
     def lstm_backward(self, acts, c, c0, tanh_c, dout, w_hh, tbptt, dh, dc, dz, carry) -> None:
         T, B, _, H = acts.shape
-        _check(acts, c, c0, tanh_c, dout, w_hh, dh, dc, dz, carry)
-        ptr = _ptr
-        self._bwd[acts.dtype](T, B, H, ptr(acts), ptr(c), ptr(c0), ptr(tanh_c), ptr(dout),
-                              ptr(w_hh), tbptt, ptr(dh), ptr(dc), ptr(dz), ptr(carry))
+        self._call("lstm_cell_backward", T, B, H, acts, c, c0, tanh_c, dout, w_hh, tbptt,
+                   dh, dc, dz, carry)
+
+    def gru_backward(self, z, kh, dout, w_hh, tbptt, dh, dzh) -> None:
+        T, B, H = dout.shape
+        self._call("gru_cell_backward", T, B, H, z, kh, dout, w_hh, tbptt, dh, dzh)
+
+    def rnn_backward(self, dphi, dout, w_hh, tbptt, dh, dz) -> None:
+        T, B, H = dout.shape
+        self._call("rnn_cell_backward", T, B, H, dphi, dout, w_hh, tbptt, dh, dz)
 
 
-def _ptr(t: torch.Tensor | None) -> int | None:
-    return None if t is None else t.data_ptr()
-
-
-def _check(first: torch.Tensor, *rest: torch.Tensor | None) -> None:
+def _check(first: torch.Tensor, *rest: torch.Tensor) -> None:
     # The C code trusts its pointers: wrong layouts must never reach it.
     for t in (first, *rest):
-        if t is not None and (not t.is_contiguous() or t.dtype != first.dtype
-                              or t.device.type != "cpu"):
-            raise ValueError("native LSTM kernels need contiguous CPU tensors of one dtype")
+        if not t.is_contiguous() or t.dtype != first.dtype or t.device.type != "cpu":
+            raise ValueError("the compiled loops need contiguous CPU tensors of one dtype")
 
 
 def kernels() -> Kernels | None:
@@ -118,7 +131,7 @@ def _cpu_signature() -> str:
 
 def _load() -> tuple[Kernels | None, str]:
     if os.environ.get("GRADVIZ_NATIVE", "1") == "0":
-        return None, "compiled LSTM kernels off (GRADVIZ_NATIVE=0); using PyTorch operations"
+        return None, "compiled loops off (GRADVIZ_NATIVE=0); using PyTorch operations"
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
     if not compiler:
         return None, "no C compiler found (set CC or install gcc); using PyTorch operations"
@@ -144,9 +157,9 @@ def _load() -> tuple[Kernels | None, str]:
             continue
         problem = _self_check(found)
         if problem:
-            return None, f"compiled kernels failed their self-check ({problem}); using PyTorch operations"
-        return found, f"compiled LSTM kernels in use ({' '.join(flags)}, {target})"
-    return None, f"building the LSTM kernels failed ({errors[-1]}); using PyTorch operations"
+            return None, f"compiled loops failed their self-check ({problem}); using PyTorch operations"
+        return found, f"compiled loops in use ({' '.join(flags)}, {target})"
+    return None, f"building the compiled loops failed ({errors[-1]}); using PyTorch operations"
 
 
 def _build(compiler: str, flags: list[str], target: Path) -> str | None:
@@ -217,4 +230,34 @@ def _self_check(k: Kernels) -> str | None:
                     and torch.allclose(dc[t], dc_t, rtol=tol, atol=tol)
                     and torch.allclose(dz[t], nz, rtol=tol, atol=tol)):
                 return f"backward, {dtype}"
+        problem = _check_scans(k, dtype, tol, gen)
+        if problem:
+            return problem
+    return None
+
+
+def _check_scans(k: Kernels, dtype: torch.dtype, tol: float, gen: torch.Generator) -> str | None:
+    """The GRU and RNN scans, with a truncation point (tbptt 2 cuts between t = 1 and 2)."""
+    T, B, H, tbptt = 4, 5, 19, 2
+    dout = torch.randn((T, B, H), generator=gen, dtype=dtype)
+    for cell, G in (("gru", 3), ("rnn", 1)):
+        w = torch.randn((G * H, H), generator=gen, dtype=dtype)
+        gate = torch.rand((T, B, H), generator=gen, dtype=dtype)       # z, or φ'
+        kh = torch.randn((T, B, G, H), generator=gen, dtype=dtype)
+        dh, dz = torch.empty_like(dout), dout.new_empty((T, B, G * H))
+        if cell == "gru":
+            k.gru_backward(gate, kh, dout, w, tbptt, dh, dz)
+        else:
+            k.rnn_backward(gate, dout, w, tbptt, dh, dz)
+        for t in range(T - 1, -1, -1):
+            flows = t < T - 1 and (t + 1) % tbptt != 0
+            ref = dout[t] + (dz[t + 1] @ w if flows else 0)
+            if cell == "gru":
+                ref = ref + (dh[t + 1] * gate[t + 1] if flows else 0)
+                ref_dz = (ref.unsqueeze(1) * kh[t]).reshape(B, G * H)
+            else:
+                ref_dz = ref * gate[t]
+            if not (torch.allclose(dh[t], ref, rtol=tol, atol=tol)
+                    and torch.allclose(dz[t], ref_dz, rtol=tol, atol=tol)):
+                return f"{cell} backward, {dtype}"
     return None
