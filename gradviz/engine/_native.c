@@ -47,6 +47,17 @@ enum { S(VL) = (int)(32 / sizeof(real)), S(KN) = 4 * (int)(32 / sizeof(real)) };
 static inline S(vec) S(load)(const real *p) { S(vec) v; memcpy(&v, p, sizeof v); return v; }
 static inline void S(store)(real *p, S(vec) v) { memcpy(p, &v, sizeof v); }
 
+/* Keeps a loaded vector in a register: without this, compilers fold the load into each of
+   the four multiply-adds that use it, and the product waits on loads, not arithmetic. */
+static inline void S(in_register)(S(vec) *v)
+{
+#if defined(__GNUC__) && defined(__AVX__)      /* 32-byte vectors fit one register */
+    __asm__("" : "+v"(*v));
+#else
+    (void)v;
+#endif
+}
+
 /* out[b, n] = base[b, n] + sum_j a[b, j] w[j, n] for b < B, n < N, j < K. out and base have
    row stride N, a has lda, w has N. A block of 4 rows by KN columns (4 vectors a row) is
    kept in 16 vector registers while j runs. */
@@ -66,7 +77,10 @@ static void S(gemm_acc)(int B, int N, int K, const real *restrict a, int lda,
             for (int j = 0; j < K; j++) {
                 const real *wj = w + (size_t)j * N + n0;
                 S(vec) wv[4];
-                for (int v = 0; v < 4; v++) wv[v] = S(load)(wj + v * VL);
+                for (int v = 0; v < 4; v++) {
+                    wv[v] = S(load)(wj + v * VL);
+                    S(in_register)(&wv[v]);
+                }
                 for (int r = 0; r < 4; r++) {
                     real s = a0[(size_t)r * lda + j];
                     for (int v = 0; v < 4; v++) acc[r][v] += s * wv[v];
