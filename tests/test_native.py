@@ -52,7 +52,7 @@ def test_an_unwritable_cache_is_reported_not_raised(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("broken,dz_arg,expect", [
-    ("lstm_backward", -2, "backward, torch.float32"),     # (…, dz, carry)
+    ("lstm_backward", -2, "lstm backward, torch.float32"),     # (…, dz, carry)
     ("gru_backward", -1, "gru backward, torch.float32"),
     ("rnn_backward", -1, "rnn backward, torch.float32"),
 ])
@@ -78,12 +78,14 @@ def test_a_kernel_that_computes_wrong_numbers_is_refused(broken, dz_arg, expect)
 def test_wrong_layouts_never_reach_the_c_code():
     if native.kernels() is None:
         pytest.skip(native.status())
-    acts = torch.rand(3, 4, 4, 5)
-    c = torch.empty(3, 4, 5)
+    dout = torch.rand(3, 4, 5)
+    good = dict(dphi=torch.rand(3, 4, 5), dout=dout, w_hh=torch.rand(5, 5), tbptt=0,
+                dh=torch.empty_like(dout), dz=torch.empty_like(dout))
+    native.kernels().rnn_backward(**good)
     with pytest.raises(ValueError, match="contiguous CPU tensors of one dtype"):
-        native.kernels().lstm_forward(acts, torch.zeros(5, 4).t(), c)
+        native.kernels().rnn_backward(**{**good, "w_hh": torch.rand(5, 5).t()})
     with pytest.raises(ValueError, match="one dtype"):
-        native.kernels().lstm_forward(acts, torch.zeros(4, 5, dtype=torch.float64), c)
+        native.kernels().rnn_backward(**{**good, "dz": torch.empty_like(dout, dtype=torch.float64)})
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn-tanh"])

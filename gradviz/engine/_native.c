@@ -17,6 +17,7 @@
  */
 #ifndef real
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 
 #define real float
@@ -27,9 +28,11 @@
 
 #define real double
 #define S(name) name##_f64
+#define S_IS_DOUBLE
 #include "_native.c"
 #undef real
 #undef S
+#undef S_IS_DOUBLE
 
 #else
 
@@ -38,6 +41,73 @@
 static inline int S(stops)(int t, int T, int tbptt)
 {
     return t == T - 1 || (tbptt > 0 && (t + 1) % tbptt == 0);
+}
+
+/* exp(x), written so that a loop calling it vectorizes: exp(x) = 2^n e^r with n the nearest
+   integer to x / ln 2 and |r| <= ln 2 / 2, e^r by its Taylor series (8 terms for float, 13
+   for double: below one unit in the last place over the whole range, which the self-check
+   measures). |x| is clamped to the largest argument with a finite, normal result: the
+   sigmoid and tanh built on it saturate exactly as PyTorch's do. NaN stays NaN. */
+static inline real S(expo)(real x)
+{
+#if defined(S_IS_DOUBLE)
+    const real lim = 708, magic = 6755399441055744.0;           /* 1.5 * 2^52 */
+    const real log2e = 1.4426950408889634074, ln2_hi = 6.93145751953125e-1,
+               ln2_lo = 1.42860682030941723212e-6;
+    typedef int64_t bits_t;
+    const int mant = 52, bias = 1023, terms = 13;
+#else
+    const real lim = 88, magic = 12582912.0f;                   /* 1.5 * 2^23 */
+    const real log2e = 1.44269504088896341f, ln2_hi = 0.693359375f, ln2_lo = -2.12194440e-4f;
+    typedef int32_t bits_t;
+    const int mant = 23, bias = 127, terms = 8;
+#endif
+    real xc = x > lim ? lim : (x < -lim ? -lim : x);
+    real t = xc * log2e + magic;                 /* n, rounded, in t's low mantissa bits */
+    real n = t - magic;
+    real r = (xc - n * ln2_hi) - n * ln2_lo;
+    real p = 1;
+    for (int k = terms - 1; k >= 1; k--)         /* Horner: 1 + r (1 + r/2 (1 + r/3 (…))) */
+        p = 1 + p * r / k;
+    bits_t tb, mb;
+    memcpy(&tb, &t, sizeof t);
+    memcpy(&mb, &magic, sizeof magic);
+    bits_t sb = (bits_t)((tb - mb + bias)) << mant;
+    real scale;
+    memcpy(&scale, &sb, sizeof scale);
+    real e = p * scale;
+    return x != x ? x : e;
+}
+
+static inline real S(sigm)(real x) { return 1 / (1 + S(expo)(-x)); }
+static inline real S(tanhh)(real x) { return 2 / (1 + S(expo)(-2 * x)) - 1; }
+
+/* Batch mean and saturated fractions of one timestep's gates a (B', G, H), first `rows`
+   rows; gate k's bottom and top bands are a < lo[k] and a > hi[k]. */
+static void S(gate_stats)(int rows, int G, int H, const real *a, const real *lo,
+                          const real *hi, real *restrict mean, real *restrict low,
+                          real *restrict high)
+{
+    for (int k = 0; k < G * H; k++) mean[k] = 0;
+    for (int k = 0; k < G; k++) low[k] = high[k] = 0;
+    for (int b = 0; b < rows; b++) {
+        const real *restrict ab = a + (size_t)b * G * H;
+        for (int k = 0; k < G; k++) {
+            int nl = 0, nh = 0;
+            for (int h = 0; h < H; h++) {
+                nl += ab[k * H + h] < lo[k];
+                nh += ab[k * H + h] > hi[k];
+            }
+            low[k] += nl;
+            high[k] += nh;
+        }
+        for (int k = 0; k < G * H; k++) mean[k] += ab[k];
+    }
+    for (int k = 0; k < G * H; k++) mean[k] /= rows;
+    for (int k = 0; k < G; k++) {
+        low[k] /= (real)rows * H;
+        high[k] /= (real)rows * H;
+    }
 }
 
 /* Vectors of 32 bytes (8 floats, 4 doubles); the compiler splits them where it has to. */
@@ -124,55 +194,53 @@ static void S(dh_step)(int t, int T, int B, int H, int G, int tbptt, const real 
         S(gemm_acc)(B, H, G * H, dz + (t + 1) * bh * G, G * H, w_hh, dout + t * bh, dh + t * bh);
 }
 
-/* LSTM forward, after the gates of timesteps 0..T-1 have been computed on the sigmoid scale
-   (acts (T, B, 4, H), i, f, g, o, with acts[:, :, 2] = σ(2 z_g)): turns g into
-   tanh(z_g) = 2σ(2 z_g) - 1, runs c_t = f_t c_{t-1} + i_t g_t from c_init into c (T, B, H)
-   and, when mean is not NULL, writes the gate statistics of the first `rows` batch rows:
-   mean (T, 4, H) and the fractions low / high (T, 4) in the bottom / top 10% of each
-   gate's range. */
-void S(lstm_cell_forward)(int T, int B, int H, real *restrict acts, const real *c_init,
-                          real *c, int rows, real *restrict mean, real *restrict low,
-                          real *restrict high)
+/* One batch row of an LSTM timestep: z (4H) holds the pre-activations and becomes the
+   activations i, f, g, o; then c, tanh(c) and h. */
+static inline void S(lstm_row_forward)(int H, real *restrict z, const real *restrict cp,
+                                       real *restrict c, real *restrict tc, real *restrict h)
 {
-    const real *cp = c_init;
+    for (int k = 0; k < H; k++) {
+        real i = S(sigm)(z[k]), f = S(sigm)(z[H + k]);
+        real g = S(tanhh)(z[2 * H + k]), o = S(sigm)(z[3 * H + k]);
+        real cc = f * cp[k] + i * g;
+        real t = S(tanhh)(cc);
+        z[k] = i;
+        z[H + k] = f;
+        z[2 * H + k] = g;
+        z[3 * H + k] = o;
+        c[k] = cc;
+        tc[k] = t;
+        h[k] = o * t;
+    }
+}
+
+/* The LSTM forward pass over T steps. zx (T, B, 4H) is x W_ihᵀ + b_ih + b_hh; w_t (H, 4H)
+   is W_hhᵀ. Writes the gate activations acts (T, B, 4, H; i, f, g, o), c, tanh(c) and h
+   (T, B, H), and h_{t-1} into xh (T, B, I + H)[:, :, I:] for the weight gradients. With
+   mean not NULL, the gate statistics of the first `rows` rows: mean (T, 4, H), low / high
+   (T, 4). */
+void S(lstm_cell_forward)(int T, int B, int H, int I, const real *zx, const real *w_t,
+                          const real *h0, const real *c0, real *acts, real *c, real *tanh_c,
+                          real *h, real *xh, int rows, real *mean, real *low, real *high)
+{
+    const size_t bh = (size_t)B * H, g4 = 4 * (size_t)H, row_xh = (size_t)(I + H);
+    const real lo[4] = {(real)0.1, (real)0.1, (real)-0.8, (real)0.1};
+    const real hi[4] = {(real)0.9, (real)0.9, (real)0.8, (real)0.9};
+    for (size_t b = 0; b < (size_t)B; b++)
+        memcpy(xh + b * row_xh + I, h0 + b * H, H * sizeof(real));
     for (int t = 0; t < T; t++) {
-        real *at = acts + (size_t)t * B * 4 * H;
-        real *ct = c + (size_t)t * B * H;
-        if (mean) {
-            real *mt = mean + (size_t)t * 4 * H;
-            for (int k = 0; k < 4 * H; k++) mt[k] = 0;
-            int nlow[4] = {0, 0, 0, 0}, nhigh[4] = {0, 0, 0, 0};
-            for (int b = 0; b < rows; b++) {
-                const real *ab = at + (size_t)b * 4 * H;
-                for (int k = 0; k < 4; k++) {
-                    int lo = 0, hi = 0;
-                    for (int h = 0; h < H; h++) {
-                        lo += ab[k * H + h] < (real)0.1;
-                        hi += ab[k * H + h] > (real)0.9;
-                    }
-                    nlow[k] += lo;
-                    nhigh[k] += hi;
-                }
-                for (int k = 0; k < 4 * H; k++) mt[k] += ab[k];
-            }
-            for (int k = 0; k < 4 * H; k++) mt[k] /= rows;
-            for (int h = 0; h < H; h++) mt[2 * H + h] = 2 * mt[2 * H + h] - 1;
-            for (int k = 0; k < 4; k++) {
-                low[t * 4 + k] = (real)nlow[k] / ((real)rows * H);
-                high[t * 4 + k] = (real)nhigh[k] / ((real)rows * H);
-            }
-        }
+        real *at = acts + t * B * g4;
+        const real *hp = xh + t * B * row_xh + I;             /* h_{t-1}, row stride I+H */
+        S(gemm_acc)(B, 4 * H, H, hp, (int)row_xh, w_t, zx + t * B * g4, at);
+        const real *cp = t ? c + (t - 1) * bh : c0;
         for (int b = 0; b < B; b++) {
-            real *restrict ab = at + (size_t)b * 4 * H;
-            const real *restrict cpb = cp + (size_t)b * H;
-            real *restrict cb = ct + (size_t)b * H;
-            for (int h = 0; h < H; h++) {
-                real g = 2 * ab[2 * H + h] - 1;
-                ab[2 * H + h] = g;
-                cb[h] = ab[H + h] * cpb[h] + ab[h] * g;
-            }
+            const size_t o = t * bh + (size_t)b * H;
+            S(lstm_row_forward)(H, at + b * g4, cp + (size_t)b * H, c + o, tanh_c + o, h + o);
+            if (t + 1 < T)                                    /* h_t is step t+1's input */
+                memcpy(xh + ((t + 1) * (size_t)B + b) * row_xh + I, h + o, H * sizeof(real));
         }
-        cp = ct;
+        if (mean)
+            S(gate_stats)(rows, 4, H, at, lo, hi, mean + t * g4, low + t * 4, high + t * 4);
     }
 }
 
@@ -219,21 +287,72 @@ void S(lstm_cell_backward)(int T, int B, int H, const real *acts, const real *c,
     }
 }
 
-/* out[k, h] = d[h] k[k, h] for k < G (one batch row): vectorized as its own function. */
-static inline void S(scale_gates)(int H, int G, const real *restrict d, const real *restrict k,
-                                  real *restrict out)
+/* One batch row of a GRU timestep: u (3H) = W_hh h_{t-1} + b_hh, zx (3H) = W_ih x_t + b_ih.
+   Writes the gates a = r, z, n (3H), u_n and h_t. */
+static inline void S(gru_row_forward)(int H, const real *restrict zx, const real *restrict u,
+                                      const real *restrict hp, real *restrict a,
+                                      real *restrict un, real *restrict h)
 {
-    for (int g = 0; g < G; g++)
-        for (int h = 0; h < H; h++)
-            out[g * H + h] = d[h] * k[g * H + h];
+    for (int k = 0; k < H; k++) {
+        real r = S(sigm)(zx[k] + u[k]), z = S(sigm)(zx[H + k] + u[H + k]);
+        real n = S(tanhh)(zx[2 * H + k] + r * u[2 * H + k]);
+        a[k] = r;
+        a[H + k] = z;
+        a[2 * H + k] = n;
+        un[k] = u[2 * H + k];
+        h[k] = n + z * (hp[k] - n);
+    }
 }
 
-/* GRU reverse scan (see GRUCell in cells.py): with dzh_t = dh_t ⊙ Kh_t (T, B, 3H),
-   dh_t = dout_t + dzh_{t+1} W_hh + dh_{t+1} ⊙ z_{t+1}. z is (T, B, H), kh (T, B, 3, H). */
-void S(gru_cell_backward)(int T, int B, int H, const real *z, const real *kh,
-                          const real *dout, const real *w_hh, int tbptt, real *dh, real *dzh)
+/* The GRU forward pass (see GRUCell in cells.py). zx (T, B, 3H) is x W_ihᵀ + b_ih, w_t (H, 3H)
+   W_hhᵀ, b_rows (B, 3H) b_hh repeated for every row; u (B, 3H) is scratch. Writes the gates
+   (T, B, 3, H; r, z, n), u_n = W_hn h_{t-1} + b_hn and h (T, B, H); with mean not NULL, the
+   gate statistics of the first `rows` rows as in lstm_cell_forward. */
+void S(gru_cell_forward)(int T, int B, int H, const real *zx, const real *w_t,
+                         const real *b_rows, const real *h0, real *gates, real *un, real *h,
+                         real *u, int rows, real *mean, real *low, real *high)
 {
-    const size_t bh = (size_t)B * H;
+    const size_t bh = (size_t)B * H, g3 = 3 * (size_t)H;
+    const real lo[3] = {(real)0.1, (real)0.1, (real)-0.8};
+    const real hi[3] = {(real)0.9, (real)0.9, (real)0.8};
+    for (int t = 0; t < T; t++) {
+        const real *hp = t ? h + (t - 1) * bh : h0;
+        S(gemm_acc)(B, 3 * H, H, hp, H, w_t, b_rows, u);
+        real *at = gates + t * B * g3;
+        for (int b = 0; b < B; b++)
+            S(gru_row_forward)(H, zx + (t * (size_t)B + b) * g3, u + b * g3, hp + (size_t)b * H,
+                               at + b * g3, un + t * bh + (size_t)b * H, h + t * bh + (size_t)b * H);
+        if (mean)
+            S(gate_stats)(rows, 3, H, at, lo, hi, mean + t * g3, low + t * 3, high + t * 3);
+    }
+}
+
+/* One batch row of the GRU's reverse scan: from dh_t, the gradients of the recurrent
+   pre-activations dzh = dh ⊙ [Cr, Cz, Cn ⊙ r] and of the input ones dzx = dh ⊙ [Cr, Cz, Cn],
+   Cn = (1-z)(1-n²), Cz = (h_{t-1}-n) z(1-z), Cr = Cn u_n r(1-r). */
+static inline void S(gru_row_backward)(int H, const real *restrict a, const real *restrict un,
+                                       const real *restrict hp, const real *restrict dh,
+                                       real *restrict dzh, real *restrict dzx)
+{
+    for (int k = 0; k < H; k++) {
+        real r = a[k], z = a[H + k], n = a[2 * H + k], d = dh[k];
+        real cn = (1 - z) * (1 - n * n);
+        real cz = (hp[k] - n) * (z - z * z);
+        real cr = cn * un[k] * (r - r * r);
+        dzh[k] = dzx[k] = d * cr;
+        dzh[H + k] = dzx[H + k] = d * cz;
+        dzx[2 * H + k] = d * cn;
+        dzh[2 * H + k] = d * (cn * r);
+    }
+}
+
+/* GRU reverse scan: dh_t = dout_t + dzh_{t+1} W_hh + dh_{t+1} ⊙ z_{t+1}. gates and un as
+   gru_cell_forward wrote them, h_prev (T, B, H) the h_{t-1}; dzh and dzx are (T, B, 3H). */
+void S(gru_cell_backward)(int T, int B, int H, const real *gates, const real *un,
+                          const real *h_prev, const real *dout, const real *w_hh, int tbptt,
+                          real *dh, real *dzh, real *dzx)
+{
+    const size_t bh = (size_t)B * H, g3 = 3 * (size_t)H;
     for (int t = T - 1; t >= 0; t--) {
         S(dh_step)(t, T, B, H, 3, tbptt, dzh, w_hh, dout, dh);
         const int flows = !S(stops)(t, T, tbptt);
@@ -241,10 +360,12 @@ void S(gru_cell_backward)(int T, int B, int H, const real *z, const real *kh,
             const size_t row = t * (size_t)B + b;
             real *restrict d = dh + row * H;
             if (flows) {
-                const real *restrict dn = dh + row * H + bh, *restrict zn = z + row * H + bh;
-                for (int h = 0; h < H; h++) d[h] += dn[h] * zn[h];
+                const real *restrict dn = dh + row * H + bh;
+                const real *restrict zn = gates + (row + B) * g3 + H;   /* z_{t+1} */
+                for (int k = 0; k < H; k++) d[k] += dn[k] * zn[k];
             }
-            S(scale_gates)(H, 3, d, kh + row * 3 * H, dzh + row * 3 * H);
+            S(gru_row_backward)(H, gates + row * g3, un + row * H, h_prev + row * H, d,
+                                dzh + row * g3, dzx + row * g3);
         }
     }
 }

@@ -337,6 +337,9 @@ class LSTMCell(_LSTMFamily):
     gate_ranges = ((0.0, 1.0), (0.0, 1.0), (-1.0, 1.0), (0.0, 1.0))
 
     def forward(self, x, h0, c0, p, stats_rows=None):
+        compiled = _compiled(x)
+        if compiled is not None:
+            return self._compiled_forward(compiled, x, h0, c0, p, stats_rows)
         T, B, _ = x.shape
         H = h0.shape[-1]
         with torch.no_grad():
@@ -355,7 +358,6 @@ class LSTMCell(_LSTMFamily):
             acts = torch.empty((T, B, 4, H), dtype=x.dtype, device=x.device)
             stats = empty_stats(T, 4, H, x) if stats_rows is not None else None
             c_last = c0
-            compiled = _compiled(x)
             # A chunk of timesteps at a time, so that its gate tensors stay in the cache.
             for s in range(0, T, _CHUNK):
                 e = min(T, s + _CHUNK)
@@ -363,13 +365,6 @@ class LSTMCell(_LSTMFamily):
                 # a = σ([z_i, z_f, 2 z_g, z_o]); then g = 2 a_g - 1.
                 a = acts[s:e]
                 torch.addmm(bias, xh[s * B:e * B], w, out=a.view(n * B, 4 * H)).sigmoid_()
-                if compiled is not None:
-                    # The same steps as below, in one call (gradviz/engine/_native.c).
-                    compiled.lstm_forward(
-                        a, c_last, c[s:e], stats_rows or 0,
-                        *((stats.mean[s:e], stats.low[s:e], stats.high[s:e]) if stats else ()))
-                    c_last = c[e - 1]
-                    continue
                 if stats is not None:
                     # On this scale every gate's bottom and top 10% are a < 0.1 and a > 0.9.
                     gate_stats_into(stats, s, a, stats_rows, ((0.0, 1.0),) * 4)
@@ -380,10 +375,31 @@ class LSTMCell(_LSTMFamily):
                 for t in range(n):
                     cc_t[t].addcmul_(f_t[t], cc_t[t - 1] if t else c_last)
                 c_last = cc_t[-1]
-            if stats is not None and compiled is None:
+            if stats is not None:
                 stats.mean[:, 2].mul_(2).sub_(1)    # mean g = 2 mean σ(2 z_g) - 1
         return LayerCache(x=x, h_prev=h_prev, h=h, c=c, coef={"acts": acts, "c0": c0}, xh=xh,
                           stats=stats)
+
+    @staticmethod
+    def _compiled_forward(compiled, x, h0, c0, p, stats_rows):
+        """The whole forward pass in one call of the compiled loop, from the input products
+        (one product for all t): gates, states and statistics, and [x_t, h_{t-1}] for the
+        weight gradients, with nothing computed twice."""
+        T, B, I = x.shape
+        H = h0.shape[-1]
+        zx = torch.addmm(p["bias_ih"] + p["bias_hh"], x.reshape(T * B, I),
+                         p["weight_ih"].t()).view(T, B, 4 * H)
+        xh = x.new_empty((T, B, I + H))
+        xh[:, :, :I] = x
+        acts = x.new_empty((T, B, 4, H))
+        c, tanh_c, h = (x.new_empty((T, B, H)) for _ in range(3))
+        stats = empty_stats(T, 4, H, x) if stats_rows is not None else None
+        compiled.lstm_forward(I, zx, p["weight_hh"].t().contiguous(), h0.contiguous(),
+                              c0.contiguous(), acts, c, tanh_c, h, xh, stats_rows or 0,
+                              *((stats.mean, stats.low, stats.high) if stats else ()))
+        return LayerCache(x=x, h_prev=xh[:, :, I:], h=h, c=c,
+                          coef={"acts": acts, "c0": c0, "tanh_c": tanh_c},
+                          xh=xh.view(T * B, I + H), stats=stats)
 
     def _coefs_into(self, M: Tensor, N: Tensor, A: Tensor, acts: Tensor, c: Tensor,
                     c_prev: Tensor) -> None:
@@ -473,8 +489,9 @@ class LSTMCell(_LSTMFamily):
         I = cache.x.shape[-1]
         dh, dc = torch.empty_like(dout), torch.empty_like(dout)
         dz = dout.new_empty((T, B, 4 * H))
+        tanh_c = cache.coef["tanh_c"] if "tanh_c" in cache.coef else _tanh(cache.c)
         compiled.lstm_backward(cache.coef["acts"], cache.c, cache.coef["c0"].contiguous(),
-                               _tanh(cache.c), dout, p["weight_hh"], tbptt, dh, dc, dz,
+                               tanh_c, dout, p["weight_hh"], tbptt, dh, dc, dz,
                                dout.new_empty((B, H)))
         dz = dz.view(T * B, 4 * H)
         gw = cache.xh.t() @ dz                        # (∂L/∂[W_ih, W_hh])ᵀ
@@ -588,6 +605,9 @@ class GRUCell(Cell):
     gate_ranges = ((0.0, 1.0), (0.0, 1.0), (-1.0, 1.0))
 
     def forward(self, x, h0, c0, p, stats_rows=None):
+        compiled = _compiled(x)
+        if compiled is not None:
+            return self._compiled_forward(compiled, x, h0, p, stats_rows)
         T, B, _ = x.shape
         H = h0.shape[-1]
         with torch.no_grad():
@@ -606,17 +626,36 @@ class GRUCell(Cell):
         return self._with_stats(LayerCache(x=x, h_prev=h_prev, h=h, c=None, coef=coef),
                                 stats_rows)
 
+    @staticmethod
+    def _compiled_forward(compiled, x, h0, p, stats_rows):
+        """The whole forward pass in one call of the compiled loop: gates, u_n = W_hn h + b_hn
+        (the backward's coefficients come from these) and the statistics."""
+        T, B, I = x.shape
+        H = h0.shape[-1]
+        zx = torch.addmm(p["bias_ih"], x.reshape(T * B, I), p["weight_ih"].t()).view(T, B, 3 * H)
+        gates = x.new_empty((T, B, 3, H))
+        un, h = x.new_empty((T, B, H)), x.new_empty((T, B, H))
+        stats = empty_stats(T, 3, H, x) if stats_rows is not None else None
+        compiled.gru_forward(zx, p["weight_hh"].t().contiguous(),
+                             p["bias_hh"].detach().expand(B, 3 * H).contiguous(),
+                             h0.contiguous(), gates, un, h, x.new_empty((B, 3 * H)),
+                             stats_rows or 0, *((stats.mean, stats.low, stats.high) if stats else ()))
+        return LayerCache(x=x, h_prev=_h_prev(h, h0), h=h, c=None,
+                          coef={"gates": gates, "un": un}, stats=stats)
+
     def backward(self, cache, p, dout, tbptt=0, need_dx=True):
         T, B, H = dout.shape
         w_hh = p["weight_hh"]
-        z, kh = cache.coef["z"], cache.coef["Kh"]
         dh = torch.empty_like(dout)
+        if "un" in cache.coef:                        # the compiled forward made this cache
+            dzh, dzx = dout.new_empty((T, B, 3 * H)), dout.new_empty((T, B, 3 * H))
+            native.kernels().gru_backward(cache.coef["gates"], cache.coef["un"], cache.h_prev,
+                                          dout, w_hh, tbptt, dh, dzh, dzx)
+            grads, dx = self._linear_grads(dzx, dzh, cache, p["weight_ih"], need_dx)
+            return LayerGrads(dh=dh, dc=None, params=grads, dx=dx)
+        z, kh = cache.coef["z"], cache.coef["Kh"]
         dzh = torch.empty((T, B, 3, H), dtype=dout.dtype, device=dout.device)
         dzh_flat = dzh.view(T, B, 3 * H)
-        compiled = _compiled(dout)
-        if compiled is not None:
-            compiled.gru_backward(z.contiguous(), kh, dout, w_hh, tbptt, dh, dzh)
-            return self._grads(cache, p, dh, dzh_flat, need_dx)
         dout_t, dh_t, z_t, kh_t = dout.unbind(0), dh.unbind(0), z.unbind(0), kh.unbind(0)
         dzh_t, dzh_flat_t = dzh.unbind(0), dzh_flat.unbind(0)
         dh_row = dh.unsqueeze(2).unbind(0)          # (B, 1, H) views for broadcasting
@@ -627,15 +666,13 @@ class GRUCell(Cell):
             else:
                 dh_t[t].copy_(dout_t[t])
             torch.mul(dh_row[t], kh_t[t], out=dzh_t[t])
-        return self._grads(cache, p, dh, dzh_flat, need_dx)
-
-    def _grads(self, cache, p, dh, dzh_flat, need_dx):
-        T, B, H = dh.shape
         dzx = (dh.unsqueeze(2) * cache.coef["Kx"]).view(T, B, 3 * H)
         grads, dx = self._linear_grads(dzx, dzh_flat, cache, p["weight_ih"], need_dx)
         return LayerGrads(dh=dh, dc=None, params=grads, dx=dx)
 
     def gates(self, cache):
+        if "gates" in cache.coef:
+            return cache.coef["gates"]
         return torch.stack([cache.coef["r"], cache.coef["z"], cache.coef["n"]], 2)
 
 

@@ -37,9 +37,10 @@ _status = "not built yet"
 
 # Entry points of _native.c and their arguments after (T, B, H): "t" a tensor, "i" an int.
 _SIGNATURES = {
-    "lstm_cell_forward": "tttittt",
+    "lstm_cell_forward": "i" + "t" * 9 + "ittt",
     "lstm_cell_backward": "ttttttitttt",
-    "gru_cell_backward": "ttttitt",
+    "gru_cell_forward": "t" * 8 + "ittt",
+    "gru_cell_backward": "tttttittt",
     "rnn_cell_backward": "tttitt",
 }
 
@@ -67,19 +68,27 @@ class Kernels:
         ptrs = [a.data_ptr() if isinstance(a, torch.Tensor) else a for a in args]
         self._fns[name, tensors[0].dtype](T, B, H, *ptrs)
 
-    def lstm_forward(self, acts, c_init, c, rows=0, mean=None, low=None, high=None) -> None:
-        """In place on ``acts`` (T, B, 4, H), g on the sigmoid scale: see _native.c."""
+    def lstm_forward(self, I, zx, w_t, h0, c0, acts, c, tanh_c, h, xh, rows=0, mean=None,
+                     low=None, high=None) -> None:
         T, B, _, H = acts.shape
-        self._call("lstm_cell_forward", T, B, H, acts, c_init, c, rows, mean, low, high)
+        self._call("lstm_cell_forward", T, B, H, I, zx, w_t, h0, c0, acts, c, tanh_c, h, xh,
+                   rows, mean, low, high)
 
     def lstm_backward(self, acts, c, c0, tanh_c, dout, w_hh, tbptt, dh, dc, dz, carry) -> None:
         T, B, _, H = acts.shape
         self._call("lstm_cell_backward", T, B, H, acts, c, c0, tanh_c, dout, w_hh, tbptt,
                    dh, dc, dz, carry)
 
-    def gru_backward(self, z, kh, dout, w_hh, tbptt, dh, dzh) -> None:
+    def gru_forward(self, zx, w_t, b_rows, h0, gates, un, h, u, rows=0, mean=None, low=None,
+                    high=None) -> None:
+        T, B, H = h.shape
+        self._call("gru_cell_forward", T, B, H, zx, w_t, b_rows, h0, gates, un, h, u, rows,
+                   mean, low, high)
+
+    def gru_backward(self, gates, un, h_prev, dout, w_hh, tbptt, dh, dzh, dzx) -> None:
         T, B, H = dout.shape
-        self._call("gru_cell_backward", T, B, H, z, kh, dout, w_hh, tbptt, dh, dzh)
+        self._call("gru_cell_backward", T, B, H, gates, un, h_prev, dout, w_hh, tbptt, dh,
+                   dzh, dzx)
 
     def rnn_backward(self, dphi, dout, w_hh, tbptt, dh, dz) -> None:
         T, B, H = dout.shape
@@ -186,78 +195,136 @@ def _build(compiler: str, flags: list[str], target: Path) -> str | None:
 
 
 def _self_check(k: Kernels) -> str | None:
-    """Run both kernels on a small odd-sized case against the same formulas in PyTorch."""
+    """Every loop on a small odd-sized case (H 19: vector blocks and leftover columns; B 5:
+    blocks of 4 rows and a leftover; a truncation point) against the same equations in
+    PyTorch. Returns what disagreed, or None."""
     gen = torch.Generator().manual_seed(0)
-    for dtype, tol in ((torch.float32, 1e-5), (torch.float64, 1e-12)):
-        T, B, H = 3, 5, 19          # 19: both the vector blocks and the leftover columns
-        acts = torch.rand((T, B, 4, H), generator=gen, dtype=dtype)
-        c0 = torch.randn((B, H), generator=gen, dtype=dtype)
-        i, f, s, o = acts.unbind(2)
-        g = 2 * s - 1
-        c_ref, cp = [], c0
-        for t in range(T):
-            cp = f[t] * cp + i[t] * g[t]
-            c_ref.append(cp)
-        c_ref = torch.stack(c_ref)
-        c = torch.empty_like(c_ref)
-        got = acts.clone()
-        mean = acts.new_empty((T, 4, H))
-        low, high = acts.new_empty((T, 4)), acts.new_empty((T, 4))
-        k.lstm_forward(got, c0, c, B - 1, mean, low, high)
-        ref_acts = torch.stack([i, f, g, o], 2)
-        if not (torch.allclose(c, c_ref, rtol=tol, atol=tol)
-                and torch.allclose(got, ref_acts, rtol=tol, atol=tol)
-                and torch.allclose(mean, ref_acts[:, :B - 1].mean(1), rtol=tol, atol=tol)
-                and torch.equal(low, (acts[:, :B - 1] < 0.1).to(dtype).mean((1, 3)))
-                and torch.equal(high, (acts[:, :B - 1] > 0.9).to(dtype).mean((1, 3)))):
-            return f"forward, {dtype}"
-        w = torch.randn((4 * H, H), generator=gen, dtype=dtype)
-        dout = torch.randn((T, B, H), generator=gen, dtype=dtype)
-        tanh_c = torch.tanh(c)
-        dh, dc = torch.empty_like(dout), torch.empty_like(dout)
-        dz = acts.new_empty((T, B, 4 * H))
-        k.lstm_backward(got, c, c0, tanh_c, dout, w, 0, dh, dc, dz, torch.empty_like(c0))
-        i, f, g, o = got.unbind(2)
-        c_prev = torch.cat([c0[None], c[:-1]])
-        nz, ndc = None, None
-        for t in range(T - 1, -1, -1):
-            dh_t = dout[t] if nz is None else dout[t] + nz @ w
-            dc_t = dh_t * o[t] * (1 - tanh_c[t] ** 2) + (0 if ndc is None else ndc * f[t + 1])
-            nz = torch.cat([dc_t * g[t] * i[t] * (1 - i[t]), dc_t * c_prev[t] * f[t] * (1 - f[t]),
-                            dc_t * i[t] * (1 - g[t] ** 2), dh_t * tanh_c[t] * o[t] * (1 - o[t])], 1)
-            ndc = dc_t
-            if not (torch.allclose(dh[t], dh_t, rtol=tol, atol=tol)
-                    and torch.allclose(dc[t], dc_t, rtol=tol, atol=tol)
-                    and torch.allclose(dz[t], nz, rtol=tol, atol=tol)):
-                return f"backward, {dtype}"
-        problem = _check_scans(k, dtype, tol, gen)
-        if problem:
-            return problem
+    for dtype, tol in ((torch.float32, 2e-5), (torch.float64, 1e-12)):
+        for check in (_check_lstm, _check_gru, _check_rnn):
+            problem = check(k, dtype, tol, gen)
+            if problem:
+                return f"{problem}, {dtype}"
     return None
 
 
-def _check_scans(k: Kernels, dtype: torch.dtype, tol: float, gen: torch.Generator) -> str | None:
-    """The GRU and RNN scans, with a truncation point (tbptt 2 cuts between t = 1 and 2)."""
-    T, B, H, tbptt = 4, 5, 19, 2
+T_, B_, H_, I_, ROWS_, TBPTT_ = 4, 5, 19, 3, 4, 2
+
+
+def _close(a: torch.Tensor, b: torch.Tensor, tol: float) -> bool:
+    return bool(torch.allclose(a, b, rtol=tol, atol=tol))
+
+
+def _stats_close(mean, low, high, acts, lo, hi, tol) -> bool:
+    """Means to tol; fractions within one unit of a step (a value on a band's edge may fall
+    either side at float32's last bit)."""
+    a = acts[:, :ROWS_]
+    lo, hi = torch.tensor(lo, dtype=a.dtype).view(1, 1, -1, 1), torch.tensor(hi, dtype=a.dtype).view(1, 1, -1, 1)
+    step = 1.01 / (ROWS_ * H_)
+    return (_close(mean, a.mean(1), tol)
+            and bool((low - (a < lo).to(a.dtype).mean((1, 3))).abs().max() <= step)
+            and bool((high - (a > hi).to(a.dtype).mean((1, 3))).abs().max() <= step))
+
+
+def _flows(t: int) -> bool:
+    return t < T_ - 1 and (t + 1) % TBPTT_ != 0
+
+
+def _check_lstm(k: Kernels, dtype, tol, gen) -> str | None:
+    T, B, H, I = T_, B_, H_, I_
+    rnd = lambda *shape: torch.randn(shape, generator=gen, dtype=dtype)  # noqa: E731
+    x, h0, c0 = rnd(T, B, I), rnd(B, H), rnd(B, H)
+    w_ih, w_hh, bias = rnd(4 * H, I), rnd(4 * H, H) * 0.3, rnd(4 * H)
+    acts_ref, c_ref, h_ref = [], [], []
+    h, c = h0, c0
+    for t in range(T):
+        i, f, g, o = (x[t] @ w_ih.t() + bias + h @ w_hh.t()).split(H, 1)
+        i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
+        c = f * c + i * g
+        h = o * torch.tanh(c)
+        acts_ref.append(torch.stack([i, f, g, o], 1))
+        c_ref.append(c)
+        h_ref.append(h)
+    acts_ref, c_ref, h_ref = torch.stack(acts_ref), torch.stack(c_ref), torch.stack(h_ref)
+    zx = (x.reshape(T * B, I) @ w_ih.t() + bias).view(T, B, 4 * H)
+    acts, c, tanh_c, h = x.new_empty((T, B, 4, H)), *(x.new_empty((T, B, H)) for _ in range(3))
+    xh = x.new_zeros((T, B, I + H))
+    mean, low, high = x.new_empty((T, 4, H)), x.new_empty((T, 4)), x.new_empty((T, 4))
+    k.lstm_forward(I, zx, w_hh.t().contiguous(), h0, c0, acts, c, tanh_c, h, xh, ROWS_, mean,
+                   low, high)
+    h_prev = torch.cat([h0[None], h_ref[:-1]])
+    if not (_close(acts, acts_ref, tol) and _close(c, c_ref, tol) and _close(h, h_ref, tol)
+            and _close(tanh_c, torch.tanh(c_ref), tol) and _close(xh[:, :, I:], h_prev, tol)
+            and _stats_close(mean, low, high, acts_ref, [0.1, 0.1, -0.8, 0.1],
+                             [0.9, 0.9, 0.8, 0.9], tol)):
+        return "lstm forward"
+    dout = rnd(T, B, H)
+    dh, dc, dz = torch.empty_like(dout), torch.empty_like(dout), x.new_empty((T, B, 4 * H))
+    k.lstm_backward(acts, c, c0, tanh_c, dout, w_hh, TBPTT_, dh, dc, dz, torch.empty_like(c0))
+    i, f, g, o = acts.unbind(2)
+    c_prev = torch.cat([c0[None], c[:-1]])
+    for t in range(T - 1, -1, -1):
+        flows = _flows(t)
+        dh_t = dout[t] + (dz[t + 1] @ w_hh if flows else 0)
+        dc_t = dh_t * o[t] * (1 - tanh_c[t] ** 2) + (dc[t + 1] * f[t + 1] if flows else 0)
+        dz_t = torch.cat([dc_t * g[t] * i[t] * (1 - i[t]), dc_t * c_prev[t] * f[t] * (1 - f[t]),
+                          dc_t * i[t] * (1 - g[t] ** 2), dh_t * tanh_c[t] * o[t] * (1 - o[t])], 1)
+        if not (_close(dh[t], dh_t, tol) and _close(dc[t], dc_t, tol) and _close(dz[t], dz_t, tol)):
+            return "lstm backward"
+    return None
+
+
+def _check_gru(k: Kernels, dtype, tol, gen) -> str | None:
+    T, B, H, I = T_, B_, H_, I_
+    rnd = lambda *shape: torch.randn(shape, generator=gen, dtype=dtype)  # noqa: E731
+    x, h0 = rnd(T, B, I), rnd(B, H)
+    w_ih, w_hh, b_ih, b_hh = rnd(3 * H, I), rnd(3 * H, H) * 0.3, rnd(3 * H), rnd(3 * H)
+    gates_ref, un_ref, h_ref = [], [], []
+    h = h0
+    for t in range(T):
+        zr, zz, zn = (x[t] @ w_ih.t() + b_ih).split(H, 1)
+        ur, uz, un = (h @ w_hh.t() + b_hh).split(H, 1)
+        r, z = torch.sigmoid(zr + ur), torch.sigmoid(zz + uz)
+        n = torch.tanh(zn + r * un)
+        h = (1 - z) * n + z * h
+        gates_ref.append(torch.stack([r, z, n], 1))
+        un_ref.append(un)
+        h_ref.append(h)
+    gates_ref, un_ref, h_ref = torch.stack(gates_ref), torch.stack(un_ref), torch.stack(h_ref)
+    zx = (x.reshape(T * B, I) @ w_ih.t() + b_ih).view(T, B, 3 * H)
+    gates, un, h = x.new_empty((T, B, 3, H)), x.new_empty((T, B, H)), x.new_empty((T, B, H))
+    mean, low, high = x.new_empty((T, 3, H)), x.new_empty((T, 3)), x.new_empty((T, 3))
+    k.gru_forward(zx, w_hh.t().contiguous(), b_hh.expand(B, 3 * H).contiguous(), h0, gates, un,
+                  h, x.new_empty((B, 3 * H)), ROWS_, mean, low, high)
+    if not (_close(gates, gates_ref, tol) and _close(un, un_ref, tol) and _close(h, h_ref, tol)
+            and _stats_close(mean, low, high, gates_ref, [0.1, 0.1, -0.8], [0.9, 0.9, 0.8], tol)):
+        return "gru forward"
+    dout = rnd(T, B, H)
+    h_prev = torch.cat([h0[None], h[:-1]])
+    dh, dzh, dzx = torch.empty_like(dout), x.new_empty((T, B, 3 * H)), x.new_empty((T, B, 3 * H))
+    k.gru_backward(gates, un, h_prev, dout, w_hh, TBPTT_, dh, dzh, dzx)
+    r, z, n = gates.unbind(2)
+    for t in range(T - 1, -1, -1):
+        flows = _flows(t)
+        dh_t = dout[t] + (dzh[t + 1] @ w_hh + dh[t + 1] * z[t + 1] if flows else 0)
+        cn = (1 - z[t]) * (1 - n[t] ** 2)
+        cz = (h_prev[t] - n[t]) * z[t] * (1 - z[t])
+        cr = cn * un[t] * r[t] * (1 - r[t])
+        if not (_close(dh[t], dh_t, tol)
+                and _close(dzh[t], torch.cat([dh_t * cr, dh_t * cz, dh_t * cn * r[t]], 1), tol)
+                and _close(dzx[t], torch.cat([dh_t * cr, dh_t * cz, dh_t * cn], 1), tol)):
+            return "gru backward"
+    return None
+
+
+def _check_rnn(k: Kernels, dtype, tol, gen) -> str | None:
+    T, B, H = T_, B_, H_
     dout = torch.randn((T, B, H), generator=gen, dtype=dtype)
-    for cell, G in (("gru", 3), ("rnn", 1)):
-        w = torch.randn((G * H, H), generator=gen, dtype=dtype)
-        gate = torch.rand((T, B, H), generator=gen, dtype=dtype)       # z, or φ'
-        kh = torch.randn((T, B, G, H), generator=gen, dtype=dtype)
-        dh, dz = torch.empty_like(dout), dout.new_empty((T, B, G * H))
-        if cell == "gru":
-            k.gru_backward(gate, kh, dout, w, tbptt, dh, dz)
-        else:
-            k.rnn_backward(gate, dout, w, tbptt, dh, dz)
-        for t in range(T - 1, -1, -1):
-            flows = t < T - 1 and (t + 1) % tbptt != 0
-            ref = dout[t] + (dz[t + 1] @ w if flows else 0)
-            if cell == "gru":
-                ref = ref + (dh[t + 1] * gate[t + 1] if flows else 0)
-                ref_dz = (ref.unsqueeze(1) * kh[t]).reshape(B, G * H)
-            else:
-                ref_dz = ref * gate[t]
-            if not (torch.allclose(dh[t], ref, rtol=tol, atol=tol)
-                    and torch.allclose(dz[t], ref_dz, rtol=tol, atol=tol)):
-                return f"{cell} backward, {dtype}"
+    w = torch.randn((H, H), generator=gen, dtype=dtype)
+    dphi = torch.rand((T, B, H), generator=gen, dtype=dtype)
+    dh, dz = torch.empty_like(dout), torch.empty_like(dout)
+    k.rnn_backward(dphi, dout, w, TBPTT_, dh, dz)
+    for t in range(T - 1, -1, -1):
+        dh_t = dout[t] + (dz[t + 1] @ w if _flows(t) else 0)
+        if not (_close(dh[t], dh_t, tol) and _close(dz[t], dh_t * dphi[t], tol)):
+            return "rnn backward"
     return None
