@@ -33,6 +33,7 @@
 #undef real
 #undef S
 #undef S_IS_DOUBLE
+#undef GEMM_WIDE
 
 #else
 
@@ -66,9 +67,13 @@ static inline real S(expo)(real x)
     real t = xc * log2e + magic;                 /* n, rounded, in t's low mantissa bits */
     real n = t - magic;
     real r = (xc - n * ln2_hi) - n * ln2_lo;
-    real p = 1;
-    for (int k = terms - 1; k >= 1; k--)         /* Horner: 1 + r (1 + r/2 (1 + r/3 (…))) */
-        p = 1 + p * r / k;
+    /* 1/k!, k = 0 … 12 (constants: a division here would cost more than the rest). */
+    static const real inv_fact[13] = {
+        1.0, 1.0, 1.0 / 2, 1.0 / 6, 1.0 / 24, 1.0 / 120, 1.0 / 720, 1.0 / 5040, 1.0 / 40320,
+        1.0 / 362880, 1.0 / 3628800, 1.0 / 39916800, 1.0 / 479001600};
+    real p = inv_fact[terms - 1];
+    for (int k = terms - 2; k >= 0; k--)         /* Horner */
+        p = p * r + inv_fact[k];
     bits_t tb, mb;
     memcpy(&tb, &t, sizeof t);
     memcpy(&mb, &magic, sizeof magic);
@@ -128,48 +133,57 @@ static inline void S(in_register)(S(vec) *v)
 #endif
 }
 
+/* Rows b..b+R-1, columns n0..n0+KN-1 of gemm_acc, the accumulators in R·4 vector
+   registers while j runs. Always inlined, so that R is a constant in each copy. */
+static inline __attribute__((always_inline)) void
+S(gemm_block)(const int R, int N, int K, const real *restrict a, int lda,
+              const real *restrict w, const real *restrict base, real *restrict out)
+{
+    const int VL = S(VL);
+    S(vec) acc[6][4];
+    for (int r = 0; r < R; r++)
+        for (int v = 0; v < 4; v++)
+            acc[r][v] = S(load)(base + (size_t)r * N + v * VL);
+    for (int j = 0; j < K; j++) {
+        const real *wj = w + (size_t)j * N;
+        S(vec) wv[4];
+        for (int v = 0; v < 4; v++) {
+            wv[v] = S(load)(wj + v * VL);
+            S(in_register)(&wv[v]);
+        }
+        for (int r = 0; r < R; r++) {
+            real s = a[(size_t)r * lda + j];
+            for (int v = 0; v < 4; v++) acc[r][v] += s * wv[v];
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int v = 0; v < 4; v++)
+            S(store)(out + (size_t)r * N + v * VL, acc[r][v]);
+}
+
+/* Rows per block: with 32 vector registers (AVX-512), 6 rows (24 accumulators); else 4. */
+#if defined(__AVX512VL__)
+#define GEMM_WIDE 6
+#else
+#define GEMM_WIDE 4
+#endif
+
 /* out[b, n] = base[b, n] + sum_j a[b, j] w[j, n] for b < B, n < N, j < K. out and base have
-   row stride N, a has lda, w has N. A block of 4 rows by KN columns (4 vectors a row) is
-   kept in 16 vector registers while j runs. */
+   row stride N, a has lda, w has N. */
 static void S(gemm_acc)(int B, int N, int K, const real *restrict a, int lda,
                         const real *restrict w, const real *restrict base, real *restrict out)
 {
-    const int VL = S(VL), KN = S(KN);
+    const int KN = S(KN);
     int n0 = 0;
     for (; n0 + KN <= N; n0 += KN) {
         int b = 0;
-        for (; b + 4 <= B; b += 4) {
-            S(vec) acc[4][4];
-            for (int r = 0; r < 4; r++)
-                for (int v = 0; v < 4; v++)
-                    acc[r][v] = S(load)(base + (size_t)(b + r) * N + n0 + v * VL);
-            const real *a0 = a + (size_t)b * lda;
-            for (int j = 0; j < K; j++) {
-                const real *wj = w + (size_t)j * N + n0;
-                S(vec) wv[4];
-                for (int v = 0; v < 4; v++) {
-                    wv[v] = S(load)(wj + v * VL);
-                    S(in_register)(&wv[v]);
-                }
-                for (int r = 0; r < 4; r++) {
-                    real s = a0[(size_t)r * lda + j];
-                    for (int v = 0; v < 4; v++) acc[r][v] += s * wv[v];
-                }
-            }
-            for (int r = 0; r < 4; r++)
-                for (int v = 0; v < 4; v++)
-                    S(store)(out + (size_t)(b + r) * N + n0 + v * VL, acc[r][v]);
-        }
-        for (; b < B; b++) {
-            S(vec) acc[4];
-            for (int v = 0; v < 4; v++) acc[v] = S(load)(base + (size_t)b * N + n0 + v * VL);
-            for (int j = 0; j < K; j++) {
-                real s = a[(size_t)b * lda + j];
-                for (int v = 0; v < 4; v++)
-                    acc[v] += s * S(load)(w + (size_t)j * N + n0 + v * VL);
-            }
-            for (int v = 0; v < 4; v++) S(store)(out + (size_t)b * N + n0 + v * VL, acc[v]);
-        }
+#define BLOCK(R) S(gemm_block)(R, N, K, a + (size_t)b * lda, lda, w + n0, \
+                               base + (size_t)b * N + n0, out + (size_t)b * N + n0)
+        for (; b + GEMM_WIDE <= B; b += GEMM_WIDE) BLOCK(GEMM_WIDE);
+        for (; b + 4 <= B; b += 4) BLOCK(4);
+        for (; b + 2 <= B; b += 2) BLOCK(2);
+        for (; b < B; b++) BLOCK(1);
+#undef BLOCK
     }
     /* Columns left over when N is not a multiple of KN. */
     for (int b = 0; b < B && n0 < N; b++) {
@@ -214,14 +228,20 @@ static inline void S(lstm_row_forward)(int H, real *restrict z, const real *rest
     }
 }
 
-/* The LSTM forward pass over T steps. zx (T, B, 4H) is x W_ihᵀ + b_ih + b_hh; w_t (H, 4H)
-   is W_hhᵀ. Writes the gate activations acts (T, B, 4, H; i, f, g, o), c, tanh(c) and h
-   (T, B, H), and h_{t-1} into xh (T, B, I + H)[:, :, I:] for the weight gradients. With
-   mean not NULL, the gate statistics of the first `rows` rows: mean (T, 4, H), low / high
-   (T, 4). */
-void S(lstm_cell_forward)(int T, int B, int H, int I, const real *zx, const real *w_t,
-                          const real *h0, const real *c0, real *acts, real *c, real *tanh_c,
-                          real *h, real *xh, int rows, real *mean, real *low, real *high)
+/* The LSTM forward pass over T steps. xh (T, B, I + H) holds x_t in [:, :, :I]; h_{t-1} is
+   written into [:, :, I:] (the weight gradients need [x_t, h_{t-1}]). Two ways to form the
+   pre-activations:
+     fold = 0: zx (T, B, 4H) is x W_ihᵀ + b_ih + b_hh, done beforehand; w_t (H, 4H) is W_hhᵀ;
+     fold = 1: zx (B, 4H) is b_ih + b_hh repeated for every row, w_t (I + H, 4H) is
+               [W_ih, W_hh]ᵀ, and each step multiplies the whole row [x_t, h_{t-1}] (for a
+               narrow input, cheaper than a separate product with an inner size of I).
+   Writes the gate activations acts (T, B, 4, H; i, f, g, o), c, tanh(c) and h (T, B, H).
+   With mean not NULL, the gate statistics of the first `rows` rows: mean (T, 4, H),
+   low / high (T, 4). */
+void S(lstm_cell_forward)(int T, int B, int H, int I, int fold, const real *zx,
+                          const real *w_t, const real *h0, const real *c0, real *acts, real *c,
+                          real *tanh_c, real *h, real *xh, int rows, real *mean, real *low,
+                          real *high)
 {
     const size_t bh = (size_t)B * H, g4 = 4 * (size_t)H, row_xh = (size_t)(I + H);
     const real lo[4] = {(real)0.1, (real)0.1, (real)-0.8, (real)0.1};
@@ -230,8 +250,11 @@ void S(lstm_cell_forward)(int T, int B, int H, int I, const real *zx, const real
         memcpy(xh + b * row_xh + I, h0 + b * H, H * sizeof(real));
     for (int t = 0; t < T; t++) {
         real *at = acts + t * B * g4;
-        const real *hp = xh + t * B * row_xh + I;             /* h_{t-1}, row stride I+H */
-        S(gemm_acc)(B, 4 * H, H, hp, (int)row_xh, w_t, zx + t * B * g4, at);
+        const real *row = xh + t * B * row_xh;                /* [x_t, h_{t-1}], rows I+H */
+        if (fold)
+            S(gemm_acc)(B, 4 * H, I + H, row, (int)row_xh, w_t, zx, at);
+        else
+            S(gemm_acc)(B, 4 * H, H, row + I, (int)row_xh, w_t, zx + t * B * g4, at);
         const real *cp = t ? c + (t - 1) * bh : c0;
         for (int b = 0; b < B; b++) {
             const size_t o = t * bh + (size_t)b * H;

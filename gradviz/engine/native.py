@@ -37,7 +37,7 @@ _status = "not built yet"
 
 # Entry points of _native.c and their arguments after (T, B, H): "t" a tensor, "i" an int.
 _SIGNATURES = {
-    "lstm_cell_forward": "i" + "t" * 9 + "ittt",
+    "lstm_cell_forward": "ii" + "t" * 9 + "ittt",
     "lstm_cell_backward": "ttttttitttt",
     "gru_cell_forward": "t" * 8 + "ittt",
     "gru_cell_backward": "tttttittt",
@@ -68,11 +68,14 @@ class Kernels:
         ptrs = [a.data_ptr() if isinstance(a, torch.Tensor) else a for a in args]
         self._fns[name, tensors[0].dtype](T, B, H, *ptrs)
 
-    def lstm_forward(self, I, zx, w_t, h0, c0, acts, c, tanh_c, h, xh, rows=0, mean=None,
-                     low=None, high=None) -> None:
+    def lstm_forward(self, I, fold, zx, w_t, h0, c0, acts, c, tanh_c, h, xh, rows=0,
+                     mean=None, low=None, high=None) -> None:
         T, B, _, H = acts.shape
-        self._call("lstm_cell_forward", T, B, H, I, zx, w_t, h0, c0, acts, c, tanh_c, h, xh,
-                   rows, mean, low, high)
+        expect = (B, 4 * H) if fold else (T, B, 4 * H)
+        if tuple(zx.shape) != expect or tuple(w_t.shape) != ((I + H) if fold else H, 4 * H):
+            raise ValueError("lstm_forward: zx and w_t do not match fold")
+        self._call("lstm_cell_forward", T, B, H, I, int(fold), zx, w_t, h0, c0, acts, c,
+                   tanh_c, h, xh, rows, mean, low, high)
 
     def lstm_backward(self, acts, c, c0, tanh_c, dout, w_hh, tbptt, dh, dc, dz, carry) -> None:
         T, B, _, H = acts.shape
@@ -245,18 +248,24 @@ def _check_lstm(k: Kernels, dtype, tol, gen) -> str | None:
         c_ref.append(c)
         h_ref.append(h)
     acts_ref, c_ref, h_ref = torch.stack(acts_ref), torch.stack(c_ref), torch.stack(h_ref)
-    zx = (x.reshape(T * B, I) @ w_ih.t() + bias).view(T, B, 4 * H)
-    acts, c, tanh_c, h = x.new_empty((T, B, 4, H)), *(x.new_empty((T, B, H)) for _ in range(3))
-    xh = x.new_zeros((T, B, I + H))
-    mean, low, high = x.new_empty((T, 4, H)), x.new_empty((T, 4)), x.new_empty((T, 4))
-    k.lstm_forward(I, zx, w_hh.t().contiguous(), h0, c0, acts, c, tanh_c, h, xh, ROWS_, mean,
-                   low, high)
     h_prev = torch.cat([h0[None], h_ref[:-1]])
-    if not (_close(acts, acts_ref, tol) and _close(c, c_ref, tol) and _close(h, h_ref, tol)
-            and _close(tanh_c, torch.tanh(c_ref), tol) and _close(xh[:, :, I:], h_prev, tol)
-            and _stats_close(mean, low, high, acts_ref, [0.1, 0.1, -0.8, 0.1],
-                             [0.9, 0.9, 0.8, 0.9], tol)):
-        return "lstm forward"
+    for fold in (False, True):
+        if fold:
+            zx = bias.expand(B, 4 * H).contiguous()
+            w_t = torch.cat([w_ih, w_hh], 1).t().contiguous()
+        else:
+            zx = (x.reshape(T * B, I) @ w_ih.t() + bias).view(T, B, 4 * H)
+            w_t = w_hh.t().contiguous()
+        acts, c, tanh_c, h = x.new_empty((T, B, 4, H)), *(x.new_empty((T, B, H)) for _ in range(3))
+        xh = torch.cat([x, torch.zeros_like(h)], 2)
+        mean, low, high = x.new_empty((T, 4, H)), x.new_empty((T, 4)), x.new_empty((T, 4))
+        k.lstm_forward(I, fold, zx, w_t, h0, c0, acts, c, tanh_c, h, xh, ROWS_, mean, low, high)
+        if not (_close(acts, acts_ref, tol) and _close(c, c_ref, tol) and _close(h, h_ref, tol)
+                and _close(tanh_c, torch.tanh(c_ref), tol) and _close(xh[:, :, I:], h_prev, tol)
+                and _close(xh[:, :, :I], x, 0) and _stats_close(mean, low, high, acts_ref,
+                                                                [0.1, 0.1, -0.8, 0.1],
+                                                                [0.9, 0.9, 0.8, 0.9], tol)):
+            return f"lstm forward{' (folded input)' if fold else ''}"
     dout = rnd(T, B, H)
     dh, dc, dz = torch.empty_like(dout), torch.empty_like(dout), x.new_empty((T, B, 4 * H))
     k.lstm_backward(acts, c, c0, tanh_c, dout, w_hh, TBPTT_, dh, dc, dz, torch.empty_like(c0))
