@@ -1,10 +1,10 @@
 /* The recurrent cells' sequential loops, compiled (native.py builds and loads this file).
  *
  * PyTorch runs a timestep's small operations one dispatch at a time; at these sizes the
- * dispatch, not the arithmetic, is the cost. The functions here run the loops that cannot
- * be batched over time, one call per layer: the LSTM's cell-state recurrence (with its gate
- * statistics) and the reverse scans of the LSTM, the GRU and the plain RNN. Everything that
- * can be batched over time (gate products, transcendental functions, weight gradients)
+ * dispatch, not the arithmetic, is the cost. The functions here run each layer's loops over
+ * time in one call: the LSTM and GRU forward passes (the per-step product, the gates, the
+ * states and the gate statistics) and the reverse scans of the LSTM, GRU and plain RNN.
+ * What can be batched over time (the weight gradients, the input product of a wide input)
  * stays in PyTorch. The equations are those of the PyTorch code in cells.py, which computes
  * the same numbers where this file cannot be built.
  *
@@ -12,8 +12,8 @@
  * pre-activations dz are (T, B, G·H) in PyTorch's gate order; w_hh is weight_hh (G·H, H).
  * No -ffast-math: NaN and inf must propagate as they do in PyTorch.
  *
- * The file includes itself (by name) once per floating-point type: `real` is the type and S(name)
- * gives each function its type suffix (_f32, _f64).
+ * The file includes itself (by name) once per floating-point type: `real` is the type and
+ * S(name) gives each function its type suffix (_f32, _f64).
  */
 #ifndef real
 #include <stddef.h>

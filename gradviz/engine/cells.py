@@ -6,8 +6,9 @@ reaching every h_t (and c_t), the parameter gradients and the gradient of the in
 The per-timestep work of the reverse scan is a handful of small tensor operations; all
 products that do not depend on the recursion (gate recomputation, parameter gradients,
 input gradients) are done for all timesteps at once. The sequential loops of the LSTM,
-GRU and RNN (the reverse scans and the LSTM's cell-state recurrence) run as compiled C where
-that could be built (:mod:`gradviz.engine.native`), and as PyTorch operations otherwise.
+GRU and RNN (the LSTM and GRU forward passes and all three reverse scans) run as compiled C
+where that could be built (:mod:`gradviz.engine.native`), and as the PyTorch operations
+below otherwise; the two paths compute the same numbers to rounding.
 
 Parameters follow PyTorch's ``nn.RNN`` / ``nn.LSTM`` / ``nn.GRU``: ``weight_ih`` (G·H, I),
 ``weight_hh`` (G·H, H), ``bias_ih`` and ``bias_hh`` (G·H,), with gate blocks in the order

@@ -1,10 +1,10 @@
 """The compiled loops of ``_native.c``: built on first use, cached, optional.
 
 PyTorch dispatches each small per-timestep operation separately, and for a small network
-the dispatch costs more than the arithmetic. ``_native.c`` runs the loops that cannot be
-batched over time (the LSTM's cell-state recurrence, the reverse scans of the LSTM, GRU and
-RNN) in one call each. It is compiled with the system's C compiler the first time a cell
-needs it and cached in ``~/.cache/gradviz`` (or ``$XDG_CACHE_HOME/gradviz``).
+the dispatch costs more than the arithmetic. ``_native.c`` runs each layer's loops over
+time in one call: the LSTM and GRU forward passes and the reverse scans of the LSTM, GRU
+and RNN. It is compiled with the system's C compiler the first time a cell needs it and
+cached in ``~/.cache/gradviz`` (or ``$XDG_CACHE_HOME/gradviz``).
 
 It is optional. Without a C compiler, when the build fails, when the result fails its
 self-check, or with ``GRADVIZ_NATIVE=0`` in the environment, :func:`kernels` returns None
