@@ -1,6 +1,8 @@
 """The compiled loops (gradviz/engine/_native.c): built where a C compiler exists, equal to
 the PyTorch path, and never in the way where they cannot be had."""
+import os
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -26,6 +28,23 @@ def test_a_fresh_build_in_an_empty_cache_loads_and_passes_its_self_check(tmp_pat
     assert kernels is not None, status
     built = list((tmp_path / "gradviz").iterdir())
     assert len(built) == 1 and built[0].name.startswith("native-")   # no temporary files left
+
+
+def test_builds_unused_for_30_days_are_pruned(tmp_path, monkeypatch):
+    if not (shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")):
+        pytest.skip("no C compiler on this machine")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    cache = tmp_path / "gradviz"
+    cache.mkdir()
+    stale, recent = cache / "native-0000000000000000.so", cache / "native-1111111111111111.so"
+    for f, days in ((stale, 31), (recent, 29)):
+        f.write_bytes(b"an older build")
+        past = time.time() - days * 24 * 3600
+        os.utime(f, (past, past))
+    kernels, status = native._load()
+    assert kernels is not None, status
+    assert not stale.exists() and recent.exists()
+    assert len(list(cache.iterdir())) == 2
 
 
 @pytest.mark.parametrize("env,expect", [

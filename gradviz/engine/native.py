@@ -170,8 +170,25 @@ def _load() -> tuple[Kernels | None, str]:
         problem = _self_check(found)
         if problem:
             return None, f"compiled loops failed their self-check ({problem}); using PyTorch operations"
+        _prune(target)
         return found, f"compiled loops in use ({' '.join(flags)}, {target})"
     return None, f"building the compiled loops failed ({errors[-1]}); using PyTorch operations"
+
+
+# Builds of other sources (older gradviz versions) unused this long are removed.
+_PRUNE_AFTER_S = 30 * 24 * 3600
+
+
+def _prune(in_use: Path) -> None:
+    """Mark ``in_use`` as used now and remove the cache's builds unused for 30 days."""
+    try:
+        os.utime(in_use)
+        cutoff = in_use.stat().st_mtime - _PRUNE_AFTER_S
+        for old in in_use.parent.glob("native-*"):
+            if old != in_use and old.stat().st_mtime < cutoff:
+                old.unlink()
+    except OSError:
+        pass           # a read-only or shared cache: leave it as it is
 
 
 def _build(compiler: str, flags: list[str], target: Path) -> str | None:
