@@ -328,13 +328,12 @@ def _loops(trainer, progress: Progress) -> str | None:
     reason. A replay on the other path agrees to rounding, not bit for bit."""
     if trainer.device.type != "cpu":
         return None
-    if trainer.config.cell in ("lstm-peephole", "lstm-coupled"):
-        return "pytorch"                   # these two have no compiled loops
     from gradviz.engine import native
-    if native.kernels() is not None:
-        return "compiled"
-    progress.note(f"note: {native.status()}, which is slower")
-    return "pytorch"
+    notice = native.fallback_notice(trainer.config.cell, "cpu")
+    if notice:
+        progress.note(f"note: {notice}")
+    compiled = trainer.config.cell in native.CELLS_WITH_LOOPS and native.kernels() is not None
+    return "compiled" if compiled else "pytorch"
 
 
 def _train_and_save(trainer, folder: Path, ns: argparse.Namespace) -> int:

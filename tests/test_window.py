@@ -422,3 +422,9 @@ def test_a_view_count_that_made_a_tick_late_is_not_retried_at_once(window, qtbot
     for _ in range(int(window_module.RETRY_S * 1000 / window_module.REDRAW_MS) + 1):
         tick(window_module.REDRAW_MS)
     assert window._views_per_tick == visible                    # tried again, later
+
+
+def test_a_notice_from_the_training_process_shows_in_the_status_bar(window, qtbot):
+    window.worker.notice.emit("no C compiler found; using PyTorch operations, which is slower")
+    assert window.statusBar().currentMessage() == (
+        "Note: no C compiler found; using PyTorch operations, which is slower")

@@ -215,3 +215,27 @@ def test_the_loop_ends_when_the_window_process_is_gone():
     alive[0] = False  # no quit will ever come
     thread.join(3)
     assert not thread.is_alive()
+
+
+def test_a_cell_without_its_compiled_loops_is_noticed_once_per_process(monkeypatch):
+    from gradviz.engine import native
+    monkeypatch.setattr(native, "_loaded", True)
+    monkeypatch.setattr(native, "_kernels", None)
+    monkeypatch.setattr(native, "_status", "no C compiler found (set CC or install gcc); "
+                        "using PyTorch operations")
+    messages = run_serve([("step",), ("reset", 8, SMALL.to_dict()), ("step",)])
+    notices = of_kind(messages, "notice")
+    assert [m["text"] for m in notices] == [
+        "no C compiler found (set CC or install gcc); using PyTorch operations, which is slower"]
+    assert of_kind(messages, "data")        # and training goes on
+    # The peephole LSTM has no compiled loops: nothing to say about them.
+    peephole = RunConfig(task="adding", seq_len=12, cell="lstm-peephole", hidden=8, batch_size=8)
+    assert not of_kind(run_serve([("step",)], peephole), "notice")
+
+
+def test_with_the_compiled_loops_there_is_no_notice():
+    from gradviz.engine import native
+    if native.kernels() is None:
+        import pytest
+        pytest.skip(native.status())
+    assert not of_kind(run_serve([("step",)]), "notice")

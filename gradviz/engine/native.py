@@ -123,6 +123,18 @@ def status() -> str:
     return _status
 
 
+# The cells that have compiled loops (the peephole and coupled LSTMs have none).
+CELLS_WITH_LOOPS = ("rnn-tanh", "rnn-relu", "lstm", "gru")
+
+
+def fallback_notice(cell: str, device: str) -> str | None:
+    """A line for the user when ``cell`` on ``device`` trains without the compiled loops it
+    has (slower), else None. Builds the loops first if that has not happened yet."""
+    if device != "cpu" or cell not in CELLS_WITH_LOOPS or kernels() is not None:
+        return None
+    return f"{status()}, which is slower"
+
+
 def _cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "gradviz"

@@ -70,6 +70,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.worker.state_changed.connect(self._on_state)
         self.worker.ready.connect(self._on_ready)
         self.worker.note.connect(self._on_note)
+        self.worker.notice.connect(lambda text: self.statusBar().showMessage(f"Note: {text}", 15000))
         self.worker.diverged.connect(self._on_diverged)
 
         self._redraw_timer = QtCore.QTimer(self)

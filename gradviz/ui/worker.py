@@ -87,6 +87,7 @@ class _Loop:
         self.run_id = 0
         self.running = False
         self.pending: list = []          # captures not yet sent
+        self.noticed: set[str] = set()   # notices already sent by this process
         self.last_send = time.monotonic()
         self.last_text = 0.0
         self.recent: deque = deque()     # (time, step_index) of the last ~second, for steps/s
@@ -125,6 +126,13 @@ class _Loop:
         self.send("ready", language=bool(getattr(self.trainer.task, "is_language", False)))
         if getattr(self.trainer.task, "note", None):
             self.send("note", text=self.trainer.task.note)
+        # Builds the compiled loops now, while the window waits anyway, not on the first step;
+        # says once per process when they cannot be had.
+        from gradviz.engine import native
+        notice = native.fallback_notice(self.trainer.config.cell, self.trainer.device.type)
+        if notice and notice not in self.noticed:
+            self.noticed.add(notice)
+            self.send("notice", text=notice)
         self.send("state", state="paused")
 
     def handle(self, command: tuple) -> None:
@@ -270,6 +278,7 @@ class TrainingWorker(QtCore.QObject):
     state_changed = QtCore.pyqtSignal(str)
     ready = QtCore.pyqtSignal(bool)
     note = QtCore.pyqtSignal(str)
+    notice = QtCore.pyqtSignal(str)       # for the status bar (e.g. the slower code path)
     diverged = QtCore.pyqtSignal(str, str)
 
     POLL_MS = 15
@@ -366,6 +375,8 @@ class TrainingWorker(QtCore.QObject):
                 self.ready.emit(message["language"])
             elif kind == "note":
                 self.note.emit(message["text"])
+            elif kind == "notice":
+                self.notice.emit(message["text"])
             elif kind == "text":
                 self.text_ready.emit(message["text"])
             elif kind == "error":
