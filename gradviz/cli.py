@@ -402,8 +402,12 @@ def _write_figures(folder: Path, config: RunConfig, history, quiet: bool) -> int
         from gradviz.ui.figures import write_figures
         write_figures(folder, config, history)
     except Exception as exc:  # the run is saved; report why the pictures are not, in one line
-        print(f"{PROG}: --figures: could not write figures to {folder}: "
-              f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        # An ExportError's message names the file, the reason and the fix (by name: importing
+        # its module may be what failed); anything else is unexpected, and its type is part
+        # of what to report.
+        reason = str(exc) if type(exc).__name__ == "ExportError" else f"{type(exc).__name__}: {exc}"
+        print(f"{PROG}: --figures: could not write figures to {folder}: {reason}",
+              file=sys.stderr)
         return 1
     _say(quiet, f"figures written to {folder}")
     return 0

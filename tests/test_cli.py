@@ -292,5 +292,17 @@ def test_figures_are_written_by_the_figures_module(tmp_path, monkeypatch, capsys
     assert cli.main(["run", *SMALL, "--quiet", "--out", str(tmp_path / "r2"),
                      "--figures", str(figures)]) == 1
     line = one_line(capsys.readouterr().err)
-    assert "--figures: could not write figures" in line and "no fonts" in line
+    assert "--figures: could not write figures" in line and "RuntimeError: no fonts" in line
     assert (tmp_path / "r2" / "run.json").is_file()
+
+    from gradviz.ui.export import ExportError
+
+    def full(folder, config, history):
+        raise ExportError(f"Could not write {folder}/loss.png: disk full. Choose another folder.")
+
+    fake.write_figures = full
+    assert cli.main(["run", *SMALL, "--quiet", "--out", str(tmp_path / "r3"),
+                     "--figures", str(figures)]) == 1
+    assert one_line(capsys.readouterr().err) == (
+        f"gradviz run: --figures: could not write figures to {figures}: Could not write "
+        f"{figures}/loss.png: disk full. Choose another folder.")
