@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 import os
 import pickle
 import shutil
@@ -150,6 +151,17 @@ def test_typed_out_of_range_values_are_refused_at_the_widget(qtbot, name, finish
     assert not panel.error_label.isVisible()
     for config in changes:  # whatever the panel sent on was valid
         assert config.validate() is config and lo <= getattr(config, name) <= hi
+
+
+def test_a_typed_minus_that_clamps_to_zero_is_plus_zero(qtbot):
+    """QDoubleSpinBox clamps "-0.1" to -0.0, which would reach run.json as -0.0."""
+    panel = ControlPanel(ALL_ON)
+    qtbot.addWidget(panel)
+    panel.show()
+    qtbot.waitExposed(panel)
+    type_into(qtbot, panel.w["momentum"], "-0.1", press_return)
+    momentum = panel.config().momentum
+    assert momentum == 0 and math.copysign(1.0, momentum) == 1.0
 
 
 @pytest.fixture(scope="module")
