@@ -355,6 +355,19 @@ def test_a_failed_save_leaves_the_existing_run_intact(saved, monkeypatch):
     assert snapshot(saved) == before
 
 
+def test_a_failed_save_into_new_folders_leaves_none_behind(tmp_path, monkeypatch):
+    (tmp_path / "runs").mkdir()
+
+    def broken(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np, "savez_compressed", broken)
+    with pytest.raises(OSError, match="No space left"):
+        save_run(tmp_path / "runs" / "new" / "deeper", CONFIG, filled_history(n=5))
+    assert [p.name for p in tmp_path.iterdir()] == ["runs"]
+    assert list((tmp_path / "runs").iterdir()) == []
+
+
 def test_a_save_failing_at_the_rename_leaves_the_run_intact(saved, monkeypatch):
     before = snapshot(saved)
 

@@ -332,6 +332,7 @@ def save_run(folder: str | os.PathLike, config: RunConfig, history: History,
     import torch  # only for the version record; the engine needs it anyway
 
     folder = Path(folder)
+    created = [p for p in (folder, *folder.parents) if not p.exists()]   # deepest first
     folder.mkdir(parents=True, exist_ok=True)
     doc = {
         "schema": SCHEMA,
@@ -368,6 +369,11 @@ def save_run(folder: str | os.PathLike, config: RunConfig, history: History,
             raise
     except BaseException:
         _remove_all(temps)
+        for made in created:        # a failed save leaves no new, empty folders behind
+            try:
+                made.rmdir()
+            except OSError:
+                break
         raise
     _remove_all(temps)  # the old capture.npz kept aside, if any
 
