@@ -134,3 +134,43 @@ def test_both_paths_capture_the_same_training_steps(dtype, cell, monkeypatch):
             assert np.abs(getattr(a, name) - getattr(b, name)).max() <= 2 / (7 * 20), name
     for p_c, p_p in zip(compiled.params, plain.params):
         torch.testing.assert_close(p_c, p_p, rtol=rtol, atol=1e-6)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn-relu"])
+def test_odd_shapes_agree_on_both_paths(cell, monkeypatch):
+    """Sizes at and around the edges of the compiled product's blocks (1 unit, 1 row, one
+    step, inputs narrower and wider than the LSTM's folding limit), against the PyTorch
+    path: outputs, ∂L/∂h_t, ∂L/∂c_t and every parameter gradient, in float64."""
+    if native.kernels() is None:
+        pytest.skip(native.status())
+    from gradviz.engine.network import Network
+    shapes = [(1, 1, 1, 1), (2, 1, 3, 1), (5, 3, 17, 2), (3, 7, 40, 33), (4, 2, 1, 65),
+              (6, 13, 5, 8)]                                    # (T, B, I, H)
+    for T, B, I, H in shapes:
+        results = []
+        for path in ("compiled", "pytorch"):
+            if path == "pytorch":
+                monkeypatch.setattr(cells, "_compiled", lambda like: None)
+            torch.manual_seed(T * 1000 + H)
+            net = Network(cell, I, H, output_size=1, layers=2, bidirectional=True,
+                          dtype=torch.float64)
+            g = torch.Generator().manual_seed(B)
+            x = torch.randn(T, B, I, generator=g, dtype=torch.float64)
+            w_out = torch.randn(T, B, 2 * H, generator=g, dtype=torch.float64)
+            fwd = net.run(x, stats_rows=B)
+            grads = net.backward(fwd, w_out, tbptt=2)
+            results.append((fwd, grads, {n: p.grad.clone() for n, p in net.recurrent_parameters()}))
+        (f1, g1, p1), (f2, g2, p2) = results
+        where = f"T {T}, B {B}, I {I}, H {H}"
+        torch.testing.assert_close(f1.output, f2.output, rtol=1e-10, atol=1e-12, msg=where)
+        for a, b in zip(sum(g1, []), sum(g2, [])):
+            torch.testing.assert_close(a.dh, b.dh, rtol=1e-10, atol=1e-12, msg=where)
+            if a.dc is not None:
+                torch.testing.assert_close(a.dc, b.dc, rtol=1e-10, atol=1e-12, msg=where)
+        for name in p1:
+            torch.testing.assert_close(p1[name], p2[name], rtol=1e-10, atol=1e-12, msg=where)
+        for k in range(2):
+            for d in range(2):
+                s1, s2 = f1.caches[k][d].stats, f2.caches[k][d].stats
+                torch.testing.assert_close(s1.mean, s2.mean, rtol=1e-10, atol=1e-12, msg=where)
+        monkeypatch.undo()
