@@ -64,7 +64,7 @@ def test_matches_torch_nn(cell, layers, bidirectional, dtype, tol, cell_path):
 @pytest.mark.parametrize("bidirectional", [False, True])
 @pytest.mark.parametrize("layers", [1, 2])
 @pytest.mark.parametrize("cell", ["lstm-peephole", "lstm-coupled"])
-def test_lstm_variants_match_autograd_reference(cell, layers, bidirectional):
+def test_lstm_variants_match_autograd_reference(cell, layers, bidirectional, cell_path):
     dtype = torch.float64
     torch.manual_seed(3)
     net = Network(cell, 3, 5, output_size=1, layers=layers, bidirectional=bidirectional, dtype=dtype)

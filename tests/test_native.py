@@ -74,6 +74,7 @@ def test_an_unwritable_cache_is_reported_not_raised(tmp_path, monkeypatch):
     ("lstm_backward", -2, "lstm backward, torch.float32"),     # (…, dz, carry)
     ("gru_backward", -1, "gru backward, torch.float32"),
     ("rnn_backward", -1, "rnn backward, torch.float32"),
+    ("family_scan", -1, "lstm variants' scan, torch.float32"),
 ])
 def test_a_kernel_that_computes_wrong_numbers_is_refused(broken, dz_arg, expect):
     """The self-check must catch a loop that is off, not only one that crashes."""
@@ -107,7 +108,7 @@ def test_wrong_layouts_never_reach_the_c_code():
         native.kernels().rnn_backward(**{**good, "dz": torch.empty_like(dout, dtype=torch.float64)})
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn-tanh"])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn-tanh", "lstm-peephole", "lstm-coupled"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_both_paths_capture_the_same_training_steps(dtype, cell, monkeypatch):
     """Three steps of a bidirectional two-layer network with truncation: every captured
@@ -136,7 +137,7 @@ def test_both_paths_capture_the_same_training_steps(dtype, cell, monkeypatch):
         torch.testing.assert_close(p_c, p_p, rtol=rtol, atol=1e-6)
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn-relu"])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn-relu", "lstm-peephole", "lstm-coupled"])
 def test_odd_shapes_agree_on_both_paths(cell, monkeypatch):
     """Sizes at and around the edges of the compiled product's blocks (1 unit, 1 row, one
     step, inputs narrower and wider than the LSTM's folding limit), against the PyTorch

@@ -228,9 +228,6 @@ def test_a_cell_without_its_compiled_loops_is_noticed_once_per_process(monkeypat
     assert [m["text"] for m in notices] == [
         "no C compiler found (set CC or install gcc); using PyTorch operations, which is slower"]
     assert of_kind(messages, "data")        # and training goes on
-    # The peephole LSTM has no compiled loops: nothing to say about them.
-    peephole = RunConfig(task="adding", seq_len=12, cell="lstm-peephole", hidden=8, batch_size=8)
-    assert not of_kind(run_serve([("step",)], peephole), "notice")
 
 
 def test_with_the_compiled_loops_there_is_no_notice():

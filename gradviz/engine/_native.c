@@ -267,6 +267,118 @@ void S(lstm_cell_forward)(int T, int B, int H, int I, int fold, const real *zx,
     }
 }
 
+/* One batch row of a peephole LSTM timestep (gates i, f, g, o; the peepholes w_ci, w_cf see
+   c_{t-1}, w_co sees c_t): z (4H) becomes the activations. */
+static inline void S(peephole_row_forward)(int H, real *restrict z, const real *restrict wc,
+                                           const real *restrict cp, real *restrict c,
+                                           real *restrict tc, real *restrict h)
+{
+    for (int k = 0; k < H; k++) {
+        real i = S(sigm)(z[k] + wc[k] * cp[k]), f = S(sigm)(z[H + k] + wc[H + k] * cp[k]);
+        real g = S(tanhh)(z[2 * H + k]);
+        real cc = i * g + f * cp[k];
+        real o = S(sigm)(z[3 * H + k] + wc[2 * H + k] * cc);
+        real t = S(tanhh)(cc);
+        z[k] = i;
+        z[H + k] = f;
+        z[2 * H + k] = g;
+        z[3 * H + k] = o;
+        c[k] = cc;
+        tc[k] = t;
+        h[k] = o * t;
+    }
+}
+
+/* One batch row of a coupled LSTM timestep (gates f, g, o; i = 1 - f). */
+static inline void S(coupled_row_forward)(int H, real *restrict z, const real *restrict cp,
+                                          real *restrict c, real *restrict tc, real *restrict h)
+{
+    for (int k = 0; k < H; k++) {
+        real f = S(sigm)(z[k]), g = S(tanhh)(z[H + k]), o = S(sigm)(z[2 * H + k]);
+        real cc = g + f * (cp[k] - g);                /* f c_{t-1} + (1 - f) g */
+        real t = S(tanhh)(cc);
+        z[k] = f;
+        z[H + k] = g;
+        z[2 * H + k] = o;
+        c[k] = cc;
+        tc[k] = t;
+        h[k] = o * t;
+    }
+}
+
+/* The forward pass of the LSTM variants, as lstm_cell_forward (same arguments, same fold)
+   with G gate blocks: kind 0 is the peephole LSTM (G = 4, w_c = [w_ci, w_cf, w_co], 3H),
+   kind 1 the coupled LSTM (G = 3: f, g, o; w_c unused). Statistics are those of the G
+   stored gates (the coupled cell's i = 1 - f is derived by the caller). */
+void S(lstm_variant_forward)(int T, int B, int H, int I, int fold, int kind, const real *zx,
+                             const real *w_t, const real *w_c, const real *h0, const real *c0,
+                             real *acts, real *c, real *tanh_c, real *h, real *xh, int rows,
+                             real *mean, real *low, real *high)
+{
+    const int G = kind ? 3 : 4;
+    const size_t bh = (size_t)B * H, gh = (size_t)G * H, row_xh = (size_t)(I + H);
+    const real lo4[4] = {(real)0.1, (real)0.1, (real)-0.8, (real)0.1};
+    const real hi4[4] = {(real)0.9, (real)0.9, (real)0.8, (real)0.9};
+    const real *lo = kind ? lo4 + 1 : lo4, *hi = kind ? hi4 + 1 : hi4;   /* f, g, o */
+    for (size_t b = 0; b < (size_t)B; b++)
+        memcpy(xh + b * row_xh + I, h0 + b * H, H * sizeof(real));
+    for (int t = 0; t < T; t++) {
+        real *at = acts + t * B * gh;
+        const real *row = xh + t * B * row_xh;
+        if (fold)
+            S(gemm_acc)(B, G * H, I + H, row, (int)row_xh, w_t, zx, at);
+        else
+            S(gemm_acc)(B, G * H, H, row + I, (int)row_xh, w_t, zx + t * B * gh, at);
+        const real *cp = t ? c + (t - 1) * bh : c0;
+        for (int b = 0; b < B; b++) {
+            const size_t o = t * bh + (size_t)b * H;
+            if (kind)
+                S(coupled_row_forward)(H, at + b * gh, cp + (size_t)b * H, c + o, tanh_c + o, h + o);
+            else
+                S(peephole_row_forward)(H, at + b * gh, w_c, cp + (size_t)b * H, c + o,
+                                        tanh_c + o, h + o);
+            if (t + 1 < T)
+                memcpy(xh + ((t + 1) * (size_t)B + b) * row_xh + I, h + o, H * sizeof(real));
+        }
+        if (mean)
+            S(gate_stats)(rows, G, H, at, lo, hi, mean + t * gh, low + t * G, high + t * G);
+    }
+}
+
+/* One batch row of the LSTM variants' reverse scan: R = dh ⊙ M + carry_next ⊙ N over the
+   G + 1 blocks (see _LSTMFamily in cells.py); without a carry, R = dh ⊙ M. */
+static inline void S(family_row_backward)(int H, int G1, const real *restrict dh,
+                                          const real *restrict m, const real *restrict n,
+                                          const real *restrict carry_next, real *restrict r)
+{
+    for (int g = 0; g < G1; g++)
+        for (int k = 0; k < H; k++)
+            r[g * H + k] = carry_next ? dh[k] * m[g * H + k] + carry_next[k] * n[g * H + k]
+                                      : dh[k] * m[g * H + k];
+}
+
+/* The reverse scan of the LSTM variants: dh_t = dout_t + dz_{t+1} W_hh with dz_t the first
+   G blocks of R_t (T, B, G + 1, H), R_t = dh_t ⊙ M_t + carry_{t+1} ⊙ N_t, carry = R[:, :, G].
+   M and N are (T, B, G + 1, H), w_hh (G·H, H). */
+void S(lstm_family_scan)(int T, int B, int H, int G, const real *M, const real *N,
+                         const real *dout, const real *w_hh, int tbptt, real *dh, real *R)
+{
+    const size_t bh = (size_t)B * H, g1 = (size_t)(G + 1) * H;
+    for (int t = T - 1; t >= 0; t--) {
+        const int flows = !S(stops)(t, T, tbptt);
+        if (flows)
+            S(gemm_acc)(B, H, G * H, R + (t + 1) * B * g1, (int)g1, w_hh, dout + t * bh,
+                        dh + t * bh);
+        else
+            memcpy(dh + t * bh, dout + t * bh, bh * sizeof(real));
+        for (int b = 0; b < B; b++) {
+            const size_t row = t * (size_t)B + b;
+            S(family_row_backward)(H, G + 1, dh + row * H, M + row * g1, N + row * g1,
+                                   flows ? R + (row + B) * g1 + G * H : NULL, R + row * g1);
+        }
+    }
+}
+
 /* One batch row of the LSTM's reverse scan at one timestep (see lstm_cell_backward). A
    function of its own, with restrict pointers, so that the compiler vectorizes it. */
 static inline void S(lstm_row_backward)(int H, const real *restrict a, const real *restrict cp,

@@ -180,6 +180,25 @@ def _compiled(like: Tensor):
     return k if k is not None and k.supports(like) else None
 
 
+def _compiled_inputs(x: Tensor, h0: Tensor, p: dict[str, Tensor], G: int):
+    """What the compiled LSTM forward passes take: (fold, zx, w_t, xh), see _native.c. A
+    narrow input (I <= _FOLD_INPUT) is multiplied inside each step's product (zx is then
+    the bias for every row, w_t = [W_ih, W_hh]ᵀ); a wide one in one product over all t."""
+    T, B, I = x.shape
+    H = h0.shape[-1]
+    bias = p["bias_ih"] + p["bias_hh"]
+    fold = I <= _FOLD_INPUT
+    if fold:
+        zx = bias.expand(B, G * H).contiguous()
+        w_t = torch.cat([p["weight_ih"], p["weight_hh"]], 1).t().contiguous()
+    else:
+        zx = torch.addmm(bias, x.reshape(T * B, I), p["weight_ih"].t()).view(T, B, G * H)
+        w_t = p["weight_hh"].t().contiguous()
+    xh = x.new_empty((T, B, I + H))
+    xh[:, :, :I] = x
+    return fold, zx, w_t, xh
+
+
 def _h_prev(h: Tensor, h0: Tensor) -> Tensor:
     return torch.cat([h0.unsqueeze(0), h[:-1]], 0)
 
@@ -272,6 +291,10 @@ class _LSTMFamily(Cell):
         G1 = M.shape[2]
         dh = torch.empty_like(dout)
         R = torch.empty((T, B, G1, H), dtype=dout.dtype, device=dout.device)
+        compiled = _compiled(dout)
+        if compiled is not None:
+            compiled.family_scan(M, N, dout, w_hh, tbptt, dh, R)
+            return dh, R
         # Per-step views made once: indexing a tensor inside the loop costs more than the math.
         dout_t, dh_t, R_t = dout.unbind(0), dh.unbind(0), R.unbind(0)
         dh_col = dh.unsqueeze(2).unbind(0)                      # (B, 1, H), broadcast
@@ -305,6 +328,31 @@ class _LSTMFamily(Cell):
 
     def _peephole_grads(self, grads, dz, cache):
         pass
+
+    kind = ""          # the compiled forward's name for a variant: "peephole", "coupled"
+
+    def _recurrence(self, x, h0, c0, p, step, stats_rows):
+        """The forward loop of a variant: acts, h, c, tanh(c), xh ([x_t, h_{t-1}] rows, or
+        None) and the gate statistics (or None: the caller computes them), from the
+        compiled loop where there is one, else from _unrolled_forward(step)."""
+        compiled = _compiled(x)
+        if compiled is None:
+            return (*self._unrolled_forward(x, h0, c0, p, step), None, None)
+        T, B, I = x.shape
+        H, G = h0.shape[-1], self.n_blocks
+        fold, zx, w_t, xh = _compiled_inputs(x, h0, p, G)
+        acts = x.new_empty((T, B, G, H))
+        c, tanh_c, h = (x.new_empty((T, B, H)) for _ in range(3))
+        stats = empty_stats(T, G, H, x) if stats_rows is not None else None
+        w_c = p["weight_ch"] if "weight_ch" in p else zx      # the coupled cell has none
+        compiled.variant_forward(I, fold, self.kind, zx, w_t, w_c, h0.contiguous(),
+                                 c0.contiguous(), acts, c, tanh_c, h, xh, stats_rows or 0,
+                                 *((stats.mean, stats.low, stats.high) if stats else ()))
+        return acts, h, c, tanh_c, xh.view(T * B, I + H), self._shown_stats(stats)
+
+    def _shown_stats(self, stats):
+        """Statistics of the stored gates as statistics of the gates shown (gate_names)."""
+        return stats
 
     def _unrolled_forward(self, x, h0, c0, p, step):
         """The forward loop of the LSTM variants that PyTorch has no kernel for.
@@ -392,16 +440,7 @@ class LSTMCell(_LSTMFamily):
         weight gradients, with nothing computed twice."""
         T, B, I = x.shape
         H = h0.shape[-1]
-        bias = p["bias_ih"] + p["bias_hh"]
-        fold = I <= _FOLD_INPUT
-        if fold:     # the input product inside each step's product (see _native.c)
-            zx = bias.expand(B, 4 * H).contiguous()
-            w_t = torch.cat([p["weight_ih"], p["weight_hh"]], 1).t().contiguous()
-        else:
-            zx = torch.addmm(bias, x.reshape(T * B, I), p["weight_ih"].t()).view(T, B, 4 * H)
-            w_t = p["weight_hh"].t().contiguous()
-        xh = x.new_empty((T, B, I + H))
-        xh[:, :, :I] = x
+        fold, zx, w_t, xh = _compiled_inputs(x, h0, p, 4)
         acts = x.new_empty((T, B, 4, H))
         c, tanh_c, h = (x.new_empty((T, B, H)) for _ in range(3))
         stats = empty_stats(T, 4, H, x) if stats_rows is not None else None
@@ -520,6 +559,7 @@ class PeepholeLSTMCell(_LSTMFamily):
     """LSTM whose gates also see the cell state (Gers & Schmidhuber 2000):
     i = σ(… + w_ci ⊙ c_{t-1}), f = σ(… + w_cf ⊙ c_{t-1}), o = σ(… + w_co ⊙ c_t)."""
     name = "lstm-peephole"
+    kind = "peephole"
     blocks = ("i", "f", "g", "o")
     gate_names = ("i", "f", "g", "o")
     gate_ranges = LSTMCell.gate_ranges
@@ -541,7 +581,7 @@ class PeepholeLSTMCell(_LSTMFamily):
             torch.mul(a[:, 3], torch.tanh(c, out=tanh_c), out=h)
 
         with torch.no_grad():
-            acts, h, c, tanh_c = self._unrolled_forward(x, h0, c0, p, step)
+            acts, h, c, tanh_c, xh, stats = self._recurrence(x, h0, c0, p, step, stats_rows)
             i, f, g, o = acts.unbind(2)
             c_prev_all = _h_prev(c, c0)
             bo = tanh_c * o * (1 - o)
@@ -555,8 +595,8 @@ class PeepholeLSTMCell(_LSTMFamily):
             }
             coef["M"], coef["N"] = self._scan_coefs(coef["A"], torch.stack(
                 [f + ki * w_c[0] + kf * w_c[1], ki, kf, i * (1 - g * g), bo], 2))
-        cache = LayerCache(x=x, h_prev=_h_prev(h, h0), h=h, c=c, coef=coef)
-        return self._with_stats(cache, stats_rows)
+        cache = LayerCache(x=x, h_prev=_h_prev(h, h0), h=h, c=c, coef=coef, xh=xh, stats=stats)
+        return cache if stats is not None else self._with_stats(cache, stats_rows)
 
     def _peephole_grads(self, grads, dz, cache):
         c_prev = cache.coef["c_prev"]                # dz is (T, B, 4, H)
@@ -571,6 +611,7 @@ class CoupledLSTMCell(_LSTMFamily):
     """LSTM with coupled input and forget gates (Greff et al. 2017, "CIFG"):
     blocks f, g, o; c_t = f ⊙ c_{t-1} + (1 - f) ⊙ g."""
     name = "lstm-coupled"
+    kind = "coupled"
     blocks = ("f", "g", "o")
     gate_names = ("i", "f", "g", "o")  # i = 1 - f is shown for comparison with the LSTM
     gate_ranges = LSTMCell.gate_ranges
@@ -584,7 +625,7 @@ class CoupledLSTMCell(_LSTMFamily):
             torch.mul(a[:, 2], torch.tanh(c, out=tanh_c), out=h)
 
         with torch.no_grad():
-            acts, h, c, tanh_c = self._unrolled_forward(x, h0, c0, p, step)
+            acts, h, c, tanh_c, xh, stats = self._recurrence(x, h0, c0, p, step, stats_rows)
             f, g, o = acts.unbind(2)
             c_prev_all = _h_prev(c, c0)
             coef = {
@@ -594,8 +635,17 @@ class CoupledLSTMCell(_LSTMFamily):
             coef["M"], coef["N"] = self._scan_coefs(coef["A"], torch.stack(
                 [f, (c_prev_all - g) * f * (1 - f), (1 - f) * (1 - g * g),
                  tanh_c * o * (1 - o)], 2))
-        cache = LayerCache(x=x, h_prev=_h_prev(h, h0), h=h, c=c, coef=coef)
-        return self._with_stats(cache, stats_rows)
+        cache = LayerCache(x=x, h_prev=_h_prev(h, h0), h=h, c=c, coef=coef, xh=xh, stats=stats)
+        return cache if stats is not None else self._with_stats(cache, stats_rows)
+
+    def _shown_stats(self, stats):
+        # i = 1 - f: its mean is 1 - f's, its bottom band (i < 0.1) f's top (f > 0.9) and
+        # its top band f's bottom.
+        if stats is None:
+            return None
+        return GateStats(mean=torch.cat([1 - stats.mean[:, :1], stats.mean], 1),
+                         low=torch.cat([stats.high[:, :1], stats.low], 1),
+                         high=torch.cat([stats.low[:, :1], stats.high], 1))
 
     def gates(self, cache):
         acts = cache.coef["acts"]

@@ -2,8 +2,8 @@
 
 PyTorch dispatches each small per-timestep operation separately, and for a small network
 the dispatch costs more than the arithmetic. ``_native.c`` runs each layer's loops over
-time in one call: the LSTM and GRU forward passes and the reverse scans of the LSTM, GRU
-and RNN. It is compiled with the system's C compiler the first time a cell needs it and
+time in one call: the forward passes of the LSTMs and the GRU, and the reverse scans of
+every cell. It is compiled with the system's C compiler the first time a cell needs it and
 cached in ``~/.cache/gradviz`` (or ``$XDG_CACHE_HOME/gradviz``).
 
 It is optional. Without a C compiler, when the build fails, when the result fails its
@@ -42,6 +42,8 @@ _SIGNATURES = {
     "gru_cell_forward": "t" * 8 + "ittt",
     "gru_cell_backward": "tttttittt",
     "rnn_cell_backward": "tttitt",
+    "lstm_variant_forward": "iii" + "t" * 10 + "ittt",
+    "lstm_family_scan": "i" + "tttt" + "i" + "tt",
 }
 
 
@@ -93,6 +95,21 @@ class Kernels:
         self._call("gru_cell_backward", T, B, H, gates, un, h_prev, dout, w_hh, tbptt, dh,
                    dzh, dzx)
 
+    def variant_forward(self, I, fold, kind, zx, w_t, w_c, h0, c0, acts, c, tanh_c, h, xh,
+                        rows=0, mean=None, low=None, high=None) -> None:
+        """kind: "peephole" (acts (T, B, 4, H)) or "coupled" (acts (T, B, 3, H))."""
+        T, B, G, H = acts.shape
+        if (G, kind) not in ((4, "peephole"), (3, "coupled")):
+            raise ValueError(f"variant_forward: {G} gate blocks do not fit kind {kind!r}")
+        if tuple(zx.shape) != ((B, G * H) if fold else (T, B, G * H)):
+            raise ValueError("variant_forward: zx does not match fold")
+        self._call("lstm_variant_forward", T, B, H, I, int(fold), int(kind == "coupled"), zx,
+                   w_t, w_c, h0, c0, acts, c, tanh_c, h, xh, rows, mean, low, high)
+
+    def family_scan(self, M, N, dout, w_hh, tbptt, dh, R) -> None:
+        T, B, G1, H = M.shape
+        self._call("lstm_family_scan", T, B, H, G1 - 1, M, N, dout, w_hh, tbptt, dh, R)
+
     def rnn_backward(self, dphi, dout, w_hh, tbptt, dh, dz) -> None:
         T, B, H = dout.shape
         self._call("rnn_cell_backward", T, B, H, dphi, dout, w_hh, tbptt, dh, dz)
@@ -123,8 +140,8 @@ def status() -> str:
     return _status
 
 
-# The cells that have compiled loops (the peephole and coupled LSTMs have none).
-CELLS_WITH_LOOPS = ("rnn-tanh", "rnn-relu", "lstm", "gru")
+# The cells that have compiled loops: all of them.
+CELLS_WITH_LOOPS = ("rnn-tanh", "rnn-relu", "lstm", "lstm-peephole", "lstm-coupled", "gru")
 
 
 def fallback_notice(cell: str, device: str) -> str | None:
@@ -232,7 +249,7 @@ def _self_check(k: Kernels) -> str | None:
     PyTorch. Returns what disagreed, or None."""
     gen = torch.Generator().manual_seed(0)
     for dtype, tol in ((torch.float32, 2e-5), (torch.float64, 1e-12)):
-        for check in (_check_lstm, _check_gru, _check_rnn):
+        for check in (_check_lstm, _check_gru, _check_rnn, _check_variants):
             problem = check(k, dtype, tol, gen)
             if problem:
                 return f"{problem}, {dtype}"
@@ -365,4 +382,64 @@ def _check_rnn(k: Kernels, dtype, tol, gen) -> str | None:
         dh_t = dout[t] + (dz[t + 1] @ w if _flows(t) else 0)
         if not (_close(dh[t], dh_t, tol) and _close(dz[t], dh_t * dphi[t], tol)):
             return "rnn backward"
+    return None
+
+
+def _check_variants(k: Kernels, dtype, tol, gen) -> str | None:
+    """The peephole and coupled forward passes, and the variants' generic scan."""
+    T, B, H, I = T_, B_, H_, I_
+    rnd = lambda *shape: torch.randn(shape, generator=gen, dtype=dtype)  # noqa: E731
+    x, h0, c0 = rnd(T, B, I), rnd(B, H), rnd(B, H)
+    for kind, G in (("peephole", 4), ("coupled", 3)):
+        w_ih, w_hh, bias, w_c = rnd(G * H, I), rnd(G * H, H) * 0.3, rnd(G * H), rnd(3 * H)
+        acts_ref, c_ref, h_ref = [], [], []
+        h, c = h0, c0
+        for t in range(T):
+            z = (x[t] @ w_ih.t() + bias + h @ w_hh.t()).split(H, 1)
+            if kind == "peephole":
+                i = torch.sigmoid(z[0] + w_c[:H] * c)
+                f = torch.sigmoid(z[1] + w_c[H:2 * H] * c)
+                g = torch.tanh(z[2])
+                c = f * c + i * g
+                o = torch.sigmoid(z[3] + w_c[2 * H:] * c)
+                gates = [i, f, g, o]
+            else:
+                f, g, o = torch.sigmoid(z[0]), torch.tanh(z[1]), torch.sigmoid(z[2])
+                c = f * c + (1 - f) * g
+                gates = [f, g, o]
+            h = o * torch.tanh(c)
+            acts_ref.append(torch.stack(gates, 1))
+            c_ref.append(c)
+            h_ref.append(h)
+        acts_ref, c_ref, h_ref = torch.stack(acts_ref), torch.stack(c_ref), torch.stack(h_ref)
+        lo, hi = [0.1, 0.1, -0.8, 0.1][4 - G:], [0.9, 0.9, 0.8, 0.9][4 - G:]
+        for fold in (False, True):
+            if fold:
+                zx = bias.expand(B, G * H).contiguous()
+                w_t = torch.cat([w_ih, w_hh], 1).t().contiguous()
+            else:
+                zx = (x.reshape(T * B, I) @ w_ih.t() + bias).view(T, B, G * H)
+                w_t = w_hh.t().contiguous()
+            acts, c, tanh_c, h = x.new_empty((T, B, G, H)), *(x.new_empty((T, B, H)) for _ in range(3))
+            xh = torch.cat([x, torch.zeros_like(h)], 2)
+            mean, low, high = x.new_empty((T, G, H)), x.new_empty((T, G)), x.new_empty((T, G))
+            k.variant_forward(I, fold, kind, zx, w_t, w_c, h0, c0, acts, c, tanh_c, h, xh,
+                              ROWS_, mean, low, high)
+            if not (_close(acts, acts_ref, tol) and _close(c, c_ref, tol) and _close(h, h_ref, tol)
+                    and _close(tanh_c, torch.tanh(c_ref), tol)
+                    and _close(xh[:, :, I:], torch.cat([h0[None], h_ref[:-1]]), tol)
+                    and _stats_close(mean, low, high, acts_ref, lo, hi, tol)):
+                return f"{kind} forward"
+    # The scan, on random coefficients.
+    G = 4
+    M, N = rnd(T, B, G + 1, H), rnd(T, B, G + 1, H)
+    w_hh, dout = rnd(G * H, H) * 0.3, rnd(T, B, H)
+    dh, R = torch.empty_like(dout), x.new_empty((T, B, G + 1, H))
+    k.family_scan(M, N, dout, w_hh, TBPTT_, dh, R)
+    for t in range(T - 1, -1, -1):
+        flows = _flows(t)
+        dh_t = dout[t] + (R[t + 1, :, :G].reshape(B, G * H) @ w_hh if flows else 0)
+        R_t = dh_t.unsqueeze(1) * M[t] + (R[t + 1, :, G:] * N[t] if flows else 0)
+        if not (_close(dh[t], dh_t, tol) and _close(R[t], R_t, tol)):
+            return "lstm variants' scan"
     return None
