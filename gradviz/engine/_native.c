@@ -208,76 +208,19 @@ static void S(dh_step)(int t, int T, int B, int H, int G, int tbptt, const real 
         S(gemm_acc)(B, H, G * H, dz + (t + 1) * bh * G, G * H, w_hh, dout + t * bh, dh + t * bh);
 }
 
-/* One batch row of an LSTM timestep: z (4H) holds the pre-activations and becomes the
-   activations i, f, g, o; then c, tanh(c) and h. */
-static inline void S(lstm_row_forward)(int H, real *restrict z, const real *restrict cp,
+/* One batch row of an LSTM timestep: z (4H) holds the pre-activations of i, f, g, o and
+   becomes their activations; then c, tanh(c) and h. With `peep`, the peephole LSTM: w_ci and
+   w_cf (wc[:2H]) see c_{t-1}, w_co (wc[2H:]) sees c_t. */
+static inline void S(lstm_row_forward)(int H, int peep, real *restrict z,
+                                       const real *restrict wc, const real *restrict cp,
                                        real *restrict c, real *restrict tc, real *restrict h)
 {
     for (int k = 0; k < H; k++) {
-        real i = S(sigm)(z[k]), f = S(sigm)(z[H + k]);
-        real g = S(tanhh)(z[2 * H + k]), o = S(sigm)(z[3 * H + k]);
-        real cc = f * cp[k] + i * g;
-        real t = S(tanhh)(cc);
-        z[k] = i;
-        z[H + k] = f;
-        z[2 * H + k] = g;
-        z[3 * H + k] = o;
-        c[k] = cc;
-        tc[k] = t;
-        h[k] = o * t;
-    }
-}
-
-/* The LSTM forward pass over T steps. xh (T, B, I + H) holds x_t in [:, :, :I]; h_{t-1} is
-   written into [:, :, I:] (the weight gradients need [x_t, h_{t-1}]). Two ways to form the
-   pre-activations:
-     fold = 0: zx (T, B, 4H) is x W_ihᵀ + b_ih + b_hh, done beforehand; w_t (H, 4H) is W_hhᵀ;
-     fold = 1: zx (B, 4H) is b_ih + b_hh repeated for every row, w_t (I + H, 4H) is
-               [W_ih, W_hh]ᵀ, and each step multiplies the whole row [x_t, h_{t-1}] (for a
-               narrow input, cheaper than a separate product with an inner size of I).
-   Writes the gate activations acts (T, B, 4, H; i, f, g, o), c, tanh(c) and h (T, B, H).
-   With mean not NULL, the gate statistics of the first `rows` rows: mean (T, 4, H),
-   low / high (T, 4). */
-void S(lstm_cell_forward)(int T, int B, int H, int I, int fold, const real *zx,
-                          const real *w_t, const real *h0, const real *c0, real *acts, real *c,
-                          real *tanh_c, real *h, real *xh, int rows, real *mean, real *low,
-                          real *high)
-{
-    const size_t bh = (size_t)B * H, g4 = 4 * (size_t)H, row_xh = (size_t)(I + H);
-    const real lo[4] = {(real)0.1, (real)0.1, (real)-0.8, (real)0.1};
-    const real hi[4] = {(real)0.9, (real)0.9, (real)0.8, (real)0.9};
-    for (size_t b = 0; b < (size_t)B; b++)
-        memcpy(xh + b * row_xh + I, h0 + b * H, H * sizeof(real));
-    for (int t = 0; t < T; t++) {
-        real *at = acts + t * B * g4;
-        const real *row = xh + t * B * row_xh;                /* [x_t, h_{t-1}], rows I+H */
-        if (fold)
-            S(gemm_acc)(B, 4 * H, I + H, row, (int)row_xh, w_t, zx, at);
-        else
-            S(gemm_acc)(B, 4 * H, H, row + I, (int)row_xh, w_t, zx + t * B * g4, at);
-        const real *cp = t ? c + (t - 1) * bh : c0;
-        for (int b = 0; b < B; b++) {
-            const size_t o = t * bh + (size_t)b * H;
-            S(lstm_row_forward)(H, at + b * g4, cp + (size_t)b * H, c + o, tanh_c + o, h + o);
-            if (t + 1 < T)                                    /* h_t is step t+1's input */
-                memcpy(xh + ((t + 1) * (size_t)B + b) * row_xh + I, h + o, H * sizeof(real));
-        }
-        if (mean)
-            S(gate_stats)(rows, 4, H, at, lo, hi, mean + t * g4, low + t * 4, high + t * 4);
-    }
-}
-
-/* One batch row of a peephole LSTM timestep (gates i, f, g, o; the peepholes w_ci, w_cf see
-   c_{t-1}, w_co sees c_t): z (4H) becomes the activations. */
-static inline void S(peephole_row_forward)(int H, real *restrict z, const real *restrict wc,
-                                           const real *restrict cp, real *restrict c,
-                                           real *restrict tc, real *restrict h)
-{
-    for (int k = 0; k < H; k++) {
-        real i = S(sigm)(z[k] + wc[k] * cp[k]), f = S(sigm)(z[H + k] + wc[H + k] * cp[k]);
+        real i = S(sigm)(z[k] + (peep ? wc[k] * cp[k] : 0));
+        real f = S(sigm)(z[H + k] + (peep ? wc[H + k] * cp[k] : 0));
         real g = S(tanhh)(z[2 * H + k]);
-        real cc = i * g + f * cp[k];
-        real o = S(sigm)(z[3 * H + k] + wc[2 * H + k] * cc);
+        real cc = f * cp[k] + i * g;
+        real o = S(sigm)(z[3 * H + k] + (peep ? wc[2 * H + k] * cc : 0));
         real t = S(tanhh)(cc);
         z[k] = i;
         z[H + k] = f;
@@ -306,25 +249,33 @@ static inline void S(coupled_row_forward)(int H, real *restrict z, const real *r
     }
 }
 
-/* The forward pass of the LSTM variants, as lstm_cell_forward (same arguments, same fold)
-   with G gate blocks: kind 0 is the peephole LSTM (G = 4, w_c = [w_ci, w_cf, w_co], 3H),
-   kind 1 the coupled LSTM (G = 3: f, g, o; w_c unused). Statistics are those of the G
-   stored gates (the coupled cell's i = 1 - f is derived by the caller). */
-void S(lstm_variant_forward)(int T, int B, int H, int I, int fold, int kind, const real *zx,
-                             const real *w_t, const real *w_c, const real *h0, const real *c0,
-                             real *acts, real *c, real *tanh_c, real *h, real *xh, int rows,
-                             real *mean, real *low, real *high)
+/* The forward pass over T steps of the LSTM (kind 0: G = 4 gate blocks i, f, g, o), the
+   peephole LSTM (kind 1: G = 4, w_c = [w_ci, w_cf, w_co], 3H) or the coupled LSTM (kind 2:
+   G = 3, f, g, o; w_c unused). xh (T, B, I + H) holds x_t in [:, :, :I]; h_{t-1} is written
+   into [:, :, I:] (the weight gradients need [x_t, h_{t-1}]). Two ways to form the
+   pre-activations:
+     fold = 0: zx (T, B, G·H) is x W_ihᵀ + b_ih + b_hh, done beforehand; w_t (H, G·H) W_hhᵀ;
+     fold = 1: zx (B, G·H) is b_ih + b_hh repeated for every row, w_t (I + H, G·H) is
+               [W_ih, W_hh]ᵀ, and each step multiplies the whole row [x_t, h_{t-1}] (for a
+               narrow input, cheaper than a separate product with an inner size of I).
+   Writes the gate activations acts (T, B, G, H), c, tanh(c) and h (T, B, H). With mean not
+   NULL, the statistics of the stored gates over the first `rows` rows: mean (T, G, H),
+   low / high (T, G) (the coupled cell's i = 1 - f is derived by the caller). */
+void S(lstm_cell_forward)(int T, int B, int H, int I, int fold, int kind, const real *zx,
+                          const real *w_t, const real *w_c, const real *h0, const real *c0,
+                          real *acts, real *c, real *tanh_c, real *h, real *xh, int rows,
+                          real *mean, real *low, real *high)
 {
-    const int G = kind ? 3 : 4;
+    const int G = kind == 2 ? 3 : 4;
     const size_t bh = (size_t)B * H, gh = (size_t)G * H, row_xh = (size_t)(I + H);
     const real lo4[4] = {(real)0.1, (real)0.1, (real)-0.8, (real)0.1};
     const real hi4[4] = {(real)0.9, (real)0.9, (real)0.8, (real)0.9};
-    const real *lo = kind ? lo4 + 1 : lo4, *hi = kind ? hi4 + 1 : hi4;   /* f, g, o */
+    const real *lo = lo4 + (4 - G), *hi = hi4 + (4 - G);      /* the coupled cell: f, g, o */
     for (size_t b = 0; b < (size_t)B; b++)
         memcpy(xh + b * row_xh + I, h0 + b * H, H * sizeof(real));
     for (int t = 0; t < T; t++) {
         real *at = acts + t * B * gh;
-        const real *row = xh + t * B * row_xh;
+        const real *row = xh + t * B * row_xh;                /* [x_t, h_{t-1}], rows I+H */
         if (fold)
             S(gemm_acc)(B, G * H, I + H, row, (int)row_xh, w_t, zx, at);
         else
@@ -332,12 +283,12 @@ void S(lstm_variant_forward)(int T, int B, int H, int I, int fold, int kind, con
         const real *cp = t ? c + (t - 1) * bh : c0;
         for (int b = 0; b < B; b++) {
             const size_t o = t * bh + (size_t)b * H;
-            if (kind)
+            if (kind == 2)
                 S(coupled_row_forward)(H, at + b * gh, cp + (size_t)b * H, c + o, tanh_c + o, h + o);
             else
-                S(peephole_row_forward)(H, at + b * gh, w_c, cp + (size_t)b * H, c + o,
-                                        tanh_c + o, h + o);
-            if (t + 1 < T)
+                S(lstm_row_forward)(H, kind == 1, at + b * gh, w_c, cp + (size_t)b * H, c + o,
+                                    tanh_c + o, h + o);
+            if (t + 1 < T)                                    /* h_t is step t+1's input */
                 memcpy(xh + ((t + 1) * (size_t)B + b) * row_xh + I, h + o, H * sizeof(real));
         }
         if (mean)

@@ -344,10 +344,10 @@ class _LSTMFamily(Cell):
         acts = x.new_empty((T, B, G, H))
         c, tanh_c, h = (x.new_empty((T, B, H)) for _ in range(3))
         stats = empty_stats(T, G, H, x) if stats_rows is not None else None
-        w_c = p["weight_ch"] if "weight_ch" in p else zx      # the coupled cell has none
-        compiled.variant_forward(I, fold, self.kind, zx, w_t, w_c, h0.contiguous(),
-                                 c0.contiguous(), acts, c, tanh_c, h, xh, stats_rows or 0,
-                                 *((stats.mean, stats.low, stats.high) if stats else ()))
+        compiled.lstm_forward(I, fold, zx, w_t, h0.contiguous(), c0.contiguous(), acts, c,
+                              tanh_c, h, xh, stats_rows or 0,
+                              *((stats.mean, stats.low, stats.high) if stats else ()),
+                              kind=self.kind, w_c=p.get("weight_ch"))
         return acts, h, c, tanh_c, xh.view(T * B, I + H), self._shown_stats(stats)
 
     def _shown_stats(self, stats):

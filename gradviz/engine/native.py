@@ -37,12 +37,11 @@ _status = "not built yet"
 
 # Entry points of _native.c and their arguments after (T, B, H): "t" a tensor, "i" an int.
 _SIGNATURES = {
-    "lstm_cell_forward": "ii" + "t" * 9 + "ittt",
+    "lstm_cell_forward": "iii" + "t" * 10 + "ittt",
     "lstm_cell_backward": "ttttttitttt",
     "gru_cell_forward": "t" * 8 + "ittt",
     "gru_cell_backward": "tttttittt",
     "rnn_cell_backward": "tttitt",
-    "lstm_variant_forward": "iii" + "t" * 10 + "ittt",
     "lstm_family_scan": "i" + "tttt" + "i" + "tt",
 }
 
@@ -71,13 +70,21 @@ class Kernels:
         self._fns[name, tensors[0].dtype](T, B, H, *ptrs)
 
     def lstm_forward(self, I, fold, zx, w_t, h0, c0, acts, c, tanh_c, h, xh, rows=0,
-                     mean=None, low=None, high=None) -> None:
-        T, B, _, H = acts.shape
-        expect = (B, 4 * H) if fold else (T, B, 4 * H)
-        if tuple(zx.shape) != expect or tuple(w_t.shape) != ((I + H) if fold else H, 4 * H):
+                     mean=None, low=None, high=None, kind="lstm", w_c=None) -> None:
+        """The forward pass of the LSTM, or with ``kind`` "peephole" (``w_c`` the peepholes)
+        or "coupled" (acts (T, B, 3, H)): see lstm_cell_forward in _native.c."""
+        T, B, G, H = acts.shape
+        kinds = {"lstm": 0, "peephole": 1, "coupled": 2}
+        if kind not in kinds or G != (3 if kind == "coupled" else 4):
+            raise ValueError(f"lstm_forward: {G} gate blocks do not fit kind {kind!r}")
+        if tuple(zx.shape) != ((B, G * H) if fold else (T, B, G * H)) or tuple(w_t.shape) != (
+                (I + H) if fold else H, G * H):
             raise ValueError("lstm_forward: zx and w_t do not match fold")
-        self._call("lstm_cell_forward", T, B, H, I, int(fold), zx, w_t, h0, c0, acts, c,
-                   tanh_c, h, xh, rows, mean, low, high)
+        if kind == "peephole" and (w_c is None or tuple(w_c.shape) != (3 * H,)):
+            raise ValueError("lstm_forward: the peephole LSTM needs w_c (3H,)")
+        self._call("lstm_cell_forward", T, B, H, I, int(fold), kinds[kind], zx, w_t,
+                   zx if w_c is None else w_c, h0, c0, acts, c, tanh_c, h, xh, rows, mean,
+                   low, high)
 
     def lstm_backward(self, acts, c, c0, tanh_c, dout, w_hh, tbptt, dh, dc, dz, carry) -> None:
         T, B, _, H = acts.shape
@@ -94,17 +101,6 @@ class Kernels:
         T, B, H = dout.shape
         self._call("gru_cell_backward", T, B, H, gates, un, h_prev, dout, w_hh, tbptt, dh,
                    dzh, dzx)
-
-    def variant_forward(self, I, fold, kind, zx, w_t, w_c, h0, c0, acts, c, tanh_c, h, xh,
-                        rows=0, mean=None, low=None, high=None) -> None:
-        """kind: "peephole" (acts (T, B, 4, H)) or "coupled" (acts (T, B, 3, H))."""
-        T, B, G, H = acts.shape
-        if (G, kind) not in ((4, "peephole"), (3, "coupled")):
-            raise ValueError(f"variant_forward: {G} gate blocks do not fit kind {kind!r}")
-        if tuple(zx.shape) != ((B, G * H) if fold else (T, B, G * H)):
-            raise ValueError("variant_forward: zx does not match fold")
-        self._call("lstm_variant_forward", T, B, H, I, int(fold), int(kind == "coupled"), zx,
-                   w_t, w_c, h0, c0, acts, c, tanh_c, h, xh, rows, mean, low, high)
 
     def family_scan(self, M, N, dout, w_hh, tbptt, dh, R) -> None:
         T, B, G1, H = M.shape
@@ -423,8 +419,8 @@ def _check_variants(k: Kernels, dtype, tol, gen) -> str | None:
             acts, c, tanh_c, h = x.new_empty((T, B, G, H)), *(x.new_empty((T, B, H)) for _ in range(3))
             xh = torch.cat([x, torch.zeros_like(h)], 2)
             mean, low, high = x.new_empty((T, G, H)), x.new_empty((T, G)), x.new_empty((T, G))
-            k.variant_forward(I, fold, kind, zx, w_t, w_c, h0, c0, acts, c, tanh_c, h, xh,
-                              ROWS_, mean, low, high)
+            k.lstm_forward(I, fold, zx, w_t, h0, c0, acts, c, tanh_c, h, xh, ROWS_, mean,
+                           low, high, kind=kind, w_c=w_c)
             if not (_close(acts, acts_ref, tol) and _close(c, c_ref, tol) and _close(h, h_ref, tol)
                     and _close(tanh_c, torch.tanh(c_ref), tol)
                     and _close(xh[:, :, I:], torch.cat([h0[None], h_ref[:-1]]), tol)
