@@ -210,8 +210,10 @@ static void S(dh_step)(int t, int T, int B, int H, int G, int tbptt, const real 
 
 /* One batch row of an LSTM timestep: z (4H) holds the pre-activations of i, f, g, o and
    becomes their activations; then c, tanh(c) and h. With `peep`, the peephole LSTM: w_ci and
-   w_cf (wc[:2H]) see c_{t-1}, w_co (wc[2H:]) sees c_t. */
-static inline void S(lstm_row_forward)(int H, int peep, real *restrict z,
+   w_cf (wc[:2H]) see c_{t-1}, w_co (wc[2H:]) sees c_t. Always inlined and called with a
+   constant `peep`, so that each copy has no branch left and vectorizes. */
+static inline __attribute__((always_inline)) void
+S(lstm_row_forward)(int H, const int peep, real *restrict z,
                                        const real *restrict wc, const real *restrict cp,
                                        real *restrict c, real *restrict tc, real *restrict h)
 {
@@ -285,8 +287,11 @@ void S(lstm_cell_forward)(int T, int B, int H, int I, int fold, int kind, const 
             const size_t o = t * bh + (size_t)b * H;
             if (kind == 2)
                 S(coupled_row_forward)(H, at + b * gh, cp + (size_t)b * H, c + o, tanh_c + o, h + o);
+            else if (kind == 1)
+                S(lstm_row_forward)(H, 1, at + b * gh, w_c, cp + (size_t)b * H, c + o,
+                                    tanh_c + o, h + o);
             else
-                S(lstm_row_forward)(H, kind == 1, at + b * gh, w_c, cp + (size_t)b * H, c + o,
+                S(lstm_row_forward)(H, 0, at + b * gh, w_c, cp + (size_t)b * H, c + o,
                                     tanh_c + o, h + o);
             if (t + 1 < T)                                    /* h_t is step t+1's input */
                 memcpy(xh + ((t + 1) * (size_t)B + b) * row_xh + I, h + o, H * sizeof(real));
