@@ -181,6 +181,7 @@ static void S(gemm_acc)(int B, int N, int K, const real *restrict a, int lda,
                                base + (size_t)b * N + n0, out + (size_t)b * N + n0)
         for (; b + GEMM_WIDE <= B; b += GEMM_WIDE) BLOCK(GEMM_WIDE);
         for (; b + 4 <= B; b += 4) BLOCK(4);
+        for (; b + 3 <= B; b += 3) BLOCK(3);
         for (; b + 2 <= B; b += 2) BLOCK(2);
         for (; b < B; b++) BLOCK(1);
 #undef BLOCK
