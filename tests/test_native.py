@@ -12,17 +12,19 @@ from gradviz.config import RunConfig
 from gradviz.engine import cells, native
 from gradviz.engine.train import Trainer
 
+needs_cc = pytest.mark.skipif(
+    not (shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")),
+    reason="no C compiler on this machine")
 
+
+@needs_cc
 def test_kernels_are_built_where_a_c_compiler_exists():
-    if not (shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")):
-        pytest.skip("no C compiler on this machine")
     assert native.kernels() is not None, native.status()
     assert native.status().startswith("compiled loops in use")
 
 
+@needs_cc
 def test_a_fresh_build_in_an_empty_cache_loads_and_passes_its_self_check(tmp_path, monkeypatch):
-    if not (shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")):
-        pytest.skip("no C compiler on this machine")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     kernels, status = native._load()
     assert kernels is not None, status
@@ -30,9 +32,8 @@ def test_a_fresh_build_in_an_empty_cache_loads_and_passes_its_self_check(tmp_pat
     assert len(built) == 1 and built[0].name.startswith("native-")   # no temporary files left
 
 
+@needs_cc
 def test_builds_unused_for_30_days_are_pruned(tmp_path, monkeypatch):
-    if not (shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")):
-        pytest.skip("no C compiler on this machine")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     cache = tmp_path / "gradviz"
     cache.mkdir()
@@ -62,10 +63,23 @@ def test_without_kernels_the_reason_is_named_and_pytorch_takes_over(env, expect,
     assert expect in status and "using PyTorch operations" in status
 
 
-def test_an_unwritable_cache_is_reported_not_raised(tmp_path, monkeypatch):
+@needs_cc
+def test_an_unwritable_cache_falls_back_to_the_temporary_directory(tmp_path, monkeypatch):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
+    monkeypatch.setattr(native.tempfile, "gettempdir", lambda: str(tmp_path / "tmp"))
+    kernels, status = native._load()
+    assert kernels is not None, status
+    assert str(tmp_path / "tmp" / "gradviz-cache-") in status
+
+
+@needs_cc
+def test_with_nowhere_to_write_the_reason_is_given_not_raised(tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
+    monkeypatch.setattr(native.tempfile, "gettempdir", lambda: str(blocker))
     kernels, status = native._load()
     assert kernels is None and "cannot write" in status
 

@@ -149,8 +149,18 @@ def fallback_notice(cell: str, device: str) -> str | None:
 
 
 def _cache_dir() -> Path:
+    """~/.cache/gradviz (or $XDG_CACHE_HOME/gradviz); where that cannot be written (a
+    read-only home), a folder of this user's in the temporary directory."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "gradviz"
+    user = os.getuid() if hasattr(os, "getuid") else os.environ.get("USERNAME", "user")
+    for folder in (Path(base) / "gradviz", Path(tempfile.gettempdir()) / f"gradviz-cache-{user}"):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            continue
+        if os.access(folder, os.W_OK | os.X_OK):
+            return folder
+    return Path(base) / "gradviz"          # the build then reports why it cannot write
 
 
 def _cpu_signature() -> str:
