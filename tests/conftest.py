@@ -113,7 +113,7 @@ def history(make_history):
 
 @pytest.fixture(params=["compiled", "pytorch"])
 def cell_path(request, monkeypatch):
-    """Run a test on both code paths of the LSTM, GRU and RNN loops: the compiled loops of
+    """Run a test on both code paths of the cells' loops: the compiled loops of
     gradviz/engine/_native.c (skipped where they cannot be built) and PyTorch operations."""
     from gradviz.engine import cells, native
     if request.param == "pytorch":

@@ -756,3 +756,22 @@ def test_gates_heatmap_takes_most_of_the_height_and_its_colour_bar_reads(qtbot, 
         assert rect.right() <= axis.width(), f"tick label {text!r} cut off"
     assert view.sat_key.labels == ["< -0.8", "> 0.8"]
     assert "g (cell candidate)" in view.heading.plain_text()
+
+
+def test_heatmap_axes_end_where_the_image_does(qtbot, make_history):
+    """No padding: a gradient-flow axis that starts below t = 0 shows timesteps that do not
+    exist (it did, with pyqtgraph's default padding, at T = 100: -10)."""
+    from gradviz.ui.views.gates import GatesView
+    from gradviz.ui.views.gradflow import GradflowView
+    history = make_history(n=30, T=100)
+    flow, gates = GradflowView(), GatesView()
+    for view in (flow, gates):
+        qtbot.addWidget(view)
+        view.resize(400, 400)
+        view.show()
+        view.set_data(history, history.latest)
+    qtbot.waitUntil(lambda: flow.plot.viewRange()[1][1] > 1 and gates.heat.viewRange()[0][1] > 1)
+    (x0, _), (t0, t1) = flow.plot.viewRange()
+    assert (t0, t1) == (-0.5, 99.5) and x0 == -0.5
+    (g0, g1), _ = gates.heat.viewRange()
+    assert (g0, g1) == (-0.5, 99.5)

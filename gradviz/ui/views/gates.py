@@ -53,6 +53,7 @@ class GatesView(View):
         canvas.addItem(self.heading, row=0, col=0, colspan=2)
         self.heat = canvas.addPlot(row=1, col=0)
         style_plot(self.heat, "timestep t", "hidden unit", grid=False)
+        self.heat.getViewBox().setDefaultPadding(0.0)     # the axes end where the image does
         self.image = pg.ImageItem(axisOrder="col-major")
         self.heat.addItem(self.image)
         self.bar = pg.ColorBarItem(values=(0.0, 1.0), colorMap=colour_map(0.0, 1.0),

@@ -93,6 +93,8 @@ class GradflowView(View):
         self.axis = StepAxis()
         self.plot = canvas.addPlot(row=1, col=0, axisItems={"bottom": self.axis})
         style_plot(self.plot, "training step", "timestep t", grid=False)
+        # The axes end where the image does: padding would show timesteps below 0.
+        self.plot.getViewBox().setDefaultPadding(0.0)
         self.image = pg.ImageItem(axisOrder="col-major")
         lut = cmap.getLookupTable(nPts=NONFINITE_INDEX, alpha=False)
         self.image.setLookupTable(np.vstack([lut, np.array([NONFINITE_RGB], np.uint8)]))
