@@ -371,7 +371,7 @@ def test_clip_threshold_is_drawn_only_where_the_run_clipped_by_norm(views, make_
     assert np.isnan(column[:5]).all() and (column[5:] == 0.5).all()
 
 
-def test_log_axis_labels_stay_readable():
+def test_log_axis_labels_stay_readable(qapp):   # font metrics need a QApplication
     axis = LogAxis("left")
     axis.setLogMode(False, True)
     wide = axis.tickValues(-30.0, 2.0, 400)
@@ -384,6 +384,10 @@ def test_log_axis_labels_stay_readable():
     narrow = axis.tickValues(np.log10(0.11), np.log10(0.17), 400)
     strings = axis.tickStrings(narrow[0][1], 1.0, narrow[0][0])
     assert len(strings) >= 3 and all(0.11 <= float(s) <= 0.17 for s in strings)
+    # 1.4 decades on a short axis: one decade in view, so 5× is labelled too.
+    short = axis.tickValues(np.log10(0.15), np.log10(4.0), 100)
+    labels = [s for level in short for s in axis.tickStrings(level[1], 1.0, level[0]) if s]
+    assert sorted(labels, key=float) == ["0.5", "1"]
     assert [format_magnitude(x) for x in (1000.0, 0.02, 2e-5, 1e6)] == ["1000", "0.02",
                                                                         "2·10⁻⁵", "10⁶"]
 

@@ -124,19 +124,23 @@ class LogAxis(FitAxis):
     """Axis for log-scale plots whose labels stay readable at any range.
 
     Over a decade or more, decades are labelled (thinned to fit), and 2× and 5× too where
-    a decade is tall enough; over less than a decade, where pyqtgraph's own
-    log axis leaves the axis nearly unlabelled, evenly spaced values are labelled instead.
+    a decade is tall enough (5× alone where only one decade is in view); over less than a
+    decade, where pyqtgraph's own log axis leaves the axis nearly unlabelled, evenly spaced
+    values are labelled instead.
     """
 
     PIXELS_PER_LABEL = 45
     PIXELS_PER_DECADE_FOR_2_5 = 150
+    # Where fewer than two decades are in view, 5× is labelled from this height on (it sits
+    # 0.3 decade below the next decade: 18 px here), so that no axis shows a single label.
+    PIXELS_PER_DECADE_FOR_5 = 60
 
     def __init__(self, orientation: str = "left", **kw):
         super().__init__(orientation, **kw)
         # pyqtgraph would pick an SI prefix from the log10 values, not from the magnitudes.
         self.enableAutoSIPrefix(False)
         self._narrow = False
-        self._label_minor = False
+        self._minor_labels: tuple[float, ...] = ()   # mantissas labelled on the minor level
 
     def logTickValues(self, minVal, maxVal, size, stdTicks):
         lo, hi = sorted((minVal, maxVal))
@@ -165,7 +169,13 @@ class LogAxis(FitAxis):
         else:
             minor = [float(d + math.log10(m)) for d in range(math.floor(lo), math.ceil(hi))
                      for m in range(2, 10) if lo <= d + math.log10(m) <= hi]
-        self._label_minor = every == 1 and size / span >= self.PIXELS_PER_DECADE_FOR_2_5
+        per_decade = size / span
+        if every == 1 and per_decade >= self.PIXELS_PER_DECADE_FOR_2_5:
+            self._minor_labels = (2.0, 5.0)
+        elif every == 1 and len(major) < 2 and per_decade >= self.PIXELS_PER_DECADE_FOR_5:
+            self._minor_labels = (5.0,)
+        else:
+            self._minor_labels = ()
         return [(float(every), major), (None, minor)]
 
     def logTickStrings(self, values, scale, spacing):
@@ -175,7 +185,7 @@ class LogAxis(FitAxis):
         for v in values:
             x = 10.0 ** v * scale
             mantissa = x / 10.0 ** math.floor(v + 1e-9)
-            if major or (self._label_minor and min(abs(mantissa - 2.0), abs(mantissa - 5.0)) < 1e-6):
+            if major or any(abs(mantissa - m) < 1e-6 for m in self._minor_labels):
                 strings.append(format_magnitude(x))
             else:
                 strings.append(None)   # pyqtgraph skips None, and does not count it as text
