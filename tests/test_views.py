@@ -384,6 +384,12 @@ def test_log_axis_labels_stay_readable(qapp):   # font metrics need a QApplicati
     narrow = axis.tickValues(np.log10(0.11), np.log10(0.17), 400)
     strings = axis.tickStrings(narrow[0][1], 1.0, narrow[0][0])
     assert len(strings) >= 3 and all(0.11 <= float(s) <= 0.17 for s in strings)
+    # A linear axis over huge values (an exploding hidden state) writes powers of ten.
+    from gradviz.ui.views.base import FitAxis
+    linear = FitAxis("left")
+    assert linear.tickStrings([0.0, 1e21, -2.5e21], 1.0, 1e21) == ["0", "10²¹", "-2.5·10²¹"]
+    plain = [0.0, 0.5, 1.0]          # numbers that print plainly are left as pyqtgraph has them
+    assert linear.tickStrings(plain, 1.0, 0.5) == pg.AxisItem("left").tickStrings(plain, 1.0, 0.5)
     # 1.4 decades on a short axis: one decade in view, so 5× is labelled too.
     short = axis.tickValues(np.log10(0.15), np.log10(4.0), 100)
     labels = [s for level in short for s in axis.tickStrings(level[1], 1.0, level[0]) if s]

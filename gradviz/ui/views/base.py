@@ -100,6 +100,13 @@ class FitAxis(pg.AxisItem):
             return levels
         return [(spacing, 0.0)] + ([(chosen, 0.0)] if self.style["maxTickLevel"] >= 1 else [])
 
+    def tickStrings(self, values, scale, spacing):
+        strings = super().tickStrings(values, scale, spacing)
+        if self.logMode or not any(s and "e" in s for s in strings):
+            return strings
+        # pyqtgraph writes 1e+21 where a number does not print plainly: 10²¹ instead.
+        return [format_magnitude(v * scale) if v else "0" for v in values]
+
     def _label_extent(self, lo: float, hi: float, spacing: float) -> float:
         """Pixels a tick label takes along the axis, gap included: its height on a vertical
         axis, the width of the widest end value printed at ``spacing`` on a horizontal one."""
