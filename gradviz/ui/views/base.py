@@ -77,6 +77,11 @@ def format_magnitude(x: float) -> str:
     return ("" if mantissa == "1" else mantissa + "·") + "10" + _superscript(int(exponent))
 
 
+# Pixels a tick label may reach past the end of a heatmap's axis: the label of the first
+# cell is centred on the image's edge, half of it outside.
+EDGE_LABEL_PX = 20
+
+
 class FitAxis(pg.AxisItem):
     """An axis whose tick labels never run into each other.
 

@@ -8,8 +8,8 @@ import numpy as np
 import pyqtgraph as pg
 from PyQt6 import QtWidgets
 
-from gradviz.ui.views.base import (ColourKey, View, WrappedText, colour, curve, finite_points,
-                                   pen, style_colorbar, style_plot)
+from gradviz.ui.views.base import (EDGE_LABEL_PX, ColourKey, View, WrappedText, colour, curve,
+                                   finite_points, pen, style_colorbar, style_plot)
 
 GATE_DESCRIPTIONS = {
     "i": "input gate", "f": "forget gate", "g": "cell candidate", "o": "output gate",
@@ -54,6 +54,7 @@ class GatesView(View):
         self.heat = canvas.addPlot(row=1, col=0)
         style_plot(self.heat, "timestep t", "hidden unit", grid=False)
         self.heat.getViewBox().setDefaultPadding(0.0)     # the axes end where the image does
+        self.heat.getAxis("bottom").setStyle(hideOverlappingLabels=EDGE_LABEL_PX)
         self.image = pg.ImageItem(axisOrder="col-major")
         self.heat.addItem(self.image)
         self.bar = pg.ColorBarItem(values=(0.0, 1.0), colorMap=colour_map(0.0, 1.0),

@@ -17,8 +17,8 @@ import numpy as np
 import pyqtgraph as pg
 from PyQt6 import QtCore, QtGui, QtWidgets
 
-from gradviz.ui.views.base import (LOG_FLOOR, ColourKey, FitAxis, View, style_colorbar,
-                                   style_plot)
+from gradviz.ui.views.base import (EDGE_LABEL_PX, LOG_FLOOR, ColourKey, FitAxis, View,
+                                   style_colorbar, style_plot)
 
 LOG_MIN = math.log10(LOG_FLOOR)
 # Colour index 255 is reserved for non-finite gradients; 0..254 span the colour levels.
@@ -93,8 +93,10 @@ class GradflowView(View):
         self.axis = StepAxis()
         self.plot = canvas.addPlot(row=1, col=0, axisItems={"bottom": self.axis})
         style_plot(self.plot, "training step", "timestep t", grid=False)
-        # The axes end where the image does: padding would show timesteps below 0.
+        # The axes end where the image does: padding would show timesteps below 0. The
+        # first step's label, centred on the left edge, may then reach past the axis.
         self.plot.getViewBox().setDefaultPadding(0.0)
+        self.axis.setStyle(hideOverlappingLabels=EDGE_LABEL_PX)
         self.image = pg.ImageItem(axisOrder="col-major")
         lut = cmap.getLookupTable(nPts=NONFINITE_INDEX, alpha=False)
         self.image.setLookupTable(np.vstack([lut, np.array([NONFINITE_RGB], np.uint8)]))
