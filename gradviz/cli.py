@@ -324,16 +324,15 @@ def _run_steps(trainer, history, progress: Progress) -> tuple[int, int, int, boo
 
 def _loops(trainer, progress: Progress) -> str | None:
     """On the CPU, which code ran the cell's sequential loops: "compiled" or "pytorch".
-    Where compiled loops exist for the cell but cannot be had, says so once, with the
-    reason. A replay on the other path agrees to rounding, not bit for bit."""
+    Where the compiled loops cannot be had, says so once, with the reason. A replay on the
+    other path agrees to rounding, not bit for bit."""
     if trainer.device.type != "cpu":
         return None
     from gradviz.engine import native
-    notice = native.fallback_notice(trainer.config.cell, "cpu")
+    notice = native.fallback_notice("cpu")
     if notice:
         progress.note(f"note: {notice}")
-    compiled = trainer.config.cell in native.CELLS_WITH_LOOPS and native.kernels() is not None
-    return "compiled" if compiled else "pytorch"
+    return "pytorch" if notice else "compiled"
 
 
 def _train_and_save(trainer, folder: Path, ns: argparse.Namespace) -> int:

@@ -111,6 +111,17 @@ def history(make_history):
     return make_history(30, cell="lstm", L=2, D=2, T=20, H=8)
 
 
+@pytest.fixture
+def views(qtbot):
+    """One of each view, 900 x 500, not shown."""
+    from gradviz.ui.views import make_views
+    made = make_views()
+    for view in made.values():
+        qtbot.addWidget(view)
+        view.resize(900, 500)
+    return made
+
+
 @pytest.fixture(params=["compiled", "pytorch"])
 def cell_path(request, monkeypatch):
     """Run a test on both code paths of the cells' loops: the compiled loops of

@@ -20,11 +20,12 @@ from gradviz.engine.divergence import LIMIT, WINDOW, DivergenceWatch, advice
 from gradviz.engine.record import History
 from gradviz.engine.train import Trainer
 from gradviz.ui.prefs import Prefs
-from gradviz.ui.views import make_views
 from gradviz.ui.views.base import LOG_FLOOR
 from gradviz.ui.views.gradflow import NONFINITE_INDEX
 from gradviz.ui.window import MainWindow
 from gradviz.ui.worker import serve
+
+from helpers import quit_and_drain
 
 # The issue's example: a ReLU RNN started at identity x 3, SGD at lr 10, no clipping.
 # At T 50 the forward pass overflows from the first step on; at T 10 the first step is
@@ -186,11 +187,7 @@ def test_the_worker_pauses_itself_sends_the_message_and_a_reset_recovers():
         commands.put(("reset", 4, SHORT.replace(clip="norm").to_dict()))
         for _ in range(15):
             commands.put(("step",))
-        commands.put(("quit",))
-        thread.join(30)
-        assert not thread.is_alive()
-        while not results.empty():
-            messages.append(results.get())
+        messages += quit_and_drain(commands, results, thread, 30)
         captures = [c for m in messages if m["kind"] == "data" for c in m["captures"]]
         assert len(captures) == 15
         assert all(np.isfinite(c.loss) and not c.nonfinite for c in captures)
@@ -281,13 +278,11 @@ def assert_drawn_sanely(views) -> None:
 
 
 @pytest.fixture
-def views(qtbot):
-    made = make_views()
-    for view in made.values():
-        qtbot.addWidget(view)
-        view.resize(900, 500)
+def views(views):
+    """The views of conftest's fixture, shown (these tests read what was painted)."""
+    for view in views.values():
         view.show()
-    return made
+    return views
 
 
 def test_views_draw_a_run_that_diverged_from_its_first_step(views, exploding_run):

@@ -30,6 +30,8 @@ from gradviz.ui.controls import ControlPanel
 from gradviz.ui.prefs import Prefs
 from gradviz.ui.window import MainWindow
 
+from helpers import settle
+
 SMALL = RunConfig(task="adding", seq_len=12, cell="lstm", hidden=8, batch_size=8)
 CLI_SMALL = ["--steps", "3", "--hidden", "8", "--seq-len", "10", "--batch-size", "8"]
 START_TIMEOUT_MS = 30000
@@ -184,14 +186,6 @@ def warnings_shown(window, monkeypatch) -> list[tuple[str, str]]:
     shown: list[tuple[str, str]] = []
     monkeypatch.setattr(window, "_warn", lambda title, message: shown.append((title, message)))
     return shown
-
-
-def settle(qtbot, window) -> None:
-    previous = -1
-    while previous != len(window.history):
-        previous = len(window.history)
-        qtbot.wait(150)
-    window.draw_now()
 
 
 def filled(qtbot, window, captures: int = 4) -> None:

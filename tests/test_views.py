@@ -26,14 +26,6 @@ CELLS = {"lstm": dict(cell="lstm", L=2, D=2), "gru": dict(cell="gru", L=1, D=1),
          "rnn-tanh": dict(cell="rnn-tanh", L=1, D=2)}
 
 
-@pytest.fixture
-def views(qtbot):
-    made = make_views()
-    for view in made.values():
-        qtbot.addWidget(view)
-        view.resize(900, 500)
-    return made
-
 
 def fill(views, history, text="the quick brown fox\njumps"):
     for view in views.values():

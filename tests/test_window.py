@@ -15,6 +15,8 @@ from gradviz.ui.controls import ControlPanel
 from gradviz.ui.prefs import ENV_VAR, Prefs
 from gradviz.ui.window import MainWindow, preset_paths
 
+from helpers import settle
+
 SMALL = RunConfig(task="adding", seq_len=12, cell="lstm", hidden=8, batch_size=8)
 START_TIMEOUT_MS = 30000
 
@@ -48,15 +50,6 @@ def run_until(qtbot, window, captures: int) -> None:
     window.act_run.trigger()
     qtbot.waitUntil(lambda: window.worker.state == "paused", timeout=5000)
     settle(qtbot, window)
-
-
-def settle(qtbot, window) -> None:
-    """Wait until nothing arrives for a while and the views have drawn the last of it."""
-    previous = -1
-    while previous != len(window.history):
-        previous = len(window.history)
-        qtbot.wait(150)
-    window.draw_now()
 
 
 def menu(window, title: str) -> QtWidgets.QMenu:

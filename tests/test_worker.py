@@ -9,6 +9,8 @@ import time
 from gradviz.config import RunConfig
 from gradviz.ui.worker import TrainingWorker, serve
 
+from helpers import quit_and_drain
+
 SMALL = RunConfig(task="adding", seq_len=12, cell="lstm", hidden=8, batch_size=8)
 
 
@@ -62,11 +64,7 @@ def test_running_loop_batches_captures_light_but_the_newest(monkeypatch):
     while len(of_kind(messages, "data")) < 5 and time.monotonic() < deadline:
         messages.append(res.get(timeout=20))
     cmd.put(("pause",))
-    cmd.put(("quit",))
-    thread.join(10)
-    assert not thread.is_alive()
-    while not res.empty():
-        messages.append(res.get())
+    messages += quit_and_drain(cmd, res, thread, 10)
     states = [m["state"] for m in of_kind(messages, "state")]
     assert states[:2] == ["paused", "running"] and states[-1] == "paused"
     data = of_kind(messages, "data")
@@ -113,11 +111,7 @@ def test_an_exception_is_reported_and_a_reset_recovers(monkeypatch):
     monkeypatch.undo()
     cmd.put(("reset", 2, SMALL.to_dict()))
     cmd.put(("step",))
-    cmd.put(("quit",))
-    thread.join(20)
-    rest = []
-    while not res.empty():
-        rest.append(res.get())
+    rest = quit_and_drain(cmd, res, thread, 20)
     assert [m["kind"] for m in rest] == ["ready", "state", "data"]
     assert all(m["run_id"] == 2 for m in rest)
     assert rest[2]["captures"][0].step == 0

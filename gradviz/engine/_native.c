@@ -2,8 +2,8 @@
  *
  * PyTorch runs a timestep's small operations one dispatch at a time; at these sizes the
  * dispatch, not the arithmetic, is the cost. The functions here run each layer's loops over
- * time in one call: the LSTM and GRU forward passes (the per-step product, the gates, the
- * states and the gate statistics) and the reverse scans of the LSTM, GRU and plain RNN.
+ * time in one call: the forward passes of the three LSTMs and the GRU (the per-step product,
+ * the gates, the states and the gate statistics) and the reverse scans of every cell.
  * What can be batched over time (the weight gradients, the input product of a wide input)
  * stays in PyTorch. The equations are those of the PyTorch code in cells.py, which computes
  * the same numbers where this file cannot be built.
@@ -198,15 +198,17 @@ static void S(gemm_acc)(int B, int N, int K, const real *restrict a, int lda,
     }
 }
 
-/* dh_t = dout_t + dz_{t+1} W_hh where the gradient flows from t+1, else dout_t. */
-static void S(dh_step)(int t, int T, int B, int H, int G, int tbptt, const real *dz,
+/* dh_t = dout_t + dz_{t+1} W_hh where the gradient flows from t+1, else dout_t. dz_t's
+   first G·H values of each row are the pre-activation gradients; its rows are ld apart. */
+static void S(dh_step)(int t, int T, int B, int H, int G, int ld, int tbptt, const real *dz,
                        const real *w_hh, const real *dout, real *dh)
 {
     const size_t bh = (size_t)B * H;
     if (S(stops)(t, T, tbptt))
         memcpy(dh + t * bh, dout + t * bh, bh * sizeof(real));
     else
-        S(gemm_acc)(B, H, G * H, dz + (t + 1) * bh * G, G * H, w_hh, dout + t * bh, dh + t * bh);
+        S(gemm_acc)(B, H, G * H, dz + (t + 1) * (size_t)B * ld, ld, w_hh, dout + t * bh,
+                    dh + t * bh);
 }
 
 /* One batch row of an LSTM timestep: z (4H) holds the pre-activations of i, f, g, o and
@@ -320,14 +322,10 @@ static inline void S(family_row_backward)(int H, int G1, const real *restrict dh
 void S(lstm_family_scan)(int T, int B, int H, int G, const real *M, const real *N,
                          const real *dout, const real *w_hh, int tbptt, real *dh, real *R)
 {
-    const size_t bh = (size_t)B * H, g1 = (size_t)(G + 1) * H;
+    const size_t g1 = (size_t)(G + 1) * H;
     for (int t = T - 1; t >= 0; t--) {
         const int flows = !S(stops)(t, T, tbptt);
-        if (flows)
-            S(gemm_acc)(B, H, G * H, R + (t + 1) * B * g1, (int)g1, w_hh, dout + t * bh,
-                        dh + t * bh);
-        else
-            memcpy(dh + t * bh, dout + t * bh, bh * sizeof(real));
+        S(dh_step)(t, T, B, H, G, (int)g1, tbptt, R, w_hh, dout, dh);
         for (int b = 0; b < B; b++) {
             const size_t row = t * (size_t)B + b;
             S(family_row_backward)(H, G + 1, dh + row * H, M + row * g1, N + row * g1,
@@ -366,7 +364,7 @@ void S(lstm_cell_backward)(int T, int B, int H, const real *acts, const real *c,
 {
     const size_t bh = (size_t)B * H, g4 = 4 * (size_t)H;
     for (int t = T - 1; t >= 0; t--) {
-        S(dh_step)(t, T, B, H, 4, tbptt, dz, w_hh, dout, dh);
+        S(dh_step)(t, T, B, H, 4, 4 * H, tbptt, dz, w_hh, dout, dh);
         if (S(stops)(t, T, tbptt))      /* nothing flows from t+1: no carry */
             memset(carry, 0, bh * sizeof(real));
         const real *cprev = t ? c + (t - 1) * bh : c0;
@@ -446,7 +444,7 @@ void S(gru_cell_backward)(int T, int B, int H, const real *gates, const real *un
 {
     const size_t bh = (size_t)B * H, g3 = 3 * (size_t)H;
     for (int t = T - 1; t >= 0; t--) {
-        S(dh_step)(t, T, B, H, 3, tbptt, dzh, w_hh, dout, dh);
+        S(dh_step)(t, T, B, H, 3, 3 * H, tbptt, dzh, w_hh, dout, dh);
         const int flows = !S(stops)(t, T, tbptt);
         for (int b = 0; b < B; b++) {
             const size_t row = t * (size_t)B + b;
@@ -468,7 +466,7 @@ void S(rnn_cell_backward)(int T, int B, int H, const real *dphi, const real *dou
 {
     const size_t bh = (size_t)B * H;
     for (int t = T - 1; t >= 0; t--) {
-        S(dh_step)(t, T, B, H, 1, tbptt, dz, w_hh, dout, dh);
+        S(dh_step)(t, T, B, H, 1, H, tbptt, dz, w_hh, dout, dh);
         const real *restrict d = dh + t * bh, *restrict p = dphi + t * bh;
         real *restrict o = dz + t * bh;
         for (size_t k = 0; k < bh; k++) o[k] = d[k] * p[k];

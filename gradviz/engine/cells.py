@@ -5,9 +5,9 @@ the backward pass needs; ``backward`` walks t = T-1 … 0 and returns the *total
 reaching every h_t (and c_t), the parameter gradients and the gradient of the input.
 The per-timestep work of the reverse scan is a handful of small tensor operations; all
 products that do not depend on the recursion (gate recomputation, parameter gradients,
-input gradients) are done for all timesteps at once. The sequential loops of the LSTM,
-GRU and RNN (the LSTM and GRU forward passes and all three reverse scans) run as compiled C
-where that could be built (:mod:`gradviz.engine.native`), and as the PyTorch operations
+input gradients) are done for all timesteps at once. Every cell's sequential loops (the
+forward passes of the LSTMs and the GRU, and every reverse scan) run as compiled C where
+that could be built (:mod:`gradviz.engine.native`), and as the PyTorch operations
 below otherwise; the two paths compute the same numbers to rounding.
 
 Parameters follow PyTorch's ``nn.RNN`` / ``nn.LSTM`` / ``nn.GRU``: ``weight_ih`` (G·H, I),
@@ -329,12 +329,12 @@ class _LSTMFamily(Cell):
     def _peephole_grads(self, grads, dz, cache):
         pass
 
-    kind = ""          # the compiled forward's name for a variant: "peephole", "coupled"
+    kind = ""          # the compiled forward's name for the cell: "lstm", "peephole", "coupled"
 
     def _recurrence(self, x, h0, c0, p, step, stats_rows):
-        """The forward loop of a variant: acts, h, c, tanh(c), xh ([x_t, h_{t-1}] rows, or
-        None) and the gate statistics (or None: the caller computes them), from the
-        compiled loop where there is one, else from _unrolled_forward(step)."""
+        """The forward loop: acts, h, c, tanh(c), xh ([x_t, h_{t-1}] rows, or None) and the
+        gate statistics (or None: the caller computes them), from the compiled loop where
+        there is one, else from _unrolled_forward(step) (the variants' PyTorch loop)."""
         compiled = _compiled(x)
         if compiled is None:
             return (*self._unrolled_forward(x, h0, c0, p, step), None, None)
@@ -385,14 +385,19 @@ class _LSTMFamily(Cell):
 class LSTMCell(_LSTMFamily):
     """i, f, o = σ(·), g = tanh(·); c_t = f ⊙ c_{t-1} + i ⊙ g; h_t = o ⊙ tanh(c_t)."""
     name = "lstm"
+    kind = "lstm"
     blocks = ("i", "f", "g", "o")
     gate_names = ("i", "f", "g", "o")
     gate_ranges = ((0.0, 1.0), (0.0, 1.0), (-1.0, 1.0), (0.0, 1.0))
 
     def forward(self, x, h0, c0, p, stats_rows=None):
-        compiled = _compiled(x)
-        if compiled is not None:
-            return self._compiled_forward(compiled, x, h0, c0, p, stats_rows)
+        if _compiled(x) is not None:
+            # The whole forward pass in one call of the compiled loop: gates, states,
+            # statistics and [x_t, h_{t-1}] for the weight gradients, nothing computed twice.
+            acts, h, c, tanh_c, xh, stats = self._recurrence(x, h0, c0, p, None, stats_rows)
+            return LayerCache(x=x, h_prev=_h_prev(h, h0), h=h, c=c,
+                              coef={"acts": acts, "c0": c0, "tanh_c": tanh_c}, xh=xh,
+                              stats=stats)
         T, B, _ = x.shape
         H = h0.shape[-1]
         with torch.no_grad():
@@ -433,24 +438,6 @@ class LSTMCell(_LSTMFamily):
         return LayerCache(x=x, h_prev=h_prev, h=h, c=c, coef={"acts": acts, "c0": c0}, xh=xh,
                           stats=stats)
 
-    @staticmethod
-    def _compiled_forward(compiled, x, h0, c0, p, stats_rows):
-        """The whole forward pass in one call of the compiled loop, from the input products
-        (one product for all t): gates, states and statistics, and [x_t, h_{t-1}] for the
-        weight gradients, with nothing computed twice."""
-        T, B, I = x.shape
-        H = h0.shape[-1]
-        fold, zx, w_t, xh = _compiled_inputs(x, h0, p, 4)
-        acts = x.new_empty((T, B, 4, H))
-        c, tanh_c, h = (x.new_empty((T, B, H)) for _ in range(3))
-        stats = empty_stats(T, 4, H, x) if stats_rows is not None else None
-        compiled.lstm_forward(I, fold, zx, w_t, h0.contiguous(), c0.contiguous(), acts, c,
-                              tanh_c, h, xh, stats_rows or 0,
-                              *((stats.mean, stats.low, stats.high) if stats else ()))
-        return LayerCache(x=x, h_prev=xh[:, :, I:], h=h, c=c,
-                          coef={"acts": acts, "c0": c0, "tanh_c": tanh_c},
-                          xh=xh.view(T * B, I + H), stats=stats)
-
     def _coefs_into(self, M: Tensor, N: Tensor, A: Tensor, acts: Tensor, c: Tensor,
                     c_prev: Tensor) -> None:
         """The scan's coefficients for a run of timesteps (see _LSTMFamily):
@@ -472,12 +459,12 @@ class LSTMCell(_LSTMFamily):
         coefficients are made just before it is scanned and its parameter gradients
         accumulated just after, so nothing of size T·B·5H ever leaves the cache."""
         T, B, H = dout.shape
-        acts, c, xh = cache.coef["acts"], cache.c, cache.xh
-        I = cache.x.shape[-1]
-        w_hh = p["weight_hh"]
         compiled = _compiled(dout)
         if compiled is not None:
             return self._compiled_backward(compiled, cache, p, dout, tbptt, need_dx)
+        acts, c, xh = cache.coef["acts"], cache.c, cache.xh
+        I = cache.x.shape[-1]
+        w_hh = p["weight_hh"]
         dh = torch.empty_like(dout)
         dc = torch.empty_like(dout)
         gw = dout.new_zeros((I + H, 4 * H))              # (∂L/∂[W_ih, W_hh])ᵀ
@@ -708,7 +695,8 @@ class GRUCell(Cell):
         T, B, H = dout.shape
         w_hh = p["weight_hh"]
         dh = torch.empty_like(dout)
-        if "un" in cache.coef:                        # the compiled forward made this cache
+        # A cache made by the compiled forward holds what only the compiled scan reads.
+        if "un" in cache.coef:
             dzh, dzx = dout.new_empty((T, B, 3 * H)), dout.new_empty((T, B, 3 * H))
             native.kernels().gru_backward(cache.coef["gates"], cache.coef["un"], cache.h_prev,
                                           dout, w_hh, tbptt, dh, dzh, dzx)

@@ -4,7 +4,8 @@ PyTorch dispatches each small per-timestep operation separately, and for a small
 the dispatch costs more than the arithmetic. ``_native.c`` runs each layer's loops over
 time in one call: the forward passes of the LSTMs and the GRU, and the reverse scans of
 every cell. It is compiled with the system's C compiler the first time a cell needs it and
-cached in ``~/.cache/gradviz`` (or ``$XDG_CACHE_HOME/gradviz``).
+cached in ``~/.cache/gradviz`` (or ``$XDG_CACHE_HOME/gradviz``; a folder in the temporary
+directory where that cannot be written).
 
 It is optional. Without a C compiler, when the build fails, when the result fails its
 self-check, or with ``GRADVIZ_NATIVE=0`` in the environment, :func:`kernels` returns None
@@ -136,14 +137,11 @@ def status() -> str:
     return _status
 
 
-# The cells that have compiled loops: all of them.
-CELLS_WITH_LOOPS = ("rnn-tanh", "rnn-relu", "lstm", "lstm-peephole", "lstm-coupled", "gru")
-
-
-def fallback_notice(cell: str, device: str) -> str | None:
-    """A line for the user when ``cell`` on ``device`` trains without the compiled loops it
-    has (slower), else None. Builds the loops first if that has not happened yet."""
-    if device != "cpu" or cell not in CELLS_WITH_LOOPS or kernels() is not None:
+def fallback_notice(device: str) -> str | None:
+    """A line for the user when training on ``device`` goes without the compiled loops
+    (slower; every cell has them on the CPU), else None. Builds them first if that has not
+    happened yet."""
+    if device != "cpu" or kernels() is not None:
         return None
     return f"{status()}, which is slower"
 

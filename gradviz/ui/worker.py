@@ -129,7 +129,7 @@ class _Loop:
         # Builds the compiled loops now, while the window waits anyway, not on the first step;
         # says once per process when they cannot be had.
         from gradviz.engine import native
-        notice = native.fallback_notice(self.trainer.config.cell, self.trainer.device.type)
+        notice = native.fallback_notice(self.trainer.device.type)
         if notice and notice not in self.noticed:
             self.noticed.add(notice)
             self.send("notice", text=notice)
