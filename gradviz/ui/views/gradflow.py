@@ -28,6 +28,11 @@ NONFINITE_RGB = (230, 20, 20)
 # decade, and shrink only when the data moved a whole decade inside them: no flicker.
 LEVEL_PERCENTILES = (1.0, 99.0)
 LEVEL_ROUNDING = 0.5
+# Rounded outward with this margin (in units of LEVEL_ROUNDING), so that the smallest
+# gradients never sit on the scale's bottom colour, which the floor (zeros) owns. Without
+# it a value at a rounding boundary (1e-3: log10 is -3 ± 1 ulp, and which side depends on
+# the CPU's vector code for log10) landed on index 0 on some machines and not on others.
+LEVEL_MARGIN = 0.2
 LEVEL_SHRINK = 1.0
 LEVEL_SAMPLE = 65536
 # Until a gradient is finite and nonzero (a run diverged from its first step), the scale
@@ -209,8 +214,8 @@ class GradflowView(View):
             target = self._levels or DEFAULT_LEVELS
         else:
             p_lo, p_hi = np.percentile(sample, LEVEL_PERCENTILES)
-            target = (math.floor(p_lo / LEVEL_ROUNDING) * LEVEL_ROUNDING,
-                      math.ceil(p_hi / LEVEL_ROUNDING) * LEVEL_ROUNDING)
+            target = (math.floor(p_lo / LEVEL_ROUNDING - LEVEL_MARGIN) * LEVEL_ROUNDING,
+                      math.ceil(p_hi / LEVEL_ROUNDING + LEVEL_MARGIN) * LEVEL_ROUNDING)
             if target[1] - target[0] < 1.0:
                 target = (target[0], target[0] + 1.0)
         if self._levels is None:
