@@ -43,6 +43,9 @@ class Capture:
     # ρ and σ cost more than a small training step at H = 128, so they are refreshed every
     # few steps; this is the step whose weights they describe.
     rho_step: int = 0
+    # (P,) (layer, direction) of each parameter, None for the readout's: views group the
+    # tensors by layer with this, never by parsing their names.
+    param_owners: tuple[tuple[int, int] | None, ...] = field(default=())
 
     @property
     def layers(self) -> int:

@@ -72,6 +72,13 @@ class Network(nn.Module):
         """Layer k, direction d's parameters by short name (weight_ih, …)."""
         return {short: getattr(self, full) for short, full in self._names[k][d].items()}
 
+    def param_owners(self) -> tuple[tuple[int, int] | None, ...]:
+        """(layer, direction) of each parameter in ``named_parameters()`` order; None for
+        the readout's, which belong to no recurrent layer."""
+        owner = {full: (k, d) for k, per_dir in enumerate(self._names)
+                 for d, names in enumerate(per_dir) for full in names.values()}
+        return tuple(owner.get(name) for name, _ in self.named_parameters())
+
     def recurrent_parameters(self) -> list[tuple[str, nn.Parameter]]:
         return [(n, p) for n, p in self.named_parameters() if not n.startswith("readout.")]
 

@@ -83,6 +83,7 @@ class Trainer:
                    torch.Generator().manual_seed(config.seed))
         self.params = list(self.net.parameters())
         self.param_names = tuple(n for n, _ in self.net.named_parameters())
+        self.param_owners = self.net.param_owners()
         self.optimizer = make_optimizer(config.optimizer, self.params, config.lr, config.momentum)
         self._data_gen = torch.Generator().manual_seed(config.seed + 1_000_003)
         self._backup = [p.detach().clone() for p in self.params]
@@ -239,7 +240,7 @@ class Trainer:
             dc_norm=host(dc, (L, D, T)) if dc else None,
             gate_names=tuple(cell.gate_names), gate_ranges=tuple(cell.gate_ranges),
             gates=None, sat_low=None, sat_high=None, probe_h=None, probe_c=None,
-            param_names=self.param_names,
+            param_names=self.param_names, param_owners=self.param_owners,
             param_grad_norm=norms.to("cpu", torch.float32).numpy(),
             grad_norm=grad_norm, grad_norm_clipped=grad_norm_clipped,
             clipped=clipped, nonfinite=nonfinite,
