@@ -4,12 +4,19 @@ from __future__ import annotations
 import queue
 import threading
 
+from gradviz.engine import messages as msg
+
+
+def kind(message) -> str:
+    """A training-process report's kind as a word: Ready -> "ready"."""
+    return type(message).__name__.lower()
+
 
 def quit_and_drain(commands: queue.Queue, results: queue.Queue, thread: threading.Thread,
-                   timeout: float) -> list[dict]:
+                   timeout: float) -> list:
     """Tell a training loop run in ``thread`` to quit, wait for it, and return the messages
     it left in ``results``."""
-    commands.put(("quit",))
+    commands.put(msg.Quit())
     thread.join(timeout)
     assert not thread.is_alive(), "the training loop did not quit"
     messages = []
@@ -25,3 +32,20 @@ def settle(qtbot, window) -> None:
         previous = len(window.history)
         qtbot.wait(150)
     window.draw_now()
+
+
+def modules_after_one_step(config: dict, out) -> None:
+    """Run in a spawned child: train one step through the training process's command loop,
+    then put the names of every loaded module on ``out``."""
+    import sys
+
+    from gradviz.engine.process import serve
+
+    commands, results = queue.Queue(), queue.Queue()
+    commands.put(msg.Step())
+    commands.put(msg.Quit())
+    serve(commands, results, 1, config)
+    kinds = []
+    while not results.empty():
+        kinds.append(kind(results.get()))
+    out.put((kinds, sorted(sys.modules)))

@@ -16,16 +16,17 @@ from PyQt6 import QtCore, QtWidgets
 
 from gradviz import cli
 from gradviz.config import RunConfig
+from gradviz.engine import messages as msg
 from gradviz.engine.divergence import LIMIT, WINDOW, DivergenceWatch, advice
+from gradviz.engine.process import serve
 from gradviz.engine.record import History
 from gradviz.engine.train import Trainer
 from gradviz.ui.prefs import Prefs
 from gradviz.ui.views.base import LOG_FLOOR
 from gradviz.ui.views.gradflow import NONFINITE_INDEX
 from gradviz.ui.window import MainWindow
-from gradviz.ui.worker import serve
 
-from helpers import quit_and_drain
+from helpers import kind, quit_and_drain
 
 # The example: a ReLU RNN started at identity x 3, SGD at lr 10, no clipping.
 # At T 50 the forward pass overflows from the first step on; at T 10 the first step is
@@ -160,40 +161,40 @@ def test_the_worker_pauses_itself_sends_the_message_and_a_reset_recovers():
     commands, results = queue.Queue(), queue.Queue()
     thread = threading.Thread(target=serve, args=(commands, results, 3, SHORT.to_dict()))
     thread.start()
-    messages: list[dict] = []
+    messages: list = []
     try:
-        commands.put(("start",))
+        commands.put(msg.Start())
         deadline = time.monotonic() + 30
-        while not any(m["kind"] == "diverged" for m in messages) and time.monotonic() < deadline:
+        while not any(kind(m) == "diverged" for m in messages) and time.monotonic() < deadline:
             messages.append(results.get(timeout=30))
         time.sleep(0.3)   # a loop that kept running would send more data meanwhile
         while not results.empty():
             messages.append(results.get())
-        kinds = [m["kind"] for m in messages]
+        kinds = [kind(m) for m in messages]
         at = kinds.index("diverged")
-        assert kinds[at + 1:] == ["state"] and messages[-1]["state"] == "paused"
+        assert kinds[at + 1:] == ["state"] and messages[-1].state == "paused"
         diverged = messages[at]
-        assert diverged["step"] == 10
-        assert "Training diverged" in diverged["message"]
-        assert "10 steps in a row (steps 1–10)" in diverged["message"]
-        assert "clipping by norm" in diverged["advice"]
-        assert "learning rate" in diverged["advice"]
+        assert diverged.step == 10
+        assert "Training diverged" in diverged.message
+        assert "10 steps in a row (steps 1–10)" in diverged.message
+        assert "clipping by norm" in diverged.advice
+        assert "learning rate" in diverged.advice
         # Every capture up to the one that tripped the rule was sent before the message.
-        sent = [c for m in messages[:at] if m["kind"] == "data" for c in m["captures"]]
+        sent = [c for m in messages[:at] if kind(m) == "data" for c in m.captures]
         assert [c.step for c in sent] == list(range(11))
         assert not sent[-1].is_light   # the step shown with the message is captured in full
 
         messages.clear()
-        commands.put(("reset", 4, SHORT.replace(clip="norm").to_dict()))
+        commands.put(msg.Reset(4, SHORT.replace(clip="norm").to_dict()))
         for _ in range(15):
-            commands.put(("step",))
+            commands.put(msg.Step())
         messages += quit_and_drain(commands, results, thread, 30)
-        captures = [c for m in messages if m["kind"] == "data" for c in m["captures"]]
+        captures = [c for m in messages if kind(m) == "data" for c in m.captures]
         assert len(captures) == 15
         assert all(np.isfinite(c.loss) and not c.nonfinite for c in captures)
-        assert not [m for m in messages if m["kind"] in ("diverged", "error")]
+        assert not [m for m in messages if kind(m) in ("diverged", "error")]
     finally:
-        commands.put(("quit",))
+        commands.put(msg.Quit())
         thread.join(30)
 
 

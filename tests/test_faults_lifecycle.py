@@ -72,7 +72,7 @@ def assert_nothing_left(qtbot, window, pid: int, baseline, asked: bool = False) 
     threads, children = baseline
     assert not window.worker.is_alive()
     if asked:
-        assert window.worker._process.exitcode == 0
+        assert window.worker.exitcode == 0
     assert window.worker.state == "stopped"
     assert not os.path.exists(f"/proc/{pid}")  # ended and reaped
     # A queue's feeder thread ends once it has written what it holds: give it a moment.

@@ -2,24 +2,30 @@
 Qt handle that runs it in a real "spawn" child."""
 from __future__ import annotations
 
+import multiprocessing
+import os
 import queue
+import signal
 import threading
 import time
 
 from gradviz.config import RunConfig
-from gradviz.ui.worker import TrainingWorker, serve
+from gradviz.engine import messages as msg
+from gradviz.engine.process import serve
+from gradviz.ui.worker import TrainingWorker
 
-from helpers import quit_and_drain
+import helpers
+from helpers import kind, quit_and_drain
 
 SMALL = RunConfig(task="adding", seq_len=12, cell="lstm", hidden=8, batch_size=8)
 
 
-def run_serve(commands: list[tuple], config: RunConfig = SMALL) -> list[dict]:
+def run_serve(commands: list, config: RunConfig = SMALL) -> list:
     """Feed ``commands`` (then quit) to the loop in this process; return its messages."""
     cmd, res = queue.Queue(), queue.Queue()
     for command in commands:
         cmd.put(command)
-    cmd.put(("quit",))
+    cmd.put(msg.Quit())
     serve(cmd, res, 7, config.to_dict())
     messages = []
     while not res.empty():
@@ -27,19 +33,19 @@ def run_serve(commands: list[tuple], config: RunConfig = SMALL) -> list[dict]:
     return messages
 
 
-def of_kind(messages: list[dict], kind: str) -> list[dict]:
-    return [m for m in messages if m["kind"] == kind]
+def of_kind(messages: list, name: str) -> list:
+    return [m for m in messages if kind(m) == name]
 
 
 def test_single_steps_send_one_full_capture_each_and_live_changes_apply_next_step():
-    messages = run_serve([("step",), ("step",),
-                          ("live", {"clip": "norm", "clip_threshold": 0.01}),
-                          ("step",)])
-    assert all(m["run_id"] == 7 for m in messages)
-    assert messages[0] == {"kind": "ready", "run_id": 7, "language": False}
+    messages = run_serve([msg.Step(), msg.Step(),
+                          msg.Live({"clip": "norm", "clip_threshold": 0.01}),
+                          msg.Step()])
+    assert all(m.run_id == 7 for m in messages)
+    assert messages[0] == msg.Ready(run_id=7, language=False)
     data = of_kind(messages, "data")
-    assert [m["step"] for m in data] == [1, 2, 3]
-    captures = [m["captures"] for m in data]
+    assert [m.step for m in data] == [1, 2, 3]
+    captures = [m.captures for m in data]
     assert all(len(c) == 1 and not c[0].is_light for c in captures)
     assert [c[0].step for c in captures] == [0, 1, 2]
     before, after = captures[1][0], captures[2][0]
@@ -59,24 +65,24 @@ def test_running_loop_batches_captures_light_but_the_newest(monkeypatch):
     cmd, res = queue.Queue(), queue.Queue()
     thread = threading.Thread(target=serve, args=(cmd, res, 1, SMALL.to_dict()))
     thread.start()
-    cmd.put(("start",))
+    cmd.put(msg.Start())
     messages, deadline = [], time.monotonic() + 20
     while len(of_kind(messages, "data")) < 5 and time.monotonic() < deadline:
         messages.append(res.get(timeout=20))
-    cmd.put(("pause",))
+    cmd.put(msg.Pause())
     messages += quit_and_drain(cmd, res, thread, 10)
-    states = [m["state"] for m in of_kind(messages, "state")]
+    states = [m.state for m in of_kind(messages, "state")]
     assert states[:2] == ["paused", "running"] and states[-1] == "paused"
     data = of_kind(messages, "data")
-    batches = [m["captures"] for m in data if m["captures"]]
+    batches = [m.captures for m in data if m.captures]
     assert sum(len(b) for b in batches) > len(batches), "captures were never batched"
     for batch in batches[:-1]:  # the last one comes from the pause, whenever that came
         assert all(c.is_light for c in batch[:-1]) and not batch[-1].is_light
     assert all(c.is_light for c in batches[-1][:-1])
     steps = [c.step for b in batches for c in b]
     assert steps == list(range(len(steps))), "a capture was lost or repeated"
-    assert data[-1]["step"] == len(steps)
-    assert any(m["steps_per_s"] > 0 for m in data)
+    assert data[-1].step == len(steps)
+    assert any(m.steps_per_s > 0 for m in data)
     # The per-unit arrays were computed only for steps expected to end a message (a step
     # quicker than expected leaves the next one to do it).
     assert sum(asked_full) <= 2 * len(batches) + 1
@@ -84,10 +90,10 @@ def test_running_loop_batches_captures_light_but_the_newest(monkeypatch):
 
 
 def test_capture_every_sends_only_captured_steps():
-    messages = run_serve([("step",)] * 5, SMALL.replace(capture_every=2))
+    messages = run_serve([msg.Step()] * 5, SMALL.replace(capture_every=2))
     data = of_kind(messages, "data")
-    assert [m["step"] for m in data] == [1, 2, 3, 4, 5]
-    assert [c.step for m in data for c in m["captures"]] == [0, 2, 4]
+    assert [m.step for m in data] == [1, 2, 3, 4, 5]
+    assert [c.step for m in data for c in m.captures] == [0, 2, 4]
 
 
 def test_an_exception_is_reported_and_a_reset_recovers(monkeypatch):
@@ -98,42 +104,42 @@ def test_an_exception_is_reported_and_a_reset_recovers(monkeypatch):
 
     monkeypatch.setattr(train.Trainer, "step", broken_step)
     cmd, res = queue.Queue(), queue.Queue()
-    cmd.put(("step",))
-    cmd.put(("step",))  # ignored: no model until a reset
+    cmd.put(msg.Step())
+    cmd.put(msg.Step())  # ignored: no model until a reset
     thread = threading.Thread(target=serve, args=(cmd, res, 1, SMALL.to_dict()))
     thread.start()
     messages = [res.get(timeout=20) for _ in range(4)]
-    assert [m["kind"] for m in messages] == ["ready", "state", "error", "state"]
+    assert [kind(m) for m in messages] == ["ready", "state", "error", "state"]
     error = messages[2]
-    assert error["message"] == "RuntimeError: engine exploded"
-    assert "broken_step" in error["traceback"]
-    assert messages[3]["state"] == "error"
+    assert error.message == "RuntimeError: engine exploded"
+    assert "broken_step" in error.traceback
+    assert messages[3].state == "error"
     monkeypatch.undo()
-    cmd.put(("reset", 2, SMALL.to_dict()))
-    cmd.put(("step",))
+    cmd.put(msg.Reset(2, SMALL.to_dict()))
+    cmd.put(msg.Step())
     rest = quit_and_drain(cmd, res, thread, 20)
-    assert [m["kind"] for m in rest] == ["ready", "state", "data"]
-    assert all(m["run_id"] == 2 for m in rest)
-    assert rest[2]["captures"][0].step == 0
+    assert [kind(m) for m in rest] == ["ready", "state", "data"]
+    assert all(m.run_id == 2 for m in rest)
+    assert rest[2].captures[0].step == 0
 
 
 def test_a_bad_setting_is_a_plain_message_without_traceback(tmp_path):
     missing = tmp_path / "missing.txt"
-    messages = run_serve([("step",)], RunConfig(task="text", text_file=str(missing),
+    messages = run_serve([msg.Step()], RunConfig(task="text", text_file=str(missing),
                                                 seq_len=10, hidden=8, batch_size=4))
     errors = of_kind(messages, "error")
     assert len(errors) == 1
-    assert "missing.txt" in errors[0]["message"]
-    assert errors[0]["traceback"] == ""
+    assert "missing.txt" in errors[0].message
+    assert errors[0].traceback == ""
     assert not of_kind(messages, "data")
 
 
 def test_language_task_sends_generated_text():
-    messages = run_serve([("step",)], RunConfig(task="reber", seq_len=20, cell="gru",
+    messages = run_serve([msg.Step()], RunConfig(task="reber", seq_len=20, cell="gru",
                                                 hidden=8, batch_size=4))
-    assert messages[0]["language"] is True
+    assert messages[0].language is True
     texts = of_kind(messages, "text")
-    assert len(texts) == 1 and isinstance(texts[0]["text"], str) and texts[0]["text"]
+    assert len(texts) == 1 and isinstance(texts[0].text, str) and texts[0].text
 
 
 def test_process_worker_trains_resets_and_closes_fast(qtbot):
@@ -180,7 +186,7 @@ def test_process_worker_reports_a_dead_child_and_a_reset_revives_it(qtbot):
     worker.error.connect(lambda message, details: errors.append(message))
     try:
         qtbot.waitUntil(lambda: worker.state == "paused", timeout=30000)
-        worker._process.kill()
+        os.kill(worker.pid, signal.SIGKILL)
         qtbot.waitUntil(lambda: worker.state == "stopped", timeout=5000)
         assert errors and "ended unexpectedly" in errors[0]
 
@@ -203,8 +209,8 @@ def test_the_loop_ends_when_the_window_process_is_gone():
     thread = threading.Thread(target=serve, args=(cmd, res, 1, SMALL.to_dict()),
                               kwargs={"parent_alive": lambda: alive[0]})
     thread.start()
-    cmd.put(("start",))
-    while not any(m["kind"] == "data" and m["captures"] for m in [res.get(timeout=20)]):
+    cmd.put(msg.Start())
+    while not any(kind(m) == "data" and m.captures for m in [res.get(timeout=20)]):
         pass
     alive[0] = False  # no quit will ever come
     thread.join(3)
@@ -217,9 +223,9 @@ def test_a_cell_without_its_compiled_loops_is_noticed_once_per_process(monkeypat
     monkeypatch.setattr(native, "_kernels", None)
     monkeypatch.setattr(native, "_status", "no C compiler found (set CC or install gcc); "
                         "using PyTorch operations")
-    messages = run_serve([("step",), ("reset", 8, SMALL.to_dict()), ("step",)])
+    messages = run_serve([msg.Step(), msg.Reset(8, SMALL.to_dict()), msg.Step()])
     notices = of_kind(messages, "notice")
-    assert [m["text"] for m in notices] == [
+    assert [m.text for m in notices] == [
         "no C compiler found (set CC or install gcc); using PyTorch operations, which is slower"]
     assert of_kind(messages, "data")        # and training goes on
 
@@ -229,4 +235,19 @@ def test_with_the_compiled_loops_there_is_no_notice():
     if native.kernels() is None:
         import pytest
         pytest.skip(native.status())
-    assert not of_kind(run_serve([("step",)]), "notice")
+    assert not of_kind(run_serve([msg.Step()]), "notice")
+
+
+def test_the_training_process_imports_no_qt():
+    """The process the window spawns trains without loading Qt (DESIGN.md, rule 1)."""
+    ctx = multiprocessing.get_context("spawn")
+    out = ctx.Queue()
+    child = ctx.Process(target=helpers.modules_after_one_step, args=(SMALL.to_dict(), out))
+    child.start()
+    try:
+        kinds, modules = out.get(timeout=60)
+    finally:
+        child.join(10)
+    assert "data" in kinds and "error" not in kinds      # it did train
+    assert "gradviz.engine.process" in modules and "torch" in modules
+    assert not [name for name in modules if name.startswith(("PyQt6", "pyqtgraph"))]

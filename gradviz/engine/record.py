@@ -268,7 +268,7 @@ _LATEST_SPEC: dict[str, tuple[str, tuple[str, ...]]] = {
     "rho_names": ("U", ("R",)), "events": ("U", ("E",)),
 }
 _LATEST_OPTIONAL = {"dc_norm": ("f", ("L", "D", "T")), "probe_c": ("f", ("L", "D", "T", "H")),
-                    "rho_step": ("i", ())}
+                    "rho_step": ("i", ()), "param_owners": ("i", ("P", "2"))}
 _NAME_FIELDS = ("gate_names", "param_names", "rho_names", "events")
 _KIND_WORDS = {"i": "integers", "f": "floats", "b": "booleans", "U": "text"}
 
@@ -296,7 +296,7 @@ def _history_arrays(history: History) -> dict[str, np.ndarray]:
     if cap is not None:
         for f in fields(Capture):
             value = getattr(cap, f.name)
-            if value is None:
+            if value is None or (f.name == "param_owners" and not value):
                 continue
             if f.name in _NAME_FIELDS:
                 value = _names(value)
@@ -304,6 +304,9 @@ def _history_arrays(history: History) -> dict[str, np.ndarray]:
                 value = np.array(value, dtype=np.float64).reshape(-1, 2)
             elif f.name == "clip":
                 value = np.str_(value)
+            elif f.name == "param_owners":   # (P, 2), -1 for a tensor of no layer
+                value = np.array([o if o is not None else (-1, -1) for o in value],
+                                 dtype=np.int64).reshape(-1, 2)
             out["latest_" + f.name] = np.asarray(value)
     return out
 
@@ -533,6 +536,8 @@ def _latest_from(arrays: dict[str, np.ndarray]) -> Capture:
             values[f.name] = tuple(str(s) for s in value)
         elif f.name == "gate_ranges":
             values[f.name] = tuple((float(lo), float(hi)) for lo, hi in value)
+        elif f.name == "param_owners":
+            values[f.name] = tuple(None if k < 0 else (int(k), int(d)) for k, d in value)
         elif value.ndim == 0:
             values[f.name] = value.item()  # int, float, bool or str
         else:
