@@ -27,7 +27,6 @@ from gradviz.config import (CELLS, CLIP_MODES, DEVICES, DTYPES, INITS, LIMITS, O
                             ConfigError, RunConfig)
 
 PROG = "gradviz run"
-HISTORY_CAPACITY = 4096
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # the shell's convention for a command stopped by SIGINT
 
@@ -263,7 +262,7 @@ def run_command(argv: list[str]) -> int:
     except SystemExit as stop:  # argparse has printed its one line (or the help)
         return stop.code if isinstance(stop.code, int) else 0
     try:
-        trainer, text_note, folder = _prepare(ns)
+        session, text_note, folder = _prepare(ns)
         if text_note:
             _say(ns.quiet, f"note: {text_note}")
     except UsageError as exc:
@@ -272,11 +271,11 @@ def run_command(argv: list[str]) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted before training started; nothing was saved", file=sys.stderr)
         return EXIT_INTERRUPTED
-    return _train_and_save(trainer, folder, ns)
+    return _train_and_save(session, folder, ns)
 
 
 def _prepare(ns: argparse.Namespace):
-    """(trainer, note about the text file or None, output folder), or a UsageError."""
+    """(session, note about the text file or None, output folder), or a UsageError."""
     config = _make_config(ns)
     from gradviz.engine.train import prepare_training_process
 
@@ -290,43 +289,22 @@ def _prepare(ns: argparse.Namespace):
     from_config = ns.config is not None and not hasattr(ns, "text_file")
     text, note = _load_text(config, from_config)
 
+    from gradviz.engine.session import Session
     from gradviz.engine.tasks import TaskInputError
-    from gradviz.engine.train import Trainer
 
     try:
-        trainer = Trainer(config, text=text)
+        session = Session(config, text=text)
     except TaskInputError as exc:
         raise UsageError(f"{option_name(exc.field or 'task')}: {exc}") from None
     folder = _out_folder(ns.out)  # only now: a mistake above leaves no empty folder behind
-    return trainer, note, folder
+    return session, note, folder
 
 
-def _run_steps(trainer, history, progress: Progress) -> tuple[int, int, int, bool]:
-    """Train ``config.steps`` steps into ``history``: (captured, non-finite, clipped,
-    interrupted by Ctrl+C)."""
-    captured = nonfinite = clipped = 0
-    try:
-        for _ in range(trainer.config.steps):
-            capture = trainer.step()
-            if capture is not None:
-                history.append(capture)
-                captured += 1
-                nonfinite += capture.nonfinite
-                clipped += capture.clipped
-            if trainer.divergence is not None and trainer.watch.tripped == 1:
-                progress.note(f"warning: {trainer.divergence.message()} Training goes on, as "
-                              "asked; a diverged run rarely recovers by itself.")
-            progress.update(trainer.step_index, trainer.last_loss)
-    except KeyboardInterrupt:
-        return captured, nonfinite, clipped, True
-    return captured, nonfinite, clipped, False
-
-
-def _loops(trainer, progress: Progress) -> str | None:
+def _loops(session, progress: Progress) -> str | None:
     """On the CPU, which code ran the cell's sequential loops: "compiled" or "pytorch".
     Where the compiled loops cannot be had, says so once, with the reason. A replay on the
     other path agrees to rounding, not bit for bit."""
-    if trainer.device.type != "cpu":
+    if session.trainer.device.type != "cpu":
         return None
     from gradviz.engine import native
     notice = native.fallback_notice("cpu")
@@ -335,35 +313,29 @@ def _loops(trainer, progress: Progress) -> str | None:
     return "pytorch" if notice else "compiled"
 
 
-def _train_and_save(trainer, folder: Path, ns: argparse.Namespace) -> int:
-    from gradviz.engine.record import History, save_run
-
-    config = trainer.config
-    history = History(HISTORY_CAPACITY)
+def _train_and_save(session, folder: Path, ns: argparse.Namespace) -> int:
+    config = session.config
     progress = Progress(config.steps, sys.stderr, enabled=not ns.quiet)
-    loops = _loops(trainer, progress)
-    captured, nonfinite, clipped, interrupted = _run_steps(trainer, history, progress)
+    loops = _loops(session, progress)
+
+    def on_step(report) -> None:
+        if report.divergence is not None and session.times_diverged == 1:
+            progress.note(f"warning: {report.divergence.message()} Training goes on, as "
+                          "asked; a diverged run rarely recovers by itself.")
+        progress.update(session.steps_done, report.loss)
+
+    try:
+        session.run(config.steps, on_step=on_step)
+    except KeyboardInterrupt:
+        pass                          # session.interrupted is set; what was done is saved
     seconds = time.perf_counter() - progress.start
     progress.close()
 
-    done = trainer.step_index
-    summary = {
-        "steps_done": done,
-        "seconds": round(seconds, 3),
-        "steps_per_second": done / seconds if seconds > 0 else None,
-        "final_loss": trainer.last_loss if done else None,
-        "baseline": float(trainer.task.baseline),
-        # Counted over captured steps: every step when capture_every is 1.
-        "nonfinite_steps": nonfinite,
-        "clipped_steps": clipped,
-        "captured_steps": captured,
-        "interrupted": interrupted,
-        "diverged_at_step": None if trainer.watch.first is None else trainer.watch.first.step,
-    }
-    if loops:
-        summary["loops"] = loops
+    done = session.steps_done
+    extra = {"loops": loops} if loops else {}
+    summary = {**session.summary(), **extra}
     try:
-        save_run(folder, config, history, summary)
+        session.save(folder, **extra)
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted while saving; {folder} was left as it was", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -372,25 +344,27 @@ def _train_and_save(trainer, folder: Path, ns: argparse.Namespace) -> int:
         print(f"{PROG}: could not save the run to {folder}: {exc.strerror or exc}; a run "
               "already there is left as it was", file=sys.stderr)
         return 1
-    if interrupted:
+    if session.interrupted:
         print(f"{PROG}: interrupted after {done} of {config.steps} steps; saved what was done "
               f"to {folder}", file=sys.stderr)
         return EXIT_INTERRUPTED
-    rate = f"{summary['steps_per_second']:.1f}" if summary["steps_per_second"] else "?"
+    nonfinite, clipped = session.counts.nonfinite, session.counts.clipped
+    rate = f"{done / seconds:.1f}" if seconds > 0 and done else "?"
     flags = "".join(f", {n} {what}" for n, what in ((nonfinite, "non-finite"), (clipped, "clipped"))
                     if n)
-    if trainer.watch.first is not None:
+    first = session.first_divergence
+    if first is not None:
         from gradviz.engine.divergence import advice
 
-        again = trainer.watch.tripped - 1
+        again = session.times_diverged - 1
         later = f", and {again} more time{'s' * (again > 1)} later" if again else ""
-        _say(ns.quiet, f"warning: training diverged at step {trainer.watch.first.step}{later}. "
+        _say(ns.quiet, f"warning: training diverged at step {first.step}{later}. "
                        f"{advice(config)}")
     _say(ns.quiet, f"done: {done} steps in {_clock(seconds)} ({rate} steps/s{flags}); final loss "
                    f"{summary['final_loss']:.4g}, baseline {summary['baseline']:.4g}; "
                    f"saved to {folder}")
     if ns.figures is not None:
-        return _write_figures(Path(ns.figures), config, history, ns.quiet)
+        return _write_figures(Path(ns.figures), config, session.history, ns.quiet)
     return 0
 
 

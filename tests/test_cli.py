@@ -223,10 +223,10 @@ def test_default_out_folder_is_under_runs(tmp_path, monkeypatch):
 def test_ctrl_c_saves_what_was_done(tmp_path, monkeypatch, capsys):
     real_step = Trainer.step
 
-    def step(self):
+    def step(self, full=True):
         if self.step_index == 3:
             raise KeyboardInterrupt
-        return real_step(self)
+        return real_step(self, full)
 
     monkeypatch.setattr(Trainer, "step", step)
     out = tmp_path / "stopped"
