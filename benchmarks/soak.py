@@ -60,7 +60,7 @@ def headless(config_dict: dict, steps: int, results) -> None:
     torch.set_num_threads(1)
     from gradviz.config import RunConfig
     from gradviz.engine.record import History
-    from gradviz.ui.window import HISTORY_CAPACITY  # Qt is loaded before the first reading
+    from gradviz.ui.state import HISTORY_CAPACITY  # Qt is loaded before the first reading
 
     trainer = Trainer(RunConfig.from_dict(config_dict))
     history = History(HISTORY_CAPACITY)

@@ -44,7 +44,7 @@ def window(qtbot, prefs):
 
 def run_until(qtbot, window, captures: int) -> None:
     """Train until the history holds ``captures`` rows, then pause and let it settle."""
-    if not window._running:
+    if not window.state.running:
         window.act_run.trigger()
     qtbot.waitUntil(lambda: len(window.history) >= captures, timeout=20000)
     window.act_run.trigger()
@@ -362,7 +362,7 @@ def test_controls_accept_only_valid_values(qtbot):
 
 def test_views_take_turns_when_drawing_is_slow(window, qtbot, monkeypatch):
     run_until(qtbot, window, 3)
-    window._redraw_timer.stop()
+    window.scheduler.stop()
     drawn: list = []
     for key, view in window.views.items():
         original = view.set_data
@@ -371,10 +371,10 @@ def test_views_take_turns_when_drawing_is_slow(window, qtbot, monkeypatch):
     visible = [k for k, v in window.views.items() if v.isVisible()]
     assert "text" not in visible and len(visible) == 6
 
-    window._on_captures([])  # "something new arrived": every view is stale
-    window._views_per_tick = 1
+    window.scheduler.mark_stale()  # "something new arrived": every view is stale
+    window.scheduler.views_per_tick = 1
     for tick in range(len(visible)):
-        window._last_tick = None  # a tick that was on time: no adaptation
+        window.scheduler.last_tick = None  # a tick that was on time: no adaptation
         window.redraw()
         assert len(drawn) == tick + 1
     assert sorted(drawn) == sorted(visible)  # each once, in turn
@@ -383,38 +383,38 @@ def test_views_take_turns_when_drawing_is_slow(window, qtbot, monkeypatch):
     window.redraw()
     assert len(drawn) == len(visible)  # nothing new, nothing drawn
 
-    window._on_captures([])
-    window._views_per_tick = len(window.views)
-    window._last_tick = None
+    window.scheduler.mark_stale()
+    window.scheduler.views_per_tick = len(window.views)
+    window.scheduler.last_tick = None
     window.redraw()
     assert sorted(drawn[len(visible):]) == sorted(visible)  # cheap: all in one tick
 
 
 def test_a_view_count_that_made_a_tick_late_is_not_retried_at_once(window, qtbot, monkeypatch):
-    import gradviz.ui.window as window_module
+    import gradviz.ui.redraw as window_module
 
     run_until(qtbot, window, 3)
-    window._redraw_timer.stop()
+    window.scheduler.stop()
     clock = [1000.0]
     monkeypatch.setattr(window_module.time, "perf_counter", lambda: clock[0])
     visible = sum(v.isVisible() for v in window.views.values())
 
     def tick(after_ms):
-        window._on_captures([])  # something new: every view is stale
+        window.scheduler.mark_stale()  # something new: every view is stale
         clock[0] += after_ms / 1000.0
         window.redraw()
 
-    window._views_per_tick = visible
-    window._last_tick = None
+    window.scheduler.views_per_tick = visible
+    window.scheduler.last_tick = None
     tick(0)                                                     # all views drew
     tick(window_module.REDRAW_MS + window_module.LATE_HIGH_MS + 5)  # ... and that was late
-    assert window._views_per_tick == visible - 1
+    assert window.scheduler.views_per_tick == visible - 1
     for _ in range(20):                                         # on time from now on
         tick(window_module.REDRAW_MS)
-    assert window._views_per_tick == visible - 1                # not all at once again, yet
+    assert window.scheduler.views_per_tick == visible - 1                # not all at once again, yet
     for _ in range(int(window_module.RETRY_S * 1000 / window_module.REDRAW_MS) + 1):
         tick(window_module.REDRAW_MS)
-    assert window._views_per_tick == visible                    # tried again, later
+    assert window.scheduler.views_per_tick == visible                    # tried again, later
 
 
 def test_a_notice_from_the_training_process_shows_in_the_status_bar(window, qtbot):

@@ -1,35 +1,31 @@
-"""The main window: control panel on the left, every view at once on the right.
+"""The main window: the shell around the app model (:mod:`gradviz.ui.state`).
 
-Training runs in a :class:`~gradviz.ui.worker.TrainingWorker` process. Captures that
-arrive go into a bounded :class:`~gradviz.engine.record.History`; the views redraw on the
-window's own ~30 Hz clock, and only when something new arrived (DESIGN.md, rule 3).
+Control panel on the left, every view at once on the right, menus, toolbar and status bar.
+Training runs in a :class:`~gradviz.ui.worker.TrainingWorker` process; its reports go into
+the :class:`~gradviz.ui.state.AppState`, and the views draw from that on their own clock
+(:class:`~gradviz.ui.redraw.RedrawScheduler`). The window keeps no application state of
+its own: it turns the user's actions into commands and the model's changes into widgets.
 """
 from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 
 from PyQt6 import QtCore, QtGui, QtWidgets
 
 from gradviz.config import LIVE_FIELDS, ConfigError, RunConfig, structural_change
-from gradviz.engine.record import History, RunFileError, load_run, save_run
+from gradviz.engine.record import RunFileError, load_run, save_run
 from gradviz.ui.controls import ControlPanel
 from gradviz.ui.export import ExportError, write_bytes
 from gradviz.ui.prefs import Prefs
+from gradviz.ui.redraw import RedrawScheduler
+from gradviz.ui.state import AppState
+from gradviz.ui.statusbar import StatusFields
 from gradviz.ui.views import make_views
 from gradviz.ui.worker import TrainingWorker
 
 RESOURCES = Path(__file__).resolve().parents[2] / "resources"
-HISTORY_CAPACITY = 4096
-REDRAW_MS = 33
-# The redraw timer's lateness that makes fewer (more) views draw per tick.
-LATE_HIGH_MS = 20.0
-LATE_LOW_MS = 6.0
-# A number of views per tick that made a tick late is not tried again for this long:
-# probing it every few ticks kept ~5% of ticks late with the largest preset.
-RETRY_S = 10.0
 GRID_COLUMNS = 3
 
 
@@ -42,40 +38,31 @@ class MainWindow(QtWidgets.QMainWindow):
     def __init__(self, config: RunConfig | None = None, prefs: Prefs | None = None):
         super().__init__()
         self.prefs = prefs if prefs is not None else Prefs()
-        self._config = config or self.prefs.load_config() or RunConfig()
-        self.history = History(HISTORY_CAPACITY)
-        self._latest = None         # newest full Capture
-        self._stale: set[str] = set()  # keys of views that have not drawn the newest data
-        self._running = False       # what the user asked for; follows the worker's reports
-        self._loaded_run: str | None = None  # folder of an opened run being shown
+        self.state = AppState(config or self.prefs.load_config() or RunConfig(), self)
         self._error_box: QtWidgets.QMessageBox | None = None
 
-        self.controls = ControlPanel(self._config)
+        self.controls = ControlPanel(self.state.config)
         self.controls.config_changed.connect(self.apply_config)
         self.views = make_views()
-        self._views_per_tick = len(self.views)  # adapted to how long drawing takes
-        self._last_drawn = 0
-        self._too_many = (len(self.views) + 1, 0.0)  # views per tick found too slow, and when
-        self._cursor = 0                        # where the round of views goes on
-        self._last_tick: float | None = None
+        self.scheduler = RedrawScheduler(self.views, self.state, self)
         self._build_layout()
         self._build_actions()
-        self._build_status_bar()
+        self.status_fields = StatusFields(self.statusBar())
+        self.state.running_changed.connect(self._show_running)
+        self.state.text_changed.connect(self._on_text)
+        self.state.runs_changed.connect(self._on_runs_changed)
 
-        self.worker = TrainingWorker(self._config, self)
+        self.worker = TrainingWorker(self.state.config, self)
         self.worker.captures_ready.connect(self._on_captures)
         self.worker.status.connect(self._on_status)
-        self.worker.text_ready.connect(self._on_text)
+        self.worker.text_ready.connect(self.state.set_text)
         self.worker.error.connect(self._on_error)
-        self.worker.state_changed.connect(self._on_state)
+        self.worker.state_changed.connect(self._on_worker_state)
         self.worker.ready.connect(self._on_ready)
         self.worker.note.connect(self._on_note)
         self.worker.notice.connect(lambda text: self.statusBar().showMessage(f"Note: {text}", 15000))
         self.worker.diverged.connect(self._on_diverged)
-
-        self._redraw_timer = QtCore.QTimer(self)
-        self._redraw_timer.timeout.connect(self.redraw)
-        self._redraw_timer.start(REDRAW_MS)
+        self.scheduler.start()
 
         geometry = self.prefs.load_geometry()
         if geometry is None or not self.restoreGeometry(geometry):
@@ -212,35 +199,38 @@ class MainWindow(QtWidgets.QMainWindow):
             action = presets.addAction(path.stem)
             action.triggered.connect(lambda _checked=False, p=path: self.load_preset(p))
 
-    def _build_status_bar(self) -> None:
-        bar = self.statusBar()
-        self.state_label = QtWidgets.QLabel("starting…")
-        self.step_label = QtWidgets.QLabel("step 0")
-        self.speed_label = QtWidgets.QLabel("0.0 steps/s")
-        self.loss_label = QtWidgets.QLabel("loss –")
-        for label in (self.state_label, self.step_label, self.speed_label, self.loss_label):
-            label.setMinimumWidth(label.fontMetrics().horizontalAdvance("0000000 steps/s"))
-            bar.addPermanentWidget(label)
-
     # -- training commands -------------------------------------------------------------
     @property
     def config(self) -> RunConfig:
-        return self._config
+        return self.state.config
+
+    @property
+    def history(self):
+        """The live run's record (read-only: the state owns it)."""
+        return self.state.live.history
+
+    @property
+    def state_label(self) -> QtWidgets.QLabel:
+        return self.status_fields.state
+
+    @property
+    def step_label(self) -> QtWidgets.QLabel:
+        return self.status_fields.step
 
     def toggle_running(self) -> None:
-        if self._running:
+        if self.state.running:
             self.worker.pause()
-            self._set_running(False)
+            self.state.set_running(False)
         elif self._can_train():
-            self._leave_loaded_run()
+            self._leave_saved_run()
             self.worker.start()
-            self._set_running(True)
+            self.state.set_running(True)
 
     def step_once(self) -> None:
         if self._can_train():
-            self._leave_loaded_run()
+            self._leave_saved_run()
             self.worker.step()
-            self._set_running(False)
+            self.state.set_running(False)
 
     def _can_train(self) -> bool:
         if self.worker.state in ("error", "stopped"):
@@ -251,22 +241,21 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def reset_training(self, keep_running: bool = False) -> None:
         """A fresh model from the current settings (same seed); paused unless asked."""
-        self.worker.reset(self._config)
-        self._loaded_run = None
-        self._clear_data()
+        self.worker.reset(self.state.config)
+        self.state.new_live_run()
         self._close_error()
         if keep_running:
             self.worker.start()
-        self._set_running(keep_running)
-        self._update_title()
+        self.state.set_running(keep_running)
 
     def apply_config(self, config: RunConfig) -> None:
         """New settings from the controls: a live change goes to the running model on its
         next step; anything else means a new model, restarted if it was running."""
-        old, self._config = self._config, config
+        old = self.state.config
+        self.state.set_config(config)
         self.prefs.save_config(config)
         if structural_change(old, config):
-            self.reset_training(keep_running=self._running)
+            self.reset_training(keep_running=self.state.running)
             return
         changes = {name: getattr(config, name) for name in LIVE_FIELDS
                    if getattr(config, name) != getattr(old, name)}
@@ -284,49 +273,41 @@ class MainWindow(QtWidgets.QMainWindow):
         self.apply_config(config)
         self.statusBar().showMessage(f"Preset {Path(path).stem}", 5000)
 
-    def _leave_loaded_run(self) -> None:
+    def _leave_saved_run(self) -> None:
         # The model behind an opened run is already fresh (reset when it was opened);
         # only the recorded curves have to go.
-        if self._loaded_run is not None:
-            self._loaded_run = None
-            self._clear_data()
-            self._update_title()
+        if self.state.viewing_saved_run:
+            self.state.new_live_run()
 
-    def _clear_data(self) -> None:
-        self.history.clear()
-        self._latest = None
-        self._stale.clear()
-        for view in self.views.values():
-            view.clear()
-        self.step_label.setText("step 0")
-        self.speed_label.setText("0.0 steps/s")
-        self.loss_label.setText("loss –")
-
-    def _set_running(self, running: bool) -> None:
-        self._running = running
+    def _show_running(self, running: bool) -> None:
         icons = QtWidgets.QStyle.StandardPixmap
         self.act_run.setText("Pause" if running else "Start")
         self.act_run.setIcon(self.style().standardIcon(
             icons.SP_MediaPause if running else icons.SP_MediaPlay))
 
-    # -- worker reports ----------------------------------------------------------------
+    # -- state and worker reports ----------------------------------------------------------
+    def _on_runs_changed(self) -> None:
+        run = self.state.live
+        if len(run.history):
+            self.status_fields.show_progress(int(run.history.step[-1]) + 1, None,
+                                             float(run.history.loss[-1]))
+        else:
+            self.status_fields.clear()
+        self.status_fields.show_state(self.worker.state, self.state.viewing_saved_run)
+        self._update_title()
+
     def _on_captures(self, captures: list) -> None:
+        self.state.add_captures(captures)
         for capture in captures:
-            self.history.append(capture)
-            if not capture.is_light:
-                self._latest = capture
             if capture.nonfinite or capture.events:
                 # The engine's events name their step already.
                 text = "; ".join(capture.events)
                 self.statusBar().showMessage(
                     text[:1].upper() + text[1:] if text else
                     f"Step {capture.step}: loss or gradient not finite; step skipped", 8000)
-        self._stale.update(self.views)
 
     def _on_status(self, status: dict) -> None:
-        self.step_label.setText(f"step {status['step']}")
-        self.speed_label.setText(f"{status['steps_per_s']:.1f} steps/s")
-        self.loss_label.setText(f"loss {status['loss']:.4g}")
+        self.status_fields.show_progress(status["step"], status["steps_per_s"], status["loss"])
 
     def _on_text(self, text: str) -> None:
         view = self.views.get("text")
@@ -342,14 +323,13 @@ class MainWindow(QtWidgets.QMainWindow):
         self.controls.set_text_note(note)
         self.statusBar().showMessage(f"Note: {note}", 15000)
 
-    def _on_state(self, state: str) -> None:
-        self.state_label.setText("viewing saved run" if self._loaded_run and state == "paused"
-                                 else state)
+    def _on_worker_state(self, state: str) -> None:
+        self.status_fields.show_state(state, self.state.viewing_saved_run)
         if state in ("paused", "running", "error", "stopped"):
-            self._set_running(state == "running")
+            self.state.set_running(state == "running")
 
     def _on_error(self, message: str, details: str) -> None:
-        self._set_running(False)
+        self.state.set_running(False)
         self.statusBar().showMessage(f"Training stopped: {message}")
         self._show_stop_box("gradviz: training stopped",
                             f"{message}\n\nChange the settings and press Reset (R) to start "
@@ -357,7 +337,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _on_diverged(self, message: str, advice: str) -> None:
         """The run paused itself because training diverged (gradviz.engine.divergence)."""
-        self._set_running(False)
+        self.state.set_running(False)
         self.statusBar().showMessage("Training paused: it diverged (see the message)")
         self._show_stop_box("gradviz: training diverged",
                             f"{message}\n\n{advice}\n\nChange a setting, then press Reset (R) for "
@@ -393,84 +373,34 @@ class MainWindow(QtWidgets.QMainWindow):
 
     # -- drawing -----------------------------------------------------------------------
     def redraw(self) -> None:
-        """Called by the ~30 Hz timer: views draw the newest data, if there is any.
-
-        Drawing every view at once took up to ~200 ms for the largest models (2 layers,
-        H 128, T 200, painted at 1600 x 1000), and the window froze for that long. So the
-        views take turns: as many per tick as keep the timer on time, all of them when
-        drawing is cheap, one when it is not.
-        """
-        now = time.perf_counter()
-        if self._last_tick is not None:
-            # How late this tick is tells what the views drawn by the last one cost,
-            # painting included (Qt paints after the tick, when the loop is free again).
-            late_ms = (now - self._last_tick) * 1000.0 - REDRAW_MS
-            if late_ms > LATE_HIGH_MS:
-                self._too_many = (self._last_drawn, now)
-                self._views_per_tick = max(1, min(self._views_per_tick, self._last_drawn) - 1)
-            elif late_ms < LATE_LOW_MS:
-                more = self._views_per_tick + 1
-                too_many, when = self._too_many
-                visible = sum(view.isVisible() for view in self.views.values())
-                if more <= visible and (more < too_many or now - when > RETRY_S):
-                    self._views_per_tick = more
-        drew = self._draw(self._views_per_tick)
-        self._last_drawn = drew
-        self._last_tick = now if drew else None
+        """One tick of the views' clock (the scheduler's timer calls it ~30 times a second)."""
+        self.scheduler.tick()
 
     def draw_now(self) -> None:
         """Every visible view draws the newest data now (before an export, in tests)."""
-        self._draw(len(self.views))
-
-    def _draw(self, limit: int) -> int:
-        """Up to ``limit`` stale views draw, taking turns; returns how many did."""
-        if not self._stale:
-            return 0
-        latest = self._latest if self._latest is not None else self.history.latest
-        keys = list(self.views)
-        drawn = 0
-        for offset in range(len(keys)):
-            index = (self._cursor + offset) % len(keys)
-            key = keys[index]
-            view = self.views[key]
-            if key not in self._stale or not view.isVisible():
-                continue  # a hidden view stays stale until it is shown
-            view.set_data(self.history, latest)
-            self._stale.discard(key)
-            drawn += 1
-            if drawn == limit:
-                self._cursor = index + 1
-                break
-        return drawn
+        self.scheduler.draw_now()
 
     def _update_title(self) -> None:
-        c = self._config
+        c = self.state.config
         title = f"gradviz — {c.cell}, {c.task}, T {c.seq_len}"
-        if self._loaded_run:
-            title += f" — {os.path.basename(os.path.normpath(self._loaded_run))}"
+        if self.state.viewing_saved_run:
+            title += f" — {self.state.live.name}"
         self.setWindowTitle(title)
 
     # -- files -------------------------------------------------------------------------
     def save_run_to(self, folder: str | os.PathLike) -> None:
-        save_run(folder, self._config, self.history)
+        save_run(folder, self.state.config, self.history)
         self.statusBar().showMessage(f"Run saved to {folder}", 5000)
 
     def open_run(self, path: str | os.PathLike) -> None:
         """Show a saved run, paused; starting again trains a fresh model with its settings."""
         config, history, _summary = load_run(path)
         self.controls.set_config(config)
-        self._config = config
-        self.reset_training()
-        self.history = history
-        self._latest = history.latest
-        self._loaded_run = str(path)
-        if len(history):
-            self._stale.update(self.views)
-        self.state_label.setText("viewing saved run")
-        if len(history):
-            self.step_label.setText(f"step {int(history.step[-1]) + 1}")
-            self.loss_label.setText(f"loss {float(history.loss[-1]):.4g}")
-        self._update_title()
+        self.state.set_config(config)
+        self.worker.reset(config)
+        self._close_error()
+        self.state.set_running(False)
+        self.state.new_live_run(history, source=str(path))
 
     def export_dashboard(self, path: str | os.PathLike) -> None:
         """The whole window as one PNG (written atomically; raises ExportError)."""
@@ -546,9 +476,9 @@ class MainWindow(QtWidgets.QMainWindow):
 
     # -- closing -----------------------------------------------------------------------
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:
-        self._redraw_timer.stop()
+        self.scheduler.stop()
         self.prefs.save_geometry(self.saveGeometry())
-        self.prefs.save_config(self._config)
+        self.prefs.save_config(self.state.config)
         self.prefs.sync()
         self.worker.close()
         self._close_error()
