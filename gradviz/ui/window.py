@@ -17,6 +17,7 @@ from PyQt6 import QtCore, QtGui, QtWidgets
 from gradviz.config import LIVE_FIELDS, ConfigError, RunConfig, structural_change
 from gradviz.engine.record import RunFileError, load_run, save_run
 from gradviz.ui.controls import ControlPanel
+from gradviz.ui.menus import build_actions
 from gradviz.ui.export import ExportError, write_bytes
 from gradviz.ui.prefs import Prefs
 from gradviz.ui.redraw import RedrawScheduler
@@ -46,7 +47,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.views = make_views()
         self.scheduler = RedrawScheduler(self.views, self.state, self)
         self._build_layout()
-        self._build_actions()
+        build_actions(self, preset_paths())
         self.status_fields = StatusFields(self.statusBar())
         self.state.running_changed.connect(self._show_running)
         self.state.text_changed.connect(self._on_text)
@@ -137,67 +138,6 @@ class MainWindow(QtWidgets.QMainWindow):
         layout.addWidget(title)
         layout.addWidget(view, 1)
         return panel
-
-    def _action(self, text: str, slot, shortcut=None, icon=None, tip: str = "") -> QtGui.QAction:
-        action = QtGui.QAction(text, self)
-        if shortcut is not None:
-            action.setShortcut(QtGui.QKeySequence(shortcut))
-            action.setShortcutContext(QtCore.Qt.ShortcutContext.WindowShortcut)
-        if icon is not None:
-            action.setIcon(self.style().standardIcon(icon))
-        if tip:
-            action.setToolTip(tip)
-            action.setStatusTip(tip)
-        action.triggered.connect(slot)
-        self.addAction(action)  # shortcuts work without the menu bar or toolbar visible
-        return action
-
-    def _build_actions(self) -> None:
-        icons = QtWidgets.QStyle.StandardPixmap
-        key = QtCore.Qt.Key
-        self.act_run = self._action("Start", self.toggle_running, key.Key_Space,
-                                    icons.SP_MediaPlay, "Start or pause training (Space)")
-        self.act_step = self._action("Step", self.step_once, key.Key_S, icons.SP_MediaSkipForward,
-                                     "Train one batch and pause (S)")
-        self.act_reset = self._action("Reset", self.reset_training, key.Key_R,
-                                      icons.SP_BrowserReload,
-                                      "A fresh model with the same settings and seed (R)")
-        self.act_open = self._action("Open run…", self.open_run_dialog,
-                                     QtGui.QKeySequence.StandardKey.Open)
-        self.act_save = self._action("Save run…", self.save_run_dialog,
-                                     QtGui.QKeySequence.StandardKey.Save)
-        self.act_dashboard = self._action("Export dashboard…", self.export_dashboard_dialog)
-        self.act_quit = self._action("Quit", self.close, QtGui.QKeySequence.StandardKey.Quit)
-
-        toolbar = self.addToolBar("Training")
-        toolbar.setObjectName("training-toolbar")
-        toolbar.setMovable(False)
-        toolbar.setToolButtonStyle(QtCore.Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
-        for action in (self.act_run, self.act_step, self.act_reset):
-            toolbar.addAction(action)
-
-        menu = self.menuBar().addMenu("&File")
-        menu.addAction(self.act_open)
-        menu.addAction(self.act_save)
-        export_menu = menu.addMenu("Export")
-        for key_, view in self.views.items():
-            sub = export_menu.addMenu(view.title)
-            for suffix in ("png", "svg", "csv"):
-                action = sub.addAction(f"{suffix.upper()}…")
-                action.triggered.connect(
-                    lambda _checked=False, k=key_, s=suffix: self.export_view_dialog(k, s))
-        menu.addAction(self.act_dashboard)
-        menu.addSeparator()
-        menu.addAction(self.act_quit)
-
-        training = self.menuBar().addMenu("&Training")
-        for action in (self.act_run, self.act_step, self.act_reset):
-            training.addAction(action)
-
-        presets = self.menuBar().addMenu("&Presets")
-        for path in preset_paths():
-            action = presets.addAction(path.stem)
-            action.triggered.connect(lambda _checked=False, p=path: self.load_preset(p))
 
     # -- training commands -------------------------------------------------------------
     @property

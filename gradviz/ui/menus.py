@@ -1,0 +1,77 @@
+"""The window's actions, toolbar and menus. Every action is also added to the window
+itself, so that its shortcut works with the menu bar or the toolbar hidden."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from PyQt6 import QtCore, QtGui, QtWidgets
+
+
+def _action(window: QtWidgets.QMainWindow, text: str, slot, shortcut=None, icon=None,
+            tip: str = "") -> QtGui.QAction:
+    action = QtGui.QAction(text, window)
+    if shortcut is not None:
+        action.setShortcut(QtGui.QKeySequence(shortcut))
+        action.setShortcutContext(QtCore.Qt.ShortcutContext.WindowShortcut)
+    if icon is not None:
+        action.setIcon(window.style().standardIcon(icon))
+    if tip:
+        action.setToolTip(tip)
+        action.setStatusTip(tip)
+    action.triggered.connect(slot)
+    window.addAction(action)
+    return action
+
+
+def build_actions(window, presets: list[Path]) -> None:
+    """Give ``window`` (a MainWindow) its actions ``act_run``, ``act_step``, ``act_reset``,
+    ``act_open``, ``act_save``, ``act_dashboard``, ``act_quit``, the training toolbar and
+    the File, Training and Presets menus."""
+    icons = QtWidgets.QStyle.StandardPixmap
+    key = QtCore.Qt.Key
+    std = QtGui.QKeySequence.StandardKey
+    window.act_run = _action(window, "Start", window.toggle_running, key.Key_Space,
+                             icons.SP_MediaPlay, "Start or pause training (Space)")
+    window.act_step = _action(window, "Step", window.step_once, key.Key_S,
+                              icons.SP_MediaSkipForward, "Train one batch and pause (S)")
+    window.act_reset = _action(window, "Reset", window.reset_training, key.Key_R,
+                               icons.SP_BrowserReload,
+                               "A fresh model with the same settings and seed (R)")
+    window.act_open = _action(window, "Open run…", window.open_run_dialog, std.Open)
+    window.act_save = _action(window, "Save run…", window.save_run_dialog, std.Save)
+    window.act_dashboard = _action(window, "Export dashboard…", window.export_dashboard_dialog)
+    window.act_quit = _action(window, "Quit", window.close, std.Quit)
+    training = (window.act_run, window.act_step, window.act_reset)
+
+    toolbar = window.addToolBar("Training")
+    toolbar.setObjectName("training-toolbar")
+    toolbar.setMovable(False)
+    toolbar.setToolButtonStyle(QtCore.Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+    for action in training:
+        toolbar.addAction(action)
+
+    menu = window.menuBar().addMenu("&File")
+    menu.addAction(window.act_open)
+    menu.addAction(window.act_save)
+    export_menu = menu.addMenu("Export")
+    for view_key, view in window.views.items():
+        sub = export_menu.addMenu(view.title)
+        for suffix in ("png", "svg", "csv"):
+            action = sub.addAction(f"{suffix.upper()}…")
+            action.triggered.connect(
+                lambda _checked=False, k=view_key, s=suffix: window.export_view_dialog(k, s))
+    menu.addAction(window.act_dashboard)
+    menu.addSeparator()
+    menu.addAction(window.act_quit)
+
+    training_menu = window.menuBar().addMenu("&Training")
+    for action in training:
+        training_menu.addAction(action)
+
+    presets_menu = window.menuBar().addMenu("&Presets")
+    for path in presets:
+        action = presets_menu.addAction(path.stem)
+        action.triggered.connect(lambda _checked=False, p=path: window.load_preset(p))
+
+
+__all__ = ["build_actions"]

@@ -1,0 +1,85 @@
+"""The shape of the house (DESIGN.md): small modules, no import cycles, no Qt in the engine."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "gradviz"
+MAX_LINES = 400
+
+
+def modules() -> dict[str, Path]:
+    found = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        found[name] = path
+    return found
+
+
+def top_level_imports(name: str, path: Path, known: set[str]) -> set[str]:
+    """The gradviz modules that ``name`` imports when it is imported (imports inside
+    functions run later, and cannot make a cycle at import time)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    is_package = path.name == "__init__.py"
+    found = set()
+    for node in tree.body:
+        targets = []
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = name.split(".") if is_package else name.split(".")[:-1]
+                anchor = anchor[:len(anchor) - (node.level - 1)]
+                base = ".".join(anchor + ([base] if base else []))
+            targets = [base] + [f"{base}.{alias.name}" for alias in node.names]
+        for target in targets:
+            while target and target not in known:
+                target = target.rpartition(".")[0]
+            if target and target != name:
+                found.add(target)
+    return found
+
+
+def test_no_module_is_over_400_lines():
+    long = {name: n for name, path in modules().items()
+            if (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES}
+    assert not long, f"modules over {MAX_LINES} lines: {long}"
+
+
+def test_no_import_cycles_inside_gradviz():
+    mods = modules()
+    graph = {name: top_level_imports(name, path, set(mods)) for name, path in mods.items()}
+    state: dict[str, int] = {}
+    cycles = []
+
+    def visit(node: str, trail: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                cycles.append(trail[trail.index(nxt):] + [nxt] if nxt in trail else [node, nxt])
+            elif nxt not in state:
+                visit(nxt, trail + [nxt])
+        state[node] = 2
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [name])
+    assert not cycles, f"import cycles: {cycles}"
+
+
+def test_the_checker_finds_a_cycle(tmp_path):
+    # The checker itself must be able to fail: two modules that import each other.
+    (tmp_path / "a.py").write_text("from pkg import b\n")
+    (tmp_path / "b.py").write_text("from pkg.a import x\n")
+    known = {"pkg.a", "pkg.b"}
+    assert top_level_imports("pkg.a", tmp_path / "a.py", known) == {"pkg.b"}
+    assert top_level_imports("pkg.b", tmp_path / "b.py", known) == {"pkg.a"}
+
+
+def test_the_engine_and_the_config_import_no_qt():
+    for name, path in modules().items():
+        if name.startswith(("gradviz.engine", "gradviz.config")):
+            text = path.read_text(encoding="utf-8")
+            assert "PyQt6" not in text and "pyqtgraph" not in text, name
