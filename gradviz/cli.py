@@ -277,12 +277,13 @@ def run_command(argv: list[str]) -> int:
 def _prepare(ns: argparse.Namespace):
     """(session, note about the text file or None, output folder), or a UsageError."""
     config = _make_config(ns)
-    from gradviz.engine.train import prepare_training_process
+    from gradviz.engine.train import prepare_training_process, threads_for
 
     # Before anything makes torch start its worker threads, or it does not reach them.
     prepare_training_process()
     import torch
 
+    torch.set_num_threads(threads_for(config))
     if config.device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device: cuda is not available on this machine (torch finds no CUDA "
                          "GPU); allowed here: cpu")

@@ -75,3 +75,22 @@ def test_a_session_without_history_trains_and_refuses_to_save(tmp_path):
     assert session.step().capture is not None and session.history is None
     with pytest.raises(ValueError, match="no history"):
         session.save(tmp_path / "run")
+
+
+def test_small_models_train_on_one_thread_and_large_products_on_every_core(tmp_path,
+                                                                          monkeypatch):
+    import os
+
+    import torch
+
+    from gradviz import cli
+    from gradviz.engine.train import threads_for
+
+    assert threads_for(RunConfig()) == 1
+    assert threads_for(RunConfig(cell="rnn-tanh", hidden=128, batch_size=32)) == 1
+    assert threads_for(RunConfig(hidden=512, batch_size=1024)) == max(1, os.cpu_count() or 1)
+    asked = []
+    monkeypatch.setattr(torch, "set_num_threads", asked.append)
+    assert cli.main(["run", "--steps", "1", "--seq-len", "5", "--hidden", "4", "--quiet",
+                     "--out", str(tmp_path / "run")]) == 0
+    assert asked == [1]

@@ -9,6 +9,8 @@ import signal
 import threading
 import time
 
+import pytest
+
 from gradviz.config import RunConfig
 from gradviz.engine import messages as msg
 from gradviz.engine.process import serve
@@ -251,3 +253,61 @@ def test_the_training_process_imports_no_qt():
     assert "data" in kinds and "error" not in kinds      # it did train
     assert "gradviz.engine.process" in modules and "torch" in modules
     assert not [name for name in modules if name.startswith(("PyQt6", "pyqtgraph"))]
+
+
+def test_a_stopped_training_process_is_noticed_and_reset_replaces_it(qtbot):
+    worker = TrainingWorker(SMALL)
+    changes: list = []
+    worker.responding_changed.connect(changes.append)
+    try:
+        qtbot.waitUntil(lambda: worker.state == "paused", timeout=30000)
+        assert worker.responding
+        stopped = worker.pid
+        os.kill(stopped, signal.SIGSTOP)           # hung, as far as the window can tell
+        qtbot.waitUntil(lambda: not worker.responding, timeout=10000)
+        assert changes == [False] and worker.is_alive() and worker.state == "paused"
+        worker.reset(SMALL)                         # ends it, and starts a fresh one
+        assert worker.pid != stopped
+        qtbot.waitUntil(lambda: worker.state == "paused" and worker.responding, timeout=30000)
+        received: list = []
+        worker.captures_ready.connect(received.extend)
+        worker.step()
+        qtbot.waitUntil(lambda: len(received) == 1, timeout=10000)
+        assert changes == [False, True]
+    finally:
+        worker.close()
+    with pytest.raises(ProcessLookupError):
+        os.kill(stopped, 0)   # not left behind, stopped
+
+
+def test_training_waits_while_the_window_leaves_its_reports_unread():
+    import types
+
+    from gradviz.engine.process import MAX_UNREAD
+
+    cmd, res = queue.Queue(), queue.Queue()
+    window_read = types.SimpleNamespace(value=0)
+    thread = threading.Thread(target=serve, args=(cmd, res, 1, SMALL.to_dict()),
+                              kwargs={"window_read": window_read})
+    thread.start()
+
+    def data_waiting() -> list:
+        return [m for m in list(res.queue) if kind(m) == "data"]
+
+    try:
+        cmd.put(msg.Start())
+        deadline = time.monotonic() + 30
+        while msg.State(1, "running") not in list(res.queue) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(2.0)    # a stalled window: ~60 reports' worth of training at full speed
+        assert len(data_waiting()) == MAX_UNREAD
+        steps = data_waiting()[-1].step
+        time.sleep(0.3)
+        assert len(data_waiting()) == MAX_UNREAD       # nothing more trained or queued
+        window_read.value = MAX_UNREAD                 # the window catches up
+        deadline = time.monotonic() + 10
+        while len(data_waiting()) < MAX_UNREAD + 5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert data_waiting()[-1].step > steps          # and training goes on
+    finally:
+        quit_and_drain(cmd, res, thread, 10)

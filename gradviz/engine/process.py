@@ -17,6 +17,7 @@ import multiprocessing
 import os
 import queue
 import sys
+import threading
 import time
 import traceback
 from collections import deque
@@ -27,6 +28,12 @@ from gradviz.engine import messages as m
 SEND_INTERVAL_S = 0.03   # ~30 messages/s: as often as the window redraws, no more
 TEXT_INTERVAL_S = 2.0
 PARENT_CHECK_S = 0.5     # how often the process checks that the window still lives
+HEARTBEAT_S = 0.25       # how often the process says it is alive, even inside a long step
+# Data reports the window may leave unread before training waits for it: the queue between
+# them then holds at most this many (~1 s of training at 30 reports/s), however long the
+# window stalls (a modal dialog, a slow machine). Before, it grew ~2 MB/s without bound.
+MAX_UNREAD = 32
+BACKLOG_WAIT_S = 0.02
 
 
 class PipeCommands:
@@ -35,8 +42,8 @@ class PipeCommands:
     def __init__(self, connection):
         self.connection = connection
 
-    def get(self, timeout: float | None = None):
-        if not self.connection.poll(timeout):
+    def get(self, block: bool = True, timeout: float | None = None):
+        if not self.connection.poll(timeout if block else 0):
             raise queue.Empty
         try:
             return self.connection.recv()
@@ -44,24 +51,29 @@ class PipeCommands:
             return m.Quit()
 
     def get_nowait(self):
-        return self.get(0)
+        return self.get(False)
 
 
 def serve(commands, results, run_id: int, config: dict, parent_alive=lambda: True,
-          acknowledge: bool = False) -> None:
+          acknowledge: bool = False, window_read=None) -> None:
     """The command loop; returns on :class:`~gradviz.engine.messages.Quit`. ``commands``
     and ``results`` need only ``get``/``get_nowait`` and ``put``: tests pass
     ``queue.Queue`` objects and run it in one process. ``acknowledge``: report every
-    command read (:class:`~gradviz.engine.messages.Heard`), for the window's flow control."""
-    loop = _Loop(results)
+    command read (:class:`~gradviz.engine.messages.Heard`), for the window's flow control.
+    ``window_read``: a shared integer (``.value``) counting the Data reports the window has
+    taken; while :data:`MAX_UNREAD` are waiting, training waits too."""
+    loop = _Loop(results, window_read)
     loop.reset(m.Reset(run_id, config))
     last_check = time.monotonic()
     heard = 0
     while True:
         try:
-            command = commands.get_nowait() if loop.running else commands.get(PARENT_CHECK_S)
+            if loop.running and not loop.backlogged():
+                command = commands.get_nowait()
+            else:
+                command = commands.get(timeout=BACKLOG_WAIT_S if loop.running else PARENT_CHECK_S)
         except queue.Empty:
-            if loop.running:
+            if loop.running and not loop.backlogged():
                 loop.run_one()
             now = time.monotonic()
             if now - last_check >= PARENT_CHECK_S:
@@ -81,8 +93,10 @@ def serve(commands, results, run_id: int, config: dict, parent_alive=lambda: Tru
 class _Loop:
     """The training process's state between commands."""
 
-    def __init__(self, results):
+    def __init__(self, results, window_read=None):
         self.results = results
+        self.window_read = window_read
+        self.data_sent = 0
         self.session = None
         self.run_id = 0
         self.running = False
@@ -205,6 +219,11 @@ class _Loop:
         if was_running:
             self.send(m.State, state="paused")
 
+    def backlogged(self) -> bool:
+        """Whether the window has left MAX_UNREAD Data reports unread."""
+        return (self.window_read is not None
+                and self.data_sent - self.window_read.value >= MAX_UNREAD)
+
     def steps_per_s(self) -> float:
         if len(self.recent) < 2:
             return 0.0
@@ -218,6 +237,7 @@ class _Loop:
         self.pending = []
         self.send(m.Data, captures=captures, step=self.session.steps_done,
                   steps_per_s=self.steps_per_s(), loss=self.session.last_loss)
+        self.data_sent += 1
 
     def maybe_generate(self, force: bool = False) -> None:
         if not self.session.is_language:
@@ -230,9 +250,19 @@ class _Loop:
                 self.send(m.Text, text=text)
 
 
-def child_main(commands, results, run_id: int, config: dict) -> None:
+def _beat(heartbeat) -> None:
+    while True:
+        heartbeat.value += 1
+        time.sleep(HEARTBEAT_S)
+
+
+def child_main(commands, results, run_id: int, config: dict, heartbeat, window_read) -> None:
     """Entry point of the training process: ``commands`` is the read end of a pipe,
-    ``results`` a multiprocessing queue."""
+    ``results`` a multiprocessing queue, ``heartbeat`` and ``window_read`` shared
+    integers: the first counts up while this process lives and runs (a thread of its own
+    keeps it going inside a long step; a stopped or hung process lets it stand still),
+    the second is the window's count of Data reports read (see :func:`serve`)."""
+    threading.Thread(target=_beat, args=(heartbeat,), name="heartbeat", daemon=True).start()
     # Both must come before torch starts its worker threads (DESIGN.md: denormals).
     from gradviz.engine.train import prepare_training_process
     prepare_training_process()
@@ -242,7 +272,8 @@ def child_main(commands, results, run_id: int, config: dict) -> None:
     parent = multiprocessing.parent_process()
     try:
         serve(PipeCommands(commands), results, run_id, config,
-              parent_alive=lambda: parent is None or parent.is_alive(), acknowledge=True)
+              parent_alive=lambda: parent is None or parent.is_alive(), acknowledge=True,
+              window_read=window_read)
     finally:
         # Do not wait for the window to drain the pipe before exiting.
         results.cancel_join_thread()
@@ -254,4 +285,5 @@ def child_main(commands, results, run_id: int, config: dict) -> None:
     os._exit(0)
 
 
-__all__ = ["serve", "child_main", "PipeCommands", "SEND_INTERVAL_S", "TEXT_INTERVAL_S"]
+__all__ = ["serve", "child_main", "PipeCommands", "SEND_INTERVAL_S", "TEXT_INTERVAL_S",
+           "HEARTBEAT_S", "MAX_UNREAD"]

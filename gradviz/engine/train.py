@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import math
+import os
 
 import numpy as np
 import torch
@@ -46,6 +47,23 @@ def prepare_training_process() -> None:
     m_trim_threshold, m_mmap_threshold = -1, -3
     mallopt(m_mmap_threshold, 2**30)
     mallopt(m_trim_threshold, 2**30)
+
+
+# Multiply-adds of one timestep's recurrent product (B × H by H × G·H) from which more
+# than one torch thread pays. Below it the per-step work is too small to share: threads
+# only add waiting, and under CPU contention torch's pool made a small rnn-tanh run ~40×
+# slower (330 -> 7 steps/s with another busy process on 2 cores; 290 with one thread).
+THREADS_FROM_MACS = 2**22
+
+
+def threads_for(config: RunConfig) -> int:
+    """How many torch threads a training process for ``config`` should use: one for the
+    small models gradviz is mostly used with, all cores for large products."""
+    from gradviz.engine.registry import cell_spec
+
+    blocks = len(cell_spec(config.cell).blocks)
+    macs = (config.batch_size + 1) * config.hidden * blocks * config.hidden
+    return 1 if macs < THREADS_FROM_MACS else max(1, os.cpu_count() or 1)
 
 
 def make_optimizer(name: str, params, lr: float, momentum: float = 0.0) -> torch.optim.Optimizer:

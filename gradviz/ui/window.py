@@ -63,6 +63,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.worker.note.connect(self._on_note)
         self.worker.notice.connect(lambda text: self.statusBar().showMessage(f"Note: {text}", 15000))
         self.worker.diverged.connect(self._on_diverged)
+        self.worker.responding_changed.connect(self._on_responding)
         self.scheduler.start()
 
         geometry = self.prefs.load_geometry()
@@ -262,6 +263,15 @@ class MainWindow(QtWidgets.QMainWindow):
     def _on_note(self, note: str) -> None:
         self.controls.set_text_note(note)
         self.statusBar().showMessage(f"Note: {note}", 15000)
+
+    def _on_responding(self, responding: bool) -> None:
+        if responding:
+            self.status_fields.show_state(self.worker.state, self.state.viewing_saved_run)
+            self.statusBar().clearMessage()
+            return
+        self.status_fields.show_state("not responding")
+        self.statusBar().showMessage("The training process has stopped responding (it may be "
+                                     "stopped or stuck): press Reset (R) to replace it.")
 
     def _on_worker_state(self, state: str) -> None:
         self.status_fields.show_state(state, self.state.viewing_saved_run)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import multiprocessing
 import queue
+import time
 from collections import deque
 
 from PyQt6 import QtCore
@@ -23,6 +24,11 @@ from gradviz.engine.process import child_main
 # Commands in the pipe that the process has not read yet, at most: each is well under a
 # kilobyte, the pipe holds 64 KB.
 AHEAD = 8
+# No heartbeat for this long: the process is stopped or hung (a step of the largest models
+# takes ~0.5 s, and the heartbeat comes from a thread of its own every 0.25 s).
+HUNG_AFTER_S = 3.0
+# Before its first heartbeat a new process is importing Python modules: give it longer.
+FIRST_BEAT_S = 15.0
 
 
 class TrainingWorker(QtCore.QObject):
@@ -45,6 +51,7 @@ class TrainingWorker(QtCore.QObject):
     note = QtCore.pyqtSignal(str)
     notice = QtCore.pyqtSignal(str)       # for the status bar (e.g. the slower code path)
     diverged = QtCore.pyqtSignal(str, str)
+    responding_changed = QtCore.pyqtSignal(bool)   # heartbeat lost (False) or back (True)
 
     POLL_MS = 15
 
@@ -55,6 +62,7 @@ class TrainingWorker(QtCore.QObject):
         self._state = "starting"
         self._closed = False
         self._outbox: deque = deque()   # commands not yet in the pipe
+        self._responding = True
         self._spawn(config)
         self._timer = QtCore.QTimer(self)
         self._timer.timeout.connect(self.poll)
@@ -68,9 +76,14 @@ class TrainingWorker(QtCore.QObject):
         self._sent = self._heard = 0
         reader, self._commands = self._ctx.Pipe(duplex=False)
         self._results = self._ctx.Queue()
+        self._heartbeat = self._ctx.Value("q", 0, lock=False)
+        self._window_read = self._ctx.Value("q", 0, lock=False)
+        self._beat_seen = (-1, time.monotonic())   # (value, when it last changed)
+        self._set_responding(True)
         self._process = self._ctx.Process(
             target=child_main, name="gradviz-training", daemon=True,
-            args=(reader, self._results, self._run_id, config.to_dict()))
+            args=(reader, self._results, self._run_id, config.to_dict(), self._heartbeat,
+                  self._window_read))
         self._process.start()
         reader.close()   # the process has its own copy; with this one closed, a send to a
         #                  process that died fails at once instead of filling the pipe
@@ -97,6 +110,12 @@ class TrainingWorker(QtCore.QObject):
     def is_alive(self) -> bool:
         return self._process.is_alive()
 
+    @property
+    def responding(self) -> bool:
+        """False while the process lives but its heartbeat has stopped (it was stopped, or
+        hangs); Reset then replaces it."""
+        return self._responding
+
     # -- commands ---------------------------------------------------------------------
     def start(self) -> None:
         self._send(m.Start())
@@ -115,6 +134,8 @@ class TrainingWorker(QtCore.QObject):
         dropped. Starts a new process if the last one died."""
         if self._closed:
             return
+        if not self._responding:
+            self._end_process()
         if not self._process.is_alive():
             self._release()
             self._spawn(config)
@@ -154,6 +175,8 @@ class TrainingWorker(QtCore.QObject):
             if isinstance(report, m.Heard):   # about the process, whichever model
                 self._heard = report.commands
                 continue
+            if isinstance(report, m.Data):
+                self._window_read.value += 1      # whoever's: the process waits on the count
             if report.run_id != self._run_id:
                 continue  # from a model that has since been reset
             if isinstance(report, m.Data):
@@ -175,6 +198,7 @@ class TrainingWorker(QtCore.QObject):
             elif isinstance(report, m.Diverged):
                 self.diverged.emit(report.message, report.advice)
         self._pump()
+        self._check_heartbeat()
         if captures:
             self.captures_ready.emit(captures)
         if status is not None:
@@ -183,6 +207,22 @@ class TrainingWorker(QtCore.QObject):
             self._set_state("stopped")
             self.error.emit("The training process ended unexpectedly "
                             f"(exit code {self._process.exitcode}).", "")
+
+    def _check_heartbeat(self) -> None:
+        beat, since = self._beat_seen
+        now = time.monotonic()
+        if self._heartbeat.value != beat:
+            self._beat_seen = (self._heartbeat.value, now)
+            responding = True
+        else:
+            limit = FIRST_BEAT_S if beat <= 0 else HUNG_AFTER_S
+            responding = now - since < limit or not self._process.is_alive()
+        self._set_responding(responding)
+
+    def _set_responding(self, responding: bool) -> None:
+        if responding != self._responding:
+            self._responding = responding
+            self.responding_changed.emit(responding)
 
     def _set_state(self, state: str) -> None:
         if state != self._state:
@@ -195,21 +235,25 @@ class TrainingWorker(QtCore.QObject):
             return
         self._closed = True
         self._timer.stop()
-        if self._process.is_alive():
+        if self._process.is_alive() and self._responding:
             try:
                 # Past the outbox: at most AHEAD commands are ahead of it in the pipe.
                 self._commands.send(m.Quit())
             except (OSError, ValueError):
                 pass
             self._process.join(0.5)
+        self._end_process()
+        self._release()
+        self._set_state("stopped")
+
+    def _end_process(self) -> None:
+        """Terminate the process, then kill it (a stopped process only dies of SIGKILL)."""
         if self._process.is_alive():
             self._process.terminate()
             self._process.join(0.2)
         if self._process.is_alive():
             self._process.kill()
             self._process.join(0.1)
-        self._release()
-        self._set_state("stopped")
 
     def _release(self) -> None:
         """Close this side of the pipe and queue of a process that has ended."""
