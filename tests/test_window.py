@@ -421,3 +421,36 @@ def test_a_notice_from_the_training_process_shows_in_the_status_bar(window, qtbo
     window.worker.notice.emit("no C compiler found; using PyTorch operations, which is slower")
     assert window.statusBar().currentMessage() == (
         "Note: no C compiler found; using PyTorch operations, which is slower")
+
+
+def test_a_view_that_raises_is_reported_once_and_the_others_draw(window, qtbot, monkeypatch,
+                                                                 capsys):
+    run_until(qtbot, window, 3)
+    window.scheduler.stop()
+    calls: list = []
+
+    def broken(history, latest):
+        calls.append(len(history))
+        raise ValueError("cannot draw this")
+
+    monkeypatch.setattr(window.views["gates"], "set_data", broken)
+    drawn: list = []
+    for key, view in window.views.items():
+        if key != "gates":
+            original = view.set_data
+            monkeypatch.setattr(view, "set_data",
+                                lambda h, c, k=key, f=original: (drawn.append(k), f(h, c)))
+    failures: list = []
+    window.scheduler.view_failed.connect(lambda key, text: failures.append((key, text)))
+    for _ in range(5):
+        window.scheduler.mark_stale()
+        window.draw_now()
+    visible = [k for k, v in window.views.items() if v.isVisible() and k != "gates"]
+    assert sorted(drawn) == sorted(visible * 5)           # the others drew every time
+    assert len(calls) == 5                                # tried again with new data only
+    window.scheduler.tick()
+    assert len(calls) == 5
+    assert len(failures) == 1 and failures[0][0] == "gates"
+    assert "cannot draw this" in failures[0][1]
+    assert capsys.readouterr().err.count("ValueError: cannot draw this") == 1
+    assert "Gate activations could not draw" in window.statusBar().currentMessage()

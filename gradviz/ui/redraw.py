@@ -9,6 +9,7 @@ one when it is not.
 from __future__ import annotations
 
 import time
+import traceback
 
 from PyQt6 import QtCore
 
@@ -25,7 +26,13 @@ RETRY_S = 10.0
 
 class RedrawScheduler(QtCore.QObject):
     """Draws ``views`` (key -> View) from ``state``'s live run. A view is *stale* when its
-    run's record changed since it last drew; a hidden view stays stale until shown."""
+    run's record changed since it last drew; a hidden view stays stale until shown.
+
+    A view that raises while drawing is skipped until new data comes, and the others draw
+    as usual; ``view_failed(key, message)`` reports it once per view and run (the traceback
+    goes to stderr once), not ~30 times a second."""
+
+    view_failed = QtCore.pyqtSignal(str, str)
 
     def __init__(self, views: dict, state: AppState, parent: QtCore.QObject | None = None):
         super().__init__(parent)
@@ -37,6 +44,7 @@ class RedrawScheduler(QtCore.QObject):
         self._last_drawn = 0
         self._too_many = (len(views) + 1, 0.0)  # views per tick found too slow, and when
         self._cursor = 0                        # where the round of views goes on
+        self._failed: set[str] = set()          # views whose failure was reported
         state.data_changed.connect(self.mark_stale)
         state.runs_changed.connect(self._clear_views)
         self.timer = QtCore.QTimer(self)
@@ -58,6 +66,7 @@ class RedrawScheduler(QtCore.QObject):
 
     def _clear_views(self) -> None:
         self._stale.clear()
+        self._failed.clear()
         for view in self.views.values():
             view.clear()
 
@@ -99,13 +108,26 @@ class RedrawScheduler(QtCore.QObject):
             view = self.views[key]
             if key not in self._stale or not view.isVisible():
                 continue
-            view.set_data(run.history, latest)
             self._stale.discard(key)
+            try:
+                view.set_data(run.history, latest)
+            except Exception as exc:  # noqa: BLE001 - one broken view must not stop the rest
+                self._report(key, exc)
             drawn += 1
             if drawn == limit:
                 self._cursor = index + 1
                 break
         return drawn
+
+
+    def _report(self, key: str, exc: Exception) -> None:
+        if key in self._failed:
+            return
+        self._failed.add(key)
+        traceback.print_exception(exc)
+        title = getattr(self.views[key], "title", key)
+        self.view_failed.emit(key, f"{title} could not draw this run ({type(exc).__name__}: "
+                                   f"{exc}); the other views go on")
 
 
 __all__ = ["RedrawScheduler", "REDRAW_MS", "LATE_HIGH_MS", "LATE_LOW_MS", "RETRY_S"]

@@ -46,6 +46,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.controls.config_changed.connect(self.apply_config)
         self.views = make_views()
         self.scheduler = RedrawScheduler(self.views, self.state, self)
+        self.scheduler.view_failed.connect(lambda _key, text: self.statusBar().showMessage(text))
         self._build_layout()
         build_actions(self, preset_paths())
         self.status_fields = StatusFields(self.statusBar())
