@@ -32,7 +32,8 @@ class GRUCache(LayerCache):
 
 
 class GRUCell(Cell):
-    """r, z = σ(·); n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn)); h_t = (1-z) ⊙ n + z ⊙ h_{t-1}."""
+    """r, z = σ(·); n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn));
+    h_t = (1-z) ⊙ n + z ⊙ h_{t-1}."""
     reference_step = staticmethod(reference.gru)
 
     def forward(self, x, h0, c0, p, stats_rows=None):

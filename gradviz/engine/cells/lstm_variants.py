@@ -23,7 +23,7 @@ from .lstm import LSTMFamily
 class ScanCache(LayerCache):
     """A variant's forward pass, for the generic scan (G gate blocks)."""
     acts: Tensor              # (T, B, G, H) the blocks' gate activations
-    A: Tensor                 # (T, B, H) ∂h_t/∂c_t within step t (through tanh, and o_t's peephole)
+    A: Tensor                 # (T, B, H) ∂h_t/∂c_t within step t (tanh, o_t's peephole)
     M: Tensor                 # (T, B, G+1, H) [A ⊙ Kc, Ko, A ⊙ F]
     N: Tensor                 # (T, B, G+1, H) [Kc, 0, F]
     xh: Tensor | None = None  # (T·B, I+H) rows [x_t, h_{t-1}]: compiled path only

@@ -117,7 +117,8 @@ def _lstm_forward_problem(k, kind: str, step, p, x, h0, c0, tol):
     lo, hi = (band[4 - G:] for band in _LSTM_BANDS)
     for fold in (False, True):
         zx, w_t = _lstm_inputs(x, p, G, fold)
-        acts, c, tanh_c, h = x.new_empty((T, B, G, H_)), *(x.new_empty((T, B, H_)) for _ in range(3))
+        acts = x.new_empty((T, B, G, H_))
+        c, tanh_c, h = (x.new_empty((T, B, H_)) for _ in range(3))
         xh = torch.cat([x, torch.zeros_like(h)], 2)
         mean, low, high = x.new_empty((T, G, H_)), x.new_empty((T, G)), x.new_empty((T, G))
         k.lstm_forward(I, fold, zx, w_t, h0, c0, acts, c, tanh_c, h, xh, ROWS_, mean, low, high,
