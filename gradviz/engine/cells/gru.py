@@ -17,9 +17,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from . import reference
 from .base import (Cell, LayerCache, LayerGrads, compiled_loops, cut_after, empty_stats,
                    fused_weights, linear_grads, shifted, tanh_via_sigmoid)
+from .reference import gru as gru_step
 
 
 @dataclass(kw_only=True)
@@ -34,7 +34,7 @@ class GRUCache(LayerCache):
 class GRUCell(Cell):
     """r, z = σ(·); n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn));
     h_t = (1-z) ⊙ n + z ⊙ h_{t-1}."""
-    reference_step = staticmethod(reference.gru)
+    reference_step = staticmethod(gru_step)
 
     def forward(self, x, h0, c0, p, stats_rows=None):
         loops = compiled_loops(x)
@@ -56,7 +56,8 @@ class GRUCell(Cell):
             cz = (h_prev - n) * z * (1 - z)
             cr = cn * u[:, :, 2] * r * (1 - r)
             cache = GRUCache(x=x, h_prev=h_prev, h=h, gates=gates,
-                             K_h=torch.stack([cr, cz, cn * r], 2), K_x=torch.stack([cr, cz, cn], 2))
+                             K_h=torch.stack([cr, cz, cn * r], 2),
+                             K_x=torch.stack([cr, cz, cn], 2))
         return self._with_stats(cache, stats_rows)
 
     @staticmethod

@@ -29,9 +29,9 @@ from torch import Tensor
 
 from gradviz.engine import native
 
-from . import reference
 from .base import (Cell, GateStats, LayerCache, LayerGrads, compiled_loops, cut_after,
                    empty_stats, fused_weights, gate_stats_into, shifted, tanh_via_sigmoid)
+from .reference import lstm as lstm_step
 
 # Inputs this narrow are multiplied inside the compiled LSTM forward's per-step product: a
 # separate product over all timesteps with an inner size this small is slow (MKL, K = 2:
@@ -104,7 +104,7 @@ class LSTMFamily(Cell):
 class LSTMCell(LSTMFamily):
     """i, f, o = σ(·), g = tanh(·); c_t = f ⊙ c_{t-1} + i ⊙ g; h_t = o ⊙ tanh(c_t)."""
     kind = "lstm"
-    reference_step = staticmethod(reference.lstm)
+    reference_step = staticmethod(lstm_step)
 
     def forward(self, x, h0, c0, p, stats_rows=None):
         loops = compiled_loops(x)

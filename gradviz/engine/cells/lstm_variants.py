@@ -13,10 +13,10 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from . import reference
 from .base import (GateStats, LayerCache, LayerGrads, compiled_loops, cut_after, linear_grads,
                    shifted)
 from .lstm import LSTMFamily
+from .reference import lstm_coupled, lstm_peephole
 
 
 @dataclass(kw_only=True)
@@ -125,7 +125,7 @@ class PeepholeLSTMCell(VariantLSTM):
     """LSTM whose gates also see the cell state (Gers & Schmidhuber 2000):
     i = σ(… + w_ci ⊙ c_{t-1}), f = σ(… + w_cf ⊙ c_{t-1}), o = σ(… + w_co ⊙ c_t)."""
     kind = "peephole"
-    reference_step = staticmethod(reference.lstm_peephole)
+    reference_step = staticmethod(lstm_peephole)
 
     def param_shapes(self, input_size, hidden):
         shapes = super().param_shapes(input_size, hidden)
@@ -172,7 +172,7 @@ class CoupledLSTMCell(VariantLSTM):
     blocks f, g, o; c_t = f ⊙ c_{t-1} + (1 - f) ⊙ g. It shows i = 1 - f beside them, for
     comparison with the LSTM."""
     kind = "coupled"
-    reference_step = staticmethod(reference.lstm_coupled)
+    reference_step = staticmethod(lstm_coupled)
 
     def forward(self, x, h0, c0, p, stats_rows=None):
         def step(z, a, c_prev, c, tanh_c, h):

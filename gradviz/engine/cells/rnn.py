@@ -12,9 +12,9 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from . import reference
 from .base import (Cell, LayerCache, LayerGrads, compiled_loops, cut_after, fused_weights,
                    linear_grads, shifted)
+from .reference import rnn_relu, rnn_tanh
 
 
 @dataclass(kw_only=True)
@@ -68,7 +68,7 @@ class RNNCell(Cell):
 
 class TanhRNNCell(RNNCell):
     fused = staticmethod(torch.rnn_tanh)
-    reference_step = staticmethod(reference.rnn_tanh)
+    reference_step = staticmethod(rnn_tanh)
 
     @staticmethod
     def derivative(h):
@@ -77,7 +77,7 @@ class TanhRNNCell(RNNCell):
 
 class ReLURNNCell(RNNCell):
     fused = staticmethod(torch.rnn_relu)
-    reference_step = staticmethod(reference.rnn_relu)
+    reference_step = staticmethod(rnn_relu)
 
     @staticmethod
     def derivative(h):
