@@ -123,12 +123,15 @@ def views(qtbot):
 
 
 @pytest.fixture(params=["compiled", "pytorch"])
-def cell_path(request, monkeypatch):
+def cell_path(request):
     """Run a test on both code paths of the cells' loops: the compiled loops of
-    gradviz/engine/_native.c (skipped where they cannot be built) and PyTorch operations."""
-    from gradviz.engine import cells, native
+    gradviz/engine/native/_native.c (skipped where they cannot be built) and PyTorch
+    operations."""
+    from gradviz.engine import native
     if request.param == "pytorch":
-        monkeypatch.setattr(cells, "_compiled", lambda like: None)
-    elif native.kernels() is None:
+        with native.turned_off():
+            yield request.param
+        return
+    if native.kernels() is None:
         pytest.skip(native.status())
-    return request.param
+    yield request.param

@@ -1,45 +1,10 @@
-"""An unrolled autograd reference for every cell, written from the equations.
+"""The network unrolled over time with autograd, on the cells' plain equations.
 
-Every h_t and c_t is a separate tensor with ``retain_grad()``, so after ``backward()`` its
-``.grad`` is the total gradient reaching it — what gradviz captures.
+Every timestep is its cell's ``reference_step`` (gradviz.engine.cells.reference); every h_t
+and c_t is a separate tensor with ``retain_grad()``, so after ``backward()`` its ``.grad``
+is the total gradient reaching it — what gradviz captures.
 """
 import torch
-
-
-def cell_step(cell, p, x_t, h, c):
-    H = h.shape[-1]
-    z_x = x_t @ p["weight_ih"].t() + p["bias_ih"]
-    z_h = h @ p["weight_hh"].t() + p["bias_hh"]
-    if cell in ("rnn-tanh", "rnn-relu"):
-        act = torch.tanh if cell == "rnn-tanh" else torch.relu
-        return act(z_x + z_h), None
-    if cell == "gru":
-        xr, xz, xn = z_x.split(H, -1)
-        hr, hz, hn = z_h.split(H, -1)
-        r = torch.sigmoid(xr + hr)
-        z = torch.sigmoid(xz + hz)
-        n = torch.tanh(xn + r * hn)
-        return (1 - z) * n + z * h, None
-    z = z_x + z_h
-    if cell == "lstm":
-        zi, zf, zg, zo = z.split(H, -1)
-        i, f, g, o = torch.sigmoid(zi), torch.sigmoid(zf), torch.tanh(zg), torch.sigmoid(zo)
-        c = f * c + i * g
-    elif cell == "lstm-peephole":
-        zi, zf, zg, zo = z.split(H, -1)
-        wci, wcf, wco = p["weight_ch"].split(H)
-        i = torch.sigmoid(zi + wci * c)
-        f = torch.sigmoid(zf + wcf * c)
-        g = torch.tanh(zg)
-        c = f * c + i * g
-        o = torch.sigmoid(zo + wco * c)
-    elif cell == "lstm-coupled":
-        zf, zg, zo = z.split(H, -1)
-        f, g, o = torch.sigmoid(zf), torch.tanh(zg), torch.sigmoid(zo)
-        c = f * c + (1 - f) * g
-    else:
-        raise ValueError(cell)
-    return o * torch.tanh(c), c
 
 
 def unrolled(net, x, tbptt=0):
@@ -64,7 +29,8 @@ def unrolled(net, x, tbptt=0):
             for t in range(T):
                 if tbptt and t % tbptt == 0:
                     h, c = h.detach(), c.detach()
-                h, c_new = cell_step(net.cell_name, p, xin[t], h, c)
+                step = net.cell.reference_step(p, xin[t], h, c)
+                h, c_new = step.h, step.c
                 if h.requires_grad:
                     h.retain_grad()
                 h_list.append(h)

@@ -125,3 +125,43 @@ def test_lstm_over_several_chunks_matches_torch_nn(dtype, H, cell_path):
         # Exact counts (the fractions may differ in the last bit from the division order).
         assert torch.allclose(stats.low, (a < lo).to(dtype).mean((1, 3)), rtol=0, atol=1e-12)
         assert torch.allclose(stats.high, (a > hi).to(dtype).mean((1, 3)), rtol=0, atol=1e-12)
+
+
+def test_the_cells_are_the_registered_ones():
+    """Name, blocks, gates and cell state come from the registry; nothing else is known."""
+    from gradviz.engine import registry
+    from gradviz.engine.cells import CELL_CLASSES, make_cell
+    assert list(CELL_CLASSES) == list(registry.CELLS)
+    for name, spec in registry.CELLS.items():
+        cell = make_cell(name)
+        assert (cell.name, cell.blocks, cell.gate_names, cell.gate_ranges,
+                cell.has_cell_state) == (name, spec.blocks, spec.gate_names, spec.gate_ranges,
+                                         spec.has_cell_state)
+    with pytest.raises(ValueError, match="unknown cell 'transformer'; allowed: rnn-tanh, "):
+        make_cell("transformer")
+
+
+@pytest.mark.parametrize("cell", ["rnn-tanh", "rnn-relu", "lstm", "lstm-peephole",
+                                  "lstm-coupled", "gru"])
+def test_every_cell_is_its_reference_equations(cell, cell_path):
+    """Outputs, cell states and the captured gates of one layer against the cell's plain
+    equations (gradviz.engine.cells.reference), step by step."""
+    torch.manual_seed(4)
+    net = Network(cell, 3, 5, output_size=1, dtype=torch.float64)
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(6, 4, 3, generator=g, dtype=torch.float64)
+    fwd = net.run(x, stats_rows=4)
+    cache = fwd.caches[0][0]
+    assert cache.path == cell_path
+    p = {n: w.detach() for n, w in net.layer_params(0, 0).items()}
+    h, c = torch.zeros(4, 5, dtype=torch.float64), torch.zeros(4, 5, dtype=torch.float64)
+    for t in range(6):
+        step = net.cell.reference_step(p, x[t], h, c)
+        torch.testing.assert_close(cache.h[t], step.h, rtol=1e-12, atol=1e-13)
+        if net.has_cell_state:
+            torch.testing.assert_close(cache.c[t], step.c, rtol=1e-12, atol=1e-13)
+            c = step.c
+        shown = step.gates if cell != "lstm-coupled" else torch.cat([1 - step.gates[:, :1],
+                                                                     step.gates], 1)
+        torch.testing.assert_close(cache.stats.mean[t], shown.mean(0), rtol=1e-12, atol=1e-13)
+        h = step.h

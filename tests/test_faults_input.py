@@ -22,7 +22,7 @@ from PyQt6 import QtCore, QtTest, QtWidgets
 
 from gradviz import cli
 from gradviz.config import LIMITS, RunConfig
-from gradviz.engine import record
+from gradviz.engine import runfile
 from gradviz.engine.record import RunFileError, load_run, save_run
 from gradviz.engine.tasks import load_text
 from gradviz.ui import export
@@ -461,9 +461,9 @@ def test_the_app_says_what_is_wrong_with_a_bad_text_file(window, qtbot, tmp_path
 
 # == paths that cannot be written =====================================================
 SAVE_FAULTS = {
-    "no permission": (lambda mp: mp.setattr(record, "open", no_permission, raising=False),
+    "no permission": (lambda mp: mp.setattr(runfile, "open", no_permission, raising=False),
                       PermissionError),
-    "disk full": (lambda mp: mp.setattr(record, "open", FullDisk, raising=False), OSError),
+    "disk full": (lambda mp: mp.setattr(runfile, "open", FullDisk, raising=False), OSError),
 }
 
 
@@ -476,7 +476,7 @@ def fail_second_rename(monkeypatch):
             raise OSError(errno.EIO, os.strerror(errno.EIO))
         real(src, dst)
 
-    monkeypatch.setattr(record.os, "replace", replace)
+    monkeypatch.setattr(os, "replace", replace)
 
 
 @pytest.mark.parametrize("fault", ["no permission", "disk full", "second rename"])

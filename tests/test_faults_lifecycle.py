@@ -18,7 +18,6 @@ import pytest
 from PyQt6 import QtCore, QtGui, QtWidgets
 
 from gradviz.config import RunConfig
-from gradviz.engine import record
 from gradviz.engine.record import History, load_run, save_run
 from gradviz.ui.app import close_on_signals
 from gradviz.ui.prefs import ENV_VAR, Prefs
@@ -311,7 +310,7 @@ def test_a_save_interrupted_mid_write_leaves_the_old_run_and_no_temporary(
         return os_fsync(fd)
 
     os_fsync = os.fsync
-    monkeypatch.setattr(record.os, "fsync", interrupted)
+    monkeypatch.setattr(os, "fsync", interrupted)
     with pytest.raises(KeyboardInterrupt):
         save_run(folder, SMALL.replace(hidden=9), make_history(9, T=SMALL.seq_len))
     assert len(fsyncs) == 2
@@ -338,7 +337,7 @@ def test_a_signal_during_a_save_closes_the_window_once_the_save_is_done(
         return fsync(fd)
 
     fsync_calls: list = []
-    monkeypatch.setattr(record.os, "fsync", signalled)
+    monkeypatch.setattr(os, "fsync", signalled)
     handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         close_on_signals(qapp)

@@ -1,15 +1,17 @@
-"""The compiled loops (gradviz/engine/_native.c): built where a C compiler exists, equal to
-the PyTorch path, and never in the way where they cannot be had."""
+"""The compiled loops (gradviz/engine/native/_native.c): built where a C compiler exists,
+equal to the PyTorch path, and never in the way where they cannot be had."""
 import os
 import shutil
+import tempfile
 import time
+from contextlib import nullcontext
 
 import numpy as np
 import pytest
 import torch
 
 from gradviz.config import RunConfig
-from gradviz.engine import cells, native
+from gradviz.engine import native
 from gradviz.engine.train import Trainer
 
 needs_cc = pytest.mark.skipif(
@@ -26,7 +28,7 @@ def test_kernels_are_built_where_a_c_compiler_exists():
 @needs_cc
 def test_a_fresh_build_in_an_empty_cache_loads_and_passes_its_self_check(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    kernels, status = native._load()
+    kernels, status = native.load()
     assert kernels is not None, status
     built = list((tmp_path / "gradviz").iterdir())
     assert len(built) == 1 and built[0].name.startswith("native-")   # no temporary files left
@@ -42,7 +44,7 @@ def test_builds_unused_for_30_days_are_pruned(tmp_path, monkeypatch):
         f.write_bytes(b"an older build")
         past = time.time() - days * 24 * 3600
         os.utime(f, (past, past))
-    kernels, status = native._load()
+    kernels, status = native.load()
     assert kernels is not None, status
     assert not stale.exists() and recent.exists()
     assert len(list(cache.iterdir())) == 2
@@ -58,7 +60,7 @@ def test_without_kernels_the_reason_is_named_and_pytorch_takes_over(env, expect,
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    kernels, status = native._load()
+    kernels, status = native.load()
     assert kernels is None
     assert expect in status and "using PyTorch operations" in status
 
@@ -68,8 +70,8 @@ def test_an_unwritable_cache_falls_back_to_the_temporary_directory(tmp_path, mon
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
-    monkeypatch.setattr(native.tempfile, "gettempdir", lambda: str(tmp_path / "tmp"))
-    kernels, status = native._load()
+    monkeypatch.setattr(tempfile, "gettempdir", lambda: str(tmp_path / "tmp"))
+    kernels, status = native.load()
     assert kernels is not None, status
     assert str(tmp_path / "tmp" / "gradviz-cache-") in status
 
@@ -79,8 +81,8 @@ def test_with_nowhere_to_write_the_reason_is_given_not_raised(tmp_path, monkeypa
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
-    monkeypatch.setattr(native.tempfile, "gettempdir", lambda: str(blocker))
-    kernels, status = native._load()
+    monkeypatch.setattr(tempfile, "gettempdir", lambda: str(blocker))
+    kernels, status = native.load()
     assert kernels is None and "cannot write" in status
 
 
@@ -105,8 +107,8 @@ def test_a_kernel_that_computes_wrong_numbers_is_refused(broken, dz_arg, expect)
                 getattr(good, name)(*args)
                 args[dz_arg][0].view(-1)[-1] += 1e-3     # one wrong element of dz at t = 0
             return off
-    assert native._self_check(good) is None
-    assert native._self_check(Off()) == expect
+    assert native.self_check(good) is None
+    assert native.self_check(Off()) == expect
 
 
 def test_wrong_layouts_never_reach_the_c_code():
@@ -124,7 +126,7 @@ def test_wrong_layouts_never_reach_the_c_code():
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn-tanh", "lstm-peephole", "lstm-coupled"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_both_paths_capture_the_same_training_steps(dtype, cell, monkeypatch):
+def test_both_paths_capture_the_same_training_steps(dtype, cell):
     """Three steps of a bidirectional two-layer network with truncation: every captured
     array from the compiled path equals the PyTorch path's to rounding."""
     if native.kernels() is None:
@@ -133,9 +135,9 @@ def test_both_paths_capture_the_same_training_steps(dtype, cell, monkeypatch):
                     bidirectional=True, batch_size=7, tbptt=25, dtype=dtype, seed=3)
     compiled = Trainer(cfg)
     caps_c = [compiled.step() for _ in range(3)]
-    monkeypatch.setattr(cells, "_compiled", lambda like: None)
-    plain = Trainer(cfg)
-    caps_p = [plain.step() for _ in range(3)]
+    with native.turned_off():
+        plain = Trainer(cfg)
+        caps_p = [plain.step() for _ in range(3)]
     rtol = 1e-4 if dtype == "float32" else 1e-9
     for a, b in zip(caps_c, caps_p):
         for name in ("dh_norm", "dc_norm", "gates", "probe_h", "probe_c", "param_grad_norm"):
@@ -152,7 +154,7 @@ def test_both_paths_capture_the_same_training_steps(dtype, cell, monkeypatch):
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn-relu", "lstm-peephole", "lstm-coupled"])
-def test_odd_shapes_agree_on_both_paths(cell, monkeypatch):
+def test_odd_shapes_agree_on_both_paths(cell):
     """Sizes at and around the edges of the compiled product's blocks (1 unit, 1 row, one
     step, inputs narrower and wider than the LSTM's folding limit), against the PyTorch
     path: outputs, ∂L/∂h_t, ∂L/∂c_t and every parameter gradient, in float64."""
@@ -164,16 +166,16 @@ def test_odd_shapes_agree_on_both_paths(cell, monkeypatch):
     for T, B, I, H in shapes:
         results = []
         for path in ("compiled", "pytorch"):
-            if path == "pytorch":
-                monkeypatch.setattr(cells, "_compiled", lambda like: None)
-            torch.manual_seed(T * 1000 + H)
-            net = Network(cell, I, H, output_size=1, layers=2, bidirectional=True,
-                          dtype=torch.float64)
-            g = torch.Generator().manual_seed(B)
-            x = torch.randn(T, B, I, generator=g, dtype=torch.float64)
-            w_out = torch.randn(T, B, 2 * H, generator=g, dtype=torch.float64)
-            fwd = net.run(x, stats_rows=B)
-            grads = net.backward(fwd, w_out, tbptt=2)
+            with native.turned_off() if path == "pytorch" else nullcontext():
+                torch.manual_seed(T * 1000 + H)
+                net = Network(cell, I, H, output_size=1, layers=2, bidirectional=True,
+                              dtype=torch.float64)
+                g = torch.Generator().manual_seed(B)
+                x = torch.randn(T, B, I, generator=g, dtype=torch.float64)
+                w_out = torch.randn(T, B, 2 * H, generator=g, dtype=torch.float64)
+                fwd = net.run(x, stats_rows=B)
+                grads = net.backward(fwd, w_out, tbptt=2)
+            assert {c.path for c in sum(fwd.caches, [])} == {path}
             results.append((fwd, grads, {n: p.grad.clone() for n, p in net.recurrent_parameters()}))
         (f1, g1, p1), (f2, g2, p2) = results
         where = f"T {T}, B {B}, I {I}, H {H}"
@@ -188,4 +190,50 @@ def test_odd_shapes_agree_on_both_paths(cell, monkeypatch):
             for d in range(2):
                 s1, s2 = f1.caches[k][d].stats, f2.caches[k][d].stats
                 torch.testing.assert_close(s1.mean, s2.mean, rtol=1e-10, atol=1e-12, msg=where)
-        monkeypatch.undo()
+
+
+def test_turned_off_means_pytorch_operations_until_the_block_ends():
+    if native.kernels() is None:
+        pytest.skip(native.status())
+    with native.turned_off():
+        assert native.kernels() is None
+        assert "using PyTorch operations" in native.status()
+        assert native.fallback_notice("cpu").endswith("which is slower")
+    assert native.kernels() is not None and native.status().startswith("compiled loops in use")
+
+
+@needs_cc
+def test_loading_under_no_grad_still_passes_the_self_check(tmp_path, monkeypatch):
+    """The first cell to need the loops runs under torch.no_grad (Network.run does); the
+    self-check differentiates the reference equations all the same."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    with torch.no_grad():
+        kernels, status = native.load()
+    assert kernels is not None, status
+
+
+@pytest.mark.parametrize("cell", ["rnn-tanh", "lstm", "lstm-peephole", "lstm-coupled", "gru"])
+def test_the_backward_pass_takes_the_path_its_forward_pass_took(cell):
+    """The path is chosen once, in the forward pass: a backward pass run while the loops
+    are turned off still takes the compiled path of its cache, and agrees with a forward
+    and backward pass both on the PyTorch path."""
+    if native.kernels() is None:
+        pytest.skip(native.status())
+    from gradviz.engine.network import Network
+    torch.manual_seed(0)
+    net = Network(cell, 3, 6, output_size=1, layers=2, dtype=torch.float64)
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(9, 4, 3, generator=g, dtype=torch.float64)
+    w_out = torch.randn(9, 4, 6, generator=g, dtype=torch.float64)
+    fwd = net.run(x)
+    with native.turned_off():
+        grads_c = net.backward(fwd, w_out, tbptt=4)
+        fwd_p = net.run(x)
+        grads_p = net.backward(fwd_p, w_out, tbptt=4)
+    assert {c.path for c in sum(fwd.caches, [])} == {"compiled"}
+    assert all(c.loops is native.kernels() for c in sum(fwd.caches, []))
+    assert {c.path for c in sum(fwd_p.caches, [])} == {"pytorch"}
+    for a, b in zip(sum(grads_c, []), sum(grads_p, [])):
+        torch.testing.assert_close(a.dh, b.dh, rtol=1e-10, atol=1e-12)
+        for name in a.params:
+            torch.testing.assert_close(a.params[name], b.params[name], rtol=1e-10, atol=1e-12)

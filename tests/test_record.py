@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from gradviz.config import RunConfig
-from gradviz.engine import record
 from gradviz.engine.capture import Capture
 from gradviz.engine.record import History, RunFileError, load_run, load_run_config, save_run
 
@@ -18,10 +17,12 @@ LSTM_GATES = ("i", "f", "g", "o")
 
 def capture(step, *, L=1, D=1, T=6, H=3, lstm=True, full=False, rng=None, loss=None,
             grad_norm=None, clipped=False, nonfinite=False, lr=1e-3, baseline=0.25):
-    """A Capture of random numbers with the engine's shapes (G = 4 gates, P = 4L·D + 2)."""
+    """A Capture of random numbers with the engine's shapes (G = 4 gates, P = 4L·D + 2:
+    four tensors per layer and direction, then the readout's two)."""
     rng = np.random.default_rng(step) if rng is None else rng
     G, P = len(LSTM_GATES), 4 * L * D + 2
     names = tuple(f"p{k}" for k in range(P))
+    owners = tuple((k, d) for k in range(L) for d in range(D) for _ in range(4)) + (None, None)
     dh = rng.random((L, D, T)).astype(np.float32)
     return Capture(
         step=step, loss=float(rng.random()) if loss is None else loss, baseline=baseline,
@@ -33,7 +34,7 @@ def capture(step, *, L=1, D=1, T=6, H=3, lstm=True, full=False, rng=None, loss=N
         sat_high=rng.random((L, D, G, T)).astype(np.float32) if full else None,
         probe_h=rng.random((L, D, T, H)).astype(np.float32) if full else None,
         probe_c=rng.random((L, D, T, H)).astype(np.float32) if full and lstm else None,
-        param_names=names, param_grad_norm=rng.random(P).astype(np.float32),
+        param_names=names, param_owners=owners, param_grad_norm=rng.random(P).astype(np.float32),
         grad_norm=float(rng.random()) if grad_norm is None else grad_norm,
         grad_norm_clipped=0.5, clipped=clipped, nonfinite=nonfinite,
         rho=rng.random((L, D, G)), sigma_max=rng.random((L, D, G)),
@@ -155,6 +156,24 @@ def test_latest_is_the_newest_full_capture():
     assert history.latest is full
 
 
+def test_history_keeps_the_owner_of_each_parameter():
+    history = History(capacity=8)
+    history.append(capture(0, L=2, D=2))
+    assert history.param_owners == ((0, 0),) * 4 + ((0, 1),) * 4 + ((1, 0),) * 4 \
+        + ((1, 1),) * 4 + (None, None)
+    history.clear()
+    assert history.param_owners == ()
+
+
+def test_a_capture_without_owners_gets_them_from_the_parameter_names(make_capture):
+    """Captures made before they carried owners: PyTorch's names say which layer and
+    direction (gradviz.engine.network reads them)."""
+    history = History(capacity=8)
+    history.append(make_capture(0, L=2, D=2))
+    assert history.param_owners == ((0, 0),) * 4 + ((0, 1),) * 4 + ((1, 0),) * 4 \
+        + ((1, 1),) * 4 + (None, None)
+
+
 # -- the run folder -------------------------------------------------------------------
 CONFIG = RunConfig(cell="lstm", layers=2, bidirectional=True, seq_len=6, hidden=3, seed=5)
 
@@ -218,6 +237,43 @@ def test_file_holds_the_documented_arrays(tmp_path):
         assert npz["latest_gates"].shape == (2, 2, 4, 6, 3)
         assert str(npz["latest_clip"]) == "norm"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["capture.npz", "run.json"]
+
+
+def test_the_owners_are_stored_once_as_an_int_array(tmp_path):
+    history = filled_history()
+    save_run(tmp_path, CONFIG, history)
+    with np.load(tmp_path / "capture.npz", allow_pickle=False) as npz:
+        owner = npz["param_owner"]
+        assert "latest_param_owners" not in npz.files
+    assert owner.dtype == np.int64 and owner.shape == (18, 2)
+    np.testing.assert_array_equal(owner[:4], [[0, 0]] * 4)
+    np.testing.assert_array_equal(owner[12:16], [[1, 1]] * 4)
+    np.testing.assert_array_equal(owner[16:], [[-1, -1]] * 2)
+    _, loaded, _ = load_run(tmp_path)
+    assert loaded.param_owners == history.param_owners
+    assert loaded.latest.param_owners == history.param_owners
+
+
+def test_an_older_run_without_owners_gets_them_from_the_parameter_names(tmp_path, make_history):
+    save_run(tmp_path, CONFIG, make_history(6, cell="lstm", L=2, D=2, T=6, H=3))
+    rewrite_npz(tmp_path, lambda a: a.pop("param_owner"))
+    _, loaded, _ = load_run(tmp_path)
+    expected = ((0, 0),) * 4 + ((0, 1),) * 4 + ((1, 0),) * 4 + ((1, 1),) * 4 + (None, None)
+    assert loaded.param_owners == expected and loaded.latest.param_owners == expected
+
+
+def test_a_trained_run_saves_and_loads_with_its_owners(tmp_path):
+    from gradviz.engine.train import Trainer
+    config = RunConfig(task="adding", cell="lstm-peephole", seq_len=6, hidden=3, layers=2,
+                       bidirectional=True)
+    trainer = Trainer(config)
+    history = History()
+    for _ in range(3):
+        history.append(trainer.step())
+    save_run(tmp_path, config, history)
+    _, loaded, _ = load_run(tmp_path)
+    assert loaded.param_owners == trainer.net.param_owners() == history.latest.param_owners
+    assert_same_capture(loaded.latest, history.latest)
 
 
 def test_an_empty_history_round_trips(tmp_path):
@@ -309,6 +365,16 @@ NPZ_DAMAGE = {
                    "'count' holds values below 1"),
     "a zip of text": (lambda f: zipfile.ZipFile(f / "capture.npz", "w").writestr("step", "1"),
                       "member 'step' is not a numpy array"),
+    "owner shape": (lambda f: rewrite_npz(
+        f, lambda a: a.update(param_owner=a["param_owner"][:, 0])),
+                    "'param_owner' has shape .* expected 2 dimension"),
+    "owner count": (lambda f: rewrite_npz(f, lambda a: a.update(param_owner=a["param_owner"][1:])),
+                    "'param_owner' has shape .* its P dimension should be 18"),
+    "owner layer": (lambda f: rewrite_npz(f, lambda a: a["param_owner"].__setitem__((0, 0), 2)),
+                    "'param_owner' holds a .* within the run's 2 layer"),
+    "owner half none": (lambda f: rewrite_npz(
+        f, lambda a: a["param_owner"].__setitem__((0, 1), -1)),
+                        "'param_owner' holds a \\(layer, direction\\) that is neither"),
 }
 
 
@@ -374,7 +440,7 @@ def test_a_save_failing_at_the_rename_leaves_the_run_intact(saved, monkeypatch):
     def broken(src, dst):
         raise PermissionError(13, "Permission denied", str(dst))
 
-    monkeypatch.setattr(record.os, "replace", broken)
+    monkeypatch.setattr(os, "replace", broken)
     with pytest.raises(PermissionError):
         save_run(saved, CONFIG.replace(seed=9), filled_history(n=5))
     assert snapshot(saved) == before

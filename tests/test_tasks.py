@@ -9,9 +9,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gradviz.config import TASKS, RunConfig
-from gradviz.engine.tasks import (ReberTask, Task, TaskInputError, TextTask, load_text,
-                                  make_task)
+from gradviz.config import RunConfig
+from gradviz.engine.registry import TASKS
+from gradviz.engine.tasks import (TASK_CLASSES, ReberTask, Task, TaskInputError, TextTask,
+                                  load_text, make_task)
 
 SAMPLE_TEXT = (
     "It was the best of times, it was the worst of times, it was the age of wisdom, it was "
@@ -41,7 +42,7 @@ def positions_count(task: Task) -> int:
 
 # -- shapes and seeding -----------------------------------------------------------------
 
-@pytest.mark.parametrize("name", TASKS)
+@pytest.mark.parametrize("name", list(TASKS))
 @pytest.mark.parametrize("seq_len", [3, 17])
 def test_batch_shapes_and_dtypes(name, seq_len):
     task = build(name, seq_len)
@@ -63,7 +64,7 @@ def test_batch_shapes_and_dtypes(name, seq_len):
     assert task.loss(y.double(), batch.target).dtype == torch.float64
 
 
-@pytest.mark.parametrize("name", TASKS)
+@pytest.mark.parametrize("name", list(TASKS))
 @pytest.mark.parametrize("stateful", [False, True])
 def test_same_seed_same_batches_different_seed_different(name, stateful):
     def draw(seed):
@@ -78,7 +79,7 @@ def test_same_seed_same_batches_different_seed_different(name, stateful):
     assert not torch.equal(first[0].x, first[1].x)
 
 
-@pytest.mark.parametrize("name", TASKS)
+@pytest.mark.parametrize("name", list(TASKS))
 def test_probe_is_fixed(name):
     task = build(name, 10, stateful=True)
     probe = task.probe()
@@ -91,7 +92,7 @@ def test_probe_is_fixed(name):
 
 # -- baselines: the no-memory predictor reaches them, a memory oracle beats them --------
 
-@pytest.mark.parametrize("name", TASKS)
+@pytest.mark.parametrize("name", list(TASKS))
 def test_trivial_predictor_reaches_baseline(name):
     task = build(name, 20)
     generator = torch.Generator().manual_seed(11)
@@ -290,6 +291,13 @@ def test_unknown_task_is_refused_clearly():
     with pytest.raises(TaskInputError, match="'juggling'.*adding") as error:
         make_task(RunConfig(task="juggling"))
     assert error.value.field == "task"
+
+
+def test_the_tasks_are_the_registered_ones():
+    assert list(TASK_CLASSES) == list(TASKS)
+    for name, spec in TASKS.items():
+        task = build(name, 12)
+        assert task.name == name and task.is_language == spec.is_language
 
 
 def test_load_text_reads_a_file(tmp_path):

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from gradviz.config import CELLS, RunConfig
+from gradviz.config import RunConfig
+from gradviz.engine.registry import CELLS
 from gradviz.engine.init import spectral_radius
 from gradviz.engine.train import Trainer
 
@@ -40,7 +41,7 @@ def step_with_reference(cfg):
 
 
 @pytest.mark.parametrize("task", ["adding", "reber"])  # loss at the last step / at every step
-@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("cell", list(CELLS))
 def test_captured_gradient_norms_match_autograd(cell, task, cell_path):
     cfg = RunConfig(task=task, cell=cell, seq_len=9, hidden=6, layers=2, bidirectional=True,
                     batch_size=5, dtype="float64", seed=4)

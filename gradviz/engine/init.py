@@ -8,7 +8,8 @@ each square recurrent block W_h· (H, H) and zero the biases:
 * ``normal``    — N(0, 1/H) entries, spectral radius ≈ 1 for large H (circular law).
 
 Then, if ``rho`` is given, every block is rescaled to spectral radius ρ, and
-``forget_bias`` is added to the forget gate's ``bias_ih`` block of LSTM cells.
+``forget_bias`` is added to the forget gate's ``bias_ih`` block of the cells that have one
+(the registry's ``has_forget_gate``).
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import math
 import torch
 
 from .network import Network
+from .registry import INITS
 
 
 def block_views(net: Network) -> list[tuple[str, torch.Tensor]]:
@@ -60,13 +62,13 @@ def initialise(net: Network, init: str = "default", rho: float | None = None,
                 elif init == "normal":
                     block.copy_(torch.randn(H, H, generator=generator, dtype=torch.float64) / math.sqrt(H))
                 else:
-                    raise ValueError(f"unknown init {init!r}; allowed: default, orthogonal, identity, normal")
+                    raise ValueError(f"unknown init {init!r}; allowed: {', '.join(INITS)}")
         if rho is not None:
             for _, block in block_views(net):
                 radius = spectral_radius(block).item()
                 if radius > 0:
                     block.mul_(rho / radius)
-        if forget_bias and "f" in net.cell.blocks:
+        if forget_bias and net.cell.spec.has_forget_gate:
             j = net.cell.blocks.index("f")
             for name, param in net.recurrent_parameters():
                 if name.startswith("bias_ih"):

@@ -3,7 +3,8 @@
 Parameter names match ``torch.nn.RNN/LSTM/GRU``: ``weight_ih_l{k}``, ``weight_hh_l{k}``,
 ``bias_ih_l{k}``, ``bias_hh_l{k}`` and the ``_reverse`` suffix for the backward direction,
 so weights can be copied to and from PyTorch's modules one to one. The readout is
-``readout.weight`` (O, D·H) and ``readout.bias`` (O,).
+``readout.weight`` (O, D·H) and ``readout.bias`` (O,). This module is the only one that
+makes or reads these names (:func:`param_name`, :func:`owners_from_names`).
 
 The recurrent part is not differentiated by autograd: :meth:`Network.run` runs the forward
 pass without a graph and :meth:`Network.backward` walks back through time by hand, which
@@ -12,12 +13,32 @@ is what lets every per-timestep gradient be captured exactly and cheaply.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
+from typing import Iterable
 
 import torch
 from torch import Tensor, nn
 
 from .cells import Cell, LayerCache, LayerGrads, make_cell
+
+
+def param_name(short: str, layer: int, direction: int) -> str:
+    """PyTorch's name of a recurrent parameter: ``weight_ih_l0``, ``bias_hh_l1_reverse``, …"""
+    return f"{short}_l{layer}{'_reverse' if direction else ''}"
+
+
+_RECURRENT_NAME = re.compile(r"(?:weight|bias)_[a-z]+_l(\d+)(_reverse)?")
+
+
+def owners_from_names(names: Iterable[str]) -> tuple[tuple[int, int] | None, ...]:
+    """(layer, direction) of each parameter named as :func:`param_name` names them; None
+    for any other (the readout's). For records made before captures carried the owners."""
+    owners = []
+    for name in names:
+        match = _RECURRENT_NAME.fullmatch(name)
+        owners.append((int(match.group(1)), int(bool(match.group(2)))) if match else None)
+    return tuple(owners)
 
 
 @dataclass
@@ -47,7 +68,7 @@ class Network(nn.Module):
             for d in range(self.directions):
                 names = {}
                 for short, shape in self.cell.param_shapes(layer_in, hidden).items():
-                    full = f"{short}_l{k}{'_reverse' if d else ''}"
+                    full = param_name(short, k, d)
                     self.register_parameter(full, nn.Parameter(torch.empty(shape, dtype=dtype, device=device)))
                     names[short] = full
                 per_dir.append(names)

@@ -1,14 +1,14 @@
-/* The recurrent cells' sequential loops, compiled (native.py builds and loads this file).
+/* The recurrent cells' sequential loops, compiled (native/build.py builds this file).
  *
  * PyTorch runs a timestep's small operations one dispatch at a time; at these sizes the
  * dispatch, not the arithmetic, is the cost. The functions here run each layer's loops over
  * time in one call: the forward passes of the three LSTMs and the GRU (the per-step product,
  * the gates, the states and the gate statistics) and the reverse scans of every cell.
  * What can be batched over time (the weight gradients, the input product of a wide input)
- * stays in PyTorch. The equations are those of the PyTorch code in cells.py, which computes
+ * stays in PyTorch. The equations are those of the PyTorch code in cells/, which computes
  * the same numbers where this file cannot be built.
  *
- * Layouts are C-contiguous, as in cells.py: T timesteps, B batch rows, H units. Gradients of
+ * Layouts are C-contiguous, as in cells/: T timesteps, B batch rows, H units. Gradients of
  * pre-activations dz are (T, B, G·H) in PyTorch's gate order; w_hh is weight_hh (G·H, H).
  * No -ffast-math: NaN and inf must propagate as they do in PyTorch.
  *

@@ -1,0 +1,238 @@
+"""The bounded history of a run: one row per capture, in preallocated numpy arrays.
+
+:class:`History` keeps one row per capture, oldest first. When it is full, the oldest half
+of its rows is merged into at most a quarter as many rows (see :meth:`History._compact`),
+so a run of any length fits in bounded memory and no capture is ever dropped: it is
+averaged into a coarser row instead. :mod:`gradviz.engine.runfile` writes it to a run
+folder and reads it back. Shapes: K = rows, L = layers, D = directions, T = timesteps,
+P = parameter tensors.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from gradviz.engine.capture import Capture
+
+# Per-row scalars: float64 ones are averaged when rows merge, boolean flags OR'ed.
+FLOAT_ROWS = ("loss", "grad_norm", "grad_norm_clipped", "lr", "clip_threshold")
+FLAG_ROWS = ("clipped", "nonfinite", "clip_by_norm")
+
+Owner = tuple[int, int] | None        # (layer, direction) of a parameter, None: the readout's
+
+
+def _row_property(name: str, dtype: type, doc: str) -> property:
+    return property(lambda self: self._rows_of(name, (0,), dtype), doc=doc)
+
+
+class History:
+    """Bounded record of captures, one row per capture until full, oldest row first.
+
+    The arrays below are views of the first ``len(self)`` rows (do not mutate them):
+    ``step``/``count`` (K,) int64, ``loss``/``grad_norm``/``grad_norm_clipped``/``lr``/
+    ``clip_threshold`` (K,) float64, ``clipped``/``nonfinite``/``clip_by_norm`` (K,) bool,
+    ``dh_norm`` (K, L, D, T) float32, ``dc_norm`` (K, L, D, T) float32 or None,
+    ``param_grad_norm`` (K, P) float32. A merged row has ``step`` = its last step,
+    ``count`` = captures it holds, means weighted by count over finite values, flags OR'ed.
+
+    Of the first capture it keeps ``param_names``, ``param_owners`` (the (layer, direction)
+    of each parameter, None for the readout's), ``gate_names`` and ``baseline``, and the
+    newest full capture as ``latest``.
+
+    ``capacity`` bounds the rows; if that many rows of this capture's size would pass
+    ``max_bytes``, fewer rows are kept (at least 4) so a long T cannot exhaust memory.
+    """
+
+    def __init__(self, capacity: int = 4096, max_bytes: int = 256 * 2**20):
+        if capacity < 2:
+            raise ValueError(f"History capacity must be at least 2, got {capacity}")
+        self.capacity = int(capacity)
+        self.max_bytes = int(max_bytes)
+        self.clear()
+
+    def clear(self) -> None:
+        """Forget every row and the latest capture."""
+        self._n = 0
+        self._rows = 0
+        self._key: tuple | None = None
+        self._a: dict[str, np.ndarray] = {}
+        self.latest: Capture | None = None
+        self.param_names: tuple[str, ...] = ()
+        self.param_owners: tuple[Owner, ...] = ()
+        self.gate_names: tuple[str, ...] = ()
+        self.baseline = float("nan")
+
+    def __len__(self) -> int:
+        return self._n
+
+    # -- appending --------------------------------------------------------------------
+    @staticmethod
+    def _key_of(cap: Capture) -> tuple:
+        # Captures with another shape, parameter set or task belong to another model:
+        # they start a new history rather than being mixed into this one.
+        baseline = "nan" if cap.baseline != cap.baseline else float(cap.baseline)
+        return (np.shape(cap.dh_norm), None if cap.dc_norm is None else np.shape(cap.dc_norm),
+                np.shape(cap.param_grad_norm), tuple(cap.param_names), tuple(cap.gate_names),
+                baseline)
+
+    def _allocate(self, lzt: tuple[int, ...], has_dc: bool, p: int, rows: int) -> None:
+        row_bytes = 8 * (2 + len(FLOAT_ROWS)) + len(FLAG_ROWS) \
+            + 4 * (int(np.prod(lzt)) * (2 if has_dc else 1) + p)
+        self._rows = max(rows, min(self.capacity, max(4, self.max_bytes // row_bytes)))
+        # np.empty only reserves address space; pages are touched as rows are written.
+        a = {"step": np.empty(self._rows, np.int64), "count": np.empty(self._rows, np.int64)}
+        a.update({k: np.empty(self._rows, np.float64) for k in FLOAT_ROWS})
+        a.update({k: np.empty(self._rows, np.bool_) for k in FLAG_ROWS})
+        a["dh_norm"] = np.empty((self._rows, *lzt), np.float32)
+        if has_dc:
+            a["dc_norm"] = np.empty((self._rows, *lzt), np.float32)
+        a["param_grad_norm"] = np.empty((self._rows, p), np.float32)
+        self._a = a
+
+    def append(self, cap: Capture) -> None:
+        """Add one capture (light or full) as a new row; O(1) amortised."""
+        key = self._key_of(cap)
+        if self._key is not None and key != self._key:
+            self.clear()
+        if self._key is None:
+            self._allocate(key[0], key[1] is not None, key[2][0], 0)
+            self._key = key
+            self.param_names = tuple(cap.param_names)
+            self.param_owners = _owners(self.param_names, cap.param_owners)
+            self.gate_names = tuple(cap.gate_names)
+            self.baseline = float(cap.baseline)
+        if self._n == self._rows:
+            self._compact()
+        i, a = self._n, self._a
+        a["step"][i] = cap.step
+        a["count"][i] = 1
+        for k in FLOAT_ROWS:
+            a[k][i] = getattr(cap, k)
+        a["clipped"][i] = cap.clipped
+        a["nonfinite"][i] = cap.nonfinite
+        # Which rows' threshold bounds the global norm (the clipping mode can change mid-run).
+        a["clip_by_norm"][i] = cap.clip == "norm"
+        a["dh_norm"][i] = cap.dh_norm
+        if cap.dc_norm is not None:
+            a["dc_norm"][i] = cap.dc_norm
+        a["param_grad_norm"][i] = cap.param_grad_norm
+        self._n = i + 1
+        if not cap.is_light:
+            self.latest = cap
+
+    def _compact(self) -> None:
+        """Merge the oldest half of the rows into at most a quarter of the capacity.
+
+        Rows are grouped into aligned blocks of S captures (S the smallest power of two
+        for which the oldest half fits in that many blocks), counted from the first
+        capture. The first time this pairs adjacent rows; later, earlier blocks are
+        completed or doubled, so every old row ends up covering the same number of
+        steps, S, instead of the oldest rows absorbing ever more of the run.
+        """
+        half = max(2, self._rows // 2)
+        target = max(1, half // 2)
+        count = self._a["count"][:half]
+        total = int(count.sum())
+        size = 1
+        while -(-total // size) > target:
+            size *= 2
+        block = (np.cumsum(count) - count) // size
+        first = np.flatnonzero(np.r_[True, block[1:] != block[:-1]])
+        last = np.r_[first[1:] - 1, half - 1]
+        merged = len(first)
+        weight = count.astype(np.float64)
+        for name, arr in self._a.items():
+            old = arr[:half]
+            if name == "step":
+                new = old[last]
+            elif name == "count":
+                new = np.add.reduceat(old, first)
+            elif name in FLAG_ROWS:
+                new = np.logical_or.reduceat(old, first)
+            else:
+                new = _weighted_means(old, weight, first)
+            rest = arr[half:self._n].copy()
+            arr[:merged] = new
+            arr[merged:merged + len(rest)] = rest
+        self._n = merged + self._n - half
+
+    # -- the arrays -------------------------------------------------------------------
+    def _rows_of(self, name: str, empty_shape: tuple[int, ...], dtype: type) -> np.ndarray:
+        return self._a[name][:self._n] if self._a else np.empty(empty_shape, dtype)
+
+    step = _row_property("step", np.int64, "(K,) int64, last step of each row")
+    count = _row_property("count", np.int64, "(K,) int64, captures merged into each row")
+    loss = _row_property("loss", np.float64, "(K,) float64 mean batch loss")
+    grad_norm = _row_property("grad_norm", np.float64, "(K,) float64 global norm before clipping")
+    grad_norm_clipped = _row_property("grad_norm_clipped", np.float64,
+                                      "(K,) float64 global norm after clipping")
+    lr = _row_property("lr", np.float64, "(K,) float64 learning rate")
+    clip_threshold = _row_property("clip_threshold", np.float64, "(K,) float64")
+    clipped = _row_property("clipped", np.bool_, "(K,) bool, clipped at least once in the row")
+    nonfinite = _row_property("nonfinite", np.bool_, "(K,) bool, a non-finite step in the row")
+    clip_by_norm = _row_property("clip_by_norm", np.bool_,
+                                 "(K,) bool, a step in the row clipped by global norm")
+
+    @property
+    def dh_norm(self) -> np.ndarray:
+        """(K, L, D, T) float32; (0, 0, 0, 0) before the first capture."""
+        return self._rows_of("dh_norm", (0, 0, 0, 0), np.float32)
+
+    @property
+    def dc_norm(self) -> np.ndarray | None:
+        """(K, L, D, T) float32 for LSTM cells, else None."""
+        return self._a["dc_norm"][:self._n] if "dc_norm" in self._a else None
+
+    @property
+    def param_grad_norm(self) -> np.ndarray:
+        """(K, P) float32."""
+        return self._rows_of("param_grad_norm", (0, 0), np.float32)
+
+    # -- from a file ------------------------------------------------------------------
+    def restore(self, arrays: dict[str, np.ndarray], param_names: tuple[str, ...],
+                param_owners: Sequence[Owner], gate_names: tuple[str, ...], baseline: float,
+                latest: Capture | None) -> None:
+        """Refill from a run file's validated arrays: the rows (``step``, ``count``, the
+        scalars, ``dh_norm``, ``dc_norm`` if any, ``param_grad_norm``), what the first
+        capture named, and the latest full capture."""
+        self.clear()
+        k = len(arrays["step"])
+        if k:
+            dh = arrays["dh_norm"]
+            has_dc = "dc_norm" in arrays
+            self._allocate(dh.shape[1:], has_dc, arrays["param_grad_norm"].shape[1], k)
+            for name, arr in self._a.items():
+                arr[:k] = arrays[name]
+            self._n = k
+            self._key = (dh.shape[1:], dh.shape[1:] if has_dc else None,
+                         (len(param_names),), param_names, gate_names,
+                         "nan" if baseline != baseline else baseline)
+            self.param_names, self.gate_names, self.baseline = param_names, gate_names, baseline
+            self.param_owners = tuple(param_owners)
+        self.latest = latest
+
+
+def _owners(names: tuple[str, ...], owners: Sequence[Owner]) -> tuple[Owner, ...]:
+    """``owners`` where there is one per parameter name, else the owners the names say
+    (a capture made without them)."""
+    if len(owners) == len(names):
+        return tuple(owners)
+    # Imported here: the network (and torch) is needed only for such captures.
+    from gradviz.engine.network import owners_from_names
+    return owners_from_names(names)
+
+
+def _weighted_means(x: np.ndarray, weight: np.ndarray, first: np.ndarray) -> np.ndarray:
+    """Count-weighted mean of ``x`` (N, ...) over the groups starting at ``first``,
+    ignoring non-finite values; a group with none finite gives nan."""
+    x64 = x.astype(np.float64)
+    w = weight.reshape((-1,) + (1,) * (x.ndim - 1))
+    finite = np.isfinite(x64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        num = np.add.reduceat(np.where(finite, x64 * w, 0.0), first, axis=0)
+        den = np.add.reduceat(np.where(finite, w, 0.0), first, axis=0)
+        return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+
+
+__all__ = ["History", "FLOAT_ROWS", "FLAG_ROWS"]

@@ -1,0 +1,211 @@
+"""The compiled loops of ``_native.c``: built on first use, cached, optional.
+
+PyTorch dispatches each small per-timestep operation separately, and for a small network
+the dispatch costs more than the arithmetic. ``_native.c`` runs each layer's loops over
+time in one call: the forward passes of the LSTMs and the GRU, and the reverse scans of
+every cell. It is compiled with the system's C compiler the first time a cell needs it and
+cached in ``~/.cache/gradviz`` (or ``$XDG_CACHE_HOME/gradviz``; a folder in the temporary
+directory where that cannot be written).
+
+It is optional. Without a C compiler, when the build fails, when the result fails its
+self-check, or with ``GRADVIZ_NATIVE=0`` in the environment, :func:`kernels` returns None
+and the cells use their PyTorch code, which computes the same numbers; :func:`status` says
+which path is in use and why.
+
+This module is the public side: :func:`kernels`, :func:`status`, :func:`fallback_notice`,
+:func:`load`, :func:`self_check`, :func:`turned_off` and :class:`Kernels`, the typed entry
+points of the library. :mod:`~gradviz.engine.native.build` compiles and caches it;
+:mod:`~gradviz.engine.native.selfcheck` checks every loop against the plain equations of
+:mod:`gradviz.engine.cells.reference` before it is used.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+from contextlib import contextmanager
+from typing import Iterator
+
+import torch
+
+from . import build
+
+_lock = threading.Lock()
+_loaded = False
+_kernels: "Kernels | None" = None
+_status = "not built yet"
+_off = 0              # how many turned_off() blocks are open
+
+
+# Entry points of _native.c and their arguments after (T, B, H): "t" a tensor, "i" an int.
+_SIGNATURES = {
+    "lstm_cell_forward": "iii" + "t" * 10 + "ittt",
+    "lstm_cell_backward": "ttttttitttt",
+    "gru_cell_forward": "t" * 8 + "ittt",
+    "gru_cell_backward": "tttttittt",
+    "rnn_cell_backward": "tttitt",
+    "lstm_family_scan": "i" + "tttt" + "i" + "tt",
+}
+
+
+class Kernels:
+    """Typed entry points of the loaded library, one set per dtype. Each method takes the
+    tensors in the order of the C function and checks them before they reach it."""
+
+    def __init__(self, lib: ctypes.CDLL):
+        kinds = {"t": ctypes.c_void_p, "i": ctypes.c_int}
+        self._fns: dict[tuple[str, torch.dtype], ctypes._CFuncPtr] = {}
+        for dtype, suffix in ((torch.float32, "f32"), (torch.float64, "f64")):
+            for name, sig in _SIGNATURES.items():
+                fn = getattr(lib, f"{name}_{suffix}")
+                fn.argtypes = [ctypes.c_int] * 3 + [kinds[k] for k in sig]
+                fn.restype = None
+                self._fns[name, dtype] = fn
+
+    def supports(self, t: torch.Tensor) -> bool:
+        return t.device.type == "cpu" and t.dtype in (torch.float32, torch.float64)
+
+    def _call(self, name: str, T: int, B: int, H: int, *args) -> None:
+        tensors = [a for a in args if isinstance(a, torch.Tensor)]
+        _check(*tensors)
+        ptrs = [a.data_ptr() if isinstance(a, torch.Tensor) else a for a in args]
+        self._fns[name, tensors[0].dtype](T, B, H, *ptrs)
+
+    def lstm_forward(self, I, fold, zx, w_t, h0, c0, acts, c, tanh_c, h, xh, rows=0,
+                     mean=None, low=None, high=None, kind="lstm", w_c=None) -> None:
+        """The forward pass of the LSTM, or with ``kind`` "peephole" (``w_c`` the peepholes)
+        or "coupled" (acts (T, B, 3, H)): see lstm_cell_forward in _native.c."""
+        T, B, G, H = acts.shape
+        kinds = {"lstm": 0, "peephole": 1, "coupled": 2}
+        if kind not in kinds or G != (3 if kind == "coupled" else 4):
+            raise ValueError(f"lstm_forward: {G} gate blocks do not fit kind {kind!r}")
+        if tuple(zx.shape) != ((B, G * H) if fold else (T, B, G * H)) or tuple(w_t.shape) != (
+                (I + H) if fold else H, G * H):
+            raise ValueError("lstm_forward: zx and w_t do not match fold")
+        if kind == "peephole" and (w_c is None or tuple(w_c.shape) != (3 * H,)):
+            raise ValueError("lstm_forward: the peephole LSTM needs w_c (3H,)")
+        self._call("lstm_cell_forward", T, B, H, I, int(fold), kinds[kind], zx, w_t,
+                   zx if w_c is None else w_c, h0, c0, acts, c, tanh_c, h, xh, rows, mean,
+                   low, high)
+
+    def lstm_backward(self, acts, c, c0, tanh_c, dout, w_hh, tbptt, dh, dc, dz, carry) -> None:
+        T, B, _, H = acts.shape
+        self._call("lstm_cell_backward", T, B, H, acts, c, c0, tanh_c, dout, w_hh, tbptt,
+                   dh, dc, dz, carry)
+
+    def gru_forward(self, zx, w_t, b_rows, h0, gates, un, h, u, rows=0, mean=None, low=None,
+                    high=None) -> None:
+        T, B, H = h.shape
+        self._call("gru_cell_forward", T, B, H, zx, w_t, b_rows, h0, gates, un, h, u, rows,
+                   mean, low, high)
+
+    def gru_backward(self, gates, un, h_prev, dout, w_hh, tbptt, dh, dzh, dzx) -> None:
+        T, B, H = dout.shape
+        self._call("gru_cell_backward", T, B, H, gates, un, h_prev, dout, w_hh, tbptt, dh,
+                   dzh, dzx)
+
+    def family_scan(self, M, N, dout, w_hh, tbptt, dh, R) -> None:
+        T, B, G1, H = M.shape
+        self._call("lstm_family_scan", T, B, H, G1 - 1, M, N, dout, w_hh, tbptt, dh, R)
+
+    def rnn_backward(self, dphi, dout, w_hh, tbptt, dh, dz) -> None:
+        T, B, H = dout.shape
+        self._call("rnn_cell_backward", T, B, H, dphi, dout, w_hh, tbptt, dh, dz)
+
+
+def _check(first: torch.Tensor, *rest: torch.Tensor) -> None:
+    # The C code trusts its pointers: wrong layouts must never reach it.
+    for t in (first, *rest):
+        if not t.is_contiguous() or t.dtype != first.dtype or t.device.type != "cpu":
+            raise ValueError("the compiled loops need contiguous CPU tensors of one dtype")
+
+
+def kernels() -> Kernels | None:
+    """The compiled kernels, building them on first use; None where they cannot be had
+    (or inside :func:`turned_off`)."""
+    global _loaded, _kernels, _status
+    if _off:
+        return None
+    if _loaded:
+        return _kernels
+    with _lock:
+        if not _loaded:
+            _kernels, _status = load()
+            _loaded = True
+    return _kernels
+
+
+def status() -> str:
+    """One line: whether the compiled kernels are in use, and if not, why."""
+    if _off:
+        return "compiled loops turned off for now; using PyTorch operations"
+    kernels()
+    return _status
+
+
+def fallback_notice(device: str) -> str | None:
+    """A line for the user when training on ``device`` goes without the compiled loops
+    (slower; every cell has them on the CPU), else None. Builds them first if that has not
+    happened yet."""
+    if device != "cpu" or kernels() is not None:
+        return None
+    return f"{status()}, which is slower"
+
+
+@contextmanager
+def turned_off() -> Iterator[None]:
+    """Within this block :func:`kernels` returns None, so the cells' forward passes take
+    their PyTorch path, as where the loops cannot be built: to compare the two paths."""
+    global _off
+    _off += 1
+    try:
+        yield
+    finally:
+        _off -= 1
+
+
+def load() -> tuple[Kernels | None, str]:
+    """Build (where not cached), load and self-check the compiled loops as the environment
+    says now (``GRADVIZ_NATIVE``, ``CC``, ``XDG_CACHE_HOME``): the kernels or None, and the
+    line :func:`status` gives. :func:`kernels` calls this once; calling it again loads
+    afresh and leaves what :func:`kernels` returns as it was."""
+    if os.environ.get("GRADVIZ_NATIVE", "1") == "0":
+        return None, "compiled loops off (GRADVIZ_NATIVE=0); using PyTorch operations"
+    compiler = build.find_compiler()
+    if not compiler:
+        return None, "no C compiler found (set CC or install gcc); using PyTorch operations"
+    try:
+        source = build.SOURCE.read_bytes()
+    except OSError as exc:
+        return None, f"cannot read {build.SOURCE.name}: {exc.strerror}; using PyTorch operations"
+    errors = []
+    for flags in build.FLAG_SETS:
+        target = build.target_for(source, compiler, flags)
+        if not target.exists():
+            error = build.compile_into(compiler, flags, target)
+            if error:
+                errors.append(error)
+                continue
+        try:
+            found = Kernels(build.load_library(target))
+        except (OSError, AttributeError) as exc:
+            errors.append(f"cannot load {target}: {exc}")
+            continue
+        problem = self_check(found)
+        if problem:
+            return None, f"compiled loops failed their self-check ({problem}); using PyTorch operations"
+        build.prune(target)
+        return found, f"compiled loops in use ({' '.join(flags)}, {target})"
+    return None, f"building the compiled loops failed ({errors[-1]}); using PyTorch operations"
+
+
+def self_check(k: Kernels) -> str | None:
+    """Every loop of ``k`` on a small case against the cells' plain equations; what
+    disagreed, or None (:mod:`~gradviz.engine.native.selfcheck`)."""
+    # Imported here: it reads gradviz.engine.cells.reference, and the cells import this module.
+    from .selfcheck import run
+    return run(k)
+
+
+__all__ = ["Kernels", "kernels", "status", "fallback_notice", "turned_off", "load",
+           "self_check"]

@@ -1,0 +1,113 @@
+"""What every training problem is: a seeded batch generator, its loss and the loss a model
+with no memory would reach (its baseline).
+
+Shapes: T = sequence length, B = batch, I = input size, O = output size,
+P = number of timesteps at which the loss is taken.
+
+Every task draws all of its randomness from the ``torch.Generator`` given to
+:meth:`Task.batch`, so a seed reproduces the data bit for bit. The *no-memory predictor*
+of a task is the best a model can do that sees only the current input x_t; its mean loss
+is the task's ``baseline``, and :meth:`Task.trivial_prediction` implements it.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from gradviz.config import RunConfig
+from gradviz.engine.registry import task_spec
+
+PROBE_SEED = 12345  # the probe sequence comes from its own generator, never the run's
+
+
+class TaskInputError(ValueError):
+    """The task cannot be built from what the user gave it (a text file, a sequence length).
+
+    The message names the file or setting and says how to fix it. ``field`` names the
+    RunConfig field to blame, when there is one.
+    """
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass
+class Batch:
+    x: torch.Tensor        # (T, B, I) float inputs
+    target: torch.Tensor   # (P, B) long class indices, or (P, B, O) float regression targets
+
+
+class Task(ABC):
+    name: str
+    seq_len: int
+    input_size: int
+    output_size: int
+    # Timesteps whose outputs the loss looks at, as a slice or a LongTensor of indices
+    # into range(T). The engine applies the readout only there.
+    loss_positions: slice | torch.Tensor
+    baseline: float          # mean loss of the no-memory predictor that the task describes
+    stateful: bool = False   # batch() continues each row's stream from the previous batch
+    note: str | None = None  # a remark for the user about the data (e.g. a partial read)
+
+    @classmethod
+    def from_config(cls, config: RunConfig, text: str | None = None) -> "Task":
+        """The task for ``config``: here, ``config.seq_len`` steps of independent sequences
+        (``stateful`` does not apply). ``text``: the contents of ``config.text_file``, for
+        the task that reads one."""
+        return cls(config.seq_len)
+
+    @property
+    def is_language(self) -> bool:
+        """A character model that can sample text (its registry entry says so)."""
+        return task_spec(self.name).is_language
+
+    @abstractmethod
+    def batch(self, batch_size: int, generator: torch.Generator) -> Batch:
+        """A batch drawn with ``generator`` (float32 on the CPU)."""
+
+    @abstractmethod
+    def loss(self, y: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Mean loss over loss positions and batch. ``y`` is (P, B, O)."""
+
+    @abstractmethod
+    def probe(self) -> torch.Tensor:
+        """A fixed probe input (T, 1, I), the same every call."""
+
+    @abstractmethod
+    def trivial_prediction(self, batch: Batch) -> torch.Tensor:
+        """The no-memory predictor's output y (P, B, O) for ``batch``; its mean loss is
+        ``baseline`` (up to sampling error)."""
+
+
+def new_probe_generator() -> torch.Generator:
+    """A generator of the probe's own, seeded with PROBE_SEED: the same probe every time."""
+    return torch.Generator().manual_seed(PROBE_SEED)
+
+
+def require_length(name: str, seq_len: int, minimum: int, why: str) -> None:
+    if seq_len < minimum:
+        raise TaskInputError(
+            f"The {name} task needs a sequence length of at least {minimum} ({why}); "
+            f"it is {seq_len}. Choose a longer sequence length.", field="seq_len")
+
+
+class ClassificationLoss:
+    """Cross-entropy over the O classes at every loss position."""
+
+    def loss(self, y: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(y.reshape(-1, y.shape[-1]), target.reshape(-1).to(y.device))
+
+
+class RegressionLoss:
+    """Mean squared error at every loss position."""
+
+    def loss(self, y: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.mse_loss(y, target.to(device=y.device, dtype=y.dtype))
+
+
+__all__ = ["PROBE_SEED", "TaskInputError", "Batch", "Task", "new_probe_generator",
+           "require_length", "ClassificationLoss", "RegressionLoss"]
