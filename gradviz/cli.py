@@ -276,6 +276,10 @@ def run_command(argv: list[str]) -> int:
 
 def _prepare(ns: argparse.Namespace):
     """(session, note about the text file or None, output folder), or a UsageError."""
+    for flag, value in (("--out", ns.out), ("--figures", ns.figures)):
+        if value is not None and not value.strip():
+            raise UsageError(f"{flag}: an empty folder name would write into the current "
+                             f"folder; name one, e.g. {flag} runs/demo")
     config = _make_config(ns)
     from gradviz.engine.train import prepare_training_process, threads_for
 

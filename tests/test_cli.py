@@ -64,6 +64,8 @@ BAD = [
     (["--config", "{tmp}/nowhere"], "--config: .*nowhere: no such run folder"),
     (["--config", "{tmp}/other.json"], "--config: .*other.json: not a gradviz run"),
     (["--out", "{tmp}/afile"], "--out: cannot create the folder .*afile"),
+    (["--out", ""], "--out: an empty folder name would write into the current folder"),
+    (["--figures", " "], "--figures: an empty folder name"),
 ]
 
 
