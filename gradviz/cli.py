@@ -293,6 +293,14 @@ def _prepare(ns: argparse.Namespace):
                          "GPU); allowed here: cpu")
     from_config = ns.config is not None and not hasattr(ns, "text_file")
     text, note = _load_text(config, from_config)
+    from gradviz.engine import memory
+
+    too_big = memory.check(config, text)
+    if too_big:
+        raise UsageError(f"this configuration {too_big}")
+    near = memory.warning(config, text)
+    if near:
+        _say(ns.quiet, f"warning: this configuration {near}")
 
     from gradviz.engine.session import Session
     from gradviz.engine.tasks import TaskInputError

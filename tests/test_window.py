@@ -454,3 +454,19 @@ def test_a_view_that_raises_is_reported_once_and_the_others_draw(window, qtbot, 
     assert "cannot draw this" in failures[0][1]
     assert capsys.readouterr().err.count("ValueError: cannot draw this") == 1
     assert "Gate activations could not draw" in window.statusBar().currentMessage()
+
+
+def test_a_model_too_large_for_this_machine_is_refused_and_the_settings_put_back(
+        window, monkeypatch):
+    warnings: list = []
+    monkeypatch.setattr(QtWidgets.QMessageBox, "warning",
+                        lambda parent, title, text: warnings.append((title, text)))
+    pid, before = window.worker.pid, window.config
+    huge = before.replace(seq_len=5000, hidden=1024, batch_size=4096, layers=4,
+                          bidirectional=True)
+    window.controls.set_config(huge)
+    window.apply_config(huge)
+    assert window.config == before and window.controls.config() == before
+    assert window.worker.pid == pid and window.worker.run_id == 1   # no new model
+    assert len(warnings) == 1 and "Model too large" in warnings[0][0]
+    assert "of memory; this machine has" in warnings[0][1]

@@ -15,6 +15,7 @@ from pathlib import Path
 from PyQt6 import QtCore, QtGui, QtWidgets
 
 from gradviz.config import LIVE_FIELDS, ConfigError, RunConfig, structural_change
+from gradviz.engine import memory
 from gradviz.engine.record import RunFileError, load_run, save_run
 from gradviz.ui.controls import ControlPanel
 from gradviz.ui.menus import build_actions
@@ -194,6 +195,9 @@ class MainWindow(QtWidgets.QMainWindow):
         """New settings from the controls: a live change goes to the running model on its
         next step; anything else means a new model, restarted if it was running."""
         old = self.state.config
+        if structural_change(old, config) and not self._fits_in_memory(config):
+            self.controls.set_config(old)
+            return
         self.state.set_config(config)
         self.prefs.save_config(config)
         if structural_change(old, config):
@@ -203,6 +207,18 @@ class MainWindow(QtWidgets.QMainWindow):
                    if getattr(config, name) != getattr(old, name)}
         if changes:
             self.worker.set_live(changes)
+
+    def _fits_in_memory(self, config: RunConfig) -> bool:
+        """Refuse (with a message) a model that would not fit in this machine's memory;
+        warn in the status bar about one that nearly fills it."""
+        too_big = memory.check(config)
+        if too_big:
+            self._warn("Model too large", f"This model {too_big}. The settings were put back.")
+            return False
+        near = memory.warning(config)
+        if near:
+            self.statusBar().showMessage(f"Warning: this model {near}.", 15000)
+        return True
 
     def load_preset(self, path: str | os.PathLike) -> None:
         try:
