@@ -1,12 +1,25 @@
 """What capturing everything costs: a gradviz training step with full capture against a
-plain PyTorch training step (``torch.nn`` module + ``torch.optim``, no capture).
+plain PyTorch training step (``torch.nn`` module + ``torch.optim``, no capture), and against
+what a user would otherwise write to get per-timestep gradients.
 
-Both train on the adding problem (loss at the last step), batch 32, Adam, and both draw
-their batch from the same task code inside the timed step. The two are interleaved
-rep by rep in one process, so machine noise hits both alike; the figure is their ratio.
+Three steps train on the adding problem (loss at the last step), batch 32, Adam, each
+drawing its batch from the same task code inside the timed step:
+
+* plain: ``nn.RNN`` / ``nn.LSTM`` / ``nn.GRU``, no capture;
+* gradviz: :class:`~gradviz.engine.train.Trainer` with full capture on every step;
+* cells: ``nn.RNNCell`` / ``nn.LSTMCell`` / ``nn.GRUCell`` unrolled in a Python loop over t,
+  ``retain_grad()`` on every h_t (and c_t for the LSTM), every ‖∂L/∂h_t‖ (and ‖∂L/∂c_t‖)
+  read after the backward pass.
+
+The three are interleaved rep by rep in one process, so machine noise hits them alike; the
+figures to compare are their ratios to plain. The table also gives gradviz's achieved
+GFLOP/s (the matrix products of one training step, counted from the shapes, per second of
+its whole step) beside the machine's peak, measured at the start as the GFLOP/s of a large
+float32 ``torch.mm`` on the same number of threads.
 
     python benchmarks/capture_overhead.py            # the full table (a few minutes)
     python benchmarks/capture_overhead.py --quick    # a subset, under a minute
+    python benchmarks/capture_overhead.py --smoke    # one tiny size per cell, seconds
 
 The last line is ``geomean ratio: X`` (gradviz time / plain time; < 1 means faster).
 """
@@ -16,22 +29,90 @@ import argparse
 import math
 import statistics
 import time
+from pathlib import Path
 
 import torch
 
 from gradviz.config import RunConfig
 from gradviz.engine import native
+from gradviz.engine.registry import cell_spec
+from gradviz.engine.tasks import make_task
 from gradviz.engine.train import Trainer, prepare_training_process
 
 TORCH_CELLS = {"rnn-tanh": lambda i, h: torch.nn.RNN(i, h, nonlinearity="tanh"),
                "lstm": lambda i, h: torch.nn.LSTM(i, h),
                "gru": lambda i, h: torch.nn.GRU(i, h)}
 
+UNROLLED_CELLS = {"rnn-tanh": lambda i, h: torch.nn.RNNCell(i, h, nonlinearity="tanh"),
+                  "lstm": lambda i, h: torch.nn.LSTMCell(i, h),
+                  "gru": lambda i, h: torch.nn.GRUCell(i, h)}
+
+# The /proc/cpuinfo flags worth naming: what the compiled loops can be built for.
+VECTOR_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512vl", "avx512bw",
+                "avx512_vnni", "avx512_bf16", "amx_tile", "asimd", "sve", "sve2")
+
+PEAK_N, PEAK_REPS = 1024, 10
+
+
+def cpu_description(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """"MODEL; vector extensions: ..." from /proc/cpuinfo; "unknown" where it is missing."""
+    try:
+        lines = cpuinfo.read_text(errors="replace").splitlines()
+    except OSError:
+        return "unknown; vector extensions: unknown"
+    fields: dict[str, str] = {}
+    for line in lines:
+        key, sep, value = line.partition(":")
+        if sep:
+            fields.setdefault(key.strip().lower(), value.strip())
+    model = fields.get("model name") or fields.get("hardware") or "unknown"
+    # x86 names them "flags", ARM "features".
+    flags = set((fields.get("flags") or fields.get("features") or "").split())
+    if not flags:
+        return f"{model}; vector extensions: unknown"
+    present = [f for f in VECTOR_FLAGS if f in flags]
+    if "avx2" in flags and "avx512f" not in flags:
+        present.append("(no AVX-512)")
+    return f"{model}; vector extensions: {' '.join(present) or 'none of ' + ' '.join(VECTOR_FLAGS)}"
+
+
+def peak_gflops(n: int = PEAK_N, reps: int = PEAK_REPS) -> float:
+    """GFLOP/s of an n × n float32 ``torch.mm`` on the current torch threads, best of
+    ``reps`` (the best, since a peak is what the machine can do when noise leaves it alone)."""
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.randn(n, n, generator=gen), torch.randn(n, n, generator=gen)
+    out = torch.empty(n, n)
+    torch.mm(a, b, out=out)  # warm-up: first-touch pages, kernel selection
+    best = math.inf
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        torch.mm(a, b, out=out)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best / 1e9
+
+
+def step_flops(cfg: RunConfig, input_size: int) -> int:
+    """Floating-point operations in the matrix products of one training step of a one-layer,
+    one-direction network, 2 per multiply-add, counted for the B training sequences.
+
+    With G gate blocks (rnn 1, gru 3, lstm 4), T steps, batch B, input I, hidden H:
+      forward   input products  x_t W_ih^T      T·B·I·G·H
+                recurrent       h_{t-1} W_hh^T  T·B·H·G·H
+      backward  ∂L/∂h_{t-1}     dz_t W_hh       T·B·G·H·H
+                ∂L/∂W_hh        Σ_t dz_t^T h    T·B·G·H·H
+                ∂L/∂W_ih        Σ_t dz_t^T x_t  T·B·G·H·I
+      multiply-adds = T·B·G·H·(3H + 2I)
+    Not counted, being of lower order: the gates' elementwise work (O(T·B·G·H)), the
+    readout at the loss positions, the optimiser, and gradviz's extra probe row.
+    """
+    G = len(cell_spec(cfg.cell).blocks)
+    T, B, H, I = cfg.seq_len, cfg.batch_size, cfg.hidden, input_size
+    return 2 * T * B * G * H * (3 * H + 2 * I)
+
 
 def plain_step_fn(cfg: RunConfig):
     """A conventional PyTorch training step for the same task and sizes."""
-    trainer = Trainer(cfg)  # only for its task and seeded data generator
-    task = trainer.task
+    task = make_task(cfg)
     rnn = TORCH_CELLS[cfg.cell](task.input_size, cfg.hidden)
     readout = torch.nn.Linear(cfg.hidden, task.output_size)
     params = list(rnn.parameters()) + list(readout.parameters())
@@ -49,12 +130,49 @@ def plain_step_fn(cfg: RunConfig):
     return step
 
 
-def time_pair(cfg: RunConfig, min_reps: int, budget_s: float) -> tuple[float, float]:
+def unrolled_step_fn(cfg: RunConfig):
+    """The per-timestep gradients the way a PyTorch user gets them without gradviz: a
+    Python loop over a cell module, ``retain_grad`` on every state, the norms read after
+    ``backward``. Returns ‖∂L/∂h_t‖ (T,) and, for the LSTM, ‖∂L/∂c_t‖ (T,)."""
+    task = make_task(cfg)
+    cell = UNROLLED_CELLS[cfg.cell](task.input_size, cfg.hidden)
+    readout = torch.nn.Linear(cfg.hidden, task.output_size)
+    params = list(cell.parameters()) + list(readout.parameters())
+    opt = torch.optim.Adam(params, lr=cfg.lr)
+    gen = torch.Generator().manual_seed(1)
+    B, H, has_c = cfg.batch_size, cfg.hidden, cfg.cell == "lstm"
+
+    def step():
+        batch = task.batch(B, gen)
+        opt.zero_grad(set_to_none=True)
+        h = torch.zeros(B, H)
+        c = torch.zeros(B, H)
+        hs, cs = [], []
+        for x_t in batch.x:
+            if has_c:
+                h, c = cell(x_t, (h, c))
+                c.retain_grad()
+                cs.append(c)
+            else:
+                h = cell(x_t, h)
+            h.retain_grad()
+            hs.append(h)
+        loss = task.loss(readout(torch.stack(hs)[task.loss_positions]), batch.target)
+        loss.backward()
+        norms = [torch.stack([s.grad for s in states]).flatten(1).norm(dim=1).tolist()
+                 for states in (hs, cs) if states]
+        opt.step()
+        return norms
+    return step
+
+
+def time_three(cfg: RunConfig, min_reps: int, budget_s: float) -> tuple[float, float, float]:
+    """Median seconds of one step: plain, gradviz, unrolled cells, interleaved rep by rep."""
     plain = plain_step_fn(cfg)
-    trainer = Trainer(cfg)
-    ours = trainer.step
-    plain(), ours()  # warm-up
-    tp, to = [], []
+    ours = Trainer(cfg).step
+    unrolled = unrolled_step_fn(cfg)
+    plain(), ours(), unrolled()  # warm-up
+    tp, to, tc = [], [], []
     start = time.perf_counter()
     while len(tp) < min_reps or (time.perf_counter() - start < budget_s and len(tp) < 200):
         t0 = time.perf_counter()
@@ -62,40 +180,68 @@ def time_pair(cfg: RunConfig, min_reps: int, budget_s: float) -> tuple[float, fl
         t1 = time.perf_counter()
         cap = ours()
         t2 = time.perf_counter()
+        norms = unrolled()
+        t3 = time.perf_counter()
         assert cap is not None  # every step captured
+        assert len(norms[0]) == cfg.seq_len  # every h_t's gradient read
         tp.append(t1 - t0)
         to.append(t2 - t1)
-    return statistics.median(tp), statistics.median(to)
+        tc.append(t3 - t2)
+    return statistics.median(tp), statistics.median(to), statistics.median(tc)
+
+
+def geomean(xs: list[float]) -> float:
+    return math.exp(sum(math.log(x) for x in xs) / len(xs))
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="a subset that runs in under a minute")
+    sizes = ap.add_mutually_exclusive_group()
+    sizes.add_argument("--quick", action="store_true", help="a subset that runs in under a minute")
+    sizes.add_argument("--smoke", action="store_true",
+                       help="one tiny size per cell, two repetitions: checks that it runs")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (the app's worker uses 1)")
     ap.add_argument("--cells", nargs="+", default=list(TORCH_CELLS), choices=list(TORCH_CELLS))
     args = ap.parse_args(argv)
     prepare_training_process()
     torch.set_num_threads(args.threads)
-    if args.quick:
+    if args.smoke:
+        seq_lens, hiddens, min_reps, budget = (10,), (8,), 2, 0.0
+    elif args.quick:
         seq_lens, hiddens, min_reps, budget = (50, 200), (32,), 5, 1.5
     else:
         seq_lens, hiddens, min_reps, budget = (50, 200, 1000), (32, 128), 5, 4.0
     print(f"torch {torch.__version__}, {args.threads} thread(s), batch 32, Adam, adding problem, "
           f"full capture every step")
     print(f"loops: {native.status()}")
-    print(f"{'cell':<9}{'T':>6}{'H':>6}{'plain ms':>11}{'gradviz ms':>12}{'ratio':>8}")
-    ratios = []
+    print(f"cpu: {cpu_description()}")
+    peak = peak_gflops()
+    print(f"peak: {peak:.1f} GFLOP/s ({PEAK_N}×{PEAK_N} float32 torch.mm, {args.threads} thread(s), "
+          f"best of {PEAK_REPS})")
+    print("cells: nn.RNNCell/LSTMCell/GRUCell unrolled in Python, retain_grad on every h_t "
+          "(and c_t); ratios are to plain; GFLOP/s is gradviz's")
+    print(f"{'cell':<9}{'T':>6}{'H':>6}{'plain ms':>11}{'gradviz ms':>12}{'ratio':>8}"
+          f"{'cells ms':>11}{'cells ratio':>13}{'GFLOP/s':>10}{'% peak':>8}")
+    ratios, cell_ratios, fractions = [], [], []
     for cell in args.cells:
         for T in seq_lens:
             for H in hiddens:
                 cfg = RunConfig(task="adding", cell=cell, seq_len=T, hidden=H, batch_size=32,
                                 optimizer="adam", lr=1e-3, capture_every=1)
-                tp, to = time_pair(cfg, min_reps, budget)
+                tp, to, tc = time_three(cfg, min_reps, budget)
+                gflops = step_flops(cfg, make_task(cfg).input_size) / to / 1e9
                 ratios.append(to / tp)
-                print(f"{cell:<9}{T:>6}{H:>6}{tp * 1e3:>11.2f}{to * 1e3:>12.2f}{to / tp:>8.2f}", flush=True)
-    geomean = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
+                cell_ratios.append(tc / tp)
+                fractions.append(gflops / peak)
+                print(f"{cell:<9}{T:>6}{H:>6}{tp * 1e3:>11.2f}{to * 1e3:>12.2f}{to / tp:>8.2f}"
+                      f"{tc * 1e3:>11.2f}{tc / tp:>13.2f}{gflops:>10.2f}{100 * gflops / peak:>8.1f}",
+                      flush=True)
+    print(f"cells geomean ratio: {geomean(cell_ratios):.2f} "
+          f"(cells time / gradviz time: {geomean(cell_ratios) / geomean(ratios):.2f}, geomean)")
+    print(f"gradviz: {100 * max(fractions):.1f}% of peak at best, "
+          f"{100 * geomean(fractions):.1f}% geomean")
     print(f"max ratio: {max(ratios):.2f}")
-    print(f"geomean ratio: {geomean:.2f}")
+    print(f"geomean ratio: {geomean(ratios):.2f}")
     return 0
 
 
