@@ -126,7 +126,8 @@ class RunConfig:
     lr: float = setting(1e-3, label="Learning rate", group="Optimiser", limits=(1e-7, 100.0),
                         live=True, log_scale=True, help="The optimiser's step size")
     momentum: float = setting(0.0, label="Momentum", group="Optimiser", limits=(0.0, 0.999),
-                              live=True, decimals=3, step=0.05, help="SGD's momentum (SGD only)")
+                              live=True, decimals=3, step=0.05,
+                              help="SGD's momentum; the other optimisers have none")
     clip: str = setting("none", label="Clipping", group="Gradient clipping", live=True,
                         help="By value: clamp every component. By norm: rescale the whole "
                              "gradient so its global L2 norm is at most the threshold")
