@@ -1,9 +1,11 @@
 """The ``gradviz`` command: with no arguments it opens the app; ``gradviz run …`` trains
 without a window and writes a run folder (docs/run-format.md) that the app can open.
 
-Qt is imported only when the app starts, so ``gradviz run`` needs no display. Mistakes in
-the arguments end with exit status 2 and one line that names the option and what it
-allows; never a traceback.
+``gradviz run`` has one option per RunConfig field, built from its declaration
+(:func:`gradviz.config.settings`: help, limits, group) and from the registry's names
+(:mod:`gradviz.engine.registry`). Qt is imported only when the app starts, so
+``gradviz run`` needs no display. Mistakes in the arguments end with exit status 2 and
+one line that names the option and what it allows; never a traceback.
 
 A run that diverges (gradviz.engine.divergence: 10 of 20 steps not finite) is not
 stopped: the steps asked for are trained, and recorded, because a diverging run is often
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import textwrap
 import time
 from dataclasses import fields
 from datetime import datetime
@@ -23,46 +26,18 @@ from pathlib import Path
 from typing import TextIO
 
 from gradviz import __version__
-from gradviz.config import (CELLS, CLIP_MODES, DEVICES, DTYPES, INITS, LIMITS, OPTIMIZERS, TASKS,
-                            ConfigError, RunConfig)
+from gradviz.config import GROUPS, ConfigError, RunConfig, Setting, settings
 
 PROG = "gradviz run"
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # the shell's convention for a command stopped by SIGINT
+HELP_WIDTH = 79  # of the --help epilog, which argparse does not wrap
 
 TOP_HELP = f"""usage: gradviz [--version] [run [OPTIONS]]
 
   gradviz              open the app
   gradviz run …        train without a window and save the run (gradviz run --help)
   gradviz --version    print the version ({__version__})"""
-
-_CHOICES = {"task": TASKS, "cell": CELLS, "optimizer": OPTIMIZERS, "clip": CLIP_MODES,
-            "init": INITS, "device": DEVICES, "dtype": DTYPES}
-_HELP = {
-    "task": "training problem",
-    "seq_len": "sequence length T",
-    "cell": "recurrent cell",
-    "hidden": "hidden units per layer and direction",
-    "layers": "stacked layers",
-    "bidirectional": "also run a backward direction",
-    "batch_size": "sequences per batch",
-    "optimizer": "optimiser",
-    "lr": "learning rate",
-    "momentum": "SGD momentum",
-    "clip": "gradient clipping: none, by value, or by global norm",
-    "clip_threshold": "clipping threshold",
-    "init": "initialisation of the recurrent weights",
-    "rho": "rescale each recurrent matrix to this spectral radius ('none': keep it)",
-    "forget_bias": "initial LSTM forget-gate bias",
-    "tbptt": "truncated BPTT chunk length; 0 = full BPTT",
-    "stateful": "carry each batch's final state into the next batch",
-    "seed": "random seed of weights and data",
-    "device": "where to train",
-    "dtype": "floating-point precision",
-    "capture_every": "capture gradients every N steps",
-    "steps": "training steps",
-    "text_file": "UTF-8 text for --task text",
-}
 
 
 class UsageError(Exception):
@@ -73,34 +48,25 @@ def option_name(field_name: str) -> str:
     return "--" + field_name.replace("_", "-")
 
 
-def _number(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else f"{x:g}"
-
-
-def _allowed(name: str) -> str:
-    lo, hi = LIMITS[name]
-    return f"allowed: {_number(lo)} to {_number(hi)}"
-
-
-def _int_type(name: str):
+def _int_type(s: Setting):
     def parse(text: str) -> int:
         try:
             return int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number; {_allowed(name)}") \
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number; {s.allowed}") \
                 from None
     return parse
 
 
-def _float_type(name: str, none_ok: bool = False):
+def _float_type(s: Setting):
     def parse(text: str) -> float | None:
-        if none_ok and text.lower() == "none":
+        if s.optional and text.lower() == "none":
             return None
         try:
             return float(text)
         except ValueError:
-            extra = " or 'none'" if none_ok else ""
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number; {_allowed(name)}{extra}") \
+            extra = " or 'none'" if s.optional else ""
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number; {s.allowed}{extra}") \
                 from None
     return parse
 
@@ -112,38 +78,70 @@ class _Parser(argparse.ArgumentParser):
             message += f"; see '{self.prog} --help'"
         self.exit(EXIT_USAGE, f"{self.prog}: {message}\n")
 
+    def print_help(self, file=None):
+        # The registry's help texts have symbols (⊙, √, ±) that a Windows pipe's code page
+        # may lack; there they become '?' rather than a UnicodeEncodeError.
+        file = file or sys.stdout
+        encoding = getattr(file, "encoding", None) or "utf-8"
+        file.write(self.format_help().encode(encoding, "replace").decode(encoding))
+
+
+def _add_option(group, name: str, s: Setting) -> None:
+    """The option of one RunConfig field, absent from the namespace unless given."""
+    flag, default = option_name(name), "none" if s.default is None else s.default
+    if s.choices is not None:
+        group.add_argument(flag, metavar="{" + ",".join(s.choices) + "}",
+                           help=f"{s.help} (default {default})")
+    elif s.value_type is bool:
+        group.add_argument(flag, action=argparse.BooleanOptionalAction, help=s.help)
+    elif s.value_type is int:
+        group.add_argument(flag, type=_int_type(s), metavar="N",
+                           help=f"{s.help} ({s.allowed}; default {default})")
+    elif s.value_type is float:
+        group.add_argument(flag, type=_float_type(s), metavar="X",
+                           help=f"{s.help} ({s.allowed}; default {default})")
+    else:
+        group.add_argument(flag, metavar="PATH", help=s.help)
+
+
+def _choices_text() -> str:
+    """The --help epilog: what each registered value of the name-valued options means
+    (those whose values all explain themselves, like float64, are left out)."""
+    lines = ["values:"]
+    for name, s in settings():
+        if s.choices is None or not any(c.help for c in s.choices.values()):
+            continue
+        lines.append(f"  {option_name(name)}")
+        width = max(len(c) for c in s.choices) + 6
+        for c in s.choices.values():
+            lines.append(textwrap.fill(c.help or c.label, HELP_WIDTH,
+                                       initial_indent=f"    {c.name:<{width - 4}}",
+                                       subsequent_indent=" " * width))
+    return "\n".join(lines)
+
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``gradviz run`` parser: one option per RunConfig field, absent unless given."""
+    """The ``gradviz run`` parser: one option per RunConfig field (its help, limits and
+    choices from :func:`gradviz.config.settings`), in the groups of the control panel."""
     parser = _Parser(prog=PROG, allow_abbrev=False, argument_default=argparse.SUPPRESS,
+                     formatter_class=argparse.RawDescriptionHelpFormatter,
                      description="Train a recurrent network without a window, capture its "
-                                 "gradient flow, and save the run (run.json + capture.npz).")
-    for f in fields(RunConfig):
-        flag, help_text = option_name(f.name), _HELP[f.name]
-        if f.name in _CHOICES:
-            parser.add_argument(flag, metavar="{" + ",".join(_CHOICES[f.name]) + "}",
-                                help=f"{help_text} (default {f.default})")
-        elif isinstance(f.default, bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=help_text)
-        elif isinstance(f.default, int):
-            parser.add_argument(flag, type=_int_type(f.name), metavar="N",
-                                help=f"{help_text} ({_allowed(f.name)}; default {f.default})")
-        elif f.name == "rho" or isinstance(f.default, float):
-            parser.add_argument(flag, type=_float_type(f.name, none_ok=f.name == "rho"),
-                                metavar="X",
-                                help=f"{help_text} ({_allowed(f.name)}; default {f.default})")
-        else:
-            parser.add_argument(flag, metavar="PATH", help=help_text)
-    parser.add_argument("--out", metavar="DIR", default=None,
-                        help="folder to write the run to, created if needed; a run already "
-                             "there is replaced (default runs/<date-time>)")
-    parser.add_argument("--config", metavar="RUN_JSON", default=None,
-                        help="repeat a saved run (its folder or run.json); options given here "
-                             "override its settings")
-    parser.add_argument("--figures", metavar="DIR", default=None,
-                        help="also write each view as a figure into DIR")
-    parser.add_argument("--quiet", action="store_true", default=False,
-                        help="print nothing but errors")
+                                 "gradient flow,\nand save the run (run.json + capture.npz).",
+                     epilog=_choices_text())
+    groups = {title: parser.add_argument_group(title.lower()) for title in GROUPS}
+    for name, s in settings():
+        _add_option(groups[s.group], name, s)
+    out = parser.add_argument_group("output")
+    out.add_argument("--out", metavar="DIR", default=None,
+                     help="Folder to write the run to, created if needed; a run already "
+                          "there is replaced (default runs/<date-time>)")
+    out.add_argument("--config", metavar="RUN_JSON", default=None,
+                     help="Repeat a saved run (its folder or run.json); options given here "
+                          "override its settings")
+    out.add_argument("--figures", metavar="DIR", default=None,
+                     help="Also write each view as a figure into DIR")
+    out.add_argument("--quiet", action="store_true", default=False,
+                     help="Print nothing but errors")
     return parser
 
 

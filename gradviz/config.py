@@ -1,46 +1,100 @@
-"""Typed, validated run configuration.
+"""Typed, validated run configuration, and what each setting means.
 
 A :class:`RunConfig` is plain data: it round-trips through JSON, is validated once by
 :meth:`RunConfig.validate`, and names the offending field and the allowed values when it
-is wrong. The command line options and the app's controls use the same field names.
+is wrong. Each field is declared with :func:`setting`, which records its label, help text,
+limits, group and whether it is live; :func:`settings` reads them back. ``gradviz run``'s
+options and the app's control panel are both built from them, and the names a setting
+may take come from :mod:`gradviz.engine.registry`, so a new option or cell is added in one
+place.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
+import typing
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, Iterator
 
-CELLS = ("rnn-tanh", "rnn-relu", "lstm", "lstm-peephole", "lstm-coupled", "gru")
-TASKS = ("adding", "copy", "recall", "series", "text", "reber")
-OPTIMIZERS = ("sgd", "adam", "rmsprop", "adagrad")
-CLIP_MODES = ("none", "value", "norm")
-INITS = ("default", "orthogonal", "identity", "normal")
-DEVICES = ("cpu", "cuda")
-DTYPES = ("float32", "float64")
+from gradviz.engine import registry
 
-# Bounds shared by the command line and the app's spin boxes, so that what one accepts
-# the other accepts too.
-LIMITS: dict[str, tuple[float, float]] = {
-    "seq_len": (1, 5000),
-    "hidden": (1, 1024),
-    "layers": (1, 4),
-    "batch_size": (1, 4096),
-    "lr": (1e-7, 100.0),
-    "momentum": (0.0, 0.999),
-    "clip_threshold": (1e-6, 1e6),
-    "rho": (1e-3, 10.0),
-    "forget_bias": (-10.0, 10.0),
-    "tbptt": (0, 5000),
-    "seed": (0, 2**31 - 1),
-    "capture_every": (1, 100000),
-    "steps": (1, 10**9),
-}
+CELLS = tuple(registry.CELLS)
+TASKS = tuple(registry.TASKS)
+OPTIMIZERS = tuple(registry.OPTIMIZERS)
+CLIP_MODES = tuple(registry.CLIP_MODES)
+INITS = tuple(registry.INITS)
+DEVICES = tuple(registry.DEVICES)
+DTYPES = tuple(registry.DTYPES)
+
+# The groups the settings fall into, in the order the control panel and --help show them.
+GROUPS = ("Task", "Model", "Optimiser", "Gradient clipping", "Initialisation", "Training")
+
+_KEY = "gradviz"  # the key of a field's Setting in its dataclasses metadata
 
 
 def _num(x: float) -> str:
     """A limit as a person would write it: 2147483647, 0.001, 1e-06."""
     return str(int(x)) if float(x).is_integer() and abs(x) < 1e12 else f"{x:g}"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """What the command line and the control panel need to know of one RunConfig field.
+
+    ``help`` is a phrase without a final full stop (``--help`` adds the range and the
+    default after it). ``limits`` bound every number, on the command line and in the
+    app's spin boxes alike. ``live``: a running training takes it on its next step.
+    ``shown``: the control panel has a widget for it. The widget hints: ``log_scale``
+    (a spin box stepping 1, 2, 5, 10, … for quantities that span decades), ``decimals``
+    and ``step`` (of a plain float spin box), ``special`` (the text shown at the lower
+    limit, e.g. 'full' for tbptt 0) and ``suggested`` (for an optional number, the value
+    offered when it is switched on).
+
+    Declared with :func:`setting`; :func:`settings` fills in the field's ``name``,
+    ``default``, ``value_type`` (int, float, bool or str) and ``optional`` (None allowed).
+    """
+    label: str
+    help: str
+    group: str
+    limits: tuple[float, float] | None = None
+    live: bool = False
+    shown: bool = True
+    log_scale: bool = False
+    decimals: int = 3
+    step: float = 1.0
+    special: str | None = None
+    suggested: float | None = None
+    name: str = ""
+    default: Any = None
+    value_type: type = object
+    optional: bool = False
+
+    def __post_init__(self):
+        if self.group not in GROUPS:
+            raise ValueError(f"setting {self.label!r}: unknown group {self.group!r}; "
+                             f"allowed: {', '.join(GROUPS)}")
+
+    @property
+    def choices(self) -> dict[str, registry.Choice] | None:
+        """The registered values of a setting that is a name (cell, task, …), else None."""
+        return registry.CHOICES.get(self.name)
+
+    @property
+    def allowed(self) -> str:
+        """'allowed: 1 to 5000' for a number."""
+        lo, hi = self.limits
+        return f"allowed: {_num(lo)} to {_num(hi)}"
+
+
+def setting(default: Any, *, label: str, help: str, group: str,
+            limits: tuple[float, float] | None = None, live: bool = False, shown: bool = True,
+            log_scale: bool = False, decimals: int = 3, step: float = 1.0,
+            special: str | None = None, suggested: float | None = None) -> Any:
+    """A RunConfig field with ``default`` and its :class:`Setting` as metadata."""
+    meta = Setting(label=label, help=help, group=group, limits=limits, live=live, shown=shown,
+                   log_scale=log_scale, decimals=decimals, step=step, special=special,
+                   suggested=suggested)
+    return dataclasses.field(default=default, metadata={_KEY: meta})
 
 
 class ConfigError(ValueError):
@@ -53,78 +107,77 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class RunConfig:
-    task: str = "adding"
-    seq_len: int = 50
-    cell: str = "lstm"
-    hidden: int = 32
-    layers: int = 1
-    bidirectional: bool = False
-    batch_size: int = 32
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    momentum: float = 0.0  # SGD only
-    clip: str = "none"
-    clip_threshold: float = 1.0
-    init: str = "default"
-    # Rescale every recurrent matrix to this spectral radius after ``init``; None keeps it.
-    rho: float | None = None
+    task: str = setting("adding", label="Task", group="Task",
+                        help="The problem the network learns")
+    seq_len: int = setting(50, label="Sequence length T", group="Task", limits=(1, 5000),
+                           help="Timesteps per sequence: the distance the gradient has to "
+                                "travel")
+    cell: str = setting("lstm", label="Cell", group="Model", help="The recurrent cell")
+    hidden: int = setting(32, label="Hidden units", group="Model", limits=(1, 1024),
+                          help="Units per layer and direction")
+    layers: int = setting(1, label="Layers", group="Model", limits=(1, 4),
+                          help="Stacked recurrent layers")
+    bidirectional: bool = setting(False, label="Bidirectional", group="Model",
+                                  help="A second recurrence reading the sequence backwards")
+    batch_size: int = setting(32, label="Batch size", group="Training", limits=(1, 4096),
+                              help="Sequences per batch")
+    optimizer: str = setting("adam", label="Optimiser", group="Optimiser",
+                             help="What updates the weights from their gradients")
+    lr: float = setting(1e-3, label="Learning rate", group="Optimiser", limits=(1e-7, 100.0),
+                        live=True, log_scale=True, help="The optimiser's step size")
+    momentum: float = setting(0.0, label="Momentum", group="Optimiser", limits=(0.0, 0.999),
+                              live=True, decimals=3, step=0.05,
+                              help="SGD's momentum; the other optimisers have none")
+    clip: str = setting("none", label="Clipping", group="Gradient clipping", live=True,
+                        help="By value: clamp every component. By norm: rescale the whole "
+                             "gradient so its global L2 norm is at most the threshold")
+    clip_threshold: float = setting(1.0, label="Threshold", group="Gradient clipping",
+                                    limits=(1e-6, 1e6), live=True, log_scale=True,
+                                    help="The clipping threshold")
+    init: str = setting("default", label="Recurrent init", group="Initialisation",
+                        help="How the recurrent matrices start")
+    rho: float | None = setting(None, label="Spectral radius ρ", group="Initialisation",
+                                limits=(1e-3, 10.0), decimals=3, step=0.05, suggested=1.0,
+                                help="Rescale every recurrent matrix to this spectral radius "
+                                     "(> 1 tends to explode, < 1 to vanish); off or 'none' "
+                                     "keeps the initialisation's own")
     # 1.0 is the usual remedy for early forgetting (Gers et al. 2000; Jozefowicz et al. 2015)
-    forget_bias: float = 0.0
-    # Truncated BPTT: gradients stop at chunk boundaries every ``tbptt`` steps; 0 = full BPTT.
-    tbptt: int = 0
-    # Carry each batch's final state into the next batch (detached).
-    stateful: bool = False
-    seed: int = 0
-    device: str = "cpu"
-    dtype: str = "float32"
-    capture_every: int = 1
-    steps: int = 500
-    text_file: str | None = None
+    forget_bias: float = setting(0.0, label="Forget-gate bias", group="Initialisation",
+                                 limits=(-10.0, 10.0), decimals=2, step=0.5,
+                                 help="The initial forget-gate bias of cells with a forget "
+                                      "gate; 1 is the usual remedy for early forgetting")
+    tbptt: int = setting(0, label="Truncated BPTT", group="Training", limits=(0, 5000),
+                         special="full",
+                         help="Cut the gradient every k timesteps; 0 (full) backpropagates "
+                              "through all of T")
+    stateful: bool = setting(False, label="Stateful (carry state across batches)",
+                             group="Training",
+                             help="Carry each batch's final state, detached, into the next "
+                                  "batch")
+    seed: int = setting(0, label="Seed", group="Training", limits=(0, 2**31 - 1),
+                        help="Random seed of the weights and the data: same seed, same run")
+    device: str = setting("cpu", label="Device", group="Training", shown=False,
+                          help="Where to train")
+    dtype: str = setting("float32", label="Precision", group="Training", shown=False,
+                         help="Floating-point precision")
+    capture_every: int = setting(1, label="Capture every", group="Training",
+                                 limits=(1, 100000), live=True,
+                                 help="Capture the full internals every n steps")
+    steps: int = setting(500, label="Steps", group="Training", limits=(1, 10**9), shown=False,
+                         help="Training steps")
+    # The app chooses the file with a button of its own, shown for a task that needs one.
+    text_file: str | None = setting(None, label="Text file", group="Task", shown=False,
+                                    help="A UTF-8 text file for the character language model")
 
     # -- validation -------------------------------------------------------------------
     def validate(self) -> "RunConfig":
         """Return self if every field is allowed, else raise :class:`ConfigError`."""
-        for name, allowed in (
-            ("task", TASKS),
-            ("cell", CELLS),
-            ("optimizer", OPTIMIZERS),
-            ("clip", CLIP_MODES),
-            ("init", INITS),
-            ("device", DEVICES),
-            ("dtype", DTYPES),
-        ):
-            value = getattr(self, name)
-            if value not in allowed:
-                raise ConfigError(name, f"unknown value {value!r}; allowed: {', '.join(allowed)}")
-        for name in ("seq_len", "hidden", "layers", "batch_size", "tbptt", "seed",
-                     "capture_every", "steps"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ConfigError(name, f"must be an integer, got {value!r}")
-            self._check_range(name, value)
-        for name in ("lr", "momentum", "clip_threshold", "forget_bias"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ConfigError(name, f"must be a finite number, got {value!r}")
-            self._check_range(name, value)
-        if self.rho is not None:
-            if isinstance(self.rho, bool) or not isinstance(self.rho, (int, float)) or not math.isfinite(self.rho):
-                raise ConfigError("rho", f"must be a finite number or omitted, got {self.rho!r}")
-            self._check_range("rho", self.rho)
-        for name in ("bidirectional", "stateful"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(name, f"must be true or false, got {getattr(self, name)!r}")
-        if self.task == "text" and not self.text_file:
-            raise ConfigError("text_file", "the text task needs a UTF-8 text file (--text-file PATH)")
-        if self.text_file is not None and not isinstance(self.text_file, str):
-            raise ConfigError("text_file", f"must be a path, got {self.text_file!r}")
+        for name, s in settings():
+            _check(s, getattr(self, name))
+        if registry.TASKS[self.task].needs_file and not self.text_file:
+            raise ConfigError("text_file", f"the {self.task} task needs a UTF-8 text file "
+                                           "(--text-file PATH)")
         return self
-
-    @staticmethod
-    def _check_range(name: str, value: float) -> None:
-        lo, hi = LIMITS[name]
-        if not lo <= value <= hi:
-            raise ConfigError(name, f"{value!r} is out of range; allowed: {_num(lo)} to {_num(hi)}")
 
     # -- conversion -------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -135,29 +188,82 @@ class RunConfig:
         """Build and validate a config from JSON-like data; unknown keys are an error."""
         if not isinstance(data, dict):
             raise ConfigError("config", f"expected a JSON object, got {type(data).__name__}")
-        known = {f.name: f for f in fields(cls)}
-        unknown = sorted(set(data) - set(known))
+        unknown = sorted(set(data) - set(_SETTINGS))
         if unknown:
-            raise ConfigError(unknown[0], f"unknown setting; known: {', '.join(known)}")
+            raise ConfigError(unknown[0], f"unknown setting; known: {', '.join(_SETTINGS)}")
         values = dict(data)
         # JSON has one number type: accept 1.0 for an int field, and 1 for a float field.
         for name, value in values.items():
-            default = getattr(cls, name, None)
-            if isinstance(default, int) and not isinstance(default, bool) and isinstance(value, float) \
-                    and value.is_integer():
+            kind = _SETTINGS[name].value_type
+            if kind is int and isinstance(value, float) and value.is_integer():
                 values[name] = int(value)
-            elif isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+            elif kind is float and isinstance(value, int) and not isinstance(value, bool):
                 values[name] = float(value)
-        if isinstance(values.get("rho"), int) and not isinstance(values.get("rho"), bool):
-            values["rho"] = float(values["rho"])
         return cls(**values).validate()
 
     def replace(self, **changes: Any) -> "RunConfig":
         return dataclasses.replace(self, **changes).validate()
 
 
+def _check(s: Setting, value: Any) -> None:
+    """Raise ConfigError unless ``value`` is allowed for the setting ``s``."""
+    if s.choices is not None:
+        if not (isinstance(value, str) and value in s.choices):
+            raise ConfigError(s.name, f"unknown value {value!r}; allowed: {', '.join(s.choices)}")
+    elif value is None and s.optional:
+        return
+    elif s.value_type is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(s.name, f"must be true or false, got {value!r}")
+    elif s.value_type is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(s.name, f"must be an integer, got {value!r}")
+        _check_range(s, value)
+    elif s.value_type is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or not math.isfinite(value):
+            omitted = " or omitted" if s.optional else ""
+            raise ConfigError(s.name, f"must be a finite number{omitted}, got {value!r}")
+        _check_range(s, value)
+    elif not isinstance(value, str):  # the one free-text setting is a file's path
+        raise ConfigError(s.name, f"must be a path, got {value!r}")
+
+
+def _check_range(s: Setting, value: float) -> None:
+    lo, hi = s.limits
+    if not lo <= value <= hi:
+        raise ConfigError(s.name, f"{value!r} is out of range; {s.allowed}")
+
+
+def _complete(f: dataclasses.Field, hint: Any) -> Setting:
+    """The field's Setting with its name, default and type filled in."""
+    if _KEY not in f.metadata:
+        raise TypeError(f"RunConfig.{f.name} is declared without setting(…): every field "
+                        "needs a label, help text and group")
+    args = typing.get_args(hint) or (hint,)
+    (value_type,) = [a for a in args if a is not type(None)]
+    s = dataclasses.replace(f.metadata[_KEY], name=f.name, default=f.default,
+                            value_type=value_type, optional=type(None) in args)
+    if value_type in (int, float) and s.limits is None:
+        raise TypeError(f"RunConfig.{f.name} is a number without limits")
+    return s
+
+
+_HINTS = typing.get_type_hints(RunConfig)
+_SETTINGS: dict[str, Setting] = {f.name: _complete(f, _HINTS[f.name]) for f in fields(RunConfig)}
+
+
+def settings() -> Iterator[tuple[str, Setting]]:
+    """(field name, Setting) of every RunConfig field, in the order they are declared."""
+    return iter(_SETTINGS.items())
+
+
+# Bounds shared by the command line and the app's spin boxes, so that what one accepts
+# the other accepts too.
+LIMITS: dict[str, tuple[float, float]] = {n: s.limits for n, s in settings() if s.limits}
+
 # Settings that a running training can take on its next step without a new model.
-LIVE_FIELDS = frozenset({"clip", "clip_threshold", "lr", "momentum", "capture_every"})
+LIVE_FIELDS = frozenset(n for n, s in settings() if s.live)
 
 
 def structural_change(old: RunConfig, new: RunConfig) -> bool:
@@ -166,5 +272,6 @@ def structural_change(old: RunConfig, new: RunConfig) -> bool:
                for f in fields(RunConfig) if f.name not in LIVE_FIELDS | {"steps"})
 
 
-__all__ = ["RunConfig", "ConfigError", "CELLS", "TASKS", "OPTIMIZERS", "CLIP_MODES", "INITS",
-           "LIMITS", "LIVE_FIELDS", "structural_change"]
+__all__ = ["RunConfig", "ConfigError", "Setting", "setting", "settings", "GROUPS", "CELLS",
+           "TASKS", "OPTIMIZERS", "CLIP_MODES", "INITS", "DEVICES", "DTYPES", "LIMITS",
+           "LIVE_FIELDS", "structural_change"]

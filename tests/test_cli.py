@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from gradviz import __version__, cli
-from gradviz.config import RunConfig
-from gradviz.engine import record
+from gradviz.config import RunConfig, settings
+from gradviz.engine import record, registry
 from gradviz.engine.record import load_run
 from gradviz.engine.train import Trainer
 
@@ -111,6 +111,62 @@ def test_help_lists_every_option(capsys):
     for name in RunConfig.__dataclass_fields__:
         assert cli.option_name(name) in out
     assert cli.main(["--help"]) == 0 and "gradviz run" in capsys.readouterr().out
+
+
+def help_sections(text: str) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """``gradviz run --help`` read back: {flag: its entry, unwrapped} for every option, and
+    {flag: the values listed under it} from the values section at the end."""
+    options, values, flag = {}, {}, None
+    head, _, tail = text.partition("\nvalues:\n")
+    for line in head.splitlines():
+        start = re.match(r"  (-{1,2}[\w-]+)", line)
+        if start:
+            flag = start.group(1)
+            options[flag] = line.strip()
+        elif flag and line.startswith("   "):
+            options[flag] += " " + line.strip()
+        else:
+            flag = None
+    for line in tail.splitlines():
+        if re.match(r"  --", line):
+            flag = line.strip()
+            values[flag] = []
+        elif re.match(r"    \S", line):
+            values[flag].append(line.split()[0])
+    return options, values
+
+
+def test_help_offers_every_field_with_its_range_and_the_registered_choices(capsys):
+    assert cli.main(["run", "--help"]) == 0
+    options, values = help_sections(capsys.readouterr().out)
+    flags = {cli.option_name(name) for name, _ in settings()}
+    assert set(options) == flags | {"-h", "--out", "--config", "--figures", "--quiet"}
+    for name, s in settings():
+        entry = options[cli.option_name(name)]
+        assert s.help.split()[0] in entry, entry
+        if name in registry.CHOICES:
+            names = list(registry.CHOICES[name])
+            assert entry.startswith(f"{cli.option_name(name)} {{{','.join(names)}}} "), entry
+            assert entry.endswith(f"(default {s.default})")
+            if any(c.help for c in registry.CHOICES[name].values()):
+                assert values[cli.option_name(name)] == names
+        elif s.limits is not None:
+            default = "none" if s.default is None else s.default
+            assert entry.endswith(f"({s.allowed}; default {default})"), entry
+    assert set(values) <= {cli.option_name(name) for name in registry.CHOICES}
+    assert {"--task", "--cell", "--optimizer", "--clip", "--init"} <= set(values)
+
+
+def test_every_registered_value_is_taken_and_reaches_the_config(tmp_path):
+    parser = cli.build_parser()
+    for name, table in registry.CHOICES.items():
+        for value in table:
+            args = [cli.option_name(name), value]
+            if name == "task" and registry.TASKS[value].needs_file:
+                args += ["--text-file", str(tmp_path / "any.txt")]
+            ns = parser.parse_args(args)
+            given = {n: getattr(ns, n) for n, _ in settings() if hasattr(ns, n)}
+            assert RunConfig().replace(**given).to_dict()[name] == value
 
 
 def test_unknown_command_exits_2(capsys):

@@ -1,8 +1,11 @@
+import dataclasses
 import json
 
 import pytest
 
-from gradviz.config import CELLS, LIMITS, ConfigError, RunConfig, structural_change
+from gradviz.config import (CELLS, GROUPS, LIMITS, LIVE_FIELDS, OPTIMIZERS, TASKS, ConfigError,
+                            RunConfig, Setting, setting, settings, structural_change)
+from gradviz.engine import registry
 
 
 def test_defaults_are_valid_and_round_trip_through_json():
@@ -57,3 +60,58 @@ def test_structural_change():
     assert not structural_change(a, a.replace(lr=0.1, clip="norm", clip_threshold=2.0))
     assert structural_change(a, a.replace(cell="gru"))
     assert structural_change(a, a.replace(hidden=64))
+
+
+def test_every_field_is_declared_with_a_setting():
+    names = [f.name for f in dataclasses.fields(RunConfig)]
+    assert [name for name, _ in settings()] == names
+    for f in dataclasses.fields(RunConfig):
+        assert any(isinstance(v, Setting) for v in f.metadata.values()), \
+            f"RunConfig.{f.name} needs setting(…): a label, help text and group"
+    for name, s in settings():
+        assert s.name == name and s.default == getattr(RunConfig(), name)
+        assert s.label.strip() and s.help.strip() and not s.help.endswith("."), name
+        assert s.group in GROUPS, name
+        if s.value_type in (int, float):
+            assert s.limits is not None and s.limits[0] < s.limits[1], name
+            assert s.optional or s.limits[0] <= s.default <= s.limits[1], name
+        else:
+            assert s.limits is None, name
+    assert set(GROUPS) == {s.group for _, s in settings() if s.shown}
+
+
+def test_setting_refuses_an_unknown_group():
+    with pytest.raises(ValueError, match="unknown group 'Misc'"):
+        setting(1, label="x", help="y", group="Misc")
+
+
+def test_names_come_from_the_registry_and_nothing_else_is_allowed():
+    assert (CELLS, TASKS, OPTIMIZERS) == tuple(tuple(t) for t in (
+        registry.CELLS, registry.TASKS, registry.OPTIMIZERS))
+    for name, table in registry.CHOICES.items():
+        assert dict(settings())[name].choices is table
+        for value in table:
+            config = RunConfig(**{name: value}, text_file="any.txt")
+            assert config.validate() is config
+        for wrong in ("nonsense", 3, None, ["lstm"]):
+            with pytest.raises(ConfigError) as err:
+                RunConfig(**{name: wrong}).validate()
+            assert str(err.value) == f"{name}: unknown value {wrong!r}; allowed: " \
+                                     f"{', '.join(table)}"
+
+
+def test_limits_bound_every_number_at_both_ends():
+    assert LIMITS == {name: s.limits for name, s in settings() if s.limits}
+    for name, (lo, hi) in LIMITS.items():
+        kind = dict(settings())[name].value_type
+        assert RunConfig(**{name: kind(lo)}).validate() and RunConfig(**{name: kind(hi)}).validate()
+        step = 1 if kind is int else max(abs(lo), abs(hi), 1) * 1e-3
+        for outside in (kind(lo - step), kind(hi + step)):
+            with pytest.raises(ConfigError) as err:
+                RunConfig(**{name: outside}).validate()
+            assert str(err.value).startswith(f"{name}: {outside!r} is out of range; allowed: ")
+
+
+def test_live_fields_are_the_settings_marked_live():
+    assert LIVE_FIELDS == {"clip", "clip_threshold", "lr", "momentum", "capture_every"}
+    assert LIVE_FIELDS == {name for name, s in settings() if s.live}

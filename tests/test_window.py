@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from PyQt6 import QtCore, QtGui, QtWidgets
 
-from gradviz.config import LIMITS, RunConfig
+from gradviz.config import LIMITS, RunConfig, settings
+from gradviz.engine import registry
 from gradviz.ui.controls import ControlPanel
 from gradviz.ui.prefs import ENV_VAR, Prefs
 from gradviz.ui.window import MainWindow, preset_paths
@@ -349,15 +350,70 @@ def test_controls_accept_only_valid_values(qtbot):
     assert panel.w["momentum"].isEnabled() and changes[-1].optimizer == "sgd"
 
     assert changes[-1].rho is None and not panel.w["rho"].isEnabled()
-    panel.rho_check.setChecked(True)
+    panel.on_checks["rho"].setChecked(True)
     panel.w["rho"].setValue(1.5)
     assert changes[-1].rho == 1.5
-    panel.rho_check.setChecked(False)
+    panel.on_checks["rho"].setChecked(False)
     assert changes[-1].rho is None
 
     count = len(changes)
     panel.set_config(SMALL)  # showing a config is not a change by the user
     assert len(changes) == count and panel.config() == SMALL
+
+
+def row_of(panel: ControlPanel, name: str) -> tuple[str, str, str]:
+    """(group title, row label or check box text, tooltip) of a setting's widget."""
+    widget = panel.w[name]
+    field = widget.parentWidget() if name in panel.on_checks else widget  # rho: check + box
+    group = field.parentWidget()
+    assert isinstance(group, QtWidgets.QGroupBox), name
+    label = group.layout().labelForField(field)
+    text = label.text() if label is not None else widget.text()
+    return group.title(), text, field.toolTip()
+
+
+def test_the_panel_shows_every_shown_setting_as_declared(qtbot):
+    panel = ControlPanel(SMALL)
+    qtbot.addWidget(panel)
+    shown = {name for name, s in settings() if s.shown}
+    assert set(panel.w) == shown
+    assert {name for name, s in settings() if not s.shown} == {"device", "dtype", "steps",
+                                                               "text_file"}
+    for name, s in settings():
+        if not s.shown:
+            continue
+        assert panel.findChild(QtWidgets.QWidget, name) is panel.w[name]
+        group, label, tip = row_of(panel, name)
+        assert (group, label) == (s.group, s.label), name
+        assert tip.startswith(s.help) and ("next step" in tip) == s.live, (name, tip)
+    assert panel.findChild(QtWidgets.QCheckBox, "rho_on") is panel.on_checks["rho"]
+    assert set(panel.on_checks) == {name for name, s in settings() if s.shown and s.optional}
+
+
+def test_the_panel_offers_exactly_the_registered_values(qtbot, tmp_path):
+    text = tmp_path / "t.txt"
+    text.write_text("abc " * 50)
+    panel = ControlPanel(SMALL.replace(text_file=str(text)))
+    qtbot.addWidget(panel)
+    for name, table in registry.CHOICES.items():
+        if name not in panel.w:
+            continue
+        box = panel.w[name]
+        assert [box.itemData(i) for i in range(box.count())] == list(table), name
+        assert [box.itemText(i) for i in range(box.count())] == [c.label for c in table.values()]
+    assert {"task", "cell", "optimizer", "clip", "init"} <= set(panel.w)
+
+    cell = panel.w["cell"]
+    for name, spec in registry.CELLS.items():
+        cell.setCurrentIndex(cell.findData(name))
+        assert panel.config().cell == name
+        assert panel.w["forget_bias"].isEnabled() == spec.has_forget_gate, name
+    task = panel.w["task"]
+    for name, spec in registry.TASKS.items():
+        task.setCurrentIndex(task.findData(name))
+        assert panel.config().task == name
+        assert panel.text_button.isVisibleTo(panel) == spec.needs_file, name
+        assert panel.text_label.isVisibleTo(panel) == spec.needs_file, name
 
 
 def test_views_take_turns_when_drawing_is_slow(window, qtbot, monkeypatch):

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from ..config import RunConfig
+from . import registry
 from .capture import Capture
 from .divergence import Divergence, DivergenceWatch
 from .init import initialise, spectral_radius
@@ -67,6 +68,10 @@ def threads_for(config: RunConfig) -> int:
 
 
 def make_optimizer(name: str, params, lr: float, momentum: float = 0.0) -> torch.optim.Optimizer:
+    """The optimiser registered as ``name`` (:data:`gradviz.engine.registry.OPTIMIZERS`);
+    ``momentum`` is SGD's only."""
+    if name not in registry.OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}; allowed: {', '.join(registry.OPTIMIZERS)}")
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=momentum)
     if name == "adam":
@@ -75,7 +80,7 @@ def make_optimizer(name: str, params, lr: float, momentum: float = 0.0) -> torch
         return torch.optim.RMSprop(params, lr=lr)
     if name == "adagrad":
         return torch.optim.Adagrad(params, lr=lr)
-    raise ValueError(f"unknown optimizer {name!r}; allowed: sgd, adam, rmsprop, adagrad")
+    raise NotImplementedError(f"the registered optimizer {name!r} has no construction here")
 
 
 class Trainer:

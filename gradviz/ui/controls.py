@@ -1,5 +1,7 @@
-"""The control panel: every setting of a run, bounded by :data:`gradviz.config.LIMITS` so
-that it only ever produces valid configurations.
+"""The control panel: a widget for every RunConfig field the app shows, built from the
+field's declaration (:func:`gradviz.config.settings`: label, help, limits, group, widget
+hints) and the registry's names and labels (:mod:`gradviz.engine.registry`), so that it
+only ever produces valid configurations and a new setting or cell needs no code here.
 
 The panel knows nothing of training. It emits ``config_changed(RunConfig)`` when the
 user changes something; the window decides whether that is a live change or a new model.
@@ -11,29 +13,11 @@ import os
 
 from PyQt6 import QtCore, QtGui, QtWidgets
 
-from gradviz.config import INITS, LIMITS, ConfigError, RunConfig
+from gradviz.config import GROUPS, ConfigError, RunConfig, Setting, settings
+from gradviz.engine import registry
 
-LSTM_CELLS = ("lstm", "lstm-peephole", "lstm-coupled")
-
-TASK_LABELS = {
-    "adding": "Adding problem",
-    "copy": "Copy / memory",
-    "recall": "Delayed recall",
-    "series": "Time series",
-    "text": "Text file (char LM)",
-    "reber": "Embedded Reber grammar",
-}
-CELL_LABELS = {
-    "rnn-tanh": "RNN (tanh)",
-    "rnn-relu": "RNN (ReLU)",
-    "lstm": "LSTM",
-    "lstm-peephole": "LSTM, peephole",
-    "lstm-coupled": "LSTM, coupled gates",
-    "gru": "GRU",
-}
 FIELD_MIN_WIDTH = 80
-OPTIMIZER_LABELS = {"sgd": "SGD", "adam": "Adam", "rmsprop": "RMSprop", "adagrad": "Adagrad"}
-CLIP_LABELS = {"none": "none", "value": "by value", "norm": "by global norm"}
+LIVE_NOTE = "Takes effect on the next step."
 
 
 class LogSpinBox(QtWidgets.QDoubleSpinBox):
@@ -106,47 +90,58 @@ class ControlPanel(QtWidgets.QWidget):
         self._wheel_guard = _WheelGuard(self)
         self._updating = False
         self.w: dict[str, QtWidgets.QWidget] = {}
+        # The check box of each optional setting (rho): off means None.
+        self.on_checks: dict[str, QtWidgets.QCheckBox] = {}
         self._build()
         self.set_config(self._config)
 
     # -- building ---------------------------------------------------------------------
-    def _combo(self, name: str, labels: dict[str, str]) -> QtWidgets.QComboBox:
-        box = QtWidgets.QComboBox()
-        for value, label in labels.items():
-            box.addItem(label, value)
-        box.currentIndexChanged.connect(self._on_edit)
-        return self._register(name, box)
+    def _widget(self, s: Setting) -> QtWidgets.QWidget:
+        """The widget that edits setting ``s``, registered under its name."""
+        if s.choices is not None:
+            box = QtWidgets.QComboBox()
+            for i, choice in enumerate(s.choices.values()):
+                box.addItem(choice.label, choice.name)
+                box.setItemData(i, choice.help, QtCore.Qt.ItemDataRole.ToolTipRole)
+            box.currentIndexChanged.connect(self._on_edit)
+        elif s.value_type is bool:
+            box = QtWidgets.QCheckBox(s.label)
+            box.toggled.connect(self._on_edit)
+        else:
+            box = self._spin_box(s)
+            box.setKeyboardTracking(False)  # typing "128" is one change, not 1, 12, 128
+            box.valueChanged.connect(self._on_edit)
+        return self._register(s.name, box)
 
-    def _int(self, name: str, special: str | None = None) -> QtWidgets.QSpinBox:
-        lo, hi = LIMITS[name]
-        box = QtWidgets.QSpinBox()
-        box.setRange(int(lo), int(hi))
-        if special:
-            box.setSpecialValueText(special)
-        box.setKeyboardTracking(False)  # typing "128" is one change, not 1, 12, 128
-        box.valueChanged.connect(self._on_edit)
-        return self._register(name, box)
+    @staticmethod
+    def _spin_box(s: Setting) -> QtWidgets.QAbstractSpinBox:
+        lo, hi = s.limits
+        if s.log_scale:
+            return LogSpinBox(lo, hi)
+        if s.value_type is int:
+            box = QtWidgets.QSpinBox()
+            box.setRange(int(lo), int(hi))
+        else:
+            box = QtWidgets.QDoubleSpinBox()
+            box.setRange(lo, hi)
+            box.setDecimals(s.decimals)
+            box.setSingleStep(s.step)
+        if s.special:
+            box.setSpecialValueText(s.special)
+        return box
 
-    def _float(self, name: str, decimals: int, step: float) -> QtWidgets.QDoubleSpinBox:
-        lo, hi = LIMITS[name]
-        box = QtWidgets.QDoubleSpinBox()
-        box.setRange(lo, hi)
-        box.setDecimals(decimals)
-        box.setSingleStep(step)
-        box.setKeyboardTracking(False)
-        box.valueChanged.connect(self._on_edit)
-        return self._register(name, box)
-
-    def _log(self, name: str) -> LogSpinBox:
-        box = LogSpinBox(*LIMITS[name])
-        box.setKeyboardTracking(False)
-        box.valueChanged.connect(self._on_edit)
-        return self._register(name, box)
-
-    def _check(self, name: str, text: str) -> QtWidgets.QCheckBox:
-        box = QtWidgets.QCheckBox(text)
-        box.toggled.connect(self._on_edit)
-        return self._register(name, box)
+    def _optional(self, s: Setting, box: QtWidgets.QWidget) -> QtWidgets.QWidget:
+        """``box`` behind a check box (object name ``<field>_on``): off means None."""
+        row = QtWidgets.QWidget()
+        layout = QtWidgets.QHBoxLayout(row)
+        layout.setContentsMargins(0, 0, 0, 0)
+        check = QtWidgets.QCheckBox()
+        check.setObjectName(f"{s.name}_on")
+        check.toggled.connect(self._on_edit)
+        self.on_checks[s.name] = check
+        layout.addWidget(check)
+        layout.addWidget(box, 1)
+        return row
 
     def _register(self, name: str, widget: QtWidgets.QWidget) -> QtWidgets.QWidget:
         widget.setObjectName(name)
@@ -163,6 +158,42 @@ class ControlPanel(QtWidgets.QWidget):
         self.w[name] = widget
         return widget
 
+    def _row(self, s: Setting) -> tuple[str | None, QtWidgets.QWidget, str]:
+        """(row label or None for a check box, widget, tooltip) of setting ``s``."""
+        widget = self._widget(s)
+        if s.optional:
+            widget = self._optional(s, widget)
+        tip = f"{s.help}." + (f" {LIVE_NOTE}" if s.live else "")
+        return (None if s.value_type is bool else s.label), widget, tip
+
+    def _text_file_rows(self) -> list[tuple[None, QtWidgets.QWidget, str]]:
+        """The file chooser of the tasks that read a file, shown only for those."""
+        self.text_button = QtWidgets.QPushButton("Text file…")
+        self.text_button.clicked.connect(self.choose_text_file)
+        self.text_label = QtWidgets.QLabel()
+        self.text_label.setWordWrap(True)
+        return [(None, self.text_button, dict(settings())["text_file"].help + "."),
+                (None, self.text_label, "The text file in use.")]
+
+    def _build(self) -> None:
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        rows: dict[str, list] = {group: [] for group in GROUPS}
+        for name, s in settings():
+            if s.shown:
+                rows[s.group].append(self._row(s))
+            if name == "task":
+                rows[s.group] += self._text_file_rows()
+        for title, group_rows in rows.items():
+            if group_rows:
+                self._group(layout, title, group_rows)
+        self.error_label = QtWidgets.QLabel()
+        self.error_label.setWordWrap(True)
+        self.error_label.setStyleSheet("color: #c0392b;")
+        self.error_label.hide()
+        layout.addWidget(self.error_label)
+        layout.addStretch(1)
+
     def _group(self, layout: QtWidgets.QVBoxLayout, title: str, rows) -> None:
         group = QtWidgets.QGroupBox(title)
         form = QtWidgets.QFormLayout(group)
@@ -175,99 +206,38 @@ class ControlPanel(QtWidgets.QWidget):
                 form.addRow(label, widget)
         layout.addWidget(group)
 
-    def _build(self) -> None:
-        layout = QtWidgets.QVBoxLayout(self)
-        layout.setContentsMargins(4, 4, 4, 4)
-
-        self.text_button = QtWidgets.QPushButton("Text file…")
-        self.text_button.clicked.connect(self.choose_text_file)
-        self.text_label = QtWidgets.QLabel()
-        self.text_label.setWordWrap(True)
-        self._group(layout, "Task", [
-            ("Task", self._combo("task", TASK_LABELS), "The problem the network learns."),
-            (None, self.text_button, "A UTF-8 text file for the character language model."),
-            (None, self.text_label, "The text file in use."),
-            ("Sequence length T", self._int("seq_len"),
-             "Timesteps per sequence: the distance the gradient has to travel."),
-        ])
-        self._group(layout, "Model", [
-            ("Cell", self._combo("cell", CELL_LABELS), "The recurrent cell."),
-            ("Hidden units", self._int("hidden"), "Units per layer and direction."),
-            ("Layers", self._int("layers"), "Stacked recurrent layers."),
-            (None, self._check("bidirectional", "Bidirectional"),
-             "A second recurrence reading the sequence backwards."),
-        ])
-        self._group(layout, "Optimiser", [
-            ("Optimiser", self._combo("optimizer", OPTIMIZER_LABELS), ""),
-            ("Learning rate", self._log("lr"), "Takes effect on the next step."),
-            ("Momentum", self._float("momentum", 3, 0.05), "SGD only."),
-        ])
-        self._group(layout, "Gradient clipping", [
-            ("Clipping", self._combo("clip", CLIP_LABELS),
-             "By value: clamp every component. By norm: rescale the whole gradient so its "
-             "global L2 norm is at most the threshold. Takes effect on the next step."),
-            ("Threshold", self._log("clip_threshold"), "Takes effect on the next step."),
-        ])
-        rho_row = QtWidgets.QWidget()
-        rho_layout = QtWidgets.QHBoxLayout(rho_row)
-        rho_layout.setContentsMargins(0, 0, 0, 0)
-        self.rho_check = QtWidgets.QCheckBox()
-        self.rho_check.setObjectName("rho_on")
-        self.rho_check.setToolTip("Off: keep the initialisation's own spectral radius.")
-        self.rho_check.toggled.connect(self._on_edit)
-        rho_layout.addWidget(self.rho_check)
-        rho_layout.addWidget(self._float("rho", 3, 0.05), 1)
-        self._group(layout, "Initialisation", [
-            ("Recurrent init", self._combo("init", {i: i for i in INITS}),
-             "How the recurrent matrices start."),
-            ("Spectral radius ρ", rho_row,
-             "Rescale every recurrent matrix to this spectral radius; > 1 tends to explode, "
-             "< 1 to vanish."),
-            ("Forget-gate bias", self._float("forget_bias", 2, 0.5),
-             "LSTM cells only; 1 is the usual remedy for early forgetting."),
-        ])
-        self._group(layout, "Training", [
-            ("Batch size", self._int("batch_size"), ""),
-            ("Truncated BPTT", self._int("tbptt", special="full"),
-             "Cut the gradient every k timesteps; full = backpropagate through all of T."),
-            (None, self._check("stateful", "Stateful (carry state across batches)"), ""),
-            ("Seed", self._int("seed"), "Same seed, same run."),
-            ("Capture every", self._int("capture_every"),
-             "Capture the full internals every n steps. Takes effect on the next step."),
-        ])
-        self.error_label = QtWidgets.QLabel()
-        self.error_label.setWordWrap(True)
-        self.error_label.setStyleSheet("color: #c0392b;")
-        self.error_label.hide()
-        layout.addWidget(self.error_label)
-        layout.addStretch(1)
-
     # -- state ------------------------------------------------------------------------
+    def _shown(self) -> list[Setting]:
+        return [s for _, s in settings() if s.shown]
+
+    def _value(self, s: Setting):
+        box = self.w[s.name]
+        if s.optional and not self.on_checks[s.name].isChecked():
+            return None
+        if s.choices is not None:
+            return box.currentData()
+        if s.value_type is bool:
+            return box.isChecked()
+        # + 0.0: a typed "-0.1" clamps to -0.0, which would reach run.json as -0.0
+        return box.value() + 0.0 if s.value_type is float else box.value()
+
+    def _show(self, s: Setting, value) -> None:
+        box = self.w[s.name]
+        if s.optional:
+            self.on_checks[s.name].setChecked(value is not None)
+            if value is None:
+                value = s.suggested
+        if s.choices is not None:
+            box.setCurrentIndex(box.findData(value))
+        elif s.value_type is bool:
+            box.setChecked(value)
+        else:
+            box.setValue(value)
+
     def config(self) -> RunConfig:
         """The configuration the widgets show (validated; raises ConfigError)."""
-        w = self.w
-        return self._config.replace(
-            task=w["task"].currentData(),
-            seq_len=w["seq_len"].value(),
-            cell=w["cell"].currentData(),
-            hidden=w["hidden"].value(),
-            layers=w["layers"].value(),
-            bidirectional=w["bidirectional"].isChecked(),
-            optimizer=w["optimizer"].currentData(),
-            lr=w["lr"].value(),
-            momentum=w["momentum"].value() + 0.0,   # + 0.0: a typed "-0.1" clamps to -0.0
-            clip=w["clip"].currentData(),
-            clip_threshold=w["clip_threshold"].value(),
-            init=w["init"].currentData(),
-            rho=w["rho"].value() if self.rho_check.isChecked() else None,
-            forget_bias=w["forget_bias"].value() + 0.0,
-            batch_size=w["batch_size"].value(),
-            tbptt=w["tbptt"].value(),
-            stateful=w["stateful"].isChecked(),
-            seed=w["seed"].value(),
-            capture_every=w["capture_every"].value(),
-            text_file=self._text_file,
-        )
+        values = {s.name: self._value(s) for s in self._shown()}
+        return self._config.replace(text_file=self._text_file, **values)
 
     def set_config(self, config: RunConfig) -> None:
         """Show ``config`` without emitting ``config_changed``."""
@@ -277,37 +247,32 @@ class ControlPanel(QtWidgets.QWidget):
             if config.text_file != self._text_file:
                 self._text_note = None
             self._text_file = config.text_file
-            for name in ("task", "cell", "optimizer", "clip", "init"):
-                box = self.w[name]
-                box.setCurrentIndex(box.findData(getattr(config, name)))
-            for name in ("seq_len", "hidden", "layers", "lr", "momentum", "clip_threshold",
-                         "forget_bias", "batch_size", "tbptt", "seed", "capture_every"):
-                self.w[name].setValue(getattr(config, name))
-            for name in ("bidirectional", "stateful"):
-                self.w[name].setChecked(getattr(config, name))
-            self.rho_check.setChecked(config.rho is not None)
-            self.w["rho"].setValue(config.rho if config.rho is not None else 1.0)
+            for s in self._shown():
+                self._show(s, getattr(config, s.name))
             self._sync_enabled()
             self.error_label.hide()
         finally:
             self._updating = False
 
+    def _needs_file(self) -> bool:
+        return registry.task_spec(self.w["task"].currentData()).needs_file
+
     def _sync_enabled(self) -> None:
         w = self.w
-        is_text = w["task"].currentData() == "text"
-        self.text_button.setVisible(is_text)
-        self.text_label.setVisible(is_text)
+        self.text_button.setVisible(self._needs_file())
+        self.text_label.setVisible(self._needs_file())
         name = os.path.basename(self._text_file or "") or "no file chosen"
         self.text_label.setText(self._text_note or name)
         w["momentum"].setEnabled(w["optimizer"].currentData() == "sgd")
         w["clip_threshold"].setEnabled(w["clip"].currentData() != "none")
-        w["rho"].setEnabled(self.rho_check.isChecked())
-        w["forget_bias"].setEnabled(w["cell"].currentData() in LSTM_CELLS)
+        for field_name, check in self.on_checks.items():
+            w[field_name].setEnabled(check.isChecked())
+        w["forget_bias"].setEnabled(registry.cell_spec(w["cell"].currentData()).has_forget_gate)
 
     def _on_edit(self, *_args) -> None:
         if self._updating:
             return
-        if self.w["task"].currentData() == "text" and not self._text_file:
+        if self._needs_file() and not self._text_file:
             if not self.choose_text_file():
                 self.set_config(self._config)  # no file: back to the previous task
                 return
@@ -332,7 +297,7 @@ class ControlPanel(QtWidgets.QWidget):
             return False
         self._text_file = path
         self._text_note = None
-        if self.w["task"].currentData() == "text":
+        if self._needs_file():
             self._on_edit()
         return True
 
