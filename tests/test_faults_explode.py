@@ -20,7 +20,7 @@ from gradviz.engine.divergence import LIMIT, WINDOW, DivergenceWatch, advice
 from gradviz.engine.record import History
 from gradviz.engine.train import Trainer
 from gradviz.ui.prefs import Prefs
-from gradviz.ui.views.base import LOG_FLOOR
+from gradviz.ui.views.data import LOG_FLOOR
 from gradviz.ui.views.gradflow import NONFINITE_INDEX
 from gradviz.ui.window import MainWindow
 from gradviz.ui.worker import serve

@@ -13,12 +13,13 @@ import pytest
 from PyQt6 import QtCore, QtGui, QtTest, QtWidgets
 
 from gradviz.config import RunConfig
-from gradviz.ui import export
+from gradviz.engine import files
 from gradviz.ui.export import ExportError, close_with_lines
 from gradviz.ui.figures import write_figures
 from gradviz.ui.views import VIEW_CLASSES, make_views
-from gradviz.ui.views.base import LogAxis, WrappedText, format_magnitude
+from gradviz.ui.views.axes import FitAxis, LogAxis, format_magnitude
 from gradviz.ui.views.gradtime import shown_rows
+from gradviz.ui.views.items import WrappedText
 
 KEYS = ["gradflow", "gradtime", "gates", "states", "loss", "gradnorm", "text"]
 PLOT_KEYS = KEYS[:-1]
@@ -88,12 +89,12 @@ def test_export_dialog_adds_the_suffix_and_reports_failures(views, history, tmp_
                         lambda parent, title, text: warnings.append(text))
     monkeypatch.setattr(QtWidgets.QFileDialog, "getSaveFileName",
                         lambda *a, **k: (str(tmp_path / "chosen"), ""))
-    view._export_dialog(".csv", "CSV table (*.csv)")
+    view._export_dialog(".csv")
     assert (tmp_path / "chosen.csv").read_text().startswith("step,loss,")
     assert warnings == []
     monkeypatch.setattr(QtWidgets.QFileDialog, "getSaveFileName",
                         lambda *a, **k: (str(tmp_path / "gone" / "x.png"), ""))
-    view._export_dialog(".png", "PNG image (*.png)")
+    view._export_dialog(".png")
     assert len(warnings) == 1 and "Choose another folder" in warnings[0]
 
 
@@ -377,7 +378,6 @@ def test_log_axis_labels_stay_readable(qapp):   # font metrics need a QApplicati
     strings = axis.tickStrings(narrow[0][1], 1.0, narrow[0][0])
     assert len(strings) >= 3 and all(0.11 <= float(s) <= 0.17 for s in strings)
     # A linear axis over huge values (an exploding hidden state) writes powers of ten.
-    from gradviz.ui.views.base import FitAxis
     linear = FitAxis("left")
     assert linear.tickStrings([0.0, 1e21, -2.5e21], 1.0, 1e21) == ["0", "10²¹", "-2.5·10²¹"]
     plain = [0.0, 0.5, 1.0]          # numbers that print plainly are left as pyqtgraph has them
@@ -472,7 +472,7 @@ def test_export_failures_name_the_file_and_keep_the_old_one(views, history, tmp_
     def full_disk(src, dst):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(export.os, "replace", full_disk)
+    monkeypatch.setattr(files.os, "replace", full_disk)
     for suffix in (".csv", ".png", ".svg"):
         kept = target.with_suffix(suffix)
         kept.write_text("precious")

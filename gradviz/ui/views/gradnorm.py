@@ -9,8 +9,10 @@ import numpy as np
 import pyqtgraph as pg
 from PyQt6 import QtCore, QtWidgets
 
-from gradviz.ui.views.base import (BACKGROUND, ColourKey, Curve, View, colour, curve, event_lines,
-                                   event_marks, pen, positive_finite, style_plot)
+from gradviz.ui.views.data import event_lines, positive_finite
+from gradviz.ui.views.items import ColourKey, Curve, curve, event_marks
+from gradviz.ui.views.style import BACKGROUND, colour, pen, style_plot
+from gradviz.ui.views.view import View
 
 # PyTorch's names of a recurrent layer's tensors end in _l{layer} (and _reverse).
 LAYER_SUFFIX = re.compile(r"_l(\d+)(_reverse)?$")
