@@ -80,6 +80,10 @@ def test_right_click_on_a_plot_offers_export(qtbot, history):
     menus[0].close()
 
 
+def export_action(view, suffix: str) -> QtGui.QAction:
+    return next(a for a in view.context_menu().actions() if a.text() == f"Export {suffix}…")
+
+
 def test_export_dialog_adds_the_suffix_and_reports_failures(views, history, tmp_path,
                                                             monkeypatch):
     view = views["loss"]
@@ -89,12 +93,12 @@ def test_export_dialog_adds_the_suffix_and_reports_failures(views, history, tmp_
                         lambda parent, title, text: warnings.append(text))
     monkeypatch.setattr(QtWidgets.QFileDialog, "getSaveFileName",
                         lambda *a, **k: (str(tmp_path / "chosen"), ""))
-    view._export_dialog(".csv")
+    export_action(view, "CSV").trigger()
     assert (tmp_path / "chosen.csv").read_text().startswith("step,loss,")
     assert warnings == []
     monkeypatch.setattr(QtWidgets.QFileDialog, "getSaveFileName",
                         lambda *a, **k: (str(tmp_path / "gone" / "x.png"), ""))
-    view._export_dialog(".png")
+    export_action(view, "PNG").trigger()
     assert len(warnings) == 1 and "Choose another folder" in warnings[0]
 
 

@@ -11,6 +11,7 @@ import pyqtgraph as pg
 from PyQt6 import QtCore, QtWidgets
 
 from gradviz.ui import export
+from gradviz.ui.dialogs import FileDialogs
 from gradviz.ui.views.items import WrappedText
 from gradviz.ui.views.style import BACKGROUND, LAYOUT_MARGINS, LAYOUT_SPACING
 
@@ -59,6 +60,7 @@ class View(QtWidgets.QWidget):
     Subclasses set ``key`` and ``title``, build their pyqtgraph items once in
     ``__init__`` and implement :meth:`_redraw` (draw ``self._history`` and
     ``self._latest`` by updating those items), :meth:`_clear_items` and :meth:`csv_table`.
+    A right click offers export to PNG, SVG and CSV through :attr:`file_dialogs`.
     """
 
     key: str = ""
@@ -68,6 +70,7 @@ class View(QtWidgets.QWidget):
         super().__init__(parent)
         self._history: History | None = None
         self._latest: Capture | None = None
+        self._file_dialogs: FileDialogs | None = None
         self.setContextMenuPolicy(QtCore.Qt.ContextMenuPolicy.CustomContextMenu)
         self.customContextMenuRequested.connect(self._show_context_menu)
         self.toolbar = QtWidgets.QHBoxLayout()
@@ -154,27 +157,26 @@ class View(QtWidgets.QWidget):
         raise NotImplementedError
 
     # -- context menu -------------------------------------------------------------------
+    @property
+    def file_dialogs(self) -> FileDialogs:
+        """The dialogs the context menu exports with: the window's, once it hands them over
+        (:meth:`set_file_dialogs`); until then a plain one of the view's own."""
+        if self._file_dialogs is None:
+            self._file_dialogs = FileDialogs(self)
+        return self._file_dialogs
+
+    def set_file_dialogs(self, dialogs: FileDialogs) -> None:
+        self._file_dialogs = dialogs
+
     def context_menu(self) -> QtWidgets.QMenu:
         menu = QtWidgets.QMenu(self)
         for suffix in export.FORMATS:
             action = menu.addAction(f"Export {suffix[1:].upper()}…")
-            action.triggered.connect(lambda _=False, s=suffix: self._export_dialog(s))
+            action.triggered.connect(
+                lambda _=False, s=suffix: self.file_dialogs.export_view(self, s))
         return menu
 
     def _show_context_menu(self, pos: QtCore.QPoint) -> None:
         menu = self.context_menu()
         menu.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
         menu.popup(self.mapToGlobal(pos))
-
-    def _export_dialog(self, suffix: str) -> None:
-        start = os.path.join(QtCore.QDir.homePath(), self.key + suffix)
-        path, _ = QtWidgets.QFileDialog.getSaveFileName(self, f"Export {self.title}", start,
-                                                        export.file_filter(suffix))
-        if not path:
-            return
-        if not path.lower().endswith(suffix):
-            path += suffix
-        try:
-            self.export(path)
-        except export.ExportError as err:
-            QtWidgets.QMessageBox.warning(self, "Export failed", str(err))
