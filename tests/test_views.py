@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -698,6 +699,46 @@ def test_keys_follow_what_is_drawn(qtbot, make_history, make_capture):
     assert views["gradtime"].colour_key.labels[1:] == [
         str(history.step[k]) for k in shown_rows(len(history))[-2::-1]]
     assert views["gradnorm"].params_key.labels[0] == "W_ih (not finite)"
+
+
+def test_gradnorm_groups_tensors_by_the_layer_the_capture_names(views, make_capture):
+    from gradviz.engine.record import History
+
+    history = History()
+    for step in range(5):
+        capture = make_capture(step, T=8, L=2, D=1)
+        # Names that say nothing of layers: the grouping must come from param_owners.
+        names = tuple(f"tensor{p}" for p in range(len(capture.param_names)))
+        history.append(replace(capture, param_names=names))
+    owners = history.latest.param_owners
+    view = views["gradnorm"]
+    view.set_data(history, history.latest)
+    assert view.selector.isVisibleTo(view) and view.selector.count() == 2
+    for index, chosen in enumerate([(0, 0), (1, 0)]):
+        view.selector.setCurrentIndex(index)
+        expected = [p for p, owner in enumerate(owners) if owner in (None, chosen)]
+        assert view.shown_params() == expected
+        drawn = [p for p, item in enumerate(view.param_curves)
+                 if item.xData is not None and len(item.xData)]
+        assert drawn == expected
+        assert view.params_key.labels == [names[p] for p in expected]
+
+
+def test_gradnorm_without_owners_shows_every_tensor_ungrouped(views, make_capture):
+    from gradviz.engine.record import History
+
+    history = History()
+    for step in range(5):
+        history.append(replace(make_capture(step, T=8, L=2, D=2), param_owners=()))
+    view = views["gradnorm"]
+    view.set_data(history, history.latest)
+    assert view.shown_params() == list(range(len(history.param_names)))
+    assert not view.selector.isVisibleTo(view), "no layer to choose"
+    # Each tensor named in full, layer and direction included, since the key's title
+    # cannot name one layer.
+    assert view.params_key.labels[:5] == ["W_ih_l0", "W_hh_l0", "b_ih_l0", "b_hh_l0",
+                                          "W_ih_l0_reverse"]
+    assert view.params_key.labels[-2:] == ["readout W", "readout b"]
 
 
 def test_gradnorm_y_range_fits_the_finite_nonzero_data(qtbot, make_capture):
