@@ -27,6 +27,11 @@ def param_names(L: int, D: int) -> tuple[str, ...]:
     return tuple(names) + ("readout.weight", "readout.bias")
 
 
+def param_owners(L: int, D: int) -> tuple[tuple[int, int] | None, ...]:
+    """The (layer, direction) of each of :func:`param_names`, as the trainer records it."""
+    return tuple((layer, d) for layer in range(L) for d in range(D) for _ in range(4)) + (None,) * 2
+
+
 def synthetic_capture(step: int = 0, *, cell: str = "lstm", L: int = 1, D: int = 1, T: int = 20,
                       H: int = 8, B: int = 16, decay: float = 0.8, loss: float | None = None,
                       baseline: float = 0.167, clip: str = "none", clip_threshold: float = 1.0,
@@ -71,7 +76,7 @@ def synthetic_capture(step: int = 0, *, cell: str = "lstm", L: int = 1, D: int =
         step=step, loss=float(loss), baseline=baseline, lr=1e-3, clip=clip,
         clip_threshold=clip_threshold, dh_norm=dh, dc_norm=dc, gate_names=names,
         gate_ranges=ranges, gates=gates, sat_low=sat_low, sat_high=sat_high, probe_h=probe_h,
-        probe_c=probe_c, param_names=pnames,
+        probe_c=probe_c, param_names=pnames, param_owners=param_owners(L, D),
         param_grad_norm=np.abs(rng.normal(grad_norm, 0.1, len(pnames))).astype(np.float32),
         grad_norm=grad_norm,
         grad_norm_clipped=min(grad_norm, clip_threshold) if clipped else grad_norm,

@@ -22,7 +22,7 @@ from gradviz.engine.process import serve
 from gradviz.engine.record import History
 from gradviz.engine.train import Trainer
 from gradviz.ui.prefs import Prefs
-from gradviz.ui.views.base import LOG_FLOOR
+from gradviz.ui.views.data import LOG_FLOOR
 from gradviz.ui.views.gradflow import NONFINITE_INDEX
 from gradviz.ui.window import MainWindow
 

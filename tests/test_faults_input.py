@@ -22,10 +22,9 @@ from PyQt6 import QtCore, QtTest, QtWidgets
 
 from gradviz import cli
 from gradviz.config import LIMITS, RunConfig
-from gradviz.engine import runfile
+from gradviz.engine import files, runfile
 from gradviz.engine.record import RunFileError, load_run, save_run
 from gradviz.engine.tasks import load_text
-from gradviz.ui import export
 from gradviz.ui.controls import ControlPanel
 from gradviz.ui.prefs import Prefs
 from gradviz.ui.window import MainWindow
@@ -538,9 +537,9 @@ def test_view_export_that_cannot_write_keeps_the_old_file(window, qtbot, tmp_pat
         target.write_bytes(b"an earlier export")
         monkeypatch.setattr(QtWidgets.QFileDialog, "getSaveFileName",
                             lambda *a, t=target, **k: (str(t), ""))
-        monkeypatch.setattr(export, "open", fake_open, raising=False)
+        monkeypatch.setattr(files, "open", fake_open, raising=False)
         export_menu_action(window, "loss", suffix).trigger()
-        monkeypatch.delattr(export, "open")
+        monkeypatch.delattr(files, "open")
         title, message = warnings_shown.pop()
         assert title == "Export failed" and str(target) in message and reason in message
         assert target.read_bytes() == b"an earlier export"
@@ -572,10 +571,10 @@ def test_dashboard_export_that_cannot_write_keeps_the_old_file(window, qtbot, tm
         monkeypatch.setattr(QtWidgets.QFileDialog, "getSaveFileName",
                             lambda *a, p=path, **k: (str(p), ""))
         if fake_open is not None:
-            monkeypatch.setattr(export, "open", fake_open, raising=False)
+            monkeypatch.setattr(files, "open", fake_open, raising=False)
         window.act_dashboard.trigger()
         if fake_open is not None:
-            monkeypatch.delattr(export, "open")
+            monkeypatch.delattr(files, "open")
         title, message = warnings_shown.pop()
         assert title == "Export failed" and str(path) in message and reason in message, message
     assert target.read_bytes() == b"an earlier dashboard"
@@ -611,10 +610,10 @@ def test_gradviz_run_figures_that_cannot_be_written_is_one_line(tmp_path, capsys
     figures.mkdir()
     (figures / "gradflow.png").write_bytes(b"an earlier figure")
     for fake_open, reason in EXPORT_FAULTS.values():
-        monkeypatch.setattr(export, "open", fake_open, raising=False)
+        monkeypatch.setattr(files, "open", fake_open, raising=False)
         assert cli.main(["run", *CLI_SMALL, "--quiet", "--out", str(tmp_path / "r2"),
                          "--figures", str(figures)]) == 1
-        monkeypatch.delattr(export, "open")
+        monkeypatch.delattr(files, "open")
         err = capsys.readouterr().err
         assert len(err.splitlines()) == 1 and "Traceback" not in err
         assert "--figures: could not write figures" in err and reason in err

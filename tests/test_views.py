@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,12 +14,13 @@ import pytest
 from PyQt6 import QtCore, QtGui, QtTest, QtWidgets
 
 from gradviz.config import RunConfig
-from gradviz.ui import export
+from gradviz.engine import files
 from gradviz.ui.export import ExportError, close_with_lines
 from gradviz.ui.figures import write_figures
 from gradviz.ui.views import VIEW_CLASSES, make_views
-from gradviz.ui.views.base import LogAxis, WrappedText, format_magnitude
+from gradviz.ui.views.axes import FitAxis, LogAxis, format_magnitude
 from gradviz.ui.views.gradtime import shown_rows
+from gradviz.ui.views.items import WrappedText
 
 KEYS = ["gradflow", "gradtime", "gates", "states", "loss", "gradnorm", "text"]
 PLOT_KEYS = KEYS[:-1]
@@ -79,6 +81,10 @@ def test_right_click_on_a_plot_offers_export(qtbot, history):
     menus[0].close()
 
 
+def export_action(view, suffix: str) -> QtGui.QAction:
+    return next(a for a in view.context_menu().actions() if a.text() == f"Export {suffix}…")
+
+
 def test_export_dialog_adds_the_suffix_and_reports_failures(views, history, tmp_path,
                                                             monkeypatch):
     view = views["loss"]
@@ -88,12 +94,12 @@ def test_export_dialog_adds_the_suffix_and_reports_failures(views, history, tmp_
                         lambda parent, title, text: warnings.append(text))
     monkeypatch.setattr(QtWidgets.QFileDialog, "getSaveFileName",
                         lambda *a, **k: (str(tmp_path / "chosen"), ""))
-    view._export_dialog(".csv", "CSV table (*.csv)")
+    export_action(view, "CSV").trigger()
     assert (tmp_path / "chosen.csv").read_text().startswith("step,loss,")
     assert warnings == []
     monkeypatch.setattr(QtWidgets.QFileDialog, "getSaveFileName",
                         lambda *a, **k: (str(tmp_path / "gone" / "x.png"), ""))
-    view._export_dialog(".png", "PNG image (*.png)")
+    export_action(view, "PNG").trigger()
     assert len(warnings) == 1 and "Choose another folder" in warnings[0]
 
 
@@ -377,7 +383,6 @@ def test_log_axis_labels_stay_readable(qapp):   # font metrics need a QApplicati
     strings = axis.tickStrings(narrow[0][1], 1.0, narrow[0][0])
     assert len(strings) >= 3 and all(0.11 <= float(s) <= 0.17 for s in strings)
     # A linear axis over huge values (an exploding hidden state) writes powers of ten.
-    from gradviz.ui.views.base import FitAxis
     linear = FitAxis("left")
     assert linear.tickStrings([0.0, 1e21, -2.5e21], 1.0, 1e21) == ["0", "10²¹", "-2.5·10²¹"]
     plain = [0.0, 0.5, 1.0]          # numbers that print plainly are left as pyqtgraph has them
@@ -472,7 +477,7 @@ def test_export_failures_name_the_file_and_keep_the_old_one(views, history, tmp_
     def full_disk(src, dst):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(export.os, "replace", full_disk)
+    monkeypatch.setattr(files.os, "replace", full_disk)
     for suffix in (".csv", ".png", ".svg"):
         kept = target.with_suffix(suffix)
         kept.write_text("precious")
@@ -694,6 +699,46 @@ def test_keys_follow_what_is_drawn(qtbot, make_history, make_capture):
     assert views["gradtime"].colour_key.labels[1:] == [
         str(history.step[k]) for k in shown_rows(len(history))[-2::-1]]
     assert views["gradnorm"].params_key.labels[0] == "W_ih (not finite)"
+
+
+def test_gradnorm_groups_tensors_by_the_layer_the_capture_names(views, make_capture):
+    from gradviz.engine.record import History
+
+    history = History()
+    for step in range(5):
+        capture = make_capture(step, T=8, L=2, D=1)
+        # Names that say nothing of layers: the grouping must come from param_owners.
+        names = tuple(f"tensor{p}" for p in range(len(capture.param_names)))
+        history.append(replace(capture, param_names=names))
+    owners = history.latest.param_owners
+    view = views["gradnorm"]
+    view.set_data(history, history.latest)
+    assert view.selector.isVisibleTo(view) and view.selector.count() == 2
+    for index, chosen in enumerate([(0, 0), (1, 0)]):
+        view.selector.setCurrentIndex(index)
+        expected = [p for p, owner in enumerate(owners) if owner in (None, chosen)]
+        assert view.shown_params() == expected
+        drawn = [p for p, item in enumerate(view.param_curves)
+                 if item.xData is not None and len(item.xData)]
+        assert drawn == expected
+        assert view.params_key.labels == [names[p] for p in expected]
+
+
+def test_gradnorm_without_owners_shows_every_tensor_ungrouped(views, make_capture):
+    from gradviz.engine.record import History
+
+    history = History()
+    for step in range(5):
+        history.append(replace(make_capture(step, T=8, L=2, D=2), param_owners=()))
+    view = views["gradnorm"]
+    view.set_data(history, history.latest)
+    assert view.shown_params() == list(range(len(history.param_names)))
+    assert not view.selector.isVisibleTo(view), "no layer to choose"
+    # Each tensor named in full, layer and direction included, since the key's title
+    # cannot name one layer.
+    assert view.params_key.labels[:5] == ["W_ih_l0", "W_hh_l0", "b_ih_l0", "b_hh_l0",
+                                          "W_ih_l0_reverse"]
+    assert view.params_key.labels[-2:] == ["readout W", "readout b"]
 
 
 def test_gradnorm_y_range_fits_the_finite_nonzero_data(qtbot, make_capture):

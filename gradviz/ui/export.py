@@ -1,8 +1,10 @@
-"""Writing views to PNG, SVG and CSV files.
+"""Writing figures and tables to PNG, SVG and CSV files; nothing here knows of views.
 
-Every write is atomic: the bytes go to a temporary file in the destination folder, which
-then replaces the target with :func:`os.replace`. A failed export leaves any existing
-file untouched and raises :class:`ExportError` with a message for the user.
+A figure is a widget (a pyqtgraph scene becomes a vector SVG; any other widget is
+painted), a table is a header and an array of rows. Every write goes through the one
+atomic writer, :mod:`gradviz.engine.files`: a failed export leaves any existing file
+untouched and raises :class:`ExportError`, whose message names the file, the reason and
+the fix.
 """
 from __future__ import annotations
 
@@ -11,76 +13,56 @@ import csv
 import io
 import os
 import sys
-import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 from xml.dom import minidom
 
 import numpy as np
 from PyQt6 import QtCore, QtGui, QtSvg, QtWidgets
 from pyqtgraph.exporters import SVGExporter
 
-if TYPE_CHECKING:
-    from gradviz.ui.views.base import View
+from gradviz.engine import files
 
-FORMATS = (".png", ".svg", ".csv")
+# Each format's suffix, and what a file dialog calls it.
+FORMATS = {".png": "PNG image", ".svg": "SVG drawing", ".csv": "CSV table"}
 # Size given to a widget exported before it was ever shown (a headless figure, a hidden tab).
 HIDDEN_EXPORT_SIZE = QtCore.QSize(1200, 700)
 
+Table = tuple[list[str], np.ndarray]
+
 
 class ExportError(Exception):
-    """A view could not be written; the message names the file, the reason and the fix."""
+    """A figure or table could not be written; the message names the file, the reason and
+    the fix."""
 
 
-def _fail(path: Path, reason: str) -> ExportError:
+def cannot_write(path: str | os.PathLike, reason: str) -> ExportError:
+    """The error for ``path`` that could not be written because of ``reason``."""
     return ExportError(f"Could not write {path}: {reason}. Choose another folder.")
 
 
-def _new_file_mode(target: Path) -> int:
-    try:
-        return target.stat().st_mode & 0o777
-    except OSError:
-        umask = os.umask(0)
-        os.umask(umask)
-        return 0o666 & ~umask
+def file_filter(suffix: str) -> str:
+    """What a file dialog offers for ``suffix`` (one of :data:`FORMATS`): "PNG image (*.png)"."""
+    return f"{FORMATS[suffix]} (*{suffix})"
 
 
-def write_atomic(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
-    """Call ``write(temp_path)`` for a temporary file beside ``path``, then move it there."""
-    target = Path(path)
-    folder = target.parent
-    if not folder.is_dir():
-        raise _fail(target, f"the folder {folder} does not exist")
-    if target.is_dir():
-        raise _fail(target, "a folder of that name is in the way")
+@contextlib.contextmanager
+def _reported(target: Path):
+    """An OSError of writing ``target`` as an :class:`ExportError`; a missing folder is
+    named as such rather than as the temporary file that could not be made in it."""
+    if not target.parent.is_dir():
+        raise cannot_write(target, f"the folder {target.parent} does not exist")
     try:
-        fd, temp = tempfile.mkstemp(dir=folder, prefix=f".{target.name}.", suffix=".tmp")
+        yield
     except OSError as err:
-        raise _fail(target, err.strerror or str(err)) from err
-    os.close(fd)
-    try:
-        write(temp)
-        # mkstemp makes the file private (0600); give it the mode a plain open() would.
-        os.chmod(temp, _new_file_mode(target))
-        os.replace(temp, target)
-    except BaseException as err:
-        try:
-            os.unlink(temp)
-        except OSError:
-            pass
-        if isinstance(err, ExportError):
-            raise
-        if isinstance(err, OSError):
-            raise _fail(target, err.strerror or str(err)) from err
-        raise
-    return target
+        raise cannot_write(target, err.strerror or str(err)) from err
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    def write(temp: str) -> None:
-        with open(temp, "wb") as fh:
-            fh.write(data)
-    return write_atomic(path, write)
+    """Write ``data`` to ``path`` atomically; raises :class:`ExportError`."""
+    target = Path(path)
+    with _reported(target):
+        return files.write_bytes_atomic(target, data)
 
 
 def prepare_for_render(widget: QtWidgets.QWidget) -> None:
@@ -108,11 +90,11 @@ def save_widget_png(widget: QtWidgets.QWidget, path: str | os.PathLike) -> Path:
     prepare_for_render(widget)
     pixmap = widget.grab()
     if pixmap.isNull() or pixmap.width() == 0 or pixmap.height() == 0:
-        raise _fail(Path(path), "the view has no size to draw")
+        raise cannot_write(path, "the figure has no size to draw")
     buffer = QtCore.QBuffer()
     buffer.open(QtCore.QIODevice.OpenModeFlag.WriteOnly)
     if not pixmap.save(buffer, "PNG"):
-        raise _fail(Path(path), "the image could not be encoded as PNG")
+        raise cannot_write(path, "the image could not be encoded as PNG")
     return write_bytes(path, bytes(buffer.data()))
 
 
@@ -204,7 +186,7 @@ def save_csv(header: list[str], rows: np.ndarray, path: str | os.PathLike) -> Pa
     """Write ``header`` and ``rows`` ((N, len(header)) array) as a CSV table."""
     rows = np.asarray(rows)
     if rows.ndim != 2 or (rows.size and rows.shape[1] != len(header)):
-        raise _fail(Path(path), f"the table has shape {rows.shape} for {len(header)} columns")
+        raise cannot_write(path, f"the table has shape {rows.shape} for {len(header)} columns")
     text = io.StringIO(newline="")
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(header)
@@ -213,19 +195,32 @@ def save_csv(header: list[str], rows: np.ndarray, path: str | os.PathLike) -> Pa
     return write_bytes(path, text.getvalue().encode("utf-8"))
 
 
-def export_view(view: View, path: str | os.PathLike) -> Path:
-    """Write ``view`` in the format its suffix names (.png, .svg or .csv)."""
-    target = Path(path)
-    suffix = target.suffix.lower()
+def save_figure(widget: QtWidgets.QWidget, path: str | os.PathLike) -> Path:
+    """Write ``widget`` as the image its suffix names: .png, or .svg (vector curves if it
+    is a pyqtgraph scene)."""
+    suffix = Path(path).suffix.lower()
     if suffix == ".png":
-        return save_widget_png(view.figure_widget(), target)
+        return save_widget_png(widget, path)
     if suffix == ".svg":
-        widget = view.figure_widget()
         if isinstance(widget, QtWidgets.QGraphicsView):
-            return save_scene_svg(widget, target)
-        return save_widget_svg(widget, target)
+            return save_scene_svg(widget, path)
+        return save_widget_svg(widget, path)
+    raise _unknown_type(path)
+
+
+def save(path: str | os.PathLike, figure: QtWidgets.QWidget, table: Callable[[], Table]) -> Path:
+    """Write ``figure`` (.png, .svg) or ``table()`` (.csv) to ``path``, in the format its
+    suffix names; ``table`` is only called for a CSV file."""
+    suffix = Path(path).suffix.lower()
     if suffix == ".csv":
-        header, rows = view.csv_table()
-        return save_csv(header, rows, target)
-    raise ExportError(f"Could not write {target}: unknown file type {suffix or '(none)'!r}; "
-                      f"use {', '.join(FORMATS)}.")
+        header, rows = table()
+        return save_csv(header, rows, path)
+    if suffix in FORMATS:
+        return save_figure(figure, path)
+    raise _unknown_type(path)
+
+
+def _unknown_type(path: str | os.PathLike) -> ExportError:
+    suffix = Path(path).suffix.lower()
+    return ExportError(f"Could not write {path}: unknown file type {suffix or '(none)'!r}; "
+                       f"use {', '.join(FORMATS)}.")

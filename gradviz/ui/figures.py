@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from PyQt6 import QtCore, QtWidgets
 
-from gradviz.ui.export import ExportError
+from gradviz.ui.export import cannot_write
 
 if TYPE_CHECKING:
     from gradviz.config import RunConfig
@@ -45,15 +45,15 @@ def caption(config: RunConfig) -> str:
 
 def write_figures(folder: str | os.PathLike, config: RunConfig, history: History) -> list[Path]:
     """Write ``<key>.png`` and ``<key>.svg`` of every view but the text view into ``folder``
-    (made if missing); returns the paths written. Raises :class:`ExportError`."""
+    (made if missing); returns the paths written. Raises
+    :class:`~gradviz.ui.export.ExportError`."""
     from gradviz.ui.views import make_views
 
     target = Path(folder)
     try:
         target.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise ExportError(f"Could not write {target}: {err.strerror or err}. "
-                          "Choose another folder.") from err
+        raise cannot_write(target, err.strerror or str(err)) from err
     _application()
     written: list[Path] = []
     views = make_views()

@@ -1,9 +1,17 @@
-"""The dashboard's views, one module per view; see :class:`base.View` for the contract."""
+"""The dashboard's views, one module per view (gradflow, gradtime, gates, states, loss,
+gradnorm, text), built from shared parts:
+
+* :mod:`.view`: the :class:`~.view.View` contract every panel follows, and the
+  layer/direction selector;
+* :mod:`.style`: colours, pens, fonts, the styling of plots and colour bars;
+* :mod:`.axes`: axes whose tick labels stay readable (linear and log);
+* :mod:`.items`: wrapping text, colour keys, curves for sanitised data;
+* :mod:`.data`: data made safe to plot (numpy only).
+"""
 from __future__ import annotations
 
 from PyQt6 import QtWidgets
 
-from gradviz.ui.views.base import View
 from gradviz.ui.views.gates import GatesView
 from gradviz.ui.views.gradflow import GradflowView
 from gradviz.ui.views.gradnorm import GradnormView
@@ -11,6 +19,7 @@ from gradviz.ui.views.gradtime import GradtimeView
 from gradviz.ui.views.loss import LossView
 from gradviz.ui.views.states import StatesView
 from gradviz.ui.views.text import TextView
+from gradviz.ui.views.view import View
 
 VIEW_CLASSES: list[type[View]] = [GradflowView, GradtimeView, GatesView, StatesView, LossView,
                                   GradnormView, TextView]

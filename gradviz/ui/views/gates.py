@@ -8,8 +8,11 @@ import numpy as np
 import pyqtgraph as pg
 from PyQt6 import QtWidgets
 
-from gradviz.ui.views.base import (EDGE_LABEL_PX, ColourKey, View, WrappedText, colour, curve,
-                                   finite_points, pen, style_colorbar, style_plot)
+from gradviz.ui.views.axes import EDGE_LABEL_PX
+from gradviz.ui.views.data import finite_points
+from gradviz.ui.views.items import ColourKey, WrappedText, curve
+from gradviz.ui.views.style import colour, pen, style_colorbar, style_plot
+from gradviz.ui.views.view import View
 
 GATE_DESCRIPTIONS = {
     "i": "input gate", "f": "forget gate", "g": "cell candidate", "o": "output gate",

@@ -17,8 +17,11 @@ import numpy as np
 import pyqtgraph as pg
 from PyQt6 import QtCore, QtGui, QtWidgets
 
-from gradviz.ui.views.base import (EDGE_LABEL_PX, LOG_FLOOR, ColourKey, FitAxis, View,
-                                   style_colorbar, style_plot)
+from gradviz.ui.views.axes import EDGE_LABEL_PX, FitAxis
+from gradviz.ui.views.data import LOG_FLOOR
+from gradviz.ui.views.items import ColourKey
+from gradviz.ui.views.style import style_colorbar, style_plot
+from gradviz.ui.views.view import View
 
 LOG_MIN = math.log10(LOG_FLOOR)
 # Colour index 255 is reserved for non-finite gradients; 0..254 span the colour levels.

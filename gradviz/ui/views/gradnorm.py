@@ -1,19 +1,22 @@
 """Global gradient norm per step, before and after clipping, with the clip threshold and
 the clipped and non-finite steps marked; below it, the gradient norm of each tensor of the
-chosen layer and direction, and of the readout."""
-from __future__ import annotations
+chosen layer and direction, and of the readout.
 
-import re
+Which layer and direction a tensor belongs to comes from the capture
+(``Capture.param_owners``, filled by the trainer from the network that named the
+tensors), never from parsing its name; where no capture says, every tensor is shown,
+ungrouped."""
+from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
 from PyQt6 import QtCore, QtWidgets
 
-from gradviz.ui.views.base import (BACKGROUND, ColourKey, Curve, View, colour, curve, event_lines,
-                                   event_marks, pen, positive_finite, style_plot)
+from gradviz.ui.views.data import event_lines, positive_finite
+from gradviz.ui.views.items import ColourKey, Curve, curve, event_marks
+from gradviz.ui.views.style import BACKGROUND, colour, pen, style_plot
+from gradviz.ui.views.view import View
 
-# PyTorch's names of a recurrent layer's tensors end in _l{layer} (and _reverse).
-LAYER_SUFFIX = re.compile(r"_l(\d+)(_reverse)?$")
 NONFINITE_COLOUR = "#d01010"
 CLIPPED_COLOUR = "#e8730c"
 THRESHOLD_COLOUR = "#000000"
@@ -36,20 +39,24 @@ def step_curve(steps: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.nd
     return x, y
 
 
-def tensor_owner(name: str) -> tuple[str, tuple[int, int] | None]:
-    """``"weight_hh_l1_reverse"`` -> ``("weight_hh", (1, 1))``; a tensor of no recurrent
-    layer (``"readout.bias"``) -> ``("readout.bias", None)``."""
-    match = LAYER_SUFFIX.search(name)
-    if match is None:
-        return name, None
-    return name[:match.start()], (int(match.group(1)), 1 if match.group(2) else 0)
+Owner = tuple[int, int] | None   # (layer, direction) of a tensor; None: of no layer
 
 
-def tensor_symbol(name: str) -> str:
-    """The short name of a tensor as the equations write it: ``"weight_hh_l1_reverse"`` ->
-    ``"W_hh"``, ``"bias_ih_l0"`` -> ``"b_ih"``, ``"readout.weight"`` -> ``"readout W"``
-    (the key's title names the layer)."""
-    kind = tensor_owner(name)[0]
+def tensor_kind(name: str, owner: Owner) -> str:
+    """A tensor's name without the part that names its layer, which ``owner`` gives:
+    ``"weight_hh_l1_reverse"`` of (1, 1) -> ``"weight_hh"``; a tensor of no layer keeps
+    its name."""
+    if owner is None:
+        return name
+    layer, direction = owner
+    return name.removesuffix(f"_l{layer}" + ("_reverse" if direction else ""))
+
+
+def tensor_symbol(name: str, owner: Owner) -> str:
+    """The short name of a tensor as the equations write it: ``"weight_hh_l1_reverse"`` of
+    (1, 1) -> ``"W_hh"``, ``"bias_ih_l0"`` of (0, 0) -> ``"b_ih"``, ``"readout.weight"``
+    -> ``"readout W"`` (the key's title names the layer)."""
+    kind = tensor_kind(name, owner)
     for long, short in (("weight", "W"), ("bias", "b")):
         if kind.startswith(long + "_"):
             return short + kind[len(long):]
@@ -96,7 +103,7 @@ class GradnormView(View):
         self.params_key = ColourKey(column=True)
         canvas.addItem(self.params_key, row=1, col=1)
         self.param_curves: list[pg.PlotDataItem] = []
-        self._param_names: tuple[str, ...] = ()
+        self._params: tuple[tuple[str, Owner], ...] = ()   # (name, owner) of each tensor
 
     def _clear_items(self) -> None:
         for item in (self.before, self.after, self.threshold, self.clipped_marks,
@@ -105,24 +112,34 @@ class GradnormView(View):
         self.colour_key.set_entries([])
         self.params_key.set_entries([])
 
-    def _set_params(self, names: tuple[str, ...]) -> None:
+    def _owners(self) -> tuple[Owner, ...]:
+        """The (layer, direction) of each tensor of the history: from the newest capture,
+        else from the history itself; all None (shown ungrouped) where neither says."""
+        history = self._history
+        owners = self._latest.param_owners if self._latest is not None else ()
+        if len(owners) != len(history.param_names):
+            owners = getattr(history, "param_owners", ())
+        if len(owners) != len(history.param_names):
+            owners = (None,) * len(history.param_names)
+        return tuple(owners)
+
+    def _set_params(self, params: tuple[tuple[str, Owner], ...]) -> None:
         """One curve per parameter tensor, coloured by its kind (weight_hh, bias_ih, …) so
         that a kind keeps its colour in every layer; made again only when the model changes."""
-        if names == self._param_names:
+        if params == self._params:
             return
         for item in self.param_curves:
             self.params_plot.removeItem(item)
-        kinds = [tensor_owner(name)[0] for name in names]
+        kinds = [tensor_kind(name, owner) for name, owner in params]
         order = list(dict.fromkeys(kinds))
         self.param_curves = [curve(self.params_plot, pen(order.index(kind))) for kind in kinds]
-        self._param_names = names
+        self._params = params
 
     def shown_params(self) -> list[int]:
         """Indices of the tensors drawn: those of the chosen layer and direction, and
         those of no layer (the readout)."""
         chosen = self.selector.layer_direction
-        return [p for p, name in enumerate(self._param_names)
-                if tensor_owner(name)[1] in (None, chosen)]
+        return [p for p, (_, owner) in enumerate(self._params) if owner in (None, chosen)]
 
     def _label(self, clipping: bool, threshold: bool, nonfinite: bool, newest: np.ndarray) -> None:
         """Keys that name what is drawn; ``newest`` (P,) holds each tensor's newest gradient
@@ -145,7 +162,7 @@ class GradnormView(View):
                            if self.selector.isVisibleTo(self) else "")
         self.params_key.set_entries(
             [(self.param_curves[p].opts["pen"].color().name(), "line",
-              tensor_symbol(self._param_names[p]) + newest_note(newest[p]))
+              tensor_symbol(*self._params[p]) + newest_note(newest[p]))
              for p in self.shown_params()],
             title=layer_direction)
 
@@ -178,8 +195,12 @@ class GradnormView(View):
         self.clipped_marks.setData(*positive_finite(steps[clipped], history.grad_norm[clipped]))
         bad = history.nonfinite | ~np.isfinite(history.grad_norm)
         self.nonfinite_marks.setData(*event_lines(steps[bad], history.grad_norm))
-        self._set_params(tuple(history.param_names))
-        self.selector.set_shape(*history.dh_norm.shape[1:3])
+        owners = self._owners()
+        self._set_params(tuple(zip(history.param_names, owners)))
+        # The selector only chooses tensors; with none of them owned by a layer it has no
+        # choice to offer.
+        grouped = any(owner is not None for owner in owners)
+        self.selector.set_shape(*(history.dh_norm.shape[1:3] if grouped else (1, 1)))
         norms = history.param_grad_norm
         shown = set(self.shown_params())
         for p, item in enumerate(self.param_curves):

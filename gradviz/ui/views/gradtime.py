@@ -10,8 +10,10 @@ import numpy as np
 import pyqtgraph as pg
 from PyQt6 import QtWidgets
 
-from gradviz.ui.views.base import (INK, TICK_FONT_PT, ColourKey, View, curve, pen,
-                                   positive_finite, style_plot)
+from gradviz.ui.views.data import positive_finite
+from gradviz.ui.views.items import ColourKey, curve
+from gradviz.ui.views.style import INK, TICK_FONT_PT, pen, style_plot
+from gradviz.ui.views.view import View
 
 EARLIER = 5
 NEWEST_COLOUR = "#1f5fbf"

@@ -4,8 +4,10 @@ from __future__ import annotations
 import numpy as np
 from PyQt6 import QtCore, QtWidgets
 
-from gradviz.ui.views.base import (ColourKey, View, colour, curve, event_lines, event_marks, pen,
-                                   positive_finite, style_plot)
+from gradviz.ui.views.data import event_lines, positive_finite
+from gradviz.ui.views.items import ColourKey, curve, event_marks
+from gradviz.ui.views.style import colour, pen, style_plot
+from gradviz.ui.views.view import View
 
 NONFINITE_COLOUR = "#d01010"
 BASELINE_COLOUR = "#000000"

@@ -5,7 +5,10 @@ from __future__ import annotations
 import numpy as np
 from PyQt6 import QtWidgets
 
-from gradviz.ui.views.base import ColourKey, View, colour, curve, finite_points, pen, style_plot
+from gradviz.ui.views.data import finite_points
+from gradviz.ui.views.items import ColourKey, curve
+from gradviz.ui.views.style import colour, pen, style_plot
+from gradviz.ui.views.view import View
 
 MAX_UNITS = 16
 DEFAULT_UNITS = 8

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 from PyQt6 import QtCore, QtGui, QtWidgets
 
-from gradviz.ui.views.base import View
+from gradviz.ui.views.view import View
 
 FONT_PT = 12
 

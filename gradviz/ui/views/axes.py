@@ -1,0 +1,152 @@
+"""Axes whose tick labels stay readable: :class:`FitAxis` never lets labels run into each
+other, :class:`LogAxis` labels any range of a log scale; and the tick helpers they use."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyqtgraph as pg
+from PyQt6 import QtGui
+
+SUPERSCRIPTS = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def _superscript(exponent: int) -> str:
+    return ("⁻" if exponent < 0 else "") + str(abs(exponent)).translate(SUPERSCRIPTS)
+
+
+def format_magnitude(x: float) -> str:
+    """0.02, 150, 10⁻⁵, 2·10⁻⁵: plain decimals where short, powers of ten elsewhere."""
+    if 1e-3 <= abs(x) < 1e4:
+        return np.format_float_positional(x, precision=3, fractional=False, trim="-")
+    mantissa, exponent = f"{x:.2e}".split("e")
+    mantissa = mantissa.rstrip("0").rstrip(".")
+    return ("" if mantissa == "1" else mantissa + "·") + "10" + _superscript(int(exponent))
+
+
+# Pixels a tick label may reach past the end of a heatmap's axis: the label of the first
+# cell is centred on the image's edge, half of it outside.
+EDGE_LABEL_PX = 20
+
+
+class FitAxis(pg.AxisItem):
+    """An axis whose tick labels never run into each other.
+
+    pyqtgraph spaces ticks by the axis length alone, so on a narrow axis the labels of
+    0, 200, …, 800 run together into one string; this one widens the major spacing (1, 2,
+    5 × 10ᵏ) until the labels fit, with a gap between them.
+    """
+
+    LABEL_GAP = 6
+
+    def tickSpacing(self, minVal, maxVal, size):
+        levels = super().tickSpacing(minVal, maxVal, size)
+        span = abs(maxVal - minVal)
+        if not levels or size <= 0 or span == 0:
+            return levels
+        spacing = chosen = levels[0][0]
+        while (span / spacing > 1.0
+               and size * spacing / span < self._label_extent(minVal, maxVal, spacing)):
+            spacing = next_round_spacing(spacing)
+        if spacing == chosen:
+            return levels
+        return [(spacing, 0.0)] + ([(chosen, 0.0)] if self.style["maxTickLevel"] >= 1 else [])
+
+    def tickStrings(self, values, scale, spacing):
+        strings = super().tickStrings(values, scale, spacing)
+        if self.logMode or not any(s and "e" in s for s in strings):
+            return strings
+        # pyqtgraph writes 1e+21 where a number does not print plainly: 10²¹ instead.
+        return [format_magnitude(v * scale) if v else "0" for v in values]
+
+    def _label_extent(self, lo: float, hi: float, spacing: float) -> float:
+        """Pixels a tick label takes along the axis, gap included: its height on a vertical
+        axis, the width of the widest end value printed at ``spacing`` on a horizontal one."""
+        metrics = QtGui.QFontMetricsF(self.style["tickFont"] or QtGui.QFont())
+        if self.orientation in ("left", "right"):
+            return metrics.height() + self.LABEL_GAP
+        places = max(0, math.ceil(-math.log10(spacing)))
+        ends = (round(v / spacing) * spacing for v in (lo, hi))
+        return max(metrics.horizontalAdvance(f"{v:.{places}f}") for v in ends) + self.LABEL_GAP
+
+
+def next_round_spacing(spacing: float) -> float:
+    """The next of 1, 2, 5, 10, 20, … × 10ᵏ above ``spacing``."""
+    power = 10.0 ** math.floor(math.log10(spacing) + 1e-9)
+    for step in (2.0, 5.0, 10.0):
+        if step * power > spacing * (1 + 1e-9):
+            return step * power
+    return 20.0 * power
+
+
+class LogAxis(FitAxis):
+    """Axis for log-scale plots whose labels stay readable at any range.
+
+    Over a decade or more, decades are labelled (thinned to fit), and 2× and 5× too where
+    a decade is tall enough (5× alone where only one decade is in view); over less than a
+    decade, where pyqtgraph's own log axis leaves the axis nearly unlabelled, evenly spaced
+    values are labelled instead.
+    """
+
+    PIXELS_PER_LABEL = 45
+    PIXELS_PER_DECADE_FOR_2_5 = 150
+    # Where fewer than two decades are in view, 5× is labelled from this height on (it sits
+    # 0.3 decade below the next decade: 18 px here), so that no axis shows a single label.
+    PIXELS_PER_DECADE_FOR_5 = 60
+
+    def __init__(self, orientation: str = "left", **kw):
+        super().__init__(orientation, **kw)
+        # pyqtgraph would pick an SI prefix from the log10 values, not from the magnitudes.
+        self.enableAutoSIPrefix(False)
+        self._narrow = False
+        self._minor_labels: tuple[float, ...] = ()   # mantissas labelled on the minor level
+
+    def logTickValues(self, minVal, maxVal, size, stdTicks):
+        lo, hi = sorted((minVal, maxVal))
+        span = hi - lo
+        self._narrow = span < 1.0
+        if self._narrow:
+            v_lo, v_hi = 10.0 ** lo, 10.0 ** hi
+            levels = []
+            seen = np.zeros(0)
+            for spacing, offset in self.tickSpacing(v_lo, v_hi, size):
+                first = math.ceil((v_lo - offset) / spacing) * spacing + offset
+                values = first + spacing * np.arange(int((v_hi - first) / spacing) + 1)
+                values = values[values > 0]
+                # A finer level repeats the coarser level's ticks; keep each tick once.
+                fresh = ~np.isclose(values[:, None], seen[None, :], rtol=0,
+                                    atol=spacing * 0.01).any(axis=1)
+                seen = np.concatenate([seen, values[fresh]])
+                levels.append((spacing, list(np.log10(values[fresh]))))
+            return levels
+        room = max(2, int(size / self.PIXELS_PER_LABEL))
+        every = max(1, math.ceil(span / room))
+        decades = np.arange(math.ceil(lo), math.floor(hi) + 1)
+        major = [float(d) for d in decades if d % every == 0]
+        if every > 1:
+            minor = [float(d) for d in decades if d % every != 0]
+        else:
+            minor = [float(d + math.log10(m)) for d in range(math.floor(lo), math.ceil(hi))
+                     for m in range(2, 10) if lo <= d + math.log10(m) <= hi]
+        per_decade = size / span
+        if every == 1 and per_decade >= self.PIXELS_PER_DECADE_FOR_2_5:
+            self._minor_labels = (2.0, 5.0)
+        elif every == 1 and len(major) < 2 and per_decade >= self.PIXELS_PER_DECADE_FOR_5:
+            self._minor_labels = (5.0,)
+        else:
+            self._minor_labels = ()
+        return [(float(every), major), (None, minor)]
+
+    def logTickStrings(self, values, scale, spacing):
+        # logTickValues gives the minor level of a wide range no spacing (None).
+        major = self._narrow or spacing is not None
+        strings = []
+        for v in values:
+            x = 10.0 ** v * scale
+            mantissa = x / 10.0 ** math.floor(v + 1e-9)
+            if major or any(abs(mantissa - m) < 1e-6 for m in self._minor_labels):
+                strings.append(format_magnitude(x))
+            else:
+                strings.append(None)   # pyqtgraph skips None, and does not count it as text
+        return strings
+

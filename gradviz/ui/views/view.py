@@ -1,0 +1,182 @@
+"""The :class:`View` contract every panel of the dashboard follows, and the
+layer/direction selector that views of one recurrent layer share."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pyqtgraph as pg
+from PyQt6 import QtCore, QtWidgets
+
+from gradviz.ui import export
+from gradviz.ui.dialogs import FileDialogs
+from gradviz.ui.views.items import WrappedText
+from gradviz.ui.views.style import BACKGROUND, LAYOUT_MARGINS, LAYOUT_SPACING
+
+if TYPE_CHECKING:
+    from gradviz.engine.capture import Capture
+    from gradviz.engine.record import History
+
+
+class LayerDirectionSelector(QtWidgets.QComboBox):
+    """Chooses one (layer, direction) pair; hidden when the network has only one."""
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None):
+        super().__init__(parent)
+        self.setToolTip("Which recurrent layer and direction to show")
+        self._shape = (0, 0)
+        self.hide()
+
+    def set_shape(self, layers: int, directions: int) -> None:
+        """Offer every (layer, direction) pair; keeps the choice when it still exists."""
+        if (layers, directions) == self._shape:
+            return
+        keep = self.currentData()
+        self.blockSignals(True)
+        self.clear()
+        for layer in range(layers):
+            for d in range(directions):
+                text = f"layer {layer + 1}"
+                if directions == 2:
+                    text += " forward" if d == 0 else " backward"
+                self.addItem(text, (layer, d))
+        index = self.findData(keep) if keep is not None else -1
+        self.setCurrentIndex(max(index, 0))
+        self.blockSignals(False)
+        self._shape = (layers, directions)
+        self.setVisible(layers * directions > 1)
+
+    @property
+    def layer_direction(self) -> tuple[int, int]:
+        data = self.currentData()
+        return data if data is not None else (0, 0)
+
+
+class View(QtWidgets.QWidget):
+    """One panel of the dashboard.
+
+    Subclasses set ``key`` and ``title``, build their pyqtgraph items once in
+    ``__init__`` and implement :meth:`_redraw` (draw ``self._history`` and
+    ``self._latest`` by updating those items), :meth:`_clear_items` and :meth:`csv_table`.
+    A right click offers export to PNG, SVG and CSV through :attr:`file_dialogs`.
+    """
+
+    key: str = ""
+    title: str = ""
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None):
+        super().__init__(parent)
+        self._history: History | None = None
+        self._latest: Capture | None = None
+        self._file_dialogs: FileDialogs | None = None
+        self.setContextMenuPolicy(QtCore.Qt.ContextMenuPolicy.CustomContextMenu)
+        self.customContextMenuRequested.connect(self._show_context_menu)
+        self.toolbar = QtWidgets.QHBoxLayout()
+        self.toolbar.setContentsMargins(0, 0, 0, 0)
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.setContentsMargins(2, 2, 2, 2)
+        layout.setSpacing(2)
+        layout.addLayout(self.toolbar)
+
+    def _add_graphics(self) -> pg.GraphicsLayout:
+        """The plot area: one pyqtgraph scene, so PNG and SVG export hold every plot.
+
+        Returns ``self.canvas``, the layout the view's plots go in; above it is a caption
+        line, empty (and of no height) unless :meth:`set_caption` fills it.
+        """
+        self.graphics = pg.GraphicsLayoutWidget(self)
+        self.graphics.setBackground(BACKGROUND)
+        self.caption = WrappedText(size_pt=12)
+        self.graphics.addItem(self.caption, row=0, col=0)
+        self.canvas = self.graphics.addLayout(row=1, col=0)
+        # Qt's default margins (9 px around each layout, 6 px between items) take a fifth
+        # of a small panel's height.
+        self.graphics.ci.setContentsMargins(*LAYOUT_MARGINS)
+        self.graphics.ci.setSpacing(0)
+        self.canvas.setContentsMargins(0, 0, 0, 0)
+        self.canvas.setSpacing(LAYOUT_SPACING)
+        self.layout().addWidget(self.graphics, 1)
+        return self.canvas
+
+    def set_caption(self, text: str) -> None:
+        """A line above the plots naming the run, for figures that leave the app."""
+        self.caption.set_text(text)
+
+    def _show_cell_plot(self, show: bool) -> None:
+        """For views with an h_t plot and a c_t plot (``self.plot_c`` at row 1, column 1 of
+        the canvas, ``self._c_shown``): only LSTM cells have c_t, so otherwise the c_t plot
+        leaves the layout."""
+        if show == self._c_shown:
+            return
+        if show:
+            self.canvas.addItem(self.plot_c, row=1, col=1)
+        else:
+            self.canvas.removeItem(self.plot_c)
+        self._c_shown = show
+
+    def _add_selector(self) -> LayerDirectionSelector:
+        selector = LayerDirectionSelector(self)
+        selector.currentIndexChanged.connect(self._redraw)
+        self.toolbar.addWidget(selector)
+        return selector
+
+    # -- the contract -----------------------------------------------------------------
+    def set_data(self, history: History, latest: Capture | None) -> None:
+        """Redraw from ``history`` (all recorded rows) and ``latest`` (newest full capture)."""
+        self._history = history
+        self._latest = latest
+        self._redraw()
+
+    def clear(self) -> None:
+        self._history = None
+        self._latest = None
+        self._clear_items()
+
+    def csv_table(self) -> tuple[list[str], np.ndarray]:
+        raise NotImplementedError
+
+    def export(self, path: str | os.PathLike) -> Path:
+        """Write the view to ``path``; the suffix (.png, .svg, .csv) picks the format.
+        Raises :class:`~gradviz.ui.export.ExportError`."""
+        return export.save(path, self.figure_widget(), self.csv_table)
+
+    def figure_widget(self) -> QtWidgets.QWidget:
+        """The part of the view that PNG and SVG export show (the plots, not the controls)."""
+        return self.graphics
+
+    def sizeHint(self) -> QtCore.QSize:
+        return QtCore.QSize(640, 400)
+
+    # -- for subclasses -----------------------------------------------------------------
+    def _redraw(self) -> None:
+        raise NotImplementedError
+
+    def _clear_items(self) -> None:
+        raise NotImplementedError
+
+    # -- context menu -------------------------------------------------------------------
+    @property
+    def file_dialogs(self) -> FileDialogs:
+        """The dialogs the context menu exports with: the window's, once it hands them over
+        (:meth:`set_file_dialogs`); until then a plain one of the view's own."""
+        if self._file_dialogs is None:
+            self._file_dialogs = FileDialogs(self)
+        return self._file_dialogs
+
+    def set_file_dialogs(self, dialogs: FileDialogs) -> None:
+        self._file_dialogs = dialogs
+
+    def context_menu(self) -> QtWidgets.QMenu:
+        menu = QtWidgets.QMenu(self)
+        for suffix in export.FORMATS:
+            action = menu.addAction(f"Export {suffix[1:].upper()}…")
+            action.triggered.connect(
+                lambda _=False, s=suffix: self.file_dialogs.export_view(self, s))
+        return menu
+
+    def _show_context_menu(self, pos: QtCore.QPoint) -> None:
+        menu = self.context_menu()
+        menu.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
+        menu.popup(self.mapToGlobal(pos))
