@@ -183,7 +183,8 @@ def window(qapp, tmp_path_factory):
 def warnings_shown(window, monkeypatch) -> list[tuple[str, str]]:
     """(title, message) of every warning the window shows; no modal box blocks."""
     shown: list[tuple[str, str]] = []
-    monkeypatch.setattr(window, "_warn", lambda title, message: shown.append((title, message)))
+    monkeypatch.setattr(QtWidgets.QMessageBox, "warning", lambda parent, title, message:
+                        shown.append((title.removeprefix("gradviz: "), message)))
     return shown
 
 

@@ -14,10 +14,12 @@ from pathlib import Path
 
 from PyQt6 import QtCore, QtGui, QtWidgets
 
-from gradviz.config import LIVE_FIELDS, ConfigError, RunConfig, structural_change
+from gradviz.config import LIVE_FIELDS, RunConfig, structural_change
 from gradviz.engine import memory
-from gradviz.engine.record import RunFileError, load_run, save_run
+from gradviz.engine.record import load_run, save_run
 from gradviz.ui.controls import ControlPanel
+from gradviz.ui.dialogs import FileDialogs
+from gradviz.ui.layout import build_layout, default_size
 from gradviz.ui.menus import build_actions
 from gradviz.ui.export import ExportError, write_bytes
 from gradviz.ui.prefs import Prefs
@@ -28,7 +30,6 @@ from gradviz.ui.views import make_views
 from gradviz.ui.worker import TrainingWorker
 
 RESOURCES = Path(__file__).resolve().parents[2] / "resources"
-GRID_COLUMNS = 3
 
 
 def preset_paths() -> list[Path]:
@@ -46,9 +47,13 @@ class MainWindow(QtWidgets.QMainWindow):
         self.controls = ControlPanel(self.state.config)
         self.controls.config_changed.connect(self.apply_config)
         self.views = make_views()
+        self.dialogs = FileDialogs(self, self.prefs,
+                                   lambda text: self.statusBar().showMessage(text, 5000))
+        for view in self.views.values():
+            view.set_file_dialogs(self.dialogs)
         self.scheduler = RedrawScheduler(self.views, self.state, self)
         self.scheduler.view_failed.connect(lambda _key, text: self.statusBar().showMessage(text))
-        self._build_layout()
+        self.panels = build_layout(self, self.controls, self.views)
         build_actions(self, preset_paths())
         self.status_fields = StatusFields(self.statusBar())
         self.state.running_changed.connect(self._show_running)
@@ -70,79 +75,9 @@ class MainWindow(QtWidgets.QMainWindow):
 
         geometry = self.prefs.load_geometry()
         if geometry is None or not self.restoreGeometry(geometry):
-            self._default_size()
+            default_size(self)
         self._update_title()
 
-    def _default_size(self) -> None:
-        """90% of the screen but at least 1280 x 800 (the whole of a smaller screen) and
-        at most 1920 x 1080: six plots need the room."""
-        screen = self.screen().availableGeometry() if self.screen() else None
-        if screen is None:
-            self.resize(1280, 800)
-            return
-        self.resize(min(screen.width(), max(1280, min(1920, int(screen.width() * 0.9)))),
-                    min(screen.height(), max(800, min(1080, int(screen.height() * 0.9)))))
-
-    # -- building ---------------------------------------------------------------------
-    def _build_layout(self) -> None:
-        scroll = QtWidgets.QScrollArea()
-        scroll.setWidget(self.controls)
-        scroll.setWidgetResizable(True)
-        scroll.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        scroll.setMinimumWidth(self.controls.minimumSizeHint().width()
-                               + scroll.verticalScrollBar().sizeHint().width() + 4)
-
-        grid_widget = QtWidgets.QWidget()
-        grid = QtWidgets.QGridLayout(grid_widget)
-        grid.setContentsMargins(0, 0, 0, 0)
-        grid.setSpacing(6)
-        self.panels = {key: self._panel(view) for key, view in self.views.items()}
-        grid_views = [key for key in self.panels if key != "text"]
-        for index, key in enumerate(grid_views):
-            grid.addWidget(self.panels[key], index // GRID_COLUMNS, index % GRID_COLUMNS)
-        for column in range(GRID_COLUMNS):
-            grid.setColumnStretch(column, 1)
-        plots = QtWidgets.QWidget()
-        column = QtWidgets.QVBoxLayout(plots)
-        column.setContentsMargins(2, 2, 2, 2)
-        column.addWidget(grid_widget, 4)
-        if "text" in self.panels:
-            # Shown for language tasks only; while hidden it takes no room.
-            column.addWidget(self.panels["text"], 1)
-            self.panels["text"].hide()
-
-        splitter = QtWidgets.QSplitter()
-        splitter.addWidget(scroll)
-        splitter.addWidget(plots)
-        splitter.setStretchFactor(0, 0)
-        splitter.setStretchFactor(1, 1)
-        splitter.setCollapsible(1, False)
-        splitter.setSizes([scroll.minimumWidth(), 10 * scroll.minimumWidth()])
-        self.setCentralWidget(splitter)
-
-    @staticmethod
-    def _panel(view) -> QtWidgets.QWidget:
-        """The view under its title."""
-        # A click on a plot takes the focus from the controls, so Space, S and R act on
-        # the training instead of the last spin box the user typed in.
-        view.setFocusPolicy(QtCore.Qt.FocusPolicy.ClickFocus)
-        panel = QtWidgets.QWidget()
-        # Equal shares of the grid, whatever each view's toolbar would like.
-        panel.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored,
-                            QtWidgets.QSizePolicy.Policy.Ignored)
-        layout = QtWidgets.QVBoxLayout(panel)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.setSpacing(0)
-        title = QtWidgets.QLabel(view.title)
-        font = title.font()
-        font.setBold(True)
-        font.setPointSizeF(font.pointSizeF() * 1.1)
-        title.setFont(font)
-        layout.addWidget(title)
-        layout.addWidget(view, 1)
-        return panel
-
-    # -- training commands -------------------------------------------------------------
     @property
     def config(self) -> RunConfig:
         return self.state.config
@@ -357,7 +292,6 @@ class MainWindow(QtWidgets.QMainWindow):
     # -- files -------------------------------------------------------------------------
     def save_run_to(self, folder: str | os.PathLike) -> None:
         save_run(folder, self.state.config, self.history)
-        self.statusBar().showMessage(f"Run saved to {folder}", 5000)
 
     def open_run(self, path: str | os.PathLike) -> None:
         """Show a saved run, paused; starting again trains a fresh model with its settings."""
@@ -378,68 +312,20 @@ class MainWindow(QtWidgets.QMainWindow):
             raise ExportError(f"Could not write {path}: the image could not be encoded as PNG.")
         write_bytes(path, bytes(buffer.data()))
 
-    def _ask_save(self, caption: str, name: str, filters: str) -> str:
-        path, _ = QtWidgets.QFileDialog.getSaveFileName(
-            self, caption, os.path.join(self.prefs.last_folder(), name), filters)
-        if path:
-            self.prefs.set_last_folder(os.path.dirname(path))
-        return path
-
     def open_run_dialog(self) -> None:
-        path, _ = QtWidgets.QFileDialog.getOpenFileName(
-            self, "Open run", self.prefs.last_folder(), "gradviz runs (run.json)")
-        if not path:
-            return
-        self.prefs.set_last_folder(os.path.dirname(os.path.dirname(path)))
-        try:
-            self.open_run(os.path.dirname(path))
-        except (RunFileError, ConfigError, OSError) as exc:
-            self._warn("Run not opened", str(exc))
+        self.dialogs.open_run(self.open_run)
 
     def save_run_dialog(self) -> None:
-        if len(self.history) == 0:
-            self._warn("Nothing to save", "No training step has been captured yet: "
-                       "start training (Space) first.")
-            return
-        folder = self._ask_save("Save run (a folder)", "run", "gradviz run folder (*)")
-        if not folder:
-            return
-        try:
-            self.save_run_to(folder)
-        except (OSError, ValueError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            self._warn("Run not saved", f"Could not save the run to {folder}: {reason}. "
-                       "A run already there is left as it was; choose another folder.")
+        self.dialogs.save_run(self.save_run_to, can_save=len(self.history) > 0)
 
     def export_view_dialog(self, key: str, suffix: str) -> None:
-        path = self._ask_save(f"Export {self.views[key].title}", f"{key}.{suffix}",
-                              f"{suffix.upper()} (*.{suffix})")
-        if not path:
-            return
-        if not path.lower().endswith("." + suffix):
-            path += "." + suffix
-        try:
-            self.views[key].export(path)
-        except (ExportError, OSError) as exc:
-            self._warn("Export failed", str(exc))
-            return
-        self.statusBar().showMessage(f"Exported {path}", 5000)
+        self.dialogs.export_view(self.views[key], "." + suffix.lstrip("."))
 
     def export_dashboard_dialog(self) -> None:
-        path = self._ask_save("Export dashboard", "dashboard.png", "PNG (*.png)")
-        if not path:
-            return
-        if not path.lower().endswith(".png"):
-            path += ".png"
-        try:
-            self.export_dashboard(path)
-        except (ExportError, OSError) as exc:
-            self._warn("Export failed", str(exc))
-            return
-        self.statusBar().showMessage(f"Exported {path}", 5000)
+        self.dialogs.export_dashboard(self.export_dashboard)
 
     def _warn(self, title: str, message: str) -> None:
-        QtWidgets.QMessageBox.warning(self, f"gradviz: {title}", message)
+        self.dialogs.warn(title, message)
 
     # -- closing -----------------------------------------------------------------------
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:
