@@ -23,9 +23,9 @@ import time
 from dataclasses import fields
 from datetime import datetime
 from pathlib import Path
-from typing import TextIO
 
 from gradviz import __version__
+from gradviz.progress import Progress, clock
 from gradviz.config import GROUPS, ConfigError, RunConfig, Setting, settings
 
 PROG = "gradviz run"
@@ -143,56 +143,6 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--quiet", action="store_true", default=False,
                      help="Print nothing but errors")
     return parser
-
-
-# -- progress -------------------------------------------------------------------------
-def _clock(seconds: float) -> str:
-    seconds = int(round(seconds))
-    h, rest = divmod(seconds, 3600)
-    return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
-
-
-class Progress:
-    """One status line on ``stream``, redrawn in place (``\\r``) at most 5 times a second;
-    where the stream is not a terminal (a log file), a new line every 10 s instead."""
-
-    def __init__(self, total: int, stream: TextIO, enabled: bool = True):
-        self.total, self.stream, self.enabled = total, stream, enabled
-        self.tty = enabled and stream.isatty()
-        self.interval = 0.2 if self.tty else 10.0
-        self.start = self._last = time.perf_counter()
-        self._width = 0
-
-    def update(self, done: int, loss: float) -> None:
-        now = time.perf_counter()
-        if not self.enabled or (now - self._last < self.interval and done < self.total):
-            return
-        self._last = now
-        rate = done / max(now - self.start, 1e-9)
-        eta = _clock((self.total - done) / rate) if rate > 0 else "?"
-        line = (f"step {done}/{self.total}  {100 * done / self.total:3.0f}%  {rate:.1f} steps/s  "
-                f"loss {loss:.4g}  ETA {eta}")
-        if self.tty:
-            self.stream.write("\r" + line.ljust(self._width))
-            self._width = len(line)
-        else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
-
-    def note(self, text: str) -> None:
-        """A line of its own, above the status line (which the next update redraws)."""
-        if not self.enabled:
-            return
-        self.close()
-        self._width = 0
-        self.stream.write(text + "\n")
-        self.stream.flush()
-
-    def close(self) -> None:
-        """Erase the status line, so what is printed next starts on a clean line."""
-        if self.tty and self._width:
-            self.stream.write("\r" + " " * self._width + "\r")
-            self.stream.flush()
 
 
 # -- gradviz run ----------------------------------------------------------------------
@@ -371,7 +321,7 @@ def _train_and_save(session, folder: Path, ns: argparse.Namespace) -> int:
         later = f", and {again} more time{'s' * (again > 1)} later" if again else ""
         _say(ns.quiet, f"warning: training diverged at step {first.step}{later}. "
                        f"{advice(config)}")
-    _say(ns.quiet, f"done: {done} steps in {_clock(seconds)} ({rate} steps/s{flags}); final loss "
+    _say(ns.quiet, f"done: {done} steps in {clock(seconds)} ({rate} steps/s{flags}); final loss "
                    f"{summary['final_loss']:.4g}, baseline {summary['baseline']:.4g}; "
                    f"saved to {folder}")
     if ns.figures is not None:
