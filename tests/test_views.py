@@ -724,21 +724,26 @@ def test_gradnorm_groups_tensors_by_the_layer_the_capture_names(views, make_capt
         assert view.params_key.labels == [names[p] for p in expected]
 
 
-def test_gradnorm_without_owners_shows_every_tensor_ungrouped(views, make_capture):
+def test_gradnorm_groups_a_capture_without_owners_by_the_historys(views, make_capture):
+    # A capture that names no owners (an older run's) is grouped by the owners its
+    # History found from the parameter names, exactly as one that names them.
     from gradviz.engine.record import History
 
-    history = History()
-    for step in range(5):
-        history.append(replace(make_capture(step, T=8, L=2, D=2), param_owners=()))
-    view = views["gradnorm"]
-    view.set_data(history, history.latest)
-    assert view.shown_params() == list(range(len(history.param_names)))
-    assert not view.selector.isVisibleTo(view), "no layer to choose"
-    # Each tensor named in full, layer and direction included, since the key's title
-    # cannot name one layer.
-    assert view.params_key.labels[:5] == ["W_ih_l0", "W_hh_l0", "b_ih_l0", "b_hh_l0",
-                                          "W_ih_l0_reverse"]
-    assert view.params_key.labels[-2:] == ["readout W", "readout b"]
+    grouped = {}
+    for label, strip in (("with", False), ("without", True)):
+        history = History()
+        for step in range(5):
+            capture = make_capture(step, T=8, L=2, D=2)
+            history.append(replace(capture, param_owners=()) if strip else capture)
+        view = views["gradnorm"]
+        view.set_data(history, history.latest)
+        assert view.selector.isVisibleTo(view), label
+        grouped[label] = (view.shown_params(), view.params_key.labels)
+    assert grouped["without"] == grouped["with"]
+    names = history.param_names
+    shown = grouped["without"][0]
+    assert [names[i] for i in shown] == ["weight_ih_l0", "weight_hh_l0", "bias_ih_l0",
+                                         "bias_hh_l0", "readout.weight", "readout.bias"]
 
 
 def test_gradnorm_y_range_fits_the_finite_nonzero_data(qtbot, make_capture):

@@ -135,8 +135,8 @@ class TrainingWorker(QtCore.QObject):
         if self._closed:
             return
         if not self._responding:
-            self._end_process()
-        if not self._process.is_alive():
+            self._end_process()   # killed: a new process whether or not it is gone yet
+        if not self._responding or not self._process.is_alive():
             self._release()
             self._spawn(config)
             return
@@ -253,7 +253,8 @@ class TrainingWorker(QtCore.QObject):
             self._process.join(0.2)
         if self._process.is_alive():
             self._process.kill()
-            self._process.join(0.1)
+            # A stopped process dies of SIGKILL alone, but not at once on a loaded machine.
+            self._process.join(0.1 if self._responding else 0.5)
 
     def _release(self) -> None:
         """Close this side of the pipe and queue of a process that has ended."""
