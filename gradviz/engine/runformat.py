@@ -68,7 +68,7 @@ KNOWN_ARRAYS = {*ROW_SPEC, *ROW_OPTIONAL,
 # The format's bounds (docs/run-format.md, "What a reader refuses"): what gradviz writes,
 # so that a file declaring more is refused from its headers, before its data is read.
 MAX_RUN_JSON_BYTES = 16 * 2**20
-# A zip without ZIP64 records; the largest run gradviz allows is about 1.5 GB of arrays.
+# A zip without ZIP64 records; the largest run gradviz allows holds about 1.3 GB of arrays.
 MAX_NPZ_BYTES = 2**31 - 1
 MAX_TEXT_CHARS = 1024               # of a parameter's, gate's or block's name, or an event
 _DIM_BOUNDS = {"L": int(LIMITS["layers"][1]), "D": 2, "T": int(LIMITS["seq_len"][1]),
