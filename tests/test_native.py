@@ -38,7 +38,7 @@ def test_a_fresh_build_in_an_empty_cache_loads_and_passes_its_self_check(tmp_pat
 def test_builds_unused_for_30_days_are_pruned(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     cache = tmp_path / "gradviz"
-    cache.mkdir()
+    cache.mkdir(mode=0o700)     # private, as gradviz makes it: a folder open to others is purged
     stale, recent = cache / "native-0000000000000000.so", cache / "native-1111111111111111.so"
     for f, days in ((stale, 31), (recent, 29)):
         f.write_bytes(b"an older build")
@@ -70,6 +70,7 @@ def test_an_unwritable_cache_falls_back_to_the_temporary_directory(tmp_path, mon
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
+    (tmp_path / "tmp").mkdir()
     monkeypatch.setattr(tempfile, "gettempdir", lambda: str(tmp_path / "tmp"))
     kernels, status = native.load()
     assert kernels is not None, status

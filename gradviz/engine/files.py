@@ -1,19 +1,27 @@
-"""Writing files atomically: the one temp-file-and-rename that run files, exports and the
-compiled-library cache all use.
+"""Writing files atomically, and opening only regular files for reading.
 
-A write goes to a temporary file in the destination folder (same file system, so the
-rename is atomic), is flushed to disk, given the mode a plain ``open()`` would have
-given it, and renamed over the target. If anything fails the temporary file is removed
-and the target is left exactly as it was; the error propagates unchanged (an
-:class:`OSError` keeps its ``strerror``, which callers put in their own message).
+:func:`write_atomic` is the one temp-file-and-rename that run files, exports and the
+compiled-library cache all use. A write goes to a temporary file in the destination
+folder (same file system, so the rename is atomic), is flushed to disk, given the mode a
+plain ``open()`` would have given it, and renamed over the target. If anything fails the
+temporary file is removed and the target is left exactly as it was; the error propagates
+unchanged (an :class:`OSError` keeps its ``strerror``, which callers put in their own
+message).
+
+:func:`open_regular` is how every file a user names is opened for reading (run files, the
+text task's text): a FIFO, a device such as /dev/zero or a socket, or a symbolic link to
+one, would make a reader wait forever or read without end, so it is refused, before any
+byte is read, with :class:`NotRegularFileError`.
 """
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import BinaryIO, Callable, Iterator
 
 
 def new_file_mode(target: Path) -> int:
@@ -75,4 +83,37 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes, *, mode: int | None
     return write_atomic(path, write, mode=mode)
 
 
-__all__ = ["new_file_mode", "temp_beside", "write_atomic", "write_bytes_atomic"]
+class NotRegularFileError(OSError):
+    """A path names something other than a regular file; ``strerror`` says what it is:
+    "not a regular file (a FIFO)"."""
+
+
+_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"),
+          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+          (stat.S_ISSOCK, "a socket"))
+
+
+def open_regular(path: str | os.PathLike) -> tuple[BinaryIO, int]:
+    """``path`` opened for binary reading, and its size, if it is a regular file (a symbolic
+    link is followed to one); :class:`NotRegularFileError` if it is not, other OSErrors as
+    ``open`` raises them.
+
+    The file is opened without waiting (O_NONBLOCK: opening a FIFO would wait for a writer)
+    and its kind is checked on the open descriptor, so nothing can be swapped in between.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            kind = next((word for test, word in _KINDS if test(st.st_mode)), "not a file")
+            raise NotRegularFileError(errno.EINVAL, f"not a regular file ({kind})", str(path))
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb"), st.st_size
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+__all__ = ["new_file_mode", "temp_beside", "write_atomic", "write_bytes_atomic",
+           "NotRegularFileError", "open_regular"]

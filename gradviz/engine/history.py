@@ -76,10 +76,15 @@ class History:
                 np.shape(cap.param_grad_norm), tuple(cap.param_names), tuple(cap.gate_names),
                 baseline)
 
-    def _allocate(self, lzt: tuple[int, ...], has_dc: bool, p: int, rows: int) -> None:
+    def row_limit(self, lzt: tuple[int, ...], has_dc: bool, p: int) -> int:
+        """How many rows this history keeps of captures whose ``dh_norm`` has the shape
+        ``lzt`` (L, D, T), with ``dc_norm`` if ``has_dc``, of ``p`` parameter tensors."""
         row_bytes = 8 * (2 + len(FLOAT_ROWS)) + len(FLAG_ROWS) \
             + 4 * (int(np.prod(lzt)) * (2 if has_dc else 1) + p)
-        self._rows = max(rows, min(self.capacity, max(4, self.max_bytes // row_bytes)))
+        return min(self.capacity, max(4, self.max_bytes // row_bytes))
+
+    def _allocate(self, lzt: tuple[int, ...], has_dc: bool, p: int) -> None:
+        self._rows = self.row_limit(lzt, has_dc, p)
         # np.empty only reserves address space; pages are touched as rows are written.
         a = {"step": np.empty(self._rows, np.int64), "count": np.empty(self._rows, np.int64)}
         a.update({k: np.empty(self._rows, np.float64) for k in FLOAT_ROWS})
@@ -96,7 +101,7 @@ class History:
         if self._key is not None and key != self._key:
             self.clear()
         if self._key is None:
-            self._allocate(key[0], key[1] is not None, key[2][0], 0)
+            self._allocate(key[0], key[1] is not None, key[2][0])
             self._key = key
             self.param_names = tuple(cap.param_names)
             self.param_owners = _owners(self.param_names, cap.param_owners)
@@ -195,13 +200,17 @@ class History:
                 latest: Capture | None) -> None:
         """Refill from a run file's validated arrays: the rows (``step``, ``count``, the
         scalars, ``dh_norm``, ``dc_norm`` if any, ``param_grad_norm``), what the first
-        capture named, and the latest full capture."""
+        capture named, and the latest full capture. ValueError if there are more rows than
+        this history keeps (:meth:`row_limit`)."""
         self.clear()
         k = len(arrays["step"])
         if k:
             dh = arrays["dh_norm"]
             has_dc = "dc_norm" in arrays
-            self._allocate(dh.shape[1:], has_dc, arrays["param_grad_norm"].shape[1], k)
+            limit = self.row_limit(dh.shape[1:], has_dc, arrays["param_grad_norm"].shape[1])
+            if k > limit:
+                raise ValueError(f"{k} rows are more than this history keeps ({limit})")
+            self._allocate(dh.shape[1:], has_dc, arrays["param_grad_norm"].shape[1])
             for name, arr in self._a.items():
                 arr[:k] = arrays[name]
             self._n = k

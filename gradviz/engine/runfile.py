@@ -1,81 +1,43 @@
 """The run folder on disk: ``run.json`` and ``capture.npz``, written atomically, read
-without pickle.
+without pickle and within bounds.
 
 ``run.json`` holds the schema, configuration, versions and summary; ``capture.npz`` the
 arrays of a :class:`~gradviz.engine.history.History` and its latest full capture;
-docs/run-format.md describes every key. :func:`save_run` writes both to temporary files
-beside them and renames them into place, putting the old pair back if the second rename
-fails; :func:`load_run` checks every array's kind and shape against the others and raises
-:class:`RunFileError`, naming the file and the problem, for anything it does not expect.
-Shapes: K = rows, L = layers, D = directions, T = timesteps, P = parameter tensors,
-G = gates, H = hidden units.
+docs/run-format.md describes every key, and :mod:`gradviz.engine.runformat` holds the
+arrays' specification and the format's bounds. :func:`save_run` writes both to temporary
+files beside them and renames them into place, putting the old pair back if the second
+rename fails. :func:`load_run` opens only regular files of bounded size, reads
+capture.npz header first (:mod:`gradviz.engine.npzfile`), checks every array's kind and
+shape against the others and the bounds before reading its data, and raises
+:class:`RunFileError`, naming the file and the problem, for anything it does not expect:
+never another exception. Shapes: K = rows, L = layers, D = directions, T = timesteps,
+P = parameter tensors, G = gates, H = hidden units.
 """
 from __future__ import annotations
 
 import json
 import os
 import platform
-import zipfile
-import zlib
 from dataclasses import MISSING, fields
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
 from gradviz import __version__
 from gradviz.config import ConfigError, RunConfig
 from gradviz.engine.capture import Capture
-from gradviz.engine.files import temp_beside
+from gradviz.engine.files import NotRegularFileError, open_regular, temp_beside
 from gradviz.engine.history import FLAG_ROWS, FLOAT_ROWS, History
+from gradviz.engine.npzfile import Archive, ArchiveError
+from gradviz.engine.runformat import (KNOWN_ARRAYS, MAX_NPZ_BYTES, MAX_RUN_JSON_BYTES,
+                                      NAME_FIELDS, RunFileError, check_declared, check_values)
 
 SCHEMA = "gradviz-run"
 SCHEMA_VERSION = 1
 RUN_JSON = "run.json"
 CAPTURE_NPZ = "capture.npz"
-
-
-class RunFileError(ValueError):
-    """A run file is missing, unreadable or not what gradviz wrote; the message names
-    the file and the problem."""
-
-
-# -- capture.npz contents -------------------------------------------------------------
-# Every array of the file, with its dtype kind and named dimensions; dimensions with the
-# same letter must agree. Optional ones may be absent (dc_* for non-LSTM cells; latest_*
-# when no full capture was kept; param_owner in files from before it was stored).
-_ROW_SPEC: dict[str, tuple[str, tuple[str, ...]]] = {
-    "step": ("i", ("K",)), "count": ("i", ("K",)),
-    **{k: ("f", ("K",)) for k in FLOAT_ROWS},
-    **{k: ("b", ("K",)) for k in FLAG_ROWS},
-    "dh_norm": ("f", ("K", "T")),
-    "dh_norm_all": ("f", ("K", "L", "D", "T")),
-    "param_grad_norm": ("f", ("K", "P")),
-    "param_names": ("U", ("P",)),
-    "gate_names": ("U", ("G",)),
-    "baseline": ("f", ()),
-}
-_ROW_OPTIONAL = {"dc_norm": ("f", ("K", "T")), "dc_norm_all": ("f", ("K", "L", "D", "T")),
-                 "param_owner": ("i", ("P", "2"))}
-_LATEST_SPEC: dict[str, tuple[str, tuple[str, ...]]] = {
-    "step": ("i", ()), "loss": ("f", ()), "baseline": ("f", ()), "lr": ("f", ()),
-    "clip": ("U", ()), "clip_threshold": ("f", ()),
-    "dh_norm": ("f", ("L", "D", "T")),
-    "gate_names": ("U", ("G",)), "gate_ranges": ("f", ("G", "2")),
-    "gates": ("f", ("L", "D", "G", "T", "H")),
-    "sat_low": ("f", ("L", "D", "G", "T")), "sat_high": ("f", ("L", "D", "G", "T")),
-    "probe_h": ("f", ("L", "D", "T", "H")),
-    "param_names": ("U", ("P",)), "param_grad_norm": ("f", ("P",)),
-    "grad_norm": ("f", ()), "grad_norm_clipped": ("f", ()),
-    "clipped": ("b", ()), "nonfinite": ("b", ()),
-    "rho": ("f", ("L", "D", "R")), "sigma_max": ("f", ("L", "D", "R")),
-    "rho_names": ("U", ("R",)), "events": ("U", ("E",)),
-}
-_LATEST_OPTIONAL = {"dc_norm": ("f", ("L", "D", "T")), "probe_c": ("f", ("L", "D", "T", "H")),
-                    "rho_step": ("i", ())}
-_NAME_FIELDS = ("gate_names", "param_names", "rho_names", "events")
-_KIND_WORDS = {"i": "integers", "f": "floats", "b": "booleans", "U": "text"}
 
 
 def _names(values: tuple[str, ...] | list[str]) -> np.ndarray:
@@ -106,7 +68,7 @@ def _history_arrays(history: History) -> dict[str, np.ndarray]:
             value = getattr(cap, f.name)
             if value is None or f.name == "param_owners":   # stored once, as param_owner
                 continue
-            if f.name in _NAME_FIELDS:
+            if f.name in NAME_FIELDS:
                 value = _names(value)
             elif f.name == "gate_ranges":
                 value = np.array(value, dtype=np.float64).reshape(-1, 2)
@@ -142,7 +104,6 @@ def save_run(folder: str | os.PathLike, config: RunConfig, history: History,
 
     folder = Path(folder)
     created = [p for p in (folder, *folder.parents) if not p.exists()]   # deepest first
-    folder.mkdir(parents=True, exist_ok=True)
     doc = {
         "schema": SCHEMA,
         "schema_version": SCHEMA_VERSION,
@@ -156,6 +117,7 @@ def save_run(folder: str | os.PathLike, config: RunConfig, history: History,
     arrays = _history_arrays(history)
     npz, run_json = folder / CAPTURE_NPZ, folder / RUN_JSON
     try:
+        folder.mkdir(parents=True, exist_ok=True)    # a full disk may refuse a folder too
         with temp_beside(npz) as npz_tmp, temp_beside(run_json) as json_tmp:
             with open(npz_tmp, "wb") as f:
                 np.savez_compressed(f, **arrays)
@@ -170,6 +132,8 @@ def save_run(folder: str | os.PathLike, config: RunConfig, history: History,
         for made in created:        # a failed save leaves no new, empty folders behind
             try:
                 made.rmdir()
+            except FileNotFoundError:
+                continue            # not made: the save failed before reaching it
             except OSError:
                 break
         raise
@@ -215,22 +179,48 @@ def _run_paths(folder_or_run_json: str | os.PathLike) -> tuple[Path, Path]:
     raise RunFileError(f"{p}: not a run folder or run.json file")
 
 
-def _read_run_json(path: Path) -> dict:
-    """The validated contents of a run.json (config checked, summary a dict)."""
+def _open(path: Path, limit: int, most: str) -> tuple[BinaryIO, int]:
+    """``path`` opened, and its size, if it is a regular file of at most ``limit`` bytes
+    (``most`` says how much, in words); a RunFileError otherwise."""
     try:
-        with open(path, encoding="utf-8") as f:
-            doc = json.load(f)
+        handle, size = open_regular(path)
     except FileNotFoundError:
         raise RunFileError(f"{path}: file not found; a run folder holds run.json and capture.npz") \
             from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except NotRegularFileError as exc:            # "not a regular file (a FIFO)"
+        raise RunFileError(f"{path}: {exc.strerror}") from None
+    except OSError as exc:
+        raise RunFileError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if size > limit:
+        handle.close()
+        raise RunFileError(f"{path}: {size} bytes, more than {most}")
+    return handle, size
+
+
+def _read_run_json(path: Path) -> dict:
+    """The validated contents of a run.json (config checked, summary a dict)."""
+    most = f"a run.json may have ({MAX_RUN_JSON_BYTES // 2**20} MiB)"
+    handle, _ = _open(path, MAX_RUN_JSON_BYTES, most)
+    try:
+        with handle:
+            data = handle.read(MAX_RUN_JSON_BYTES + 1)     # it may have grown since
+    except OSError as exc:
+        raise RunFileError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if len(data) > MAX_RUN_JSON_BYTES:
+        raise RunFileError(f"{path}: more than {most}")
+    try:
+        doc = json.loads(data.decode("utf-8-sig"))          # a byte order mark is no damage
+    except UnicodeDecodeError as exc:
         raise RunFileError(f"{path}: cannot read: {exc}") from None
+    except RecursionError:
+        raise RunFileError(f"{path}: nested too deeply (a gradviz run.json is only a few "
+                           "levels deep)") from None
     except ValueError as exc:
         raise RunFileError(f"{path}: not valid JSON ({exc}); the file is damaged") from None
     if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
         raise RunFileError(f"{path}: not a gradviz run (no \"schema\": \"{SCHEMA}\")")
     version = doc.get("schema_version")
-    if version != SCHEMA_VERSION or isinstance(version, bool):
+    if type(version) is not int or version != SCHEMA_VERSION:    # not 1.0, not true
         raise RunFileError(f"{path}: schema_version {version!r} is not supported; this gradviz "
                            f"reads version {SCHEMA_VERSION} (a newer gradviz may open it)")
     for key, kind in (("config", dict), ("versions", dict), ("summary", dict), ("created", str)):
@@ -249,71 +239,20 @@ def load_run_config(folder_or_run_json: str | os.PathLike) -> RunConfig:
     return _read_run_json(_run_paths(folder_or_run_json)[0])["config"]
 
 
-def _read_npz(path: Path) -> dict[str, np.ndarray]:
+def _read_npz(path: Path, history: History) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+    """The arrays of capture.npz that the format names, each checked against the format
+    from its header before any is read (members of other names are never read), and the
+    sizes of the named dimensions."""
+    handle, size = _open(path, MAX_NPZ_BYTES, "a capture.npz may have (under 2 GiB)")
     try:
-        handle = open(path, "rb")
-    except FileNotFoundError:
-        raise RunFileError(f"{path}: file not found; a run folder holds run.json and capture.npz") \
-            from None
-    except OSError as exc:
-        raise RunFileError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    # Opened here rather than by np.load, which leaves its file open when the archive
-    # turns out to be damaged.
-    with handle:
-        return _read_npz_from(path, handle)
-
-
-def _read_npz_from(path: Path, handle) -> dict[str, np.ndarray]:
-    # What zipfile and zlib raise for damaged archives (RuntimeError: "encrypted" flags).
-    damaged = (OSError, EOFError, RuntimeError, zipfile.BadZipFile, zlib.error)
-    try:
-        npz = np.load(handle, allow_pickle=False)
-    except ValueError:  # numpy's last guess for unknown bytes is a pickle, refused here
-        raise RunFileError(f"{path}: damaged or not a numpy archive") from None
-    except damaged as exc:
-        raise RunFileError(f"{path}: damaged or truncated "
-                           f"({str(exc) or type(exc).__name__})") from None
-    if not isinstance(npz, np.lib.npyio.NpzFile):
-        return {}  # a bare .npy array: reported by the caller as missing arrays
-    try:
-        with npz:
-            arrays = {name: npz[name] for name in npz.files}
-    except ValueError as exc:
-        if "allow_pickle" in str(exc):
-            raise RunFileError(f"{path}: holds pickled (object) data, which gradviz never writes "
-                               "and will not load") from None
-        raise RunFileError(f"{path}: damaged ({exc})") from None
-    except damaged as exc:
-        raise RunFileError(f"{path}: damaged or truncated "
-                           f"({str(exc) or type(exc).__name__})") from None
-    for name, value in arrays.items():
-        if not isinstance(value, np.ndarray):  # NpzFile hands other zip members over as bytes
-            raise RunFileError(f"{path}: member '{name}' is not a numpy array")
-    return arrays
-
-
-def _check(path: Path, arrays: dict[str, np.ndarray], spec: dict, optional: dict,
-           prefix: str, dims: dict[str, int]) -> None:
-    """Check kinds and shapes of ``arrays`` against a spec, binding named dimensions."""
-    for name, (kind, shape) in {**spec, **optional}.items():
-        key = prefix + name
-        if key not in arrays:
-            if name in spec:
-                raise RunFileError(f"{path}: array '{key}' is missing; the file is incomplete "
-                                   "or was not written by gradviz")
-            continue
-        arr = arrays[key]
-        if arr.dtype.kind != kind and not (kind == "i" and arr.dtype.kind == "u"):
-            raise RunFileError(f"{path}: array '{key}' holds {arr.dtype} values; expected "
-                               f"{_KIND_WORDS[kind]}")
-        if arr.ndim != len(shape):
-            raise RunFileError(f"{path}: array '{key}' has shape {arr.shape}; expected "
-                               f"{len(shape)} dimension(s) ({', '.join(shape) or 'a scalar'})")
-        for dim, size in zip(shape, arr.shape):
-            want = int(dim) if dim.isdigit() else dims.setdefault(dim, size)
-            if size != want:
-                raise RunFileError(f"{path}: array '{key}' has shape {arr.shape}, but its {dim} "
-                                   f"dimension should be {want} to match the other arrays")
+        with handle, Archive(handle, size) as archive:
+            declared = archive.headers(KNOWN_ARRAYS)
+            dims = check_declared(path, declared, history)
+            arrays = {name: archive.read(name) for name in declared}
+    except ArchiveError as exc:
+        raise RunFileError(f"{path}: {exc}") from None
+    check_values(path, arrays)
+    return arrays, dims
 
 
 def _latest_from(arrays: dict[str, np.ndarray], owners: tuple) -> Capture:
@@ -326,7 +265,7 @@ def _latest_from(arrays: dict[str, np.ndarray], owners: tuple) -> Capture:
         if value is None:
             if f.default is MISSING and f.default_factory is MISSING:
                 values[f.name] = None  # an optional array (dc_norm, probe_c) not stored
-        elif f.name in _NAME_FIELDS:
+        elif f.name in NAME_FIELDS:
             values[f.name] = tuple(str(s) for s in value)
         elif f.name == "gate_ranges":
             values[f.name] = tuple((float(lo), float(hi)) for lo, hi in value)
@@ -346,31 +285,23 @@ def load_run(folder_or_run_json: str | os.PathLike,
     """
     json_path, npz_path = _run_paths(folder_or_run_json)
     doc = _read_run_json(json_path)
-    arrays = _read_npz(npz_path)
-    dims: dict[str, int] = {}
-    _check(npz_path, arrays, _ROW_SPEC, _ROW_OPTIONAL, "", dims)
-    if ("dc_norm" in arrays) != ("dc_norm_all" in arrays):
-        raise RunFileError(f"{npz_path}: 'dc_norm' and 'dc_norm_all' must be both present or "
-                           "both absent")
-    if np.any(arrays["count"] < 1):
-        raise RunFileError(f"{npz_path}: array 'count' holds values below 1")
-    latest = None
-    if any(name.startswith("latest_") for name in arrays):
-        if dims["K"] == 0:
-            raise RunFileError(f"{npz_path}: has a latest capture but no rows")
-        _check(npz_path, arrays, _LATEST_SPEC, _LATEST_OPTIONAL, "latest_", dims)
-    names = tuple(str(s) for s in arrays["param_names"])
-    owners = _param_owners(npz_path, arrays, names, dims)
-    if any(name.startswith("latest_") for name in arrays):
-        latest = _latest_from(arrays, owners)
-    rows = {name: arrays[name] for name in ("step", "count", *FLOAT_ROWS, *FLAG_ROWS)}
-    rows["dh_norm"] = arrays["dh_norm_all"]
-    if "dc_norm_all" in arrays:
-        rows["dc_norm"] = arrays["dc_norm_all"]
-    rows["param_grad_norm"] = arrays["param_grad_norm"]
     history = History(capacity)
-    history.restore(rows, names, owners, tuple(str(s) for s in arrays["gate_names"]),
-                    float(arrays["baseline"]), latest)
+    try:
+        arrays, dims = _read_npz(npz_path, history)
+        names = tuple(str(s) for s in arrays["param_names"])
+        owners = _param_owners(npz_path, arrays, names, dims)
+        latest = (_latest_from(arrays, owners) if any(k.startswith("latest_") for k in arrays)
+                  else None)
+        rows = {name: arrays[name] for name in ("step", "count", *FLOAT_ROWS, *FLAG_ROWS)}
+        rows["dh_norm"] = arrays["dh_norm_all"]
+        if "dc_norm_all" in arrays:
+            rows["dc_norm"] = arrays["dc_norm_all"]
+        rows["param_grad_norm"] = arrays["param_grad_norm"]
+        history.restore(rows, names, owners, tuple(str(s) for s in arrays["gate_names"]),
+                        float(arrays["baseline"]), latest)
+    except MemoryError:
+        raise RunFileError(f"{npz_path}: too large for the memory this machine has free") \
+            from None
     return doc["config"], history, doc["summary"]
 
 

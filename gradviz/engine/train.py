@@ -267,7 +267,8 @@ class Trainer:
             param_grad_norm=norms.to("cpu", torch.float32).numpy(),
             grad_norm=grad_norm, grad_norm_clipped=grad_norm_clipped,
             clipped=clipped, nonfinite=nonfinite,
-            rho=rho.to(torch.float32).cpu().numpy(), sigma_max=sigma.to(torch.float32).cpu().numpy(),
+            # float64, as computed: the weights of a float64 run may pass float32's range.
+            rho=rho.cpu().numpy(), sigma_max=sigma.cpu().numpy(),
             rho_names=self._block_names, events=events, rho_step=rho_step,
         )
         if not full:

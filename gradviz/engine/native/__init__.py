@@ -5,7 +5,9 @@ the dispatch costs more than the arithmetic. ``_native.c`` runs each layer's loo
 time in one call: the forward passes of the LSTMs and the GRU, and the reverse scans of
 every cell. It is compiled with the system's C compiler the first time a cell needs it and
 cached in ``~/.cache/gradviz`` (or ``$XDG_CACHE_HOME/gradviz``; a folder in the temporary
-directory where that cannot be written).
+directory where that cannot be written). A library is loaded only from a folder of the
+user's that no one else may enter, and only if no one else may write it: a library planted
+by another user is never run (:mod:`~gradviz.engine.native.build`).
 
 It is optional. Without a C compiler, when the build fails, when the result fails its
 self-check, or with ``GRADVIZ_NATIVE=0`` in the environment, :func:`kernels` returns None
@@ -178,10 +180,17 @@ def load() -> tuple[Kernels | None, str]:
         source = build.SOURCE.read_bytes()
     except OSError as exc:
         return None, f"cannot read {build.SOURCE.name}: {exc.strerror}; using PyTorch operations"
+    folder, notes = build.cache_dir()
+    if folder is None:
+        return None, ("cannot write a private cache folder for the compiled loops "
+                      f"({'; '.join(notes)}); using PyTorch operations")
     errors = []
     for flags in build.FLAG_SETS:
-        target = build.target_for(source, compiler, flags)
-        if not target.exists():
+        target = folder / build.library_name(source, compiler, flags)
+        untrusted = build.distrust(target)
+        if untrusted:
+            notes.append(f"rebuilt {target.name}: {untrusted}")
+        if untrusted or not target.exists():
             error = build.compile_into(compiler, flags, target)
             if error:
                 errors.append(error)
@@ -195,7 +204,8 @@ def load() -> tuple[Kernels | None, str]:
         if problem:
             return None, f"compiled loops failed their self-check ({problem}); using PyTorch operations"
         build.prune(target)
-        return found, f"compiled loops in use ({' '.join(flags)}, {target})"
+        return found, f"compiled loops in use ({' '.join(flags)}, {target})" + \
+            "".join(f"; {note}" for note in notes)
     return None, f"building the compiled loops failed ({errors[-1]}); using PyTorch operations"
 
 

@@ -5,6 +5,13 @@ the platform and the CPU (``-march=native``) — so a cached library is reused o
 it was built for, and never half-written: the compiler writes a temporary file beside
 the target, which is renamed into place (:func:`gradviz.engine.files.write_atomic`;
 another process may be building the same library at the same time).
+
+Loading a library runs its code, so a build is loaded only from a folder of this user's
+that no one else may enter (mode 0700: :func:`cache_dir`), and only if it is a regular
+file of this user's that no one else may write (:func:`distrust`). The cache's file names
+can be computed by anyone; a folder planted at the fallback path in the temporary
+directory, or a symbolic link there, is refused, and a build others could have written
+is rebuilt.
 """
 from __future__ import annotations
 
@@ -13,6 +20,7 @@ import hashlib
 import os
 import platform
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -32,19 +40,91 @@ def find_compiler() -> str | None:
     return os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
 
 
-def cache_dir() -> Path:
-    """~/.cache/gradviz (or $XDG_CACHE_HOME/gradviz); where that cannot be written (a
-    read-only home), a folder of this user's in the temporary directory."""
+def cache_dir() -> tuple[Path | None, list[str]]:
+    """The folder to build in and notes on what was refused or repaired on the way.
+
+    ~/.cache/gradviz (or $XDG_CACHE_HOME/gradviz); where that cannot be used (a read-only
+    home), gradviz-cache-<uid> in the temporary directory. Either is used only as a folder
+    of this user's that no one else may enter (:func:`_make_private`); None where neither
+    is one, and the notes say why.
+    """
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     user = os.getuid() if hasattr(os, "getuid") else os.environ.get("USERNAME", "user")
-    for folder in (Path(base) / "gradviz", Path(tempfile.gettempdir()) / f"gradviz-cache-{user}"):
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError:
-            continue
-        if os.access(folder, os.W_OK | os.X_OK):
-            return folder
-    return Path(base) / "gradviz"          # the build then reports why it cannot write
+    notes: list[str] = []
+    for folder, parents in ((Path(base) / "gradviz", True),
+                            (Path(tempfile.gettempdir()) / f"gradviz-cache-{user}", False)):
+        problem = _make_private(folder, parents, notes)
+        if problem is None:
+            return folder, notes
+        notes.append(problem)
+    return None, notes
+
+
+def _make_private(folder: Path, parents: bool, notes: list[str]) -> str | None:
+    """Create ``folder`` (mode 0700) or check the one there; None if it is now a real folder
+    (not a symbolic link) of this user's with mode 0700, else why not.
+
+    One that belongs to this user but was open to others is made private, and the builds in
+    it are removed: anyone could have put a file there, or renamed an old build to the name
+    of the current one. The checks are made on the opened folder, so that nothing can be
+    swapped in between; afterwards no one else can rename or replace it (the temporary
+    directory has the sticky bit, and the home is the user's).
+    """
+    try:
+        if parents:
+            folder.parent.mkdir(parents=True, exist_ok=True)
+        os.mkdir(folder, 0o700)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        return f"cannot create {folder} ({exc.strerror or exc})"
+    if not hasattr(os, "getuid"):          # Windows: a per-user temporary folder, no modes
+        return None if os.access(folder, os.W_OK | os.X_OK) else f"cannot write to {folder}"
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError as exc:
+        if os.path.islink(folder):
+            return f"{folder} is a symbolic link, not a folder of yours"
+        return f"cannot open {folder} ({exc.strerror or exc})"
+    try:
+        st = os.fstat(fd)
+        if st.st_uid != os.getuid():
+            return f"{folder} belongs to uid {st.st_uid}, not to you"
+        if st.st_mode & 0o077:
+            os.fchmod(fd, 0o700)
+            for old in folder.glob("native-*"):
+                old.unlink()
+            notes.append(f"{folder} was open to others (mode {st.st_mode & 0o777:o}): made "
+                         "private, its builds removed")
+    except OSError as exc:
+        return f"cannot make {folder} private ({exc.strerror or exc})"
+    finally:
+        os.close(fd)
+    return None if os.access(folder, os.W_OK | os.X_OK) else f"cannot write to {folder}"
+
+
+def distrust(target: Path) -> str | None:
+    """Why the file at ``target`` must not be loaded, or None if it is a regular file of
+    this user's that no one else may write (or if there is none)."""
+    try:
+        return _distrust(os.lstat(target))
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return f"cannot check it ({exc.strerror or exc})"
+
+
+def _distrust(st: os.stat_result) -> str | None:
+    """:func:`distrust` of a file with the status ``st``."""
+    if not stat.S_ISREG(st.st_mode):
+        return "it is not a regular file"
+    if not hasattr(os, "getuid"):
+        return None
+    if st.st_uid != os.getuid():
+        return f"it belongs to uid {st.st_uid}, not to you"
+    if st.st_mode & 0o022:
+        return f"others may write it (mode {st.st_mode & 0o777:o})"
+    return None
 
 
 def _cpu_signature() -> str:
@@ -60,12 +140,12 @@ def _cpu_signature() -> str:
     return sig
 
 
-def target_for(source: bytes, compiler: str, flags: list[str]) -> Path:
-    """Where the build of ``source`` with ``compiler`` and ``flags`` is cached."""
+def library_name(source: bytes, compiler: str, flags: list[str]) -> str:
+    """The file name of the build of ``source`` with ``compiler`` and ``flags``."""
     key = hashlib.sha256(source + repr((compiler, flags, sys.platform)).encode()
                          + _cpu_signature().encode()).hexdigest()[:16]
     suffix = ".dll" if sys.platform == "win32" else ".so"
-    return cache_dir() / f"native-{key}{suffix}"
+    return f"native-{key}{suffix}"
 
 
 class _CompileError(Exception):
@@ -84,9 +164,11 @@ def compile_into(compiler: str, flags: list[str], target: Path) -> str | None:
         if done.returncode != 0:
             last = (done.stderr.strip().splitlines() or ["no message"])[-1]
             raise _CompileError(f"{name} exited with {done.returncode}: {last}")
+        # The linker makes its output anew with the umask's mode (0775 under umask 002):
+        # a library that others may write would not be loaded (distrust).
+        os.chmod(temp, 0o700)
 
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
         # A cache that can be rebuilt: no fsync.
         write_atomic(target, write, durable=False)
     except _CompileError as exc:
@@ -96,8 +178,24 @@ def compile_into(compiler: str, flags: list[str], target: Path) -> str | None:
     return None
 
 
+class UntrustedLibrary(OSError):
+    """A file at a library's path that :func:`distrust` refuses."""
+
+
 def load_library(target: Path) -> ctypes.CDLL:
-    """The library at ``target``; OSError where it cannot be loaded."""
+    """The library at ``target``; OSError where it cannot be loaded, UntrustedLibrary where
+    it is not a regular file of this user's that only this user may write.
+
+    The file is checked as opened (O_NOFOLLOW: not through a symbolic link) and then loaded
+    by its path, which only this user can change: its folder is private
+    (:func:`cache_dir`)."""
+    fd = os.open(target, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    try:
+        problem = _distrust(os.fstat(fd))
+    finally:
+        os.close(fd)
+    if problem:
+        raise UntrustedLibrary(f"{target}: {problem}")
     return ctypes.CDLL(str(target))
 
 

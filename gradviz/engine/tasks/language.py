@@ -9,12 +9,15 @@ with a message that names the file and the fix.
 """
 from __future__ import annotations
 
+import codecs
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from gradviz.engine.files import NotRegularFileError, open_regular
 
 from .base import Batch, ClassificationLoss, Task, TaskInputError, new_probe_generator
 
@@ -290,12 +293,21 @@ def _human_size(n: int) -> str:
     return f"{n} bytes"
 
 
-def load_text(path: str | Path, max_bytes: int = 5_000_000) -> tuple[str, str | None]:
-    """Read a UTF-8 text file for the text task: (text, note).
+# A byte order mark names the encoding of a text that is not UTF-8 (Notepad's "Unicode" is
+# UTF-16 with one). UTF-32's marks begin with UTF-16's, so they are tried first.
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32", "UTF-32"), (codecs.BOM_UTF32_BE, "utf-32", "UTF-32"),
+         (codecs.BOM_UTF16_LE, "utf-16", "UTF-16"), (codecs.BOM_UTF16_BE, "utf-16", "UTF-16"),
+         (codecs.BOM_UTF8, "utf-8-sig", "UTF-8"))
 
-    A file larger than ``max_bytes`` is read only in part (its first ``max_bytes``, cut back
-    to a whole character) and ``note`` says so; otherwise ``note`` is None. A leading byte
-    order mark is dropped. Raises :class:`TaskInputError` naming the file and the fix.
+
+def load_text(path: str | Path, max_bytes: int = 5_000_000) -> tuple[str, str | None]:
+    """Read a text file for the text task: (text, note).
+
+    The text is UTF-8, or UTF-16 or UTF-32 where the file begins with that encoding's byte
+    order mark; the mark is dropped. A file larger than ``max_bytes`` is read only in part
+    (its first ``max_bytes``, cut back to a whole character) and ``note`` says so;
+    otherwise ``note`` is None. Only a regular file is read (a FIFO would wait forever).
+    Raises :class:`TaskInputError` naming the file and the fix.
     """
     path = Path(path)
     if not path.exists():
@@ -305,10 +317,13 @@ def load_text(path: str | Path, max_bytes: int = 5_000_000) -> tuple[str, str | 
         raise TaskInputError(f"{path} is a folder, not a file; choose a UTF-8 text file.",
                              field="text_file")
     try:
-        size = path.stat().st_size
-        with open(path, "rb") as handle:
+        handle, size = open_regular(path)
+        with handle:
             data = handle.read(max_bytes)
             partial = bool(handle.read(1))
+    except NotRegularFileError as error:
+        raise TaskInputError(f"The text file {path} is {error.strerror}; choose a plain UTF-8 "
+                             f"text file.", field="text_file") from None
     except OSError as error:
         raise TaskInputError(f"The text file {path} cannot be read ({error.strerror or error}); "
                              f"check that you may read it, or choose another file.",
@@ -316,27 +331,28 @@ def load_text(path: str | Path, max_bytes: int = 5_000_000) -> tuple[str, str | 
     if not data:
         raise TaskInputError(f"The text file {path} is empty; choose a file with text in it.",
                              field="text_file")
-    if b"\x00" in data[:8192]:
-        raise TaskInputError(f"{path} looks like a binary file (it contains NUL bytes), not "
-                             f"text; choose a plain UTF-8 text file.", field="text_file")
+    binary = TaskInputError(f"{path} looks like a binary file (it contains NUL bytes), not "
+                            f"text; choose a plain UTF-8 text file.", field="text_file")
+    codec, name = next(((c, n) for bom, c, n in _BOMS if data.startswith(bom)), ("utf-8", "UTF-8"))
+    if name == "UTF-8" and b"\x00" in data:     # before decoding: binary, not "invalid UTF-8"
+        raise binary
+    # Incremental: a partial read may stop inside a character, which is then left out.
+    decoder = codecs.getincrementaldecoder(codec)()
     try:
-        text = data.decode("utf-8")
+        text = decoder.decode(data, final=not partial)
     except UnicodeDecodeError as error:
-        # A partial read may stop inside a multi-byte character: drop that character.
-        if partial and error.end == len(data) and error.reason == "unexpected end of data":
-            data = data[:error.start]
-            text = data.decode("utf-8")
-        else:
-            raise TaskInputError(f"The text file {path} is not valid UTF-8 (byte {error.start} "
-                                 f"is {data[error.start]:#04x}); save it as UTF-8 and try again.",
-                                 field="text_file") from None
-    text = text.removeprefix("\ufeff")
+        raise TaskInputError(f"The text file {path} is not valid {name} (byte {error.start} "
+                             f"is {data[error.start]:#04x}); save it as UTF-8 and try again.",
+                             field="text_file") from None
+    if "\x00" in text:
+        raise binary
     if not text:
         raise TaskInputError(f"The text file {path} holds no text; choose a file with text "
                              f"in it.", field="text_file")
     note = None
     if partial:
-        note = f"{path.name}: read the first {_human_size(len(data))} of {_human_size(size)}"
+        used = len(data) - len(decoder.getstate()[0])
+        note = f"{path.name}: read the first {_human_size(used)} of {_human_size(size)}"
     return text, note
 
 
