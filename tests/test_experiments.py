@@ -1,6 +1,6 @@
 """The guided experiments: every file loads and trains, a wrong file is named with its field,
 and the fast lessons (vanishing, exploding, clipped, forget bias) hold on captured numbers.
-The slower lessons (an LSTM or an IRNN learning the adding problem) are checked by
+The slower lessons (an LSTM, an IRNN or a GRU learning to remember) are checked by
 benchmarks/experiments.py."""
 import dataclasses
 import json
@@ -33,7 +33,7 @@ def one_thread():
 
 def test_the_required_experiments_are_there_and_each_has_a_lesson_check():
     assert {"vanishing-tanh", "exploding-relu", "clipped-relu", "lstm-remembers",
-            "forget-bias", "irnn-adding"} <= set(NAMES)
+            "forget-bias", "irnn-adding", "copy-gru"} <= set(NAMES)
     assert set(CHECKS) == set(NAMES)
 
 
@@ -163,3 +163,21 @@ def test_the_benchmark_prints_one_line_per_experiment_and_a_total():
     assert [line.split(":")[0] for line in lines[:2]] == ["exploding-relu", "vanishing-tanh"]
     assert all(": held (" in line for line in lines[:2])
     assert lines[2:] == ["2 held, 0 failed"]
+
+
+def test_the_files_are_found_inside_a_zipped_package(tmp_path):
+    # As in a wheel or a zip import: no folder to glob, only importlib.resources.
+    import zipfile
+
+    archive = tmp_path / "gradviz.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in (ROOT / "gradviz").rglob("*"):
+            if path.suffix in (".py", ".json"):
+                zf.write(path, path.relative_to(ROOT).as_posix())
+    code = ("import gradviz.experiments as e; assert '.zip' in e.__file__, e.__file__; "
+            "print(' '.join(sorted(x.name for x in e.list_experiments())))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120, cwd=tmp_path,
+                            env={"PYTHONPATH": str(archive), "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == NAMES

@@ -97,18 +97,36 @@ def _clipped(exp: Experiment, steps: int | None) -> tuple[bool, str]:
                   f"in {session.steps_done}")
 
 
-def _learns(exp: Experiment, steps: int | None) -> tuple[bool, str]:
-    """The loss, averaged over LOSS_WINDOW steps, falls below half the baseline."""
-    def below(s: Session) -> bool:
-        loss = s.history.loss
-        return len(loss) >= LOSS_WINDOW and \
-            float(np.mean(loss[-LOSS_WINDOW:])) < 0.5 * s.trainer.baseline
+def _mean_loss(session: Session) -> float:
+    """The loss over the last LOSS_WINDOW steps, as a multiple of the baseline."""
+    return float(np.mean(session.history.loss[-LOSS_WINDOW:])) / session.trainer.baseline
 
-    session = train(exp.config, steps or exp.config.steps, until=below)
-    loss = float(np.mean(session.history.loss[-LOSS_WINDOW:])) / session.trainer.baseline
-    if below(session):
+
+def _learn(config: RunConfig, steps: int, fraction: float) -> Session:
+    """Train until the mean loss falls below ``fraction`` of the baseline, or ``steps``."""
+    return train(config, steps, until=lambda s: len(s.history) >= LOSS_WINDOW
+                 and _mean_loss(s) < fraction)
+
+
+def _learns(exp: Experiment, steps: int | None) -> tuple[bool, str]:
+    """The loss falls below half the baseline."""
+    session = _learn(exp.config, steps or exp.config.steps, 0.5)
+    loss = _mean_loss(session)
+    if loss < 0.5:
         return True, f"loss {loss:.2f}x baseline at step {session.steps_done}"
     return False, f"loss still {loss:.2f}x baseline after {session.steps_done} steps (needs < 0.5)"
+
+
+def _gated_not_plain(exp: Experiment, steps: int | None) -> tuple[bool, str]:
+    """The gated cell leaves the baseline (below 0.9 of it); the plain RNN of the "then"
+    configuration, trained as long, stays on it (above 0.95)."""
+    gated = _learn(exp.config, steps or exp.config.steps, 0.9)
+    plain = train(exp.then_config, gated.steps_done)
+    ours, theirs = _mean_loss(gated), _mean_loss(plain)
+    held = ours < 0.9 and theirs > 0.95
+    return held, (f"{exp.config.cell} loss {ours:.2f}x baseline at step {gated.steps_done} "
+                  f"(needs < 0.9), {exp.then_config.cell} {theirs:.2f}x after as many "
+                  f"(needs > 0.95)")
 
 
 def _forget_bias(exp: Experiment, steps: int | None) -> tuple[bool, str]:
@@ -129,6 +147,7 @@ CHECKS: dict[str, Callable[[Experiment, int | None], tuple[bool, str]]] = {
     "lstm-remembers": _learns,
     "forget-bias": _forget_bias,
     "irnn-adding": _learns,
+    "copy-gru": _gated_not_plain,
 }
 
 
