@@ -71,6 +71,10 @@ def _vanishing(exp: Experiment, steps: int | None) -> tuple[bool, str]:
 
 
 def _exploding(exp: Experiment, steps: int | None) -> tuple[bool, str]:
+    """At least 20 finite steps, then a drawn climb of the global norm into a non-finite
+    step. The run is chaotic: changing ρ by 1e-6 here gives a run that spikes and recovers
+    instead, so this check is what says whether the experiment still shows its lesson
+    (on another CPU's rounding, say)."""
     session = train(exp.config, steps or 500, until=_nonfinite)
     h = session.history
     bad = np.flatnonzero(h.nonfinite)
