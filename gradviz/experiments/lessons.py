@@ -1,0 +1,169 @@
+"""The check of each experiment's lesson, on the numbers a headless run captures.
+
+``check_lesson(experiment)`` trains the experiment's configuration (and, where the lesson
+is a comparison, its "then" configuration) from a fresh model with
+:class:`~gradviz.engine.session.Session`, for the steps the lesson needs, and says whether
+what the experiment's description promises is in :attr:`Session.history`. So "the
+exploding run explodes visibly and the clipped one does not" is a tested fact.
+
+The runs are deterministic for one torch thread (what the app's training process uses for
+models this small, :func:`gradviz.engine.train.threads_for`); callers set
+``torch.set_num_threads(1)``.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from gradviz.config import RunConfig
+from gradviz.engine.session import Session
+
+from . import Experiment
+
+# Steps over which a loss is averaged before it is compared with the baseline.
+LOSS_WINDOW = 50
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Whether a lesson held, the figures that say so, and the seconds it took."""
+    name: str
+    held: bool
+    detail: str
+    seconds: float = 0.0
+
+    def line(self) -> str:
+        """``NAME: held (…)`` or ``NAME: failed (…)``."""
+        return f"{self.name}: {'held' if self.held else 'failed'} ({self.detail}; {self.seconds:.1f} s)"
+
+
+def train(config: RunConfig, steps: int, until: Callable[[Session], bool] | None = None) -> Session:
+    """A fresh session of ``config`` trained ``steps`` steps, or until ``until(session)``."""
+    session = Session(config)
+    for _ in session.steps(steps, full=False):
+        if until is not None and until(session):
+            break
+    return session
+
+
+def log_ratio(norms: np.ndarray) -> np.ndarray:
+    """log10 of the gradient norm at t = 0 over the one at t = T − 1, per capture, for
+    norms (K, L, D, T) of the first layer and direction; an underflowed norm gives −inf."""
+    with np.errstate(divide="ignore"):
+        return np.log10(norms[:, 0, 0, 0]) - np.log10(norms[:, 0, 0, -1])
+
+
+def _nonfinite(session: Session) -> bool:
+    return session.counts.nonfinite > 0
+
+
+def _vanishing(exp: Experiment, steps: int | None) -> tuple[bool, str]:
+    session = train(exp.config, steps or 300)
+    h = session.history
+    first = float(log_ratio(h.dh_norm)[0])
+    loss = float(np.mean(h.loss[-LOSS_WINDOW:])) / session.trainer.baseline
+    held = first <= -10 and loss >= 0.8
+    return held, (f"log10 |dL/dh_0|/|dL/dh_T-1| = {first:.1f} on step 0 (needs <= -10); "
+                  f"loss {loss:.2f}x baseline after {session.steps_done} steps (needs >= 0.8)")
+
+
+def _exploding(exp: Experiment, steps: int | None) -> tuple[bool, str]:
+    """At least 20 finite steps, then a drawn climb of the global norm into a non-finite
+    step. The run is chaotic: changing ρ by 1e-6 here gives a run that spikes and recovers
+    instead, so this check is what says whether the experiment still shows its lesson
+    (on another CPU's rounding, say)."""
+    session = train(exp.config, steps or 500, until=_nonfinite)
+    h = session.history
+    bad = np.flatnonzero(h.nonfinite)
+    if not len(bad):
+        return False, f"no non-finite step in {session.steps_done} steps"
+    k = int(bad[0])
+    if k < 20:
+        return False, f"the first non-finite step is step {k}; needs >= 20 finite steps before it"
+    start = float(np.median(h.grad_norm[:10]))
+    last = float(h.grad_norm[k - 1])
+    # Growth that is drawn, not one spike: several steps well above where the run began.
+    above = int(np.sum(h.grad_norm[:k] > 3 * start))
+    held = last >= 10 * start and above >= 5
+    return held, (f"first non-finite step {k}; global norm {start:.3g} (median of steps 0-9) "
+                  f"-> {last:.3g} on step {k - 1} ({last / start:.3g}x, needs >= 10x); "
+                  f"{above} steps above 3x the start (needs >= 5)")
+
+
+def _clipped(exp: Experiment, steps: int | None) -> tuple[bool, str]:
+    session = train(exp.config, steps or 500)
+    counts = session.counts
+    held = counts.nonfinite == 0 and counts.clipped > 0
+    return held, (f"{counts.nonfinite} non-finite and {counts.clipped} clipped steps "
+                  f"in {session.steps_done}")
+
+
+def _mean_loss(session: Session) -> float:
+    """The loss over the last LOSS_WINDOW steps, as a multiple of the baseline."""
+    return float(np.mean(session.history.loss[-LOSS_WINDOW:])) / session.trainer.baseline
+
+
+def _learn(config: RunConfig, steps: int, fraction: float) -> Session:
+    """Train until the mean loss falls below ``fraction`` of the baseline, or ``steps``."""
+    return train(config, steps, until=lambda s: len(s.history) >= LOSS_WINDOW
+                 and _mean_loss(s) < fraction)
+
+
+def _learns(exp: Experiment, steps: int | None) -> tuple[bool, str]:
+    """The loss falls below half the baseline."""
+    session = _learn(exp.config, steps or exp.config.steps, 0.5)
+    loss = _mean_loss(session)
+    if loss < 0.5:
+        return True, f"loss {loss:.2f}x baseline at step {session.steps_done}"
+    return False, f"loss still {loss:.2f}x baseline after {session.steps_done} steps (needs < 0.5)"
+
+
+def _gated_not_plain(exp: Experiment, steps: int | None) -> tuple[bool, str]:
+    """The gated cell leaves the baseline (below 0.9 of it); the plain RNN of the "then"
+    configuration, trained as long, stays on it (above 0.95)."""
+    gated = _learn(exp.config, steps or exp.config.steps, 0.9)
+    plain = train(exp.then_config, gated.steps_done)
+    ours, theirs = _mean_loss(gated), _mean_loss(plain)
+    held = ours < 0.9 and theirs > 0.95
+    return held, (f"{exp.config.cell} loss {ours:.2f}x baseline at step {gated.steps_done} "
+                  f"(needs < 0.9), {exp.then_config.cell} {theirs:.2f}x after as many "
+                  f"(needs > 0.95)")
+
+
+def _forget_bias(exp: Experiment, steps: int | None) -> tuple[bool, str]:
+    n = steps or 100
+    kept, lost = (float(np.median(log_ratio(train(c, n).history.dc_norm)))
+                  for c in (exp.config, exp.then_config))
+    held = kept - lost >= 4
+    return held, (f"median log10 |dL/dc_0|/|dL/dc_T-1| over {n} steps: "
+                  f"{kept:.1f} with bias {exp.config.forget_bias:g}, "
+                  f"{lost:.1f} with bias {exp.then_config.forget_bias:g} (needs >= 4 decades apart)")
+
+
+# Each experiment's check: (experiment, steps or None for the lesson's own) -> (held, why).
+CHECKS: dict[str, Callable[[Experiment, int | None], tuple[bool, str]]] = {
+    "vanishing-tanh": _vanishing,
+    "exploding-relu": _exploding,
+    "clipped-relu": _clipped,
+    "lstm-remembers": _learns,
+    "forget-bias": _forget_bias,
+    "irnn-adding": _learns,
+    "copy-gru": _gated_not_plain,
+}
+
+
+def check_lesson(exp: Experiment, steps: int | None = None) -> Outcome:
+    """Train ``exp`` headless and check its lesson; ``steps`` overrides the lesson's own
+    number of steps (a smoke run)."""
+    check = CHECKS.get(exp.name)
+    if check is None:
+        return Outcome(exp.name, False, "no lesson check for this experiment")
+    started = time.perf_counter()
+    held, detail = check(exp, steps)
+    return Outcome(exp.name, held, detail, time.perf_counter() - started)
+
+
+__all__ = ["Outcome", "CHECKS", "check_lesson", "train", "log_ratio", "LOSS_WINDOW"]

@@ -1,0 +1,183 @@
+"""The guided experiments: every file loads and trains, a wrong file is named with its field,
+and the fast lessons (vanishing, exploding, clipped, forget bias) hold on captured numbers.
+The slower lessons (an LSTM, an IRNN or a GRU learning to remember) are checked by
+benchmarks/experiments.py."""
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from gradviz.config import RunConfig
+from gradviz.engine.session import Session
+from gradviz.experiments import (Experiment, ExperimentError, experiment_names,
+                                 list_experiments, load_experiment, read_experiment)
+from gradviz.experiments.lessons import CHECKS, check_lesson
+
+ROOT = Path(__file__).resolve().parent.parent
+NAMES = experiment_names()
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """The lessons are tuned for one torch thread, as the app trains models this small."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_the_required_experiments_are_there_and_each_has_a_lesson_check():
+    assert {"vanishing-tanh", "exploding-relu", "clipped-relu", "lstm-remembers",
+            "forget-bias", "irnn-adding", "copy-gru"} <= set(NAMES)
+    assert set(CHECKS) == set(NAMES)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_experiment_file_loads_and_validates(name):
+    exp = load_experiment(name)
+    assert isinstance(exp, Experiment) and exp.name == name
+    assert isinstance(exp.config, RunConfig)
+    assert exp.config == RunConfig.from_dict(exp.config.to_dict())
+    for text in (exp.title, exp.theme, exp.watch, exp.expected, exp.source):
+        assert text.strip()
+    # The watch paragraph says how long to wait.
+    assert "second" in exp.watch or "step" in exp.watch
+    assert (exp.then_label is None) == (exp.then_config is None)
+    if exp.then_config is not None:
+        assert exp.then_config != exp.config
+
+
+def test_list_is_sorted_by_theme_then_title():
+    listed = list_experiments()
+    assert [e.name for e in listed] != [] and sorted(e.name for e in listed) == NAMES
+    keys = [(e.theme, e.title) for e in listed]
+    assert keys == sorted(keys)
+
+
+def test_then_configs_change_what_the_lesson_is_about():
+    assert load_experiment("forget-bias").then_config.forget_bias == 0.0
+    exploding = load_experiment("exploding-relu")
+    clipped = load_experiment("clipped-relu")
+    # "Now clip it" is the clipped experiment itself: same seed, data and model.
+    assert exploding.then_config == clipped.config
+    assert exploding.config.replace(clip="norm", clip_threshold=2.0) == clipped.config
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_experiment_trains_headless_for_a_few_steps(name):
+    exp = load_experiment(name)
+    for config in filter(None, (exp.config, exp.then_config)):
+        session = Session(config)
+        assert session.run(3) == 3
+        assert len(session.history) == 3
+        assert np.all(np.isfinite(session.history.loss))
+
+
+def test_unknown_experiment_names_the_known_ones():
+    with pytest.raises(ValueError, match="unknown experiment 'nope'.*vanishing-tanh"):
+        load_experiment("nope")
+
+
+def _write(tmp_path, name, data) -> Path:
+    path = tmp_path / f"{name}.json"
+    path.write_text(data if isinstance(data, str) else json.dumps(data), encoding="utf-8")
+    return path
+
+
+def _good(name="demo"):
+    data = json.loads((ROOT / "gradviz" / "experiments" / "forget-bias.json").read_text())
+    data["name"] = name
+    return data
+
+
+def test_a_good_file_read_from_anywhere(tmp_path):
+    exp = read_experiment(_write(tmp_path, "demo", _good()))
+    assert exp.name == "demo" and exp.then_config.forget_bias == 0.0
+
+
+@pytest.mark.parametrize("change, field, message", [
+    (lambda d: d["config"].update(lr="fast"), "config.lr", "finite number"),
+    (lambda d: d["config"].update(cell="transformer"), "config.cell", "unknown value"),
+    (lambda d: d["config"].update(colour="red"), "config.colour", "unknown setting"),
+    (lambda d: d.update(config=[1, 2]), "config", "JSON object"),
+    (lambda d: d.pop("config"), "config", "missing"),
+    (lambda d: d["then"]["config"].update(forget_bias=99.0), "then.config.forget_bias",
+     "out of range"),
+    (lambda d: d["then"].pop("label"), "then", "label"),
+    (lambda d: d["then"].update(label=""), "then.label", "non-empty string"),
+    (lambda d: d.update(title=""), "title", "non-empty string"),
+    (lambda d: d.pop("watch"), "watch", "non-empty string"),
+    (lambda d: d.update(name="other"), "name", "the file's name"),
+    (lambda d: d.update(colour="red"), "colour", "unknown field"),
+])
+def test_a_broken_file_is_named_with_its_field(tmp_path, change, field, message):
+    data = _good()
+    change(data)
+    path = _write(tmp_path, "demo", data)
+    with pytest.raises(ExperimentError, match=message) as caught:
+        read_experiment(path)
+    assert caught.value.field == field
+    assert caught.value.file == str(path)
+    assert str(caught.value).startswith(f"{path}: {field}: ")
+    assert isinstance(caught.value, ValueError)
+
+
+def test_a_file_that_is_not_json_is_named(tmp_path):
+    path = _write(tmp_path, "demo", '{"name": "demo",')
+    with pytest.raises(ExperimentError, match="not valid JSON") as caught:
+        read_experiment(path)
+    assert caught.value.file == str(path) and str(path) in str(caught.value)
+
+
+@pytest.mark.parametrize("name", ["vanishing-tanh", "exploding-relu", "clipped-relu",
+                                  "forget-bias"])
+def test_fast_lessons_hold_on_the_captured_numbers(name):
+    outcome = check_lesson(load_experiment(name))
+    assert outcome.held, outcome.line()
+    assert outcome.line().startswith(f"{name}: held (")
+
+
+def test_a_lesson_that_does_not_hold_says_why():
+    # Clipped from step 0, the ReLU RNN never diverges: the exploding lesson must fail.
+    exp = load_experiment("exploding-relu")
+    tamed = dataclasses.replace(exp, config=exp.then_config)
+    outcome = check_lesson(tamed, steps=100)
+    assert not outcome.held
+    assert outcome.line() == f"exploding-relu: failed (no non-finite step in 100 steps; " \
+                             f"{outcome.seconds:.1f} s)"
+
+
+def test_the_benchmark_prints_one_line_per_experiment_and_a_total():
+    # Two quick experiments, in a fresh interpreter with this tree's gradviz first.
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "experiments.py"), "exploding-relu",
+         "vanishing-tanh"], capture_output=True, text=True, timeout=300, cwd=ROOT,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    lines = result.stdout.splitlines()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert [line.split(":")[0] for line in lines[:2]] == ["exploding-relu", "vanishing-tanh"]
+    assert all(": held (" in line for line in lines[:2])
+    assert lines[2:] == ["2 held, 0 failed"]
+
+
+def test_the_files_are_found_inside_a_zipped_package(tmp_path):
+    # As in a wheel or a zip import: no folder to glob, only importlib.resources.
+    import zipfile
+
+    archive = tmp_path / "gradviz.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in (ROOT / "gradviz").rglob("*"):
+            if path.suffix in (".py", ".json"):
+                zf.write(path, path.relative_to(ROOT).as_posix())
+    code = ("import gradviz.experiments as e; assert '.zip' in e.__file__, e.__file__; "
+            "print(' '.join(sorted(x.name for x in e.list_experiments())))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120, cwd=tmp_path,
+                            env={"PYTHONPATH": str(archive), "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == NAMES
