@@ -142,6 +142,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="Also write each view as a figure into DIR")
     out.add_argument("--quiet", action="store_true", default=False,
                      help="Print nothing but errors")
+    guided = parser.add_argument_group("experiments")
+    guided.add_argument("--experiment", metavar="NAME", default=None,
+                        help="Start from a guided experiment's settings (options given here "
+                             "override them); see --list-experiments")
+    guided.add_argument("--list-experiments", action="store_true", default=False,
+                        help="List the guided experiments, one a line: name, then title")
     return parser
 
 
@@ -150,6 +156,15 @@ def _make_config(ns: argparse.Namespace) -> RunConfig:
     from gradviz.engine.record import RunFileError, load_run_config
 
     base = RunConfig()
+    if ns.experiment is not None:
+        if ns.config is not None:
+            raise UsageError("--experiment: give either --experiment or --config, not both")
+        from gradviz.experiments import load_experiment
+
+        try:
+            base = load_experiment(ns.experiment).config
+        except ValueError as exc:
+            raise UsageError(f"--experiment: {exc}") from None
     if ns.config is not None:
         try:
             base = load_run_config(ns.config)
@@ -209,6 +224,12 @@ def run_command(argv: list[str]) -> int:
         ns = build_parser().parse_args(argv)
     except SystemExit as stop:  # argparse has printed its one line (or the help)
         return stop.code if isinstance(stop.code, int) else 0
+    if ns.list_experiments:
+        from gradviz.experiments import list_experiments
+
+        for experiment in list_experiments():
+            print(f"{experiment.name}  {experiment.title}")
+        return 0
     try:
         session, text_note, folder = _prepare(ns)
         if text_note:

@@ -367,3 +367,25 @@ def test_figures_are_written_by_the_figures_module(tmp_path, monkeypatch, capsys
     assert one_line(capsys.readouterr().err) == (
         f"gradviz run: --figures: could not write figures to {figures}: Could not write "
         f"{figures}/loss.png: disk full. Choose another folder.")
+
+
+def test_list_experiments_prints_name_then_title_one_a_line(capsys):
+    from gradviz.experiments import list_experiments
+
+    assert cli.main(["run", "--list-experiments"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [f"{e.name}  {e.title}" for e in list_experiments()]
+    assert len(lines) >= 7 and all(line.split()[0] for line in lines)
+
+
+def test_an_experiment_runs_headless_with_its_own_settings(tmp_path, capsys):
+    from gradviz.experiments import load_experiment
+
+    out = tmp_path / "run"
+    assert cli.main(["run", "--experiment", "vanishing-tanh", "--steps", "3", "--quiet",
+                     "--out", str(out)]) == 0
+    config, history, _summary = load_run(out)
+    assert config == load_experiment("vanishing-tanh").config.replace(steps=3)
+    assert len(history) == 3
+    assert cli.main(["run", "--experiment", "nope"]) == 2
+    assert "unknown experiment 'nope'" in capsys.readouterr().err

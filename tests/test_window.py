@@ -526,3 +526,23 @@ def test_a_model_too_large_for_this_machine_is_refused_and_the_settings_put_back
     assert window.worker.pid == pid and window.worker.run_id == 1   # no new model
     assert len(warnings) == 1 and "Model too large" in warnings[0][0]
     assert "of memory; this machine has" in warnings[0][1]
+
+
+def test_an_experiment_from_the_menu_always_starts_a_fresh_model(window, qtbot):
+    from gradviz.experiments import list_experiments, load_experiment
+
+    menu = next(a.menu() for a in window.menuBar().actions() if a.text() == "E&xperiments")
+    entries = {a.text(): a for a in menu.actions() if not a.isSeparator() and a.text()}
+    titles = [e.title for e in list_experiments()]
+    assert [t for t in entries if t in titles] == titles
+    exploding, clipped = load_experiment("exploding-relu"), load_experiment("clipped-relu")
+    assert exploding.watch in entries[exploding.title].toolTip()
+    entries[exploding.title].trigger()
+    qtbot.waitUntil(lambda: window.worker.state == "paused", timeout=START_TIMEOUT_MS)
+    run_until(qtbot, window, 3)
+    first = window.worker.run_id
+    entries[clipped.title].trigger()          # differs in live fields only: still fresh
+    assert window.worker.run_id == first + 1 and len(window.history) == 0
+    assert window.config == clipped.config and window.controls.config() == clipped.config
+    run_until(qtbot, window, 3)
+    assert window.history.step[0] == 0        # from the experiment's seed, step 0

@@ -6,6 +6,8 @@ from pathlib import Path
 
 from PyQt6 import QtCore, QtGui, QtWidgets
 
+from gradviz.experiments import list_experiments
+
 
 def _action(window: QtWidgets.QMainWindow, text: str, slot, shortcut=None, icon=None,
             tip: str = "") -> QtGui.QAction:
@@ -26,7 +28,7 @@ def _action(window: QtWidgets.QMainWindow, text: str, slot, shortcut=None, icon=
 def build_actions(window, presets: list[Path]) -> None:
     """Give ``window`` (a MainWindow) its actions ``act_run``, ``act_step``, ``act_reset``,
     ``act_open``, ``act_save``, ``act_dashboard``, ``act_quit``, the training toolbar and
-    the File, Training and Presets menus."""
+    the File, Training, Experiments and Presets menus."""
     icons = QtWidgets.QStyle.StandardPixmap
     key = QtCore.Qt.Key
     std = QtGui.QKeySequence.StandardKey
@@ -67,6 +69,19 @@ def build_actions(window, presets: list[Path]) -> None:
     training_menu = window.menuBar().addMenu("&Training")
     for action in training:
         training_menu.addAction(action)
+
+    experiments_menu = window.menuBar().addMenu("E&xperiments")
+    experiments_menu.setToolTipsVisible(True)
+    theme = None
+    for experiment in list_experiments():
+        if experiment.theme != theme:
+            theme = experiment.theme
+            experiments_menu.addSection(theme)
+        action = experiments_menu.addAction(experiment.title)
+        action.setToolTip(f"{experiment.watch}\n\nExpected: {experiment.expected}\n"
+                          f"Source: {experiment.source}")
+        action.triggered.connect(
+            lambda _checked=False, e=experiment: window.load_experiment(e))
 
     presets_menu = window.menuBar().addMenu("&Presets")
     for path in presets:

@@ -166,6 +166,18 @@ class MainWindow(QtWidgets.QMainWindow):
         self.apply_config(config)
         self.statusBar().showMessage(f"Preset {Path(path).stem}", 5000)
 
+    def load_experiment(self, experiment) -> None:
+        """A guided experiment (gradviz.experiments): its settings, and always a fresh
+        model from its seed, even when the settings are those already shown."""
+        if not self._fits_in_memory(experiment.config):
+            return
+        self.controls.set_config(experiment.config)
+        self.state.set_config(experiment.config)
+        self.prefs.save_config(experiment.config)
+        self.reset_training()
+        self.statusBar().showMessage(f"{experiment.title}: {experiment.expected} "
+                                     "Press Space to train.", 30000)
+
     def _leave_saved_run(self) -> None:
         # The model behind an opened run is already fresh (reset when it was opened);
         # only the recorded curves have to go.
