@@ -1,5 +1,6 @@
 """The compiled loops (gradviz/engine/native/_native.c): built where a C compiler exists,
 equal to the PyTorch path, and never in the way where they cannot be had."""
+import math
 import os
 import shutil
 import tempfile
@@ -237,3 +238,34 @@ def test_the_backward_pass_takes_the_path_its_forward_pass_took(cell):
         torch.testing.assert_close(a.dh, b.dh, rtol=1e-10, atol=1e-12)
         for name in a.params:
             torch.testing.assert_close(a.params[name], b.params[name], rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "lstm-peephole", "lstm-coupled"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_nan_inf_and_huge_inputs_saturate_as_on_the_pytorch_path(cell, dtype):
+    """The compiled gates' exp works on the bits of its argument (so that its loops
+    vectorize): NaN stays NaN, ±inf and ±1e30 saturate, 1e-30 and 0 pass, each as on the
+    PyTorch path, at every position of a vector (H 21: whole vectors and a remainder)."""
+    if native.kernels() is None:
+        pytest.skip(native.status())
+    from gradviz.engine.network import Network
+    T, B, I, H = 3, 4, 2, 21
+    specials = torch.tensor([math.nan, math.inf, -math.inf, 1e30, -1e30, 1e-30, 0.0, 1.0,
+                             88.5, -88.5, 709.0, -709.0], dtype=torch.float64)
+    x = torch.randn(T, B, I, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    x.view(-1)[:len(specials)] = specials
+    x = x.to(dtype)
+    outs = []
+    for path in ("compiled", "pytorch"):
+        with native.turned_off() if path == "pytorch" else nullcontext():
+            torch.manual_seed(5)
+            net = Network(cell, I, H, output_size=1, layers=1, dtype=dtype)
+            with torch.no_grad():
+                dict(net.recurrent_parameters())["weight_ih_l0"].mul_(1e3)   # huge pre-activations
+            fwd = net.run(x, stats_rows=B)
+        assert {c.path for c in sum(fwd.caches, [])} == {path}
+        outs.append(fwd.output)
+    assert outs[0].isnan().any() and outs[0].isfinite().any()
+    torch.testing.assert_close(outs[0], outs[1], equal_nan=True,
+                               **({"rtol": 1e-4, "atol": 1e-6} if dtype == torch.float32
+                                  else {"rtol": 1e-10, "atol": 1e-12}))

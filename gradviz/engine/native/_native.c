@@ -48,7 +48,11 @@ static inline int S(stops)(int t, int T, int tbptt)
    integer to x / ln 2 and |r| <= ln 2 / 2, e^r by its Taylor series (8 terms for float, 13
    for double: below one unit in the last place over the whole range, which the self-check
    measures). |x| is clamped to the largest argument with a finite, normal result: the
-   sigmoid and tanh built on it saturate exactly as PyTorch's do. NaN stays NaN. */
+   sigmoid and tanh built on it saturate exactly as PyTorch's do. NaN stays NaN.
+   The clamp works on the bits (for numbers that are not NaN, ordered as |x| is) and NaN
+   passes through it and the arithmetic after it: with a floating-point comparison or a
+   NaN test, gcc's default -ftrapping-math keeps branches in the calling loops, which then
+   do not vectorize (the LSTM forward pass takes 2.6 times as long at H 32). */
 static inline real S(expo)(real x)
 {
 #if defined(S_IS_DOUBLE)
@@ -56,14 +60,24 @@ static inline real S(expo)(real x)
     const real log2e = 1.4426950408889634074, ln2_hi = 6.93145751953125e-1,
                ln2_lo = 1.42860682030941723212e-6;
     typedef int64_t bits_t;
+    const bits_t magnitude = INT64_MAX;                      /* all bits but the sign */
     const int mant = 52, bias = 1023, terms = 13;
 #else
     const real lim = 88, magic = 12582912.0f;                   /* 1.5 * 2^23 */
     const real log2e = 1.44269504088896341f, ln2_hi = 0.693359375f, ln2_lo = -2.12194440e-4f;
     typedef int32_t bits_t;
+    const bits_t magnitude = INT32_MAX;
     const int mant = 23, bias = 127, terms = 8;
 #endif
-    real xc = x > lim ? lim : (x < -lim ? -lim : x);
+    const bits_t inf_bits = (bits_t)(2 * bias + 1) << mant;
+    bits_t xb, lb;
+    memcpy(&xb, &x, sizeof x);
+    memcpy(&lb, &lim, sizeof lim);
+    bits_t ab = xb & magnitude;
+    ab = ab > inf_bits ? ab : (ab < lb ? ab : lb);           /* NaN stays; else min(|x|, lim) */
+    bits_t cb = ab | (xb & ~magnitude);
+    real xc;
+    memcpy(&xc, &cb, sizeof xc);
     real t = xc * log2e + magic;                 /* n, rounded, in t's low mantissa bits */
     real n = t - magic;
     real r = (xc - n * ln2_hi) - n * ln2_lo;
@@ -80,8 +94,7 @@ static inline real S(expo)(real x)
     bits_t sb = (bits_t)((tb - mb + bias)) << mant;
     real scale;
     memcpy(&scale, &sb, sizeof scale);
-    real e = p * scale;
-    return x != x ? x : e;
+    return p * scale;
 }
 
 static inline real S(sigm)(real x) { return 1 / (1 + S(expo)(-x)); }
