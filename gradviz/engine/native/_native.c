@@ -33,7 +33,9 @@
 #undef real
 #undef S
 #undef S_IS_DOUBLE
-#undef GEMM_WIDE
+#undef GEMM_ROWS
+#undef GEMM_VECS
+#undef GEMM_STRIP
 
 #else
 
@@ -130,7 +132,7 @@ static void S(gate_stats)(int rows, int G, int H, const real *a, const real *lo,
 
 /* Vectors of 32 bytes (8 floats, 4 doubles); the compiler splits them where it has to. */
 typedef real S(vec) __attribute__((vector_size(32)));
-enum { S(VL) = (int)(32 / sizeof(real)), S(KN) = 4 * (int)(32 / sizeof(real)) };
+enum { S(VL) = (int)(32 / sizeof(real)) };
 
 static inline S(vec) S(load)(const real *p) { S(vec) v; memcpy(&v, p, sizeof v); return v; }
 static inline void S(store)(real *p, S(vec) v) { memcpy(p, &v, sizeof v); }
@@ -146,60 +148,76 @@ static inline void S(in_register)(S(vec) *v)
 #endif
 }
 
-/* Rows b..b+R-1, columns n0..n0+KN-1 of gemm_acc, the accumulators in R·4 vector
-   registers while j runs. Always inlined, so that R is a constant in each copy. */
+/* Block shapes of gemm_acc, by the number of vector registers: GEMM_ROWS rows by GEMM_VECS
+   vectors of accumulators, beside them one row of w's block and one broadcast of a. With 32
+   (AVX-512), 6 × 4 (24 + 4 + 1); else 4 × 3 (12 + 3 + 1 = AVX2's 16: a 4 × 4 block spills
+   five accumulators to memory on every j and takes 1.5 times as long). The columns that
+   GEMM_VECS-vector blocks leave go one vector at a time, GEMM_STRIP rows (8 + 1 + 1). */
+#if defined(__AVX512VL__)
+#define GEMM_ROWS 6
+#define GEMM_VECS 4
+#else
+#define GEMM_ROWS 4
+#define GEMM_VECS 3
+#endif
+#define GEMM_STRIP 8
+
+/* Rows b..b+R-1, columns n0..n0+V·VL-1 of gemm_acc, the accumulators in R·V vector
+   registers while j runs. Always inlined, so that R and V are constants in each copy. */
 static inline __attribute__((always_inline)) void
-S(gemm_block)(const int R, int N, int K, const real *restrict a, int lda,
+S(gemm_block)(const int R, const int V, int N, int K, const real *restrict a, int lda,
               const real *restrict w, const real *restrict base, real *restrict out)
 {
     const int VL = S(VL);
-    S(vec) acc[6][4];
+    S(vec) acc[GEMM_STRIP][GEMM_VECS];
     for (int r = 0; r < R; r++)
-        for (int v = 0; v < 4; v++)
+        for (int v = 0; v < V; v++)
             acc[r][v] = S(load)(base + (size_t)r * N + v * VL);
     for (int j = 0; j < K; j++) {
         const real *wj = w + (size_t)j * N;
-        S(vec) wv[4];
-        for (int v = 0; v < 4; v++) {
+        S(vec) wv[GEMM_VECS];
+        for (int v = 0; v < V; v++) {
             wv[v] = S(load)(wj + v * VL);
             S(in_register)(&wv[v]);
         }
         for (int r = 0; r < R; r++) {
             real s = a[(size_t)r * lda + j];
-            for (int v = 0; v < 4; v++) acc[r][v] += s * wv[v];
+            for (int v = 0; v < V; v++) acc[r][v] += s * wv[v];
         }
     }
     for (int r = 0; r < R; r++)
-        for (int v = 0; v < 4; v++)
+        for (int v = 0; v < V; v++)
             S(store)(out + (size_t)r * N + v * VL, acc[r][v]);
 }
 
-/* Rows per block: with 32 vector registers (AVX-512), 6 rows (24 accumulators); else 4. */
-#if defined(__AVX512VL__)
-#define GEMM_WIDE 6
-#else
-#define GEMM_WIDE 4
-#endif
+/* Columns n0..n0+V·VL-1 of gemm_acc, in blocks of R rows, then of 4, 3, 2 and 1. */
+static inline __attribute__((always_inline)) void
+S(gemm_columns)(const int R, const int V, int n0, int B, int N, int K, const real *restrict a,
+                int lda, const real *restrict w, const real *restrict base, real *restrict out)
+{
+    int b = 0;
+#define BLOCK(RB) S(gemm_block)(RB, V, N, K, a + (size_t)b * lda, lda, w + n0, \
+                                base + (size_t)b * N + n0, out + (size_t)b * N + n0)
+    for (; b + R <= B; b += R) BLOCK(R);
+    for (; b + 4 <= B; b += 4) BLOCK(4);
+    for (; b + 3 <= B; b += 3) BLOCK(3);
+    for (; b + 2 <= B; b += 2) BLOCK(2);
+    for (; b < B; b++) BLOCK(1);
+#undef BLOCK
+}
 
 /* out[b, n] = base[b, n] + sum_j a[b, j] w[j, n] for b < B, n < N, j < K. out and base have
    row stride N, a has lda, w has N. */
 static void S(gemm_acc)(int B, int N, int K, const real *restrict a, int lda,
                         const real *restrict w, const real *restrict base, real *restrict out)
 {
-    const int KN = S(KN);
+    const int VL = S(VL);
     int n0 = 0;
-    for (; n0 + KN <= N; n0 += KN) {
-        int b = 0;
-#define BLOCK(R) S(gemm_block)(R, N, K, a + (size_t)b * lda, lda, w + n0, \
-                               base + (size_t)b * N + n0, out + (size_t)b * N + n0)
-        for (; b + GEMM_WIDE <= B; b += GEMM_WIDE) BLOCK(GEMM_WIDE);
-        for (; b + 4 <= B; b += 4) BLOCK(4);
-        for (; b + 3 <= B; b += 3) BLOCK(3);
-        for (; b + 2 <= B; b += 2) BLOCK(2);
-        for (; b < B; b++) BLOCK(1);
-#undef BLOCK
-    }
-    /* Columns left over when N is not a multiple of KN. */
+    for (; n0 + GEMM_VECS * VL <= N; n0 += GEMM_VECS * VL)
+        S(gemm_columns)(GEMM_ROWS, GEMM_VECS, n0, B, N, K, a, lda, w, base, out);
+    for (; n0 + VL <= N; n0 += VL)
+        S(gemm_columns)(GEMM_STRIP, 1, n0, B, N, K, a, lda, w, base, out);
+    /* Columns left over when N is not a multiple of VL. */
     for (int b = 0; b < B && n0 < N; b++) {
         real *o = out + (size_t)b * N;
         for (int n = n0; n < N; n++) o[n] = base[(size_t)b * N + n];
