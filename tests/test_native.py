@@ -1,7 +1,10 @@
 """The compiled loops (gradviz/engine/native/_native.c): built where a C compiler exists,
 equal to the PyTorch path, and never in the way where they cannot be had."""
+import math
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from contextlib import nullcontext
@@ -238,3 +241,84 @@ def test_the_backward_pass_takes_the_path_its_forward_pass_took(cell):
         torch.testing.assert_close(a.dh, b.dh, rtol=1e-10, atol=1e-12)
         for name in a.params:
             torch.testing.assert_close(a.params[name], b.params[name], rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "lstm-peephole", "lstm-coupled"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_nan_inf_and_huge_inputs_saturate_as_on_the_pytorch_path(cell, dtype):
+    """The compiled gates' exp works on the bits of its argument (so that its loops
+    vectorize): NaN stays NaN, ±inf and ±1e30 saturate, 1e-30 and 0 pass, each as on the
+    PyTorch path, at every position of a vector (H 21: whole vectors and a remainder)."""
+    if native.kernels() is None:
+        pytest.skip(native.status())
+    from gradviz.engine.network import Network
+    T, B, I, H = 3, 4, 2, 21
+    specials = torch.tensor([math.nan, math.inf, -math.inf, 1e30, -1e30, 1e-30, 0.0, 1.0,
+                             88.5, -88.5, 709.0, -709.0], dtype=torch.float64)
+    x = torch.randn(T, B, I, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    x.view(-1)[:len(specials)] = specials
+    x = x.to(dtype)
+    outs = []
+    for path in ("compiled", "pytorch"):
+        with native.turned_off() if path == "pytorch" else nullcontext():
+            torch.manual_seed(5)
+            net = Network(cell, I, H, output_size=1, layers=1, dtype=dtype)
+            with torch.no_grad():
+                dict(net.recurrent_parameters())["weight_ih_l0"].mul_(1e3)   # huge pre-activations
+            fwd = net.run(x, stats_rows=B)
+        assert {c.path for c in sum(fwd.caches, [])} == {path}
+        outs.append(fwd.output)
+    assert outs[0].isnan().any() and outs[0].isfinite().any()
+    torch.testing.assert_close(outs[0], outs[1], equal_nan=True,
+                               **({"rtol": 1e-4, "atol": 1e-6} if dtype == torch.float32
+                                  else {"rtol": 1e-10, "atol": 1e-12}))
+
+
+# Run in a process of its own: it lowers its address-space limit until the product's copy
+# of its weights (64 MB) cannot be allocated.
+_WITHOUT_MEMORY = """
+import resource, sys, torch
+from gradviz.engine import native
+k = native.kernels()
+assert k is not None, native.status()
+T, B, H = 3, 5, 4099                # blocks, single vectors and columns left over
+g = torch.Generator().manual_seed(0)
+w_hh = torch.randn(H, H, generator=g) / H ** 0.5
+dphi, dout = torch.rand(T, B, H, generator=g), torch.randn(T, B, H, generator=g)
+dh, dz = torch.empty(T, B, H), torch.empty(T, B, H)
+k.rnn_backward(dphi, dout, w_hh, 0, dh, dz)            # with its copy
+expect = dh.clone()
+expect_dz = dz.clone()
+dh.fill_(float("nan"))
+with open("/proc/self/status") as f:
+    vm = next(int(ln.split()[1]) for ln in f if ln.startswith("VmSize:")) * 1024
+soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+resource.setrlimit(resource.RLIMIT_AS, (vm + 32 * 2**20, hard))
+try:
+    bytearray(64 * 2**20)
+    sys.exit("the limit leaves room for the copy")
+except MemoryError:
+    pass
+k.rnn_backward(dphi, dout, w_hh, 0, dh, dz)            # without: w_hh read where it is
+resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+assert torch.equal(dh, expect) and torch.equal(dz, expect_dz)
+for t in range(T - 2, -1, -1):
+    ref = dout[t].double() + dz[t + 1].double() @ w_hh.double()
+    torch.testing.assert_close(dh[t].double(), ref, rtol=1e-4, atol=1e-5)
+print("ok")
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_AS is enforced on Linux")
+def test_without_memory_for_a_packed_copy_the_products_read_the_weights_in_place():
+    """The compiled products first copy their weights into blocks read one after another;
+    where no memory is left for the copy, they read the weights in place, to the same
+    numbers."""
+    if native.kernels() is None:
+        pytest.skip(native.status())
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root,
+                                                                     os.environ.get("PYTHONPATH")])))
+    done = subprocess.run([sys.executable, "-c", _WITHOUT_MEMORY], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr + done.stdout

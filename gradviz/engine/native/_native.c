@@ -18,6 +18,7 @@
 #ifndef real
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define real float
@@ -33,7 +34,9 @@
 #undef real
 #undef S
 #undef S_IS_DOUBLE
-#undef GEMM_WIDE
+#undef GEMM_ROWS
+#undef GEMM_VECS
+#undef GEMM_STRIP
 
 #else
 
@@ -48,7 +51,11 @@ static inline int S(stops)(int t, int T, int tbptt)
    integer to x / ln 2 and |r| <= ln 2 / 2, e^r by its Taylor series (8 terms for float, 13
    for double: below one unit in the last place over the whole range, which the self-check
    measures). |x| is clamped to the largest argument with a finite, normal result: the
-   sigmoid and tanh built on it saturate exactly as PyTorch's do. NaN stays NaN. */
+   sigmoid and tanh built on it saturate exactly as PyTorch's do. NaN stays NaN.
+   The clamp works on the bits (for numbers that are not NaN, ordered as |x| is) and NaN
+   passes through it and the arithmetic after it: with a floating-point comparison or a
+   NaN test, gcc's default -ftrapping-math keeps branches in the calling loops, which then
+   do not vectorize (the LSTM forward pass takes 2.6 times as long at H 32). */
 static inline real S(expo)(real x)
 {
 #if defined(S_IS_DOUBLE)
@@ -56,14 +63,24 @@ static inline real S(expo)(real x)
     const real log2e = 1.4426950408889634074, ln2_hi = 6.93145751953125e-1,
                ln2_lo = 1.42860682030941723212e-6;
     typedef int64_t bits_t;
+    const bits_t magnitude = INT64_MAX;                      /* all bits but the sign */
     const int mant = 52, bias = 1023, terms = 13;
 #else
     const real lim = 88, magic = 12582912.0f;                   /* 1.5 * 2^23 */
     const real log2e = 1.44269504088896341f, ln2_hi = 0.693359375f, ln2_lo = -2.12194440e-4f;
     typedef int32_t bits_t;
+    const bits_t magnitude = INT32_MAX;
     const int mant = 23, bias = 127, terms = 8;
 #endif
-    real xc = x > lim ? lim : (x < -lim ? -lim : x);
+    const bits_t inf_bits = (bits_t)(2 * bias + 1) << mant;
+    bits_t xb, lb;
+    memcpy(&xb, &x, sizeof x);
+    memcpy(&lb, &lim, sizeof lim);
+    bits_t ab = xb & magnitude;
+    ab = ab > inf_bits ? ab : (ab < lb ? ab : lb);           /* NaN stays; else min(|x|, lim) */
+    bits_t cb = ab | (xb & ~magnitude);
+    real xc;
+    memcpy(&xc, &cb, sizeof xc);
     real t = xc * log2e + magic;                 /* n, rounded, in t's low mantissa bits */
     real n = t - magic;
     real r = (xc - n * ln2_hi) - n * ln2_lo;
@@ -80,8 +97,7 @@ static inline real S(expo)(real x)
     bits_t sb = (bits_t)((tb - mb + bias)) << mant;
     real scale;
     memcpy(&scale, &sb, sizeof scale);
-    real e = p * scale;
-    return x != x ? x : e;
+    return p * scale;
 }
 
 static inline real S(sigm)(real x) { return 1 / (1 + S(expo)(-x)); }
@@ -117,7 +133,7 @@ static void S(gate_stats)(int rows, int G, int H, const real *a, const real *lo,
 
 /* Vectors of 32 bytes (8 floats, 4 doubles); the compiler splits them where it has to. */
 typedef real S(vec) __attribute__((vector_size(32)));
-enum { S(VL) = (int)(32 / sizeof(real)), S(KN) = 4 * (int)(32 / sizeof(real)) };
+enum { S(VL) = (int)(32 / sizeof(real)) };
 
 static inline S(vec) S(load)(const real *p) { S(vec) v; memcpy(&v, p, sizeof v); return v; }
 static inline void S(store)(real *p, S(vec) v) { memcpy(p, &v, sizeof v); }
@@ -133,82 +149,132 @@ static inline void S(in_register)(S(vec) *v)
 #endif
 }
 
-/* Rows b..b+R-1, columns n0..n0+KN-1 of gemm_acc, the accumulators in R·4 vector
-   registers while j runs. Always inlined, so that R is a constant in each copy. */
+/* Block shapes of gemm_acc, by the number of vector registers: GEMM_ROWS rows by GEMM_VECS
+   vectors of accumulators, beside them one row of w's block and one broadcast of a. With 32
+   (AVX-512), 6 × 4 (24 + 4 + 1); else 4 × 3 (12 + 3 + 1 = AVX2's 16: a 4 × 4 block spills
+   five accumulators to memory on every j and takes 1.5 times as long). The columns that
+   GEMM_VECS-vector blocks leave go one vector at a time, GEMM_STRIP rows (8 + 1 + 1). */
+#if defined(__AVX512VL__)
+#define GEMM_ROWS 6
+#define GEMM_VECS 4
+#else
+#define GEMM_ROWS 4
+#define GEMM_VECS 3
+#endif
+#define GEMM_STRIP 8
+
+/* Rows b..b+R-1, columns n0..n0+V·VL-1 of gemm_acc, the accumulators in R·V vector
+   registers while j runs; w is the block's first column, its rows ldw apart. Always
+   inlined, so that R and V are constants in each copy. */
 static inline __attribute__((always_inline)) void
-S(gemm_block)(const int R, int N, int K, const real *restrict a, int lda,
-              const real *restrict w, const real *restrict base, real *restrict out)
+S(gemm_block)(const int R, const int V, int N, int K, const real *restrict a, int lda,
+              const real *restrict w, int ldw, const real *restrict base, real *restrict out)
 {
     const int VL = S(VL);
-    S(vec) acc[6][4];
+    S(vec) acc[GEMM_STRIP][GEMM_VECS];
     for (int r = 0; r < R; r++)
-        for (int v = 0; v < 4; v++)
+        for (int v = 0; v < V; v++)
             acc[r][v] = S(load)(base + (size_t)r * N + v * VL);
     for (int j = 0; j < K; j++) {
-        const real *wj = w + (size_t)j * N;
-        S(vec) wv[4];
-        for (int v = 0; v < 4; v++) {
+        const real *wj = w + (size_t)j * ldw;
+        S(vec) wv[GEMM_VECS];
+        for (int v = 0; v < V; v++) {
             wv[v] = S(load)(wj + v * VL);
             S(in_register)(&wv[v]);
         }
         for (int r = 0; r < R; r++) {
             real s = a[(size_t)r * lda + j];
-            for (int v = 0; v < 4; v++) acc[r][v] += s * wv[v];
+            for (int v = 0; v < V; v++) acc[r][v] += s * wv[v];
         }
     }
     for (int r = 0; r < R; r++)
-        for (int v = 0; v < 4; v++)
+        for (int v = 0; v < V; v++)
             S(store)(out + (size_t)r * N + v * VL, acc[r][v]);
 }
 
-/* Rows per block: with 32 vector registers (AVX-512), 6 rows (24 accumulators); else 4. */
-#if defined(__AVX512VL__)
-#define GEMM_WIDE 6
-#else
-#define GEMM_WIDE 4
-#endif
+/* The right-hand side w (K, N) of gemm_acc's products, row stride N, and the same numbers
+   rearranged: each block of columns that gemm_acc takes (GEMM_VECS vectors wide, then one)
+   as K rows one after another, the block at n0 from packed + n0·K. Read from w, a block's
+   rows are N apart, which for N a multiple of 128 bytes puts them into a few of the L1
+   cache's sets, where they evict each other: at N = 512 floats, every one of its K rows is
+   fetched again for every block of rows. packed is NULL where no memory could be had for
+   it; gemm_acc then reads w. */
+typedef struct { int N, K; const real *w; real *packed; } S(rhs);
 
-/* out[b, n] = base[b, n] + sum_j a[b, j] w[j, n] for b < B, n < N, j < K. out and base have
-   row stride N, a has lda, w has N. */
-static void S(gemm_acc)(int B, int N, int K, const real *restrict a, int lda,
-                        const real *restrict w, const real *restrict base, real *restrict out)
+/* The width of gemm_acc's block of columns at n0: 0 past the last whole vector. */
+static inline int S(block_width)(int n0, int N)
 {
-    const int KN = S(KN);
-    int n0 = 0;
-    for (; n0 + KN <= N; n0 += KN) {
-        int b = 0;
-#define BLOCK(R) S(gemm_block)(R, N, K, a + (size_t)b * lda, lda, w + n0, \
-                               base + (size_t)b * N + n0, out + (size_t)b * N + n0)
-        for (; b + GEMM_WIDE <= B; b += GEMM_WIDE) BLOCK(GEMM_WIDE);
-        for (; b + 4 <= B; b += 4) BLOCK(4);
-        for (; b + 3 <= B; b += 3) BLOCK(3);
-        for (; b + 2 <= B; b += 2) BLOCK(2);
-        for (; b < B; b++) BLOCK(1);
+    const int VL = S(VL);
+    return n0 + GEMM_VECS * VL <= N ? GEMM_VECS * VL : (n0 + VL <= N ? VL : 0);
+}
+
+/* w (K, N), with its packed copy in memory of its own (free it with rhs_free). */
+static S(rhs) S(rhs_of)(int N, int K, const real *w)
+{
+    S(rhs) m = {N, K, w, malloc((size_t)N * K * sizeof(real))};
+    if (m.packed)
+        for (int n0 = 0, width; (width = S(block_width)(n0, N)) > 0; n0 += width)
+            for (int j = 0; j < K; j++)
+                memcpy(m.packed + (size_t)n0 * K + (size_t)j * width, w + (size_t)j * N + n0,
+                       width * sizeof(real));
+    return m;
+}
+
+static void S(rhs_free)(S(rhs) *m) { free(m->packed); }
+
+/* Columns n0..n0+V·VL-1 of gemm_acc, in blocks of R rows, then of 4, 3, 2 and 1. */
+static inline __attribute__((always_inline)) void
+S(gemm_columns)(const int R, const int V, int n0, int B, const S(rhs) *m,
+                const real *restrict a, int lda, const real *restrict base, real *restrict out)
+{
+    const int N = m->N, K = m->K;
+    const real *w = m->packed ? m->packed + (size_t)n0 * K : m->w + n0;
+    const int ldw = m->packed ? V * S(VL) : N;
+    int b = 0;
+#define BLOCK(RB) S(gemm_block)(RB, V, N, K, a + (size_t)b * lda, lda, w, ldw, \
+                                base + (size_t)b * N + n0, out + (size_t)b * N + n0)
+    for (; b + R <= B; b += R) BLOCK(R);
+    for (; b + 4 <= B; b += 4) BLOCK(4);
+    for (; b + 3 <= B; b += 3) BLOCK(3);
+    for (; b + 2 <= B; b += 2) BLOCK(2);
+    for (; b < B; b++) BLOCK(1);
 #undef BLOCK
-    }
-    /* Columns left over when N is not a multiple of KN. */
+}
+
+/* out[b, n] = base[b, n] + sum_j a[b, j] w[j, n] for b < B, n < N, j < K, w and its sizes
+   from m. out and base have row stride N, a has lda. */
+static void S(gemm_acc)(int B, const S(rhs) *m, const real *restrict a, int lda,
+                        const real *restrict base, real *restrict out)
+{
+    const int N = m->N, K = m->K, VL = S(VL);
+    int n0 = 0;
+    for (; n0 + GEMM_VECS * VL <= N; n0 += GEMM_VECS * VL)
+        S(gemm_columns)(GEMM_ROWS, GEMM_VECS, n0, B, m, a, lda, base, out);
+    for (; n0 + VL <= N; n0 += VL)
+        S(gemm_columns)(GEMM_STRIP, 1, n0, B, m, a, lda, base, out);
+    /* Columns left over when N is not a multiple of VL, read from w. */
     for (int b = 0; b < B && n0 < N; b++) {
         real *o = out + (size_t)b * N;
         for (int n = n0; n < N; n++) o[n] = base[(size_t)b * N + n];
         for (int j = 0; j < K; j++) {
             real s = a[(size_t)b * lda + j];
-            const real *wj = w + (size_t)j * N;
+            const real *wj = m->w + (size_t)j * N;
             for (int n = n0; n < N; n++) o[n] += s * wj[n];
         }
     }
 }
 
 /* dh_t = dout_t + dz_{t+1} W_hh where the gradient flows from t+1, else dout_t. dz_t's
-   first G·H values of each row are the pre-activation gradients; its rows are ld apart. */
-static void S(dh_step)(int t, int T, int B, int H, int G, int ld, int tbptt, const real *dz,
-                       const real *w_hh, const real *dout, real *dh)
+   first G·H values of each row are the pre-activation gradients (w_hh: K = G·H, N = H);
+   its rows are ld apart. */
+static void S(dh_step)(int t, int T, int B, int H, int ld, int tbptt, const real *dz,
+                       const S(rhs) *w_hh, const real *dout, real *dh)
 {
     const size_t bh = (size_t)B * H;
     if (S(stops)(t, T, tbptt))
         memcpy(dh + t * bh, dout + t * bh, bh * sizeof(real));
     else
-        S(gemm_acc)(B, H, G * H, dz + (t + 1) * (size_t)B * ld, ld, w_hh, dout + t * bh,
-                    dh + t * bh);
+        S(gemm_acc)(B, w_hh, dz + (t + 1) * (size_t)B * ld, ld, dout + t * bh, dh + t * bh);
 }
 
 /* One batch row of an LSTM timestep: z (4H) holds the pre-activations of i, f, g, o and
@@ -276,15 +342,16 @@ void S(lstm_cell_forward)(int T, int B, int H, int I, int fold, int kind, const 
     const real lo4[4] = {(real)0.1, (real)0.1, (real)-0.8, (real)0.1};
     const real hi4[4] = {(real)0.9, (real)0.9, (real)0.8, (real)0.9};
     const real *lo = lo4 + (4 - G), *hi = hi4 + (4 - G);      /* the coupled cell: f, g, o */
+    S(rhs) w = S(rhs_of)((int)gh, fold ? I + H : H, w_t);
     for (size_t b = 0; b < (size_t)B; b++)
         memcpy(xh + b * row_xh + I, h0 + b * H, H * sizeof(real));
     for (int t = 0; t < T; t++) {
         real *at = acts + t * B * gh;
         const real *row = xh + t * B * row_xh;                /* [x_t, h_{t-1}], rows I+H */
         if (fold)
-            S(gemm_acc)(B, G * H, I + H, row, (int)row_xh, w_t, zx, at);
+            S(gemm_acc)(B, &w, row, (int)row_xh, zx, at);
         else
-            S(gemm_acc)(B, G * H, H, row + I, (int)row_xh, w_t, zx + t * B * gh, at);
+            S(gemm_acc)(B, &w, row + I, (int)row_xh, zx + t * B * gh, at);
         const real *cp = t ? c + (t - 1) * bh : c0;
         for (int b = 0; b < B; b++) {
             const size_t o = t * bh + (size_t)b * H;
@@ -302,6 +369,7 @@ void S(lstm_cell_forward)(int T, int B, int H, int I, int fold, int kind, const 
         if (mean)
             S(gate_stats)(rows, G, H, at, lo, hi, mean + t * gh, low + t * G, high + t * G);
     }
+    S(rhs_free)(&w);
 }
 
 /* One batch row of the LSTM variants' reverse scan: R = dh ⊙ M + carry_next ⊙ N over the
@@ -323,15 +391,17 @@ void S(lstm_family_scan)(int T, int B, int H, int G, const real *M, const real *
                          const real *dout, const real *w_hh, int tbptt, real *dh, real *R)
 {
     const size_t g1 = (size_t)(G + 1) * H;
+    S(rhs) w = S(rhs_of)(H, G * H, w_hh);
     for (int t = T - 1; t >= 0; t--) {
         const int flows = !S(stops)(t, T, tbptt);
-        S(dh_step)(t, T, B, H, G, (int)g1, tbptt, R, w_hh, dout, dh);
+        S(dh_step)(t, T, B, H, (int)g1, tbptt, R, &w, dout, dh);
         for (int b = 0; b < B; b++) {
             const size_t row = t * (size_t)B + b;
             S(family_row_backward)(H, G + 1, dh + row * H, M + row * g1, N + row * g1,
                                    flows ? R + (row + B) * g1 + G * H : NULL, R + row * g1);
         }
     }
+    S(rhs_free)(&w);
 }
 
 /* One batch row of the LSTM's reverse scan at one timestep (see lstm_cell_backward). A
@@ -363,8 +433,9 @@ void S(lstm_cell_backward)(int T, int B, int H, const real *acts, const real *c,
                            real *carry)
 {
     const size_t bh = (size_t)B * H, g4 = 4 * (size_t)H;
+    S(rhs) w = S(rhs_of)(H, 4 * H, w_hh);
     for (int t = T - 1; t >= 0; t--) {
-        S(dh_step)(t, T, B, H, 4, 4 * H, tbptt, dz, w_hh, dout, dh);
+        S(dh_step)(t, T, B, H, 4 * H, tbptt, dz, &w, dout, dh);
         if (S(stops)(t, T, tbptt))      /* nothing flows from t+1: no carry */
             memset(carry, 0, bh * sizeof(real));
         const real *cprev = t ? c + (t - 1) * bh : c0;
@@ -375,6 +446,7 @@ void S(lstm_cell_backward)(int T, int B, int H, const real *acts, const real *c,
                                  dz + row * g4);
         }
     }
+    S(rhs_free)(&w);
 }
 
 /* One batch row of a GRU timestep: u (3H) = W_hh h_{t-1} + b_hh, zx (3H) = W_ih x_t + b_ih.
@@ -405,9 +477,10 @@ void S(gru_cell_forward)(int T, int B, int H, const real *zx, const real *w_t,
     const size_t bh = (size_t)B * H, g3 = 3 * (size_t)H;
     const real lo[3] = {(real)0.1, (real)0.1, (real)-0.8};
     const real hi[3] = {(real)0.9, (real)0.9, (real)0.8};
+    S(rhs) w = S(rhs_of)(3 * H, H, w_t);
     for (int t = 0; t < T; t++) {
         const real *hp = t ? h + (t - 1) * bh : h0;
-        S(gemm_acc)(B, 3 * H, H, hp, H, w_t, b_rows, u);
+        S(gemm_acc)(B, &w, hp, H, b_rows, u);
         real *at = gates + t * B * g3;
         for (int b = 0; b < B; b++)
             S(gru_row_forward)(H, zx + (t * (size_t)B + b) * g3, u + b * g3, hp + (size_t)b * H,
@@ -415,6 +488,7 @@ void S(gru_cell_forward)(int T, int B, int H, const real *zx, const real *w_t,
         if (mean)
             S(gate_stats)(rows, 3, H, at, lo, hi, mean + t * g3, low + t * 3, high + t * 3);
     }
+    S(rhs_free)(&w);
 }
 
 /* One batch row of the GRU's reverse scan: from dh_t, the gradients of the recurrent
@@ -443,8 +517,9 @@ void S(gru_cell_backward)(int T, int B, int H, const real *gates, const real *un
                           real *dh, real *dzh, real *dzx)
 {
     const size_t bh = (size_t)B * H, g3 = 3 * (size_t)H;
+    S(rhs) w = S(rhs_of)(H, 3 * H, w_hh);
     for (int t = T - 1; t >= 0; t--) {
-        S(dh_step)(t, T, B, H, 3, 3 * H, tbptt, dzh, w_hh, dout, dh);
+        S(dh_step)(t, T, B, H, 3 * H, tbptt, dzh, &w, dout, dh);
         const int flows = !S(stops)(t, T, tbptt);
         for (int b = 0; b < B; b++) {
             const size_t row = t * (size_t)B + b;
@@ -458,6 +533,7 @@ void S(gru_cell_backward)(int T, int B, int H, const real *gates, const real *un
                                 dzh + row * g3, dzx + row * g3);
         }
     }
+    S(rhs_free)(&w);
 }
 
 /* Plain RNN reverse scan: dh_t = dout_t + dz_{t+1} W_hh, dz_t = dh_t ⊙ φ'_t. */
@@ -465,12 +541,14 @@ void S(rnn_cell_backward)(int T, int B, int H, const real *dphi, const real *dou
                           const real *w_hh, int tbptt, real *dh, real *dz)
 {
     const size_t bh = (size_t)B * H;
+    S(rhs) w = S(rhs_of)(H, H, w_hh);
     for (int t = T - 1; t >= 0; t--) {
-        S(dh_step)(t, T, B, H, 1, H, tbptt, dz, w_hh, dout, dh);
+        S(dh_step)(t, T, B, H, H, tbptt, dz, &w, dout, dh);
         const real *restrict d = dh + t * bh, *restrict p = dphi + t * bh;
         real *restrict o = dz + t * bh;
         for (size_t k = 0; k < bh; k++) o[k] = d[k] * p[k];
     }
+    S(rhs_free)(&w);
 }
 
 #endif
