@@ -198,7 +198,7 @@ S(gemm_block)(const int R, const int V, int N, int K, const real *restrict a, in
    rows are N apart; where that is a power of two of 512 bytes or more (H 128: N = 512
    floats, 2 KiB), they all fall into a few of the L1 cache's sets and evict each other, so
    that every block of rows fetches the block of w again (packed, the LSTM forward pass at
-   H 128 misses L1 a quarter as often and takes 0.6 times as long). packed is NULL where no
+   H 128 misses L1 a quarter as often and takes 0.7 times as long). packed is NULL where no
    memory could be had for it; gemm_acc then reads w. */
 typedef struct { int N, K; const real *w; real *packed; } S(rhs);
 
