@@ -26,6 +26,9 @@ def _row_property(name: str, dtype: type, doc: str) -> property:
     return property(lambda self: self._rows_of(name, (0,), dtype), doc=doc)
 
 
+# Rows a run keeps by default (the app, gradviz run and run files alike).
+HISTORY_CAPACITY = 4096
+
 class History:
     """Bounded record of captures, one row per capture until full, oldest row first.
 
@@ -44,7 +47,7 @@ class History:
     ``max_bytes``, fewer rows are kept (at least 4) so a long T cannot exhaust memory.
     """
 
-    def __init__(self, capacity: int = 4096, max_bytes: int = 256 * 2**20):
+    def __init__(self, capacity: int = HISTORY_CAPACITY, max_bytes: int = 256 * 2**20):
         if capacity < 2:
             raise ValueError(f"History capacity must be at least 2, got {capacity}")
         self.capacity = int(capacity)
@@ -244,4 +247,4 @@ def _weighted_means(x: np.ndarray, weight: np.ndarray, first: np.ndarray) -> np.
         return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
 
 
-__all__ = ["History", "FLOAT_ROWS", "FLAG_ROWS"]
+__all__ = ["History", "HISTORY_CAPACITY", "FLOAT_ROWS", "FLAG_ROWS"]

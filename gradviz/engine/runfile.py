@@ -29,7 +29,7 @@ from gradviz import __version__
 from gradviz.config import ConfigError, RunConfig
 from gradviz.engine.capture import Capture
 from gradviz.engine.files import NotRegularFileError, open_regular, temp_beside
-from gradviz.engine.history import FLAG_ROWS, FLOAT_ROWS, History
+from gradviz.engine.history import FLAG_ROWS, FLOAT_ROWS, HISTORY_CAPACITY, History
 from gradviz.engine.npzfile import Archive, ArchiveError
 from gradviz.engine.runformat import (KNOWN_ARRAYS, MAX_NPZ_BYTES, MAX_RUN_JSON_BYTES,
                                       NAME_FIELDS, RunFileError, check_declared, check_values)
@@ -277,7 +277,7 @@ def _latest_from(arrays: dict[str, np.ndarray], owners: tuple) -> Capture:
 
 
 def load_run(folder_or_run_json: str | os.PathLike,
-             capacity: int = 4096) -> tuple[RunConfig, History, dict]:
+             capacity: int = HISTORY_CAPACITY) -> tuple[RunConfig, History, dict]:
     """Read a run folder (or its run.json): its config, its History and its summary.
 
     Raises :class:`RunFileError` naming the file and the problem if anything is

@@ -21,10 +21,9 @@ from typing import Callable, Iterator
 from gradviz.config import RunConfig
 from gradviz.engine.capture import Capture
 from gradviz.engine.divergence import Divergence
-from gradviz.engine.record import History
+from gradviz.engine.history import HISTORY_CAPACITY, History
 from gradviz.engine.train import Trainer
 
-HISTORY_CAPACITY = 4096
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,8 @@ from PyQt6 import QtCore
 
 from gradviz.config import RunConfig
 from gradviz.engine.capture import Capture
-from gradviz.engine.record import History
+from gradviz.engine.history import HISTORY_CAPACITY, History
 
-HISTORY_CAPACITY = 4096
 
 
 class Run:
