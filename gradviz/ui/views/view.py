@@ -57,7 +57,9 @@ class LayerDirectionSelector(QtWidgets.QComboBox):
 class View(QtWidgets.QWidget):
     """One panel of the dashboard.
 
-    Subclasses set ``key`` and ``title``, build their pyqtgraph items once in
+    Subclasses set ``key``, ``title``, ``help_text`` (how to read the view: 3-6
+    sentences on its axes, its colours and what vanishing and exploding look like there)
+    and ``page`` (the window's tab the view sits on), build their pyqtgraph items once in
     ``__init__`` and implement :meth:`_redraw` (draw ``self._history`` and
     ``self._latest`` by updating those items), :meth:`_clear_items` and :meth:`csv_table`.
     A right click offers export to PNG, SVG and CSV through :attr:`file_dialogs`.
@@ -65,6 +67,8 @@ class View(QtWidgets.QWidget):
 
     key: str = ""
     title: str = ""
+    help_text: str = ""
+    page: str = "Gradients"
 
     def __init__(self, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)
