@@ -14,7 +14,7 @@ from gradviz.config import LIMITS, RunConfig, settings
 from gradviz.engine import registry
 from gradviz.ui.controls import ControlPanel
 from gradviz.ui.prefs import ENV_VAR, Prefs
-from gradviz.ui.window import MainWindow, preset_paths
+from gradviz.ui.window import MainWindow
 
 from helpers import settle
 
@@ -256,21 +256,6 @@ def test_a_training_error_is_shown_and_reset_recovers(window, qtbot, tmp_path):
     window.act_step.trigger()
     qtbot.waitUntil(lambda: len(window.history) == 1, timeout=10000)
     qtbot.waitUntil(lambda: window.views["text"].isVisible(), timeout=5000)
-
-
-def test_presets_menu_loads_each_demo(window, qtbot):
-    names = [a.text() for a in menu(window, "&Presets").actions()]
-    assert names == [p.stem for p in preset_paths()]
-    for required in ("vanishing-tanh", "lstm-remembers", "exploding-relu", "clipped-relu",
-                     "gru-copy", "largest"):
-        assert required in names
-    for path in preset_paths():
-        RunConfig.from_dict(json.loads(path.read_text(encoding="utf-8")))
-    action = next(a for a in menu(window, "&Presets").actions() if a.text() == "clipped-relu")
-    action.trigger()
-    assert window.config.cell == "rnn-relu" and window.config.clip == "norm"
-    assert window.controls.config() == window.config
-    qtbot.waitUntil(lambda: window.worker.state == "paused", timeout=START_TIMEOUT_MS)
 
 
 def test_closing_during_training_is_fast_and_settings_come_back(qtbot, prefs):

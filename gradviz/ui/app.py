@@ -6,7 +6,8 @@ import sys
 
 from PyQt6 import QtCore, QtGui, QtWidgets
 
-from gradviz.ui.window import RESOURCES, MainWindow
+from gradviz.resources import icon_bytes
+from gradviz.ui.window import MainWindow
 
 
 def run_app(argv: list[str] | None = None) -> int:
@@ -15,7 +16,7 @@ def run_app(argv: list[str] | None = None) -> int:
         list(sys.argv if argv is None else argv))
     app.setApplicationName("gradviz")
     app.setOrganizationName("gradviz")
-    app.setWindowIcon(QtGui.QIcon(str(RESOURCES / "gradviz.svg")))
+    app.setWindowIcon(app_icon())
     close_on_signals(app)
     window = MainWindow()
     window.show()
@@ -25,6 +26,13 @@ def run_app(argv: list[str] | None = None) -> int:
     window.deleteLater()
     app.sendPostedEvents(None, QtCore.QEvent.Type.DeferredDelete)
     return status
+
+
+def app_icon() -> QtGui.QIcon:
+    """The app's icon, from the package's data (so an installed wheel has it too)."""
+    pixmap = QtGui.QPixmap()
+    pixmap.loadFromData(icon_bytes(), "SVG")
+    return QtGui.QIcon(pixmap)
 
 
 def close_on_signals(app: QtWidgets.QApplication) -> None:

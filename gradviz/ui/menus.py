@@ -2,8 +2,6 @@
 itself, so that its shortcut works with the menu bar or the toolbar hidden."""
 from __future__ import annotations
 
-from pathlib import Path
-
 from PyQt6 import QtCore, QtGui, QtWidgets
 
 from gradviz.experiments import list_experiments
@@ -25,10 +23,10 @@ def _action(window: QtWidgets.QMainWindow, text: str, slot, shortcut=None, icon=
     return action
 
 
-def build_actions(window, presets: list[Path]) -> None:
+def build_actions(window) -> None:
     """Give ``window`` (a MainWindow) its actions ``act_run``, ``act_step``, ``act_reset``,
     ``act_open``, ``act_save``, ``act_dashboard``, ``act_quit``, the training toolbar and
-    the File, Training, Experiments and Presets menus."""
+    the File, Training and Experiments menus."""
     icons = QtWidgets.QStyle.StandardPixmap
     key = QtCore.Qt.Key
     std = QtGui.QKeySequence.StandardKey
@@ -82,11 +80,6 @@ def build_actions(window, presets: list[Path]) -> None:
                           f"Source: {experiment.source}")
         action.triggered.connect(
             lambda _checked=False, e=experiment: window.load_experiment(e))
-
-    presets_menu = window.menuBar().addMenu("&Presets")
-    for path in presets:
-        action = presets_menu.addAction(path.stem)
-        action.triggered.connect(lambda _checked=False, p=path: window.load_preset(p))
 
 
 __all__ = ["build_actions"]

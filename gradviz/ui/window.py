@@ -8,9 +8,7 @@ its own: it turns the user's actions into commands and the model's changes into 
 """
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 
 from PyQt6 import QtCore, QtGui, QtWidgets
 
@@ -29,12 +27,6 @@ from gradviz.ui.statusbar import StatusFields
 from gradviz.ui.views import make_views
 from gradviz.ui.worker import TrainingWorker
 
-RESOURCES = Path(__file__).resolve().parents[2] / "resources"
-
-
-def preset_paths() -> list[Path]:
-    """The demo configurations shipped in resources/presets, by name."""
-    return sorted((RESOURCES / "presets").glob("*.json"))
 
 
 class MainWindow(QtWidgets.QMainWindow):
@@ -54,7 +46,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.scheduler = RedrawScheduler(self.views, self.state, self)
         self.scheduler.view_failed.connect(lambda _key, text: self.statusBar().showMessage(text))
         self.panels = build_layout(self, self.controls, self.views)
-        build_actions(self, preset_paths())
+        build_actions(self)
         self.status_fields = StatusFields(self.statusBar())
         self.state.running_changed.connect(self._show_running)
         self.state.text_changed.connect(self._on_text)
@@ -154,17 +146,6 @@ class MainWindow(QtWidgets.QMainWindow):
         if near:
             self.statusBar().showMessage(f"Warning: this model {near}.", 15000)
         return True
-
-    def load_preset(self, path: str | os.PathLike) -> None:
-        try:
-            with open(path, encoding="utf-8") as handle:
-                config = RunConfig.from_dict(json.load(handle))
-        except (OSError, ValueError) as exc:
-            self._warn("Preset not loaded", f"{path}: {exc}")
-            return
-        self.controls.set_config(config)
-        self.apply_config(config)
-        self.statusBar().showMessage(f"Preset {Path(path).stem}", 5000)
 
     def load_experiment(self, experiment) -> None:
         """A guided experiment (gradviz.experiments): its settings, and always a fresh
