@@ -168,6 +168,15 @@ class RunConfig:
     # The app chooses the file with a button of its own, shown for a task that needs one.
     text_file: str | None = setting(None, label="Text file", group="Task", shown=False,
                                     help="A UTF-8 text file for the character language model")
+    # Command line and run files only: the control panel has no chooser for them yet.
+    series_file: str | None = setting(None, label="Series file", group="Task", shown=False,
+                                      help="A CSV file for the series task, which then learns "
+                                           "to predict the next value of one of its columns, "
+                                           "normalised (default: noisy sines)")
+    series_column: str | None = setting(None, label="Series column", group="Task", shown=False,
+                                        help="The CSV file's column for the series task: its "
+                                             "header's name or its number from 0 (default: the "
+                                             "first column of numbers)")
 
     # -- validation -------------------------------------------------------------------
     def validate(self) -> "RunConfig":
@@ -225,8 +234,9 @@ def _check(s: Setting, value: Any) -> None:
             omitted = " or omitted" if s.optional else ""
             raise ConfigError(s.name, f"must be a finite number{omitted}, got {value!r}")
         _check_range(s, value)
-    elif not isinstance(value, str):  # the one free-text setting is a file's path
-        raise ConfigError(s.name, f"must be a path, got {value!r}")
+    elif not isinstance(value, str):  # the free-text settings: paths and a column's name
+        what = "a path" if s.name.endswith("_file") else "a name or a number"
+        raise ConfigError(s.name, f"must be {what}, got {value!r}")
 
 
 def _check_range(s: Setting, value: float) -> None:

@@ -363,7 +363,8 @@ def test_the_panel_shows_every_shown_setting_as_declared(qtbot):
     shown = {name for name, s in settings() if s.shown}
     assert set(panel.w) == shown
     assert {name for name, s in settings() if not s.shown} == {"device", "dtype", "steps",
-                                                               "text_file"}
+                                                               "text_file", "series_file",
+                                                               "series_column"}
     for name, s in settings():
         if not s.shown:
             continue

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from .base import (Batch, ClassificationLoss, RegressionLoss, Task, new_probe_generator,
                    require_length)
+from .series_file import FileSeriesTask
 
 
 class AddingTask(RegressionLoss, Task):
@@ -158,6 +159,9 @@ class SeriesTask(RegressionLoss, Task):
 
     Stateful mode: each row keeps its frequencies and phases and the next batch continues
     the same signal (its first input is this batch's target).
+
+    With ``series_file`` set, the task is the same problem on a column of the user's CSV
+    file instead (:class:`~gradviz.engine.tasks.series_file.FileSeriesTask`).
     """
 
     name = "series"
@@ -169,6 +173,8 @@ class SeriesTask(RegressionLoss, Task):
 
     @classmethod
     def from_config(cls, config, text=None):
+        if config.series_file:
+            return FileSeriesTask.from_config(config)
         return cls(config.seq_len, stateful=config.stateful)
 
     def __init__(self, seq_len: int, stateful: bool = False):
