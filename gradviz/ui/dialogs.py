@@ -1,5 +1,5 @@
 """Every file dialog of the app: save a run, open a run, export a view, export the
-dashboard; all with one behaviour.
+dashboard, export TensorBoard event files; all with one behaviour.
 
 * A dialog starts in the folder the last one was left in (remembered in
   :class:`~gradviz.ui.prefs.Prefs`), and the folder chosen is remembered at once.
@@ -22,12 +22,13 @@ from typing import Callable, Protocol
 from PyQt6 import QtWidgets
 
 from gradviz.engine.record import RunFileError
+from gradviz.tensorboard import TensorBoardMissing, export_history
 from gradviz.ui.export import ExportError, file_filter
 from gradviz.ui.prefs import Prefs
 
 RUN_FILE = "run.json"
 # Errors whose message is already a whole sentence for the user: the file, the reason, the fix.
-SELF_EXPLAINING = (ExportError, RunFileError)
+SELF_EXPLAINING = (ExportError, RunFileError, TensorBoardMissing)
 
 
 class Exportable(Protocol):
@@ -90,6 +91,19 @@ class FileDialogs:
         return self._act(folder, save, "Run not saved", "Run saved to {path}",
                          "Could not save the run to {path}: {reason}. A run already there "
                          "is left as it was; choose another folder.")
+
+    def export_tensorboard(self, history) -> str | None:
+        """Ask for a folder, then write ``history`` there as TensorBoard event files; with
+        nothing captured yet, say so instead of asking."""
+        if len(history) == 0:
+            self.warn("Nothing to export", "No training step has been captured yet: "
+                      "start training (Space) first.")
+            return None
+        folder = self.ask_save("Export TensorBoard event files (a folder)", "tensorboard",
+                               "TensorBoard log folder (*)")
+        return self._act(folder, lambda path: export_history(history, path), "Export failed",
+                         "TensorBoard event files written to {path}",
+                         "Could not write to {path}: {reason}. Choose another folder.")
 
     def open_run(self, open_: Callable[[str], object]) -> str | None:
         """Ask for a run's run.json, then ``open_(folder)`` with the folder that holds it;

@@ -25,7 +25,7 @@ def _action(window: QtWidgets.QMainWindow, text: str, slot, shortcut=None, icon=
 
 def build_actions(window) -> None:
     """Give ``window`` (a MainWindow) its actions ``act_run``, ``act_step``, ``act_reset``,
-    ``act_open``, ``act_save``, ``act_dashboard``, ``act_quit``, the training toolbar and
+    ``act_open``, ``act_save``, ``act_dashboard``, ``act_tensorboard``, ``act_quit``, the training toolbar and
     the File, Training and Experiments menus."""
     icons = QtWidgets.QStyle.StandardPixmap
     key = QtCore.Qt.Key
@@ -40,6 +40,8 @@ def build_actions(window) -> None:
     window.act_open = _action(window, "Open run…", window.open_run_dialog, std.Open)
     window.act_save = _action(window, "Save run…", window.save_run_dialog, std.Save)
     window.act_dashboard = _action(window, "Export dashboard…", window.export_dashboard_dialog)
+    window.act_tensorboard = _action(window, "TensorBoard…", window.export_tensorboard_dialog,
+                                     tip="Write the run as TensorBoard event files into a folder")
     window.act_quit = _action(window, "Quit", window.close, std.Quit)
     training = (window.act_run, window.act_step, window.act_reset)
 
@@ -60,6 +62,8 @@ def build_actions(window) -> None:
             action = sub.addAction(f"{suffix.upper()}…")
             action.triggered.connect(
                 lambda _checked=False, k=view_key, s=suffix: window.export_view_dialog(k, s))
+    export_menu.addSeparator()
+    export_menu.addAction(window.act_tensorboard)
     menu.addAction(window.act_dashboard)
     menu.addSeparator()
     menu.addAction(window.act_quit)

@@ -317,6 +317,9 @@ class MainWindow(QtWidgets.QMainWindow):
     def export_dashboard_dialog(self) -> None:
         self.dialogs.export_dashboard(self.export_dashboard)
 
+    def export_tensorboard_dialog(self) -> None:
+        self.dialogs.export_tensorboard(self.history)
+
     def _warn(self, title: str, message: str) -> None:
         self.dialogs.warn(title, message)
 
