@@ -277,3 +277,148 @@ def test_a_loss_that_ignores_the_output_is_refused():
     x, _ = user_input(module)
     with pytest.raises(ValueError, match="scalar tensor computed from the output"):
         gradviz.capture(module, x, lambda out: torch.tensor(1.0))
+
+
+# -- watch, save_run, load_run, show ------------------------------------------------------
+def batches(n, batch_first=True):
+    g = torch.Generator().manual_seed(5)
+    for _ in range(n):
+        x = torch.randn(6, 9, 4, generator=g, dtype=torch.float64)
+        yield (x if batch_first else x.transpose(0, 1)), x[:, :, 0].sum(1, keepdim=True)
+
+
+def test_watch_captures_every_k_steps_and_trains_as_the_plain_loop(tmp_path):
+    module = make("lstm", 2, batch_first=True)
+    head = nn.Linear(5, 1, dtype=torch.float64)
+    own, own_head = copy.deepcopy(module), copy.deepcopy(head)
+    opt = torch.optim.SGD([*module.parameters(), *head.parameters()], lr=0.05)
+    own_opt = torch.optim.SGD([*own.parameters(), *own_head.parameters()], lr=0.05)
+    w = gradviz.watch(module, every=3, optimizer=opt)
+    for x, y in batches(8):
+        opt.zero_grad()
+        loss = w.backward(x, lambda out: nn.functional.mse_loss(head(out[:, -1]), y))
+        own_opt.zero_grad()
+        own_loss = nn.functional.mse_loss(own_head(own(x)[0][:, -1]), y)
+        own_loss.backward()
+        assert loss == pytest.approx(own_loss.item(), abs=TOL)
+        for a, b in zip([*module.parameters(), *head.parameters()],
+                        [*own.parameters(), *own_head.parameters()]):
+            torch.testing.assert_close(a.grad, b.grad, rtol=0, atol=TOL)
+        opt.step()
+        own_opt.step()
+    assert list(w.history.step) == [0, 3, 6] and w.steps == 8
+    assert np.all(w.history.lr == 0.05) and w.history.latest.step == 6
+    config = w.config
+    assert (config.cell, config.hidden, config.layers, config.bidirectional, config.seq_len,
+            config.batch_size, config.dtype, config.lr) == ("lstm", 5, 2, False, 9, 6,
+                                                            "float64", 0.05)
+
+    run = gradviz.load_run(gradviz.save_run(w, tmp_path / "mine"))
+    assert run.config == config and list(run.history.step) == [0, 3, 6]
+    np.testing.assert_allclose(run.history.dh_norm, w.history.dh_norm)
+    assert run.summary["source"] == "gradviz.watch" and run.summary["steps_done"] == 8
+
+
+def test_a_watch_in_a_with_block_saves_on_leaving(tmp_path):
+    module = make("gru")
+    with gradviz.watch(module, every=2, path=tmp_path / "run") as w:
+        for x, _ in batches(3, batch_first=False):
+            w.backward(x, lambda out: out.pow(2).mean())
+    run = gradviz.load_run(tmp_path / "run")
+    assert list(run.history.step) == [0, 2] and run.config.cell == "gru"
+    assert np.isnan(run.history.lr).all() and np.isnan(run.history.baseline)
+
+
+def test_save_run_takes_sessions_runs_and_histories_with_their_config(tmp_path):
+    config = gradviz.RunConfig(cell="gru", seq_len=8, hidden=4, steps=3)
+    session = gradviz.Session(config)
+    session.run()
+    gradviz.save_run(session, tmp_path / "a")
+    run = gradviz.load_run(tmp_path / "a")
+    assert run.config == config and len(run.history) == 3
+    with pytest.raises(ValueError, match="pass config="):
+        gradviz.save_run(run.history, tmp_path / "b")
+    gradviz.save_run(run.history, tmp_path / "b", config=config)
+    gradviz.save_run(run, tmp_path / "c")
+    for folder in "bc":
+        np.testing.assert_array_equal(gradviz.load_run(tmp_path / folder).history.loss,
+                                      run.history.loss)
+    with pytest.raises(TypeError, match="Session, Watch, Run or History"):
+        gradviz.save_run(42, tmp_path / "d")
+
+
+def test_a_watched_run_opens_in_the_window(tmp_path, qtbot):
+    from gradviz.ui.prefs import Prefs
+    from gradviz.ui.window import MainWindow
+
+    module = make("lstm", 1, True)
+    w = gradviz.watch(module)
+    for x, _ in batches(3, batch_first=False):
+        w.backward(x, lambda out: out.pow(2).mean())
+    gradviz.save_run(w, tmp_path / "run")
+    window = MainWindow(prefs=Prefs(tmp_path / "settings.ini"))
+    qtbot.addWidget(window)
+    failures = []
+    window.scheduler.view_failed.connect(lambda key, text: failures.append(key))
+    window.open_run(tmp_path / "run")
+    window.draw_now()
+    assert not failures and len(window.history) == 3
+    assert window.config.cell == "lstm" and window.config.bidirectional
+    window.close()
+
+
+def test_show_starts_the_app_in_a_process_of_its_own(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    started = []
+
+    class FakePopen:
+        def __init__(self, args, **kwargs):
+            started.append((args, kwargs))
+
+    monkeypatch.setattr(subprocess, "Popen", FakePopen)
+    session = gradviz.Session(gradviz.RunConfig(cell="gru", seq_len=6, hidden=4, steps=2))
+    session.run()
+    assert isinstance(gradviz.show(session), FakePopen)
+    (args, kwargs), = started
+    assert args[:4] == [sys.executable, "-m", "gradviz", "open"]
+    assert kwargs["start_new_session"] and len(gradviz.load_run(args[4]).history) == 2
+    from gradviz.engine.runformat import RunFileError
+    with pytest.raises(RunFileError, match="no such run folder"):
+        gradviz.show(tmp_path / "nothing")
+    assert len(started) == 1
+
+
+def test_gradviz_open_checks_the_run_first(tmp_path, monkeypatch, capsys):
+    from gradviz import cli
+    from gradviz.ui import app
+
+    assert cli.main(["open", str(tmp_path / "nothing")]) == 2
+    assert capsys.readouterr().err == f"gradviz open: {tmp_path / 'nothing'}: no such run folder\n"
+    assert cli.main(["open"]) == 2 and "give one run folder" in capsys.readouterr().err
+    session = gradviz.Session(gradviz.RunConfig(cell="gru", seq_len=6, hidden=4, steps=1))
+    session.run()
+    session.save(tmp_path / "run")
+    opened = []
+    monkeypatch.setattr(app, "run_app", lambda run=None: opened.append(run) or 0)
+    assert cli.main(["open", str(tmp_path / "run")]) == 0 and opened == [str(tmp_path / "run")]
+
+
+def test_import_gradviz_is_light_and_python_m_gradviz_works():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    code = ("import sys, gradviz; gradviz.RunConfig; print(sorted(m for m in "
+            "('torch', 'PyQt6', 'pyqtgraph') if m in sys.modules))")
+    env = {**__import__("os").environ, "PYTHONPATH": str(root)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         cwd=root, check=True).stdout
+    assert out.strip() == "[]"
+    done = subprocess.run([sys.executable, "-m", "gradviz", "--version"], capture_output=True,
+                          text=True, env=env, cwd=root)
+    assert done.returncode == 0 and done.stdout == f"gradviz {gradviz.__version__}\n"
+    assert set(gradviz.__all__) >= {"RunConfig", "Session", "capture", "watch", "load_run",
+                                    "save_run", "show"}
