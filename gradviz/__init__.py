@@ -16,7 +16,6 @@ The public API, for scripts and notebooks (the README's "Use from Python" shows 
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING
 
 __version__ = "0.2.0"
 
@@ -36,16 +35,6 @@ _EXPORTS = {
 }
 
 __all__ = ["__version__", *_EXPORTS]
-
-if TYPE_CHECKING:
-    from gradviz.api.modules import capture
-    from gradviz.api.runs import Run, load_run, save_run
-    from gradviz.api.show import show
-    from gradviz.api.watch import Watch, watch
-    from gradviz.config import RunConfig
-    from gradviz.engine.capture import Capture
-    from gradviz.engine.history import History
-    from gradviz.engine.session import Session
 
 
 def __getattr__(name: str):
