@@ -170,7 +170,7 @@ def test_layer_direction_selector_only_when_there_is_a_choice(views, make_histor
     selector = views["gradflow"].selector
     assert not selector.isHidden()
     assert [selector.itemText(i) for i in range(selector.count())] == [
-        "layer 1 forward", "layer 1 backward", "layer 2 forward", "layer 2 backward"]
+        "layer 1, forward", "layer 1, backward", "layer 2, forward", "layer 2, backward"]
     selector.setCurrentIndex(3)   # layer 2, backward: the view redraws from that slice
     _, rows = views["gradflow"].csv_table()
     np.testing.assert_allclose(rows[:, 2:], history.dh_norm[:, 1, 1, :], rtol=1e-7)
