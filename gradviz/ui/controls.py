@@ -152,9 +152,8 @@ class ControlPanel(QtWidgets.QWidget):
             # should leave the room to the plots.
             widget.setMinimumWidth(FIELD_MIN_WIDTH)
         if isinstance(widget, QtWidgets.QComboBox):
-            widget.setSizeAdjustPolicy(
-                QtWidgets.QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-            widget.setMinimumContentsLength(8)
+            # As wide as its longest choice: a cut "Embedded Reber g" reads as a bug.
+            widget.setSizeAdjustPolicy(QtWidgets.QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.w[name] = widget
         return widget
 

@@ -41,7 +41,10 @@ def build_actions(window) -> None:
     window.act_open = _action(window, "Open run…", window.open_run_dialog, std.Open)
     window.act_save = _action(window, "Save run…", window.save_run_dialog, std.Save)
     window.act_dashboard = _action(window, "Export dashboard…", window.export_dashboard_dialog)
-    window.act_quit = _action(window, "Quit", window.close, std.Quit)
+    # The platform's Quit key, or Ctrl+Q where it names none (offscreen, some desktops).
+    quit_key = QtGui.QKeySequence(std.Quit)
+    window.act_quit = _action(window, "Quit", window.close,
+                              quit_key if not quit_key.isEmpty() else "Ctrl+Q")
     training = (window.act_run, window.act_step, window.act_reset)
 
     toolbar = window.addToolBar("Training")

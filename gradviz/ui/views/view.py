@@ -12,6 +12,7 @@ from PyQt6 import QtCore, QtWidgets
 
 from gradviz.ui import export
 from gradviz.ui.dialogs import FileDialogs
+from gradviz.ui.views.flow import FlowLayout
 from gradviz.ui.views.items import WrappedText
 from gradviz.ui.views.style import BACKGROUND, LAYOUT_MARGINS, LAYOUT_SPACING
 
@@ -26,6 +27,7 @@ class LayerDirectionSelector(QtWidgets.QComboBox):
     def __init__(self, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)
         self.setToolTip("Which recurrent layer and direction to show")
+        self.setSizeAdjustPolicy(QtWidgets.QComboBox.SizeAdjustPolicy.AdjustToContents)
         self._shape = (0, 0)
         self.hide()
 
@@ -78,7 +80,8 @@ class View(QtWidgets.QWidget):
         self._fixed_y: dict[pg.ViewBox, tuple[float, float]] = {}
         self.setContextMenuPolicy(QtCore.Qt.ContextMenuPolicy.CustomContextMenu)
         self.customContextMenuRequested.connect(self._show_context_menu)
-        self.toolbar = QtWidgets.QHBoxLayout()
+        # Wraps onto a second row in a narrow panel rather than cutting a choice's text.
+        self.toolbar = FlowLayout()
         self.toolbar.setContentsMargins(0, 0, 0, 0)
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
