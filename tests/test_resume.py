@@ -1,0 +1,266 @@
+"""Saved runs, whole: a run saved, reopened and resumed trains on exactly as if it had never
+stopped, and a saved run opens with every array, text and colour scale it was saved with."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from gradviz.config import RunConfig
+from gradviz.engine.history import FLAG_ROWS, FLOAT_ROWS
+from gradviz.engine.keyframes import Keyframes
+from gradviz.engine.record import RunFileError, load_run, save_run
+from gradviz.engine.runfile import SCHEMA_VERSION, load_run_state, open_run
+from gradviz.engine.runstate import capture_state
+from gradviz.engine.session import Session
+
+ROWS = ("step", "count", *FLOAT_ROWS, *FLAG_ROWS, "dh_norm", "param_grad_norm")
+
+
+def assert_same_capture(a, b):
+    for name, value in vars(a).items():
+        other = getattr(b, name)
+        if isinstance(value, np.ndarray) or isinstance(other, np.ndarray):
+            assert isinstance(value, np.ndarray) and isinstance(other, np.ndarray), name
+            assert value.dtype == other.dtype, name
+            np.testing.assert_array_equal(value, other, err_msg=name)
+        else:
+            assert value == other or (value != value and other != other), name
+
+
+def assert_same_run(a: Session, b: Session):
+    """Weights, optimiser state, history, keyframes and counts equal, bit for bit."""
+    for (name, p), q in zip(a.trainer.net.named_parameters(), b.trainer.params):
+        assert torch.equal(p, q), name
+    sa, sb = a.trainer.optimizer.state_dict()["state"], b.trainer.optimizer.state_dict()["state"]
+    assert sa.keys() == sb.keys()
+    for i in sa:
+        assert sa[i].keys() == sb[i].keys()
+        for key in sa[i]:
+            assert torch.equal(torch.as_tensor(sa[i][key]), torch.as_tensor(sb[i][key])), (i, key)
+    for name in ROWS:
+        np.testing.assert_array_equal(getattr(a.history, name), getattr(b.history, name), name)
+    assert (a.history.dc_norm is None) == (b.history.dc_norm is None)
+    if a.history.dc_norm is not None:
+        np.testing.assert_array_equal(a.history.dc_norm, b.history.dc_norm)
+    assert_same_capture(a.history.latest, b.history.latest)
+    np.testing.assert_array_equal(a.keyframes.steps, b.keyframes.steps)
+    for ka, kb in zip(a.keyframes.captures, b.keyframes.captures):
+        assert_same_capture(ka, kb)
+    assert a.trainer._data_gen.get_state().equal(b.trainer._data_gen.get_state())
+    sa, sb = a.summary(), b.summary()
+    for key in ("steps_done", "final_loss", "nonfinite_steps", "clipped_steps",
+                "captured_steps", "diverged_at_step", "baseline"):
+        assert sa[key] == sb[key] or (sa[key] != sa[key] and sb[key] != sb[key]), key
+
+
+@pytest.fixture
+def text_file(tmp_path):
+    path = tmp_path / "words.txt"
+    path.write_text("the quick brown fox jumps over the lazy dog. " * 40, encoding="utf-8")
+    return str(path)
+
+
+CASES = {
+    "lstm adam": dict(task="adding", cell="lstm", optimizer="adam"),
+    "gru sgd momentum, every 3rd step captured": dict(task="copy", cell="gru", optimizer="sgd",
+                                                      lr=0.05, momentum=0.9, capture_every=3),
+    "stateful series rmsprop, clipped": dict(task="series", cell="rnn-tanh", optimizer="rmsprop",
+                                             stateful=True, clip="norm", clip_threshold=0.05),
+    "stateful text adagrad, 2 layers bidirectional": dict(
+        task="text", cell="lstm", optimizer="adagrad", stateful=True, layers=2,
+        bidirectional=True),
+    "stateful reber lstm": dict(task="reber", cell="lstm", optimizer="adam", stateful=True),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_a_run_saved_and_resumed_equals_one_that_never_stopped(tmp_path, text_file, case):
+    # 200 steps = 100 + 100 for the first case; 40 = 20 + 20 for the others (a 2-core machine).
+    n = 200 if case == next(iter(CASES)) else 40
+    fields = dict(seq_len=10, hidden=6, batch_size=5, steps=n, seed=3, **CASES[case])
+    if fields["task"] == "text":
+        fields["text_file"] = text_file
+    config = RunConfig(**fields)
+    whole = Session(config)
+    assert whole.run(n) == n
+    first = Session(config)
+    first.run(n // 2)
+    first.save(tmp_path / "run")
+    resumed = Session.resume(tmp_path / "run")
+    assert resumed.steps_done == n // 2
+    assert resumed.run(n // 2) == n // 2
+    assert_same_run(whole, resumed)
+    assert resumed.summary()["steps_done"] == n
+    resumed.save(tmp_path / "run")
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["summary"]["steps_done"] == n
+
+
+def test_live_changes_and_a_divergence_survive_the_resume(tmp_path):
+    # ReLU units with recurrent weights of spectral radius 3 overflow over 100 steps.
+    config = RunConfig(task="adding", cell="rnn-relu", seq_len=100, hidden=4, batch_size=4,
+                       optimizer="sgd", lr=0.1, init="identity", rho=3.0, steps=60)
+
+    def train(session, steps):
+        for _ in range(steps):
+            if session.steps_done == 30:
+                session.set_live(lr=50.0, clip="value", clip_threshold=1e6)
+            session.step()
+
+    whole = Session(config)
+    train(whole, 60)
+    assert whole.first_divergence is not None        # the fixture diverges, as intended
+    first = Session(config)
+    train(first, 45)
+    first.save(tmp_path / "run")
+    resumed = Session.resume(tmp_path / "run")
+    assert resumed.config.lr == 50.0 and resumed.config.clip == "value"
+    train(resumed, 15)
+    assert_same_run(whole, resumed)
+    assert resumed.first_divergence == whole.first_divergence
+    assert resumed.times_diverged == whole.times_diverged
+
+
+def test_a_saved_run_opens_with_identical_arrays_text_and_scales(tmp_path):
+    config = RunConfig(task="adding", cell="lstm", seq_len=7, hidden=5, batch_size=4)
+    session = Session(config)
+    session.run(40)
+    texts = [(10, "first sample"), (39, "ünïcode ✓ sample\nwith a newline")]
+    scales = {"gradflow": (-6.5, 0.5), "gates": (0.0, 1.0)}
+    save_run(tmp_path, config, session.history, session.summary(),
+             keyframes=session.keyframes, texts=texts, scales=scales, state=session.state())
+    run = open_run(tmp_path)
+    assert run.config == config and run.schema_version == SCHEMA_VERSION == 2
+    assert run.texts == texts and run.scales == scales and run.can_continue
+    for name in ROWS:
+        np.testing.assert_array_equal(getattr(run.history, name), getattr(session.history, name))
+    np.testing.assert_array_equal(run.keyframes.steps, session.keyframes.steps)
+    assert run.keyframes.spacing == session.keyframes.spacing
+    for a, b in zip(run.keyframes.captures, session.keyframes.captures):
+        assert_same_capture(a, b)
+    assert run.summary["steps_done"] == 40
+    state = load_run_state(run, Session(config))
+    original = session.state().arrays
+    assert state.arrays.keys() == original.keys()
+    for name, value in original.items():
+        assert state.arrays[name].dtype == value.dtype, name
+        np.testing.assert_array_equal(state.arrays[name], value, err_msg=name)
+
+
+def test_a_run_saved_without_state_opens_but_cannot_continue(tmp_path):
+    config = RunConfig(task="adding", cell="gru", seq_len=6, hidden=3, batch_size=2)
+    session = Session(config)
+    session.run(5)
+    session.save(tmp_path)
+    assert (tmp_path / "state.npz").exists()
+    save_run(tmp_path, config, session.history)        # the old state goes with this save
+    assert not (tmp_path / "state.npz").exists()
+    run = open_run(tmp_path)
+    assert not run.can_continue and run.keyframes.steps.tolist() == [4]   # the latest
+    with pytest.raises(RunFileError, match="can be opened but not continued"):
+        Session.resume(tmp_path)
+
+
+def test_a_schema_1_run_still_opens(tmp_path):
+    config = RunConfig(task="adding", cell="lstm", seq_len=6, hidden=3, batch_size=2)
+    session = Session(config)
+    session.run(6)
+    save_run(tmp_path, config, session.history, session.summary())
+    doc = json.loads((tmp_path / "run.json").read_text())
+    doc["schema_version"] = 1
+    del doc["state"]
+    (tmp_path / "run.json").write_text(json.dumps(doc))
+    run = open_run(tmp_path)
+    assert run.schema_version == 1 and not run.can_continue and run.texts == []
+    assert_same_capture(run.keyframes.latest, session.history.latest)
+    assert len(load_run(tmp_path)[1]) == 6
+    doc["schema_version"] = 3
+    (tmp_path / "run.json").write_text(json.dumps(doc))
+    with pytest.raises(RunFileError, match="schema_version 3 is not supported.*reads versions 1, 2"):
+        open_run(tmp_path)
+
+
+def test_a_state_of_another_model_is_refused_from_its_headers(tmp_path):
+    config = RunConfig(task="adding", cell="lstm", seq_len=6, hidden=3, batch_size=2)
+    session = Session(config)
+    session.run(3)
+    session.save(tmp_path)
+    run = open_run(tmp_path)
+    with pytest.raises(RunFileError, match="state.npz: 'weight_0' holds float32 \\(12, 2\\); "
+                                           "this run's configuration has float32 \\(16, 2\\)"):
+        load_run_state(run, Session(config.replace(hidden=4)))
+    with pytest.raises(RunFileError, match="optim_0_momentum_buffer|another model or optimiser"):
+        load_run_state(run, Session(config.replace(optimizer="sgd", momentum=0.9)))
+    with pytest.raises(ValueError, match="float64"):
+        Session(config.replace(dtype="float64"), state=session.state())
+
+
+def test_a_damaged_state_is_a_run_file_error(tmp_path):
+    config = RunConfig(task="adding", cell="rnn-tanh", seq_len=5, hidden=3, batch_size=2)
+    session = Session(config)
+    session.run(3)
+    session.save(tmp_path)
+    data = (tmp_path / "state.npz").read_bytes()
+    rng = np.random.default_rng(5)
+    outcomes = set()
+    for trial in range(120):
+        damaged = bytearray(data[:int(len(data) * trial / 60)] if trial < 60 else data)
+        for _ in range(0 if trial < 60 else 3):
+            damaged[rng.integers(len(damaged))] = rng.integers(256)
+        (tmp_path / "state.npz").write_bytes(bytes(damaged))
+        try:
+            Session.resume(tmp_path)
+            outcomes.add("resumed")
+        except RunFileError as error:
+            assert "state.npz" in str(error) or "state" in str(error)
+            outcomes.add("error")
+    assert "error" in outcomes
+
+
+def test_too_many_keyframes_are_refused_from_the_headers(tmp_path):
+    config = RunConfig(task="adding", cell="rnn-tanh", seq_len=5, hidden=3, batch_size=2)
+    session = Session(config)
+    session.run(12)
+    session.save(tmp_path)
+    assert len(open_run(tmp_path).keyframes) == 12
+    with pytest.raises(RunFileError, match="holds 12 keyframes .* keep at most 8"):
+        open_run(tmp_path, keyframe_capacity=8)
+
+
+def test_a_long_headless_run_keeps_bounded_keyframes_and_a_small_file(tmp_path):
+    """2,000 steps here (the 100,000-step bound is tests/test_keyframes.py's, and the slow
+    test below): ≤ 256 keyframes spread over the run, and a run file of bounded size."""
+    config = RunConfig(task="adding", cell="rnn-tanh", seq_len=4, hidden=2, batch_size=1)
+    session = Session(config)
+    session.run(2000)
+    assert len(session.keyframes) <= 256 and session.keyframes.steps[-1] == 1999
+    session.save(tmp_path)
+    size = sum(p.stat().st_size for p in tmp_path.iterdir())
+    assert size < 1.5 * 2**20
+    assert len(open_run(tmp_path).keyframes) == len(session.keyframes)
+
+
+@pytest.mark.slow
+def test_a_100k_step_headless_run_keeps_at_most_256_keyframes(tmp_path):
+    config = RunConfig(task="adding", cell="rnn-tanh", seq_len=2, hidden=1, batch_size=1)
+    session = Session(config)
+    session.run(100_000)
+    keys = session.keyframes
+    assert len(keys) <= 256 and keys.steps[-1] == 99_999
+    assert np.diff(keys.steps).max() <= 2 * 100_000 / 254
+    session.save(tmp_path)
+    assert sum(p.stat().st_size for p in tmp_path.iterdir()) < 2 * 2**20
+    assert open_run(tmp_path).keyframes.steps.tolist() == keys.steps.tolist()
+
+
+def test_the_state_is_plain_numpy_and_names_every_weight(tmp_path):
+    config = RunConfig(task="adding", cell="lstm", seq_len=6, hidden=3, batch_size=2)
+    session = Session(config)
+    session.run(2)
+    state = capture_state(session)
+    assert all(isinstance(v, np.ndarray) or isinstance(v, np.generic)
+               for v in state.arrays.values())
+    assert state.param_names == session.trainer.param_names and state.step == 2
+    for i, (_, p) in enumerate(session.trainer.net.named_parameters()):
+        np.testing.assert_array_equal(state.arrays[f"weight_{i}"], p.detach().numpy())
+    assert isinstance(Keyframes().steps, np.ndarray)
