@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from gradviz.config import RunConfig
-from gradviz.engine.history import FLAG_ROWS, FLOAT_ROWS
+from gradviz.engine.history import FLAG_ROWS, FLOAT_ROWS, History
 from gradviz.engine.keyframes import Keyframes
 from gradviz.engine.record import RunFileError, load_run, save_run
 from gradviz.engine.runfile import SCHEMA_VERSION, load_run_state, open_run
@@ -264,3 +264,95 @@ def test_the_state_is_plain_numpy_and_names_every_weight(tmp_path):
     for i, (_, p) in enumerate(session.trainer.net.named_parameters()):
         np.testing.assert_array_equal(state.arrays[f"weight_{i}"], p.detach().numpy())
     assert isinstance(Keyframes().steps, np.ndarray)
+
+
+# -- through the training process ----------------------------------------------------------
+def train_in_child(config: dict, steps: int, resume, out) -> None:
+    """Run in a spawned child, tuned as the app's training process is: a model from
+    ``config`` (continuing the run in folder ``resume`` when given) trains ``steps`` single
+    steps, then answers a Checkpoint; its reports go on ``out``."""
+    import queue
+
+    from gradviz.engine import messages as m
+    from gradviz.engine.process import serve
+    from gradviz.engine.train import prepare_training_process
+
+    prepare_training_process()
+    torch.set_num_threads(1)
+    commands, results = queue.Queue(), queue.Queue()
+    commands.put(m.Reset(2, config, resume=resume))
+    for _ in range(steps):
+        commands.put(m.Step())
+    commands.put(m.Checkpoint())
+    commands.put(m.Quit())
+    serve(commands, results, 1, config)
+    reports = []
+    while not results.empty():
+        reports.append(results.get())
+    out.put(reports)
+
+
+def in_child(config: RunConfig, steps: int, resume=None) -> list:
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    out = ctx.Queue()
+    child = ctx.Process(target=train_in_child, args=(config.to_dict(), steps, resume, out))
+    child.start()
+    try:
+        return out.get(timeout=120)
+    finally:
+        child.join(10)
+
+
+def test_the_training_process_continues_a_saved_run(tmp_path):
+    config = RunConfig(task="adding", cell="lstm", seq_len=9, hidden=5, batch_size=4,
+                       optimizer="adam")
+    whole = [r for r in in_child(config, 40) if r.run_id == 2]
+    # The first 25 steps, taken out of the process's answer and saved as the app saves a run.
+    first = [r for r in in_child(config, 25) if r.run_id == 2]
+    checkpoint = first[-1]
+    assert type(checkpoint).__name__ == "Checkpointed" and checkpoint.state.step == 25
+    assert checkpoint.summary["steps_done"] == 25
+    history, keyframes = History(), Keyframes()
+    for report in first:
+        for capture in getattr(report, "captures", ()):
+            history.append(capture)
+            keyframes.add(capture)
+    save_run(tmp_path, config, history, checkpoint.summary, keyframes=keyframes,
+             state=checkpoint.state)
+    resumed = [r for r in in_child(config, 15, resume=str(tmp_path)) if r.run_id == 2]
+    assert not [r for r in resumed if type(r).__name__ == "Error"]
+    captures = [c for r in resumed for c in getattr(r, "captures", ())]
+    expected = [c for r in whole for c in getattr(r, "captures", ())][25:]
+    assert [c.step for c in captures] == list(range(25, 40))
+    for got, want in zip(captures, expected, strict=True):
+        assert_same_capture(got, want)
+    end, whole_end = resumed[-1].state.arrays, whole[-1].state.arrays
+    assert end.keys() == whole_end.keys()
+    for name in end:
+        if name != "seconds":
+            np.testing.assert_array_equal(end[name], whole_end[name], err_msg=name)
+    assert resumed[-1].summary["steps_done"] == 40
+
+
+def test_a_run_that_cannot_be_continued_is_an_error_of_the_process(tmp_path):
+    import queue
+
+    from gradviz.engine import messages as m
+    from gradviz.engine.process import serve
+
+    config = RunConfig(task="adding", cell="gru", seq_len=6, hidden=3, batch_size=2)
+    session = Session(config)
+    session.run(3)
+    save_run(tmp_path, config, session.history)                 # no state
+    commands, results = queue.Queue(), queue.Queue()
+    commands.put(m.Reset(4, config.to_dict(), resume=str(tmp_path)))
+    commands.put(m.Checkpoint())
+    commands.put(m.Quit())
+    serve(commands, results, 1, config.to_dict())
+    reports = [results.get() for _ in range(results.qsize())]
+    errors = [r for r in reports if type(r).__name__ == "Error" and r.run_id == 4]
+    assert len(errors) == 1 and "can be opened but not continued" in errors[0].message
+    assert errors[0].traceback == ""
+    assert reports[-1] == m.Checkpointed(run_id=4, state=None, summary={})

@@ -310,10 +310,17 @@ def open_run(folder_or_run_json: str | os.PathLike, capacity: int = HISTORY_CAPA
                     None if state is None else json_path.parent / STATE_NPZ)
 
 
-def load_run_state(run: SavedRun, session) -> RunState:
-    """The state.npz of ``run``, checked for ``session`` (a fresh session of the run's
-    configuration) from its headers before its data is read; RunFileError naming the file
-    if the run has none, or it is missing, damaged or of another model."""
+def load_run_state(run: SavedRun | str | os.PathLike, session) -> RunState:
+    """The state.npz of ``run`` (opened, or its folder or run.json, of which only run.json
+    is read), checked for ``session`` (a fresh session of the run's configuration) from its
+    headers before its data is read; RunFileError naming the file if the run has none, or
+    it is missing, damaged or of another model."""
+    if not isinstance(run, SavedRun):
+        json_path = _run_paths(run)[0]
+        doc = _read_run_json(json_path)
+        run = SavedRun(json_path.parent, doc["config"], History(), Keyframes(), doc["summary"],
+                       [], {}, doc["schema_version"],
+                       None if doc.get("state") is None else json_path.parent / STATE_NPZ)
     if run.state_file is None:
         raise RunFileError(f"{run.folder}: saved without weights and optimiser state "
                            f"(schema {run.schema_version}, or saved without them), so it "

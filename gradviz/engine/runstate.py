@@ -14,6 +14,9 @@ state carried between batches, the step count, the cached spectral radius (refre
 every few steps), the divergence watch's window, the text sampler's count, the live
 settings in force, and the session's counts. This module reads those from the trainer's
 attributes: it is the one place outside :mod:`gradviz.engine.train` that knows them.
+
+Importing it imports no torch (the window reads run files and sends states, and has no
+torch); the functions that touch a session import it.
 """
 from __future__ import annotations
 
@@ -22,7 +25,6 @@ from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from gradviz.config import LIMITS, LIVE_FIELDS
 from gradviz.engine.divergence import FAULTS, WINDOW, Divergence
@@ -57,12 +59,14 @@ class RunState:
         return sum(a.nbytes for a in self.arrays.values())
 
 
-def _host(t: torch.Tensor) -> np.ndarray:
+def _host(t) -> np.ndarray:
     return t.detach().to("cpu").numpy().copy()
 
 
 def capture_state(session) -> RunState:
     """The state of ``session`` (a :class:`~gradviz.engine.session.Session`) now."""
+    import torch
+
     tr = session.trainer
     a: dict[str, np.ndarray] = {
         "step": np.int64(tr.step_index),
@@ -107,6 +111,8 @@ def capture_state(session) -> RunState:
 def expected(session) -> dict[str, Declared]:
     """The dtype and shape of every member a state of ``session``'s configuration may
     have (a fresh session: before its first step)."""
+    import torch
+
     tr = session.trainer
     c = np.dtype(np.float64 if tr.dtype == torch.float64 else np.float32)
     i64, f64 = np.dtype(np.int64), np.dtype(np.float64)
@@ -135,6 +141,8 @@ def expected(session) -> dict[str, Declared]:
 def _optimizer_keys(session) -> dict[str, bool]:
     """The per-parameter state the run's optimiser keeps, each key: whether it is a scalar.
     Found by stepping the optimiser once on a parameter of its own."""
+    import torch
+
     from gradviz.engine.train import make_optimizer
 
     cfg, tr = session.trainer.config, session.trainer
@@ -189,6 +197,8 @@ def _check(where: str, declared: dict[str, Declared], spec: dict[str, Declared])
 def restore_state(session, state: RunState) -> None:
     """Put ``state`` into ``session``, a fresh session of the same configuration; a
     ValueError (RunFileError) naming what does not fit, with the session left unchanged."""
+    import torch
+
     check_state(state, session)
     tr, a = session.trainer, state.arrays
     if state.param_names != tr.param_names:
@@ -203,7 +213,7 @@ def restore_state(session, state: RunState) -> None:
             or ("carried_c" in a) != ("carried_h" in a and has_c):
         raise RunFileError("the run's state is incomplete (a spectral radius or carried state "
                            "in part, or a carried state for a run that carries none)")
-    per_param: dict[int, dict[str, torch.Tensor]] = {}
+    per_param: dict[int, dict] = {}
     for name, value in a.items():
         if name.startswith("optim_"):
             i, key = name.removeprefix("optim_").split("_", 1)
