@@ -176,7 +176,7 @@ def test_a_schema_1_run_still_opens(tmp_path):
     assert len(load_run(tmp_path)[1]) == 6
     doc["schema_version"] = 3
     (tmp_path / "run.json").write_text(json.dumps(doc))
-    with pytest.raises(RunFileError, match="schema_version 3 is not supported.*reads versions 1, 2"):
+    with pytest.raises(RunFileError, match="schema_version 3 is not supported.*versions 1, 2"):
         open_run(tmp_path)
 
 
@@ -356,3 +356,59 @@ def test_a_run_that_cannot_be_continued_is_an_error_of_the_process(tmp_path):
     assert len(errors) == 1 and "can be opened but not continued" in errors[0].message
     assert errors[0].traceback == ""
     assert reports[-1] == m.Checkpointed(run_id=4, state=None, summary={})
+
+
+# -- gradviz run --resume -------------------------------------------------------------------
+RUN = ["run", "--quiet", "--task", "adding", "--cell", "gru", "--hidden", "6", "--seq-len", "8",
+       "--batch-size", "4", "--seed", "5"]
+
+
+def test_gradviz_run_resume_continues_the_run_and_saves_it_whole(tmp_path, capsys):
+    from gradviz import cli
+
+    assert cli.main([*RUN, "--steps", "30", "--out", str(tmp_path / "whole")]) == 0
+    assert cli.main([*RUN, "--steps", "18", "--out", str(tmp_path / "run")]) == 0
+    before = (tmp_path / "run" / "capture.npz").read_bytes()
+    assert cli.main(["run", "--resume", str(tmp_path / "run"), "--steps", "12",
+                     "--out", str(tmp_path / "elsewhere")]) == 0
+    assert (tmp_path / "run" / "capture.npz").read_bytes() == before     # --out: left as it was
+    assert cli.main(["run", "--resume", str(tmp_path / "run"), "--steps", "12"]) == 0
+    err = capsys.readouterr().err
+    assert "done: 12 steps in " in err and "Traceback" not in err
+    for folder in ("run", "elsewhere"):
+        run, whole = open_run(tmp_path / folder), open_run(tmp_path / "whole")
+        assert run.summary["steps_done"] == 30 and run.summary["captured_steps"] == 30
+        for name in ROWS:
+            np.testing.assert_array_equal(getattr(run.history, name),
+                                          getattr(whole.history, name), err_msg=name)
+        np.testing.assert_array_equal(run.keyframes.steps, whole.keyframes.steps)
+        for a, b in zip(run.keyframes.captures, whole.keyframes.captures):
+            assert_same_capture(a, b)
+        config = run.config.replace(steps=whole.config.steps)
+        got = load_run_state(run, Session(config)).arrays
+        want = load_run_state(whole, Session(config)).arrays
+        for name in want:
+            if name != "seconds":
+                np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+
+
+def test_gradviz_run_resume_takes_live_settings_and_refuses_others(tmp_path, capsys):
+    from gradviz import cli
+
+    assert cli.main([*RUN, "--steps", "4", "--out", str(tmp_path / "run")]) == 0
+    capsys.readouterr()
+    assert cli.main(["run", "--resume", str(tmp_path / "run"), "--hidden", "9"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("gradviz run: --hidden: cannot change when resuming a run")
+    assert "--lr" in err and len(err.splitlines()) == 1
+    assert cli.main(["run", "--resume", str(tmp_path / "run"), "--config", str(tmp_path)]) == 2
+    assert "--resume: give --resume without --config" in capsys.readouterr().err
+    assert cli.main(["run", "--quiet", "--resume", str(tmp_path / "run"), "--steps", "3",
+                     "--lr", "0.5", "--clip", "norm"]) == 0
+    run = open_run(tmp_path / "run")
+    assert run.history.lr.tolist() == [1e-3] * 4 + [0.5] * 3 and run.summary["steps_done"] == 7
+    assert cli.main(["run", "--resume", str(tmp_path / "nothing"), "--steps", "3"]) == 2
+    assert "--resume: " in capsys.readouterr().err
+    save_run(tmp_path / "run", run.config, run.history)                # without its state
+    assert cli.main(["run", "--resume", str(tmp_path / "run"), "--steps", "3"]) == 2
+    assert "can be opened but not continued" in capsys.readouterr().err

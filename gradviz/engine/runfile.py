@@ -31,7 +31,6 @@ import numpy as np
 
 from gradviz import __version__
 from gradviz.config import ConfigError, RunConfig
-from gradviz.engine.capture import Capture
 from gradviz.engine.files import NotRegularFileError, open_regular, replace_together, temp_beside
 from gradviz.engine.history import FLAG_ROWS, FLOAT_ROWS, HISTORY_CAPACITY, History
 from gradviz.engine.keyframes import KEYFRAME_CAPACITY, Keyframes
