@@ -242,7 +242,7 @@ def test_a_long_headless_run_keeps_bounded_keyframes_and_a_small_file(tmp_path):
 
 @pytest.mark.slow
 def test_a_100k_step_headless_run_keeps_at_most_256_keyframes(tmp_path):
-    config = RunConfig(task="adding", cell="rnn-tanh", seq_len=2, hidden=1, batch_size=1)
+    config = RunConfig(task="adding", cell="rnn-tanh", seq_len=3, hidden=1, batch_size=1)
     session = Session(config)
     session.run(100_000)
     keys = session.keyframes
