@@ -141,7 +141,7 @@ def test_help_offers_every_field_with_its_range_and_the_registered_choices(capsy
     options, values = help_sections(capsys.readouterr().out)
     flags = {cli.option_name(name) for name, _ in settings()}
     assert set(options) == flags | {"-h", "--out", "--config", "--figures", "--quiet",
-                                    "--experiment", "--list-experiments"}
+                                    "--experiment", "--list-experiments", "--resume"}
     for name, s in settings():
         entry = options[cli.option_name(name)]
         assert s.help.split()[0] in entry, entry
