@@ -141,7 +141,7 @@ def test_help_offers_every_field_with_its_range_and_the_registered_choices(capsy
     options, values = help_sections(capsys.readouterr().out)
     flags = {cli.option_name(name) for name, _ in settings()}
     assert set(options) == flags | {"-h", "--out", "--config", "--figures", "--quiet",
-                                    "--experiment", "--list-experiments"}
+                                    "--experiment", "--list-experiments", "--resume"}
     for name, s in settings():
         entry = options[cli.option_name(name)]
         assert s.help.split()[0] in entry, entry
@@ -193,7 +193,7 @@ def test_a_short_run_writes_the_documented_files(tmp_path, capsys):
     assert "Traceback" not in err
     assert err.splitlines()[-1].startswith("done: 5 steps in ")
     assert f"saved to {out}" in err
-    assert sorted(p.name for p in out.iterdir()) == ["capture.npz", "run.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["capture.npz", "run.json", "state.npz"]
     doc = json.loads((out / "run.json").read_text())
     summary = doc["summary"]
     assert summary["steps_done"] == 5 and summary["captured_steps"] == 5
