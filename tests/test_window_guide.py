@@ -218,3 +218,28 @@ def test_a_projector_screen_cuts_no_text_and_repeats_no_tick_label(qtbot, prefs,
                             f"{key}: {ta!r} and {tb!r} overlap"
     finally:
         window.close()
+
+
+def test_exports_for_slides_are_at_twice_the_size_or_a_chosen_width_with_a_title(window, qtbot,
+                                                                                 tmp_path):
+    from gradviz.ui.figures import caption
+
+    run_until(qtbot, window, 3)
+    view = window.views["gradtime"]
+    assert window.export_size == ("scale", 2.0)             # the default: slides
+    path = view.export(tmp_path / "gradtime.png")
+    image = QtGui.QImage(str(path))
+    widget = view.figure_widget()
+    assert (image.width(), image.height()) == (2 * widget.width(), 2 * widget.height())
+    assert view.caption.plain_text() == ""                   # the title was for the file only
+    svg = view.export(tmp_path / "gradtime.svg").read_text(encoding="utf-8")
+    assert caption(window.config).split(",")[0] in svg       # the title line names the run
+
+    window.size_actions[("width", 1920.0)].trigger()
+    window.export_dashboard(tmp_path / "dashboard.png")
+    dashboard = QtGui.QImage(str(tmp_path / "dashboard.png"))
+    assert dashboard.width() == 1920
+    assert dashboard.height() > 1920 * window.centralWidget().height() / window.centralWidget().width()
+    window.size_actions[("scale", 1.0)].trigger()
+    path = view.export(tmp_path / "small.png")
+    assert QtGui.QImage(str(path)).width() == widget.width()
