@@ -29,7 +29,7 @@ from gradviz import __version__
 from gradviz.config import ConfigError, RunConfig
 from gradviz.engine.capture import Capture
 from gradviz.engine.files import NotRegularFileError, open_regular, temp_beside
-from gradviz.engine.history import FLAG_ROWS, FLOAT_ROWS, HISTORY_CAPACITY, History
+from gradviz.engine.history import FLAG_ROWS, FLOAT_ROWS, HISTORY_CAPACITY, METRIC_ROW, History
 from gradviz.engine.npzfile import Archive, ArchiveError
 from gradviz.engine.runformat import (KNOWN_ARRAYS, MAX_NPZ_BYTES, MAX_RUN_JSON_BYTES,
                                       NAME_FIELDS, RunFileError, check_declared, check_values)
@@ -47,7 +47,8 @@ def _names(values: tuple[str, ...] | list[str]) -> np.ndarray:
 def _history_arrays(history: History) -> dict[str, np.ndarray]:
     """Everything capture.npz holds (docs/run-format.md), copied out of ``history``."""
     out = {name: np.array(getattr(history, name))
-           for name in ("step", "count", *FLOAT_ROWS, *FLAG_ROWS)}
+           for name in ("step", "count", *FLOAT_ROWS, METRIC_ROW, *FLAG_ROWS)}
+    out["metric_name"] = np.str_(history.metric_name)
     out["dh_norm_all"] = np.array(history.dh_norm)
     # The top layer's forward direction, for readers who want one (K, T) picture.
     out["dh_norm"] = (out["dh_norm_all"][:, -1, 0, :] if len(history)
@@ -72,7 +73,7 @@ def _history_arrays(history: History) -> dict[str, np.ndarray]:
                 value = _names(value)
             elif f.name == "gate_ranges":
                 value = np.array(value, dtype=np.float64).reshape(-1, 2)
-            elif f.name == "clip":
+            elif f.name in ("clip", "metric_name"):
                 value = np.str_(value)
             out["latest_" + f.name] = np.asarray(value)
     return out
@@ -293,12 +294,15 @@ def load_run(folder_or_run_json: str | os.PathLike,
         latest = (_latest_from(arrays, owners) if any(k.startswith("latest_") for k in arrays)
                   else None)
         rows = {name: arrays[name] for name in ("step", "count", *FLOAT_ROWS, *FLAG_ROWS)}
+        # A file from before the task's metric was kept has none: nan, as for a task without.
+        rows[METRIC_ROW] = arrays.get(METRIC_ROW, np.full(len(rows["step"]), np.nan))
         rows["dh_norm"] = arrays["dh_norm_all"]
         if "dc_norm_all" in arrays:
             rows["dc_norm"] = arrays["dc_norm_all"]
         rows["param_grad_norm"] = arrays["param_grad_norm"]
         history.restore(rows, names, owners, tuple(str(s) for s in arrays["gate_names"]),
-                        float(arrays["baseline"]), latest)
+                        float(arrays["baseline"]), latest,
+                        str(arrays.get("metric_name", "")))
     except MemoryError:
         raise RunFileError(f"{npz_path}: too large for the memory this machine has free") \
             from None
