@@ -69,16 +69,19 @@ class Adding1997Task(RegressionLoss, Task):
     1 at the two marked steps, -1 at the first and the last step where those are not
     marked, 0 elsewhere. The first marked step is one of the first ten (of the first
     n = max(2, T // 2 - 1) when n < 10), the second one of the other steps among the first
-    n (so both come before the last step); where
-    step 0 is marked its value X1 counts as 0. Target (1, B, 1): 0.5 + (X1 + X2) / 4, the
-    sum scaled into [0, 1], read out at the last step (MSE). A sequence is *solved* when
-    the absolute error there is below 0.04; :meth:`metric` is the fraction solved. Unlike
-    the paper's, all sequences of a batch have the same length T (the paper drew each
-    length from [T, T + T / 10]).
+    n (so both come before the last step). Where step 0 is marked its value counts as 0
+    (the paper: "in the rare case where the first pair of the sequence gets marked, we set
+    X1 to zero"; here whichever draw marked it, so that the input determines the target).
+    Target (1, B, 1): 0.5 + (X1 + X2) / 4, the sum scaled into [0, 1], read out at the
+    last step (MSE). A sequence is *solved* when the absolute error there is below 0.04;
+    :meth:`metric` is the fraction solved. Unlike the paper's, all sequences of a batch
+    have the same length T (the paper drew each length from [T, T + T / 10]).
 
     No-memory predictor: the mean of the target, 0.5; its loss is Var(target) =
-    (Var X1 + Var X2) / 16 with Var X2 = 1/3 and Var X1 = (1 - 1/m) / 3, where 1/m is the
-    chance that step 0 is the first marked one (m = min(10, n)).
+    (Var X1 + Var X2) / 16, where a value is uniform on [-1, 1] (variance 1/3) unless it
+    is step 0's: Var X1 = (1 - p1) / 3 and Var X2 = (1 - p2) / 3 with p1 = 1/m the chance
+    that the first draw is step 0 (m = min(10, n)) and p2 = (1 - p1) / (n - 1) that the
+    second is.
     """
 
     name = "adding-1997"
@@ -93,7 +96,9 @@ class Adding1997Task(RegressionLoss, Task):
         self.loss_positions = slice(seq_len - 1, seq_len)
         self.marked_range = max(2, seq_len // 2 - 1)
         self.first_range = min(10, self.marked_range)
-        self.baseline = ((1 - 1 / self.first_range) / 3 + 1 / 3) / 16
+        p1 = 1 / self.first_range
+        p2 = (1 - p1) / (self.marked_range - 1)
+        self.baseline = ((1 - p1) + (1 - p2)) / 3 / 16
         self._probe = self.batch(1, new_probe_generator()).x
 
     def batch(self, batch_size: int, generator: torch.Generator) -> Batch:
@@ -107,8 +112,9 @@ class Adding1997Task(RegressionLoss, Task):
         columns = torch.arange(B)
         markers[first, columns] = 1.0
         markers[second, columns] = 1.0
-        x1 = torch.where(first == 0, 0.0, values[first, columns])
-        target = 0.5 + (x1 + values[second, columns]) / 4
+        counted = values.clone()
+        counted[0] = 0.0                                   # step 0's value counts as 0
+        target = 0.5 + (counted[first, columns] + counted[second, columns]) / 4
         return Batch(torch.stack([values, markers], dim=2), target.view(1, B, 1))
 
     def metric(self, y: torch.Tensor, batch: Batch) -> float:
