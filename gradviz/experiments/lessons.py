@@ -138,7 +138,7 @@ def _solves(exp: Experiment, steps: int | None) -> tuple[bool, str]:
     loss, solved = _mean_loss(session), _recent_metric(session)
     held = loss < 0.5 and solved > 0.5
     return held, (f"loss {loss:.2f}x baseline (needs < 0.5), {session.history.metric_name} "
-                  f"{solved:.0%} (needs > 50%) at step {session.steps_done}")
+                  f"{solved:.1%} (needs > 50%) at step {session.steps_done}")
 
 
 def _long_range(exp: Experiment, steps: int | None) -> tuple[bool, str]:
