@@ -91,6 +91,13 @@ def test_the_loss_view_shows_no_metric_for_a_task_without_one(views, make_captur
     assert np.all(np.isnan(view.csv_table()[1][:, -1]))
 
 
+def test_one_step_is_one_step(views, make_capture):
+    history = History()
+    history.append(with_metric(make_capture(0), 0.25))
+    views["loss"].set_data(history, history.latest)
+    assert views["loss"].colour_key.plain_text().startswith("fraction solved 25% (last 1 step)")
+
+
 @pytest.mark.parametrize("value", [0.0, 1.0])
 def test_the_label_reads_the_extremes(views, make_capture, value):
     history = History()

@@ -112,7 +112,7 @@ CELLS: dict[str, CellSpec] = {c.name: c for c in (
 TASKS: dict[str, TaskSpec] = {t.name: t for t in (
     TaskSpec("adding", "Adding problem",
              "two marked numbers among T random ones; predict their sum"),
-    TaskSpec("adding-1997", "Adding (1997 paper)",
+    TaskSpec("adding-1997", "Adding, 1997",
              "the adding problem as Hochreiter & Schmidhuber set it: values in [-1, 1], "
              "target 0.5 + (X1 + X2) / 4, solved when the error is below 0.04"),
     TaskSpec("copy", "Copy / memory", "reproduce a short symbol string after a long gap"),

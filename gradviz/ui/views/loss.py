@@ -80,7 +80,8 @@ class LossView(View):
         if not history.metric_name or not finite.any():
             return ""
         value = np.average(metric[finite], weights=count[finite])
-        return f"{history.metric_name} {value:.0%} (last {int(count[finite].sum())} steps)"
+        steps = int(count[finite].sum())
+        return f"{history.metric_name} {value:.0%} (last {steps} step{'s' * (steps != 1)})"
 
     def csv_table(self) -> tuple[list[str], np.ndarray]:
         """One row per history row: step, loss (nan where not finite), baseline, non-finite
