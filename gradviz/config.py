@@ -167,7 +167,9 @@ class RunConfig:
                          help="Training steps")
     # The app chooses the file with a button of its own, shown for a task that needs one.
     text_file: str | None = setting(None, label="Text file", group="Task", shown=False,
-                                    help="A UTF-8 text file for the character language model")
+                                    help="A UTF-8 text file for the character language "
+                                         "model; none: the source of a few of Python's "
+                                         "standard-library modules")
     # Command line and run files only: the control panel has no chooser for them yet.
     series_file: str | None = setting(None, label="Series file", group="Task", shown=False,
                                       help="A CSV file for the series task, which then learns "
@@ -183,9 +185,6 @@ class RunConfig:
         """Return self if every field is allowed, else raise :class:`ConfigError`."""
         for name, s in settings():
             _check(s, getattr(self, name))
-        if registry.TASKS[self.task].needs_file and not self.text_file:
-            raise ConfigError("text_file", f"the {self.task} task needs a UTF-8 text file "
-                                           "(--text-file PATH)")
         return self
 
     # -- conversion -------------------------------------------------------------------

@@ -9,14 +9,11 @@ import argparse
 import sys
 import textwrap
 
+from gradviz.cliprep import option_name
 from gradviz.config import Setting, settings
 
 EXIT_USAGE = 2
 HELP_WIDTH = 79  # of the --help epilog, which argparse does not wrap
-
-
-def option_name(field_name: str) -> str:
-    return "--" + field_name.replace("_", "-")
 
 
 def _int_type(s: Setting):

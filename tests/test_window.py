@@ -168,7 +168,8 @@ def test_each_view_exports_from_the_file_menu(window, qtbot, tmp_path, monkeypat
                         lambda *args, **kwargs: (str(target), ""))
     export = next(a.menu() for a in menu(window, "&File").actions() if a.text() == "Export")
     titles = [a.text() for a in export.actions()]
-    assert titles == [view.title for view in window.views.values()] + ["", "TensorBoard…"]
+    assert titles == [view.title for view in window.views.values()] + [
+        "Image size (PNG)", "", "TensorBoard…"]
     gradflow = export.actions()[titles.index(window.views["gradflow"].title)].menu()
     csv = next(a for a in gradflow.actions() if a.text() == "CSV…")
     csv.trigger()

@@ -100,7 +100,6 @@ class GradflowView(View):
     def __init__(self, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)
         self.selector = self._add_selector()
-        self.toolbar.addStretch(1)
         canvas = self._add_graphics()
         cmap = pg.colormap.get("viridis")
         self.colour_key = ColourKey()
