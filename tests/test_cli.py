@@ -177,10 +177,21 @@ def test_unknown_command_exits_2(capsys):
 def test_no_arguments_opens_the_app(monkeypatch):
     calls = []
     fake = types.ModuleType("gradviz.ui.app")
-    fake.run_app = lambda: calls.append("app") or 0
+    fake.run_app = lambda experiment=None: calls.append(experiment or "app") or 0
     monkeypatch.setitem(sys.modules, "gradviz.ui.app", fake)
     assert cli.main([]) == 0 and cli.gui_main() == 0
     assert calls == ["app", "app"]
+    assert cli.main(["--experiment", "vanishing-tanh"]) == 0
+    assert cli.main(["--experiment=forget-bias"]) == 0
+    assert calls[2:] == ["vanishing-tanh", "forget-bias"]
+
+
+def test_the_app_on_an_unknown_experiment_says_which_there_are(capsys):
+    assert cli.main(["--experiment", "no-such"]) == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "no-such" in err and "vanishing-tanh" in err
+    assert cli.main(["--experiment"]) == cli.EXIT_USAGE
+    assert "one experiment's name" in capsys.readouterr().err
 
 
 # -- real runs ------------------------------------------------------------------------

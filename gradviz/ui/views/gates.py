@@ -11,7 +11,7 @@ from PyQt6 import QtWidgets
 from gradviz.ui.views.axes import EDGE_LABEL_PX
 from gradviz.ui.views.data import finite_points
 from gradviz.ui.views.items import ColourKey, WrappedText, curve
-from gradviz.ui.views.style import colour, pen, style_colorbar, style_plot
+from gradviz.ui.views.style import LABEL_STYLE, colour, pen, style_colorbar, style_plot
 from gradviz.ui.views.view import View
 
 GATE_DESCRIPTIONS = {
@@ -108,8 +108,11 @@ class GatesView(View):
         self.sat.setMinimumHeight(sat)
         self.sat.setMaximumHeight(sat)
         # 0.5 between 0 and 1 once there is room for three labels, not before.
-        marks = (0.0, 0.5, 1.0) if sat >= SAT_HEIGHT * 0.8 else (0.0, 1.0)
+        roomy = sat >= SAT_HEIGHT * 0.8
+        marks = (0.0, 0.5, 1.0) if roomy else (0.0, 1.0)
         self.sat.getAxis("left").setTicks([[(v, f"{v:g}") for v in marks]])
+        # A short plot's axis title would run into the heatmap's ("hidden unit").
+        self.sat.setLabel("left", "fraction" if roomy else "", **LABEL_STYLE)
 
     def resizeEvent(self, event) -> None:
         super().resizeEvent(event)
