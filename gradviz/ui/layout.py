@@ -8,8 +8,10 @@ GRID_COLUMNS = 3
 
 
 def build_layout(window: QtWidgets.QMainWindow, controls: QtWidgets.QWidget,
-                 views: dict) -> dict[str, QtWidgets.QWidget]:
-    """Lay out ``window``'s central widget; returns each view's panel (view + title)."""
+                 views: dict, timeline: QtWidgets.QWidget | None = None
+                 ) -> dict[str, QtWidgets.QWidget]:
+    """Lay out ``window``'s central widget, the ``timeline`` under the plots; returns each
+    view's panel (view + title)."""
     scroll = QtWidgets.QScrollArea()
     scroll.setWidget(controls)
     scroll.setWidgetResizable(True)
@@ -35,6 +37,8 @@ def build_layout(window: QtWidgets.QMainWindow, controls: QtWidgets.QWidget,
         # Shown for language tasks only; while hidden it takes no room.
         column.addWidget(panels["text"], 1)
         panels["text"].hide()
+    if timeline is not None:
+        column.addWidget(timeline)
 
     splitter = QtWidgets.QSplitter()
     splitter.addWidget(scroll)

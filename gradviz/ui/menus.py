@@ -5,6 +5,7 @@ from __future__ import annotations
 from PyQt6 import QtCore, QtGui, QtWidgets
 
 from gradviz.experiments import list_experiments
+from gradviz.ui.runsmenu import add_runs_menu
 
 
 def _action(window: QtWidgets.QMainWindow, text: str, slot, shortcut=None, icon=None,
@@ -80,6 +81,8 @@ def build_actions(window) -> None:
                           f"Source: {experiment.source}")
         action.triggered.connect(
             lambda _checked=False, e=experiment: window.load_experiment(e))
+
+    add_runs_menu(window)
 
 
 __all__ = ["build_actions"]

@@ -24,6 +24,7 @@ from gradviz.ui.prefs import Prefs
 from gradviz.ui.redraw import RedrawScheduler
 from gradviz.ui.state import AppState
 from gradviz.ui.statusbar import StatusFields
+from gradviz.ui.timeline import Timeline
 from gradviz.ui.views import make_views
 from gradviz.ui.worker import TrainingWorker
 
@@ -45,11 +46,14 @@ class MainWindow(QtWidgets.QMainWindow):
             view.set_file_dialogs(self.dialogs)
         self.scheduler = RedrawScheduler(self.views, self.state, self)
         self.scheduler.view_failed.connect(lambda _key, text: self.statusBar().showMessage(text))
-        self.panels = build_layout(self, self.controls, self.views)
+        self.timeline = Timeline(self.state, self)
+        self.panels = build_layout(self, self.controls, self.views, self.timeline)
         build_actions(self)
+        self.timeline.add_actions(self)
         self.status_fields = StatusFields(self.statusBar())
         self.state.running_changed.connect(self._show_running)
         self.state.text_changed.connect(self._on_text)
+        self.state.step_selected.connect(self._on_text)
         self.state.runs_changed.connect(self._on_runs_changed)
 
         self.worker = TrainingWorker(self.state.config, self)
@@ -180,6 +184,7 @@ class MainWindow(QtWidgets.QMainWindow):
         else:
             self.status_fields.clear()
         self.status_fields.show_state(self.worker.state, self.state.viewing_saved_run)
+        self._on_text()
         self._update_title()
 
     def _on_captures(self, captures: list) -> None:
@@ -195,10 +200,11 @@ class MainWindow(QtWidgets.QMainWindow):
     def _on_status(self, status: dict) -> None:
         self.status_fields.show_progress(status["step"], status["steps_per_s"], status["loss"])
 
-    def _on_text(self, text: str) -> None:
+    def _on_text(self, *_) -> None:
+        # The text sampled at the step the timeline shows (the newest while it follows).
         view = self.views.get("text")
         if view is not None:
-            view.set_text(text)
+            view.set_text(self.state.live.text_at(self.state.selected_step) or "")
 
     def _on_ready(self, language: bool) -> None:
         if "text" in self.panels:
