@@ -1,5 +1,6 @@
 """The ``gradviz`` command: with no arguments it opens the app; ``gradviz run …`` trains
-without a window and writes a run folder (docs/run-format.md) that the app can open.
+without a window and writes a run folder (docs/run-format.md) that the app can open, and
+``gradviz run --resume RUN_DIR --steps N`` continues one (:mod:`gradviz.cliprep`).
 
 ``gradviz run`` has one option per RunConfig field, built from its declaration
 (:func:`gradviz.config.settings`: help, limits, group) and from the registry's names
@@ -20,13 +21,13 @@ import os
 import sys
 import textwrap
 import time
-from dataclasses import fields
-from datetime import datetime
 from pathlib import Path
 
 from gradviz import __version__
-from gradviz.progress import Progress, clock
+from gradviz.cliprep import (UsageError, config_error, given_fields, load_text_for, option_name,
+                             out_folder, resume_config, resume_session)
 from gradviz.config import GROUPS, ConfigError, RunConfig, Setting, settings
+from gradviz.progress import Progress, clock
 
 PROG = "gradviz run"
 EXIT_USAGE = 2
@@ -38,14 +39,6 @@ TOP_HELP = f"""usage: gradviz [--version] [run [OPTIONS]]
   gradviz              open the app
   gradviz run …        train without a window and save the run (gradviz run --help)
   gradviz --version    print the version ({__version__})"""
-
-
-class UsageError(Exception):
-    """A command-line mistake; the message starts with the option it is about."""
-
-
-def option_name(field_name: str) -> str:
-    return "--" + field_name.replace("_", "-")
 
 
 def _int_type(s: Setting):
@@ -138,6 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--config", metavar="RUN_JSON", default=None,
                      help="Repeat a saved run (its folder or run.json); options given here "
                           "override its settings")
+    out.add_argument("--resume", metavar="RUN_DIR", default=None,
+                     help="Continue a saved run for --steps more steps from its weights, "
+                          "optimiser and data position; the whole run is saved back to "
+                          "RUN_DIR (or --out). Only live settings (--lr, --clip, …) may change")
     out.add_argument("--figures", metavar="DIR", default=None,
                      help="Also write each view as a figure into DIR")
     out.add_argument("--quiet", action="store_true", default=False,
@@ -170,47 +167,14 @@ def _make_config(ns: argparse.Namespace) -> RunConfig:
             base = load_run_config(ns.config)
         except RunFileError as exc:
             raise UsageError(f"--config: {exc}") from None
-    given = {f.name: getattr(ns, f.name) for f in fields(RunConfig) if hasattr(ns, f.name)}
+    given = given_fields(ns)
     if given.get("text_file"):
         # An absolute path keeps the saved run repeatable from any working directory.
         given["text_file"] = os.path.abspath(given["text_file"])
     try:
         return base.replace(**given)
     except ConfigError as exc:
-        message = str(exc).removeprefix(f"{exc.field}: ")
-        raise UsageError(f"{option_name(exc.field)}: {message}") from None
-
-
-def _load_text(config: RunConfig, from_config: bool) -> tuple[str | None, str | None]:
-    """(text, note) for the text task, read here so a bad file is a --text-file error."""
-    if config.task != "text":
-        return None, None
-    from gradviz.engine.tasks import TaskInputError, load_text
-
-    try:
-        return load_text(config.text_file)
-    except TaskInputError as exc:
-        where = " (the file named by --config)" if from_config else ""
-        raise UsageError(f"--text-file{where}: {exc}") from None
-
-
-def _out_folder(out: str | None) -> Path:
-    if out is None:
-        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        folder, n = Path("runs") / stamp, 1
-        while folder.exists():
-            n += 1
-            folder = Path("runs") / f"{stamp}-{n}"
-    else:
-        folder = Path(out)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"--out: cannot create the folder {folder} ({exc.strerror or exc}); "
-                         "choose a folder you can write to") from None
-    if not os.access(folder, os.W_OK):
-        raise UsageError(f"--out: the folder {folder} is not writable; choose another")
-    return folder
+        raise config_error(exc) from None
 
 
 def _say(quiet: bool, text: str) -> None:
@@ -249,7 +213,8 @@ def _prepare(ns: argparse.Namespace):
         if value is not None and not value.strip():
             raise UsageError(f"{flag}: an empty folder name would write into the current "
                              f"folder; name one, e.g. {flag} runs/demo")
-    config = _make_config(ns)
+    resuming = ns.resume is not None
+    config = resume_config(ns) if resuming else _make_config(ns)
     from gradviz.engine.train import prepare_training_process, threads_for
 
     # Before anything makes torch start its worker threads, or it does not reach them.
@@ -260,8 +225,8 @@ def _prepare(ns: argparse.Namespace):
     if config.device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device: cuda is not available on this machine (torch finds no CUDA "
                          "GPU); allowed here: cpu")
-    from_config = ns.config is not None and not hasattr(ns, "text_file")
-    text, note = _load_text(config, from_config)
+    from_config = (ns.config is not None or resuming) and not hasattr(ns, "text_file")
+    text, note = load_text_for(config, from_config)
     from gradviz.engine import memory
 
     too_big = memory.check(config, text)
@@ -275,10 +240,11 @@ def _prepare(ns: argparse.Namespace):
     from gradviz.engine.tasks import TaskInputError
 
     try:
-        session = Session(config, text=text)
+        session = resume_session(ns, config, text) if resuming else Session(config, text=text)
     except TaskInputError as exc:
         raise UsageError(f"{option_name(exc.field or 'task')}: {exc}") from None
-    folder = _out_folder(ns.out)  # only now: a mistake above leaves no empty folder behind
+    # Only now: a mistake above leaves no empty folder behind.
+    folder = out_folder(ns.resume if resuming and ns.out is None else ns.out)
     return session, note, folder
 
 
@@ -306,6 +272,7 @@ def _train_and_save(session, folder: Path, ns: argparse.Namespace) -> int:
                           "asked; a diverged run rarely recovers by itself.")
         progress.update(session.steps_done, report.loss)
 
+    start = session.steps_done           # a resumed run's earlier steps
     try:
         session.run(config.steps, on_step=on_step)
     except KeyboardInterrupt:
@@ -313,7 +280,7 @@ def _train_and_save(session, folder: Path, ns: argparse.Namespace) -> int:
     seconds = time.perf_counter() - progress.start
     progress.close()
 
-    done = session.steps_done
+    done = session.steps_done - start
     extra = {"loops": loops} if loops else {}
     summary = {**session.summary(), **extra}
     try:

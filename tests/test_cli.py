@@ -193,7 +193,7 @@ def test_a_short_run_writes_the_documented_files(tmp_path, capsys):
     assert "Traceback" not in err
     assert err.splitlines()[-1].startswith("done: 5 steps in ")
     assert f"saved to {out}" in err
-    assert sorted(p.name for p in out.iterdir()) == ["capture.npz", "run.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["capture.npz", "run.json", "state.npz"]
     doc = json.loads((out / "run.json").read_text())
     summary = doc["summary"]
     assert summary["steps_done"] == 5 and summary["captured_steps"] == 5

@@ -29,13 +29,14 @@ from gradviz.engine.capture import Capture
 KEYFRAME_CAPACITY = 256
 KEYFRAME_MAX_BYTES = 256 * 2**20
 
-_ARRAYS = ("dh_norm", "dc_norm", "gates", "sat_low", "sat_high", "probe_h", "probe_c",
+# The arrays of a capture (the rest are numbers and names).
+CAPTURE_ARRAYS = ("dh_norm", "dc_norm", "gates", "sat_low", "sat_high", "probe_h", "probe_c",
            "param_grad_norm", "rho", "sigma_max")
 
 
 def capture_nbytes(capture: Capture) -> int:
     """Bytes of a capture's arrays."""
-    return sum(getattr(capture, name).nbytes for name in _ARRAYS
+    return sum(getattr(capture, name).nbytes for name in CAPTURE_ARRAYS
                if getattr(capture, name) is not None)
 
 
@@ -70,6 +71,10 @@ class Keyframes:
         """How many keyframes are kept at most: the capacity, or fewer for large captures."""
         return self._limit
 
+    def limit_for(self, capture_bytes: int) -> int:
+        """How many keyframes are kept of captures of ``capture_bytes`` bytes each."""
+        return min(self.capacity, max(2, self.max_bytes // max(1, capture_bytes)))
+
     @property
     def steps(self) -> np.ndarray:
         """(F,) int64, the kept steps in increasing order."""
@@ -98,8 +103,7 @@ class Keyframes:
         if self._steps and step <= self._steps[-1]:
             self._truncate(bisect.bisect_left(self._steps, step))
         if not self._steps:
-            size = capture_nbytes(capture)
-            self._limit = min(self.capacity, max(2, self.max_bytes // max(1, size)))
+            self._limit = self.limit_for(capture_nbytes(capture))
         # The previous newest stays only if it opened its bucket.
         if self._steps and not self._opens_bucket(len(self._steps) - 1):
             self._drop(len(self._steps) - 1)
@@ -155,8 +159,7 @@ class Keyframes:
             raise ValueError(f"keyframe spacing must be at least 1, got {spacing}")
         self.clear()
         if captures:
-            self._limit = min(self.capacity,
-                              max(2, self.max_bytes // max(1, capture_nbytes(captures[0]))))
+            self._limit = self.limit_for(capture_nbytes(captures[0]))
         if len(captures) > self._limit:
             raise ValueError(f"{len(captures)} keyframes are more than this keeps ({self._limit})")
         self.spacing = int(spacing)
@@ -165,4 +168,5 @@ class Keyframes:
         self._nbytes = sum(capture_nbytes(c) for c in captures)
 
 
-__all__ = ["Keyframes", "KEYFRAME_CAPACITY", "KEYFRAME_MAX_BYTES", "capture_nbytes"]
+__all__ = ["Keyframes", "KEYFRAME_CAPACITY", "KEYFRAME_MAX_BYTES", "CAPTURE_ARRAYS",
+           "capture_nbytes"]

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -82,6 +84,17 @@ class Task(ABC):
         """The no-memory predictor's output y (P, B, O) for ``batch``; its mean loss is
         ``baseline`` (up to sampling error)."""
 
+    def position(self) -> tuple[np.ndarray, ...]:
+        """Where a stateful task's rows are in their streams, as copies (empty before the
+        first batch, and for tasks without streams): with the batch generator's state, what
+        a resumed run needs to see the same data. :meth:`set_position` puts it back."""
+        return ()
+
+    def set_position(self, parts: Sequence[np.ndarray]) -> None:
+        """Put back what :meth:`position` returned; ValueError if it is not this task's."""
+        if len(parts):
+            raise ValueError(f"the {self.name} task keeps no stream position")
+
 
 def new_probe_generator() -> torch.Generator:
     """A generator of the probe's own, seeded with PROBE_SEED: the same probe every time."""
@@ -93,6 +106,20 @@ def require_length(name: str, seq_len: int, minimum: int, why: str) -> None:
         raise TaskInputError(
             f"The {name} task needs a sequence length of at least {minimum} ({why}); "
             f"it is {seq_len}. Choose a longer sequence length.", field="seq_len")
+
+
+def position_parts(task: Task, parts: Sequence[np.ndarray], ndims: tuple[int, ...],
+                   kind: str) -> list[np.ndarray]:
+    """``parts`` as arrays, if there is one per entry of ``ndims`` with that many dimensions,
+    all of numpy kind ``kind`` ("f" or "i") and sharing their last (the batch) dimension;
+    ValueError otherwise."""
+    arrays = [np.asarray(p) for p in parts]
+    if (len(arrays) != len(ndims) or any(a.ndim != n for a, n in zip(arrays, ndims))
+            or any(a.dtype.kind not in (kind if kind == "f" else "iu") for a in arrays)
+            or len({a.shape[-1] for a in arrays}) != 1):
+        raise ValueError(f"not a stream position of the {task.name} task: "
+                         f"{[(a.dtype.str, a.shape) for a in arrays]}")
+    return arrays
 
 
 class ClassificationLoss:
@@ -110,4 +137,4 @@ class RegressionLoss:
 
 
 __all__ = ["PROBE_SEED", "TaskInputError", "Batch", "Task", "new_probe_generator",
-           "require_length", "ClassificationLoss", "RegressionLoss"]
+           "position_parts", "require_length", "ClassificationLoss", "RegressionLoss"]

@@ -19,7 +19,8 @@ import torch.nn.functional as F
 
 from gradviz.engine.files import NotRegularFileError, open_regular
 
-from .base import Batch, ClassificationLoss, Task, TaskInputError, new_probe_generator
+from .base import (Batch, ClassificationLoss, Task, TaskInputError, new_probe_generator,
+                   position_parts)
 
 
 class CharStreamTask(ClassificationLoss, Task):
@@ -166,6 +167,18 @@ class TextTask(CharStreamTask):
             self._positions = (start + self.seq_len) % len(self._text)
         return self._window_batch(self._window(start))
 
+    def position(self) -> tuple[np.ndarray, ...]:
+        return () if self._positions is None else (self._positions.numpy().copy(),)
+
+    def set_position(self, parts) -> None:
+        if not len(parts):
+            self._positions = None
+            return
+        (start,) = position_parts(self, parts, (1,), "i")
+        if start.size and not (0 <= start.min() and start.max() < len(self._text)):
+            raise ValueError("not a stream position of the text task: outside the text")
+        self._positions = torch.from_numpy(start.astype(np.int64))
+
 
 class ReberTask(CharStreamTask):
     """Character language model on a stream of embedded Reber strings
@@ -284,6 +297,19 @@ class ReberTask(CharStreamTask):
         if self.stateful:
             self._walk = after
         return batch
+
+    def position(self) -> tuple[np.ndarray, ...]:
+        return () if self._walk is None else tuple(np.array(p) for p in self._walk)
+
+    def set_position(self, parts) -> None:
+        if not len(parts):
+            self._walk = None
+            return
+        state, last = position_parts(self, parts, (1, 1), "i")
+        if state.size and not (0 <= min(state.min(), last.min()) and state.max() < len(self._next)
+                               and last.max() < len(self.alphabet)):
+            raise ValueError("not a stream position of the reber task: unknown states")
+        self._walk = (state.astype(np.int64), last.astype(np.int64))
 
 
 def _human_size(n: int) -> str:

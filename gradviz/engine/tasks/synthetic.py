@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .base import (Batch, ClassificationLoss, RegressionLoss, Task, new_probe_generator,
-                   require_length)
+                   position_parts, require_length)
 
 
 class AddingTask(RegressionLoss, Task):
@@ -213,6 +214,19 @@ class SeriesTask(RegressionLoss, Task):
         if self.stateful:
             self._stream = after
         return batch
+
+    def position(self) -> tuple[np.ndarray, ...]:
+        return () if self._stream is None else tuple(p.numpy().copy() for p in self._stream)
+
+    def set_position(self, parts) -> None:
+        if not len(parts):
+            self._stream = None
+            return
+        w, phase, first = position_parts(self, parts, (2, 2, 1), "f")
+        if w.shape[0] != 2 or phase.shape[0] != 2 or not all(np.isfinite(p).all()
+                                                             for p in (w, phase, first)):
+            raise ValueError("not a stream position of the series task")
+        self._stream = tuple(torch.from_numpy(p.astype(np.float64)) for p in (w, phase, first))
 
     def probe(self) -> torch.Tensor:
         return self._probe.clone()
