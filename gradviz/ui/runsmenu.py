@@ -6,15 +6,16 @@ import os
 
 from PyQt6 import QtGui, QtWidgets
 
-from gradviz.engine.record import load_run
+from gradviz.engine.runfile import open_run
 from gradviz.ui.state import MAX_COMPARISONS, AppState, Run
 
 
 def open_comparison(state: AppState, path: str | os.PathLike) -> Run:
     """Show the run saved in ``path`` as a (read-only) comparison run; raises
     :class:`~gradviz.engine.record.RunFileError` if it cannot be read."""
-    config, history, _summary = load_run(path)
-    run = Run(config, history, source=str(path))
+    saved = open_run(path)
+    run = Run(saved.config, saved.history, source=str(saved.folder), keyframes=saved.keyframes)
+    run.texts = list(saved.texts)
     state.add_comparison(run)
     return run
 

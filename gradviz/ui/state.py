@@ -43,10 +43,15 @@ class Run:
         self.keyframes = keyframes if keyframes is not None else Keyframes()
         if not len(self.keyframes) and self.latest is not None:
             self.keyframes.add(self.latest)
-        self.texts: list[tuple[int, str]] = []   # (step it was sampled after, text)
+        self.texts: list[tuple[int, str]] = []   # (steps trained when sampled, text)
         self.source = source
         self.hidden = False
         self.number = 0    # given by the AppState that shows it
+        # Of an opened run: its saved colour scales (view key: (low, high)), its summary,
+        # and whether it has the state to be continued.
+        self.scales: dict[str, tuple[float, float]] = {}
+        self.summary: dict = {}
+        self.can_continue = False
 
     @property
     def name(self) -> str:
@@ -72,9 +77,11 @@ class Run:
                 self.latest = capture
                 self.keyframes.add(capture)
 
-    def add_text(self, text: str) -> None:
-        step = self.newest_step
-        self.texts.append((-1 if step is None else step, text))
+    def add_text(self, text: str, steps_done: int | None = None) -> None:
+        """A text sampled after ``steps_done`` steps (default: those recorded)."""
+        if steps_done is None:
+            steps_done = 0 if self.newest_step is None else self.newest_step + 1
+        self.texts.append((int(steps_done), text))
         # Thinned like the keyframes: every other old sample goes, the newest stays.
         if len(self.texts) > TEXT_SAMPLES:
             self.texts = self.texts[:-1:2] + self.texts[-1:]
@@ -87,10 +94,11 @@ class Run:
         return self.keyframes.nearest(step)
 
     def text_at(self, step: int | None) -> str | None:
-        """The newest text sampled at or before ``step`` (None: the newest of all)."""
+        """The newest text sampled by the end of training step ``step`` (None: the newest
+        of all); step k is done when k + 1 steps are."""
         if step is None:
             return self.text
-        index = bisect.bisect_right([s for s, _ in self.texts], step)
+        index = bisect.bisect_right([s for s, _ in self.texts], step + 1)
         return self.texts[index - 1][1] if index else None
 
     @property
@@ -202,12 +210,11 @@ class AppState(QtCore.QObject):
             self._config = config
             self.config_changed.emit(config)
 
-    def new_live_run(self, history: History | None = None, source: str | None = None,
-                     keyframes: Keyframes | None = None) -> Run:
-        """The live run starts afresh (a new model) or shows an opened run's record. The
+    def new_live_run(self, run: Run | None = None) -> Run:
+        """The live run starts afresh (a new model) or is ``run`` (an opened one). The
         run it replaces stays on screen as a comparison if it recorded anything."""
         old = self.live
-        self._runs[0] = self._number(Run(self._config, history, source, keyframes))
+        self._runs[0] = self._number(run if run is not None else Run(self._config))
         if len(old.history):
             self._runs.insert(1, old)
             del self._runs[1 + MAX_COMPARISONS:]
@@ -217,6 +224,13 @@ class AppState(QtCore.QObject):
         if len(self.live.history):
             self.data_changed.emit()
         return self.live
+
+    def continue_live(self) -> None:
+        """The opened run on screen is trained on: it is no longer a saved run's view."""
+        self.live.source = None
+        self.live.can_continue = False
+        self.runs_changed.emit()
+        self.data_changed.emit()
 
     def add_comparison(self, run: Run) -> None:
         """Show ``run`` (an opened one) beside the live run, the newest comparison."""
@@ -239,8 +253,8 @@ class AppState(QtCore.QObject):
         self.live.append(captures)
         self.data_changed.emit()
 
-    def set_text(self, text: str) -> None:
-        self.live.add_text(text)
+    def set_text(self, text: str, steps_done: int | None = None) -> None:
+        self.live.add_text(text, steps_done)
         self.text_changed.emit(text)
 
     def set_running(self, running: bool) -> None:

@@ -16,7 +16,6 @@ from PyQt6 import QtCore, QtGui, QtWidgets
 
 from gradviz.config import LIVE_FIELDS, RunConfig, structural_change
 from gradviz.engine import memory
-from gradviz.engine.record import load_run, save_run
 from gradviz.ui.banner import Banner
 from gradviz.ui.controls import ControlPanel
 from gradviz.ui.dialogs import FileDialogs
@@ -25,6 +24,7 @@ from gradviz.ui.menus import build_actions
 from gradviz.ui.export import ExportError, write_bytes
 from gradviz.ui.prefs import Prefs
 from gradviz.ui.redraw import RedrawScheduler
+from gradviz.ui.runfiles import leave_saved_run, open_whole, save_whole
 from gradviz.ui.state import AppState
 from gradviz.ui.statusbar import StatusFields
 from gradviz.ui.timeline import Timeline
@@ -104,14 +104,12 @@ class MainWindow(QtWidgets.QMainWindow):
         if self.state.running:
             self.worker.pause()
             self.state.set_running(False)
-        elif self._can_train():
-            self._leave_saved_run()
+        elif self._can_train() and self._leave_saved_run():
             self.worker.start()
             self.state.set_running(True)
 
     def step_once(self) -> None:
-        if self._can_train():
-            self._leave_saved_run()
+        if self._can_train() and self._leave_saved_run():
             self.worker.step()
             self.state.set_running(False)
 
@@ -190,11 +188,8 @@ class MainWindow(QtWidgets.QMainWindow):
         if shown:
             self.scheduler.mark_stale()
 
-    def _leave_saved_run(self) -> None:
-        # The model behind an opened run is already fresh (reset when it was opened);
-        # only the recorded curves have to go.
-        if self.state.viewing_saved_run:
-            self.state.new_live_run()
+    def _leave_saved_run(self) -> bool:
+        return leave_saved_run(self)
 
     def _show_running(self, running: bool) -> None:
         icons = QtWidgets.QStyle.StandardPixmap
@@ -320,17 +315,13 @@ class MainWindow(QtWidgets.QMainWindow):
 
     # -- files -------------------------------------------------------------------------
     def save_run_to(self, folder: str | os.PathLike) -> None:
-        save_run(folder, self.state.config, self.history)
+        save_whole(self, folder)
 
     def open_run(self, path: str | os.PathLike) -> None:
-        """Show a saved run, paused; starting again trains a fresh model with its settings."""
-        config, history, _summary = load_run(path)
-        self.controls.set_config(config)
-        self.state.set_config(config)
-        self.worker.reset(config)
+        """Show a saved run as it was saved, paused; starting again asks whether to
+        continue it or train a fresh model with its settings."""
+        open_whole(self, path)
         self._close_error()
-        self.state.set_running(False)
-        self.state.new_live_run(history, source=str(path))
 
     def export_dashboard(self, path: str | os.PathLike) -> None:
         """The whole window as one PNG (written atomically; raises ExportError)."""

@@ -137,6 +137,11 @@ class GradflowView(View):
         """The (low, high) log10 values of the colour scale, None before any data."""
         return self._levels
 
+    def preset_levels(self, levels: tuple[float, float]) -> None:
+        """Start from the colour scale ``levels`` (an opened run's, as it was saved): the
+        same data then draws with the same scale."""
+        self._levels = (float(levels[0]), float(levels[1]))
+
     def image_array(self) -> np.ndarray | None:
         """The drawn (K, T) colour-index image (column k = history row k), None if empty."""
         return None if self._rows == 0 else self._index[:self._rows]
