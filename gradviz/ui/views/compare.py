@@ -7,6 +7,8 @@ the eye reads first; the key names each by what differs from the live run.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import pyqtgraph as pg
 from PyQt6 import QtCore
@@ -33,20 +35,33 @@ class ComparisonCurves:
         self.plot = plot
         self.width = width
         self.items: list[pg.PlotDataItem] = []
+        self._keys: list[object] = []
 
     def set(self, curves: list[tuple[int, np.ndarray, np.ndarray]]) -> None:
         """``curves``: (colour index, x, y) of each, the data sanitised as for
         :func:`~.items.curve`."""
+        self.set_lazily([(index, None, lambda x=x, y=y: (x, y)) for index, x, y in curves])
+
+    def set_lazily(self, curves: list[tuple[int, object, Callable]]) -> None:
+        """``curves``: (colour index, key, make) of each: ``make()`` gives the (x, y) to
+        draw, and is called only when ``key`` (None: always) differs from the key the curve
+        was last drawn with. Comparison runs do not change, so their curves are made once,
+        not on every frame."""
         while len(self.items) < len(curves):
             item = curve(self.plot, pen(comparison_colour(0), width=self.width))
             item.setZValue(COMPARISON_Z)
             self.items.append(item)
-        for item, (index, x, y) in zip(self.items, curves):
+            self._keys.append(None)
+        for slot, (item, (index, key, make)) in enumerate(zip(self.items, curves)):
             colour = comparison_colour(index)
             if item.opts["pen"].color().name() != colour:
                 item.setPen(pen(colour, width=self.width))
-            item.setData(x, y)
-        for item in self.items[len(curves):]:
+            if key is None or key != self._keys[slot]:
+                item.setData(*make())
+                self._keys[slot] = key
+        for slot in range(len(curves), len(self.items)):
+            item = self.items[slot]
+            self._keys[slot] = None
             if item.xData is not None and len(item.xData):
                 item.setData([], [])
 
@@ -78,6 +93,12 @@ class StepMarker:
         self.line.show()
 
 
+def run_key(c, *more) -> tuple:
+    """What identifies what a comparison run's curve shows: its record (which does not
+    change while shown) and its place, and ``more`` (e.g. the layer)."""
+    return (id(c.history), len(c.history), c.index, *more)
+
+
 def key_entries(comparisons, live_label: str, live_entry: tuple[str, str, str]) -> list:
     """Key entries naming the live run and each comparison run by what differs: the live
     run's entry gets its label appended; none are added without comparisons."""
@@ -88,5 +109,5 @@ def key_entries(comparisons, live_label: str, live_entry: tuple[str, str, str]) 
         (comparison_colour(c.index), "line", c.label) for c in comparisons]
 
 
-__all__ = ["ComparisonCurves", "StepMarker", "COMPARISON_COLOURS", "comparison_colour",
+__all__ = ["ComparisonCurves", "StepMarker", "run_key", "COMPARISON_COLOURS", "comparison_colour",
            "key_entries"]

@@ -221,7 +221,7 @@ class GradflowView(View):
         c = self._comparisons[0]
         if self._other_index[0] != (self._other_key, self._levels):
             self._other_index = ((self._other_key, self._levels), self._indices(other))
-        self.other_image.set_image(self._other_index[1], c.history.step, c.history.count)
+            self.other_image.set_image(self._other_index[1], c.history.step, c.history.count)
         self.other_marker.set_step(self._step)
         self.other_heading.set_text(c.label)
 

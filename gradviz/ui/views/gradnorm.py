@@ -12,7 +12,7 @@ import numpy as np
 import pyqtgraph as pg
 from PyQt6 import QtCore, QtWidgets
 
-from gradviz.ui.views.compare import ComparisonCurves, StepMarker, key_entries
+from gradviz.ui.views.compare import ComparisonCurves, StepMarker, key_entries, run_key
 from gradviz.ui.views.data import event_lines, positive_finite
 from gradviz.ui.views.items import ColourKey, Curve, curve, event_marks
 from gradviz.ui.views.style import BACKGROUND, colour, pen, style_plot
@@ -129,9 +129,10 @@ class GradnormView(View):
 
     def _draw_comparisons(self) -> None:
         """Each comparison run's global norm before clipping, and the step mark."""
-        self.comparison_curves.set([(c.index, *positive_finite(c.history.step,
-                                                               c.history.grad_norm))
-                                    for c in self._comparisons])
+        self.comparison_curves.set_lazily(
+            [(c.index, run_key(c),
+              lambda c=c: positive_finite(c.history.step, c.history.grad_norm))
+             for c in self._comparisons])
         for marker in self.markers:
             marker.set_step(self._step)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 from PyQt6 import QtCore, QtWidgets
 
-from gradviz.ui.views.compare import ComparisonCurves, StepMarker, key_entries
+from gradviz.ui.views.compare import ComparisonCurves, StepMarker, key_entries, run_key
 from gradviz.ui.views.data import event_lines, positive_finite
 from gradviz.ui.views.items import ColourKey, curve, event_marks
 from gradviz.ui.views.style import colour, pen, style_plot
@@ -48,8 +48,9 @@ class LossView(View):
         self.colour_key.set_entries([])
 
     def _draw_comparisons(self) -> None:
-        self.comparison_curves.set([(c.index, *positive_finite(c.history.step, c.history.loss))
-                                    for c in self._comparisons])
+        self.comparison_curves.set_lazily(
+            [(c.index, run_key(c), lambda c=c: positive_finite(c.history.step, c.history.loss))
+             for c in self._comparisons])
         self.marker.set_step(self._step)
 
     def _baseline(self) -> float | None:
