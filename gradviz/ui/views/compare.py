@@ -16,8 +16,9 @@ from PyQt6 import QtCore
 from gradviz.ui.views.items import curve
 from gradviz.ui.views.style import INK, pen
 
-# Light tints that stay apart from each other and from the live run's saturated colours.
-COMPARISON_COLOURS = ("#9a9a9a", "#f0b27a", "#8fcf99", "#c7a6e6")
+# Light tints that stay apart from each other, from the live run's saturated colours and
+# from the greys of gradient-through-time's earlier steps.
+COMPARISON_COLOURS = ("#f0a35e", "#7cc68a", "#c7a6e6", "#e89ab8")
 # Below the live run's curves (z 0) and above the grid.
 COMPARISON_Z = -0.5
 MARKER_COLOUR = INK
