@@ -34,9 +34,11 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # the shell's convention for a command stopped by SIGINT
 HELP_WIDTH = 79  # of the --help epilog, which argparse does not wrap
 
-TOP_HELP = f"""usage: gradviz [--version] [run [OPTIONS]]
+TOP_HELP = f"""usage: gradviz [--version] [--experiment NAME] [run [OPTIONS]]
 
   gradviz              open the app
+  gradviz --experiment NAME
+                       open the app on a guided experiment (gradviz run --list-experiments)
   gradviz run …        train without a window and save the run (gradviz run --help)
   gradviz --version    print the version ({__version__})"""
 
@@ -336,11 +338,11 @@ def _write_figures(folder: Path, config: RunConfig, history, quiet: bool) -> int
 
 
 # -- entry points ---------------------------------------------------------------------
-def gui_main() -> int:
-    """Open the app (the ``gradviz-app`` entry point)."""
+def gui_main(experiment: str | None = None) -> int:
+    """Open the app (the ``gradviz-app`` entry point), on ``experiment`` if given."""
     from gradviz.ui.app import run_app
 
-    return run_app()
+    return run_app(experiment=experiment)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -350,6 +352,21 @@ def main(argv: list[str] | None = None) -> int:
         return gui_main()
     if args[0] == "run":
         return run_command(args[1:])
+    if args[0] == "--experiment" or args[0].startswith("--experiment="):
+        name = args[0].partition("=")[2] or (args[1] if len(args) > 1 else "")
+        extra = args[1:] if "=" in args[0] else args[2:]
+        if not name or extra:
+            print("gradviz: --experiment takes one experiment's name, e.g. 'gradviz "
+                  "--experiment vanishing-tanh' (list them: gradviz run --list-experiments)",
+                  file=sys.stderr)
+            return EXIT_USAGE
+        from gradviz.experiments import load_experiment
+        try:
+            load_experiment(name)
+        except ValueError as error:
+            print(f"gradviz: --experiment: {error}", file=sys.stderr)
+            return EXIT_USAGE
+        return gui_main(name)
     if args[0] in ("--version", "-V"):
         print(f"gradviz {__version__}")
         return 0

@@ -41,10 +41,10 @@ def load_text_for(config: RunConfig, from_config: bool) -> tuple[str | None, str
     """(text, note) for the text task, read here so a bad file is a --text-file error."""
     if config.task != "text":
         return None, None
-    from gradviz.engine.tasks import TaskInputError, load_text
+    from gradviz.engine.texts import TaskInputError, read_text
 
     try:
-        return load_text(config.text_file)
+        return read_text(config.text_file)
     except TaskInputError as exc:
         where = " (the file named by --config)" if from_config else ""
         raise UsageError(f"--text-file{where}: {exc}") from None

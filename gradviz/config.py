@@ -167,16 +167,15 @@ class RunConfig:
                          help="Training steps")
     # The app chooses the file with a button of its own, shown for a task that needs one.
     text_file: str | None = setting(None, label="Text file", group="Task", shown=False,
-                                    help="A UTF-8 text file for the character language model")
+                                    help="A UTF-8 text file for the character language "
+                                         "model; none: the source of a few of Python's "
+                                         "standard-library modules")
 
     # -- validation -------------------------------------------------------------------
     def validate(self) -> "RunConfig":
         """Return self if every field is allowed, else raise :class:`ConfigError`."""
         for name, s in settings():
             _check(s, getattr(self, name))
-        if registry.TASKS[self.task].needs_file and not self.text_file:
-            raise ConfigError("text_file", f"the {self.task} task needs a UTF-8 text file "
-                                           "(--text-file PATH)")
         return self
 
     # -- conversion -------------------------------------------------------------------

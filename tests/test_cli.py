@@ -52,7 +52,6 @@ BAD = [
     (["--colour", "red"], "unrecognized arguments: --colour red"),
     (["--ste", "5"], "unrecognized arguments: --ste"),
     (["--bidirectional=yes"], "--bidirectional/--no-bidirectional: ignored explicit argument"),
-    (["--task", "text"], "--text-file: the text task needs a UTF-8 text file"),
     (["--task", "text", "--text-file", "{tmp}/missing.txt"],
      "--text-file: The text file .* does not exist"),
     (["--task", "text", "--text-file", "{tmp}/empty.txt"],
@@ -141,7 +140,7 @@ def test_help_offers_every_field_with_its_range_and_the_registered_choices(capsy
     options, values = help_sections(capsys.readouterr().out)
     flags = {cli.option_name(name) for name, _ in settings()}
     assert set(options) == flags | {"-h", "--out", "--config", "--figures", "--quiet",
-                                    "--experiment", "--list-experiments"}
+                                    "--experiment", "--list-experiments", "--resume"}
     for name, s in settings():
         entry = options[cli.option_name(name)]
         assert s.help.split()[0] in entry, entry
@@ -272,6 +271,14 @@ def test_text_task_from_a_file(texts, monkeypatch):
                      "--out", "textrun"]) == 0
     config, history, _ = load_run(texts / "textrun")
     assert config.text_file == str(texts / "good.txt") and len(history) == 5
+
+
+def test_text_task_with_no_file_trains_on_pythons_source_and_says_so(tmp_path, capsys):
+    assert cli.main(["run", *SMALL, "--task", "text", "--out", str(tmp_path / "run")]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note:")]
+    assert len(notes) == 1 and "Python's standard library source" in notes[0], notes
+    config, history, _ = load_run(tmp_path / "run")
+    assert config.text_file is None and len(history) == 5
 
 
 def test_default_out_folder_is_under_runs(tmp_path, monkeypatch):

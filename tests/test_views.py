@@ -861,3 +861,45 @@ def test_heatmap_axes_end_where_the_image_does(qtbot, make_history):
     assert (t0, t1) == (-0.5, 99.5) and x0 == -0.5
     (g0, g1), _ = gates.heat.viewRange()
     assert (g0, g1) == (-0.5, 99.5)
+
+
+def test_the_clipping_plot_shows_before_after_threshold_and_clipped_steps_apart(views,
+                                                                                make_capture):
+    from gradviz.engine.record import History
+
+    view = views["gradnorm"]
+    view.resize(700, 420)
+    view.show()
+    history = History()
+    rng = np.random.default_rng(0)
+    for step in range(40):
+        dh = np.full((1, 1, 12), float(np.exp(rng.normal(0.0, 1.0))), np.float32)
+        history.append(make_capture(step, T=12, dh=dh, clip="norm", clip_threshold=2.0))
+    view.set_data(history, history.latest)
+    QtWidgets.QApplication.processEvents()
+    clipped = history.step[history.clipped]
+    assert 5 < len(clipped) < 35
+    # Every clipped step is marked, and only those.
+    np.testing.assert_array_equal(view.clipped_ticks(), clipped)
+    # The marks sit along the bottom edge of the plot, under every curve: none covers
+    # the norm before clipping.
+    lo, hi = view.plot.getViewBox().viewRange()[1]
+    y = np.log10(view.clipped_marks.yData)
+    assert (y < lo + 0.1 * (hi - lo)).all() and (y > lo).all()
+    assert (np.log10(history.grad_norm) > y.max()).all()
+    # The threshold is drawn, as a band wider than the curve that runs along it and under
+    # it, so the norm after clipping neither hides it nor is hidden.
+    threshold_pen = view.threshold.opts["pen"]
+    after_pen = view.after.opts["pen"]
+    assert np.allclose(view.threshold.yData, 2.0)
+    assert threshold_pen.widthF() >= 3 * after_pen.widthF()
+    items = view.plot.items                     # drawn in this order (equal z)
+    assert items.index(view.threshold) < items.index(view.after) < items.index(view.clipped_marks)
+    np.testing.assert_allclose(view.after.yData, history.grad_norm_clipped)
+    # Zoomed, the marks follow the bottom edge.
+    view.plot.setYRange(-0.2, 0.2)
+    lo, hi = view.plot.getViewBox().viewRange()[1]
+    y = np.log10(view.clipped_marks.yData)
+    assert (y < lo + 0.1 * (hi - lo)).all() and (y > lo).all()
+    assert [label for _, _, label in view.colour_key.entries] == [
+        "before", "after", "threshold", "clipped"]

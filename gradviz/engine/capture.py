@@ -46,6 +46,11 @@ class Capture:
     # (P,) (layer, direction) of each parameter, None for the readout's: views group the
     # tensors by layer with this, never by parsing their names.
     param_owners: tuple[tuple[int, int] | None, ...] = field(default=())
+    # The task's own measure of success on this step's batch, where it has one (the
+    # fraction of adding sums solved, the accuracy of a copied or recalled symbol), named
+    # by ``metric_name``; nan and "" for a task without one.
+    metric: float = float("nan")
+    metric_name: str = ""
 
     @property
     def layers(self) -> int:

@@ -18,6 +18,9 @@ from gradviz.engine.capture import Capture
 # Per-row scalars: float64 ones are averaged when rows merge, boolean flags OR'ed.
 FLOAT_ROWS = ("loss", "grad_norm", "grad_norm_clipped", "lr", "clip_threshold")
 FLAG_ROWS = ("clipped", "nonfinite", "clip_by_norm")
+# The task's metric (Capture.metric), averaged like FLOAT_ROWS; apart from them because run
+# files from before it was kept do not hold it.
+METRIC_ROW = "metric"
 
 Owner = tuple[int, int] | None        # (layer, direction) of a parameter, None: the readout's
 
@@ -36,7 +39,8 @@ class History:
     ``step``/``count`` (K,) int64, ``loss``/``grad_norm``/``grad_norm_clipped``/``lr``/
     ``clip_threshold`` (K,) float64, ``clipped``/``nonfinite``/``clip_by_norm`` (K,) bool,
     ``dh_norm`` (K, L, D, T) float32, ``dc_norm`` (K, L, D, T) float32 or None,
-    ``param_grad_norm`` (K, P) float32. A merged row has ``step`` = its last step,
+    ``param_grad_norm`` (K, P) float32, ``metric`` (K,) float64 (nan for a task without
+    one; ``metric_name`` names it). A merged row has ``step`` = its last step,
     ``count`` = captures it holds, means weighted by count over finite values, flags OR'ed.
 
     Of the first capture it keeps ``param_names``, ``param_owners`` (the (layer, direction)
@@ -65,6 +69,7 @@ class History:
         self.param_owners: tuple[Owner, ...] = ()
         self.gate_names: tuple[str, ...] = ()
         self.baseline = float("nan")
+        self.metric_name = ""
 
     def __len__(self) -> int:
         return self._n
@@ -82,7 +87,7 @@ class History:
     def row_limit(self, lzt: tuple[int, ...], has_dc: bool, p: int) -> int:
         """How many rows this history keeps of captures whose ``dh_norm`` has the shape
         ``lzt`` (L, D, T), with ``dc_norm`` if ``has_dc``, of ``p`` parameter tensors."""
-        row_bytes = 8 * (2 + len(FLOAT_ROWS)) + len(FLAG_ROWS) \
+        row_bytes = 8 * (3 + len(FLOAT_ROWS)) + len(FLAG_ROWS) \
             + 4 * (int(np.prod(lzt)) * (2 if has_dc else 1) + p)
         return min(self.capacity, max(4, self.max_bytes // row_bytes))
 
@@ -90,7 +95,7 @@ class History:
         self._rows = self.row_limit(lzt, has_dc, p)
         # np.empty only reserves address space; pages are touched as rows are written.
         a = {"step": np.empty(self._rows, np.int64), "count": np.empty(self._rows, np.int64)}
-        a.update({k: np.empty(self._rows, np.float64) for k in FLOAT_ROWS})
+        a.update({k: np.empty(self._rows, np.float64) for k in (*FLOAT_ROWS, METRIC_ROW)})
         a.update({k: np.empty(self._rows, np.bool_) for k in FLAG_ROWS})
         a["dh_norm"] = np.empty((self._rows, *lzt), np.float32)
         if has_dc:
@@ -110,12 +115,13 @@ class History:
             self.param_owners = _owners(self.param_names, cap.param_owners)
             self.gate_names = tuple(cap.gate_names)
             self.baseline = float(cap.baseline)
+            self.metric_name = cap.metric_name
         if self._n == self._rows:
             self._compact()
         i, a = self._n, self._a
         a["step"][i] = cap.step
         a["count"][i] = 1
-        for k in FLOAT_ROWS:
+        for k in (*FLOAT_ROWS, METRIC_ROW):
             a[k][i] = getattr(cap, k)
         a["clipped"][i] = cap.clipped
         a["nonfinite"][i] = cap.nonfinite
@@ -177,6 +183,8 @@ class History:
                                       "(K,) float64 global norm after clipping")
     lr = _row_property("lr", np.float64, "(K,) float64 learning rate")
     clip_threshold = _row_property("clip_threshold", np.float64, "(K,) float64")
+    metric = _row_property(METRIC_ROW, np.float64,
+                           "(K,) float64, the task's metric (nan where it has none)")
     clipped = _row_property("clipped", np.bool_, "(K,) bool, clipped at least once in the row")
     nonfinite = _row_property("nonfinite", np.bool_, "(K,) bool, a non-finite step in the row")
     clip_by_norm = _row_property("clip_by_norm", np.bool_,
@@ -200,10 +208,10 @@ class History:
     # -- from a file ------------------------------------------------------------------
     def restore(self, arrays: dict[str, np.ndarray], param_names: tuple[str, ...],
                 param_owners: Sequence[Owner], gate_names: tuple[str, ...], baseline: float,
-                latest: Capture | None) -> None:
+                latest: Capture | None, metric_name: str = "") -> None:
         """Refill from a run file's validated arrays: the rows (``step``, ``count``, the
-        scalars, ``dh_norm``, ``dc_norm`` if any, ``param_grad_norm``), what the first
-        capture named, and the latest full capture. ValueError if there are more rows than
+        scalars, ``metric``, ``dh_norm``, ``dc_norm`` if any, ``param_grad_norm``), what
+        the first capture named, and the latest full capture. ValueError if there are more rows than
         this history keeps (:meth:`row_limit`)."""
         self.clear()
         k = len(arrays["step"])
@@ -222,6 +230,7 @@ class History:
                          "nan" if baseline != baseline else baseline)
             self.param_names, self.gate_names, self.baseline = param_names, gate_names, baseline
             self.param_owners = tuple(param_owners)
+            self.metric_name = metric_name
         self.latest = latest
 
 
@@ -247,4 +256,4 @@ def _weighted_means(x: np.ndarray, weight: np.ndarray, first: np.ndarray) -> np.
         return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
 
 
-__all__ = ["History", "HISTORY_CAPACITY", "FLOAT_ROWS", "FLAG_ROWS"]
+__all__ = ["History", "HISTORY_CAPACITY", "FLOAT_ROWS", "FLAG_ROWS", "METRIC_ROW"]

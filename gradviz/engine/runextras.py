@@ -36,7 +36,7 @@ def capture_arrays(cap: Capture) -> dict[str, np.ndarray]:
             value = _names(value)
         elif f.name == "gate_ranges":
             value = np.array(value, dtype=np.float64).reshape(-1, 2)
-        elif f.name == "clip":
+        elif f.name in ("clip", "metric_name"):
             value = np.str_(value)
         out[f.name] = np.asarray(value)
     return out

@@ -32,7 +32,7 @@ import numpy as np
 from gradviz import __version__
 from gradviz.config import ConfigError, RunConfig
 from gradviz.engine.files import NotRegularFileError, open_regular, replace_together, temp_beside
-from gradviz.engine.history import FLAG_ROWS, FLOAT_ROWS, HISTORY_CAPACITY, History
+from gradviz.engine.history import FLAG_ROWS, FLOAT_ROWS, HISTORY_CAPACITY, METRIC_ROW, History
 from gradviz.engine.keyframes import KEYFRAME_CAPACITY, Keyframes
 from gradviz.engine.npzfile import Archive, ArchiveError
 from gradviz.engine.runextras import (Scales, TextSamples, capture_arrays, capture_from,
@@ -53,7 +53,8 @@ CAPTURE_NPZ = "capture.npz"
 def _history_arrays(history: History) -> dict[str, np.ndarray]:
     """Everything capture.npz holds (docs/run-format.md), copied out of ``history``."""
     out = {name: np.array(getattr(history, name))
-           for name in ("step", "count", *FLOAT_ROWS, *FLAG_ROWS)}
+           for name in ("step", "count", *FLOAT_ROWS, METRIC_ROW, *FLAG_ROWS)}
+    out["metric_name"] = np.str_(history.metric_name)
     out["dh_norm_all"] = np.array(history.dh_norm)
     # The top layer's forward direction, for readers who want one (K, T) picture.
     out["dh_norm"] = (out["dh_norm_all"][:, -1, 0, :] if len(history)
@@ -290,12 +291,15 @@ def open_run(folder_or_run_json: str | os.PathLike, capacity: int = HISTORY_CAPA
                          if k.startswith("latest_")}
         latest = capture_from(latest_arrays, owners) if latest_arrays else None
         rows = {name: arrays[name] for name in ("step", "count", *FLOAT_ROWS, *FLAG_ROWS)}
+        # A file from before the task's metric was kept has none: nan, as for a task without.
+        rows[METRIC_ROW] = arrays.get(METRIC_ROW, np.full(len(rows["step"]), np.nan))
         rows["dh_norm"] = arrays["dh_norm_all"]
         if "dc_norm_all" in arrays:
             rows["dc_norm"] = arrays["dc_norm_all"]
         rows["param_grad_norm"] = arrays["param_grad_norm"]
         history.restore(rows, names, owners, tuple(str(s) for s in arrays["gate_names"]),
-                        float(arrays["baseline"]), latest)
+                        float(arrays["baseline"]), latest,
+                        str(arrays.get("metric_name", "")))
         keyframes_from(npz_path, arrays, owners, keyframes)
         if not len(keyframes) and latest is not None:
             keyframes.add(latest)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from gradviz.config import LIMITS
-from gradviz.engine.history import FLAG_ROWS, FLOAT_ROWS, History
+from gradviz.engine.history import FLAG_ROWS, FLOAT_ROWS, METRIC_ROW, History
 from gradviz.engine.keyframes import CAPTURE_ARRAYS, Keyframes
 from gradviz.engine.npzfile import Declared
 from gradviz.engine.registry import CELLS
@@ -31,7 +31,8 @@ class RunFileError(ValueError):
 # -- capture.npz contents -------------------------------------------------------------
 # Every array of the file, with its dtype kind and named dimensions; dimensions with the
 # same letter must agree. Optional ones may be absent (dc_* for non-LSTM cells; latest_*
-# when no full capture was kept; param_owner in files from before it was stored).
+# when no full capture was kept; param_owner and the metric in files from before they
+# were stored).
 ROW_SPEC: dict[str, tuple[str, tuple[str, ...]]] = {
     "step": ("i", ("K",)), "count": ("i", ("K",)),
     **{k: ("f", ("K",)) for k in FLOAT_ROWS},
@@ -44,7 +45,8 @@ ROW_SPEC: dict[str, tuple[str, tuple[str, ...]]] = {
     "baseline": ("f", ()),
 }
 ROW_OPTIONAL = {"dc_norm": ("f", ("K", "T")), "dc_norm_all": ("f", ("K", "L", "D", "T")),
-                "param_owner": ("i", ("P", "2"))}
+                "param_owner": ("i", ("P", "2")), METRIC_ROW: ("f", ("K",)),
+                "metric_name": ("U", ())}
 LATEST_SPEC: dict[str, tuple[str, tuple[str, ...]]] = {
     "step": ("i", ()), "loss": ("f", ()), "baseline": ("f", ()), "lr": ("f", ()),
     "clip": ("U", ()), "clip_threshold": ("f", ()),
@@ -60,7 +62,7 @@ LATEST_SPEC: dict[str, tuple[str, tuple[str, ...]]] = {
     "rho_names": ("U", ("R",)), "events": ("U", ("E",)),
 }
 LATEST_OPTIONAL = {"dc_norm": ("f", ("L", "D", "T")), "probe_c": ("f", ("L", "D", "T", "H")),
-                   "rho_step": ("i", ())}
+                   "rho_step": ("i", ()), "metric": ("f", ()), "metric_name": ("U", ())}
 NAME_FIELDS = ("gate_names", "param_names", "rho_names", "events")
 # Keyframes (schema 2): the latest capture's arrays for F captures, stacked along a first
 # dimension F, but for the names and ranges that all of them share, stored once; events

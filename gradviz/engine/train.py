@@ -165,6 +165,7 @@ class Trainer:
             p.grad = None
         y = self.net.readout(out[self.task.loss_positions, :B])
         loss = self.task.loss(y, target)
+        metric = self.task.metric(y.detach(), batch) if capture else math.nan
         loss.backward()
         grads = self.net.backward(fwd, out.grad, cfg.tbptt)
         if cfg.stateful:
@@ -199,7 +200,7 @@ class Trainer:
         result = None
         if capture:
             result = self._capture(fwd, grads, B, loss_value, norms, grad_norm, grad_norm_clipped,
-                                   clipped, nonfinite, tuple(events), full)
+                                   clipped, nonfinite, tuple(events), full, metric)
         self.step_index += 1
         return result
 
@@ -240,7 +241,7 @@ class Trainer:
     # -- capture ----------------------------------------------------------------------------
     @torch.no_grad()
     def _capture(self, fwd, grads, B, loss_value, norms, grad_norm, grad_norm_clipped,
-                 clipped, nonfinite, events, full) -> Capture:
+                 clipped, nonfinite, events, full, metric) -> Capture:
         cell = self.net.cell
         L, D, H = self.net.layers, self.net.directions, self.net.hidden
         T = fwd.output.shape[0]
@@ -270,6 +271,7 @@ class Trainer:
             # float64, as computed: the weights of a float64 run may pass float32's range.
             rho=rho.cpu().numpy(), sigma_max=sigma.cpu().numpy(),
             rho_names=self._block_names, events=events, rho_step=rho_step,
+            metric=metric, metric_name=self.task.metric_name,
         )
         if not full:
             return cap

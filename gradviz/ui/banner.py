@@ -9,8 +9,8 @@ from PyQt6 import QtCore, QtWidgets
 from gradviz.config import RunConfig
 
 EMPTY_HINT = "Press Space to train"
-NO_EXPERIMENT = ("Press Space to train these settings, or choose a guided experiment from "
-                 "the Experiments menu.")
+NO_EXPERIMENT = ("these settings, or choose a guided experiment from the Experiments menu: "
+                 "what to watch in it will show here.")
 # The paragraph keeps to a few lines on a projector's 720 lines; the whole of it is in the
 # tooltip.
 WATCH_LINES = 4

@@ -82,7 +82,8 @@ class Dashboard:
         for key in keys:
             grid.removeWidget(self.panels[key])
         shown = [key for key in keys if key not in self._hidden]
-        columns = min(GRID_COLUMNS, max(1, len(shown)))
+        # Four panels fill a 2 x 2 grid better than a row of three and one alone.
+        columns = 2 if len(shown) == 4 else min(GRID_COLUMNS, max(1, len(shown)))
         for index, key in enumerate(shown):
             grid.addWidget(self.panels[key], index // columns, index % columns)
             self.panels[key].show()

@@ -42,7 +42,10 @@ def build_actions(window) -> None:
     window.act_open = _action(window, "Open run…", window.open_run_dialog, std.Open)
     window.act_save = _action(window, "Save run…", window.save_run_dialog, std.Save)
     window.act_dashboard = _action(window, "Export dashboard…", window.export_dashboard_dialog)
-    window.act_quit = _action(window, "Quit", window.close, std.Quit)
+    # The platform's Quit key, or Ctrl+Q where it names none (offscreen, some desktops).
+    quit_key = QtGui.QKeySequence(std.Quit)
+    window.act_quit = _action(window, "Quit", window.close,
+                              quit_key if not quit_key.isEmpty() else "Ctrl+Q")
     training = (window.act_run, window.act_step, window.act_reset)
 
     toolbar = window.addToolBar("Training")
@@ -63,6 +66,7 @@ def build_actions(window) -> None:
             action.triggered.connect(
                 lambda _checked=False, k=view_key, s=suffix: window.export_view_dialog(k, s))
     menu.addAction(window.act_dashboard)
+    _image_size_menu(window, export_menu)
     menu.addSeparator()
     menu.addAction(window.act_quit)
 
@@ -86,6 +90,26 @@ def build_actions(window) -> None:
     add_runs_menu(window)
     build_view_menu(window)
     build_help_menu(window)
+
+
+# What File ▸ Export ▸ Image size offers for PNG files: (label, (kind, value)).
+IMAGE_SIZES = (("As on screen", ("scale", 1.0)), ("2× (slides, the default)", ("scale", 2.0)),
+               ("3×", ("scale", 3.0)), ("1920 pixels wide", ("width", 1920.0)),
+               ("3840 pixels wide", ("width", 3840.0)))
+
+
+def _image_size_menu(window, export_menu: QtWidgets.QMenu) -> None:
+    """The PNG size of every export (views and dashboard): ``window.export_size``."""
+    sizes = export_menu.addMenu("Image size (PNG)")
+    group = QtGui.QActionGroup(window)
+    window.size_actions = {}
+    for label, size in IMAGE_SIZES:
+        action = sizes.addAction(label)
+        action.setCheckable(True)
+        action.setChecked(size == window.export_size)
+        group.addAction(action)
+        action.triggered.connect(lambda _=False, s=size: setattr(window, "export_size", s))
+        window.size_actions[size] = action
 
 
 def build_view_menu(window) -> QtWidgets.QMenu:

@@ -21,7 +21,9 @@ from gradviz.ui.controls import ControlPanel
 from gradviz.ui.dialogs import FileDialogs
 from gradviz.ui.layout import Dashboard, default_size
 from gradviz.ui.menus import build_actions
-from gradviz.ui.export import ExportError, write_bytes
+from gradviz.ui.export import (ExportError, cannot_write, render_image, save_image_png,
+                               with_title)
+from gradviz.ui.figures import caption
 from gradviz.ui.prefs import Prefs
 from gradviz.ui.redraw import RedrawScheduler
 from gradviz.ui.runfiles import leave_saved_run, open_whole, save_whole
@@ -45,8 +47,12 @@ class MainWindow(QtWidgets.QMainWindow):
         self.views = make_views()
         self.dialogs = FileDialogs(self, self.prefs,
                                    lambda text: self.statusBar().showMessage(text, 5000))
+        # PNG exports: (kind, value), "scale" times the size on screen or "width" pixels.
+        self.export_size: tuple[str, float] = ("scale", 2.0)
         for view in self.views.values():
             view.set_file_dialogs(self.dialogs)
+            view.set_export_setup(lambda v=view: (caption(self.state.config),
+                                                  self.export_scale(v.figure_widget())))
         self.scheduler = RedrawScheduler(self.views, self.state, self)
         self.scheduler.view_failed.connect(lambda _key, text: self.statusBar().showMessage(text))
         self.banner = Banner()
@@ -323,14 +329,24 @@ class MainWindow(QtWidgets.QMainWindow):
         open_whole(self, path)
         self._close_error()
 
+    def export_scale(self, widget: QtWidgets.QWidget) -> float:
+        """The PNG scale File ▸ Export ▸ Image size asks for, for ``widget``."""
+        kind, value = self.export_size
+        if kind == "width":
+            return value / max(1, widget.width())
+        return value
+
     def export_dashboard(self, path: str | os.PathLike) -> None:
-        """The whole window as one PNG (written atomically; raises ExportError)."""
+        """The plots and the controls as one PNG under a line naming the run, at the
+        chosen image size (written atomically; raises ExportError)."""
         self.draw_now()
-        buffer = QtCore.QBuffer()
-        buffer.open(QtCore.QIODevice.OpenModeFlag.WriteOnly)
-        if not self.grab().save(buffer, "PNG"):
-            raise ExportError(f"Could not write {path}: the image could not be encoded as PNG.")
-        write_bytes(path, bytes(buffer.data()))
+        widget = self.centralWidget()
+        try:
+            image = with_title(render_image(widget, self.export_scale(widget)),
+                               caption(self.state.config))
+        except ExportError as err:
+            raise cannot_write(path, str(err)) from None
+        save_image_png(image, path)
 
     def open_run_dialog(self) -> None:
         self.dialogs.open_run(self.open_run)

@@ -11,6 +11,7 @@ is the task's ``baseline``, and :meth:`Task.trivial_prediction` implements it.
 """
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Sequence
@@ -21,20 +22,10 @@ import torch.nn.functional as F
 
 from gradviz.config import RunConfig
 from gradviz.engine.registry import task_spec
+# Defined with the texts (torch-free, for the window), raised by every task.
+from gradviz.engine.texts import TaskInputError
 
 PROBE_SEED = 12345  # the probe sequence comes from its own generator, never the run's
-
-
-class TaskInputError(ValueError):
-    """The task cannot be built from what the user gave it (a text file, a sequence length).
-
-    The message names the file or setting and says how to fix it. ``field`` names the
-    RunConfig field to blame, when there is one.
-    """
-
-    def __init__(self, message: str, field: str | None = None):
-        super().__init__(message)
-        self.field = field
 
 
 @dataclass
@@ -54,6 +45,7 @@ class Task(ABC):
     baseline: float          # mean loss of the no-memory predictor that the task describes
     stateful: bool = False   # batch() continues each row's stream from the previous batch
     note: str | None = None  # a remark for the user about the data (e.g. a partial read)
+    metric_name: str = ""    # what :meth:`metric` measures; "" for a task without one
 
     @classmethod
     def from_config(cls, config: RunConfig, text: str | None = None) -> "Task":
@@ -74,6 +66,11 @@ class Task(ABC):
     @abstractmethod
     def loss(self, y: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Mean loss over loss positions and batch. ``y`` is (P, B, O)."""
+
+    def metric(self, y: torch.Tensor, batch: Batch) -> float:
+        """The task's own measure of success on ``batch``, between 0 and 1 (``y`` (P, B, O)
+        as for :meth:`loss`), named by ``metric_name``; nan for a task without one."""
+        return math.nan
 
     @abstractmethod
     def probe(self) -> torch.Tensor:
@@ -129,6 +126,12 @@ class ClassificationLoss:
         return F.cross_entropy(y.reshape(-1, y.shape[-1]), target.reshape(-1).to(y.device))
 
 
+def accuracy(y: torch.Tensor, target: torch.Tensor) -> float:
+    """The fraction of loss positions where the most likely class of ``y`` (P, B, O) is
+    the ``target`` (P, B)."""
+    return float((y.argmax(-1) == target.to(y.device)).double().mean())
+
+
 class RegressionLoss:
     """Mean squared error at every loss position."""
 
@@ -137,4 +140,5 @@ class RegressionLoss:
 
 
 __all__ = ["PROBE_SEED", "TaskInputError", "Batch", "Task", "new_probe_generator",
-           "position_parts", "require_length", "ClassificationLoss", "RegressionLoss"]
+           "position_parts", "require_length", "ClassificationLoss", "RegressionLoss",
+           "accuracy"]

@@ -23,6 +23,7 @@ GATE_DESCRIPTIONS = {
 
 LEFT_AXIS_WIDTH = 80
 SAT_HEIGHT = 100
+SAT_MIN_HEIGHT = 56
 SAT_LABEL_OVERHANG = 12
 
 
@@ -57,6 +58,7 @@ class GatesView(View):
         self.selector = self._add_selector()
         self.gate_combo = QtWidgets.QComboBox(self)
         self.gate_combo.setToolTip("Which gate of the cell to show")
+        self.gate_combo.setSizeAdjustPolicy(QtWidgets.QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.gate_combo.currentIndexChanged.connect(self._redraw)
         self.toolbar.addWidget(QtWidgets.QLabel("gate:"))
         self.toolbar.addWidget(self.gate_combo)
@@ -65,7 +67,6 @@ class GatesView(View):
                                     "same axes and colour scale")
         self.compare_box.toggled.connect(self._redraw)
         self.toolbar.addWidget(self.compare_box)
-        self.toolbar.addStretch(1)
         canvas = self._add_graphics()
         self.heading = WrappedText(size_pt=12)
         canvas.addItem(self.heading, row=0, col=0, colspan=2)
@@ -106,15 +107,32 @@ class GatesView(View):
         # Three labels fit the short plot (pyqtgraph's five overlap); with no grid lines
         # from it, the axis may draw the 0 and 1 labels a little past its ends.
         sat_axis = self.sat.getAxis("left")
-        sat_axis.setTicks([[(v, f"{v:g}") for v in (0.0, 0.5, 1.0)]])
         sat_axis.setGrid(False)
         sat_axis.setStyle(hideOverlappingLabels=SAT_LABEL_OVERHANG)
         self.low_curve = curve(self.sat, pen(0, width=2.0))
         self.high_curve = curve(self.sat, pen(3, width=2.0))
         # The heatmap is what the view is about: it takes all the height the saturation
         # curves, at a fixed height, leave.
-        self.sat.setMinimumHeight(SAT_HEIGHT)
-        self.sat.setMaximumHeight(SAT_HEIGHT)
+        self._fit_sat_height()
+        # The saturation plot below shows the same timestep axis: the heatmap's own would
+        # take 40 px of a small panel's height for labels said twice.
+        self.heat.getAxis("bottom").setStyle(showValues=False)
+        self.heat.setLabel("bottom", "")
+
+    def _fit_sat_height(self) -> None:
+        """The curves take at most a third of a small panel (a projector's 720 lines give
+        each panel ~200 px), never more than SAT_HEIGHT."""
+        height = self.graphics.height() if self.graphics.height() > 0 else 400
+        sat = int(min(SAT_HEIGHT, max(SAT_MIN_HEIGHT, height * 0.3)))
+        self.sat.setMinimumHeight(sat)
+        self.sat.setMaximumHeight(sat)
+        # 0.5 between 0 and 1 once there is room for three labels, not before.
+        marks = (0.0, 0.5, 1.0) if sat >= SAT_HEIGHT * 0.8 else (0.0, 1.0)
+        self.sat.getAxis("left").setTicks([[(v, f"{v:g}") for v in marks]])
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self._fit_sat_height()
 
     @property
     def gate_names(self) -> list[str]:
@@ -204,7 +222,7 @@ class GatesView(View):
         # Cell (t, unit) is centred on (t, unit), in line with the saturation curves below.
         self.image.setRect(-0.5, -0.5, float(T), float(H))
         name = latest.gate_names[gate]
-        self.heading.set_text(f"{name} ({GATE_DESCRIPTIONS.get(name, 'gate')}), batch mean, "
+        self.heading.set_text(f"{name} ({GATE_DESCRIPTIONS.get(name, 'gate')}), "
                               f"step {latest.step}")
         t = np.arange(T, dtype=np.float64)
         low = latest.sat_low[layer, direction, gate]

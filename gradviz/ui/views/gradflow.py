@@ -69,7 +69,6 @@ class GradflowView(View):
                                     "same axes and colour scale")
         self.compare_box.toggled.connect(self._redraw)
         self.toolbar.addWidget(self.compare_box)
-        self.toolbar.addStretch(1)
         canvas = self._add_graphics()
         cmap = pg.colormap.get("viridis")
         self.colour_key = ColourKey()

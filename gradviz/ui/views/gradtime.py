@@ -61,7 +61,6 @@ class GradtimeView(View):
     def __init__(self, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)
         self.selector = self._add_selector()
-        self.toolbar.addStretch(1)
         canvas = self._add_graphics()
         # One key for both plots: their curves are the same training steps.
         self.colour_key = ColourKey()

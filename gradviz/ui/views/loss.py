@@ -1,4 +1,6 @@
-"""Training loss per step on a log axis, against the loss of a model with no memory."""
+"""Training loss per step on a log axis, against the loss of a model with no memory; and,
+for a task that measures its own success (the fraction of sums solved, of symbols copied),
+that measure over the last few steps, above the plot."""
 from __future__ import annotations
 
 import numpy as np
@@ -12,6 +14,7 @@ from gradviz.ui.views.view import View
 
 NONFINITE_COLOUR = "#d01010"
 BASELINE_COLOUR = "#000000"
+METRIC_ROWS = 20  # the task's metric is shown as its mean over this many recent rows
 
 
 class LossView(View):
@@ -82,16 +85,28 @@ class LossView(View):
                     + (f" ({baseline:.4g})" if baseline is not None else " (none)"))]
         if bad.any():
             entries.append((NONFINITE_COLOUR, "event", "not finite (step skipped)"))
-        self.colour_key.set_entries(entries)
+        self.colour_key.set_entries(entries, title=self._metric_label())
+
+    def _metric_label(self) -> str:
+        """'fraction solved 83% (last 20 steps)', or '' for a task without a metric."""
+        history = self._history
+        metric, count = history.metric[-METRIC_ROWS:], history.count[-METRIC_ROWS:]
+        finite = np.isfinite(metric)
+        if not history.metric_name or not finite.any():
+            return ""
+        value = np.average(metric[finite], weights=count[finite])
+        steps = int(count[finite].sum())
+        return f"{history.metric_name} {value:.0%} (last {steps} step{'s' * (steps != 1)})"
 
     def csv_table(self) -> tuple[list[str], np.ndarray]:
-        """One row per history row: step, loss (nan where not finite), baseline, non-finite flag."""
+        """One row per history row: step, loss (nan where not finite), baseline, non-finite
+        flag, the task's metric (nan for a task without one)."""
         history = self._history
-        header = ["step", "loss", "baseline", "nonfinite"]
+        header = ["step", "loss", "baseline", "nonfinite", "metric"]
         if history is None or len(history) == 0:
-            return header, np.zeros((0, 4))
+            return header, np.zeros((0, 5))
         baseline = self._baseline()
         rows = np.column_stack([history.step, history.loss,
                                 np.full(len(history), np.nan if baseline is None else baseline),
-                                history.nonfinite]).astype(np.float64)
+                                history.nonfinite, history.metric]).astype(np.float64)
         return header, rows
