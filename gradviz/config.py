@@ -281,6 +281,38 @@ def structural_change(old: RunConfig, new: RunConfig) -> bool:
                for f in fields(RunConfig) if f.name not in LIVE_FIELDS | {"steps"})
 
 
+# How a run's label names a setting: "H 64", "T 50"; a name setting (cell, task,
+# optimiser) is named by its value alone, a setting not listed here by its label.
+SHORT_NAMES = {"seq_len": "T", "hidden": "H", "batch_size": "batch", "lr": "lr",
+               "clip_threshold": "clip at", "rho": "ρ", "seed": "seed", "layers": "layers"}
+BARE_VALUES = ("cell", "task", "optimizer")
+
+
+def _describe_field(config: RunConfig, name: str) -> str:
+    value = getattr(config, name)
+    if name in BARE_VALUES:
+        return str(value)
+    if name == "clip":
+        return "no clipping" if value == "none" else f"clip by {value}"
+    label = SHORT_NAMES.get(name, _SETTINGS[name].label.lower())
+    if isinstance(value, bool):
+        return label if value else f"not {label}"
+    if value is None:
+        return f"{label} off"
+    return f"{label} {value:g}" if isinstance(value, float) else f"{label} {value}"
+
+
+def describe(config: RunConfig, others: "typing.Sequence[RunConfig]" = ()) -> str:
+    """A short label of ``config`` beside ``others``: its cell and hidden size, then every
+    other setting in which it differs from any of them (``"gru, H 64"``, ``"lstm, H 64,
+    seed 3"``); the step count, which says how long to train, not what, is left out."""
+    names = ["cell", "hidden"] + [
+        f.name for f in fields(RunConfig)
+        if f.name not in ("cell", "hidden", "steps")
+        and any(getattr(config, f.name) != getattr(other, f.name) for other in others)]
+    return ", ".join(_describe_field(config, name) for name in names)
+
+
 __all__ = ["RunConfig", "ConfigError", "Setting", "setting", "settings", "GROUPS", "CELLS",
            "TASKS", "OPTIMIZERS", "CLIP_MODES", "INITS", "DEVICES", "DTYPES", "LIMITS",
-           "LIVE_FIELDS", "structural_change"]
+           "LIVE_FIELDS", "structural_change", "describe"]

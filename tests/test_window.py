@@ -207,7 +207,9 @@ def test_save_and_open_a_run_round_trip(window, qtbot, tmp_path, monkeypatch):
     assert window.views["gradflow"].image_array().shape == (len(saved["step"]), SMALL.seq_len)
     assert window.state_label.text() == "viewing saved run"
 
-    # Starting again trains a fresh model with the run's settings.
+    # Starting again trains a fresh model with the run's settings (asked: it could be
+    # continued, tests/test_runfiles.py).
+    monkeypatch.setattr("gradviz.ui.runfiles.ask_continue", lambda parent, name: "new")
     window.act_run.trigger()
     assert len(window.history) == 0
     qtbot.waitUntil(lambda: len(window.history) >= 2, timeout=20000)

@@ -6,6 +6,7 @@ from PyQt6 import QtCore, QtGui, QtWidgets
 
 from gradviz.experiments import list_experiments
 from gradviz.ui.help import build_help_menu
+from gradviz.ui.runsmenu import add_runs_menu
 
 
 def _action(window: QtWidgets.QMainWindow, text: str, slot, shortcut=None, icon=None,
@@ -90,6 +91,7 @@ def build_actions(window) -> None:
         action.triggered.connect(
             lambda _checked=False, e=experiment: window.load_experiment(e))
 
+    add_runs_menu(window)
     build_view_menu(window)
     build_help_menu(window)
 

@@ -16,7 +16,6 @@ from PyQt6 import QtCore, QtGui, QtWidgets
 
 from gradviz.config import LIVE_FIELDS, RunConfig, structural_change
 from gradviz.engine import memory
-from gradviz.engine.record import load_run, save_run
 from gradviz.ui.banner import Banner
 from gradviz.ui.controls import ControlPanel
 from gradviz.ui.dialogs import FileDialogs
@@ -27,8 +26,10 @@ from gradviz.ui.export import (ExportError, cannot_write, render_image, save_ima
 from gradviz.ui.figures import caption
 from gradviz.ui.prefs import Prefs
 from gradviz.ui.redraw import RedrawScheduler
+from gradviz.ui.runfiles import leave_saved_run, open_whole, save_whole
 from gradviz.ui.state import AppState
 from gradviz.ui.statusbar import StatusFields
+from gradviz.ui.timeline import Timeline
 from gradviz.ui.views import make_views
 from gradviz.ui.worker import TrainingWorker
 
@@ -56,12 +57,15 @@ class MainWindow(QtWidgets.QMainWindow):
         self.scheduler.view_failed.connect(lambda _key, text: self.statusBar().showMessage(text))
         self.banner = Banner()
         self.banner.then_requested.connect(self.load_then)
-        self.dashboard = Dashboard(self, self.controls, self.views, self.banner)
+        self.timeline = Timeline(self.state, self)
+        self.dashboard = Dashboard(self, self.controls, self.views, self.banner, self.timeline)
         self.panels = self.dashboard.panels
         build_actions(self)
+        self.timeline.add_actions(self)
         self.status_fields = StatusFields(self.statusBar())
         self.state.running_changed.connect(self._show_running)
         self.state.text_changed.connect(self._on_text)
+        self.state.step_selected.connect(self._on_text)
         self.state.runs_changed.connect(self._on_runs_changed)
         self.state.data_changed.connect(self._show_empty)
         self.state.config_changed.connect(self.banner.set_config)
@@ -106,14 +110,12 @@ class MainWindow(QtWidgets.QMainWindow):
         if self.state.running:
             self.worker.pause()
             self.state.set_running(False)
-        elif self._can_train():
-            self._leave_saved_run()
+        elif self._can_train() and self._leave_saved_run():
             self.worker.start()
             self.state.set_running(True)
 
     def step_once(self) -> None:
-        if self._can_train():
-            self._leave_saved_run()
+        if self._can_train() and self._leave_saved_run():
             self.worker.step()
             self.state.set_running(False)
 
@@ -192,11 +194,8 @@ class MainWindow(QtWidgets.QMainWindow):
         if shown:
             self.scheduler.mark_stale()
 
-    def _leave_saved_run(self) -> None:
-        # The model behind an opened run is already fresh (reset when it was opened);
-        # only the recorded curves have to go.
-        if self.state.viewing_saved_run:
-            self.state.new_live_run()
+    def _leave_saved_run(self) -> bool:
+        return leave_saved_run(self)
 
     def _show_running(self, running: bool) -> None:
         icons = QtWidgets.QStyle.StandardPixmap
@@ -217,6 +216,7 @@ class MainWindow(QtWidgets.QMainWindow):
         else:
             self.status_fields.clear()
         self.status_fields.show_state(self.worker.state, self.state.viewing_saved_run)
+        self._on_text()
         self._update_title()
 
     def _on_captures(self, captures: list) -> None:
@@ -232,10 +232,11 @@ class MainWindow(QtWidgets.QMainWindow):
     def _on_status(self, status: dict) -> None:
         self.status_fields.show_progress(status["step"], status["steps_per_s"], status["loss"])
 
-    def _on_text(self, text: str) -> None:
+    def _on_text(self, *_) -> None:
+        # The text sampled at the step the timeline shows (the newest while it follows).
         view = self.views.get("text")
         if view is not None:
-            view.set_text(text)
+            view.set_text(self.state.live.text_at(self.state.selected_step) or "")
 
     def _on_ready(self, language: bool) -> None:
         self.dashboard.set_text_wanted(language)
@@ -320,17 +321,13 @@ class MainWindow(QtWidgets.QMainWindow):
 
     # -- files -------------------------------------------------------------------------
     def save_run_to(self, folder: str | os.PathLike) -> None:
-        save_run(folder, self.state.config, self.history)
+        save_whole(self, folder)
 
     def open_run(self, path: str | os.PathLike) -> None:
-        """Show a saved run, paused; starting again trains a fresh model with its settings."""
-        config, history, _summary = load_run(path)
-        self.controls.set_config(config)
-        self.state.set_config(config)
-        self.worker.reset(config)
+        """Show a saved run as it was saved, paused; starting again asks whether to
+        continue it or train a fresh model with its settings."""
+        open_whole(self, path)
         self._close_error()
-        self.state.set_running(False)
-        self.state.new_live_run(history, source=str(path))
 
     def export_scale(self, widget: QtWidgets.QWidget) -> float:
         """The PNG scale File ▸ Export ▸ Image size asks for, for ``widget``."""

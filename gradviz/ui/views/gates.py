@@ -1,6 +1,8 @@
-"""Gate activations of the newest full capture: a timestep x unit heatmap of one gate,
-with fixed colour levels (the gate's own range), and below it the fraction of saturated
-activations per timestep.
+"""Gate activations at the step the timeline shows (the newest full capture while it
+follows): a timestep x unit heatmap of one gate, with fixed colour levels (the gate's own
+range), and below it the fraction of saturated activations per timestep. With "compare"
+checked, the newest comparison run's same gate at its nearest step is drawn under the
+heatmap, on the same axes and colour scale.
 """
 from __future__ import annotations
 
@@ -60,6 +62,11 @@ class GatesView(View):
         self.gate_combo.currentIndexChanged.connect(self._redraw)
         self.toolbar.addWidget(QtWidgets.QLabel("gate:"))
         self.toolbar.addWidget(self.gate_combo)
+        self.compare_box = QtWidgets.QCheckBox("compare", self)
+        self.compare_box.setToolTip("Show the newest comparison run's same gate below, on the "
+                                    "same axes and colour scale")
+        self.compare_box.toggled.connect(self._redraw)
+        self.toolbar.addWidget(self.compare_box)
         canvas = self._add_graphics()
         self.heading = WrappedText(size_pt=12)
         canvas.addItem(self.heading, row=0, col=0, colspan=2)
@@ -75,12 +82,24 @@ class GatesView(View):
         self.bar.setImageItem(self.image)
         self._range = (0.0, 1.0)
         canvas.addItem(self.bar, row=1, col=1)
-        self.sat = canvas.addPlot(row=2, col=0)
+        # Row 2 holds the comparison's heatmap while "compare" is on.
+        self.other = pg.PlotItem()
+        style_plot(self.other, "timestep t", "hidden unit", grid=False)
+        self.other.getViewBox().setDefaultPadding(0.0)
+        self.other.getAxis("bottom").setStyle(hideOverlappingLabels=EDGE_LABEL_PX)
+        self.other.getAxis("left").setWidth(LEFT_AXIS_WIDTH)
+        self.other.setXLink(self.heat)
+        self.other.setYLink(self.heat)
+        self.other_image = pg.ImageItem(axisOrder="col-major")
+        self.other.addItem(self.other_image)
+        self.bar.setImageItem([self.image, self.other_image])
+        self._stacked = False
+        self.sat = canvas.addPlot(row=3, col=0)
         style_plot(self.sat, "timestep t", "fraction")
         # Beside the curves, under the colour bar: a row of its own would take the height
         # the heatmap needs.
         self.sat_key = ColourKey(column=True)
-        canvas.addItem(self.sat_key, row=2, col=1)
+        canvas.addItem(self.sat_key, row=3, col=1)
         self.sat.setXLink(self.heat)
         for plot in (self.heat, self.sat):   # equal axis widths keep timestep t aligned
             plot.getAxis("left").setWidth(LEFT_AXIS_WIDTH)
@@ -144,6 +163,37 @@ class GatesView(View):
         self.high_curve.setData([], [])
         self.heading.set_text("")
         self.sat_key.set_entries([])
+        self._show_other(None, "")
+
+    def _show_other(self, values: np.ndarray | None, title: str) -> None:
+        """The comparison's (T, H) gate activations under the heatmap, or None: none."""
+        if (values is not None) != self._stacked:
+            if values is None:
+                self.canvas.removeItem(self.other)
+            else:
+                self.canvas.addItem(self.other, row=2, col=0)
+            self.other.setVisible(values is not None)
+            self._stacked = values is not None
+        if values is None:
+            self.other_image.clear()
+            return
+        self.other_image.setImage(values, autoLevels=False)
+        self.other_image.setRect(-0.5, -0.5, float(values.shape[0]), float(values.shape[1]))
+        self.other.setTitle(title, size="11pt", color="#000000")
+
+    def _other_gate(self, name: str) -> tuple[np.ndarray | None, str]:
+        """The newest comparison run's activations of gate ``name`` at its step shown, if
+        "compare" is on and it has that gate; and what to call them."""
+        if not (self.compare_box.isChecked() and self._comparisons):
+            return None, ""
+        c = self._comparisons[0]
+        capture = c.capture
+        layer, direction = self.selector.layer_direction
+        if (capture is None or capture.gates is None or name not in capture.gate_names
+                or layer >= capture.gates.shape[0] or direction >= capture.gates.shape[1]):
+            return None, ""
+        values = capture.gates[layer, direction, capture.gate_names.index(name)]
+        return values, f"{c.label}, step {capture.step}"
 
     def _levels(self, gate: int, values: np.ndarray) -> tuple[float, float]:
         """The gate's fixed range; data-driven only where the range is unbounded."""
@@ -156,6 +206,7 @@ class GatesView(View):
 
     def _redraw(self) -> None:
         latest = self._latest
+        self.compare_box.setEnabled(bool(self._comparisons))
         if latest is None or latest.gates is None:
             self._clear_items()
             return
@@ -169,6 +220,7 @@ class GatesView(View):
             self.bar.setColorMap(colour_map(lo, hi))
             self._range = (lo, hi)
         self.image.setImage(values, autoLevels=False)
+        self._show_other(*self._other_gate(latest.gate_names[gate]))
         self.bar.setLevels((lo, hi))
         # Cell (t, unit) is centred on (t, unit), in line with the saturation curves below.
         self.image.setRect(-0.5, -0.5, float(T), float(H))

@@ -12,6 +12,7 @@ import numpy as np
 import pyqtgraph as pg
 from PyQt6 import QtCore, QtWidgets
 
+from gradviz.ui.views.compare import ComparisonCurves, StepMarker, key_entries, run_key
 from gradviz.ui.views.data import event_lines, positive_finite
 from gradviz.ui.views.items import ColourKey, Curve, curve, event_marks
 from gradviz.ui.views.style import colour, pen, style_plot
@@ -119,14 +120,28 @@ class GradnormView(View):
         canvas.addItem(self.params_key, row=1, col=1)
         self.param_curves: list[pg.PlotDataItem] = []
         self._params: tuple[tuple[str, Owner], ...] = ()   # (name, owner) of each tensor
+        self.comparison_curves = ComparisonCurves(self.plot)
+        self.markers = (StepMarker(self.plot), StepMarker(self.params_plot))
 
     def _clear_items(self) -> None:
         for item in (self.before, self.after, self.threshold, self.clipped_marks,
                      self.nonfinite_marks, *self.param_curves):
             item.setData([], [])
         self._clipped_steps = np.zeros(0)
+        self.comparison_curves.clear()
+        for marker in self.markers:
+            marker.set_step(None)
         self.colour_key.set_entries([])
         self.params_key.set_entries([])
+
+    def _draw_comparisons(self) -> None:
+        """Each comparison run's global norm before clipping, and the step mark."""
+        self.comparison_curves.set_lazily(
+            [(c.index, run_key(c),
+              lambda c=c: positive_finite(c.history.step, c.history.grad_norm))
+             for c in self._comparisons])
+        for marker in self.markers:
+            marker.set_step(self._step)
 
     def _owners(self) -> tuple[Owner, ...]:
         """The (layer, direction) of each tensor of the history: from the newest capture,
@@ -161,7 +176,8 @@ class GradnormView(View):
         """Keys that name what is drawn; ``newest`` (P,) holds each tensor's newest gradient
         norm, to mark one that is exactly 0 (drawn below the plot's bottom edge) or not
         finite (not drawn)."""
-        entries = [(colour(0), "line", "before" if clipping else "norm")]
+        entries = key_entries(self._comparisons, self._live_label,
+                              (colour(0), "line", "before" if clipping else "norm"))
         if clipping:
             entries.append((colour(2), "dash", "after"))
         if threshold:
@@ -206,7 +222,10 @@ class GradnormView(View):
         history = self._history
         if history is None or len(history) == 0:
             self._clear_items()
+            self._draw_comparisons()
+            self.colour_key.set_entries(key_entries(self._comparisons, "", ("", "", ""))[1:])
             return
+        self._draw_comparisons()
         steps = history.step
         self.before.setData(*positive_finite(steps, history.grad_norm))
         rows = self._norm_clipping()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 from PyQt6 import QtCore, QtWidgets
 
+from gradviz.ui.views.compare import ComparisonCurves, StepMarker, key_entries, run_key
 from gradviz.ui.views.data import event_lines, positive_finite
 from gradviz.ui.views.items import ColourKey, curve, event_marks
 from gradviz.ui.views.style import colour, pen, style_plot
@@ -39,11 +40,21 @@ class LossView(View):
         self.baseline_curve = curve(self.plot, pen(BASELINE_COLOUR, width=2.0,
                                                    style=QtCore.Qt.PenStyle.DashLine))
         self.nonfinite_marks = event_marks(self.plot, NONFINITE_COLOUR)
+        self.comparison_curves = ComparisonCurves(self.plot)
+        self.marker = StepMarker(self.plot)
 
     def _clear_items(self) -> None:
         for item in (self.loss_curve, self.baseline_curve, self.nonfinite_marks):
             item.setData([], [])
+        self.comparison_curves.clear()
+        self.marker.set_step(None)
         self.colour_key.set_entries([])
+
+    def _draw_comparisons(self) -> None:
+        self.comparison_curves.set_lazily(
+            [(c.index, run_key(c), lambda c=c: positive_finite(c.history.step, c.history.loss))
+             for c in self._comparisons])
+        self.marker.set_step(self._step)
 
     def _baseline(self) -> float | None:
         value = getattr(self._history, "baseline", None)
@@ -55,7 +66,11 @@ class LossView(View):
         history = self._history
         if history is None or len(history) == 0:
             self._clear_items()
+            self._draw_comparisons()
+            self.colour_key.set_entries(key_entries(self._comparisons, "(no steps yet)",
+                                                    (colour(0), "line", "loss"))[1:])
             return
+        self._draw_comparisons()
         steps = history.step
         self.loss_curve.setData(*positive_finite(steps, history.loss))
         baseline = self._baseline()
@@ -65,7 +80,7 @@ class LossView(View):
             self.baseline_curve.setData([float(steps[0]), float(steps[-1])], [baseline, baseline])
         bad = history.nonfinite | ~np.isfinite(history.loss)
         self.nonfinite_marks.setData(*event_lines(steps[bad], history.loss))
-        entries = [(colour(0), "line", "loss"),
+        entries = [*key_entries(self._comparisons, self._live_label, (colour(0), "line", "loss")),
                    (BASELINE_COLOUR, "dash", "no-memory baseline"
                     + (f" ({baseline:.4g})" if baseline is not None else " (none)"))]
         if bad.any():

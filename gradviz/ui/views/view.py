@@ -19,6 +19,7 @@ from gradviz.ui.views.style import BACKGROUND, LAYOUT_MARGINS, LAYOUT_SPACING
 if TYPE_CHECKING:
     from gradviz.engine.capture import Capture
     from gradviz.engine.record import History
+    from gradviz.ui.state import Comparison
 
 
 class LayerDirectionSelector(QtWidgets.QComboBox):
@@ -76,6 +77,9 @@ class View(QtWidgets.QWidget):
         super().__init__(parent)
         self._history: History | None = None
         self._latest: Capture | None = None
+        self._comparisons: tuple[Comparison, ...] = ()
+        self._live_label = ""
+        self._step: int | None = None
         self._file_dialogs: FileDialogs | None = None
         self._fixed_y: dict[pg.ViewBox, tuple[float, float]] = {}
         self._export_setup: Callable[[], tuple[str, float]] | None = None
@@ -138,10 +142,20 @@ class View(QtWidgets.QWidget):
         self._latest = latest
         self._redraw()
 
+    def set_comparisons(self, comparisons: tuple[Comparison, ...], live_label: str = "",
+                        step: int | None = None) -> None:
+        """The runs to draw behind the live one, the live run's label beside them, and the
+        step the timeline shows; the next :meth:`set_data` draws them."""
+        self._comparisons = tuple(comparisons)
+        self._live_label = live_label
+        self._step = step
+
     def clear(self) -> None:
         """No data (a new model is starting): empty plots, zoomed to fit what comes."""
         self._history = None
         self._latest = None
+        self._comparisons = ()
+        self._step = None
         self._clear_items()
         self.reset_zoom()
 
