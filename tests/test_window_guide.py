@@ -8,10 +8,9 @@ import re
 import numpy as np
 import pyqtgraph as pg
 import pytest
-from PyQt6 import QtCore, QtGui, QtWidgets
+from PyQt6 import QtGui, QtWidgets
 
 from gradviz.experiments import list_experiments, load_experiment
-from gradviz.ui import help as help_module
 from gradviz.ui.banner import EMPTY_HINT
 from gradviz.ui.layout import HELP_BUTTON
 
@@ -163,7 +162,9 @@ def test_a_new_model_resets_every_zoom(window, qtbot):
     run_until(qtbot, window, 3)
     view.grab()                 # pyqtgraph fits the range to the data when it paints
     lo, hi = view.plot.getViewBox().viewRange()[0]
-    assert lo <= 0 and 2 <= hi <= 2 * window.history.step[-1] + 10
+    # Fitted to the data again (the run before stays on screen as a comparison, so the
+    # range spans both), not left at the zoom on steps 1000-2000.
+    assert lo <= 0 and 2 <= hi < 500
 
 
 def _elided_combos(window) -> list[str]:
