@@ -105,7 +105,7 @@ def task_sizes(config: RunConfig, text: str | None = None) -> tuple[int, int, in
     text task's contents (its vocabulary is its distinct characters); without it the text
     task is assumed to have ``TEXT_VOCABULARY`` characters."""
     T = config.seq_len
-    if config.task == "adding":
+    if config.task in ("adding", "adding-1997"):
         return 2, 1, 1
     if config.task == "copy":
         return 10, 8, min(10, max(1, T // 3))   # 8 symbols, a blank and a delimiter
