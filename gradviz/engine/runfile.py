@@ -29,13 +29,15 @@ from gradviz import __version__
 from gradviz.config import ConfigError, RunConfig
 from gradviz.engine.capture import Capture
 from gradviz.engine.files import NotRegularFileError, open_regular, temp_beside
-from gradviz.engine.history import FLAG_ROWS, FLOAT_ROWS, HISTORY_CAPACITY, History
+from gradviz.engine.history import FLAG_ROWS, FLOAT_ROWS, HISTORY_CAPACITY, THEORY_ROWS, History
 from gradviz.engine.npzfile import Archive, ArchiveError
 from gradviz.engine.runformat import (KNOWN_ARRAYS, MAX_NPZ_BYTES, MAX_RUN_JSON_BYTES,
                                       NAME_FIELDS, RunFileError, check_declared, check_values)
 
 SCHEMA = "gradviz-run"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Version 1 lacks the rows of THEORY_ROWS; a reader fills them with NaN.
+READABLE_VERSIONS = (1, 2)
 RUN_JSON = "run.json"
 CAPTURE_NPZ = "capture.npz"
 
@@ -56,6 +58,8 @@ def _history_arrays(history: History) -> dict[str, np.ndarray]:
         out["dc_norm_all"] = np.array(history.dc_norm)
         out["dc_norm"] = out["dc_norm_all"][:, -1, 0, :]
     out["param_grad_norm"] = np.array(history.param_grad_norm)
+    if len(history):
+        out.update({name: np.array(getattr(history, name)) for name in THEORY_ROWS})
     out["param_names"] = _names(history.param_names)
     # (layer, direction) of each parameter, -1 for the readout's.
     out["param_owner"] = np.array([(-1, -1) if o is None else o for o in history.param_owners],
@@ -220,9 +224,10 @@ def _read_run_json(path: Path) -> dict:
     if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
         raise RunFileError(f"{path}: not a gradviz run (no \"schema\": \"{SCHEMA}\")")
     version = doc.get("schema_version")
-    if type(version) is not int or version != SCHEMA_VERSION:    # not 1.0, not true
+    if type(version) is not int or version not in READABLE_VERSIONS:    # not 1.0, not true
         raise RunFileError(f"{path}: schema_version {version!r} is not supported; this gradviz "
-                           f"reads version {SCHEMA_VERSION} (a newer gradviz may open it)")
+                           f"reads versions {', '.join(map(str, READABLE_VERSIONS))} (a newer "
+                           "gradviz may open it)")
     for key, kind in (("config", dict), ("versions", dict), ("summary", dict), ("created", str)):
         if not isinstance(doc.get(key), kind):
             raise RunFileError(f"{path}: \"{key}\" is missing or not a JSON "
@@ -297,6 +302,7 @@ def load_run(folder_or_run_json: str | os.PathLike,
         if "dc_norm_all" in arrays:
             rows["dc_norm"] = arrays["dc_norm_all"]
         rows["param_grad_norm"] = arrays["param_grad_norm"]
+        rows.update({name: arrays[name] for name in THEORY_ROWS if name in arrays})
         history.restore(rows, names, owners, tuple(str(s) for s in arrays["gate_names"]),
                         float(arrays["baseline"]), latest)
     except MemoryError:

@@ -7,7 +7,7 @@ dimension's largest size (the limits of :mod:`gradviz.config` and the cells of
 refused from its headers, before its data is read (:mod:`gradviz.engine.npzfile`).
 :mod:`gradviz.engine.runfile` writes and reads the files with these. Shapes: K = rows,
 L = layers, D = directions, T = timesteps, P = parameter tensors, G = gates, H = hidden
-units, R = recurrent blocks, E = events.
+units, R = recurrent blocks, E = events, Q = gradient paths (gradviz.engine.paths).
 """
 from __future__ import annotations
 
@@ -42,7 +42,11 @@ ROW_SPEC: dict[str, tuple[str, tuple[str, ...]]] = {
     "baseline": ("f", ()),
 }
 ROW_OPTIONAL = {"dc_norm": ("f", ("K", "T")), "dc_norm_all": ("f", ("K", "L", "D", "T")),
-                "param_owner": ("i", ("P", "2"))}
+                "param_owner": ("i", ("P", "2")),
+                # Schema version 2: absent in older files, whose rows then read as NaN.
+                "rho": ("f", ("K", "L", "D", "R")), "sigma_max": ("f", ("K", "L", "D", "R")),
+                "sat_low": ("f", ("K", "L", "D", "G")), "sat_high": ("f", ("K", "L", "D", "G")),
+                "dout_norm": ("f", ("K", "L", "D", "T"))}
 LATEST_SPEC: dict[str, tuple[str, tuple[str, ...]]] = {
     "step": ("i", ()), "loss": ("f", ()), "baseline": ("f", ()), "lr": ("f", ()),
     "clip": ("U", ()), "clip_threshold": ("f", ()),
@@ -58,8 +62,9 @@ LATEST_SPEC: dict[str, tuple[str, tuple[str, ...]]] = {
     "rho_names": ("U", ("R",)), "events": ("U", ("E",)),
 }
 LATEST_OPTIONAL = {"dc_norm": ("f", ("L", "D", "T")), "probe_c": ("f", ("L", "D", "T", "H")),
-                   "rho_step": ("i", ())}
-NAME_FIELDS = ("gate_names", "param_names", "rho_names", "events")
+                   "rho_step": ("i", ()), "dout_norm": ("f", ("L", "D", "T")),
+                   "paths": ("f", ("L", "D", "Q", "T", "H")), "path_names": ("U", ("Q",))}
+NAME_FIELDS = ("gate_names", "param_names", "rho_names", "events", "path_names")
 _KIND_WORDS = {"i": "integers", "f": "floats", "b": "booleans", "U": "text"}
 # Members of other names are never read.
 KNOWN_ARRAYS = {*ROW_SPEC, *ROW_OPTIONAL,
@@ -73,10 +78,11 @@ MAX_NPZ_BYTES = 2**31 - 1
 MAX_TEXT_CHARS = 1024               # of a parameter's, gate's or block's name, or an event
 _DIM_BOUNDS = {"L": int(LIMITS["layers"][1]), "D": 2, "T": int(LIMITS["seq_len"][1]),
                "H": int(LIMITS["hidden"][1]), "G": max(len(c.gates) for c in CELLS.values()),
-               "R": max(len(c.blocks) for c in CELLS.values()), "P": 256, "E": 1024}
+               "R": max(len(c.blocks) for c in CELLS.values()), "P": 256, "E": 1024,
+               "Q": 5}
 _DIM_WORDS = {"K": "rows", "L": "layers", "D": "directions", "T": "timesteps",
               "H": "hidden units", "G": "gates", "P": "parameter tensors",
-              "R": "recurrent blocks", "E": "events"}
+              "R": "recurrent blocks", "E": "events", "Q": "gradient paths"}
 _AT_LEAST_ONE = frozenset("LDTHGPR")   # in a run with rows; E (events) may be 0
 
 
@@ -93,7 +99,7 @@ def check_declared(path: Path, declared: dict[str, Declared], history: History) 
         _check(path, declared, LATEST_SPEC, LATEST_OPTIONAL, "latest_", dims)
     if dims["K"]:
         limit = history.row_limit((dims["L"], dims["D"], dims["T"]), "dc_norm" in declared,
-                                  dims["P"])
+                                  dims["P"], dims.get("R", 1), dims["G"])
         if dims["K"] > limit:
             raise RunFileError(f"{path}: holds {dims['K']} rows; a history of capacity "
                                f"{history.capacity} keeps at most {limit} of this size, and "

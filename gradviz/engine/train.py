@@ -19,14 +19,11 @@ from ..config import RunConfig
 from . import registry
 from .capture import Capture
 from .divergence import Divergence, DivergenceWatch
-from .init import initialise, spectral_radius
+from .init import initialise
 from .network import Network
+from .paths import path_names, path_norms
+from .spectrum import SpectrumTracker
 from .tasks import Task, make_task
-
-# Steps between two computations of ρ(W_hh) and σ_max(W_hh) (an eigen- and a singular value
-# decomposition per recurrent block: ~40 ms at H = 128, more than a whole small step).
-SPECTRAL_EVERY = 25
-
 
 def prepare_training_process() -> None:
     """Tune the process for training. Call it first thing in a training process.
@@ -117,7 +114,7 @@ class Trainer:
         self.baseline = float(self.task.baseline)
         self._gen_count = 0
         self._block_names = tuple(f"W_h{b}" for b in self.net.cell.blocks)
-        self._spectral: tuple[int, Tensor, Tensor] | None = None  # (step, ρ, σ)
+        self.spectrum = SpectrumTracker()   # ρ and σ_max, warm-started from step to step
         self.watch = DivergenceWatch()
         self.divergence: Divergence | None = None
 
@@ -174,9 +171,7 @@ class Trainer:
         norms = torch.stack([torch.linalg.vector_norm(p.grad) for p in self.params])
         grad_norm = torch.linalg.vector_norm(norms).item()
         # ρ describes the weights this step used, so it is taken before the update.
-        if capture and (self._spectral is None
-                        or self.step_index - self._spectral[0] >= SPECTRAL_EVERY):
-            self._spectral = (self.step_index, *self._spectral_now())
+        spectral = self._spectral_now() if capture else None
         events: list[str] = []
         nonfinite = not (math.isfinite(loss_value) and math.isfinite(grad_norm))
         clipped = False
@@ -199,7 +194,7 @@ class Trainer:
         result = None
         if capture:
             result = self._capture(fwd, grads, B, loss_value, norms, grad_norm, grad_norm_clipped,
-                                   clipped, nonfinite, tuple(events), full)
+                                   clipped, nonfinite, tuple(events), full, spectral)
         self.step_index += 1
         return result
 
@@ -240,7 +235,7 @@ class Trainer:
     # -- capture ----------------------------------------------------------------------------
     @torch.no_grad()
     def _capture(self, fwd, grads, B, loss_value, norms, grad_norm, grad_norm_clipped,
-                 clipped, nonfinite, events, full) -> Capture:
+                 clipped, nonfinite, events, full, spectral) -> Capture:
         cell = self.net.cell
         L, D, H = self.net.layers, self.net.directions, self.net.hidden
         T = fwd.output.shape[0]
@@ -255,7 +250,9 @@ class Trainer:
               for k in range(L) for d in range(D)]
         dc = [in_time_order(torch.linalg.vector_norm(grads[k][d].dc, dim=(1, 2)), d)
               for k in range(L) for d in range(D) if grads[k][d].dc is not None]
-        rho_step, rho, sigma = self._spectral
+        dout = [in_time_order(torch.linalg.vector_norm(grads[k][d].dout, dim=(1, 2)), d)
+                for k in range(L) for d in range(D)]
+        rho, sigma = spectral
         cap = Capture(
             step=self.step_index, loss=loss_value, baseline=self.baseline,
             lr=self.config.lr, clip=self.config.clip, clip_threshold=self.config.clip_threshold,
@@ -269,15 +266,18 @@ class Trainer:
             clipped=clipped, nonfinite=nonfinite,
             # float64, as computed: the weights of a float64 run may pass float32's range.
             rho=rho.cpu().numpy(), sigma_max=sigma.cpu().numpy(),
-            rho_names=self._block_names, events=events, rho_step=rho_step,
+            rho_names=self._block_names, events=events, rho_step=self.step_index,
+            dout_norm=host(dout, (L, D, T)), path_names=path_names(cell),
         )
         if not full:
             return cap
 
-        gates, low, high, ph, pc = [], [], [], [], []
+        gates, low, high, ph, pc, paths = [], [], [], [], [], []
         for k in range(L):
             for d in range(D):
                 cache = fwd.caches[k][d]
+                paths.append(in_time_order(
+                    path_norms(cell, cache, grads[k][d], B, self.config.tbptt).transpose(0, 1), d))
                 gates.append(in_time_order(cache.stats.mean, d))      # (T, G, H)
                 low.append(in_time_order(cache.stats.low, d))         # (T, G)
                 high.append(in_time_order(cache.stats.high, d))
@@ -290,17 +290,19 @@ class Trainer:
         cap.sat_high = host(high, (L, D, T, G)).transpose(0, 1, 3, 2).copy()
         cap.probe_h = host(ph, (L, D, T, H))
         cap.probe_c = host(pc, (L, D, T, H)) if pc else None
+        Q = len(cap.path_names)
+        cap.paths = host(paths, (L, D, T, Q, H)).transpose(0, 1, 3, 2, 4).copy()
         return cap
 
     @torch.no_grad()
     def _spectral_now(self) -> tuple[Tensor, Tensor]:
-        """Spectral radius and largest singular value of every recurrent block, (L, D, G')."""
+        """Spectral radius and largest singular value of every recurrent block, (L, D, G')
+        float64 (:mod:`gradviz.engine.spectrum`)."""
         L, D, H = self.net.layers, self.net.directions, self.net.hidden
-        blocks = torch.stack([self.net.layer_params(k, d)["weight_hh"].detach().view(-1, H, H)
-                              for k in range(L) for d in range(D)])   # (L·D, G', H, H)
-        rho = spectral_radius(blocks).view(L, D, -1)
-        sigma = torch.linalg.matrix_norm(blocks.double(), ord=2).view(L, D, -1)
-        return rho, sigma
+        blocks = torch.cat([self.net.layer_params(k, d)["weight_hh"].detach().view(-1, H, H)
+                            for k in range(L) for d in range(D)])     # (L·D·G', H, H)
+        rho, sigma = self.spectrum.update(blocks)
+        return rho.view(L, D, -1), sigma.view(L, D, -1)
 
     # -- text -------------------------------------------------------------------------------
     @torch.no_grad()
