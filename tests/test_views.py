@@ -24,6 +24,8 @@ from gradviz.ui.views.items import WrappedText
 
 KEYS = ["gradflow", "gradtime", "gates", "states", "loss", "gradnorm", "text"]
 PLOT_KEYS = KEYS[:-1]
+# The theory views (tests/test_theory_views.py), on the "Why" page.
+WHY_KEYS = ["spectrum", "decay", "saturation", "cell", "cliff"]
 CELLS = {"lstm": dict(cell="lstm", L=2, D=2), "gru": dict(cell="gru", L=1, D=1),
          "rnn-tanh": dict(cell="rnn-tanh", L=1, D=2)}
 
@@ -53,8 +55,9 @@ def read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
 
 # -- the contract -------------------------------------------------------------------------
 def test_views_are_made_in_dashboard_order_with_titles(views):
-    assert list(views) == KEYS
-    assert [cls.key for cls in VIEW_CLASSES] == KEYS
+    assert list(views) == KEYS + WHY_KEYS
+    assert [cls.key for cls in VIEW_CLASSES] == KEYS + WHY_KEYS
+    assert [cls.page for cls in VIEW_CLASSES] == ["Gradients"] * len(KEYS) + ["Why"] * len(WHY_KEYS)
     for view in views.values():
         assert view.title
         labels = [a.text() for a in view.context_menu().actions()]
@@ -506,7 +509,7 @@ def test_write_figures_writes_every_plot(qapp, make_history, tmp_path):
     history = make_history(12, cell="gru", T=10)
     folder = tmp_path / "figures"
     written = write_figures(folder, RunConfig(cell="gru"), history)
-    assert sorted(p.name for p in written) == sorted(f"{k}{s}" for k in PLOT_KEYS
+    assert sorted(p.name for p in written) == sorted(f"{k}{s}" for k in PLOT_KEYS + WHY_KEYS
                                                      for s in (".png", ".svg"))
     for path in written:
         assert path.parent == folder and path.stat().st_size > 1000

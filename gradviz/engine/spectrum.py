@@ -49,14 +49,14 @@ def _orth(z: Tensor) -> Tensor:
 class SpectrumTracker:
     """ρ and σ_max of a fixed set of N square blocks, updated as the weights change.
 
-    ``fallbacks`` counts the blocks decomposed in full (the first step's included), for
-    the benchmark and the tests.
+    ``fallbacks`` counts, for "rho" and "sigma", the blocks decomposed in full (the first
+    step's included), for the benchmark and the tests.
     """
 
     def __init__(self) -> None:
         self._q: Tensor | None = None       # (N, H, p) for ρ
         self._v: Tensor | None = None       # (N, H, p) for σ_max
-        self.fallbacks = 0
+        self.fallbacks = {"rho": 0, "sigma": 0}
 
     def update(self, blocks: Tensor) -> tuple[Tensor, Tensor]:
         """ρ and σ_max (N,) float64 of ``blocks`` (N, H, H), any float dtype."""
@@ -92,7 +92,7 @@ class SpectrumTracker:
                 q = _orth(wq)
         todo = (~done).nonzero().flatten()
         if len(todo):
-            self.fallbacks += len(todo)
+            self.fallbacks["rho"] += len(todo)
             values, vectors = torch.linalg.eig(w[todo])
             p = subspace(h)
             order = values.abs().argsort(-1, descending=True)[:, :p]
@@ -128,7 +128,7 @@ class SpectrumTracker:
                 v = _orth(av)
         todo = (~done).nonzero().flatten()
         if len(todo):
-            self.fallbacks += len(todo)
+            self.fallbacks["sigma"] += len(todo)
             _, values, vh = torch.linalg.svd(w[todo])
             sigma[todo] = values[:, 0]
             v = w.new_zeros((n, h, subspace(h))) if v is None else v.clone()

@@ -10,6 +10,7 @@ import numpy as np
 import pyqtgraph as pg
 from PyQt6 import QtWidgets
 
+from gradviz.ui.views.bounds import BoundsOverlay
 from gradviz.ui.views.data import positive_finite
 from gradviz.ui.views.items import ColourKey, curve
 from gradviz.ui.views.style import INK, TICK_FONT_PT, pen, style_plot
@@ -61,6 +62,9 @@ class GradtimeView(View):
         style_plot(self.plot_c, "timestep t", "‖∂L/∂cₜ‖ (log scale)", log_y=True)
         self.curves_h = self._make_curves(self.plot_h)
         self.curves_c = self._make_curves(self.plot_c)
+        self.bounds = BoundsOverlay(self.plot_h, self.plot_c, self.toolbar)
+        canvas.addItem(self.bounds.key, row=2, col=0, colspan=2)
+        self.bounds.toggle.toggled.connect(self._redraw)
         self.notes = {"h": self._make_note(self.plot_h), "c": self._make_note(self.plot_c)}
         self._c_shown = True
         self._show_cell_plot(False)
@@ -105,6 +109,7 @@ class GradtimeView(View):
             note.hide()
         self._drawn.clear()
         self.colour_key.set_entries([])
+        self.bounds.clear()
 
     def _redraw(self) -> None:
         history = self._history
@@ -134,6 +139,7 @@ class GradtimeView(View):
                         float(values[-1]))
                 self._show(item, what, t, values)
         self._show_notes(has_c)
+        self.bounds.update(self._latest, layer, direction)
         self._label(rows, self.curves_h[unused:])
 
     def _show(self, item: pg.PlotDataItem, what: tuple | None, t: np.ndarray,
