@@ -171,7 +171,7 @@ def test_the_lstm_belt_share_is_the_split_of_the_previous_cell_gradient(qtbot):
     belt = np.sqrt((cap.paths[0, 0, q("belt"), 6].astype(np.float64) ** 2).sum())
     via_h = np.sqrt((cap.paths[0, 0, q("c_h"), 5].astype(np.float64) ** 2).sum())
     share = 100 * belt / (belt + via_h)
-    assert view.canvas_widget.share.startswith(f"∂L/∂c_{{t−1}}: {share:.0f}% along the belt")
+    assert view.canvas_widget.share.startswith(f"∂L/∂cₜ₋₁: {share:.0f}% along the belt")
 
 
 def test_the_cliff_lab_draws_both_descents_from_the_clicked_point(qtbot):

@@ -5,7 +5,8 @@ Each gate box is filled with the colour of its value (batch mean; the mean over 
 for "all units") and writes it. Each path the gradient flows back along is as wide and
 as dark as the gradient it carries (gradviz.engine.paths: per unit the norm over the
 batch; for all units the norm over batch and units, as ‖∂L/∂h_t‖ elsewhere), on a log
-scale over DECADES decades below the largest in the picture, with its value beside it.
+scale over DECADES decades below the largest that any path carries at any timestep of
+the capture, so that moving t shows the gradient fade; its value is written beside it.
 The pictures are data (:mod:`.cellpictures`); what was drawn is kept in :attr:`drawn`.
 """
 from __future__ import annotations
@@ -74,12 +75,13 @@ class CellCanvas(QtWidgets.QWidget):
         self.grads: dict[tuple[str, int], float] = {}
         self.heading = ""
         self.share = ""
+        self.top = 0.0                 # the gradient drawn widest and darkest
         self.drawn: list[Drawn] = []
 
     def show_picture(self, pic: Picture | None, gates: dict, ranges: dict, grads: dict,
-                     heading: str, share: str) -> None:
+                     heading: str, share: str, top: float = 0.0) -> None:
         self.picture, self.gates, self.ranges, self.grads = pic, gates, ranges, grads
-        self.heading, self.share = heading, share
+        self.heading, self.share, self.top = heading, share, top
         self.update()
 
     # -- geometry -----------------------------------------------------------------------
@@ -117,10 +119,7 @@ class CellCanvas(QtWidgets.QWidget):
         painter.end()
 
     def _paint_edges(self, painter: QtGui.QPainter) -> None:
-        scale = self._frame()[0]
-        values = [self.grads.get(e.grad, np.nan) for e in self.picture.edges if e.grad]
-        finite = [v for v in values if np.isfinite(v) and v > 0]
-        top = max(finite) if finite else 0.0
+        scale, top = self._frame()[0], self.top
         for edge in self.picture.edges:
             value = self.grads.get(edge.grad, np.nan) if edge.grad else np.nan
             frac = strength(value, top) if edge.grad else 0.0
@@ -302,7 +301,16 @@ class CellDiagramView(View):
         heading = f"{cell}, step {cap.step}, t = {self.timestep}, {who}"
         ranges = dict(zip(cap.gate_names, cap.gate_ranges))
         self.canvas_widget.show_picture(picture(cell), gates, ranges, grads, heading,
-                                        self._share(grads))
+                                        self._share(grads), self._top())
+
+    def _top(self) -> float:
+        """The largest gradient along any path at any t, for the chosen unit or all."""
+        layer, direction = self.selector.layer_direction
+        unit = self.unit_combo.currentData()
+        paths = self._latest.paths[layer, direction].astype(np.float64)     # (Q, T, H)
+        values = np.sqrt(np.sum(paths ** 2, -1)) if unit is None else paths[..., unit]
+        values = values[np.isfinite(values) & (values > 0)]
+        return float(values.max()) if values.size else 0.0
 
     def _share(self, grads: dict) -> str:
         """The split of ∂L/∂c_{t−1} (LSTM) or ∂L/∂h_{t−1} (GRU) between the belt and h."""
@@ -314,8 +322,8 @@ class CellDiagramView(View):
         if not (np.isfinite(belt) and np.isfinite(rest)) or belt + rest <= 0:
             return ""
         share = belt / (belt + rest)
-        via = "through h_{t−1}" if state == "c" else "through W_hh"
-        return (f"∂L/∂{state}_{{t−1}}: {100 * share:.0f}% along the belt, "
+        via = "through hₜ₋₁" if state == "c" else "through W_hh"
+        return (f"∂L/∂{state}ₜ₋₁: {100 * share:.0f}% along the belt, "
                 f"{100 * (1 - share):.0f}% {via} (shares of the two norms)")
 
     def _previous(self, path: str) -> float:

@@ -18,7 +18,7 @@ from gradviz.ui.views.view import View
 W_RANGE = (0.0, 10.0)
 B_RANGE = (-6.0, 1.0)
 GRID = 161
-START = (4.0, -2.0)
+START = (6.0, -3.0)      # on the wall: plain descent jumps far off it
 PATH_COLOUR = "#ffffff"
 
 
@@ -122,10 +122,11 @@ class CliffView(View):
             path.setData(pts[:, 0], pts[:, 1])
             marks.setData([{"pos": tuple(pts[0]), "symbol": "o"},
                            {"pos": tuple(pts[-1]), "symbol": "s"}])
-        longest = max(float(np.max(plain.grad_norm)) if plain.grad_norm.size else 0.0, 0.0)
-        self.heading.set_text(
-            f"start (w, b) = ({w0:.2f}, {b0:.2f}); final loss {plain.loss[-1]:.3g} plain, "
-            f"{clipped.loss[-1]:.3g} clipped; largest gradient norm {longest:.3g}")
+        longest = float(np.max(plain.grad_norm)) if plain.grad_norm.size else 0.0
+        ends = "; ".join(f"{name} ends at ({r.points[-1, 0]:.2f}, {r.points[-1, 1]:.2f}), loss "
+                         f"{r.loss[-1]:.3g}" for name, r in (("plain", plain), ("clipped", clipped)))
+        self.heading.set_text(f"start (w, b) = ({w0:.2f}, {b0:.2f}), largest gradient norm "
+                              f"{longest:.3g}; {ends}")
 
     # The lab draws no run: the history and the capture are not its input.
     def _redraw(self) -> None:
