@@ -173,7 +173,7 @@ def test_layer_direction_selector_only_when_there_is_a_choice(views, make_histor
     selector = views["gradflow"].selector
     assert not selector.isHidden()
     assert [selector.itemText(i) for i in range(selector.count())] == [
-        "layer 1 forward", "layer 1 backward", "layer 2 forward", "layer 2 backward"]
+        "layer 1, forward", "layer 1, backward", "layer 2, forward", "layer 2, backward"]
     selector.setCurrentIndex(3)   # layer 2, backward: the view redraws from that slice
     _, rows = views["gradflow"].csv_table()
     np.testing.assert_allclose(rows[:, 2:], history.dh_norm[:, 1, 1, :], rtol=1e-7)
@@ -223,6 +223,33 @@ def test_hostile_numbers_do_not_break_any_view(views, make_capture, view_key):
             x, y = item.xData, item.yData
             if x is not None:
                 assert np.isfinite(x).all() and np.isfinite(y).all(), f"{view_key}: {item}"
+
+
+def test_an_explosion_to_the_largest_finite_numbers_warns_nothing(views, make_capture):
+    # A ReLU RNN that explodes passes through every magnitude up to float32's largest
+    # before its first non-finite step: rows of 1e6 ... 1.7e308 in float64, states and
+    # gradients at +-3.4e38. No view may print numpy's or pyqtgraph's overflow warnings.
+    import warnings
+
+    from gradviz.engine.record import History
+
+    f32 = np.float32(np.finfo(np.float32).max)
+    history = History()
+    for step in range(12):
+        cap = make_capture(step, cell="lstm", T=10)
+        big = 1.7 * 10.0 ** min(6 + 30 * step, 308)
+        history.append(replace(
+            cap, loss=big, grad_norm=big, grad_norm_clipped=big if step % 2 else 1.0,
+            clip="norm", clip_threshold=1.0, clipped=True,
+            dh_norm=np.full_like(cap.dh_norm, f32), dc_norm=np.full_like(cap.dc_norm, f32),
+            probe_h=np.where(cap.probe_h > 0, f32, -f32).astype(np.float32),
+            probe_c=np.where(cap.probe_c > 0, -f32, f32).astype(np.float32),
+            param_grad_norm=np.full_like(cap.param_grad_norm, f32)))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            for view in views.values():
+                view.set_data(history, history.latest)
+                view.grab()
 
 
 def test_gradflow_keeps_its_colours_steady_and_widens_for_outliers(views, make_history,

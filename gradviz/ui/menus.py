@@ -5,6 +5,7 @@ from __future__ import annotations
 from PyQt6 import QtCore, QtGui, QtWidgets
 
 from gradviz.experiments import list_experiments
+from gradviz.ui.help import build_help_menu
 
 
 def _action(window: QtWidgets.QMainWindow, text: str, slot, shortcut=None, icon=None,
@@ -26,7 +27,7 @@ def _action(window: QtWidgets.QMainWindow, text: str, slot, shortcut=None, icon=
 def build_actions(window) -> None:
     """Give ``window`` (a MainWindow) its actions ``act_run``, ``act_step``, ``act_reset``,
     ``act_open``, ``act_save``, ``act_dashboard``, ``act_quit``, the training toolbar and
-    the File, Training and Experiments menus."""
+    the File, Training, Experiments, View and Help menus."""
     icons = QtWidgets.QStyle.StandardPixmap
     key = QtCore.Qt.Key
     std = QtGui.QKeySequence.StandardKey
@@ -81,5 +82,41 @@ def build_actions(window) -> None:
         action.triggered.connect(
             lambda _checked=False, e=experiment: window.load_experiment(e))
 
+    build_view_menu(window)
+    build_help_menu(window)
 
-__all__ = ["build_actions"]
+
+def build_view_menu(window) -> QtWidgets.QMenu:
+    """Show or hide the control panel, the description and each view's panel; the views
+    still shown take the room. The actions are ``window.view_actions[key]`` ("controls",
+    "description", and each view's key)."""
+    menu = window.menuBar().addMenu("&View")
+    window.view_actions = {}
+
+    def toggle(key: str, text: str, slot, checked: bool = True, shortcut=None):
+        action = QtGui.QAction(text, window, checkable=True)
+        action.setChecked(checked)
+        if shortcut is not None:
+            action.setShortcut(QtGui.QKeySequence(shortcut))
+        action.toggled.connect(slot)
+        menu.addAction(action)
+        window.addAction(action)
+        window.view_actions[key] = action
+        return action
+
+    toggle("controls", "Control panel", window.dashboard.set_controls_shown,
+           shortcut="Ctrl+B")
+    description = toggle("description", "Description", lambda on: window.banner.set_closed(not on),
+                         shortcut="Ctrl+D")
+    window.banner.closed_changed.connect(lambda closed: description.setChecked(not closed))
+    menu.addSeparator()
+    page = None
+    for key, view in window.views.items():
+        if view.page != page and key != "text":
+            page = view.page
+            menu.addSection(page)
+        toggle(key, view.title, lambda on, k=key: window.show_panel(k, on))
+    return menu
+
+
+__all__ = ["build_actions", "build_view_menu"]

@@ -1,6 +1,8 @@
 """The main window: the shell around the app model (:mod:`gradviz.ui.state`).
 
-Control panel on the left, every view at once on the right, menus, toolbar and status bar.
+Control panel on the left; on the right the description of the chosen experiment
+(:mod:`~gradviz.ui.banner`) above the views, in tabs (:mod:`~gradviz.ui.layout`); menus,
+toolbar and status bar.
 Training runs in a :class:`~gradviz.ui.worker.TrainingWorker` process; its reports go into
 the :class:`~gradviz.ui.state.AppState`, and the views draw from that on their own clock
 (:class:`~gradviz.ui.redraw.RedrawScheduler`). The window keeps no application state of
@@ -15,9 +17,10 @@ from PyQt6 import QtCore, QtGui, QtWidgets
 from gradviz.config import LIVE_FIELDS, RunConfig, structural_change
 from gradviz.engine import memory
 from gradviz.engine.record import load_run, save_run
+from gradviz.ui.banner import Banner
 from gradviz.ui.controls import ControlPanel
 from gradviz.ui.dialogs import FileDialogs
-from gradviz.ui.layout import build_layout, default_size
+from gradviz.ui.layout import Dashboard, default_size
 from gradviz.ui.menus import build_actions
 from gradviz.ui.export import ExportError, write_bytes
 from gradviz.ui.prefs import Prefs
@@ -45,12 +48,18 @@ class MainWindow(QtWidgets.QMainWindow):
             view.set_file_dialogs(self.dialogs)
         self.scheduler = RedrawScheduler(self.views, self.state, self)
         self.scheduler.view_failed.connect(lambda _key, text: self.statusBar().showMessage(text))
-        self.panels = build_layout(self, self.controls, self.views)
+        self.banner = Banner()
+        self.banner.then_requested.connect(self.load_then)
+        self.dashboard = Dashboard(self, self.controls, self.views, self.banner)
+        self.panels = self.dashboard.panels
         build_actions(self)
         self.status_fields = StatusFields(self.statusBar())
         self.state.running_changed.connect(self._show_running)
         self.state.text_changed.connect(self._on_text)
         self.state.runs_changed.connect(self._on_runs_changed)
+        self.state.data_changed.connect(self._show_empty)
+        self.state.config_changed.connect(self.banner.set_config)
+        self.banner.set_config(self.state.config)
 
         self.worker = TrainingWorker(self.state.config, self)
         self.worker.captures_ready.connect(self._on_captures)
@@ -149,15 +158,33 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def load_experiment(self, experiment) -> None:
         """A guided experiment (gradviz.experiments): its settings, and always a fresh
-        model from its seed, even when the settings are those already shown."""
-        if not self._fits_in_memory(experiment.config):
-            return
-        self.controls.set_config(experiment.config)
-        self.state.set_config(experiment.config)
-        self.prefs.save_config(experiment.config)
+        model from its seed, even when the settings are those already shown; its
+        description goes above the plots."""
+        if self._start_fresh(experiment.config):
+            self.banner.show_experiment(experiment)
+            self.statusBar().showMessage(f"{experiment.title}: press Space to train.", 15000)
+
+    def load_then(self, experiment) -> None:
+        """The experiment's "now change this" step: a fresh model with its second config."""
+        if experiment is not None and experiment.then_config is not None:
+            if self._start_fresh(experiment.then_config):
+                self.statusBar().showMessage(f"{experiment.then_label}: press Space to train.",
+                                             15000)
+
+    def _start_fresh(self, config: RunConfig) -> bool:
+        if not self._fits_in_memory(config):
+            return False
+        self.controls.set_config(config)
+        self.state.set_config(config)
+        self.prefs.save_config(config)
         self.reset_training()
-        self.statusBar().showMessage(f"{experiment.title}: {experiment.expected} "
-                                     "Press Space to train.", 30000)
+        return True
+
+    def show_panel(self, key: str, shown: bool) -> None:
+        """Hide or show a view's panel (the View menu)."""
+        self.dashboard.set_panel_shown(key, shown)
+        if shown:
+            self.scheduler.mark_stale()
 
     def _leave_saved_run(self) -> None:
         # The model behind an opened run is already fresh (reset when it was opened);
@@ -172,7 +199,11 @@ class MainWindow(QtWidgets.QMainWindow):
             icons.SP_MediaPause if running else icons.SP_MediaPlay))
 
     # -- state and worker reports ----------------------------------------------------------
+    def _show_empty(self) -> None:
+        self.banner.set_empty(len(self.history) == 0)
+
     def _on_runs_changed(self) -> None:
+        self._show_empty()
         run = self.state.live
         if len(run.history):
             self.status_fields.show_progress(int(run.history.step[-1]) + 1, None,
@@ -201,8 +232,7 @@ class MainWindow(QtWidgets.QMainWindow):
             view.set_text(text)
 
     def _on_ready(self, language: bool) -> None:
-        if "text" in self.panels:
-            self.panels["text"].setVisible(language)
+        self.dashboard.set_text_wanted(language)
         self.controls.set_text_note(None)  # a note, if the new model has one, follows
 
     def _on_note(self, note: str) -> None:

@@ -41,6 +41,14 @@ def saturation_labels(lo: float, hi: float) -> list[tuple[str, str, str]]:
 class GatesView(View):
     key = "gates"
     title = "Gate activations"
+    help_text = (
+        "One gate's activations for the newest full capture: the x axis is the timestep "
+        "t, the y axis the hidden unit, and the colour the gate's value averaged over "
+        "the batch, on the gate's own fixed range (0 to 1 for sigmoid gates, -1 to 1 "
+        "for tanh). The curves below give the fraction of activations saturated near "
+        "either end of the range at each t. A saturated gate has a derivative near "
+        "zero, so the gradient through it vanishes; a forget gate held near 1 is what "
+        "lets an LSTM keep its cell state, and its gradient, over long spans.")
 
     def __init__(self, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)
@@ -75,14 +83,13 @@ class GatesView(View):
         self.sat.setXLink(self.heat)
         for plot in (self.heat, self.sat):   # equal axis widths keep timestep t aligned
             plot.getAxis("left").setWidth(LEFT_AXIS_WIDTH)
-        self.sat.setYRange(-0.05, 1.05, padding=0.0)
+        self._fix_y_range(self.sat, -0.05, 1.05)
         # Three labels fit the short plot (pyqtgraph's five overlap); with no grid lines
         # from it, the axis may draw the 0 and 1 labels a little past its ends.
         sat_axis = self.sat.getAxis("left")
         sat_axis.setTicks([[(v, f"{v:g}") for v in (0.0, 0.5, 1.0)]])
         sat_axis.setGrid(False)
         sat_axis.setStyle(hideOverlappingLabels=SAT_LABEL_OVERHANG)
-        self.sat.enableAutoRange(y=False)
         self.low_curve = curve(self.sat, pen(0, width=2.0))
         self.high_curve = curve(self.sat, pen(3, width=2.0))
         # The heatmap is what the view is about: it takes all the height the saturation

@@ -86,6 +86,16 @@ class StepAxis(FitAxis):
 class GradflowView(View):
     key = "gradflow"
     title = "Gradient flow ‖∂L/∂hₜ‖"
+    help_text = (
+        "Each column is a recorded training step (oldest on the left), each row a "
+        "timestep t of the sequence, and the colour is log10 of ‖∂L/∂hₜ‖, the size of "
+        "the gradient that reaches the hidden state at t; the colour bar gives the "
+        "decades. The loss is read at the last timesteps, so the top rows are "
+        "brightest. Vanishing looks like a dark band that spreads down toward t = 0: "
+        "the early timesteps get gradients many decades smaller and cannot learn. "
+        "Exploding looks like the whole column turning bright, and a red column is a "
+        "step whose gradient was not finite. A column that changes over training shows "
+        "the network learning to carry (or lose) its gradient.")
 
     def __init__(self, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)

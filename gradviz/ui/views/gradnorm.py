@@ -75,6 +75,15 @@ def newest_note(norm: float) -> str:
 class GradnormView(View):
     key = "gradnorm"
     title = "Gradient norm and clipping"
+    help_text = (
+        "Top: the global gradient norm of each step on a log axis, before clipping "
+        "(solid), after clipping (dashed, only while clipping is on), and the clipping "
+        "threshold (the wide light band, for clipping by norm). Orange ticks along the "
+        "bottom mark the steps that were clipped, red lines the steps that were not "
+        "finite. An explosion is the norm rising by decades over a few steps; with "
+        "clipping by norm, the dashed line stays at the threshold while the solid one "
+        "spikes. Bottom: the gradient norm of each weight and bias tensor of the chosen "
+        "layer, and of the readout, so you can see which tensor carries the explosion.")
 
     def __init__(self, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)
@@ -157,8 +166,8 @@ class GradnormView(View):
         # One curve needs no key: the axis label names it.
         self.colour_key.set_entries(entries if len(entries) > 1 else [],
                                     title="clipping" if clipping else "")
-        # "layer 1\nforward": the column stays narrow.
-        layer_direction = (self.selector.currentText().replace(" ", "\n").replace("\n", " ", 1)
+        # "layer 1,\nforward": the column stays narrow.
+        layer_direction = (self.selector.currentText().replace(", ", ",\n")
                            if self.selector.isVisibleTo(self) else "")
         self.params_key.set_entries(
             [(self.param_curves[p].opts["pen"].color().name(), "line",

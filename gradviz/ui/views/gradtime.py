@@ -47,6 +47,15 @@ def shown_rows(K: int) -> list[int]:
 class GradtimeView(View):
     key = "gradtime"
     title = "Gradient through time ‖∂L/∂hₜ‖"
+    help_text = (
+        "The newest step's gradient ‖∂L/∂hₜ‖ against the timestep t, on a log axis; "
+        "earlier steps are drawn fainter behind it. Read it from right to left, as "
+        "backpropagation runs: each step back multiplies the gradient by the recurrent "
+        "Jacobian. A straight falling line means a constant factor below 1 per step "
+        "(vanishing: a slope of one decade per 10 steps is a factor of about 0.8); a "
+        "rising line means a factor above 1 (exploding). LSTM cells get a second plot "
+        "with ‖∂L/∂cₜ‖, the gradient along the cell state, which the forget gate can "
+        "keep flat over long spans.")
 
     def __init__(self, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)

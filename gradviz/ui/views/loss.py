@@ -16,6 +16,14 @@ BASELINE_COLOUR = "#000000"
 class LossView(View):
     key = "loss"
     title = "Training loss"
+    help_text = (
+        "The training loss at each step on a log axis, and the dashed line of a model "
+        "with no memory: the best a network can do without remembering the sequence. A "
+        "loss on that line means the network has not found the long-range dependency "
+        "(the usual picture when the gradient vanishes); a loss that falls below it has "
+        "learned to remember. Red marks are steps whose loss was not finite, and a loss "
+        "that jumps up by decades is an explosion. Where the task defines \"solved\", the "
+        "fraction of sequences solved is shown with it.")
 
     def __init__(self, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)

@@ -17,6 +17,14 @@ DEFAULT_UNITS = 8
 class StatesView(View):
     key = "states"
     title = "Hidden states of the probe sequence"
+    help_text = (
+        "The hidden state hₜ (and an LSTM's cell state cₜ) of a few units while the "
+        "network reads one fixed probe sequence, against the timestep t; choose which "
+        "units with the control above. Flat lines that forget their start show a "
+        "network that cannot carry information; curves pinned at +1 or -1 are tanh "
+        "units in saturation, where the gradient vanishes. Values that grow without "
+        "bound are a ReLU network exploding. The probe is the same sequence at every "
+        "step, so the curves change only because the weights do.")
 
     def __init__(self, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)

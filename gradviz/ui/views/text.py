@@ -12,6 +12,12 @@ FONT_PT = 12
 class TextView(View):
     key = "text"
     title = "Generated text"
+    help_text = (
+        "Text sampled from the character language model as it trains, one character at "
+        "a time from the model's own predictions, starting from the newest hidden "
+        "state. At first it is random characters; then the spaces and the common "
+        "letters appear, then words, then the look of the training text. Sampling is "
+        "not training: it shows what the model has learned so far.")
 
     def __init__(self, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)

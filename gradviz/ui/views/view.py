@@ -40,7 +40,7 @@ class LayerDirectionSelector(QtWidgets.QComboBox):
             for d in range(directions):
                 text = f"layer {layer + 1}"
                 if directions == 2:
-                    text += " forward" if d == 0 else " backward"
+                    text += ", forward" if d == 0 else ", backward"
                 self.addItem(text, (layer, d))
         index = self.findData(keep) if keep is not None else -1
         self.setCurrentIndex(max(index, 0))
@@ -75,6 +75,7 @@ class View(QtWidgets.QWidget):
         self._history: History | None = None
         self._latest: Capture | None = None
         self._file_dialogs: FileDialogs | None = None
+        self._fixed_y: dict[pg.ViewBox, tuple[float, float]] = {}
         self.setContextMenuPolicy(QtCore.Qt.ContextMenuPolicy.CustomContextMenu)
         self.customContextMenuRequested.connect(self._show_context_menu)
         self.toolbar = QtWidgets.QHBoxLayout()
@@ -134,9 +135,31 @@ class View(QtWidgets.QWidget):
         self._redraw()
 
     def clear(self) -> None:
+        """No data (a new model is starting): empty plots, zoomed to fit what comes."""
         self._history = None
         self._latest = None
         self._clear_items()
+        self.reset_zoom()
+
+    def reset_zoom(self) -> None:
+        """Fit every plot to its data again, as pyqtgraph's "View All" does: after a zoom
+        the curves of a new model would be off-screen. A fixed range (see
+        :meth:`_fix_y_range`) goes back to what it was."""
+        if not hasattr(self, "graphics"):
+            return
+        for item in self.graphics.scene().items():
+            if isinstance(item, pg.ViewBox):
+                fixed = self._fixed_y.get(item)
+                item.enableAutoRange(x=True, y=fixed is None)
+                if fixed is not None:
+                    item.setYRange(*fixed, padding=0.0)
+
+    def _fix_y_range(self, plot: pg.PlotItem, lo: float, hi: float) -> None:
+        """Show ``lo`` to ``hi`` on ``plot``'s y axis whatever the data; a zoom reset
+        comes back to it."""
+        plot.setYRange(lo, hi, padding=0.0)
+        plot.enableAutoRange(y=False)
+        self._fixed_y[plot.getViewBox()] = (lo, hi)
 
     def csv_table(self) -> tuple[list[str], np.ndarray]:
         raise NotImplementedError

@@ -1,0 +1,139 @@
+"""The panel above the plots: the chosen experiment's title, what to watch and what to
+expect, a button for its "now change this" step, and, while nothing has been trained, the
+hint to press Space. Hidden when there is nothing to say (no experiment and data on
+screen) or when the user closes it (View ▸ Description brings it back)."""
+from __future__ import annotations
+
+from PyQt6 import QtCore, QtWidgets
+
+from gradviz.config import RunConfig
+
+EMPTY_HINT = "Press Space to train"
+NO_EXPERIMENT = ("Press Space to train these settings, or choose a guided experiment from "
+                 "the Experiments menu.")
+# The paragraph keeps to a few lines on a projector's 720 lines; the whole of it is in the
+# tooltip.
+WATCH_LINES = 4
+
+
+class Banner(QtWidgets.QFrame):
+    then_requested = QtCore.pyqtSignal(object)   # the Experiment whose second step to run
+    closed_changed = QtCore.pyqtSignal(bool)
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("banner")
+        self.setFrameShape(QtWidgets.QFrame.Shape.StyledPanel)
+        self.setStyleSheet("#banner { background: #fffbe6; }")
+        self.experiment = None
+        self._empty = True
+        self._closed = False
+        self._config: RunConfig | None = None
+
+        self.hint = QtWidgets.QLabel(EMPTY_HINT)
+        font = self.hint.font()
+        font.setPointSizeF(font.pointSizeF() * 1.6)
+        font.setBold(True)
+        self.hint.setFont(font)
+        self.title = QtWidgets.QLabel()
+        bold = self.title.font()
+        bold.setBold(True)
+        bold.setPointSizeF(bold.pointSizeF() * 1.15)
+        self.title.setFont(bold)
+        self.watch = QtWidgets.QLabel()
+        self.watch.setWordWrap(True)
+        self.watch.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.watch.setMaximumHeight(self.watch.fontMetrics().lineSpacing() * WATCH_LINES + 4)
+        self.watch.setAlignment(QtCore.Qt.AlignmentFlag.AlignTop)
+        self.watch.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored,
+                                 QtWidgets.QSizePolicy.Policy.Preferred)
+        self.expected = QtWidgets.QLabel()
+        self.expected.setWordWrap(True)
+        self.expected.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored,
+                                    QtWidgets.QSizePolicy.Policy.Preferred)
+        self.then_button = QtWidgets.QPushButton()
+        self.then_button.setFocusPolicy(QtCore.Qt.FocusPolicy.NoFocus)
+        self.then_button.clicked.connect(lambda: self.then_requested.emit(self.experiment))
+        close = QtWidgets.QToolButton()
+        close.setText("×")
+        close.setAutoRaise(True)
+        close.setToolTip("Hide the description (View ▸ Description shows it again)")
+        close.setFocusPolicy(QtCore.Qt.FocusPolicy.NoFocus)
+        close.clicked.connect(lambda: self.set_closed(True))
+
+        top = QtWidgets.QHBoxLayout()
+        top.addWidget(self.hint, 0)
+        top.addWidget(self.title, 1)
+        top.addWidget(self.then_button, 0)
+        top.addWidget(close, 0)
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.setContentsMargins(8, 4, 4, 4)
+        layout.setSpacing(2)
+        layout.addLayout(top)
+        layout.addWidget(self.watch)
+        layout.addWidget(self.expected)
+        self._update()
+
+    # -- what it shows -------------------------------------------------------------------
+    def show_experiment(self, experiment) -> None:
+        """Describe ``experiment`` (a gradviz.experiments.Experiment), or nothing if None."""
+        self.experiment = experiment
+        self._update()
+        self.set_closed(False)
+
+    def set_empty(self, empty: bool) -> None:
+        """Whether the live run has no data yet (the hint to press Space shows)."""
+        if empty != self._empty:
+            self._empty = empty
+            self._update()
+
+    def set_config(self, config: RunConfig) -> None:
+        """The settings now in use: the description says when they are no longer the
+        experiment's."""
+        self._config = config
+        self._update()
+
+    def set_closed(self, closed: bool) -> None:
+        if closed != self._closed:
+            self._closed = closed
+            self._update()
+            self.closed_changed.emit(closed)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _changed_since(self) -> bool:
+        exp = self.experiment
+        return (exp is not None and self._config is not None
+                and self._config not in (exp.config, exp.then_config))
+
+    def _update(self) -> None:
+        exp = self.experiment
+        self.hint.setVisible(self._empty)
+        if exp is None:
+            self.title.setText(NO_EXPERIMENT if self._empty else "")
+            self.title.setWordWrap(True)
+            for widget in (self.watch, self.expected, self.then_button):
+                widget.hide()
+        else:
+            self.title.setWordWrap(False)
+            self.title.setText(exp.title + ("  (settings changed since)"
+                                            if self._changed_since() else ""))
+            self.watch.setText(exp.watch)
+            self.watch.setToolTip(f"<p>{exp.watch}</p><p><i>Source:</i> {exp.source}</p>")
+            self.expected.setText(f"Expected: {exp.expected}")
+            self.watch.show()
+            self.expected.show()
+            self.then_button.setVisible(exp.then_config is not None)
+            if exp.then_label:
+                self.then_button.setText(f"Now: {exp.then_label}")
+                self.then_button.setToolTip("A fresh model with this one change; the run on "
+                                            "screen stays for comparison")
+        wanted = not self._closed and (self._empty or exp is not None)
+        # Shown only inside the window: a parentless widget shown is a window of its own.
+        if self.parent() is not None or not wanted:
+            self.setVisible(wanted)
+
+
+__all__ = ["Banner", "EMPTY_HINT", "NO_EXPERIMENT"]
