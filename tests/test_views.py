@@ -111,6 +111,8 @@ def test_clear_empties_every_view(views, history):
     for key, view in views.items():
         view.clear()
         header, rows = view.csv_table()
+        if key == "cliff":          # a lab that draws no run: its paths stay (test_theory_views)
+            continue
         assert len(rows) == 0 or key == "text" and rows[0, 0] == "", key
     assert views["gradflow"].image_array() is None
     assert views["gradflow"].image.image is None
@@ -562,7 +564,7 @@ def test_write_figures_needs_no_display(tmp_path):
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
                           text=True, timeout=120, cwd=Path(__file__).parent.parent)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip().splitlines()[-1] == "12"
+    assert done.stdout.strip().splitlines()[-1] == str(2 * len(PLOT_KEYS + WHY_KEYS))
     assert (tmp_path / "gradflow.png").exists()
 
 

@@ -76,6 +76,7 @@ class CellCanvas(QtWidgets.QWidget):
         self.heading = ""
         self.share = ""
         self.top = 0.0                 # the gradient drawn widest and darkest
+        self.caption = ""              # the run's name, for figures that leave the app
         self.drawn: list[Drawn] = []
 
     def show_picture(self, pic: Picture | None, gates: dict, ranges: dict, grads: dict,
@@ -107,8 +108,8 @@ class CellCanvas(QtWidgets.QWidget):
         painter.setPen(QtGui.QColor("black"))
         painter.drawText(QtCore.QRectF(6, 2, self.width() - 12, 40),
                          QtCore.Qt.AlignmentFlag.AlignLeft | QtCore.Qt.TextFlag.TextWordWrap,
-                         self.heading if self.picture else "The cell diagram appears with "
-                         "the first full capture.")
+                         "\n".join(filter(None, (self.caption, self.heading))) if self.picture
+                         else "The cell diagram appears with the first full capture.")
         if self.picture is not None:
             self._paint_edges(painter)
             self._paint_nodes(painter)
@@ -340,6 +341,11 @@ class CellDiagramView(View):
 
     def figure_widget(self) -> QtWidgets.QWidget:
         return self.canvas_widget
+
+    def set_caption(self, text: str) -> None:
+        """The picture's first line names the run."""
+        self.canvas_widget.caption = text
+        self.canvas_widget.update()
 
     def csv_table(self) -> tuple[list[str], np.ndarray]:
         """One row per timestep for the chosen unit (or all units): every gate's value and

@@ -55,13 +55,14 @@ class SaturationView(View):
         canvas.addItem(self.key_item, row=0, col=0)
         self.plot = canvas.addPlot(row=1, col=0)
         style_plot(self.plot, "training step", "fraction saturated")
-        self.plot.setYRange(0.0, 1.0)
+        self._fix_y_range(self.plot, 0.0, 1.0)
         self.heading = WrappedText(size_pt=11)
         canvas.addItem(self.heading, row=2, col=0)
         self.scatter_plot = canvas.addPlot(row=3, col=0)
         style_plot(self.scatter_plot, "fraction of t left-saturated",
                    "fraction right-saturated")
-        self.scatter_plot.setRange(xRange=(0, 1), yRange=(0, 1))
+        self.scatter_plot.setXRange(0.0, 1.0)
+        self._fix_y_range(self.scatter_plot, 0.0, 1.0)
         self.scatter = pg.ScatterPlotItem(size=9, pen=pg.mkPen("k"), brush=pg.mkBrush(colour(0)))
         self.scatter_plot.addItem(self.scatter)
         self.low_curves: list = []
