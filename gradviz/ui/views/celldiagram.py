@@ -68,7 +68,7 @@ class CellCanvas(QtWidgets.QWidget):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.setMouseTracking(True)
-        self.setMinimumSize(420, 280)
+        self.setMinimumSize(200, 150)    # the picture scales to any panel
         self.picture: Picture | None = None
         self.gates: dict[str, float] = {}
         self.ranges: dict[str, tuple[float, float]] = {}
@@ -105,16 +105,21 @@ class CellCanvas(QtWidgets.QWidget):
         font = painter.font()
         font.setPointSizeF(11)
         painter.setFont(font)
+        small = painter.font()
+        # The picture's text shrinks with it, so that a box's name and value fit in it.
+        small.setPointSizeF(float(np.clip(1.9 * self._frame()[0], 6.0, 11.0)))
         painter.setPen(QtGui.QColor("black"))
         painter.drawText(QtCore.QRectF(6, 2, self.width() - 12, 40),
                          QtCore.Qt.AlignmentFlag.AlignLeft | QtCore.Qt.TextFlag.TextWordWrap,
                          "\n".join(filter(None, (self.caption, self.heading))) if self.picture
                          else "The cell diagram appears with the first full capture.")
         if self.picture is not None:
+            painter.setFont(small)
             self._paint_edges(painter)
             self._paint_nodes(painter)
             self._paint_boxes(painter)
             self._paint_texts(painter)
+            painter.setFont(font)
             painter.drawText(QtCore.QRectF(6, self.height() - 22, self.width() - 12, 20),
                              QtCore.Qt.AlignmentFlag.AlignLeft, self.share)
         painter.end()

@@ -37,8 +37,8 @@ class CliffView(View):
 
     def __init__(self, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)
-        self.lr = self._spin("learning rate", 0.01, 100.0, 2.0, 2)
-        self.threshold = self._spin("clip threshold", 0.01, 100.0, 1.0, 2)
+        self.lr = self._spin("lr", "learning rate", 0.01, 100.0, 2.0, 2)
+        self.threshold = self._spin("clip", "clipping threshold (gradient norm)", 0.01, 100.0, 1.0, 2)
         self.steps = QtWidgets.QSpinBox(self)
         self.steps.setRange(1, 2000)
         self.steps.setValue(100)
@@ -56,7 +56,7 @@ class CliffView(View):
         log_loss = np.log10(np.maximum(self.surface, 1e-12))
         self.plots, self.paths, self.marks = [], [], []
         images = []
-        for col, name in enumerate(("plain gradient descent", "clipped by norm")):
+        for col, name in enumerate(("plain", "clipped")):
             plot = canvas.addPlot(row=1, col=col, title=name)
             style_plot(plot, "w", "b", grid=False)
             plot.getViewBox().setDefaultPadding(0.0)
@@ -88,12 +88,12 @@ class CliffView(View):
         self.results: tuple[cliff.Path, cliff.Path] | None = None
         self.run()
 
-    def _spin(self, label: str, lo: float, hi: float, value: float, decimals: int):
+    def _spin(self, label: str, tip: str, lo: float, hi: float, value: float, decimals: int):
         spin = QtWidgets.QDoubleSpinBox(self)
         spin.setRange(lo, hi)
         spin.setDecimals(decimals)
         spin.setValue(value)
-        spin.setToolTip(label)
+        spin.setToolTip(tip)
         spin.valueChanged.connect(lambda _: self.run())
         self.toolbar.addWidget(QtWidgets.QLabel(label))
         self.toolbar.addWidget(spin)
