@@ -8,9 +8,11 @@ keeps, per block, an orthonormal basis (H, p) of the dominant invariant subspace
 (for σ_max) and of W (for ρ), and refines it by subspace iteration from the previous
 step's (Q ← orth(A Q), then the Rayleigh–Ritz pair of the p × p matrix S = Qᵀ A Q):
 
-* σ_max = √θ, θ the largest eigenvalue of S for A = WᵀW, with Ritz vector x = Q y.
-  Converged when ‖A x − θ x‖ ≤ TOL·θ (‖x‖ = 1); A is symmetric, so θ is then within
-  TOL·θ of an eigenvalue of WᵀW (Bauer–Fike) and σ_max within TOL/2 relative.
+* σ_max = √θ, θ the largest eigenvalue of S for A = WᵀW, with Ritz vector x = Q y and
+  residual r = ‖A x − θ x‖ (‖x‖ = 1). Converged when r ≤ TOL·θ (A is symmetric, so θ is
+  then within TOL·θ of an eigenvalue of WᵀW: Bauer–Fike), or, sooner, when r²/δ ≤ TOL·θ
+  and r ≤ δ/10 with δ = θ − θ₂ the gap to the next Ritz value (Temple's r²/gap estimate
+  of the error, which needs the gap to be estimated well: the tests check the result).
 * ρ = |θ|, θ the eigenvalue of S of largest modulus for A = W (complex for a complex
   pair, which a single real vector never settles on: it rotates), x = Q y.
   Converged when ‖W x − θ x‖ ≤ TOL·|θ|·‖x‖: θ is then an eigenvalue of a matrix within
@@ -121,7 +123,11 @@ class SpectrumTracker:
                 theta, y = values[:, -1], vectors[:, :, -1:]             # (n,), (n, p, 1)
                 residual = torch.linalg.vector_norm(av @ y - theta.view(-1, 1, 1) * (v @ y),
                                                     dim=(1, 2))
-                done = residual <= TOL * theta.abs()
+                # For a symmetric matrix the Ritz value's error is about r² / gap (Temple),
+                # the gap estimated by the next Ritz value: far sooner small than r itself.
+                gap = theta - values[:, -2] if values.shape[1] > 1 else theta
+                done = (residual <= TOL * theta.abs()) | (
+                    (residual <= 0.1 * gap) & (residual ** 2 <= TOL * theta.abs() * gap))
                 sigma = torch.where(done, theta.clamp_min(0).sqrt(), sigma)
                 if bool(done.all()):
                     break
