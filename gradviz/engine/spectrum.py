@@ -24,8 +24,8 @@ decomposition seed the next step; the first step, with nothing to start from, al
 σ_max converges in a few iterations from the previous step's vectors. ρ often does not:
 the eigenvectors of a non-normal W move far under small changes of the weights when the
 moduli of its leading eigenvalues are close (a random matrix's crowd at the edge of its
-disc), and then this is the full decomposition with a few iterations' overhead;
-``fallbacks`` counts how often. tests/test_theory.py checks both, on every captured step
+disc), and then this is the full decomposition (the iterations are tried again every
+RETRY steps); ``fallbacks`` counts how often. tests/test_theory.py checks both, on every captured step
 of training runs of every cell, against ``torch.linalg.eigvals`` / ``svdvals`` of the
 weights the step used (relative difference below 1e-5). Everything is float64, whatever
 the run's dtype. Shapes: N blocks, H units, p = :func:`subspace` (H).
@@ -38,8 +38,11 @@ from torch import Tensor
 # Least dimension of the tracked subspace: more than the two a complex pair needs, so that
 # an eigenvalue overtaking the dominant ones is already inside it.
 SUBSPACE = 4
-# Iterations per step before a block is decomposed in full.
+# Iterations per step before a block is decomposed in full. For ρ, once a step needed the
+# full decomposition, only every RETRY-th step tries the iterations again: in between they
+# rarely converge, and would only add to the decomposition's cost.
 ITERATIONS = 10
+RETRY = 4
 # Relative residual of the Ritz pair at which it counts as converged.
 TOL = 1e-7
 
@@ -59,6 +62,7 @@ class SpectrumTracker:
         self._q: Tensor | None = None       # (N, H, p) for ρ
         self._v: Tensor | None = None       # (N, H, p) for σ_max
         self.fallbacks = {"rho": 0, "sigma": 0}
+        self._rho_misses = 0          # consecutive steps on which ρ was decomposed in full
 
     def update(self, blocks: Tensor) -> tuple[Tensor, Tensor]:
         """ρ and σ_max (N,) float64 of ``blocks`` (N, H, H), any float dtype."""
@@ -77,7 +81,7 @@ class SpectrumTracker:
         done = torch.zeros(n, dtype=torch.bool, device=w.device)
         q = self._q
         if q is not None:
-            for _ in range(ITERATIONS):
+            for _ in range(ITERATIONS if self._rho_misses % RETRY == 0 else 0):
                 wq = w @ q
                 values, vectors = torch.linalg.eig(q.transpose(-1, -2) @ wq)
                 top = values.abs().argmax(-1, keepdim=True)
@@ -93,6 +97,7 @@ class SpectrumTracker:
                     break
                 q = _orth(wq)
         todo = (~done).nonzero().flatten()
+        self._rho_misses = self._rho_misses + 1 if len(todo) else 0
         if len(todo):
             self.fallbacks["rho"] += len(todo)
             values, vectors = torch.linalg.eig(w[todo])
@@ -147,4 +152,4 @@ def subspace(h: int) -> int:
     return min(h, max(SUBSPACE, h // 4))
 
 
-__all__ = ["SpectrumTracker", "SUBSPACE", "ITERATIONS", "TOL", "subspace"]
+__all__ = ["SpectrumTracker", "SUBSPACE", "ITERATIONS", "RETRY", "TOL", "subspace"]
