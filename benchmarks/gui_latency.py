@@ -7,7 +7,12 @@ Measures, with the real window on the offscreen platform:
   * the median time to redraw every view from a synthetic history of 2000 captured rows
     of 1000 timesteps.
 
-    python benchmarks/gui_latency.py [--seconds 20]
+    python benchmarks/gui_latency.py [--seconds 20] [--comparisons 4]
+
+With ``--comparisons N`` the window shows N comparison runs behind the live one while it
+trains (each a record of 2000 steps of the preset's shape with 256 keyframes, as a run
+kept from an earlier model holds), with the gradient-flow and gate heatmaps stacking the
+newest of them.
 
 The last line printed is exactly ``p99 latency ms: X``.
 """
@@ -15,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import multiprocessing
 import os
 import statistics
@@ -28,7 +32,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-PRESET = ROOT / "resources" / "presets" / "largest.json"
+# The largest demo model (the preset file it was read from went with the Presets menu).
+LARGEST = {"task": "adding", "seq_len": 200, "cell": "lstm", "hidden": 128, "layers": 2,
+           "batch_size": 32, "forget_bias": 1.0}
 WARMUP_S = 3.0
 
 
@@ -60,8 +66,31 @@ def measure_headless(config_dict: dict, seconds: float) -> float:
     return value
 
 
-def measure_window(config_dict: dict, seconds: float) -> tuple[np.ndarray, float]:
-    """Latencies (ms) of a 10 ms timer and training steps/s while the preset trains."""
+def comparison_runs(config, count: int, rows: int = 2000, seed: int = 0) -> list:
+    """``count`` runs with ``rows`` recorded steps of ``config``'s shape, full captures at
+    their last 256 steps (kept as keyframes), the losses and norms varied."""
+    from gradviz.engine.train import Trainer
+    from gradviz.ui.state import Run
+
+    template = Trainer(config).step()
+    rng = np.random.default_rng(seed)
+    runs = []
+    for _ in range(count):
+        run = Run(config)
+        for step in range(rows):
+            scale = rng.lognormal(0.0, 1.0, size=template.dh_norm.shape).astype(np.float32)
+            capture = dataclasses.replace(template, step=step, loss=float(rng.random()),
+                                          grad_norm=float(rng.lognormal()),
+                                          dh_norm=template.dh_norm * scale)
+            run.append([capture if step >= rows - 256 else capture.light()])
+        runs.append(run)
+    return runs
+
+
+def measure_window(config_dict: dict, seconds: float,
+                   comparisons: int = 0) -> tuple[np.ndarray, float]:
+    """Latencies (ms) of a 10 ms timer and training steps/s while the preset trains, with
+    ``comparisons`` comparison runs on screen."""
     from PyQt6 import QtCore, QtWidgets
 
     from gradviz.config import RunConfig
@@ -73,6 +102,11 @@ def measure_window(config_dict: dict, seconds: float) -> tuple[np.ndarray, float
     window = MainWindow(RunConfig.from_dict(config_dict), Prefs(os.path.join(settings, "s.ini")))
     window.resize(1600, 1000)
     window.show()
+    for run in comparison_runs(RunConfig.from_dict(config_dict), comparisons):
+        window.state.add_comparison(run)
+    if comparisons:
+        for key in ("gradflow", "gates"):
+            window.views[key].compare_box.setChecked(True)
 
     def wait(predicate, timeout_s: float) -> None:
         """Run the event loop (as the app's exec() would, no busy polling) until
@@ -169,18 +203,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=20.0,
                         help="how long each measurement runs (default 20)")
+    parser.add_argument("--comparisons", type=int, default=0,
+                        help="comparison runs on screen while the preset trains (default 0)")
     args = parser.parse_args(argv)
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    config = json.loads(PRESET.read_text(encoding="utf-8"))
+    from gradviz.config import RunConfig
+    config = RunConfig(**LARGEST).to_dict()
 
     headless = measure_headless(config, args.seconds)
-    lateness, with_window = measure_window(config, args.seconds)
+    lateness, with_window = measure_window(config, args.seconds, args.comparisons)
     redraw_ms = synthetic_redraw_ms()
     p50, p99 = np.percentile(lateness, [50, 99])
     c = config
     print(f"preset largest: {c['cell']}, {c['layers']} layers, hidden {c['hidden']}, "
           f"T {c['seq_len']}, batch {c['batch_size']}; {args.seconds:g} s each; "
-          f"{os.cpu_count()} CPUs")
+          f"{os.cpu_count()} CPUs; {args.comparisons} comparison runs on screen")
     rows = [
         ("event-loop latency p50 (10 ms timer)", f"{p50:.2f} ms"),
         ("event-loop latency p99", f"{p99:.2f} ms"),

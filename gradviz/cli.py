@@ -1,5 +1,7 @@
 """The ``gradviz`` command: with no arguments it opens the app; ``gradviz run …`` trains
-without a window and writes a run folder (docs/run-format.md) that the app can open.
+without a window and writes a run folder (docs/run-format.md) that the app can open, and
+``gradviz run --resume RUN_DIR --steps N`` continues one (:mod:`gradviz.cliprep`);
+``gradviz open RUN`` opens the app on one. The options are built in :mod:`gradviz.options`.
 
 ``gradviz run`` has one option per RunConfig field, built from its declaration
 (:func:`gradviz.config.settings`: help, limits, group) and from the registry's names
@@ -18,119 +20,40 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import textwrap
 import time
-from dataclasses import fields
-from datetime import datetime
 from pathlib import Path
 
 from gradviz import __version__
+from gradviz.cliprep import (UsageError, config_error, given_fields, load_text_for, option_name,
+                             out_folder, resume_config, resume_session)
+from gradviz.config import GROUPS, ConfigError, RunConfig, settings
+from gradviz.options import EXIT_USAGE, Parser, add_option, choices_text
 from gradviz.progress import Progress, clock
-from gradviz.config import GROUPS, ConfigError, RunConfig, Setting, settings
 
 PROG = "gradviz run"
-EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # the shell's convention for a command stopped by SIGINT
-HELP_WIDTH = 79  # of the --help epilog, which argparse does not wrap
 
-TOP_HELP = f"""usage: gradviz [--version] [run [OPTIONS]]
+TOP_HELP = f"""usage: gradviz [--version] [--experiment NAME] [run [OPTIONS] | open RUN]
 
   gradviz              open the app
+  gradviz open RUN     open the app on a saved run (its folder or run.json)
+  gradviz --experiment NAME
+                       open the app on a guided experiment (gradviz run --list-experiments)
   gradviz run …        train without a window and save the run (gradviz run --help)
   gradviz --version    print the version ({__version__})"""
-
-
-class UsageError(Exception):
-    """A command-line mistake; the message starts with the option it is about."""
-
-
-def option_name(field_name: str) -> str:
-    return "--" + field_name.replace("_", "-")
-
-
-def _int_type(s: Setting):
-    def parse(text: str) -> int:
-        try:
-            return int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number; {s.allowed}") \
-                from None
-    return parse
-
-
-def _float_type(s: Setting):
-    def parse(text: str) -> float | None:
-        if s.optional and text.lower() == "none":
-            return None
-        try:
-            return float(text)
-        except ValueError:
-            extra = " or 'none'" if s.optional else ""
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number; {s.allowed}{extra}") \
-                from None
-    return parse
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line instead of argparse's usage block
-        message = message.removeprefix("argument ")
-        if "allowed:" not in message:
-            message += f"; see '{self.prog} --help'"
-        self.exit(EXIT_USAGE, f"{self.prog}: {message}\n")
-
-    def print_help(self, file=None):
-        # The registry's help texts have symbols (⊙, √, ±) that a Windows pipe's code page
-        # may lack; there they become '?' rather than a UnicodeEncodeError.
-        file = file or sys.stdout
-        encoding = getattr(file, "encoding", None) or "utf-8"
-        file.write(self.format_help().encode(encoding, "replace").decode(encoding))
-
-
-def _add_option(group, name: str, s: Setting) -> None:
-    """The option of one RunConfig field, absent from the namespace unless given."""
-    flag, default = option_name(name), "none" if s.default is None else s.default
-    if s.choices is not None:
-        group.add_argument(flag, metavar="{" + ",".join(s.choices) + "}",
-                           help=f"{s.help} (default {default})")
-    elif s.value_type is bool:
-        group.add_argument(flag, action=argparse.BooleanOptionalAction, help=s.help)
-    elif s.value_type is int:
-        group.add_argument(flag, type=_int_type(s), metavar="N",
-                           help=f"{s.help} ({s.allowed}; default {default})")
-    elif s.value_type is float:
-        group.add_argument(flag, type=_float_type(s), metavar="X",
-                           help=f"{s.help} ({s.allowed}; default {default})")
-    else:
-        group.add_argument(flag, metavar="PATH", help=s.help)
-
-
-def _choices_text() -> str:
-    """The --help epilog: what each registered value of the name-valued options means
-    (those whose values all explain themselves, like float64, are left out)."""
-    lines = ["values:"]
-    for name, s in settings():
-        if s.choices is None or not any(c.help for c in s.choices.values()):
-            continue
-        lines.append(f"  {option_name(name)}")
-        width = max(len(c) for c in s.choices) + 6
-        for c in s.choices.values():
-            lines.append(textwrap.fill(c.help or c.label, HELP_WIDTH,
-                                       initial_indent=f"    {c.name:<{width - 4}}",
-                                       subsequent_indent=" " * width))
-    return "\n".join(lines)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``gradviz run`` parser: one option per RunConfig field (its help, limits and
     choices from :func:`gradviz.config.settings`), in the groups of the control panel."""
-    parser = _Parser(prog=PROG, allow_abbrev=False, argument_default=argparse.SUPPRESS,
-                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                     description="Train a recurrent network without a window, capture its "
-                                 "gradient flow,\nand save the run (run.json + capture.npz).",
-                     epilog=_choices_text())
+    parser = Parser(prog=PROG, allow_abbrev=False, argument_default=argparse.SUPPRESS,
+                    formatter_class=argparse.RawDescriptionHelpFormatter,
+                    description="Train a recurrent network without a window, capture its "
+                                "gradient flow,\nand save the run (run.json + capture.npz).",
+                    epilog=choices_text())
     groups = {title: parser.add_argument_group(title.lower()) for title in GROUPS}
     for name, s in settings():
-        _add_option(groups[s.group], name, s)
+        add_option(groups[s.group], name, s)
     out = parser.add_argument_group("output")
     out.add_argument("--out", metavar="DIR", default=None,
                      help="Folder to write the run to, created if needed; a run already "
@@ -138,8 +61,14 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--config", metavar="RUN_JSON", default=None,
                      help="Repeat a saved run (its folder or run.json); options given here "
                           "override its settings")
+    out.add_argument("--resume", metavar="RUN_DIR", default=None,
+                     help="Continue a saved run for --steps more steps from its weights, "
+                          "optimiser and data position; the whole run is saved back to "
+                          "RUN_DIR (or --out). Only live settings (--lr, --clip, …) may change")
     out.add_argument("--figures", metavar="DIR", default=None,
                      help="Also write each view as a figure into DIR")
+    out.add_argument("--tensorboard", metavar="DIR", default=None,
+                     help="Also write TensorBoard event files into DIR (needs tensorboard)")
     out.add_argument("--quiet", action="store_true", default=False,
                      help="Print nothing but errors")
     guided = parser.add_argument_group("experiments")
@@ -170,47 +99,15 @@ def _make_config(ns: argparse.Namespace) -> RunConfig:
             base = load_run_config(ns.config)
         except RunFileError as exc:
             raise UsageError(f"--config: {exc}") from None
-    given = {f.name: getattr(ns, f.name) for f in fields(RunConfig) if hasattr(ns, f.name)}
-    if given.get("text_file"):
-        # An absolute path keeps the saved run repeatable from any working directory.
-        given["text_file"] = os.path.abspath(given["text_file"])
+    given = given_fields(ns)
+    for name in ("text_file", "series_file"):
+        if given.get(name):
+            # An absolute path keeps the saved run repeatable from any working directory.
+            given[name] = os.path.abspath(given[name])
     try:
         return base.replace(**given)
     except ConfigError as exc:
-        message = str(exc).removeprefix(f"{exc.field}: ")
-        raise UsageError(f"{option_name(exc.field)}: {message}") from None
-
-
-def _load_text(config: RunConfig, from_config: bool) -> tuple[str | None, str | None]:
-    """(text, note) for the text task, read here so a bad file is a --text-file error."""
-    if config.task != "text":
-        return None, None
-    from gradviz.engine.tasks import TaskInputError, load_text
-
-    try:
-        return load_text(config.text_file)
-    except TaskInputError as exc:
-        where = " (the file named by --config)" if from_config else ""
-        raise UsageError(f"--text-file{where}: {exc}") from None
-
-
-def _out_folder(out: str | None) -> Path:
-    if out is None:
-        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        folder, n = Path("runs") / stamp, 1
-        while folder.exists():
-            n += 1
-            folder = Path("runs") / f"{stamp}-{n}"
-    else:
-        folder = Path(out)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"--out: cannot create the folder {folder} ({exc.strerror or exc}); "
-                         "choose a folder you can write to") from None
-    if not os.access(folder, os.W_OK):
-        raise UsageError(f"--out: the folder {folder} is not writable; choose another")
-    return folder
+        raise config_error(exc) from None
 
 
 def _say(quiet: bool, text: str) -> None:
@@ -231,7 +128,7 @@ def run_command(argv: list[str]) -> int:
             print(f"{experiment.name}  {experiment.title}")
         return 0
     try:
-        session, text_note, folder = _prepare(ns)
+        session, text_note, folder, board = _prepare(ns)
         if text_note:
             _say(ns.quiet, f"note: {text_note}")
     except UsageError as exc:
@@ -240,16 +137,19 @@ def run_command(argv: list[str]) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted before training started; nothing was saved", file=sys.stderr)
         return EXIT_INTERRUPTED
-    return _train_and_save(session, folder, ns)
+    return _train_and_save(session, folder, ns, board)
 
 
 def _prepare(ns: argparse.Namespace):
-    """(session, note about the text file or None, output folder), or a UsageError."""
-    for flag, value in (("--out", ns.out), ("--figures", ns.figures)):
+    """(session, note about the text file or None, output folder, TensorBoard writer or
+    None), or a UsageError."""
+    for flag, value in (("--out", ns.out), ("--figures", ns.figures),
+                        ("--tensorboard", ns.tensorboard)):
         if value is not None and not value.strip():
             raise UsageError(f"{flag}: an empty folder name would write into the current "
                              f"folder; name one, e.g. {flag} runs/demo")
-    config = _make_config(ns)
+    resuming = ns.resume is not None
+    config = resume_config(ns) if resuming else _make_config(ns)
     from gradviz.engine.train import prepare_training_process, threads_for
 
     # Before anything makes torch start its worker threads, or it does not reach them.
@@ -260,8 +160,8 @@ def _prepare(ns: argparse.Namespace):
     if config.device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device: cuda is not available on this machine (torch finds no CUDA "
                          "GPU); allowed here: cpu")
-    from_config = ns.config is not None and not hasattr(ns, "text_file")
-    text, note = _load_text(config, from_config)
+    from_config = (ns.config is not None or resuming) and not hasattr(ns, "text_file")
+    text, note = load_text_for(config, from_config)
     from gradviz.engine import memory
 
     too_big = memory.check(config, text)
@@ -275,11 +175,24 @@ def _prepare(ns: argparse.Namespace):
     from gradviz.engine.tasks import TaskInputError
 
     try:
-        session = Session(config, text=text)
+        session = resume_session(ns, config, text) if resuming else Session(config, text=text)
     except TaskInputError as exc:
         raise UsageError(f"{option_name(exc.field or 'task')}: {exc}") from None
-    folder = _out_folder(ns.out)  # only now: a mistake above leaves no empty folder behind
-    return session, note, folder
+    board = _board(ns.tensorboard)
+    # Only now: a mistake above leaves no empty folder behind.
+    folder = out_folder(ns.resume if resuming and ns.out is None else ns.out)
+    return session, note, folder, board
+
+
+def _board(folder: str | None):
+    """The TensorBoard writer for --tensorboard, or None; a UsageError if it cannot be had."""
+    if folder is None:
+        return None
+    from gradviz.tensorboard import BoardWriter, TensorBoardMissing
+    try:
+        return BoardWriter(folder)
+    except (TensorBoardMissing, OSError) as exc:
+        raise UsageError(f"--tensorboard: {exc}") from None
 
 
 def _loops(session, progress: Progress) -> str | None:
@@ -295,7 +208,7 @@ def _loops(session, progress: Progress) -> str | None:
     return "pytorch" if notice else "compiled"
 
 
-def _train_and_save(session, folder: Path, ns: argparse.Namespace) -> int:
+def _train_and_save(session, folder: Path, ns: argparse.Namespace, board=None) -> int:
     config = session.config
     progress = Progress(config.steps, sys.stderr, enabled=not ns.quiet)
     loops = _loops(session, progress)
@@ -306,14 +219,19 @@ def _train_and_save(session, folder: Path, ns: argparse.Namespace) -> int:
                           "asked; a diverged run rarely recovers by itself.")
         progress.update(session.steps_done, report.loss)
 
+    start = session.steps_done           # a resumed run's earlier steps
     try:
-        session.run(config.steps, on_step=on_step)
+        session.run(config.steps, on_step=on_step,
+                    on_capture=board.add_capture if board is not None else None)
     except KeyboardInterrupt:
         pass                          # session.interrupted is set; what was done is saved
+    finally:
+        if board is not None:
+            board.close()
     seconds = time.perf_counter() - progress.start
     progress.close()
 
-    done = session.steps_done
+    done = session.steps_done - start
     extra = {"loops": loops} if loops else {}
     summary = {**session.summary(), **extra}
     try:
@@ -345,6 +263,8 @@ def _train_and_save(session, folder: Path, ns: argparse.Namespace) -> int:
     _say(ns.quiet, f"done: {done} steps in {clock(seconds)} ({rate} steps/s{flags}); final loss "
                    f"{summary['final_loss']:.4g}, baseline {summary['baseline']:.4g}; "
                    f"saved to {folder}")
+    if board is not None:
+        _say(ns.quiet, f"TensorBoard event files written to {board.folder}")
     if ns.figures is not None:
         return _write_figures(Path(ns.figures), config, session.history, ns.quiet)
     return 0
@@ -369,11 +289,11 @@ def _write_figures(folder: Path, config: RunConfig, history, quiet: bool) -> int
 
 
 # -- entry points ---------------------------------------------------------------------
-def gui_main() -> int:
-    """Open the app (the ``gradviz-app`` entry point)."""
+def gui_main(experiment: str | None = None) -> int:
+    """Open the app (the ``gradviz-app`` entry point), on ``experiment`` if given."""
     from gradviz.ui.app import run_app
 
-    return run_app()
+    return run_app(experiment=experiment)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -383,6 +303,24 @@ def main(argv: list[str] | None = None) -> int:
         return gui_main()
     if args[0] == "run":
         return run_command(args[1:])
+    if args[0] == "open":
+        from gradviz.api.show import open_command
+        return open_command(args[1:])
+    if args[0] == "--experiment" or args[0].startswith("--experiment="):
+        name = args[0].partition("=")[2] or (args[1] if len(args) > 1 else "")
+        extra = args[1:] if "=" in args[0] else args[2:]
+        if not name or extra:
+            print("gradviz: --experiment takes one experiment's name, e.g. 'gradviz "
+                  "--experiment vanishing-tanh' (list them: gradviz run --list-experiments)",
+                  file=sys.stderr)
+            return EXIT_USAGE
+        from gradviz.experiments import load_experiment
+        try:
+            load_experiment(name)
+        except ValueError as error:
+            print(f"gradviz: --experiment: {error}", file=sys.stderr)
+            return EXIT_USAGE
+        return gui_main(name)
     if args[0] in ("--version", "-V"):
         print(f"gradviz {__version__}")
         return 0

@@ -167,16 +167,24 @@ class RunConfig:
                          help="Training steps")
     # The app chooses the file with a button of its own, shown for a task that needs one.
     text_file: str | None = setting(None, label="Text file", group="Task", shown=False,
-                                    help="A UTF-8 text file for the character language model")
+                                    help="A UTF-8 text file for the character language "
+                                         "model; none: the source of a few of Python's "
+                                         "standard-library modules")
+    # Command line and run files only: the control panel has no chooser for them yet.
+    series_file: str | None = setting(None, label="Series file", group="Task", shown=False,
+                                      help="A CSV file for the series task, which then learns "
+                                           "to predict the next value of one of its columns, "
+                                           "normalised (default: noisy sines)")
+    series_column: str | None = setting(None, label="Series column", group="Task", shown=False,
+                                        help="The CSV file's column for the series task: its "
+                                             "header's name or its number from 0 (default: the "
+                                             "first column of numbers)")
 
     # -- validation -------------------------------------------------------------------
     def validate(self) -> "RunConfig":
         """Return self if every field is allowed, else raise :class:`ConfigError`."""
         for name, s in settings():
             _check(s, getattr(self, name))
-        if registry.TASKS[self.task].needs_file and not self.text_file:
-            raise ConfigError("text_file", f"the {self.task} task needs a UTF-8 text file "
-                                           "(--text-file PATH)")
         return self
 
     # -- conversion -------------------------------------------------------------------
@@ -225,8 +233,9 @@ def _check(s: Setting, value: Any) -> None:
             omitted = " or omitted" if s.optional else ""
             raise ConfigError(s.name, f"must be a finite number{omitted}, got {value!r}")
         _check_range(s, value)
-    elif not isinstance(value, str):  # the one free-text setting is a file's path
-        raise ConfigError(s.name, f"must be a path, got {value!r}")
+    elif not isinstance(value, str):  # the free-text settings: paths and a column's name
+        what = "a path" if s.name.endswith("_file") else "a name or a number"
+        raise ConfigError(s.name, f"must be {what}, got {value!r}")
 
 
 def _check_range(s: Setting, value: float) -> None:
@@ -272,6 +281,38 @@ def structural_change(old: RunConfig, new: RunConfig) -> bool:
                for f in fields(RunConfig) if f.name not in LIVE_FIELDS | {"steps"})
 
 
+# How a run's label names a setting: "H 64", "T 50"; a name setting (cell, task,
+# optimiser) is named by its value alone, a setting not listed here by its label.
+SHORT_NAMES = {"seq_len": "T", "hidden": "H", "batch_size": "batch", "lr": "lr",
+               "clip_threshold": "clip at", "rho": "ρ", "seed": "seed", "layers": "layers"}
+BARE_VALUES = ("cell", "task", "optimizer")
+
+
+def _describe_field(config: RunConfig, name: str) -> str:
+    value = getattr(config, name)
+    if name in BARE_VALUES:
+        return str(value)
+    if name == "clip":
+        return "no clipping" if value == "none" else f"clip by {value}"
+    label = SHORT_NAMES.get(name, _SETTINGS[name].label.lower())
+    if isinstance(value, bool):
+        return label if value else f"not {label}"
+    if value is None:
+        return f"{label} off"
+    return f"{label} {value:g}" if isinstance(value, float) else f"{label} {value}"
+
+
+def describe(config: RunConfig, others: "typing.Sequence[RunConfig]" = ()) -> str:
+    """A short label of ``config`` beside ``others``: its cell and hidden size, then every
+    other setting in which it differs from any of them (``"gru, H 64"``, ``"lstm, H 64,
+    seed 3"``); the step count, which says how long to train, not what, is left out."""
+    names = ["cell", "hidden"] + [
+        f.name for f in fields(RunConfig)
+        if f.name not in ("cell", "hidden", "steps")
+        and any(getattr(config, f.name) != getattr(other, f.name) for other in others)]
+    return ", ".join(_describe_field(config, name) for name in names)
+
+
 __all__ = ["RunConfig", "ConfigError", "Setting", "setting", "settings", "GROUPS", "CELLS",
            "TASKS", "OPTIMIZERS", "CLIP_MODES", "INITS", "DEVICES", "DTYPES", "LIMITS",
-           "LIVE_FIELDS", "structural_change"]
+           "LIVE_FIELDS", "structural_change", "describe"]

@@ -52,7 +52,6 @@ BAD = [
     (["--colour", "red"], "unrecognized arguments: --colour red"),
     (["--ste", "5"], "unrecognized arguments: --ste"),
     (["--bidirectional=yes"], "--bidirectional/--no-bidirectional: ignored explicit argument"),
-    (["--task", "text"], "--text-file: the text task needs a UTF-8 text file"),
     (["--task", "text", "--text-file", "{tmp}/missing.txt"],
      "--text-file: The text file .* does not exist"),
     (["--task", "text", "--text-file", "{tmp}/empty.txt"],
@@ -140,8 +139,8 @@ def test_help_offers_every_field_with_its_range_and_the_registered_choices(capsy
     assert cli.main(["run", "--help"]) == 0
     options, values = help_sections(capsys.readouterr().out)
     flags = {cli.option_name(name) for name, _ in settings()}
-    assert set(options) == flags | {"-h", "--out", "--config", "--figures", "--quiet",
-                                    "--experiment", "--list-experiments"}
+    assert set(options) == flags | {"-h", "--out", "--config", "--figures", "--tensorboard",
+                                    "--quiet", "--experiment", "--list-experiments", "--resume"}
     for name, s in settings():
         entry = options[cli.option_name(name)]
         assert s.help.split()[0] in entry, entry
@@ -178,10 +177,21 @@ def test_unknown_command_exits_2(capsys):
 def test_no_arguments_opens_the_app(monkeypatch):
     calls = []
     fake = types.ModuleType("gradviz.ui.app")
-    fake.run_app = lambda: calls.append("app") or 0
+    fake.run_app = lambda experiment=None: calls.append(experiment or "app") or 0
     monkeypatch.setitem(sys.modules, "gradviz.ui.app", fake)
     assert cli.main([]) == 0 and cli.gui_main() == 0
     assert calls == ["app", "app"]
+    assert cli.main(["--experiment", "vanishing-tanh"]) == 0
+    assert cli.main(["--experiment=forget-bias"]) == 0
+    assert calls[2:] == ["vanishing-tanh", "forget-bias"]
+
+
+def test_the_app_on_an_unknown_experiment_says_which_there_are(capsys):
+    assert cli.main(["--experiment", "no-such"]) == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "no-such" in err and "vanishing-tanh" in err
+    assert cli.main(["--experiment"]) == cli.EXIT_USAGE
+    assert "one experiment's name" in capsys.readouterr().err
 
 
 # -- real runs ------------------------------------------------------------------------
@@ -193,7 +203,7 @@ def test_a_short_run_writes_the_documented_files(tmp_path, capsys):
     assert "Traceback" not in err
     assert err.splitlines()[-1].startswith("done: 5 steps in ")
     assert f"saved to {out}" in err
-    assert sorted(p.name for p in out.iterdir()) == ["capture.npz", "run.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["capture.npz", "run.json", "state.npz"]
     doc = json.loads((out / "run.json").read_text())
     summary = doc["summary"]
     assert summary["steps_done"] == 5 and summary["captured_steps"] == 5
@@ -272,6 +282,14 @@ def test_text_task_from_a_file(texts, monkeypatch):
                      "--out", "textrun"]) == 0
     config, history, _ = load_run(texts / "textrun")
     assert config.text_file == str(texts / "good.txt") and len(history) == 5
+
+
+def test_text_task_with_no_file_trains_on_pythons_source_and_says_so(tmp_path, capsys):
+    assert cli.main(["run", *SMALL, "--task", "text", "--out", str(tmp_path / "run")]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note:")]
+    assert len(notes) == 1 and "Python's standard library source" in notes[0], notes
+    config, history, _ = load_run(tmp_path / "run")
+    assert config.text_file is None and len(history) == 5
 
 
 def test_default_out_folder_is_under_runs(tmp_path, monkeypatch):

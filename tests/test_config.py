@@ -32,10 +32,10 @@ def test_invalid_values_name_the_field_and_what_is_allowed(field, value, needle)
     assert needle in str(err.value)
 
 
-def test_text_task_needs_a_file():
-    with pytest.raises(ConfigError) as err:
-        RunConfig(task="text").validate()
-    assert err.value.field == "text_file"
+def test_text_task_without_a_file_is_valid():
+    # No file named: the text task reads its built-in text (tests/test_texts.py).
+    config = RunConfig(task="text").validate()
+    assert config.text_file is None
 
 
 def test_from_dict_rejects_unknown_keys_and_wrong_types():

@@ -1,9 +1,11 @@
 """The guided experiments: every file loads and trains, a wrong file is named with its field,
-and the fast lessons (vanishing, clipped, forget bias) hold on captured numbers.
-The slower lessons (an LSTM, an IRNN or a GRU learning to remember) are checked by
-benchmarks/experiments.py."""
+and the fast lessons (vanishing, clipped, forget bias, embedded Reber) hold on captured
+numbers. The slower lessons (an LSTM, an IRNN or a GRU learning to remember, min-char-rnn,
+stateless against stateful) are checked by benchmarks/experiments.py."""
 import dataclasses
 import json
+import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -33,7 +35,8 @@ def one_thread():
 
 def test_the_required_experiments_are_there_and_each_has_a_lesson_check():
     assert {"vanishing-tanh", "exploding-relu", "clipped-relu", "lstm-remembers",
-            "forget-bias", "irnn-adding", "copy-gru"} <= set(NAMES)
+            "forget-bias", "irnn-adding", "copy-gru", "min-char-rnn", "stateful-series",
+            "reber-lstm"} <= set(NAMES)
     assert set(CHECKS) == set(NAMES)
 
 
@@ -45,8 +48,8 @@ def test_every_experiment_file_loads_and_validates(name):
     assert exp.config == RunConfig.from_dict(exp.config.to_dict())
     for text in (exp.title, exp.theme, exp.watch, exp.expected, exp.source):
         assert text.strip()
-    # The watch paragraph says how long to wait.
-    assert "second" in exp.watch or "step" in exp.watch
+    # The watch paragraph says how long to wait, in seconds.
+    assert re.search(r"\d+ seconds?\b", exp.watch), exp.watch
     assert (exp.then_label is None) == (exp.then_config is None)
     if exp.then_config is not None:
         assert exp.then_config != exp.config
@@ -76,6 +79,35 @@ def test_every_experiment_trains_headless_for_a_few_steps(name):
         assert session.run(3) == 3
         assert len(session.history) == 3
         assert np.all(np.isfinite(session.history.loss))
+
+
+def test_the_experiments_follow_their_sources():
+    adding = load_experiment("lstm-remembers").config
+    assert (adding.task, adding.cell) == ("adding-1997", "lstm")
+    # min-char-rnn as the course notes walk through it.
+    char = load_experiment("min-char-rnn").config
+    assert (char.task, char.text_file, char.cell, char.hidden, char.seq_len) == \
+        ("text", None, "rnn-tanh", 100, 25)
+    assert (char.optimizer, char.lr, char.clip, char.clip_threshold, char.stateful) == \
+        ("adagrad", 0.1, "value", 5.0, True)
+    # The Keras notes' windowed series: time_step 30, batch 60; then stateful.
+    series = load_experiment("stateful-series")
+    assert (series.config.task, series.config.seq_len, series.config.batch_size) == \
+        ("series", 30, 60)
+    assert not series.config.stateful and series.then_config == \
+        series.config.replace(stateful=True)
+    assert load_experiment("reber-lstm").config.task == "reber"
+
+
+def test_the_tasks_with_a_lesson_metric_capture_it():
+    for name in ("lstm-remembers", "reber-lstm"):
+        session = Session(load_experiment(name).config)
+        session.run(3)
+        assert session.history.metric_name
+        assert np.all((session.history.metric >= 0) & (session.history.metric <= 1))
+    plain = Session(load_experiment("vanishing-tanh").config)
+    plain.run(1)
+    assert plain.history.metric_name == "" and math.isnan(plain.history.metric[0])
 
 
 def test_unknown_experiment_names_the_known_ones():
@@ -136,7 +168,8 @@ def test_a_file_that_is_not_json_is_named(tmp_path):
 
 # Not "exploding-relu": how a chaotic run blows up depends on float rounding, which
 # differs between machines (AVX2 / AVX-512); benchmarks/experiments.py checks that lesson.
-@pytest.mark.parametrize("name", ["vanishing-tanh", "clipped-relu", "forget-bias"])
+@pytest.mark.parametrize("name", ["vanishing-tanh", "clipped-relu", "forget-bias",
+                                  "reber-lstm"])
 def test_fast_lessons_hold_on_the_captured_numbers(name):
     outcome = check_lesson(load_experiment(name))
     assert outcome.held, outcome.line()

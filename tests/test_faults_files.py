@@ -188,7 +188,7 @@ def write_npz(folder: Path, arrays: dict[str, np.ndarray],
 
 ROWS = ("step", "count", "loss", "grad_norm", "grad_norm_clipped", "lr", "clip_threshold",
         "clipped", "nonfinite", "clip_by_norm", "dh_norm", "dh_norm_all", "param_grad_norm",
-        *THEORY_ROWS)
+        "metric", *THEORY_ROWS)
 
 
 def test_five_million_consistent_rows_are_refused_before_decompressing(tmp_path, make_history):

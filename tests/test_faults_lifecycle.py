@@ -332,7 +332,7 @@ def test_a_signal_during_a_save_closes_the_window_once_the_save_is_done(
 
     def signalled(fd):
         fsync_calls.append(fd)
-        if len(fsync_calls) == 1:  # the capture file is written, run.json is not
+        if len(fsync_calls) == 1:  # the state file is written, run.json is not
             os.kill(os.getpid(), signal.SIGTERM)
         return fsync(fd)
 
@@ -345,8 +345,9 @@ def test_a_signal_during_a_save_closes_the_window_once_the_save_is_done(
         assert callable(signal.getsignal(signal.SIGTERM))
         pid = window.worker.pid
         window.act_save.trigger()
-        # The save went on to the end; the close waits for the event loop.
-        assert len(fsync_calls) == 2 and window.isVisible()
+        # The save went on to the end (state.npz, capture.npz, run.json); the close waits
+        # for the event loop.
+        assert len(fsync_calls) == 3 and window.isVisible()
         qtbot.waitUntil(lambda: not window.isVisible(), timeout=3000)
     finally:
         for signum, handler in handlers.items():

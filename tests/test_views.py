@@ -115,7 +115,7 @@ def test_clear_empties_every_view(views, history):
             continue
         assert len(rows) == 0 or key == "text" and rows[0, 0] == "", key
     assert views["gradflow"].image_array() is None
-    assert views["gradflow"].image.image is None
+    assert all(item.image is None for item in views["gradflow"].image.items)
     fill(views, history)
     assert views["gradflow"].image_array().shape[0] == len(history)
 
@@ -297,7 +297,7 @@ def test_gradflow_incremental_image_equals_a_fresh_one_across_merges(qtbot, make
     np.testing.assert_array_equal(live.image_array(), fresh.image_array())
 
 
-def test_gradflow_axis_labels_merged_columns_with_their_steps(qtbot, make_capture):
+def test_gradflow_columns_are_as_wide_as_the_steps_they_cover(qtbot, make_capture):
     from gradviz.engine.record import History
     from gradviz.ui.views.gradflow import GradflowView
 
@@ -309,11 +309,18 @@ def test_gradflow_axis_labels_merged_columns_with_their_steps(qtbot, make_captur
     view.set_data(history, None)
     steps = history.step
     assert len(np.unique(np.diff(steps))) > 1, "columns should cover unequal numbers of steps"
-    assert view.axis.tickStrings([0.0, len(steps) - 1.0], 1.0, 1.0) == [str(steps[0]),
-                                                                        str(steps[-1])]
-    ticks = [v for _, values in view.axis.tickValues(-0.5, len(steps) - 0.5, 600) for v in values]
-    labels = view.axis.tickStrings(ticks, 1.0, 1.0)
-    assert all(steps[0] <= int(s) <= steps[-1] for s in labels)
+    # Every step 0..29 falls in the column of the row that holds it: the axis is linear.
+    holder = np.searchsorted(steps, np.arange(30), side="left")
+    assert [view.image.column_at(s) for s in range(30)] == list(holder)
+    drawn = [item for item in view.image.items if item.isVisible()]
+    left = min(item.mapRectToParent(item.boundingRect()).left() for item in drawn)
+    right = max(item.mapRectToParent(item.boundingRect()).right() for item in drawn)
+    assert (left, right) == (-0.5, steps[-1] + 0.5)
+    np.testing.assert_array_equal(np.concatenate([item.image for item in drawn]),
+                                  view.image_array())
+    axis = view.plot.getAxis("bottom")
+    ticks = [v for _, values in axis.tickValues(left, right, 600) for v in values]
+    assert all(left <= t <= right for t in ticks) and len(ticks) >= 2
 
 
 # -- the other views ----------------------------------------------------------------------
@@ -859,3 +866,45 @@ def test_heatmap_axes_end_where_the_image_does(qtbot, make_history):
     assert (t0, t1) == (-0.5, 99.5) and x0 == -0.5
     (g0, g1), _ = gates.heat.viewRange()
     assert (g0, g1) == (-0.5, 99.5)
+
+
+def test_the_clipping_plot_shows_before_after_threshold_and_clipped_steps_apart(views,
+                                                                                make_capture):
+    from gradviz.engine.record import History
+
+    view = views["gradnorm"]
+    view.resize(700, 420)
+    view.show()
+    history = History()
+    rng = np.random.default_rng(0)
+    for step in range(40):
+        dh = np.full((1, 1, 12), float(np.exp(rng.normal(0.0, 1.0))), np.float32)
+        history.append(make_capture(step, T=12, dh=dh, clip="norm", clip_threshold=2.0))
+    view.set_data(history, history.latest)
+    QtWidgets.QApplication.processEvents()
+    clipped = history.step[history.clipped]
+    assert 5 < len(clipped) < 35
+    # Every clipped step is marked, and only those.
+    np.testing.assert_array_equal(view.clipped_ticks(), clipped)
+    # The marks sit along the bottom edge of the plot, under every curve: none covers
+    # the norm before clipping.
+    lo, hi = view.plot.getViewBox().viewRange()[1]
+    y = np.log10(view.clipped_marks.yData)
+    assert (y < lo + 0.1 * (hi - lo)).all() and (y > lo).all()
+    assert (np.log10(history.grad_norm) > y.max()).all()
+    # The threshold is drawn, as a band wider than the curve that runs along it and under
+    # it, so the norm after clipping neither hides it nor is hidden.
+    threshold_pen = view.threshold.opts["pen"]
+    after_pen = view.after.opts["pen"]
+    assert np.allclose(view.threshold.yData, 2.0)
+    assert threshold_pen.widthF() >= 3 * after_pen.widthF()
+    items = view.plot.items                     # drawn in this order (equal z)
+    assert items.index(view.threshold) < items.index(view.after) < items.index(view.clipped_marks)
+    np.testing.assert_allclose(view.after.yData, history.grad_norm_clipped)
+    # Zoomed, the marks follow the bottom edge.
+    view.plot.setYRange(-0.2, 0.2)
+    lo, hi = view.plot.getViewBox().viewRange()[1]
+    y = np.log10(view.clipped_marks.yData)
+    assert (y < lo + 0.1 * (hi - lo)).all() and (y > lo).all()
+    assert [label for _, _, label in view.colour_key.entries] == [
+        "before", "after", "threshold", "clipped"]

@@ -168,7 +168,8 @@ def test_each_view_exports_from_the_file_menu(window, qtbot, tmp_path, monkeypat
                         lambda *args, **kwargs: (str(target), ""))
     export = next(a.menu() for a in menu(window, "&File").actions() if a.text() == "Export")
     titles = [a.text() for a in export.actions()]
-    assert titles == [view.title for view in window.views.values()]
+    assert titles == [view.title for view in window.views.values()] + [
+        "Image size (PNG)", "", "TensorBoard…"]
     gradflow = export.actions()[titles.index(window.views["gradflow"].title)].menu()
     csv = next(a for a in gradflow.actions() if a.text() == "CSV…")
     csv.trigger()
@@ -206,7 +207,9 @@ def test_save_and_open_a_run_round_trip(window, qtbot, tmp_path, monkeypatch):
     assert window.views["gradflow"].image_array().shape == (len(saved["step"]), SMALL.seq_len)
     assert window.state_label.text() == "viewing saved run"
 
-    # Starting again trains a fresh model with the run's settings.
+    # Starting again trains a fresh model with the run's settings (asked: it could be
+    # continued, tests/test_runfiles.py).
+    monkeypatch.setattr("gradviz.ui.runfiles.ask_continue", lambda parent, name: "new")
     window.act_run.trigger()
     assert len(window.history) == 0
     qtbot.waitUntil(lambda: len(window.history) >= 2, timeout=20000)
@@ -363,7 +366,8 @@ def test_the_panel_shows_every_shown_setting_as_declared(qtbot):
     shown = {name for name, s in settings() if s.shown}
     assert set(panel.w) == shown
     assert {name for name, s in settings() if not s.shown} == {"device", "dtype", "steps",
-                                                               "text_file"}
+                                                               "text_file", "series_file",
+                                                               "series_column"}
     for name, s in settings():
         if not s.shown:
             continue

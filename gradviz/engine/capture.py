@@ -54,6 +54,11 @@ class Capture:
     # path of the cell's picture, named by path_names (gradviz.engine.paths); full only.
     paths: np.ndarray | None = None
     path_names: tuple[str, ...] = field(default=())
+    # The task's own measure of success on this step's batch, where it has one (the
+    # fraction of adding sums solved, the accuracy of a copied or recalled symbol), named
+    # by ``metric_name``; nan and "" for a task without one.
+    metric: float = float("nan")
+    metric_name: str = ""
 
     @property
     def layers(self) -> int:

@@ -19,7 +19,7 @@ import errno
 import os
 import stat
 import tempfile
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator
 
@@ -50,6 +50,41 @@ def temp_beside(target: str | os.PathLike, mode: int | None = None) -> Iterator[
             os.unlink(temp)
         except FileNotFoundError:
             pass
+
+
+def replace_together(pairs: list[tuple[str, Path]]) -> None:
+    """Rename each (temporary file, target) into place, in order. Renames are not one
+    atomic step: each old target but the last keeps a second name (a hard link) until the
+    last is in place, so that a failure on the way puts the old files back. The last
+    target (a run's run.json, which names the others) is the one that commits."""
+    with ExitStack() as stack:
+        kept = []
+        for _, target in pairs[:-1]:
+            aside = stack.enter_context(temp_beside(target))
+            kept.append((aside, target, _link(target, aside)))
+        done: list[Path] = []
+        try:
+            for temp, target in pairs:
+                os.replace(temp, target)
+                done.append(target)
+        except BaseException:
+            for aside, target, linked in kept:
+                if linked and target in done:
+                    os.replace(aside, target)
+            raise
+
+
+def _link(path: Path, aside: str) -> bool:
+    """Give ``path`` the second name ``aside``, a temporary file's; False if ``path`` does
+    not exist or the file system has no hard links."""
+    if not path.exists():
+        return False
+    os.remove(aside)
+    try:
+        os.link(path, aside)
+    except OSError:
+        return False
+    return True
 
 
 def _fsync(path: str) -> None:
@@ -115,5 +150,5 @@ def open_regular(path: str | os.PathLike) -> tuple[BinaryIO, int]:
         raise
 
 
-__all__ = ["new_file_mode", "temp_beside", "write_atomic", "write_bytes_atomic",
+__all__ = ["new_file_mode", "temp_beside", "replace_together", "write_atomic", "write_bytes_atomic",
            "NotRegularFileError", "open_regular"]

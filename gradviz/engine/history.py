@@ -24,6 +24,9 @@ FLAG_ROWS = ("clipped", "nonfinite", "clip_by_norm")
 # of each gate's activations in the bottom/top 10% of its range, averaged over t;
 # dout_norm (K, L, D, T) float32, the gradient reaching h_t from outside the recurrence.
 THEORY_ROWS = ("rho", "sigma_max", "sat_low", "sat_high", "dout_norm")
+# The task's metric (Capture.metric), averaged like FLOAT_ROWS; apart from them because run
+# files from before it was kept do not hold it.
+METRIC_ROW = "metric"
 
 Owner = tuple[int, int] | None        # (layer, direction) of a parameter, None: the readout's
 
@@ -42,7 +45,9 @@ class History:
     ``step``/``count`` (K,) int64, ``loss``/``grad_norm``/``grad_norm_clipped``/``lr``/
     ``clip_threshold`` (K,) float64, ``clipped``/``nonfinite``/``clip_by_norm`` (K,) bool,
     ``dh_norm`` (K, L, D, T) float32, ``dc_norm`` (K, L, D, T) float32 or None,
-    ``param_grad_norm`` (K, P) float32, and the :data:`THEORY_ROWS`. A merged row has ``step`` = its last step,
+    ``param_grad_norm`` (K, P) float32, ``metric`` (K,) float64 (nan for a task without
+    one; ``metric_name`` names it), and the :data:`THEORY_ROWS`. A merged row has
+    ``step`` = its last step,
     ``count`` = captures it holds, means weighted by count over finite values, flags OR'ed.
 
     Of the first capture it keeps ``param_names``, ``param_owners`` (the (layer, direction)
@@ -71,6 +76,7 @@ class History:
         self.param_owners: tuple[Owner, ...] = ()
         self.gate_names: tuple[str, ...] = ()
         self.baseline = float("nan")
+        self.metric_name = ""
 
     def __len__(self) -> int:
         return self._n
@@ -91,7 +97,7 @@ class History:
         ``lzt`` (L, D, T), with ``dc_norm`` if ``has_dc``, of ``p`` parameter tensors,
         ``r`` recurrent blocks and ``g`` gates."""
         ld = int(np.prod(lzt[:2]))
-        row_bytes = 8 * (2 + len(FLOAT_ROWS)) + len(FLAG_ROWS) \
+        row_bytes = 8 * (3 + len(FLOAT_ROWS)) + len(FLAG_ROWS) \
             + 4 * (int(np.prod(lzt)) * (3 if has_dc else 2) + p) + ld * (16 * r + 8 * g)
         return min(self.capacity, max(4, self.max_bytes // row_bytes))
 
@@ -99,7 +105,7 @@ class History:
         self._rows = self.row_limit(lzt, has_dc, p, r, g)
         # np.empty only reserves address space; pages are touched as rows are written.
         a = {"step": np.empty(self._rows, np.int64), "count": np.empty(self._rows, np.int64)}
-        a.update({k: np.empty(self._rows, np.float64) for k in FLOAT_ROWS})
+        a.update({k: np.empty(self._rows, np.float64) for k in (*FLOAT_ROWS, METRIC_ROW)})
         a.update({k: np.empty(self._rows, np.bool_) for k in FLAG_ROWS})
         a["dh_norm"] = np.empty((self._rows, *lzt), np.float32)
         if has_dc:
@@ -124,12 +130,13 @@ class History:
             self.param_owners = _owners(self.param_names, cap.param_owners)
             self.gate_names = tuple(cap.gate_names)
             self.baseline = float(cap.baseline)
+            self.metric_name = cap.metric_name
         if self._n == self._rows:
             self._compact()
         i, a = self._n, self._a
         a["step"][i] = cap.step
         a["count"][i] = 1
-        for k in FLOAT_ROWS:
+        for k in (*FLOAT_ROWS, METRIC_ROW):
             a[k][i] = getattr(cap, k)
         a["clipped"][i] = cap.clipped
         a["nonfinite"][i] = cap.nonfinite
@@ -201,6 +208,8 @@ class History:
                                       "(K,) float64 global norm after clipping")
     lr = _row_property("lr", np.float64, "(K,) float64 learning rate")
     clip_threshold = _row_property("clip_threshold", np.float64, "(K,) float64")
+    metric = _row_property(METRIC_ROW, np.float64,
+                           "(K,) float64, the task's metric (nan where it has none)")
     clipped = _row_property("clipped", np.bool_, "(K,) bool, clipped at least once in the row")
     nonfinite = _row_property("nonfinite", np.bool_, "(K,) bool, a non-finite step in the row")
     clip_by_norm = _row_property("clip_by_norm", np.bool_,
@@ -235,13 +244,13 @@ class History:
     # -- from a file ------------------------------------------------------------------
     def restore(self, arrays: dict[str, np.ndarray], param_names: tuple[str, ...],
                 param_owners: Sequence[Owner], gate_names: tuple[str, ...], baseline: float,
-                latest: Capture | None) -> None:
+                latest: Capture | None, metric_name: str = "") -> None:
         """Refill from a run file's validated arrays: the rows (``step``, ``count``, the
-        scalars, ``dh_norm``, ``dc_norm`` if any, ``param_grad_norm``, and those of the
-        :data:`THEORY_ROWS` the file has: the others are NaN, ``rho`` and ``sigma_max`` of
-        the shape of ``latest.rho``, or of one block), what the first capture named, and
-        the latest full capture. ValueError if there are more rows than this history keeps
-        (:meth:`row_limit`)."""
+        scalars, ``metric``, ``dh_norm``, ``dc_norm`` if any, ``param_grad_norm``, and
+        those of the :data:`THEORY_ROWS` the file has: the others are NaN, ``rho`` and
+        ``sigma_max`` of the shape of ``latest.rho``, or of one block), what the first
+        capture named, and the latest full capture. ValueError if there are more rows than
+        this history keeps (:meth:`row_limit`)."""
         self.clear()
         k = len(arrays["step"])
         if k:
@@ -261,6 +270,7 @@ class History:
                          "nan" if baseline != baseline else baseline, r)
             self.param_names, self.gate_names, self.baseline = param_names, gate_names, baseline
             self.param_owners = tuple(param_owners)
+            self.metric_name = metric_name
         self.latest = latest
 
 
@@ -294,4 +304,5 @@ def _weighted_means(x: np.ndarray, weight: np.ndarray, first: np.ndarray) -> np.
         return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
 
 
-__all__ = ["History", "HISTORY_CAPACITY", "FLOAT_ROWS", "FLAG_ROWS", "THEORY_ROWS", "blocks_of"]
+__all__ = ["History", "HISTORY_CAPACITY", "FLOAT_ROWS", "FLAG_ROWS", "METRIC_ROW",
+           "THEORY_ROWS", "blocks_of"]

@@ -3,7 +3,8 @@
 Commands go from the window to the training process (:mod:`gradviz.engine.process`);
 reports come back. Every report carries the ``run_id`` of the model it is about: the
 window drops reports of a model it has since replaced. Plain data only (numbers, strings,
-:class:`~gradviz.engine.capture.Capture` snapshots of numpy arrays): no tensors, no Qt.
+:class:`~gradviz.engine.capture.Capture` snapshots and
+:class:`~gradviz.engine.runstate.RunState` of numpy arrays): no tensors, no Qt.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gradviz.engine.capture import Capture
+from gradviz.engine.runstate import RunState
 
 
 # -- commands: window -> training process ----------------------------------------------
@@ -31,9 +33,18 @@ class Step:
 
 @dataclass(frozen=True)
 class Reset:
-    """A new model from ``config`` (a RunConfig as a dict); later reports carry ``run_id``."""
+    """A new model from ``config`` (a RunConfig as a dict); later reports carry ``run_id``.
+    ``resume``: a saved run's folder, whose weights, optimiser state and data position the
+    model starts from, so that it continues that run (``config`` is the run's); a run that
+    cannot be continued is an Error, like a bad setting."""
     run_id: int
     config: dict[str, Any]
+    resume: str | None = None
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """Send the model's state (a :class:`Checkpointed` report), to save the run whole."""
 
 
 @dataclass(frozen=True)
@@ -47,7 +58,7 @@ class Quit:
     """End the training process."""
 
 
-Command = Start | Pause | Step | Reset | Live | Quit
+Command = Start | Pause | Step | Reset | Checkpoint | Live | Quit
 
 
 # -- reports: training process -> window -----------------------------------------------
@@ -86,8 +97,20 @@ class Data(Report):
 
 @dataclass(frozen=True)
 class Text(Report):
-    """Text sampled from a language model, every ~2 s while running."""
+    """Text sampled from a language model, every ~2 s while running, after ``step``
+    steps."""
     text: str
+    step: int = 0
+
+
+@dataclass(frozen=True)
+class Checkpointed(Report):
+    """The answer to :class:`Checkpoint`: what continuing the run needs (a
+    :class:`~gradviz.engine.runstate.RunState` of numpy arrays) and its summary (as
+    :meth:`Session.summary <gradviz.engine.session.Session.summary>` gives it), taken
+    between two steps. ``state`` is None if there is no model (after an error)."""
+    state: RunState | None
+    summary: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -120,5 +143,6 @@ class Heard(Report):
     commands: int
 
 
-__all__ = ["Start", "Pause", "Step", "Reset", "Live", "Quit", "Command", "Report", "Ready",
-           "Note", "Notice", "Data", "Text", "State", "Diverged", "Error", "Heard"]
+__all__ = ["Start", "Pause", "Step", "Reset", "Checkpoint", "Live", "Quit", "Command", "Report",
+           "Ready", "Note", "Notice", "Data", "Text", "Checkpointed", "State", "Diverged",
+           "Error", "Heard"]

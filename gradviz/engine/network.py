@@ -142,11 +142,13 @@ class Network(nn.Module):
                        c_n=torch.stack(c_n) if c_n else None)
 
     @torch.no_grad()
-    def backward(self, fwd: Forward, d_output: Tensor, tbptt: int = 0) -> list[list[LayerGrads]]:
+    def backward(self, fwd: Forward, d_output: Tensor, tbptt: int = 0,
+                 input_grad: bool = False) -> list[list[LayerGrads]]:
         """Backpropagate ∂L/∂output (T, B, D·H) through time and layers.
 
         Sets ``.grad`` of every recurrent parameter and returns, per layer and direction,
         the gradients in *processing order* (reversed in time for a backward direction).
+        With ``input_grad``, the first layer's ``dx`` (∂L/∂x_t) is computed too.
         """
         H = self.hidden
         result: list[list[LayerGrads]] = [[] for _ in range(self.layers)]
@@ -158,7 +160,7 @@ class Network(nn.Module):
                 dout = parts[d] if d == 0 else parts[d].flip(0)
                 params = self.layer_params(k, d)
                 grads = self.cell.backward(fwd.caches[k][d], params, dout.contiguous(),
-                                           tbptt, need_dx=k > 0)
+                                           tbptt, need_dx=k > 0 or input_grad)
                 grads.dout = dout
                 for short, g in grads.params.items():
                     params[short].grad = g

@@ -61,7 +61,8 @@ class Declared:
 
 class Archive:
     """An open .npz on ``handle`` (seekable, ``size`` bytes long); close it, or use it in a
-    ``with`` block. :meth:`headers` lists the members, :meth:`read` reads one."""
+    ``with`` block. :meth:`names` lists the members, :meth:`headers` reads their headers,
+    :meth:`read` reads one."""
 
     def __init__(self, handle: BinaryIO, size: int):
         try:
@@ -79,6 +80,10 @@ class Archive:
 
     def close(self) -> None:
         self._zip.close()
+
+    def names(self) -> list[str]:
+        """The names of all members (without ".npy"); nothing is read."""
+        return [info.filename.removesuffix(".npy") for info in self._zip.infolist()]
 
     def headers(self, names: Iterable[str]) -> dict[str, Declared]:
         """What the members called ``names`` (with or without ".npy") declare; members of

@@ -131,7 +131,13 @@ class _Loop:
         self.recent.clear()
         self.session = None
         try:
-            self.session = Session(RunConfig.from_dict(command.config), history=False)
+            session = Session(RunConfig.from_dict(command.config), history=False)
+            if command.resume is not None:
+                from gradviz.engine.runfile import load_run_state
+                from gradviz.engine.runstate import restore_state
+
+                restore_state(session, load_run_state(command.resume, session))
+            self.session = session
         except Exception as exc:  # noqa: BLE001 - any failure is reported to the user
             self.fail(exc)
             return
@@ -150,6 +156,12 @@ class _Loop:
     def handle(self, command) -> None:
         if isinstance(command, m.Reset):
             self.reset(command)
+            return
+        if isinstance(command, m.Checkpoint):
+            if self.session is not None and self.pending:
+                self.flush()     # the window then has every capture up to the state's step
+            self.send(m.Checkpointed, state=None if self.session is None else self.session.state(),
+                      summary={} if self.session is None else self.session.summary())
             return
         if self.session is None:
             return  # after an error only a reset means anything
@@ -247,7 +259,7 @@ class _Loop:
             self.last_text = now
             text = self.session.generate()
             if text is not None:
-                self.send(m.Text, text=text)
+                self.send(m.Text, text=text, step=self.session.steps_done)
 
 
 def _beat(heartbeat) -> None:

@@ -59,7 +59,8 @@ class CellSpec(Choice):
 @dataclass(frozen=True)
 class TaskSpec(Choice):
     """A training problem. ``is_language``: a character model that can sample text;
-    ``needs_file``: it reads the file named by ``RunConfig.text_file``."""
+    ``needs_file``: it reads the file named by ``RunConfig.text_file`` (the text task: a
+    built-in text when it names none)."""
     is_language: bool = False
     needs_file: bool = False
 
@@ -111,11 +112,15 @@ CELLS: dict[str, CellSpec] = {c.name: c for c in (
 TASKS: dict[str, TaskSpec] = {t.name: t for t in (
     TaskSpec("adding", "Adding problem",
              "two marked numbers among T random ones; predict their sum"),
+    TaskSpec("adding-1997", "Adding, 1997",
+             "the adding problem as Hochreiter & Schmidhuber set it: values in [-1, 1], "
+             "target 0.5 + (X1 + X2) / 4, solved when the error is below 0.04"),
     TaskSpec("copy", "Copy / memory", "reproduce a short symbol string after a long gap"),
     TaskSpec("recall", "Delayed recall",
              "report the class of the first symbol after T distractors"),
     TaskSpec("series", "Time series", "predict the next value of a noisy signal"),
-    TaskSpec("text", "Text (char LM)", "character language model on a UTF-8 text file",
+    TaskSpec("text", "Text (char LM)", "character language model on a UTF-8 text file, "
+             "or on Python's own source",
              is_language=True, needs_file=True),
     TaskSpec("reber", "Reber grammar", "the embedded Reber grammar, a long-range dependency",
              is_language=True),

@@ -1,12 +1,15 @@
-"""The run folder on disk: ``run.json`` and ``capture.npz``, written atomically, read
-without pickle and within bounds.
+"""The run folder on disk: ``run.json``, ``capture.npz`` and ``state.npz``, written
+atomically, read without pickle and within bounds.
 
 ``run.json`` holds the schema, configuration, versions and summary; ``capture.npz`` the
-arrays of a :class:`~gradviz.engine.history.History` and its latest full capture;
-docs/run-format.md describes every key, and :mod:`gradviz.engine.runformat` holds the
-arrays' specification and the format's bounds. :func:`save_run` writes both to temporary
-files beside them and renames them into place, putting the old pair back if the second
-rename fails. :func:`load_run` opens only regular files of bounded size, reads
+arrays of a :class:`~gradviz.engine.history.History`, its latest full capture, the
+:class:`~gradviz.engine.keyframes.Keyframes`, the sampled text and the colour scales
+(:mod:`gradviz.engine.runextras`); ``state.npz`` what continuing the run needs
+(:mod:`gradviz.engine.runstate`). docs/run-format.md describes every key, and
+:mod:`gradviz.engine.runformat` holds the arrays' specification and the format's bounds.
+:func:`save_run` writes them to temporary files beside them and renames them into place,
+putting the old ones back if a later rename fails. :func:`open_run` (and
+:func:`load_run`, its older, smaller answer) opens only regular files of bounded size, reads
 capture.npz header first (:mod:`gradviz.engine.npzfile`), checks every array's kind and
 shape against the others and the bounds before reading its data, and raises
 :class:`RunFileError`, naming the file and the problem, for anything it does not expect:
@@ -18,7 +21,8 @@ from __future__ import annotations
 import json
 import os
 import platform
-from dataclasses import MISSING, fields
+from contextlib import ExitStack, suppress
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -27,29 +31,31 @@ import numpy as np
 
 from gradviz import __version__
 from gradviz.config import ConfigError, RunConfig
-from gradviz.engine.capture import Capture
-from gradviz.engine.files import NotRegularFileError, open_regular, temp_beside
-from gradviz.engine.history import FLAG_ROWS, FLOAT_ROWS, HISTORY_CAPACITY, THEORY_ROWS, History
+from gradviz.engine.files import NotRegularFileError, open_regular, replace_together, temp_beside
+from gradviz.engine.history import FLAG_ROWS, FLOAT_ROWS, HISTORY_CAPACITY, METRIC_ROW, THEORY_ROWS,
+                                    History
+from gradviz.engine.keyframes import KEYFRAME_CAPACITY, Keyframes
 from gradviz.engine.npzfile import Archive, ArchiveError
+from gradviz.engine.runextras import (Scales, TextSamples, capture_arrays, capture_from,
+                                      extra_arrays, extras_from, keyframe_arrays, keyframes_from)
 from gradviz.engine.runformat import (KNOWN_ARRAYS, MAX_NPZ_BYTES, MAX_RUN_JSON_BYTES,
-                                      NAME_FIELDS, RunFileError, check_declared, check_values)
+                                      RunFileError, check_declared, check_values)
+from gradviz.engine.runstate import STATE_NPZ, RunState, read_state, write_state
 
 SCHEMA = "gradviz-run"
 SCHEMA_VERSION = 2
-# Version 1 lacks the rows of THEORY_ROWS; a reader fills them with NaN.
+# Version 1 (before keyframes, text, colour scales and state.npz) opens as a run that cannot
+# be continued.
 READABLE_VERSIONS = (1, 2)
 RUN_JSON = "run.json"
 CAPTURE_NPZ = "capture.npz"
 
 
-def _names(values: tuple[str, ...] | list[str]) -> np.ndarray:
-    return np.array(list(values), dtype=str)
-
-
 def _history_arrays(history: History) -> dict[str, np.ndarray]:
     """Everything capture.npz holds (docs/run-format.md), copied out of ``history``."""
     out = {name: np.array(getattr(history, name))
-           for name in ("step", "count", *FLOAT_ROWS, *FLAG_ROWS)}
+           for name in ("step", "count", *FLOAT_ROWS, METRIC_ROW, *FLAG_ROWS)}
+    out["metric_name"] = np.str_(history.metric_name)
     out["dh_norm_all"] = np.array(history.dh_norm)
     # The top layer's forward direction, for readers who want one (K, T) picture.
     out["dh_norm"] = (out["dh_norm_all"][:, -1, 0, :] if len(history)
@@ -60,25 +66,14 @@ def _history_arrays(history: History) -> dict[str, np.ndarray]:
     out["param_grad_norm"] = np.array(history.param_grad_norm)
     if len(history):
         out.update({name: np.array(getattr(history, name)) for name in THEORY_ROWS})
-    out["param_names"] = _names(history.param_names)
+    out["param_names"] = np.array(history.param_names, dtype=str)
     # (layer, direction) of each parameter, -1 for the readout's.
     out["param_owner"] = np.array([(-1, -1) if o is None else o for o in history.param_owners],
                                   dtype=np.int64).reshape(-1, 2)
-    out["gate_names"] = _names(history.gate_names)
+    out["gate_names"] = np.array(history.gate_names, dtype=str)
     out["baseline"] = np.float64(history.baseline)
-    cap = history.latest
-    if cap is not None:
-        for f in fields(Capture):
-            value = getattr(cap, f.name)
-            if value is None or f.name == "param_owners":   # stored once, as param_owner
-                continue
-            if f.name in NAME_FIELDS:
-                value = _names(value)
-            elif f.name == "gate_ranges":
-                value = np.array(value, dtype=np.float64).reshape(-1, 2)
-            elif f.name == "clip":
-                value = np.str_(value)
-            out["latest_" + f.name] = np.asarray(value)
+    if history.latest is not None:
+        out.update({"latest_" + k: v for k, v in capture_arrays(history.latest).items()})
     return out
 
 
@@ -97,12 +92,18 @@ def _jsonable(value: Any) -> Any:
 
 
 def save_run(folder: str | os.PathLike, config: RunConfig, history: History,
-             summary: dict | None = None) -> None:
-    """Write ``folder/run.json`` and ``folder/capture.npz`` (folder and parents created).
+             summary: dict | None = None, *, keyframes: Keyframes | None = None,
+             texts: TextSamples = (), scales: Scales | None = None,
+             state: RunState | None = None) -> None:
+    """Write ``folder/run.json``, ``folder/capture.npz`` and, with a ``state``,
+    ``folder/state.npz`` (folder and parents created).
 
-    Both are written to temporary files in the folder first and renamed into place, so
-    an existing run there stays intact if anything fails, and a failed save leaves no
-    temporary file and none of the folders it created behind.
+    ``keyframes``, ``texts`` ((step, text) pairs) and ``scales`` (name: (low, high)) join
+    the history in capture.npz; ``state`` (:func:`gradviz.engine.runstate.capture_state`)
+    is what continuing the run needs. All are written to temporary files in the folder
+    first and renamed into place, run.json last, so an existing run there stays intact if
+    anything fails, and a failed save leaves no temporary file and none of the folders it
+    created behind. A state.npz of an earlier save is removed when there is no ``state``.
     """
     import torch  # only for the version record; the engine needs it anyway
 
@@ -116,22 +117,28 @@ def save_run(folder: str | os.PathLike, config: RunConfig, history: History,
                      "torch": torch.__version__, "numpy": np.__version__},
         "summary": _jsonable(dict(summary or {})),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "state": None if state is None else STATE_NPZ,
     }
     text = json.dumps(doc, indent=2, allow_nan=False) + "\n"
-    arrays = _history_arrays(history)
-    npz, run_json = folder / CAPTURE_NPZ, folder / RUN_JSON
+    arrays = {**_history_arrays(history), **keyframe_arrays(keyframes),
+              **extra_arrays(list(texts), scales)}
+    targets = ([folder / STATE_NPZ] if state is not None else []) \
+        + [folder / CAPTURE_NPZ, folder / RUN_JSON]
     try:
         folder.mkdir(parents=True, exist_ok=True)    # a full disk may refuse a folder too
-        with temp_beside(npz) as npz_tmp, temp_beside(run_json) as json_tmp:
-            with open(npz_tmp, "wb") as f:
+        with ExitStack() as stack:
+            temps = [stack.enter_context(temp_beside(t)) for t in targets]
+            if state is not None:
+                write_state(temps[0], state)
+            with open(temps[-2], "wb") as f:
                 np.savez_compressed(f, **arrays)
                 f.flush()
                 os.fsync(f.fileno())
-            with open(json_tmp, "w", encoding="utf-8") as f:
+            with open(temps[-1], "w", encoding="utf-8") as f:
                 f.write(text)
                 f.flush()
                 os.fsync(f.fileno())
-            _replace_pair(npz_tmp, npz, json_tmp, run_json)
+            replace_together(list(zip(temps, targets)))
     except BaseException:
         for made in created:        # a failed save leaves no new, empty folders behind
             try:
@@ -141,34 +148,9 @@ def save_run(folder: str | os.PathLike, config: RunConfig, history: History,
             except OSError:
                 break
         raise
-
-
-def _replace_pair(npz_tmp: str, npz: Path, json_tmp: str, run_json: Path) -> None:
-    """Rename both temporary files into place. Two renames are not one atomic step: the old
-    capture.npz keeps a second name (a hard link) until run.json is in place too, so that a
-    failure between them restores the old pair."""
-    with temp_beside(npz) as aside:
-        kept = _link(npz, aside)
-        os.replace(npz_tmp, npz)
-        try:
-            os.replace(json_tmp, run_json)
-        except BaseException:
-            if kept:
-                os.replace(aside, npz)
-            raise
-
-
-def _link(path: Path, aside: str) -> bool:
-    """Give ``path`` the second name ``aside``, a temporary file's; False if ``path`` does
-    not exist or the file system has no hard links."""
-    if not path.exists():
-        return False
-    os.remove(aside)
-    try:
-        os.link(path, aside)
-    except OSError:
-        return False
-    return True
+    if state is None:
+        with suppress(OSError):     # run.json names no state: an old one is only clutter
+            (folder / STATE_NPZ).unlink(missing_ok=True)
 
 
 # -- loading --------------------------------------------------------------------------
@@ -228,6 +210,8 @@ def _read_run_json(path: Path) -> dict:
         raise RunFileError(f"{path}: schema_version {version!r} is not supported; this gradviz "
                            f"reads versions {', '.join(map(str, READABLE_VERSIONS))} (a newer "
                            "gradviz may open it)")
+    if doc.get("state", None) not in (None, STATE_NPZ) or (version == 1 and "state" in doc):
+        raise RunFileError(f"{path}: \"state\" is neither null nor \"{STATE_NPZ}\"")
     for key, kind in (("config", dict), ("versions", dict), ("summary", dict), ("created", str)):
         if not isinstance(doc.get(key), kind):
             raise RunFileError(f"{path}: \"{key}\" is missing or not a JSON "
@@ -244,7 +228,8 @@ def load_run_config(folder_or_run_json: str | os.PathLike) -> RunConfig:
     return _read_run_json(_run_paths(folder_or_run_json)[0])["config"]
 
 
-def _read_npz(path: Path, history: History) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+def _read_npz(path: Path, history: History,
+              keyframes: Keyframes) -> tuple[dict[str, np.ndarray], dict[str, int]]:
     """The arrays of capture.npz that the format names, each checked against the format
     from its header before any is read (members of other names are never read), and the
     sizes of the named dimensions."""
@@ -252,33 +237,12 @@ def _read_npz(path: Path, history: History) -> tuple[dict[str, np.ndarray], dict
     try:
         with handle, Archive(handle, size) as archive:
             declared = archive.headers(KNOWN_ARRAYS)
-            dims = check_declared(path, declared, history)
+            dims = check_declared(path, declared, history, keyframes)
             arrays = {name: archive.read(name) for name in declared}
     except ArchiveError as exc:
         raise RunFileError(f"{path}: {exc}") from None
     check_values(path, arrays)
     return arrays, dims
-
-
-def _latest_from(arrays: dict[str, np.ndarray], owners: tuple) -> Capture:
-    """The latest full capture, from validated ``latest_*`` arrays and the run's owners."""
-    values: dict[str, Any] = {"param_owners": owners}
-    for f in fields(Capture):
-        value = arrays.get("latest_" + f.name)
-        if f.name == "param_owners":
-            continue
-        if value is None:
-            if f.default is MISSING and f.default_factory is MISSING:
-                values[f.name] = None  # an optional array (dc_norm, probe_c) not stored
-        elif f.name in NAME_FIELDS:
-            values[f.name] = tuple(str(s) for s in value)
-        elif f.name == "gate_ranges":
-            values[f.name] = tuple((float(lo), float(hi)) for lo, hi in value)
-        elif value.ndim == 0:
-            values[f.name] = value.item()  # int, float, bool or str
-        else:
-            values[f.name] = value
-    return Capture(**values)
 
 
 def load_run(folder_or_run_json: str | os.PathLike,
@@ -288,27 +252,95 @@ def load_run(folder_or_run_json: str | os.PathLike,
     Raises :class:`RunFileError` naming the file and the problem if anything is
     missing, damaged, or not what gradviz writes.
     """
+    run = open_run(folder_or_run_json, capacity)
+    return run.config, run.history, run.summary
+
+
+@dataclass
+class SavedRun:
+    """A run folder as :func:`open_run` read it. ``texts``: (step, sampled text) pairs,
+    oldest first; ``scales``: the views' colour scales, name: (low, high). ``state_file``:
+    where its state.npz is (read it with :func:`load_run_state`), None if it was saved
+    without one (the app's runs before schema 2, or a save without a state): such a run
+    opens, but cannot be continued."""
+    folder: Path
+    config: RunConfig
+    history: History
+    keyframes: Keyframes
+    summary: dict
+    texts: TextSamples
+    scales: Scales
+    schema_version: int
+    state_file: Path | None
+
+    @property
+    def can_continue(self) -> bool:
+        return self.state_file is not None
+
+
+def open_run(folder_or_run_json: str | os.PathLike, capacity: int = HISTORY_CAPACITY,
+             keyframe_capacity: int = KEYFRAME_CAPACITY) -> SavedRun:
+    """Read everything of a run folder (or its run.json) but its state.npz; RunFileError
+    naming the file and the problem if anything is missing, damaged, or not what gradviz
+    writes. A run of schema 1 has no keyframes but its latest capture, no text, no scales."""
     json_path, npz_path = _run_paths(folder_or_run_json)
     doc = _read_run_json(json_path)
-    history = History(capacity)
+    history, keyframes = History(capacity), Keyframes(keyframe_capacity)
     try:
-        arrays, dims = _read_npz(npz_path, history)
+        arrays, dims = _read_npz(npz_path, history, keyframes)
         names = tuple(str(s) for s in arrays["param_names"])
         owners = _param_owners(npz_path, arrays, names, dims)
-        latest = (_latest_from(arrays, owners) if any(k.startswith("latest_") for k in arrays)
-                  else None)
+        latest_arrays = {k.removeprefix("latest_"): v for k, v in arrays.items()
+                         if k.startswith("latest_")}
+        latest = capture_from(latest_arrays, owners) if latest_arrays else None
         rows = {name: arrays[name] for name in ("step", "count", *FLOAT_ROWS, *FLAG_ROWS)}
+        # A file from before the task's metric was kept has none: nan, as for a task without.
+        rows[METRIC_ROW] = arrays.get(METRIC_ROW, np.full(len(rows["step"]), np.nan))
         rows["dh_norm"] = arrays["dh_norm_all"]
         if "dc_norm_all" in arrays:
             rows["dc_norm"] = arrays["dc_norm_all"]
         rows["param_grad_norm"] = arrays["param_grad_norm"]
         rows.update({name: arrays[name] for name in THEORY_ROWS if name in arrays})
         history.restore(rows, names, owners, tuple(str(s) for s in arrays["gate_names"]),
-                        float(arrays["baseline"]), latest)
+                        float(arrays["baseline"]), latest,
+                        str(arrays.get("metric_name", "")))
+        keyframes_from(npz_path, arrays, owners, keyframes)
+        if not len(keyframes) and latest is not None:
+            keyframes.add(latest)
+        texts, scales = extras_from(arrays)
     except MemoryError:
         raise RunFileError(f"{npz_path}: too large for the memory this machine has free") \
             from None
-    return doc["config"], history, doc["summary"]
+    state = doc.get("state")
+    return SavedRun(json_path.parent, doc["config"], history, keyframes, doc["summary"], texts,
+                    scales, doc["schema_version"],
+                    None if state is None else json_path.parent / STATE_NPZ)
+
+
+def load_run_state(run: SavedRun | str | os.PathLike, session) -> RunState:
+    """The state.npz of ``run`` (opened, or its folder or run.json, of which only run.json
+    is read), checked for ``session`` (a fresh session of the run's configuration) from its
+    headers before its data is read; RunFileError naming the file if the run has none, or
+    it is missing, damaged or of another model."""
+    if not isinstance(run, SavedRun):
+        json_path = _run_paths(run)[0]
+        doc = _read_run_json(json_path)
+        run = SavedRun(json_path.parent, doc["config"], History(), Keyframes(), doc["summary"],
+                       [], {}, doc["schema_version"],
+                       None if doc.get("state") is None else json_path.parent / STATE_NPZ)
+    if run.state_file is None:
+        raise RunFileError(f"{run.folder}: saved without weights and optimiser state "
+                           f"(schema {run.schema_version}, or saved without them), so it "
+                           "can be opened but not continued")
+    path = run.state_file
+    handle, size = _open(path, MAX_NPZ_BYTES, "a state.npz may have (under 2 GiB)")
+    try:
+        with handle, Archive(handle, size) as archive:
+            return read_state(archive, str(path), session)
+    except ArchiveError as exc:
+        raise RunFileError(f"{path}: {exc}") from None
+    except MemoryError:
+        raise RunFileError(f"{path}: too large for the memory this machine has free") from None
 
 
 def _param_owners(path: Path, arrays: dict[str, np.ndarray], names: tuple[str, ...],
@@ -329,4 +361,5 @@ def _param_owners(path: Path, arrays: dict[str, np.ndarray], names: tuple[str, .
     return tuple(None if n else (int(k), int(d)) for n, k, d in zip(none, layer, direction))
 
 
-__all__ = ["RunFileError", "save_run", "load_run", "load_run_config", "SCHEMA", "SCHEMA_VERSION"]
+__all__ = ["RunFileError", "SavedRun", "save_run", "load_run", "open_run", "load_run_state",
+           "load_run_config", "SCHEMA", "SCHEMA_VERSION", "READABLE_VERSIONS"]

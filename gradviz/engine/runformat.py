@@ -7,7 +7,9 @@ dimension's largest size (the limits of :mod:`gradviz.config` and the cells of
 refused from its headers, before its data is read (:mod:`gradviz.engine.npzfile`).
 :mod:`gradviz.engine.runfile` writes and reads the files with these. Shapes: K = rows,
 L = layers, D = directions, T = timesteps, P = parameter tensors, G = gates, H = hidden
-units, R = recurrent blocks, E = events, Q = gradient paths (gradviz.engine.paths).
+units, R = recurrent blocks, E = events, F = keyframes, N = events of a keyframe, S = text
+samples, C = colour scales, Q = gradient paths
+(gradviz.engine.paths).
 """
 from __future__ import annotations
 
@@ -16,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from gradviz.config import LIMITS
-from gradviz.engine.history import FLAG_ROWS, FLOAT_ROWS, History
+from gradviz.engine.history import FLAG_ROWS, FLOAT_ROWS, METRIC_ROW, History
+from gradviz.engine.keyframes import CAPTURE_ARRAYS, Keyframes
 from gradviz.engine.npzfile import Declared
 from gradviz.engine.registry import CELLS
 
@@ -29,7 +32,8 @@ class RunFileError(ValueError):
 # -- capture.npz contents -------------------------------------------------------------
 # Every array of the file, with its dtype kind and named dimensions; dimensions with the
 # same letter must agree. Optional ones may be absent (dc_* for non-LSTM cells; latest_*
-# when no full capture was kept; param_owner in files from before it was stored).
+# when no full capture was kept; param_owner and the metric in files from before they
+# were stored).
 ROW_SPEC: dict[str, tuple[str, tuple[str, ...]]] = {
     "step": ("i", ("K",)), "count": ("i", ("K",)),
     **{k: ("f", ("K",)) for k in FLOAT_ROWS},
@@ -42,8 +46,9 @@ ROW_SPEC: dict[str, tuple[str, tuple[str, ...]]] = {
     "baseline": ("f", ()),
 }
 ROW_OPTIONAL = {"dc_norm": ("f", ("K", "T")), "dc_norm_all": ("f", ("K", "L", "D", "T")),
-                "param_owner": ("i", ("P", "2")),
-                # Schema version 2: absent in older files, whose rows then read as NaN.
+                "param_owner": ("i", ("P", "2")), METRIC_ROW: ("f", ("K",)),
+                "metric_name": ("U", ()),
+                # Absent in files from before they were kept, whose rows then read as NaN.
                 "rho": ("f", ("K", "L", "D", "R")), "sigma_max": ("f", ("K", "L", "D", "R")),
                 "sat_low": ("f", ("K", "L", "D", "G")), "sat_high": ("f", ("K", "L", "D", "G")),
                 "dout_norm": ("f", ("K", "L", "D", "T"))}
@@ -62,13 +67,29 @@ LATEST_SPEC: dict[str, tuple[str, tuple[str, ...]]] = {
     "rho_names": ("U", ("R",)), "events": ("U", ("E",)),
 }
 LATEST_OPTIONAL = {"dc_norm": ("f", ("L", "D", "T")), "probe_c": ("f", ("L", "D", "T", "H")),
-                   "rho_step": ("i", ()), "dout_norm": ("f", ("L", "D", "T")),
+                   "rho_step": ("i", ()), "metric": ("f", ()), "metric_name": ("U", ()),
+                   "dout_norm": ("f", ("L", "D", "T")),
                    "paths": ("f", ("L", "D", "Q", "T", "H")), "path_names": ("U", ("Q",))}
 NAME_FIELDS = ("gate_names", "param_names", "rho_names", "events", "path_names")
+# Keyframes (schema 2): the latest capture's arrays for F captures, stacked along a first
+# dimension F, but for the names and ranges that all of them share, stored once; events
+# padded with "" to the longest list, key_event_count saying how many are real.
+KEY_SHARED = ("gate_names", "gate_ranges", "param_names", "rho_names", "path_names")
+KEY_SPEC: dict[str, tuple[str, tuple[str, ...]]] = {
+    **{k: (kind, shape if k in KEY_SHARED else ("F", *shape))
+       for k, (kind, shape) in LATEST_SPEC.items() if k != "events"},
+    "events": ("U", ("F", "N")), "event_count": ("i", ("F",)), "spacing": ("i", ()),
+}
+KEY_OPTIONAL = {k: (kind, ("F", *shape)) for k, (kind, shape) in LATEST_OPTIONAL.items()}
+# Sampled text (schema 2): (step, text) pairs, oldest first; colour scales: (low, high) of
+# each named scale of the views.
+EXTRA_OPTIONAL = {"text_step": ("i", ("S",)), "text_sample": ("U", ("S",)),
+                  "scale_names": ("U", ("C",)), "scale_levels": ("f", ("C", "2"))}
 _KIND_WORDS = {"i": "integers", "f": "floats", "b": "booleans", "U": "text"}
 # Members of other names are never read.
-KNOWN_ARRAYS = {*ROW_SPEC, *ROW_OPTIONAL,
-                *("latest_" + k for k in {**LATEST_SPEC, **LATEST_OPTIONAL})}
+KNOWN_ARRAYS = {*ROW_SPEC, *ROW_OPTIONAL, *EXTRA_OPTIONAL,
+                *("latest_" + k for k in {**LATEST_SPEC, **LATEST_OPTIONAL}),
+                *("key_" + k for k in {**KEY_SPEC, **KEY_OPTIONAL})}
 
 # The format's bounds (docs/run-format.md, "What a reader refuses"): what gradviz writes,
 # so that a file declaring more is refused from its headers, before its data is read.
@@ -76,18 +97,24 @@ MAX_RUN_JSON_BYTES = 16 * 2**20
 # A zip without ZIP64 records; the largest run gradviz allows holds about 1.3 GB of arrays.
 MAX_NPZ_BYTES = 2**31 - 1
 MAX_TEXT_CHARS = 1024               # of a parameter's, gate's or block's name, or an event
+MAX_SAMPLE_CHARS = 16384            # of a sampled text (the app and gradviz run sample 200)
+_CHAR_BOUNDS = {"text_sample": MAX_SAMPLE_CHARS}
 _DIM_BOUNDS = {"L": int(LIMITS["layers"][1]), "D": 2, "T": int(LIMITS["seq_len"][1]),
                "H": int(LIMITS["hidden"][1]), "G": max(len(c.gates) for c in CELLS.values()),
                "R": max(len(c.blocks) for c in CELLS.values()), "P": 256, "E": 1024,
-               "Q": 5}
+               "N": 1024, "S": 1024, "C": 64, "Q": 5}
 _DIM_WORDS = {"K": "rows", "L": "layers", "D": "directions", "T": "timesteps",
               "H": "hidden units", "G": "gates", "P": "parameter tensors",
-              "R": "recurrent blocks", "E": "events", "Q": "gradient paths"}
+              "R": "recurrent blocks", "E": "events", "F": "keyframes",
+              "N": "events of a keyframe", "S": "text samples", "C": "colour scales",
+              "Q": "gradient paths"}
 _AT_LEAST_ONE = frozenset("LDTHGPR")   # in a run with rows; E (events) may be 0
 
 
-def check_declared(path: Path, declared: dict[str, Declared], history: History) -> dict[str, int]:
-    """Check the members' declared kinds and shapes; the named dimensions' sizes."""
+def check_declared(path: Path, declared: dict[str, Declared], history: History,
+                   keyframes: Keyframes | None = None) -> dict[str, int]:
+    """Check the members' declared kinds and shapes; the named dimensions' sizes.
+    ``keyframes``: the Keyframes the file's keyframes will fill (bounding how many)."""
     dims: dict[str, int] = {}
     _check(path, declared, ROW_SPEC, ROW_OPTIONAL, "", dims)
     if ("dc_norm" in declared) != ("dc_norm_all" in declared):
@@ -97,6 +124,16 @@ def check_declared(path: Path, declared: dict[str, Declared], history: History) 
         if dims["K"] == 0:
             raise RunFileError(f"{path}: has a latest capture but no rows")
         _check(path, declared, LATEST_SPEC, LATEST_OPTIONAL, "latest_", dims)
+    _check(path, declared, {}, EXTRA_OPTIONAL, "", dims)
+    if (("text_step" in declared) != ("text_sample" in declared)
+            or ("scale_names" in declared) != ("scale_levels" in declared)):
+        raise RunFileError(f"{path}: 'text_step' and 'text_sample', and 'scale_names' and "
+                           "'scale_levels', must be present in pairs")
+    if any(name.startswith("key_") for name in declared):
+        if dims["K"] == 0:
+            raise RunFileError(f"{path}: has keyframes but no rows")
+        _check(path, declared, KEY_SPEC, KEY_OPTIONAL, "key_", dims)
+        _check_keyframe_bytes(path, declared, dims["F"], keyframes)
     if dims["K"]:
         limit = history.row_limit((dims["L"], dims["D"], dims["T"]), "dc_norm" in declared,
                                   dims["P"], dims.get("R", 1), dims["G"])
@@ -105,6 +142,21 @@ def check_declared(path: Path, declared: dict[str, Declared], history: History) 
                                f"{history.capacity} keeps at most {limit} of this size, and "
                                "gradviz writes no more rows than it keeps")
     return dims
+
+
+def _check_keyframe_bytes(path: Path, declared: dict[str, Declared], count: int,
+                         keyframes: Keyframes | None) -> None:
+    """Refuse more keyframes than ``keyframes`` keeps of their declared size."""
+    keyframes = Keyframes() if keyframes is None else keyframes
+    if count == 0:
+        raise RunFileError(f"{path}: has keyframe arrays of 0 keyframes")
+    size = sum(declared["key_" + name].nbytes for name in CAPTURE_ARRAYS
+               if "key_" + name in declared) // count
+    limit = keyframes.limit_for(size)
+    if count > limit:
+        raise RunFileError(f"{path}: holds {count} keyframes of {size} bytes; keyframes of "
+                           f"capacity {keyframes.capacity} keep at most {limit} of this size, "
+                           "and gradviz writes no more than it keeps")
 
 
 def _kind_is(dtype: np.dtype, kind: str) -> bool:
@@ -129,10 +181,12 @@ def _check(path: Path, arrays: dict[str, Declared], spec: dict, optional: dict,
         if not _kind_is(arr.dtype, kind):
             raise RunFileError(f"{path}: array '{key}' holds {arr.dtype} values; expected "
                                f"{_KIND_WORDS[kind]}")
-        if kind == "U" and arr.dtype.itemsize // 4 > MAX_TEXT_CHARS:
+        chars = _CHAR_BOUNDS.get(key, MAX_TEXT_CHARS)
+        if kind == "U" and arr.dtype.itemsize // 4 > chars:
             raise RunFileError(f"{path}: array '{key}' holds strings of "
-                               f"{arr.dtype.itemsize // 4} characters; a name or event has at "
-                               f"most {MAX_TEXT_CHARS}")
+                               f"{arr.dtype.itemsize // 4} characters; "
+                               f"{'a text sample' if key in _CHAR_BOUNDS else 'a name or event'} "
+                               f"has at most {chars}")
         if arr.ndim != len(shape):
             raise RunFileError(f"{path}: array '{key}' has shape {arr.shape}; expected "
                                f"{len(shape)} dimension(s) ({', '.join(shape) or 'a scalar'})")
@@ -164,5 +218,6 @@ def check_values(path: Path, arrays: dict[str, np.ndarray]) -> None:
 
 
 __all__ = ["RunFileError", "ROW_SPEC", "ROW_OPTIONAL", "LATEST_SPEC", "LATEST_OPTIONAL",
+           "KEY_SPEC", "KEY_OPTIONAL", "KEY_SHARED", "EXTRA_OPTIONAL", "MAX_SAMPLE_CHARS",
            "NAME_FIELDS", "KNOWN_ARRAYS", "MAX_RUN_JSON_BYTES", "MAX_NPZ_BYTES",
            "MAX_TEXT_CHARS", "check_declared", "check_values"]

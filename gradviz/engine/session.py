@@ -1,5 +1,5 @@
-"""One run, owned in one place: its configuration, trainer, bounded history, divergence
-watch and summary counts.
+"""One run, owned in one place: its configuration, trainer, bounded history and keyframes,
+sampled text, divergence watch and summary counts.
 
 A :class:`Session` is what ``gradviz run``, the app's training process
 (:mod:`gradviz.engine.process`) and a notebook all train with::
@@ -7,6 +7,10 @@ A :class:`Session` is what ``gradviz run``, the app's training process
     session = Session(RunConfig(cell="gru", seq_len=100))
     session.run(200, on_capture=print)            # or: for report in session.steps(200): …
     session.history.dh_norm                       # (K, L, D, T) ‖∂L/∂h_t‖ of every capture
+
+A saved run goes on where it stopped: ``Session.resume("runs/demo").run(100)`` trains 100
+more steps exactly as the original session would have (:mod:`gradviz.engine.runstate`),
+and ``save`` writes the whole run, old steps and new.
 
 Plain Python over :class:`~gradviz.engine.train.Trainer`: no threads, no Qt. Training stops
 between two steps when ``should_stop()`` says so; a KeyboardInterrupt propagates to the
@@ -22,8 +26,13 @@ from gradviz.config import RunConfig
 from gradviz.engine.capture import Capture
 from gradviz.engine.divergence import Divergence
 from gradviz.engine.history import HISTORY_CAPACITY, History
+from gradviz.engine.keyframes import KEYFRAME_CAPACITY, Keyframes
+from gradviz.engine.runstate import RunState, capture_state, restore_state
 from gradviz.engine.train import Trainer
 
+# Sampled texts a session keeps; when full, every other one of the older half goes, so
+# that they stay spread over the run.
+TEXT_CAPACITY = 256
 
 
 @dataclass(frozen=True)
@@ -49,16 +58,43 @@ class Session:
 
     ``text``: the already-read contents of the text task's file (read from
     ``config.text_file`` when None). ``history``: keep a bounded :class:`History` of every
-    capture (a caller that keeps its own, such as the app's training process, passes False).
+    capture and :class:`Keyframes` of the full ones (a caller that keeps its own, such as
+    the app's training process, passes False). ``state``: continue from a
+    :class:`RunState` of a run of this configuration (ValueError if it is not one).
     """
 
     def __init__(self, config: RunConfig, text: str | None = None, *, history: bool = True,
-                 history_capacity: int = HISTORY_CAPACITY):
+                 history_capacity: int = HISTORY_CAPACITY,
+                 keyframe_capacity: int = KEYFRAME_CAPACITY, state: RunState | None = None):
         self.trainer = Trainer(config, text=text)
         self.history: History | None = History(history_capacity) if history else None
+        self.keyframes: Keyframes | None = Keyframes(keyframe_capacity) if history else None
+        self.texts: list[tuple[int, str]] = []     # (steps trained, text), oldest first
         self.counts = Counts()
         self.seconds = 0.0           # spent in training steps
         self.interrupted = False
+        if state is not None:
+            restore_state(self, state)
+
+    @classmethod
+    def resume(cls, folder, text: str | None = None, *,
+               history_capacity: int = HISTORY_CAPACITY,
+               keyframe_capacity: int = KEYFRAME_CAPACITY) -> "Session":
+        """The session of a saved run, with its history, keyframes and text, ready to train
+        on from its last step; RunFileError if the run cannot be read or continued."""
+        from gradviz.engine.runfile import load_run_state, open_run
+
+        run = open_run(folder, history_capacity, keyframe_capacity)
+        session = cls(run.config, text, history_capacity=history_capacity,
+                      keyframe_capacity=keyframe_capacity)
+        restore_state(session, load_run_state(run, session))
+        session.history, session.keyframes = run.history, run.keyframes
+        session.texts = list(run.texts)
+        return session
+
+    def state(self) -> RunState:
+        """What continuing this run needs, now (between two steps)."""
+        return capture_state(self)
 
     # -- what it is ---------------------------------------------------------------------
     @property
@@ -111,6 +147,7 @@ class Session:
             self.counts.clipped += capture.clipped
             if self.history is not None:
                 self.history.append(capture)
+                self.keyframes.add(capture)
         return StepReport(index, capture, self.trainer.divergence, self.trainer.last_loss)
 
     def steps(self, n: int | None = None, full: bool = True) -> Iterator[StepReport]:
@@ -145,8 +182,14 @@ class Session:
         return done
 
     def generate(self, n: int = 200, temperature: float = 1.0) -> str | None:
-        """Text sampled from a language model; None for the other tasks."""
-        return self.trainer.generate(n, temperature)
+        """Text sampled from a language model (kept in :attr:`texts`); None for the other
+        tasks."""
+        text = self.trainer.generate(n, temperature)
+        if text is not None:
+            if len(self.texts) >= TEXT_CAPACITY:
+                del self.texts[:TEXT_CAPACITY // 2:2]
+            self.texts.append((self.steps_done, text))
+        return text
 
     # -- record -------------------------------------------------------------------------
     def summary(self) -> dict:
@@ -167,12 +210,18 @@ class Session:
         }
 
     def save(self, folder, **extra) -> None:
-        """Write the run folder (run.json + capture.npz); ``extra`` joins the summary."""
+        """Write the whole run folder (run.json, capture.npz with the keyframes and text,
+        state.npz); ``extra`` joins the summary. A language model's run that has no text of
+        its newest step gets one first, so that an opened run shows what the model writes."""
         from gradviz.engine.record import save_run
 
         if self.history is None:
             raise ValueError("this session keeps no history (history=False): nothing to save")
-        save_run(folder, self.config, self.history, {**self.summary(), **extra})
+        if self.is_language and self.steps_done and (not self.texts
+                                                    or self.texts[-1][0] != self.steps_done):
+            self.generate()
+        save_run(folder, self.config, self.history, {**self.summary(), **extra},
+                 keyframes=self.keyframes, texts=self.texts, state=self.state())
 
 
-__all__ = ["Session", "StepReport", "Counts", "HISTORY_CAPACITY"]
+__all__ = ["Session", "StepReport", "Counts", "HISTORY_CAPACITY", "TEXT_CAPACITY"]

@@ -19,7 +19,7 @@ from ..config import RunConfig
 from . import registry
 from .capture import Capture
 from .divergence import Divergence, DivergenceWatch
-from .init import initialise
+from .init import initialise, spectral_radius
 from .network import Network
 from .paths import path_names, path_norms
 from .spectrum import SpectrumTracker
@@ -162,6 +162,7 @@ class Trainer:
             p.grad = None
         y = self.net.readout(out[self.task.loss_positions, :B])
         loss = self.task.loss(y, target)
+        metric = self.task.metric(y.detach(), batch) if capture else math.nan
         loss.backward()
         grads = self.net.backward(fwd, out.grad, cfg.tbptt)
         if cfg.stateful:
@@ -171,7 +172,7 @@ class Trainer:
         norms = torch.stack([torch.linalg.vector_norm(p.grad) for p in self.params])
         grad_norm = torch.linalg.vector_norm(norms).item()
         # ρ describes the weights this step used, so it is taken before the update.
-        spectral = self._spectral_now() if capture else None
+        spectral_now = self._spectral_now() if capture else None
         events: list[str] = []
         nonfinite = not (math.isfinite(loss_value) and math.isfinite(grad_norm))
         clipped = False
@@ -194,7 +195,7 @@ class Trainer:
         result = None
         if capture:
             result = self._capture(fwd, grads, B, loss_value, norms, grad_norm, grad_norm_clipped,
-                                   clipped, nonfinite, tuple(events), full, spectral)
+                                   clipped, nonfinite, tuple(events), full, metric, spectral_now)
         self.step_index += 1
         return result
 
@@ -235,31 +236,15 @@ class Trainer:
     # -- capture ----------------------------------------------------------------------------
     @torch.no_grad()
     def _capture(self, fwd, grads, B, loss_value, norms, grad_norm, grad_norm_clipped,
-                 clipped, nonfinite, events, full, spectral) -> Capture:
+                 clipped, nonfinite, events, full, metric, spectral_now) -> Capture:
         cell = self.net.cell
-        L, D, H = self.net.layers, self.net.directions, self.net.hidden
-        T = fwd.output.shape[0]
-
-        def in_time_order(t: Tensor, d: int) -> Tensor:
-            return t if d == 0 else t.flip(0)
-
-        def host(parts: list[Tensor], shape: tuple[int, ...]) -> np.ndarray:
-            return torch.stack(parts).reshape(shape).to("cpu", torch.float32).numpy()
-
-        dh = [in_time_order(torch.linalg.vector_norm(grads[k][d].dh, dim=(1, 2)), d)
-              for k in range(L) for d in range(D)]
-        dc = [in_time_order(torch.linalg.vector_norm(grads[k][d].dc, dim=(1, 2)), d)
-              for k in range(L) for d in range(D) if grads[k][d].dc is not None]
-        dout = [in_time_order(torch.linalg.vector_norm(grads[k][d].dout, dim=(1, 2)), d)
-                for k in range(L) for d in range(D)]
-        rho, sigma = spectral
-        cap = Capture(
+        rho, sigma = spectral_now
+        return Capture(
             step=self.step_index, loss=loss_value, baseline=self.baseline,
             lr=self.config.lr, clip=self.config.clip, clip_threshold=self.config.clip_threshold,
-            dh_norm=host(dh, (L, D, T)),
-            dc_norm=host(dc, (L, D, T)) if dc else None,
             gate_names=tuple(cell.gate_names), gate_ranges=tuple(cell.gate_ranges),
-            gates=None, sat_low=None, sat_high=None, probe_h=None, probe_c=None,
+            **timestep_arrays(self.net, fwd, grads, B if full else None, rows=B,
+                              tbptt=self.config.tbptt),
             param_names=self.param_names, param_owners=self.param_owners,
             param_grad_norm=norms.to("cpu", torch.float32).numpy(),
             grad_norm=grad_norm, grad_norm_clipped=grad_norm_clipped,
@@ -267,37 +252,13 @@ class Trainer:
             # float64, as computed: the weights of a float64 run may pass float32's range.
             rho=rho.cpu().numpy(), sigma_max=sigma.cpu().numpy(),
             rho_names=self._block_names, events=events, rho_step=self.step_index,
-            dout_norm=host(dout, (L, D, T)), path_names=path_names(cell),
+            metric=metric, metric_name=self.task.metric_name,
         )
-        if not full:
-            return cap
-
-        gates, low, high, ph, pc, paths = [], [], [], [], [], []
-        for k in range(L):
-            for d in range(D):
-                cache = fwd.caches[k][d]
-                paths.append(in_time_order(
-                    path_norms(cell, cache, grads[k][d], B, self.config.tbptt).transpose(0, 1), d))
-                gates.append(in_time_order(cache.stats.mean, d))      # (T, G, H)
-                low.append(in_time_order(cache.stats.low, d))         # (T, G)
-                high.append(in_time_order(cache.stats.high, d))
-                ph.append(in_time_order(cache.h[:, B], d))            # the probe row
-                if cache.c is not None:
-                    pc.append(in_time_order(cache.c[:, B], d))
-        G = len(cell.gate_names)
-        cap.gates = host(gates, (L, D, T, G, H)).transpose(0, 1, 3, 2, 4).copy()
-        cap.sat_low = host(low, (L, D, T, G)).transpose(0, 1, 3, 2).copy()
-        cap.sat_high = host(high, (L, D, T, G)).transpose(0, 1, 3, 2).copy()
-        cap.probe_h = host(ph, (L, D, T, H))
-        cap.probe_c = host(pc, (L, D, T, H)) if pc else None
-        Q = len(cap.path_names)
-        cap.paths = host(paths, (L, D, T, Q, H)).transpose(0, 1, 3, 2, 4).copy()
-        return cap
 
     @torch.no_grad()
     def _spectral_now(self) -> tuple[Tensor, Tensor]:
-        """Spectral radius and largest singular value of every recurrent block, (L, D, G')
-        float64 (:mod:`gradviz.engine.spectrum`)."""
+        """ρ and σ_max of every recurrent block, (L, D, G') float64, tracked from the
+        previous captured step (:mod:`gradviz.engine.spectrum`)."""
         L, D, H = self.net.layers, self.net.directions, self.net.hidden
         blocks = torch.cat([self.net.layer_params(k, d)["weight_hh"].detach().view(-1, H, H)
                             for k in range(L) for d in range(D)])     # (L·D·G', H, H)
@@ -329,3 +290,71 @@ class Trainer:
             index = int(torch.multinomial(probs, 1, generator=gen))
             out_idx.append(index)
         return self.task.decode(out_idx)
+
+
+@torch.no_grad()
+def timestep_arrays(net: Network, fwd, grads, probe: int | None,
+                    dtype: torch.dtype = torch.float32, rows: int | None = None,
+                    tbptt: int = 0) -> dict[str, np.ndarray | tuple | None]:
+    """The per-timestep arrays of a :class:`Capture`, in time order for both directions,
+    from a forward pass (``fwd``, run with gate statistics unless ``probe`` is None) and
+    its backward pass (``grads``): ``dh_norm``, ``dc_norm``, ``dout_norm``, ``path_names``
+    and, with ``probe`` (the batch row whose trajectory is kept), ``gates``, ``sat_low``,
+    ``sat_high``, ``probe_h``, ``probe_c`` and ``paths`` (over the first ``rows`` batch
+    rows, all if None: those the loss sees); numpy arrays of ``dtype``, None where the
+    cell has no such thing."""
+    L, D, H = net.layers, net.directions, net.hidden
+    T = fwd.output.shape[0]
+    G = len(net.cell.gate_names)
+
+    def in_time_order(t: Tensor, d: int) -> Tensor:
+        return t if d == 0 else t.flip(0)
+
+    def host(parts: list[Tensor], shape: tuple[int, ...]) -> np.ndarray:
+        return torch.stack(parts).reshape(shape).to("cpu", dtype).numpy()
+
+    pairs = [(k, d) for k in range(L) for d in range(D)]
+    dh = [in_time_order(torch.linalg.vector_norm(grads[k][d].dh, dim=(1, 2)), d)
+          for k, d in pairs]
+    dc = [in_time_order(torch.linalg.vector_norm(grads[k][d].dc, dim=(1, 2)), d)
+          for k, d in pairs if grads[k][d].dc is not None]
+    dout = [in_time_order(torch.linalg.vector_norm(grads[k][d].dout, dim=(1, 2)), d)
+            for k, d in pairs]
+    out = {"dh_norm": host(dh, (L, D, T)), "dc_norm": host(dc, (L, D, T)) if dc else None,
+           "dout_norm": host(dout, (L, D, T)), "path_names": path_names(net.cell),
+           "gates": None, "sat_low": None, "sat_high": None, "probe_h": None, "probe_c": None,
+           "paths": None}
+    if probe is None:
+        return out
+    gates, low, high, ph, pc, paths = [], [], [], [], [], []
+    rows = grads[0][0].dh.shape[1] if rows is None else rows
+    for k, d in pairs:
+        cache = fwd.caches[k][d]
+        paths.append(in_time_order(
+            path_norms(net.cell, cache, grads[k][d], rows, tbptt).transpose(0, 1), d))
+        gates.append(in_time_order(cache.stats.mean, d))      # (T, G, H)
+        low.append(in_time_order(cache.stats.low, d))         # (T, G)
+        high.append(in_time_order(cache.stats.high, d))
+        ph.append(in_time_order(cache.h[:, probe], d))
+        if cache.c is not None:
+            pc.append(in_time_order(cache.c[:, probe], d))
+    out["gates"] = host(gates, (L, D, T, G, H)).transpose(0, 1, 3, 2, 4).copy()
+    out["sat_low"] = host(low, (L, D, T, G)).transpose(0, 1, 3, 2).copy()
+    out["sat_high"] = host(high, (L, D, T, G)).transpose(0, 1, 3, 2).copy()
+    out["probe_h"] = host(ph, (L, D, T, H))
+    out["probe_c"] = host(pc, (L, D, T, H)) if pc else None
+    Q = len(out["path_names"])
+    out["paths"] = host(paths, (L, D, T, Q, H)).transpose(0, 1, 3, 2, 4).copy()
+    return out
+
+
+@torch.no_grad()
+def spectral(net: Network) -> tuple[Tensor, Tensor]:
+    """Spectral radius and largest singular value of every recurrent block of ``net``,
+    (L, D, G') float64."""
+    L, D, H = net.layers, net.directions, net.hidden
+    blocks = torch.stack([net.layer_params(k, d)["weight_hh"].detach().view(-1, H, H)
+                          for k in range(L) for d in range(D)])   # (L·D, G', H, H)
+    rho = spectral_radius(blocks).view(L, D, -1)
+    sigma = torch.linalg.matrix_norm(blocks.double(), ord=2).view(L, D, -1)
+    return rho, sigma

@@ -12,7 +12,10 @@ models this small, :func:`gradviz.engine.train.threads_for`); callers set
 """
 from __future__ import annotations
 
+import math
+import re
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Callable
 
@@ -101,9 +104,9 @@ def _clipped(exp: Experiment, steps: int | None) -> tuple[bool, str]:
                   f"in {session.steps_done}")
 
 
-def _mean_loss(session: Session) -> float:
-    """The loss over the last LOSS_WINDOW steps, as a multiple of the baseline."""
-    return float(np.mean(session.history.loss[-LOSS_WINDOW:])) / session.trainer.baseline
+def _mean_loss(session: Session, rows: int = LOSS_WINDOW) -> float:
+    """The loss over the last ``rows`` steps, as a multiple of the baseline."""
+    return float(np.mean(session.history.loss[-rows:])) / session.trainer.baseline
 
 
 def _learn(config: RunConfig, steps: int, fraction: float) -> Session:
@@ -119,6 +122,74 @@ def _learns(exp: Experiment, steps: int | None) -> tuple[bool, str]:
     if loss < 0.5:
         return True, f"loss {loss:.2f}x baseline at step {session.steps_done}"
     return False, f"loss still {loss:.2f}x baseline after {session.steps_done} steps (needs < 0.5)"
+
+
+def _recent_metric(session: Session, rows: int = LOSS_WINDOW) -> float:
+    """The task's metric over the last ``rows`` captures (nan where it has none)."""
+    metric = session.history.metric[-rows:]
+    return float(np.mean(metric[np.isfinite(metric)])) if np.isfinite(metric).any() else math.nan
+
+
+def _solves(exp: Experiment, steps: int | None) -> tuple[bool, str]:
+    """The loss falls below half the baseline and more than half the sums are solved."""
+    session = train(exp.config, steps or exp.config.steps,
+                    until=lambda s: len(s.history) >= LOSS_WINDOW and _mean_loss(s) < 0.5
+                    and _recent_metric(s) > 0.5)
+    loss, solved = _mean_loss(session), _recent_metric(session)
+    held = loss < 0.5 and solved > 0.5
+    return held, (f"loss {loss:.2f}x baseline (needs < 0.5), {session.history.metric_name} "
+                  f"{solved:.1%} (needs > 50%) at step {session.steps_done}")
+
+
+def _long_range(exp: Experiment, steps: int | None) -> tuple[bool, str]:
+    """The metric starts near chance and ends at 95% or more."""
+    session = train(exp.config, steps or exp.config.steps,
+                    until=lambda s: len(s.history) >= LOSS_WINDOW and _recent_metric(s) >= 0.95)
+    metric = session.history.metric
+    start, end = float(np.nanmean(metric[:20])), _recent_metric(session)
+    held = start <= 0.7 and end >= 0.95
+    return held, (f"{session.history.metric_name}: {start:.0%} over steps 0-19 (needs <= 70%), "
+                  f"{end:.0%} at step {session.steps_done} (needs >= 95%)")
+
+
+def _repeated_words(samples: list[str], text: str) -> list[str]:
+    """The words of the ``text`` (three letters or more) that occur more than once in the
+    ``samples`` taken together."""
+    counts = Counter(re.findall(r"[A-Za-z]{3,}", "\n".join(samples)))
+    known = set(re.findall(r"[A-Za-z]{3,}", text))
+    return sorted(word for word, n in counts.items() if n > 1 and word in known)
+
+
+SAMPLES = 3  # 200-character samples, as the text panel shows them one after another
+
+
+def _char_model(exp: Experiment, steps: int | None) -> tuple[bool, str]:
+    """The loss per character falls from ln V to below half of it, and 200-character
+    samples have spaces and repeat words of the text."""
+    session = train(exp.config, steps or exp.config.steps)
+    start = math.log(session.trainer.task.output_size)
+    end = float(np.mean(session.history.loss[-10 * LOSS_WINDOW:]))
+    samples = [session.generate(200) for _ in range(SAMPLES)]
+    spaces = min(sample.count(" ") for sample in samples)
+    repeated = _repeated_words(samples, session.trainer.task.text)
+    held = end < 0.5 * start and spaces >= 10 and bool(repeated)
+    return held, (f"loss {end:.2f} nats per character over the last {10 * LOSS_WINDOW} of "
+                  f"{session.steps_done} steps, from ln V = {start:.2f} (needs < {start / 2:.2f}); "
+                  f"{SAMPLES} samples of 200 characters have at least {spaces} spaces each "
+                  f"(needs 10) and repeat {', '.join(repeated) or 'no word of the text'} "
+                  f"(needs one)")
+
+
+def _stateful(exp: Experiment, steps: int | None) -> tuple[bool, str]:
+    """Stateless and stateful both leave the baseline and end within 15% of each other."""
+    n = steps or exp.config.steps
+    rows = 4 * LOSS_WINDOW
+    stateless, stateful = (_mean_loss(train(c, n), rows) for c in (exp.config, exp.then_config))
+    ratio = stateful / stateless
+    held = max(stateless, stateful) < 0.7 and abs(ratio - 1) < 0.15
+    return held, (f"mean loss over the last {rows} of {n} steps: stateless "
+                  f"{stateless:.3f}x baseline, stateful {stateful:.3f}x (both need < 0.7); "
+                  f"stateful / stateless = {ratio:.2f} (needs 0.85 to 1.15)")
 
 
 def _gated_not_plain(exp: Experiment, steps: int | None) -> tuple[bool, str]:
@@ -148,10 +219,13 @@ CHECKS: dict[str, Callable[[Experiment, int | None], tuple[bool, str]]] = {
     "vanishing-tanh": _vanishing,
     "exploding-relu": _exploding,
     "clipped-relu": _clipped,
-    "lstm-remembers": _learns,
+    "lstm-remembers": _solves,
     "forget-bias": _forget_bias,
     "irnn-adding": _learns,
     "copy-gru": _gated_not_plain,
+    "reber-lstm": _long_range,
+    "min-char-rnn": _char_model,
+    "stateful-series": _stateful,
 }
 
 

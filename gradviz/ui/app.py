@@ -6,12 +6,15 @@ import sys
 
 from PyQt6 import QtCore, QtGui, QtWidgets
 
+from gradviz.engine.runformat import RunFileError
 from gradviz.resources import icon_bytes
 from gradviz.ui.window import MainWindow
 
 
-def run_app(argv: list[str] | None = None) -> int:
-    """Open the main window and run the event loop; returns the exit status."""
+def run_app(argv: list[str] | None = None, experiment: str | None = None,
+            run: str | None = None) -> int:
+    """Open the main window (on the guided ``experiment`` if named, or on the saved run in
+    the folder ``run``) and run the event loop; returns the exit status."""
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(
         list(sys.argv if argv is None else argv))
     app.setApplicationName("gradviz")
@@ -20,6 +23,15 @@ def run_app(argv: list[str] | None = None) -> int:
     close_on_signals(app)
     window = MainWindow()
     window.show()
+    if experiment is not None:
+        from gradviz.experiments import load_experiment
+
+        window.load_experiment(load_experiment(experiment))
+    if run is not None:
+        try:
+            window.open_run(run)
+        except RunFileError as exc:
+            window.dialogs.warn("Run not opened", str(exc))
     status = app.exec()
     # Destroy the widgets while the QApplication still exists: left to the interpreter's
     # exit, the order of destruction is arbitrary, and under X11 that crashed now and then.

@@ -9,8 +9,8 @@ from PyQt6 import QtCore, QtWidgets
 from gradviz.config import RunConfig
 
 EMPTY_HINT = "Press Space to train"
-NO_EXPERIMENT = ("Press Space to train these settings, or choose a guided experiment from "
-                 "the Experiments menu.")
+NO_EXPERIMENT = ("these settings, or choose a guided experiment from the Experiments menu: "
+                 "what to watch in it will show here.")
 # The paragraph keeps to a few lines on a projector's 720 lines; the whole of it is in the
 # tooltip.
 WATCH_LINES = 4
@@ -64,14 +64,16 @@ class Banner(QtWidgets.QFrame):
         top = QtWidgets.QHBoxLayout()
         top.addWidget(self.hint, 0)
         top.addWidget(self.title, 1)
-        top.addWidget(self.then_button, 0)
         top.addWidget(close, 0)
+        bottom = QtWidgets.QHBoxLayout()
+        bottom.addWidget(self.expected, 1)
+        bottom.addWidget(self.then_button, 0)
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(8, 4, 4, 4)
         layout.setSpacing(2)
         layout.addLayout(top)
         layout.addWidget(self.watch)
-        layout.addWidget(self.expected)
+        layout.addLayout(bottom)
         self._update()
 
     # -- what it shows -------------------------------------------------------------------

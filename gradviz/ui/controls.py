@@ -15,6 +15,8 @@ from PyQt6 import QtCore, QtGui, QtWidgets
 
 from gradviz.config import GROUPS, ConfigError, RunConfig, Setting, settings
 from gradviz.engine import registry
+from gradviz.engine.texts import CORPUS_LABEL
+from gradviz.ui.dialogs import ask_text_file
 
 FIELD_MIN_WIDTH = 80
 LIVE_NOTE = "Takes effect on the next step."
@@ -152,9 +154,8 @@ class ControlPanel(QtWidgets.QWidget):
             # should leave the room to the plots.
             widget.setMinimumWidth(FIELD_MIN_WIDTH)
         if isinstance(widget, QtWidgets.QComboBox):
-            widget.setSizeAdjustPolicy(
-                QtWidgets.QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-            widget.setMinimumContentsLength(8)
+            # As wide as its longest choice: a cut "Embedded Reber g" reads as a bug.
+            widget.setSizeAdjustPolicy(QtWidgets.QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.w[name] = widget
         return widget
 
@@ -261,7 +262,7 @@ class ControlPanel(QtWidgets.QWidget):
         w = self.w
         self.text_button.setVisible(self._needs_file())
         self.text_label.setVisible(self._needs_file())
-        name = os.path.basename(self._text_file or "") or "no file chosen"
+        name = os.path.basename(self._text_file or "") or CORPUS_LABEL
         self.text_label.setText(self._text_note or name)
         w["momentum"].setEnabled(w["optimizer"].currentData() == "sgd")
         w["clip_threshold"].setEnabled(w["clip"].currentData() != "none")
@@ -272,10 +273,6 @@ class ControlPanel(QtWidgets.QWidget):
     def _on_edit(self, *_args) -> None:
         if self._updating:
             return
-        if self._needs_file() and not self._text_file:
-            if not self.choose_text_file():
-                self.set_config(self._config)  # no file: back to the previous task
-                return
         self._sync_enabled()
         try:
             config = self.config()
@@ -290,9 +287,7 @@ class ControlPanel(QtWidgets.QWidget):
 
     def choose_text_file(self) -> bool:
         """Ask for a text file for the language task; True if one was chosen."""
-        start = os.path.dirname(self._text_file or "") or os.path.expanduser("~")
-        path, _ = QtWidgets.QFileDialog.getOpenFileName(
-            self, "Text file for the language model", start, "Text files (*.txt);;All files (*)")
+        path = ask_text_file(self, self._text_file)
         if not path:
             return False
         self._text_file = path

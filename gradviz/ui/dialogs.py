@@ -1,5 +1,6 @@
 """Every file dialog of the app: save a run, open a run, export a view, export the
-dashboard; all with one behaviour.
+dashboard, export TensorBoard event files; all with one behaviour. And the text task's
+file dialog (:func:`ask_text_file`), which starts where the last text file was.
 
 * A dialog starts in the folder the last one was left in (remembered in
   :class:`~gradviz.ui.prefs.Prefs`), and the folder chosen is remembered at once.
@@ -22,12 +23,18 @@ from typing import Callable, Protocol
 from PyQt6 import QtWidgets
 
 from gradviz.engine.record import RunFileError
+from gradviz.tensorboard import TensorBoardMissing, export_history
 from gradviz.ui.export import ExportError, file_filter
 from gradviz.ui.prefs import Prefs
 
 RUN_FILE = "run.json"
+# The text dialog shows the usual plain-text files first; any other file is one choice away.
+TEXT_SUFFIXES = ("txt", "md", "rst", "py", "tex", "csv", "json", "html", "xml", "log", "c",
+                 "h", "cpp", "js", "java", "sh", "ini", "cfg", "toml", "yaml", "yml")
+TEXT_FILTER = ("Text files (" + " ".join(f"*.{s}" for s in TEXT_SUFFIXES) + ")"
+               ";;All files (*)")
 # Errors whose message is already a whole sentence for the user: the file, the reason, the fix.
-SELF_EXPLAINING = (ExportError, RunFileError)
+SELF_EXPLAINING = (ExportError, RunFileError, TensorBoardMissing)
 
 
 class Exportable(Protocol):
@@ -45,6 +52,17 @@ def reason(err: BaseException) -> str:
     if isinstance(err, OSError) and err.strerror:
         return err.strerror
     return str(err) or type(err).__name__
+
+
+def ask_text_file(parent: QtWidgets.QWidget | None, last_file: str | None) -> str | None:
+    """Ask for a text file for the language model, starting in the folder of
+    ``last_file`` (the home folder if there is none, or it is gone); the path chosen, or
+    None if cancelled."""
+    folder = os.path.dirname(last_file or "")
+    start = folder if folder and os.path.isdir(folder) else os.path.expanduser("~")
+    path, _ = QtWidgets.QFileDialog.getOpenFileName(
+        parent, "Text file for the language model", start, TEXT_FILTER)
+    return path or None
 
 
 class FileDialogs:
@@ -90,6 +108,19 @@ class FileDialogs:
         return self._act(folder, save, "Run not saved", "Run saved to {path}",
                          "Could not save the run to {path}: {reason}. A run already there "
                          "is left as it was; choose another folder.")
+
+    def export_tensorboard(self, history) -> str | None:
+        """Ask for a folder, then write ``history`` there as TensorBoard event files; with
+        nothing captured yet, say so instead of asking."""
+        if len(history) == 0:
+            self.warn("Nothing to export", "No training step has been captured yet: "
+                      "start training (Space) first.")
+            return None
+        folder = self.ask_save("Export TensorBoard event files (a folder)", "tensorboard",
+                               "TensorBoard log folder (*)")
+        return self._act(folder, lambda path: export_history(history, path), "Export failed",
+                         "TensorBoard event files written to {path}",
+                         "Could not write to {path}: {reason}. Choose another folder.")
 
     def open_run(self, open_: Callable[[str], object]) -> str | None:
         """Ask for a run's run.json, then ``open_(folder)`` with the folder that holds it;

@@ -85,17 +85,73 @@ def prepare_for_render(widget: QtWidgets.QWidget) -> None:
     QtCore.QCoreApplication.sendPostedEvents()
 
 
-def save_widget_png(widget: QtWidgets.QWidget, path: str | os.PathLike) -> Path:
-    """Write what ``widget`` shows, at its size, as a PNG image."""
+# The largest image an export makes (pixels a side): a typo'd width must not fill memory.
+MAX_EXPORT_PX = 16384
+
+
+def render_image(widget: QtWidgets.QWidget, scale: float = 1.0) -> QtGui.QImage:
+    """What ``widget`` shows, drawn at ``scale`` times its size: text and curves are
+    drawn again at that resolution (as on a high-density screen), not enlarged pixels."""
     prepare_for_render(widget)
-    pixmap = widget.grab()
-    if pixmap.isNull() or pixmap.width() == 0 or pixmap.height() == 0:
-        raise cannot_write(path, "the figure has no size to draw")
+    width, height = round(widget.width() * scale), round(widget.height() * scale)
+    if width <= 0 or height <= 0:
+        raise ExportError("the figure has no size to draw")
+    if max(width, height) > MAX_EXPORT_PX:
+        raise ExportError(f"{width} x {height} pixels is larger than the {MAX_EXPORT_PX} "
+                          "pixels a side an export may be; choose a smaller size")
+    image = QtGui.QImage(width, height, QtGui.QImage.Format.Format_ARGB32_Premultiplied)
+    image.setDevicePixelRatio(scale)
+    image.fill(QtGui.QColor("white"))
+    painter = QtGui.QPainter(image)
+    try:
+        painter.setRenderHint(QtGui.QPainter.RenderHint.Antialiasing)
+        painter.setRenderHint(QtGui.QPainter.RenderHint.TextAntialiasing)
+        widget.render(painter)
+    finally:
+        painter.end()
+    return image
+
+
+def with_title(image: QtGui.QImage, title: str) -> QtGui.QImage:
+    """``image`` under one line of ``title`` (a figure that leaves the app names its run)."""
+    scale = image.devicePixelRatio()
+    font = QtGui.QFont()
+    font.setPointSizeF(11)
+    line = QtGui.QFontMetricsF(font).height() + 8
+    out = QtGui.QImage(image.width(), image.height() + round(line * scale),
+                       QtGui.QImage.Format.Format_ARGB32_Premultiplied)
+    out.setDevicePixelRatio(scale)
+    out.fill(QtGui.QColor("white"))
+    painter = QtGui.QPainter(out)
+    try:
+        painter.setRenderHint(QtGui.QPainter.RenderHint.TextAntialiasing)
+        painter.setFont(font)
+        painter.setPen(QtGui.QColor("black"))
+        painter.drawText(QtCore.QRectF(6, 0, image.width() / scale - 12, line),
+                         QtCore.Qt.AlignmentFlag.AlignVCenter, title)
+        painter.drawImage(QtCore.QPointF(0, line), image)
+    finally:
+        painter.end()
+    return out
+
+
+def save_image_png(image: QtGui.QImage, path: str | os.PathLike) -> Path:
+    """Write ``image`` as a PNG file, atomically."""
     buffer = QtCore.QBuffer()
     buffer.open(QtCore.QIODevice.OpenModeFlag.WriteOnly)
-    if not pixmap.save(buffer, "PNG"):
+    if not image.save(buffer, "PNG"):
         raise cannot_write(path, "the image could not be encoded as PNG")
     return write_bytes(path, bytes(buffer.data()))
+
+
+def save_widget_png(widget: QtWidgets.QWidget, path: str | os.PathLike,
+                    scale: float = 1.0) -> Path:
+    """Write what ``widget`` shows, at ``scale`` times its size, as a PNG image."""
+    try:
+        image = render_image(widget, scale)
+    except ExportError as err:
+        raise cannot_write(path, str(err)) from None
+    return save_image_png(image, path)
 
 
 def close_with_lines(d: str) -> str:
@@ -195,12 +251,12 @@ def save_csv(header: list[str], rows: np.ndarray, path: str | os.PathLike) -> Pa
     return write_bytes(path, text.getvalue().encode("utf-8"))
 
 
-def save_figure(widget: QtWidgets.QWidget, path: str | os.PathLike) -> Path:
-    """Write ``widget`` as the image its suffix names: .png, or .svg (vector curves if it
-    is a pyqtgraph scene)."""
+def save_figure(widget: QtWidgets.QWidget, path: str | os.PathLike, scale: float = 1.0) -> Path:
+    """Write ``widget`` as the image its suffix names: .png (at ``scale`` times its
+    size), or .svg (vector curves if it is a pyqtgraph scene)."""
     suffix = Path(path).suffix.lower()
     if suffix == ".png":
-        return save_widget_png(widget, path)
+        return save_widget_png(widget, path, scale)
     if suffix == ".svg":
         if isinstance(widget, QtWidgets.QGraphicsView):
             return save_scene_svg(widget, path)
@@ -208,15 +264,16 @@ def save_figure(widget: QtWidgets.QWidget, path: str | os.PathLike) -> Path:
     raise _unknown_type(path)
 
 
-def save(path: str | os.PathLike, figure: QtWidgets.QWidget, table: Callable[[], Table]) -> Path:
-    """Write ``figure`` (.png, .svg) or ``table()`` (.csv) to ``path``, in the format its
-    suffix names; ``table`` is only called for a CSV file."""
+def save(path: str | os.PathLike, figure: QtWidgets.QWidget, table: Callable[[], Table],
+         scale: float = 1.0) -> Path:
+    """Write ``figure`` (.png at ``scale`` times its size, .svg) or ``table()`` (.csv) to
+    ``path``, in the format its suffix names; ``table`` is only called for a CSV file."""
     suffix = Path(path).suffix.lower()
     if suffix == ".csv":
         header, rows = table()
         return save_csv(header, rows, path)
     if suffix in FORMATS:
-        return save_figure(figure, path)
+        return save_figure(figure, path, scale)
     raise _unknown_type(path)
 
 

@@ -1,7 +1,7 @@
 """The window's layout: the control panel (scrolling) on the left; on the right the
 description of the chosen experiment above the views, which sit in tabs by their ``page``
 ("Gradients", "Why"), each page a grid of panels (a view under its title and its "?"
-button), and the text view below the grid for language tasks.
+button), the text view below the grid for language tasks, and the timeline under them all.
 
 :class:`Dashboard` keeps the panels and lets the View menu hide and show them: a hidden
 panel's neighbours move up into its place, so the room goes to the views still shown.
@@ -19,7 +19,8 @@ class Dashboard:
     its panel; ``tabs`` is the page tabs; ``splitter`` holds the controls and the plots."""
 
     def __init__(self, window: QtWidgets.QMainWindow, controls: QtWidgets.QWidget,
-                 views: dict, banner: QtWidgets.QWidget | None = None):
+                 views: dict, banner: QtWidgets.QWidget | None = None,
+                 timeline: QtWidgets.QWidget | None = None):
         self.views = views
         self.panels = {key: _panel(view) for key, view in views.items()}
         self._hidden: set[str] = set()
@@ -41,6 +42,8 @@ class Dashboard:
             # Shown for language tasks only; while hidden it takes no room.
             column.addWidget(self.panels["text"], 1)
             self.panels["text"].hide()
+        if timeline is not None:
+            column.addWidget(timeline, 0)
 
         self.scroll = QtWidgets.QScrollArea()
         self.scroll.setWidget(controls)
@@ -79,7 +82,8 @@ class Dashboard:
         for key in keys:
             grid.removeWidget(self.panels[key])
         shown = [key for key in keys if key not in self._hidden]
-        columns = min(GRID_COLUMNS, max(1, len(shown)))
+        # Four panels fill a 2 x 2 grid better than a row of three and one alone.
+        columns = 2 if len(shown) == 4 else min(GRID_COLUMNS, max(1, len(shown)))
         for index, key in enumerate(shown):
             grid.addWidget(self.panels[key], index // columns, index % columns)
             self.panels[key].show()

@@ -6,6 +6,7 @@ from PyQt6 import QtCore, QtGui, QtWidgets
 
 from gradviz.experiments import list_experiments
 from gradviz.ui.help import build_help_menu
+from gradviz.ui.runsmenu import add_runs_menu
 
 
 def _action(window: QtWidgets.QMainWindow, text: str, slot, shortcut=None, icon=None,
@@ -26,8 +27,8 @@ def _action(window: QtWidgets.QMainWindow, text: str, slot, shortcut=None, icon=
 
 def build_actions(window) -> None:
     """Give ``window`` (a MainWindow) its actions ``act_run``, ``act_step``, ``act_reset``,
-    ``act_open``, ``act_save``, ``act_dashboard``, ``act_quit``, the training toolbar and
-    the File, Training, Experiments, View and Help menus."""
+    ``act_open``, ``act_save``, ``act_dashboard``, ``act_tensorboard``, ``act_quit``, the
+    training toolbar and the File, Training, Experiments, View and Help menus."""
     icons = QtWidgets.QStyle.StandardPixmap
     key = QtCore.Qt.Key
     std = QtGui.QKeySequence.StandardKey
@@ -41,7 +42,12 @@ def build_actions(window) -> None:
     window.act_open = _action(window, "Open run…", window.open_run_dialog, std.Open)
     window.act_save = _action(window, "Save run…", window.save_run_dialog, std.Save)
     window.act_dashboard = _action(window, "Export dashboard…", window.export_dashboard_dialog)
-    window.act_quit = _action(window, "Quit", window.close, std.Quit)
+    window.act_tensorboard = _action(window, "TensorBoard…", window.export_tensorboard_dialog,
+                                     tip="Write the run as TensorBoard event files into a folder")
+    # The platform's Quit key, or Ctrl+Q where it names none (offscreen, some desktops).
+    quit_key = QtGui.QKeySequence(std.Quit)
+    window.act_quit = _action(window, "Quit", window.close,
+                              quit_key if not quit_key.isEmpty() else "Ctrl+Q")
     training = (window.act_run, window.act_step, window.act_reset)
 
     toolbar = window.addToolBar("Training")
@@ -62,6 +68,9 @@ def build_actions(window) -> None:
             action.triggered.connect(
                 lambda _checked=False, k=view_key, s=suffix: window.export_view_dialog(k, s))
     menu.addAction(window.act_dashboard)
+    _image_size_menu(window, export_menu)
+    export_menu.addSeparator()
+    export_menu.addAction(window.act_tensorboard)
     menu.addSeparator()
     menu.addAction(window.act_quit)
 
@@ -82,8 +91,29 @@ def build_actions(window) -> None:
         action.triggered.connect(
             lambda _checked=False, e=experiment: window.load_experiment(e))
 
+    add_runs_menu(window)
     build_view_menu(window)
     build_help_menu(window)
+
+
+# What File ▸ Export ▸ Image size offers for PNG files: (label, (kind, value)).
+IMAGE_SIZES = (("As on screen", ("scale", 1.0)), ("2× (slides, the default)", ("scale", 2.0)),
+               ("3×", ("scale", 3.0)), ("1920 pixels wide", ("width", 1920.0)),
+               ("3840 pixels wide", ("width", 3840.0)))
+
+
+def _image_size_menu(window, export_menu: QtWidgets.QMenu) -> None:
+    """The PNG size of every export (views and dashboard): ``window.export_size``."""
+    sizes = export_menu.addMenu("Image size (PNG)")
+    group = QtGui.QActionGroup(window)
+    window.size_actions = {}
+    for label, size in IMAGE_SIZES:
+        action = sizes.addAction(label)
+        action.setCheckable(True)
+        action.setChecked(size == window.export_size)
+        group.addAction(action)
+        action.triggered.connect(lambda _=False, s=size: setattr(window, "export_size", s))
+        window.size_actions[size] = action
 
 
 def build_view_menu(window) -> QtWidgets.QMenu:

@@ -25,8 +25,9 @@ RETRY_S = 10.0
 
 
 class RedrawScheduler(QtCore.QObject):
-    """Draws ``views`` (key -> View) from ``state``'s live run. A view is *stale* when its
-    run's record changed since it last drew; a hidden view stays stale until shown.
+    """Draws ``views`` (key -> View) from ``state``'s live run, at the step the timeline
+    shows, with the comparison runs. A view is *stale* when its run's record, the runs
+    shown or the step changed since it last drew; a hidden view stays stale until shown.
 
     A view that raises while drawing is skipped until new data comes, and the others draw
     as usual; ``view_failed(key, message)`` reports it once per view and run (the traceback
@@ -47,6 +48,8 @@ class RedrawScheduler(QtCore.QObject):
         self._failed: set[str] = set()          # views whose failure was reported
         state.data_changed.connect(self.mark_stale)
         state.runs_changed.connect(self._clear_views)
+        state.comparisons_changed.connect(self.mark_stale)
+        state.step_selected.connect(self.mark_stale)
         self.timer = QtCore.QTimer(self)
         self.timer.timeout.connect(self.tick)
 
@@ -98,8 +101,10 @@ class RedrawScheduler(QtCore.QObject):
         """Up to ``limit`` stale views draw, taking turns; returns how many did."""
         if not self._stale:
             return 0
-        run = self.state.live
-        latest = run.latest if run.latest is not None else run.history.latest
+        run, step = self.state.live, self.state.selected_step
+        latest = run.capture_at(step) or run.history.latest
+        comparisons = self.state.shown_comparisons()
+        live_label = self.state.label(run) if comparisons else ""
         keys = list(self.views)
         drawn = 0
         for offset in range(len(keys)):
@@ -110,6 +115,7 @@ class RedrawScheduler(QtCore.QObject):
                 continue
             self._stale.discard(key)
             try:
+                view.set_comparisons(comparisons, live_label, step)
                 view.set_data(run.history, latest)
             except Exception as exc:  # noqa: BLE001 - one broken view must not stop the rest
                 self._report(key, exc)

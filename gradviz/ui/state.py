@@ -8,27 +8,50 @@ that state. No training happens here: captures arrive from the worker and are re
 """
 from __future__ import annotations
 
+import bisect
 import os
+from dataclasses import dataclass
 
 from PyQt6 import QtCore
 
-from gradviz.config import RunConfig
+from gradviz.config import RunConfig, describe, structural_change
 from gradviz.engine.capture import Capture
 from gradviz.engine.history import HISTORY_CAPACITY, History
+from gradviz.engine.keyframes import Keyframes
 
+
+
+# Comparison runs kept besides the live one; a fifth pushes the oldest out. Each holds at
+# most a History (max_bytes, 256 MiB) and Keyframes (KEYFRAME_MAX_BYTES, 256 MiB) and its
+# text samples (TEXT_SAMPLES strings), so the runs on screen hold at most
+# (1 + MAX_COMPARISONS) x 512 MiB however long they trained; small models far less.
+MAX_COMPARISONS = 4
+# Text samples a run keeps (one every ~2 s while a language model trains).
+TEXT_SAMPLES = 256
 
 
 class Run:
-    """One run on screen: its settings, bounded history, newest full capture and newest
-    sampled text. ``source`` is the folder it was opened from, None for a run trained here."""
+    """One run on screen: its settings, bounded history, keyframes (full captures at steps
+    spread over the run), newest full capture and sampled texts. ``source`` is the folder it
+    was opened from, None for a run trained here; ``hidden``: a comparison run not drawn."""
 
     def __init__(self, config: RunConfig, history: History | None = None,
-                 source: str | None = None):
+                 source: str | None = None, keyframes: Keyframes | None = None):
         self.config = config
         self.history = history if history is not None else History(HISTORY_CAPACITY)
         self.latest: Capture | None = self.history.latest
-        self.text: str | None = None
+        self.keyframes = keyframes if keyframes is not None else Keyframes()
+        if not len(self.keyframes) and self.latest is not None:
+            self.keyframes.add(self.latest)
+        self.texts: list[tuple[int, str]] = []   # (steps trained when sampled, text)
         self.source = source
+        self.hidden = False
+        self.number = 0    # given by the AppState that shows it
+        # Of an opened run: its saved colour scales (view key: (low, high)), its summary,
+        # and whether it has the state to be continued.
+        self.scales: dict[str, tuple[float, float]] = {}
+        self.summary: dict = {}
+        self.can_continue = False
 
     @property
     def name(self) -> str:
@@ -38,20 +61,73 @@ class Run:
         c = self.config
         return f"{c.cell}, {c.task}, T {c.seq_len}"
 
+    @property
+    def text(self) -> str | None:
+        """The newest sampled text."""
+        return self.texts[-1][1] if self.texts else None
+
+    @property
+    def newest_step(self) -> int | None:
+        return int(self.history.step[-1]) if len(self.history) else None
+
     def append(self, captures: list[Capture]) -> None:
         for capture in captures:
             self.history.append(capture)
             if not capture.is_light:
                 self.latest = capture
+                self.keyframes.add(capture)
+
+    def add_text(self, text: str, steps_done: int | None = None) -> None:
+        """A text sampled after ``steps_done`` steps (default: those recorded)."""
+        if steps_done is None:
+            steps_done = 0 if self.newest_step is None else self.newest_step + 1
+        self.texts.append((int(steps_done), text))
+        # Thinned like the keyframes: every other old sample goes, the newest stays.
+        if len(self.texts) > TEXT_SAMPLES:
+            self.texts = self.texts[:-1:2] + self.texts[-1:]
+
+    def capture_at(self, step: int | None) -> Capture | None:
+        """The full capture the per-step views show at ``step``: the keyframe nearest to
+        it, or for None (follow the newest) the newest full capture."""
+        if step is None or not len(self.keyframes):
+            return self.latest
+        return self.keyframes.nearest(step)
+
+    def text_at(self, step: int | None) -> str | None:
+        """The newest text sampled by the end of training step ``step`` (None: the newest
+        of all); step k is done when k + 1 steps are."""
+        if step is None:
+            return self.text
+        index = bisect.bisect_right([s for s, _ in self.texts], step + 1)
+        return self.texts[index - 1][1] if index else None
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the arrays this run holds (history rows in use, keyframes)."""
+        history = sum(a.nbytes for a in getattr(self.history, "_a", {}).values())
+        return history + self.keyframes.nbytes + sum(len(t) for _, t in self.texts)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A comparison run as the views draw it: its ``label`` (what differs from the live
+    run), ``history``, the full ``capture`` at the step shown (or its newest) and its
+    place ``index`` among the comparisons shown (its colour)."""
+    label: str
+    history: History
+    capture: Capture | None
+    index: int
 
 
 class AppState(QtCore.QObject):
-    """Signals: ``runs_changed()`` when a run is replaced, added or removed (views start
-    afresh); ``data_changed()`` when the live run's record grew; ``text_changed(str)``;
+    """Signals: ``runs_changed()`` when the live run is replaced (views start afresh);
+    ``comparisons_changed()`` when a comparison run is added, hidden, shown or removed;
+    ``data_changed()`` when the live run's record grew; ``text_changed(str)``;
     ``running_changed(bool)``; ``config_changed(RunConfig)``; ``step_selected(object)``
     (a training step, or None for the newest)."""
 
     runs_changed = QtCore.pyqtSignal()
+    comparisons_changed = QtCore.pyqtSignal()
     data_changed = QtCore.pyqtSignal()
     text_changed = QtCore.pyqtSignal(str)
     running_changed = QtCore.pyqtSignal(bool)
@@ -61,18 +137,31 @@ class AppState(QtCore.QObject):
     def __init__(self, config: RunConfig, parent: QtCore.QObject | None = None):
         super().__init__(parent)
         self._config = config
-        self._runs: list[Run] = [Run(config)]
+        self._made = 0
+        self._runs: list[Run] = [self._number(Run(config))]
         self._running = False
         self._selected_step: int | None = None
+
+    def _number(self, run: Run) -> Run:
+        """Runs are numbered as they come, so that two with the same settings have
+        different labels."""
+        self._made += 1
+        run.number = self._made
+        return run
 
     # -- reading ------------------------------------------------------------------------
     @property
     def runs(self) -> tuple[Run, ...]:
+        """The live run, then the comparison runs, newest first."""
         return tuple(self._runs)
 
     @property
     def live(self) -> Run:
         return self._runs[0]
+
+    @property
+    def comparisons(self) -> tuple[Run, ...]:
+        return tuple(self._runs[1:])
 
     @property
     def config(self) -> RunConfig:
@@ -92,27 +181,80 @@ class AppState(QtCore.QObject):
     def selected_step(self) -> int | None:
         return self._selected_step
 
+    def label(self, run: Run) -> str:
+        """What the legends call ``run``: its settings where they differ from the other
+        runs on screen, the opened folder's name first, its number where two read alike."""
+        others = [r.config for r in self._runs if r is not run and not r.hidden]
+        text = describe(run.config, others)
+        if run.source:
+            text = f"{run.name}: {text}"
+        alike = [r for r in self._runs if r is not run
+                 and describe(r.config, [o.config for o in self._runs if o is not r]) == text]
+        return f"{text} (run {run.number})" if alike else text
+
+    def shown_comparisons(self) -> tuple[Comparison, ...]:
+        """The comparison runs not hidden, as the views draw them: each at the step the
+        timeline shows (its nearest keyframe), or its newest while the timeline follows."""
+        shown = [run for run in self._runs[1:] if not run.hidden and len(run.history)]
+        return tuple(Comparison(self.label(run), run.history,
+                                run.capture_at(self._selected_step), index)
+                     for index, run in enumerate(shown))
+
     # -- changing -----------------------------------------------------------------------
     def set_config(self, config: RunConfig) -> None:
         if config != self._config:
+            # A live change (clipping, learning rate) is part of the run that goes on;
+            # any other change is a new model, whose run replaces this one.
+            if not structural_change(self.live.config, config):
+                self.live.config = config
             self._config = config
             self.config_changed.emit(config)
 
-    def new_live_run(self, history: History | None = None, source: str | None = None) -> Run:
-        """The live run starts afresh (a new model) or shows an opened run's record."""
-        self._runs[0] = Run(self._config, history, source)
+    def new_live_run(self, run: Run | None = None) -> Run:
+        """The live run starts afresh (a new model) or is ``run`` (an opened one). The
+        run it replaces stays on screen as a comparison if it recorded anything."""
+        old = self.live
+        self._runs[0] = self._number(run if run is not None else Run(self._config))
+        if len(old.history):
+            self._runs.insert(1, old)
+            del self._runs[1 + MAX_COMPARISONS:]
         self._selected_step = None
         self.runs_changed.emit()
+        self.comparisons_changed.emit()
         if len(self.live.history):
             self.data_changed.emit()
         return self.live
+
+    def continue_live(self) -> None:
+        """The opened run on screen is trained on: it is no longer a saved run's view."""
+        self.live.source = None
+        self.live.can_continue = False
+        self.runs_changed.emit()
+        self.data_changed.emit()
+
+    def add_comparison(self, run: Run) -> None:
+        """Show ``run`` (an opened one) beside the live run, the newest comparison."""
+        self._runs.insert(1, self._number(run))
+        del self._runs[1 + MAX_COMPARISONS:]
+        self.comparisons_changed.emit()
+
+    def remove_run(self, run: Run) -> None:
+        """Take a comparison run off the screen; its memory goes with it."""
+        if run in self._runs[1:]:
+            self._runs.remove(run)
+            self.comparisons_changed.emit()
+
+    def set_hidden(self, run: Run, hidden: bool) -> None:
+        if run in self._runs[1:] and run.hidden != hidden:
+            run.hidden = hidden
+            self.comparisons_changed.emit()
 
     def add_captures(self, captures: list[Capture]) -> None:
         self.live.append(captures)
         self.data_changed.emit()
 
-    def set_text(self, text: str) -> None:
-        self.live.text = text
+    def set_text(self, text: str, steps_done: int | None = None) -> None:
+        self.live.add_text(text, steps_done)
         self.text_changed.emit(text)
 
     def set_running(self, running: bool) -> None:
@@ -121,9 +263,11 @@ class AppState(QtCore.QObject):
             self.running_changed.emit(running)
 
     def select_step(self, step: int | None) -> None:
+        """Show training step ``step`` in the per-step views (None: follow the newest)."""
         if step != self._selected_step:
             self._selected_step = step
             self.step_selected.emit(step)
 
 
-__all__ = ["AppState", "Run", "HISTORY_CAPACITY"]
+__all__ = ["AppState", "Run", "Comparison", "HISTORY_CAPACITY", "MAX_COMPARISONS",
+           "TEXT_SAMPLES"]

@@ -16,17 +16,20 @@ from PyQt6 import QtCore, QtGui, QtWidgets
 
 from gradviz.config import LIVE_FIELDS, RunConfig, structural_change
 from gradviz.engine import memory
-from gradviz.engine.record import load_run, save_run
 from gradviz.ui.banner import Banner
 from gradviz.ui.controls import ControlPanel
 from gradviz.ui.dialogs import FileDialogs
 from gradviz.ui.layout import Dashboard, default_size
 from gradviz.ui.menus import build_actions
-from gradviz.ui.export import ExportError, write_bytes
+from gradviz.ui.export import (ExportError, cannot_write, render_image, save_image_png,
+                               with_title)
+from gradviz.ui.figures import caption
 from gradviz.ui.prefs import Prefs
 from gradviz.ui.redraw import RedrawScheduler
+from gradviz.ui.runfiles import leave_saved_run, open_whole, save_whole
 from gradviz.ui.state import AppState
 from gradviz.ui.statusbar import StatusFields
+from gradviz.ui.timeline import Timeline
 from gradviz.ui.views import make_views
 from gradviz.ui.worker import TrainingWorker
 
@@ -44,18 +47,25 @@ class MainWindow(QtWidgets.QMainWindow):
         self.views = make_views()
         self.dialogs = FileDialogs(self, self.prefs,
                                    lambda text: self.statusBar().showMessage(text, 5000))
+        # PNG exports: (kind, value), "scale" times the size on screen or "width" pixels.
+        self.export_size: tuple[str, float] = ("scale", 2.0)
         for view in self.views.values():
             view.set_file_dialogs(self.dialogs)
+            view.set_export_setup(lambda v=view: (caption(self.state.config),
+                                                  self.export_scale(v.figure_widget())))
         self.scheduler = RedrawScheduler(self.views, self.state, self)
         self.scheduler.view_failed.connect(lambda _key, text: self.statusBar().showMessage(text))
         self.banner = Banner()
         self.banner.then_requested.connect(self.load_then)
-        self.dashboard = Dashboard(self, self.controls, self.views, self.banner)
+        self.timeline = Timeline(self.state, self)
+        self.dashboard = Dashboard(self, self.controls, self.views, self.banner, self.timeline)
         self.panels = self.dashboard.panels
         build_actions(self)
+        self.timeline.add_actions(self)
         self.status_fields = StatusFields(self.statusBar())
         self.state.running_changed.connect(self._show_running)
         self.state.text_changed.connect(self._on_text)
+        self.state.step_selected.connect(self._on_text)
         self.state.runs_changed.connect(self._on_runs_changed)
         self.state.data_changed.connect(self._show_empty)
         self.state.config_changed.connect(self.banner.set_config)
@@ -100,14 +110,12 @@ class MainWindow(QtWidgets.QMainWindow):
         if self.state.running:
             self.worker.pause()
             self.state.set_running(False)
-        elif self._can_train():
-            self._leave_saved_run()
+        elif self._can_train() and self._leave_saved_run():
             self.worker.start()
             self.state.set_running(True)
 
     def step_once(self) -> None:
-        if self._can_train():
-            self._leave_saved_run()
+        if self._can_train() and self._leave_saved_run():
             self.worker.step()
             self.state.set_running(False)
 
@@ -186,11 +194,8 @@ class MainWindow(QtWidgets.QMainWindow):
         if shown:
             self.scheduler.mark_stale()
 
-    def _leave_saved_run(self) -> None:
-        # The model behind an opened run is already fresh (reset when it was opened);
-        # only the recorded curves have to go.
-        if self.state.viewing_saved_run:
-            self.state.new_live_run()
+    def _leave_saved_run(self) -> bool:
+        return leave_saved_run(self)
 
     def _show_running(self, running: bool) -> None:
         icons = QtWidgets.QStyle.StandardPixmap
@@ -211,6 +216,7 @@ class MainWindow(QtWidgets.QMainWindow):
         else:
             self.status_fields.clear()
         self.status_fields.show_state(self.worker.state, self.state.viewing_saved_run)
+        self._on_text()
         self._update_title()
 
     def _on_captures(self, captures: list) -> None:
@@ -226,10 +232,11 @@ class MainWindow(QtWidgets.QMainWindow):
     def _on_status(self, status: dict) -> None:
         self.status_fields.show_progress(status["step"], status["steps_per_s"], status["loss"])
 
-    def _on_text(self, text: str) -> None:
+    def _on_text(self, *_) -> None:
+        # The text sampled at the step the timeline shows (the newest while it follows).
         view = self.views.get("text")
         if view is not None:
-            view.set_text(text)
+            view.set_text(self.state.live.text_at(self.state.selected_step) or "")
 
     def _on_ready(self, language: bool) -> None:
         self.dashboard.set_text_wanted(language)
@@ -314,26 +321,32 @@ class MainWindow(QtWidgets.QMainWindow):
 
     # -- files -------------------------------------------------------------------------
     def save_run_to(self, folder: str | os.PathLike) -> None:
-        save_run(folder, self.state.config, self.history)
+        save_whole(self, folder)
 
     def open_run(self, path: str | os.PathLike) -> None:
-        """Show a saved run, paused; starting again trains a fresh model with its settings."""
-        config, history, _summary = load_run(path)
-        self.controls.set_config(config)
-        self.state.set_config(config)
-        self.worker.reset(config)
+        """Show a saved run as it was saved, paused; starting again asks whether to
+        continue it or train a fresh model with its settings."""
+        open_whole(self, path)
         self._close_error()
-        self.state.set_running(False)
-        self.state.new_live_run(history, source=str(path))
+
+    def export_scale(self, widget: QtWidgets.QWidget) -> float:
+        """The PNG scale File ▸ Export ▸ Image size asks for, for ``widget``."""
+        kind, value = self.export_size
+        if kind == "width":
+            return value / max(1, widget.width())
+        return value
 
     def export_dashboard(self, path: str | os.PathLike) -> None:
-        """The whole window as one PNG (written atomically; raises ExportError)."""
+        """The plots and the controls as one PNG under a line naming the run, at the
+        chosen image size (written atomically; raises ExportError)."""
         self.draw_now()
-        buffer = QtCore.QBuffer()
-        buffer.open(QtCore.QIODevice.OpenModeFlag.WriteOnly)
-        if not self.grab().save(buffer, "PNG"):
-            raise ExportError(f"Could not write {path}: the image could not be encoded as PNG.")
-        write_bytes(path, bytes(buffer.data()))
+        widget = self.centralWidget()
+        try:
+            image = with_title(render_image(widget, self.export_scale(widget)),
+                               caption(self.state.config))
+        except ExportError as err:
+            raise cannot_write(path, str(err)) from None
+        save_image_png(image, path)
 
     def open_run_dialog(self) -> None:
         self.dialogs.open_run(self.open_run)
@@ -346,6 +359,9 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def export_dashboard_dialog(self) -> None:
         self.dialogs.export_dashboard(self.export_dashboard)
+
+    def export_tensorboard_dialog(self) -> None:
+        self.dialogs.export_tensorboard(self.history)
 
     def _warn(self, title: str, message: str) -> None:
         self.dialogs.warn(title, message)

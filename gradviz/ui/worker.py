@@ -35,7 +35,10 @@ class TrainingWorker(QtCore.QObject):
     """GUI-side handle of the training process; all methods are called on the GUI thread.
 
     Signals carry plain data: ``captures_ready(list[Capture])`` (oldest first, the last one
-    full), ``status(dict)`` with step, steps_per_s and loss, ``text_ready(str)``,
+    full), ``status(dict)`` with step, steps_per_s and loss, ``text_ready(str, int)`` (a
+    sample and the steps trained then), ``checkpointed(object, dict)`` (the answer to
+    :meth:`checkpoint`: a RunState or None, and the summary; every capture up to the
+    state's step was emitted before it),
     ``error(str, str)`` (message, traceback), ``state_changed(str)`` (starting, paused,
     running, error, stopped), ``ready(bool)`` (a new model exists; True for language
     tasks), ``note(str)`` (a remark about the new model's data, after ``ready``) and
@@ -44,7 +47,8 @@ class TrainingWorker(QtCore.QObject):
 
     captures_ready = QtCore.pyqtSignal(list)
     status = QtCore.pyqtSignal(dict)
-    text_ready = QtCore.pyqtSignal(str)
+    text_ready = QtCore.pyqtSignal(str, int)
+    checkpointed = QtCore.pyqtSignal(object, dict)
     error = QtCore.pyqtSignal(str, str)
     state_changed = QtCore.pyqtSignal(str)
     ready = QtCore.pyqtSignal(bool)
@@ -129,9 +133,10 @@ class TrainingWorker(QtCore.QObject):
     def set_live(self, changes: dict) -> None:
         self._send(m.Live(dict(changes)))
 
-    def reset(self, config: RunConfig) -> None:
-        """A new model from ``config``; results of the previous one still in flight are
-        dropped. Starts a new process if the last one died."""
+    def reset(self, config: RunConfig, resume: str | None = None) -> None:
+        """A new model from ``config``, or with ``resume`` (a saved run's folder) the model
+        of that run continued; results of the previous one still in flight are dropped.
+        Starts a new process if the last one died."""
         if self._closed:
             return
         if not self._responding:
@@ -139,11 +144,16 @@ class TrainingWorker(QtCore.QObject):
         if not self._responding or not self._process.is_alive():
             self._release()
             self._spawn(config)
-            return
+            if resume is None:
+                return
         self._run_id += 1
         self._outbox.clear()   # what was waiting was meant for the model now replaced
-        self._send(m.Reset(self._run_id, config.to_dict()))
+        self._send(m.Reset(self._run_id, config.to_dict(), resume))
         self._set_state("starting")
+
+    def checkpoint(self) -> None:
+        """Ask for the model's state; ``checkpointed`` answers."""
+        self._send(m.Checkpoint())
 
     def _send(self, command) -> None:
         if self._closed or not self._process.is_alive():
@@ -192,7 +202,12 @@ class TrainingWorker(QtCore.QObject):
             elif isinstance(report, m.Notice):
                 self.notice.emit(report.text)
             elif isinstance(report, m.Text):
-                self.text_ready.emit(report.text)
+                self.text_ready.emit(report.text, report.step)
+            elif isinstance(report, m.Checkpointed):
+                if captures:      # the state's step is that of the last capture before it
+                    self.captures_ready.emit(captures)
+                    captures = []
+                self.checkpointed.emit(report.state, report.summary)
             elif isinstance(report, m.Error):
                 self.error.emit(report.message, report.traceback)
             elif isinstance(report, m.Diverged):

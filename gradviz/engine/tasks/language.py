@@ -1,25 +1,25 @@
-"""The character language models: a user's text file and the embedded Reber grammar.
+"""The character language models: a text (a user's file, or Python's own source) and the
+embedded Reber grammar.
 
 Both are models of a symbol stream, cut into windows of T + 1 characters. In stateful
 mode (``RunConfig.stateful``) each batch row is one endless stream that every call to
 ``batch()`` continues where the previous batch stopped (the last target of one batch is
 the first input of the next); the streams start on the first call and start again if the
-batch size changes. :func:`load_text` reads the user's file, refusing what it cannot use
-with a message that names the file and the fix.
+batch size changes. :mod:`gradviz.engine.texts` reads the text: the user's file, refused
+with a message that names the file and the fix when it cannot be used, or the built-in
+corpus.
 """
 from __future__ import annotations
 
-import codecs
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from gradviz.engine.files import NotRegularFileError, open_regular
+from gradviz.engine.texts import TaskInputError, load_text, read_text, stdlib_folder
 
-from .base import Batch, ClassificationLoss, Task, TaskInputError, new_probe_generator
+from .base import Batch, ClassificationLoss, Task, new_probe_generator, position_parts
 
 
 class CharStreamTask(ClassificationLoss, Task):
@@ -90,7 +90,9 @@ class CharStreamTask(ClassificationLoss, Task):
 
 
 class TextTask(CharStreamTask):
-    """Character language model on a user's UTF-8 text.
+    """Character language model on a UTF-8 text: the file ``RunConfig.text_file`` names,
+    or, when it names none, the source of a few modules of Python's standard library
+    (:func:`gradviz.engine.texts.stdlib_corpus`), whose description is the task's ``note``.
 
     The vocabulary is the sorted distinct characters of the text. Windows of T + 1
     characters start at a uniformly random position and wrap from the end of the text to
@@ -106,15 +108,13 @@ class TextTask(CharStreamTask):
 
     @classmethod
     def from_config(cls, config, text=None):
-        """The text task on ``text``, or, when None, on ``config.text_file`` read with
-        :func:`load_text`."""
+        """The text task on ``text``, or, when None, on what
+        :func:`gradviz.engine.texts.read_text` reads for ``config.text_file``."""
         note = None
         if text is None:
-            if not config.text_file:
-                raise TaskInputError("The text task needs a UTF-8 text file; choose one.",
-                                     field="text_file")
-            text, note = load_text(config.text_file)
-        source = f"The text file {config.text_file}" if config.text_file else "The text"
+            text, note = read_text(config.text_file)
+        source = (f"The text file {config.text_file}" if config.text_file
+                  else f"Python's standard library source in {stdlib_folder()}")
         return cls(text, config.seq_len, stateful=config.stateful, source=source, note=note)
 
     def __init__(self, text: str, seq_len: int, stateful: bool = False,
@@ -153,6 +153,11 @@ class TextTask(CharStreamTask):
         self._probe = self._window_batch(self._window(torch.randint(
             0, len(self._text), (1,), generator=new_probe_generator()))).x
 
+    @property
+    def text(self) -> str:
+        """The text the task models."""
+        return self.decode(self._text)
+
     def _window(self, start: torch.Tensor) -> torch.Tensor:
         """Characters (T + 1, B) starting at ``start`` (B,), wrapping around the text."""
         offsets = torch.arange(self.seq_len + 1).view(-1, 1)
@@ -165,6 +170,18 @@ class TextTask(CharStreamTask):
         if self.stateful:
             self._positions = (start + self.seq_len) % len(self._text)
         return self._window_batch(self._window(start))
+
+    def position(self) -> tuple[np.ndarray, ...]:
+        return () if self._positions is None else (self._positions.numpy().copy(),)
+
+    def set_position(self, parts) -> None:
+        if not len(parts):
+            self._positions = None
+            return
+        (start,) = position_parts(self, parts, (1,), "i")
+        if start.size and not (0 <= start.min() and start.max() < len(self._text)):
+            raise ValueError("not a stream position of the text task: outside the text")
+        self._positions = torch.from_numpy(start.astype(np.int64))
 
 
 class ReberTask(CharStreamTask):
@@ -183,10 +200,15 @@ class ReberTask(CharStreamTask):
     distribution, so the baseline is computed exactly rather than by Monte-Carlo.
 
     Stateful mode: each row's grammar walk continues from where the last batch left it.
+
+    :meth:`metric`: of the closing T or P whose opening one lies in the same window (so a
+    model could know it), the fraction the model predicts as the most likely symbol. A
+    model without a memory of the opening can do no better than guess: 0.5.
     """
 
     name = "reber"
     alphabet = ["B", "T", "P", "S", "X", "V", "E"]
+    metric_name = "long-range symbol right"
 
     def __init__(self, seq_len: int, stateful: bool = False):
         self.seq_len = seq_len
@@ -199,6 +221,31 @@ class ReberTask(CharStreamTask):
         self._walk: tuple[np.ndarray, np.ndarray] | None = None
         probe_generator = new_probe_generator()
         self._probe = self._draw(self._start(1, probe_generator), probe_generator)[0].x
+
+    def long_range_positions(self, batch: Batch) -> torch.Tensor:
+        """(T, B) bool: the output steps whose target is a closing T or P whose opening T
+        or P is in the window."""
+        b, t, p, e = (self._index[s] for s in "BTPE")
+        chars = torch.cat([batch.x.argmax(2), batch.target[-1:]])          # (T + 1, B)
+        tp = (chars == t) | (chars == p)
+        # An opening is the symbol between the outer B and the inner B: the only place
+        # where B, T or P, B follow each other. A closing one comes right after an inner E.
+        opening = torch.zeros_like(tp)
+        opening[1:-1] = (chars[:-2] == b) & tp[1:-1] & (chars[2:] == b)
+        closing = torch.zeros_like(tp)
+        closing[1:] = (chars[:-1] == e) & tp[1:]
+        index = torch.arange(len(chars)).view(-1, 1).expand_as(chars)
+        last_opening = torch.cummax(torch.where(opening, index, -1), 0).values
+        last_closing = torch.cummax(torch.where(closing, index, -1), 0).values
+        previous_closing = torch.cat([torch.full_like(last_closing[:1], -1), last_closing[:-1]])
+        return (closing & (last_opening > previous_closing))[1:]
+
+    def metric(self, y: torch.Tensor, batch: Batch) -> float:
+        chosen = self.long_range_positions(batch)
+        if not chosen.any():
+            return float("nan")
+        hits = y.argmax(2).cpu() == batch.target
+        return float(hits[chosen].double().mean())
 
     def _grammar(self) -> tuple[np.ndarray, np.ndarray]:
         """Tables (states, 2) of the symbol emitted and the state entered on each branch;
@@ -285,75 +332,18 @@ class ReberTask(CharStreamTask):
             self._walk = after
         return batch
 
+    def position(self) -> tuple[np.ndarray, ...]:
+        return () if self._walk is None else tuple(np.array(p) for p in self._walk)
 
-def _human_size(n: int) -> str:
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{n} bytes"
-
-
-# A byte order mark names the encoding of a text that is not UTF-8 (Notepad's "Unicode" is
-# UTF-16 with one). UTF-32's marks begin with UTF-16's, so they are tried first.
-_BOMS = ((codecs.BOM_UTF32_LE, "utf-32", "UTF-32"), (codecs.BOM_UTF32_BE, "utf-32", "UTF-32"),
-         (codecs.BOM_UTF16_LE, "utf-16", "UTF-16"), (codecs.BOM_UTF16_BE, "utf-16", "UTF-16"),
-         (codecs.BOM_UTF8, "utf-8-sig", "UTF-8"))
-
-
-def load_text(path: str | Path, max_bytes: int = 5_000_000) -> tuple[str, str | None]:
-    """Read a text file for the text task: (text, note).
-
-    The text is UTF-8, or UTF-16 or UTF-32 where the file begins with that encoding's byte
-    order mark; the mark is dropped. A file larger than ``max_bytes`` is read only in part
-    (its first ``max_bytes``, cut back to a whole character) and ``note`` says so;
-    otherwise ``note`` is None. Only a regular file is read (a FIFO would wait forever).
-    Raises :class:`TaskInputError` naming the file and the fix.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise TaskInputError(f"The text file {path} does not exist; choose an existing UTF-8 "
-                             f"text file.", field="text_file")
-    if path.is_dir():
-        raise TaskInputError(f"{path} is a folder, not a file; choose a UTF-8 text file.",
-                             field="text_file")
-    try:
-        handle, size = open_regular(path)
-        with handle:
-            data = handle.read(max_bytes)
-            partial = bool(handle.read(1))
-    except NotRegularFileError as error:
-        raise TaskInputError(f"The text file {path} is {error.strerror}; choose a plain UTF-8 "
-                             f"text file.", field="text_file") from None
-    except OSError as error:
-        raise TaskInputError(f"The text file {path} cannot be read ({error.strerror or error}); "
-                             f"check that you may read it, or choose another file.",
-                             field="text_file") from None
-    if not data:
-        raise TaskInputError(f"The text file {path} is empty; choose a file with text in it.",
-                             field="text_file")
-    binary = TaskInputError(f"{path} looks like a binary file (it contains NUL bytes), not "
-                            f"text; choose a plain UTF-8 text file.", field="text_file")
-    codec, name = next(((c, n) for bom, c, n in _BOMS if data.startswith(bom)), ("utf-8", "UTF-8"))
-    if name == "UTF-8" and b"\x00" in data:     # before decoding: binary, not "invalid UTF-8"
-        raise binary
-    # Incremental: a partial read may stop inside a character, which is then left out.
-    decoder = codecs.getincrementaldecoder(codec)()
-    try:
-        text = decoder.decode(data, final=not partial)
-    except UnicodeDecodeError as error:
-        raise TaskInputError(f"The text file {path} is not valid {name} (byte {error.start} "
-                             f"is {data[error.start]:#04x}); save it as UTF-8 and try again.",
-                             field="text_file") from None
-    if "\x00" in text:
-        raise binary
-    if not text:
-        raise TaskInputError(f"The text file {path} holds no text; choose a file with text "
-                             f"in it.", field="text_file")
-    note = None
-    if partial:
-        used = len(data) - len(decoder.getstate()[0])
-        note = f"{path.name}: read the first {_human_size(used)} of {_human_size(size)}"
-    return text, note
+    def set_position(self, parts) -> None:
+        if not len(parts):
+            self._walk = None
+            return
+        state, last = position_parts(self, parts, (1, 1), "i")
+        if state.size and not (0 <= min(state.min(), last.min()) and state.max() < len(self._next)
+                               and last.max() < len(self.alphabet)):
+            raise ValueError("not a stream position of the reber task: unknown states")
+        self._walk = (state.astype(np.int64), last.astype(np.int64))
 
 
 __all__ = ["CharStreamTask", "TextTask", "ReberTask", "load_text"]

@@ -1,4 +1,5 @@
-"""The synthetic memory problems: adding, copy, delayed recall and a windowed time series.
+"""The synthetic memory problems: adding (two versions), copy, delayed recall and a
+windowed time series.
 
 Adding, copy and recall are made of independent sequences. The series task, in stateful
 mode (``RunConfig.stateful``), treats each batch row as one endless signal that every
@@ -11,11 +12,13 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .base import (Batch, ClassificationLoss, RegressionLoss, Task, new_probe_generator,
-                   require_length)
+from .base import (Batch, ClassificationLoss, RegressionLoss, Task, accuracy,
+                   new_probe_generator, position_parts, require_length)
+from .series_file import FileSeriesTask
 
 
 class AddingTask(RegressionLoss, Task):
@@ -61,6 +64,72 @@ class AddingTask(RegressionLoss, Task):
         return torch.ones(1, batch.x.shape[1], 1)
 
 
+class Adding1997Task(RegressionLoss, Task):
+    """The adding problem as Hochreiter & Schmidhuber set it (1997, experiment 4).
+
+    Input (T, B, 2): channel 0 a value drawn uniformly from [-1, 1]; channel 1 a marker,
+    1 at the two marked steps, -1 at the first and the last step where those are not
+    marked, 0 elsewhere. The first marked step is one of the first ten (of the first
+    n = max(2, T // 2 - 1) when n < 10), the second one of the other steps among the first
+    n (so both come before the last step). Where step 0 is marked its value counts as 0
+    (the paper: "in the rare case where the first pair of the sequence gets marked, we set
+    X1 to zero"; here whichever draw marked it, so that the input determines the target).
+    Target (1, B, 1): 0.5 + (X1 + X2) / 4, the sum scaled into [0, 1], read out at the
+    last step (MSE). A sequence is *solved* when the absolute error there is below 0.04;
+    :meth:`metric` is the fraction solved. Unlike the paper's, all sequences of a batch
+    have the same length T (the paper drew each length from [T, T + T / 10]).
+
+    No-memory predictor: the mean of the target, 0.5; its loss is Var(target) =
+    (Var X1 + Var X2) / 16, where a value is uniform on [-1, 1] (variance 1/3) unless it
+    is step 0's: Var X1 = (1 - p1) / 3 and Var X2 = (1 - p2) / 3 with p1 = 1/m the chance
+    that the first draw is step 0 (m = min(10, n)) and p2 = (1 - p1) / (n - 1) that the
+    second is.
+    """
+
+    name = "adding-1997"
+    input_size = 2
+    output_size = 1
+    tolerance = 0.04
+    metric_name = "fraction solved"
+
+    def __init__(self, seq_len: int):
+        require_length(self.name, seq_len, 3, "two marked steps before the last one")
+        self.seq_len = seq_len
+        self.loss_positions = slice(seq_len - 1, seq_len)
+        self.marked_range = max(2, seq_len // 2 - 1)
+        self.first_range = min(10, self.marked_range)
+        p1 = 1 / self.first_range
+        p2 = (1 - p1) / (self.marked_range - 1)
+        self.baseline = ((1 - p1) + (1 - p2)) / 3 / 16
+        self._probe = self.batch(1, new_probe_generator()).x
+
+    def batch(self, batch_size: int, generator: torch.Generator) -> Batch:
+        T, B = self.seq_len, batch_size
+        values = 2 * torch.rand(T, B, generator=generator) - 1
+        first = torch.randint(0, self.first_range, (B,), generator=generator)
+        other = torch.randint(0, self.marked_range - 1, (B,), generator=generator)
+        second = other + (other >= first).long()          # any of the first n but ``first``
+        markers = torch.zeros(T, B)
+        markers[0] = markers[-1] = -1.0
+        columns = torch.arange(B)
+        markers[first, columns] = 1.0
+        markers[second, columns] = 1.0
+        counted = values.clone()
+        counted[0] = 0.0                                   # step 0's value counts as 0
+        target = 0.5 + (counted[first, columns] + counted[second, columns]) / 4
+        return Batch(torch.stack([values, markers], dim=2), target.view(1, B, 1))
+
+    def metric(self, y: torch.Tensor, batch: Batch) -> float:
+        error = (y - batch.target.to(device=y.device, dtype=y.dtype)).abs()
+        return float((error < self.tolerance).double().mean())
+
+    def probe(self) -> torch.Tensor:
+        return self._probe.clone()
+
+    def trivial_prediction(self, batch: Batch) -> torch.Tensor:
+        return torch.full((1, batch.x.shape[1], 1), 0.5)
+
+
 class CopyTask(ClassificationLoss, Task):
     """The copy (memory) task.
 
@@ -77,6 +146,7 @@ class CopyTask(ClassificationLoss, Task):
 
     name = "copy"
     alphabet_size = 8
+    metric_name = "symbols copied"
 
     def __init__(self, seq_len: int):
         require_length(self.name, seq_len, 3, "a symbol, a delimiter and an answer step")
@@ -96,6 +166,9 @@ class CopyTask(ClassificationLoss, Task):
         sequence[T - S - 1] = K + 1
         x = F.one_hot(sequence, K + 2).float()
         return Batch(x, string)
+
+    def metric(self, y: torch.Tensor, batch: Batch) -> float:
+        return accuracy(y, batch.target)
 
     def probe(self) -> torch.Tensor:
         return self._probe.clone()
@@ -120,6 +193,7 @@ class RecallTask(ClassificationLoss, Task):
     distractors = 4
     input_size = classes + distractors
     output_size = classes
+    metric_name = "classes recalled"
 
     def __init__(self, seq_len: int):
         require_length(self.name, seq_len, 2, "the class symbol, then at least one distractor")
@@ -134,6 +208,9 @@ class RecallTask(ClassificationLoss, Task):
         noise = torch.randint(C, C + D, (self.seq_len - 1, batch_size), generator=generator)
         x = F.one_hot(torch.cat([label, noise]), C + D).float()
         return Batch(x, label)
+
+    def metric(self, y: torch.Tensor, batch: Batch) -> float:
+        return accuracy(y, batch.target)
 
     def probe(self) -> torch.Tensor:
         return self._probe.clone()
@@ -158,6 +235,9 @@ class SeriesTask(RegressionLoss, Task):
 
     Stateful mode: each row keeps its frequencies and phases and the next batch continues
     the same signal (its first input is this batch's target).
+
+    With ``series_file`` set, the task is the same problem on a column of the user's CSV
+    file instead (:class:`~gradviz.engine.tasks.series_file.FileSeriesTask`).
     """
 
     name = "series"
@@ -169,6 +249,8 @@ class SeriesTask(RegressionLoss, Task):
 
     @classmethod
     def from_config(cls, config, text=None):
+        if config.series_file:
+            return FileSeriesTask.from_config(config)
         return cls(config.seq_len, stateful=config.stateful)
 
     def __init__(self, seq_len: int, stateful: bool = False):
@@ -214,6 +296,19 @@ class SeriesTask(RegressionLoss, Task):
             self._stream = after
         return batch
 
+    def position(self) -> tuple[np.ndarray, ...]:
+        return () if self._stream is None else tuple(p.numpy().copy() for p in self._stream)
+
+    def set_position(self, parts) -> None:
+        if not len(parts):
+            self._stream = None
+            return
+        w, phase, first = position_parts(self, parts, (2, 2, 1), "f")
+        if w.shape[0] != 2 or phase.shape[0] != 2 or not all(np.isfinite(p).all()
+                                                             for p in (w, phase, first)):
+            raise ValueError("not a stream position of the series task")
+        self._stream = tuple(torch.from_numpy(p.astype(np.float64)) for p in (w, phase, first))
+
     def probe(self) -> torch.Tensor:
         return self._probe.clone()
 
@@ -221,4 +316,4 @@ class SeriesTask(RegressionLoss, Task):
         return self.coefficient * batch.x[-1:]
 
 
-__all__ = ["AddingTask", "CopyTask", "RecallTask", "SeriesTask"]
+__all__ = ["AddingTask", "Adding1997Task", "CopyTask", "RecallTask", "SeriesTask"]

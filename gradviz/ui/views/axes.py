@@ -15,11 +15,12 @@ def _superscript(exponent: int) -> str:
     return ("⁻" if exponent < 0 else "") + str(abs(exponent)).translate(SUPERSCRIPTS)
 
 
-def format_magnitude(x: float) -> str:
-    """0.02, 150, 10⁻⁵, 2·10⁻⁵: plain decimals where short, powers of ten elsewhere."""
+def format_magnitude(x: float, digits: int = 3) -> str:
+    """0.02, 150, 10⁻⁵, 2·10⁻⁵: plain decimals where short, powers of ten elsewhere, to
+    at most ``digits`` significant digits."""
     if 1e-3 <= abs(x) < 1e4:
-        return np.format_float_positional(x, precision=3, fractional=False, trim="-")
-    mantissa, exponent = f"{x:.2e}".split("e")
+        return np.format_float_positional(x, precision=digits, fractional=False, trim="-")
+    mantissa, exponent = f"{x:.{digits - 1}e}".split("e")
     mantissa = mantissa.rstrip("0").rstrip(".")
     return ("" if mantissa == "1" else mantissa + "·") + "10" + _superscript(int(exponent))
 
@@ -100,6 +101,37 @@ class LogAxis(FitAxis):
         self.enableAutoSIPrefix(False)
         self._narrow = False
         self._minor_labels: tuple[float, ...] = ()   # mantissas labelled on the minor level
+        self._narrow_spacing_used = 1.0
+
+    def _narrow_spacing(self, lo: float, hi: float, size: float) -> float:
+        """Evenly spaced values for a log axis over less than a decade: the round spacing
+        (1, 2, 5 x 10^k) nearest to one label per PIXELS_PER_LABEL that gives at least two
+        labels, and for which the two labels closest together on screen (the top two:
+        the log scale squeezes evenly spaced values there) keep a gap."""
+        v_lo, v_hi = 10.0 ** lo, 10.0 ** hi
+        span = hi - lo
+        # Half the usual gap: the squeeze is at one end only.
+        extent = self._label_extent(lo, hi, 1.0) - self.LABEL_GAP / 2
+        raw = (v_hi - v_lo) / max(1.0, size / self.PIXELS_PER_LABEL)
+
+        def fits(s: float) -> bool:
+            top = math.floor(v_hi / s + 1e-9) * s          # the two highest ticks
+            below = top - s
+            return below < v_lo or size * math.log10(top / below) / span >= extent
+
+        def count(s: float) -> int:
+            return math.floor(v_hi / s + 1e-9) - math.ceil(v_lo / s - 1e-9) + 1
+
+        candidates = []
+        spacing = 10.0 ** math.floor(math.log10(raw / 20))
+        while spacing <= 10 * (v_hi - v_lo):
+            if fits(spacing):
+                candidates.append(spacing)
+            spacing = next_round_spacing(spacing)
+        two = [c for c in candidates if count(c) >= 2]
+        if two:
+            return min(two, key=lambda c: abs(math.log(c / raw)))
+        return min(candidates) if candidates else spacing
 
     def logTickValues(self, minVal, maxVal, size, stdTicks):
         lo, hi = sorted((minVal, maxVal))
@@ -107,18 +139,12 @@ class LogAxis(FitAxis):
         self._narrow = span < 1.0
         if self._narrow:
             v_lo, v_hi = 10.0 ** lo, 10.0 ** hi
-            levels = []
-            seen = np.zeros(0)
-            for spacing, offset in self.tickSpacing(v_lo, v_hi, size):
-                first = math.ceil((v_lo - offset) / spacing) * spacing + offset
-                values = first + spacing * np.arange(int((v_hi - first) / spacing) + 1)
-                values = values[values > 0]
-                # A finer level repeats the coarser level's ticks; keep each tick once.
-                fresh = ~np.isclose(values[:, None], seen[None, :], rtol=0,
-                                    atol=spacing * 0.01).any(axis=1)
-                seen = np.concatenate([seen, values[fresh]])
-                levels.append((spacing, list(np.log10(values[fresh]))))
-            return levels
+            spacing = self._narrow_spacing(lo, hi, size)
+            first = math.ceil(v_lo / spacing) * spacing
+            values = first + spacing * np.arange(int((v_hi - first) / spacing + 1e-9) + 1)
+            values = values[(values > 0) & (values <= v_hi * (1 + 1e-12))]
+            self._narrow_spacing_used = spacing
+            return [(spacing, list(np.log10(values)))]
         room = max(2, int(size / self.PIXELS_PER_LABEL))
         every = max(1, math.ceil(span / room))
         decades = np.arange(math.ceil(lo), math.floor(hi) + 1)
@@ -143,6 +169,14 @@ class LogAxis(FitAxis):
         strings = []
         for v in values:
             x = 10.0 ** v * scale
+            if self._narrow:
+                # As many digits as the spacing needs: 2.085 and 2.09 are two labels, and
+                # "2.08, 2.08" (three digits of both) would read as one value twice.
+                step = self._narrow_spacing_used * scale
+                digits = max(1, math.floor(math.log10(abs(x)) + 1e-9)
+                             - math.floor(math.log10(step) + 1e-9) + 1)
+                strings.append(format_magnitude(x, max(digits, 1)))
+                continue
             mantissa = x / 10.0 ** math.floor(v + 1e-9)
             if major or any(abs(mantissa - m) < 1e-6 for m in self._minor_labels):
                 strings.append(format_magnitude(x))

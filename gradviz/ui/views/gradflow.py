@@ -1,8 +1,10 @@
 """Gradient flow: log10 ‖∂L/∂h_t‖ for every recorded training step (x) and timestep t (y).
 
-Columns are history rows, evenly wide, and the x axis labels them with their training
-steps (:class:`StepAxis`): once the history has merged old rows, a column there covers
-several steps, so the axis is not linear in steps, but every label is exact.
+Columns are history rows on a linear training-step axis, each as wide as the steps it
+covers (merged old rows are wider, :mod:`.stepimage`), so the heatmap lines up with the
+loss and gradient-norm plots; a dashed line marks the step the timeline shows. With
+"compare" checked, the newest comparison run's heatmap is drawn below on the same axes
+and colour scale.
 
 Drawing cost is kept independent of the history's length: the log values and their
 uint8 colour indices are cached per history row, and a new frame quantises only the rows
@@ -15,11 +17,13 @@ import math
 
 import numpy as np
 import pyqtgraph as pg
-from PyQt6 import QtCore, QtGui, QtWidgets
+from PyQt6 import QtGui, QtWidgets
 
-from gradviz.ui.views.axes import EDGE_LABEL_PX, FitAxis
+from gradviz.ui.views.axes import EDGE_LABEL_PX
+from gradviz.ui.views.compare import StepMarker
 from gradviz.ui.views.data import LOG_FLOOR
-from gradviz.ui.views.items import ColourKey
+from gradviz.ui.views.items import ColourKey, WrappedText
+from gradviz.ui.views.stepimage import SteppedImage
 from gradviz.ui.views.style import style_colorbar, style_plot
 from gradviz.ui.views.view import View
 
@@ -43,46 +47,6 @@ LEVEL_SAMPLE = 65536
 DEFAULT_LEVELS = (-8.0, 0.0)
 
 
-class StepAxis(FitAxis):
-    """Bottom axis of the heatmap, whose columns are history rows.
-
-    Column k is centred on x = k and holds the row of training step ``steps[k]``. Merged old
-    rows cover several steps, so steps are not evenly spaced along the columns; ticks are
-    put at round step numbers by interpolating between column centres.
-    """
-
-    def __init__(self) -> None:
-        super().__init__("bottom")
-        self._steps: np.ndarray | None = None
-        self._centres: np.ndarray | None = None
-
-    def set_steps(self, steps: np.ndarray | None) -> None:
-        """``steps``: (K,) training step of each column, increasing; None for no data."""
-        if steps is None or len(steps) == 0:
-            self._steps = self._centres = None
-        else:
-            self._steps = np.asarray(steps, dtype=np.float64).copy()
-            self._centres = np.arange(len(steps), dtype=np.float64)
-        self.picture = None
-        self.update()
-
-    def tickValues(self, minVal, maxVal, size):
-        if self._steps is None:
-            return super().tickValues(minVal, maxVal, size)
-        if len(self._steps) == 1:
-            return [(1.0, [0.0])]
-        lo, hi = np.interp([minVal, maxVal], self._centres, self._steps)
-        levels = super().tickValues(lo, hi, size)
-        return [(spacing, list(np.interp(values, self._steps, self._centres)))
-                for spacing, values in levels]
-
-    def tickStrings(self, values, scale, spacing):
-        if self._steps is None:
-            return super().tickStrings(values, scale, spacing)
-        steps = np.interp(values, self._centres, self._steps)
-        return [str(int(round(s))) for s in steps]
-
-
 class GradflowView(View):
     key = "gradflow"
     title = "Gradient flow ‖∂L/∂hₜ‖"
@@ -100,7 +64,11 @@ class GradflowView(View):
     def __init__(self, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)
         self.selector = self._add_selector()
-        self.toolbar.addStretch(1)
+        self.compare_box = QtWidgets.QCheckBox("compare", self)
+        self.compare_box.setToolTip("Show the newest comparison run's heatmap below, on the "
+                                    "same axes and colour scale")
+        self.compare_box.toggled.connect(self._redraw)
+        self.toolbar.addWidget(self.compare_box)
         canvas = self._add_graphics()
         cmap = pg.colormap.get("viridis")
         self.colour_key = ColourKey()
@@ -108,22 +76,51 @@ class GradflowView(View):
             (QtGui.QColor(*NONFINITE_RGB).name(), "box", "not finite"),
             (cmap.map(0.0, mode="qcolor").name(), "box", "at or below the scale's bottom, 0 too")])
         canvas.addItem(self.colour_key, row=0, col=0, colspan=2)
-        self.axis = StepAxis()
-        self.plot = canvas.addPlot(row=1, col=0, axisItems={"bottom": self.axis})
-        style_plot(self.plot, "training step", "timestep t", grid=False)
-        # The axes end where the image does: padding would show timesteps below 0. The
-        # first step's label, centred on the left edge, may then reach past the axis.
-        self.plot.getViewBox().setDefaultPadding(0.0)
-        self.axis.setStyle(hideOverlappingLabels=EDGE_LABEL_PX)
-        self.image = pg.ImageItem(axisOrder="col-major")
         lut = cmap.getLookupTable(nPts=NONFINITE_INDEX, alpha=False)
-        self.image.setLookupTable(np.vstack([lut, np.array([NONFINITE_RGB], np.uint8)]))
-        self.plot.addItem(self.image)
+        lut = np.vstack([lut, np.array([NONFINITE_RGB], np.uint8)])
+        self.plot = self._heatmap_plot(canvas, row=1)
+        self.axis = self.plot.getAxis("bottom")
+        self.image = SteppedImage(self.plot, lut)
+        self.marker = StepMarker(self.plot)
         self.bar = pg.ColorBarItem(values=DEFAULT_LEVELS, colorMap=cmap, interactive=False,
                                    colorMapMenu=False)
         style_colorbar(self.bar, "log₁₀ ‖∂L/∂hₜ‖")
-        canvas.addItem(self.bar, row=1, col=1)
+        canvas.addItem(self.bar, row=1, col=1, rowspan=3)
+        # The comparison's heatmap, below the live one, shown only while "compare" is on.
+        self.other_heading = WrappedText()
+        self.other_plot = self._heatmap_plot(canvas, row=3)
+        self.other_plot.setXLink(self.plot)
+        self.other_image = SteppedImage(self.other_plot, lut)
+        self.other_marker = StepMarker(self.other_plot)
+        canvas.addItem(self.other_heading, row=2, col=0)
+        self._stacked = True
+        self._show_other(False)
+        self._other_key: tuple | None = None   # what the comparison's cached log values are of
+        self._other_log = np.zeros((0, 0), np.float32)
+        self._other_index: tuple[tuple | None, np.ndarray] = (None, np.zeros((0, 0), np.uint8))
         self._reset_cache()
+
+    @staticmethod
+    def _heatmap_plot(canvas: pg.GraphicsLayout, row: int) -> pg.PlotItem:
+        plot = canvas.addPlot(row=row, col=0)
+        style_plot(plot, "training step", "timestep t", grid=False)
+        # The axes end where the image does: padding would show timesteps below 0. The
+        # first step's label, centred on the left edge, may then reach past the axis.
+        plot.getViewBox().setDefaultPadding(0.0)
+        plot.getAxis("bottom").setStyle(hideOverlappingLabels=EDGE_LABEL_PX)
+        return plot
+
+    def _show_other(self, show: bool) -> None:
+        """The comparison's heatmap (and its heading) in the layout or out of it."""
+        if show == self._stacked:
+            return
+        for item, row in ((self.other_heading, 2), (self.other_plot, 3)):
+            if show:
+                self.canvas.addItem(item, row=row, col=0)
+            else:
+                self.canvas.removeItem(item)
+            item.setVisible(show)
+        self._stacked = show
 
     def _reset_cache(self) -> None:
         self._key: tuple[int, int, int] | None = None   # (layer, direction, T) cached
@@ -139,14 +136,28 @@ class GradflowView(View):
         """The (low, high) log10 values of the colour scale, None before any data."""
         return self._levels
 
+    def preset_levels(self, levels: tuple[float, float]) -> None:
+        """Start from the colour scale ``levels`` (an opened run's, as it was saved): the
+        same data then draws with the same scale."""
+        self._levels = (float(levels[0]), float(levels[1]))
+
     def image_array(self) -> np.ndarray | None:
         """The drawn (K, T) colour-index image (column k = history row k), None if empty."""
         return None if self._rows == 0 else self._index[:self._rows]
 
     def _clear_items(self) -> None:
         self.image.clear()
-        self.axis.set_steps(None)
+        self.marker.set_step(None)
+        self._clear_other()
         self._reset_cache()
+
+    def _clear_other(self) -> None:
+        self.other_image.clear()
+        self.other_marker.set_step(None)
+        self._other_key = None
+        self._other_log = np.zeros((0, 0), np.float32)
+        self._other_index = (None, np.zeros((0, 0), np.uint8))
+        self._show_other(False)
 
     def _selected(self) -> np.ndarray:
         """(K, T) ‖∂L/∂h_t‖ of the chosen layer and direction (a view into the history)."""
@@ -155,12 +166,14 @@ class GradflowView(View):
 
     def _redraw(self) -> None:
         history = self._history
+        self.compare_box.setEnabled(bool(self._comparisons))
         if history is None or len(history) == 0:
             self._clear_items()
             return
         K, L, D, T = history.dh_norm.shape
         self.selector.set_shape(L, D)
         layer, direction = self.selector.layer_direction
+        other = self._other_rows(layer, direction)
         raw = self._selected()
         start = self._reusable_rows((layer, direction, T), history, raw)
         if start == 0:
@@ -173,14 +186,43 @@ class GradflowView(View):
         self._rows = K
         self._steps = np.array(history.step, dtype=np.int64)
         self._counts = np.array(history.count, dtype=np.int64)
-        if self._update_levels():
+        if self._update_levels(other):
             start = 0
         self._quantise(start, K)
-        self.image.setImage(self._index[:K], autoLevels=False, levels=(0, 255))
-        # Cell (k, t) is centred on (k, t), so ticks sit in the middle of their cells.
-        self.image.setRect(QtCore.QRectF(-0.5, -0.5, float(K), float(T)))
-        self.axis.set_steps(self._steps)
+        self.image.set_image(self._index[:K], self._steps, self._counts)
+        self.marker.set_step(self._step)
         self.bar.setLevels(self._levels)
+        self._draw_other(other)
+
+    def _other_rows(self, layer: int, direction: int) -> np.ndarray | None:
+        """(K', T') log10 ‖∂L/∂h_t‖ of the newest comparison run shown, when "compare" is
+        on and it has this layer and direction; cached, as comparison runs do not change."""
+        if not (self.compare_box.isChecked() and self._comparisons):
+            return None
+        c = self._comparisons[0]
+        dh = c.history.dh_norm
+        if layer >= dh.shape[1] or direction >= dh.shape[2]:
+            return None
+        key = (id(c.history), len(c.history), int(c.history.step[-1]), layer, direction)
+        if key != self._other_key:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                log = np.log10(np.maximum(dh[:, layer, direction], LOG_FLOOR, dtype=np.float32))
+            log[~np.isfinite(log)] = np.nan
+            self._other_key, self._other_log = key, log
+        return self._other_log
+
+    def _draw_other(self, other: np.ndarray | None) -> None:
+        """The comparison's heatmap below the live one, on the live one's colour scale."""
+        if other is None:
+            self._clear_other()
+            return
+        self._show_other(True)
+        c = self._comparisons[0]
+        if self._other_index[0] != (self._other_key, self._levels):
+            self._other_index = ((self._other_key, self._levels), self._indices(other))
+            self.other_image.set_image(self._other_index[1], c.history.step, c.history.count)
+        self.other_marker.set_step(self._step)
+        self.other_heading.set_text(c.label)
 
     def _reusable_rows(self, key: tuple[int, int, int], history, raw: np.ndarray) -> int:
         """How many leading history rows are the same rows as in the cache."""
@@ -213,16 +255,23 @@ class GradflowView(View):
         index[:kept] = self._index[:kept]
         self._log, self._index = log, index
 
-    def _update_levels(self) -> bool:
-        """Move the colour levels if the data left them; True if they changed."""
-        K, T = self._rows, self._log.shape[1]
-        # Percentiles of a strided sample: a few thousand values set the scale as well as
-        # millions, at a fraction of the cost.
+    @staticmethod
+    def _sample(log: np.ndarray) -> np.ndarray:
+        """The finite, nonzero values of a strided sample of (K, T) ``log``: percentiles of
+        a few thousand values set the scale as well as millions, at a fraction of the cost."""
+        K, T = log.shape
         stride_t = max(1, T // 256)
         columns = -(-T // stride_t)
         stride_rows = max(1, -(-K * columns // LEVEL_SAMPLE))
-        sample = self._log[:K:stride_rows, ::stride_t]
-        sample = sample[np.isfinite(sample) & (sample > LOG_MIN)]
+        sample = log[::stride_rows, ::stride_t]
+        return sample[np.isfinite(sample) & (sample > LOG_MIN)]
+
+    def _update_levels(self, other: np.ndarray | None = None) -> bool:
+        """Move the colour levels if the data (and ``other``, a comparison's log values
+        drawn on the same scale) left them; True if they changed."""
+        sample = self._sample(self._log[:self._rows])
+        if other is not None:
+            sample = np.concatenate([sample, self._sample(other)])
         if sample.size == 0:
             target = self._levels or DEFAULT_LEVELS
         else:
@@ -246,13 +295,22 @@ class GradflowView(View):
 
     def _quantise(self, start: int, stop: int) -> None:
         """Colour indices of rows [start, stop) from their cached log values."""
-        if stop <= start:
-            return
+        if stop > start:
+            self._index[start:stop] = self._indices(self._log[start:stop])
+
+    def _indices(self, log: np.ndarray) -> np.ndarray:
+        """uint8 colour indices of log10 values on the current levels (NaN: not finite)."""
         lo, hi = self._levels
-        scaled = (self._log[start:stop] - np.float32(lo)) * np.float32((NONFINITE_INDEX - 1) / (hi - lo))
+        scaled = (log - np.float32(lo)) * np.float32((NONFINITE_INDEX - 1) / (hi - lo))
         np.clip(scaled, 0, NONFINITE_INDEX - 1, out=scaled)
         scaled[np.isnan(scaled)] = NONFINITE_INDEX
-        self._index[start:stop] = scaled.astype(np.uint8)
+        return scaled.astype(np.uint8)
+
+    def other_image_array(self) -> np.ndarray | None:
+        """The comparison's drawn (K', T) colour indices, None unless it is shown."""
+        items = [item.image for item in self.other_image.items
+                 if item.isVisible() and item.image is not None]
+        return np.concatenate(items) if self._stacked and items else None
 
     def csv_table(self) -> tuple[list[str], np.ndarray]:
         """One row per history row: step, captures merged into it, ‖∂L/∂h_t‖ for each t

@@ -12,14 +12,20 @@ import numpy as np
 import pyqtgraph as pg
 from PyQt6 import QtCore, QtWidgets
 
+from gradviz.ui.views.compare import ComparisonCurves, StepMarker, key_entries, run_key
 from gradviz.ui.views.data import event_lines, positive_finite
 from gradviz.ui.views.items import ColourKey, Curve, curve, event_marks
-from gradviz.ui.views.style import BACKGROUND, colour, pen, style_plot
+from gradviz.ui.views.style import colour, pen, style_plot
 from gradviz.ui.views.view import View
 
 NONFINITE_COLOUR = "#d01010"
 CLIPPED_COLOUR = "#e8730c"
-THRESHOLD_COLOUR = "#000000"
+# The threshold is a wide light band under the curves: with clipping by norm the norm
+# after clipping runs along it, and a thin line there was hidden under that curve.
+THRESHOLD_COLOUR = "#f5cfa8"
+THRESHOLD_WIDTH = 7.0
+# Clipped steps are ticks along the bottom edge, where they cover no curve.
+RUG_FRACTION = 0.03
 
 
 def step_curve(steps: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -89,7 +95,6 @@ class GradnormView(View):
         super().__init__(parent)
         self.selector = self._add_selector()
         self.selector.setToolTip("Whose tensors the lower plot shows (the readout's always)")
-        self.toolbar.addStretch(1)
         canvas = self._add_graphics()
         # The keys go beside the plots: above them, they would take the height that two
         # stacked plots in a small panel cannot spare.
@@ -97,15 +102,17 @@ class GradnormView(View):
         style_plot(self.plot, "training step", "global ‖∇L‖", log_y=True)
         self.colour_key = ColourKey(column=True)
         canvas.addItem(self.colour_key, row=0, col=1)
+        self.threshold = curve(self.plot, pen(THRESHOLD_COLOUR, width=THRESHOLD_WIDTH))
         self.nonfinite_marks = event_marks(self.plot, NONFINITE_COLOUR)
-        self.threshold = curve(self.plot, pen(THRESHOLD_COLOUR, width=1.0,
-                                              style=QtCore.Qt.PenStyle.DotLine))
-        self.before = curve(self.plot, pen(0, width=2.0))
-        self.after = curve(self.plot, pen(2, width=2.0, style=QtCore.Qt.PenStyle.DashLine))
-        self.clipped_marks = Curve(pen=None, symbol="o", symbolSize=7,
+        self.before = curve(self.plot, pen(0, width=1.5))
+        self.after = curve(self.plot, pen(2, width=1.5, style=QtCore.Qt.PenStyle.DashLine))
+        self.clipped_marks = Curve(pen=None, symbol="|", symbolSize=9,
                                    symbolPen=pg.mkPen(CLIPPED_COLOUR, width=1.5),
-                                   symbolBrush=pg.mkBrush(BACKGROUND), skipFiniteCheck=True)
-        self.plot.addItem(self.clipped_marks)
+                                   symbolBrush=pg.mkBrush(CLIPPED_COLOUR), skipFiniteCheck=True)
+        # Placed by the view's range, not the data: it must not stretch the axes.
+        self.plot.addItem(self.clipped_marks, ignoreBounds=True)
+        self._clipped_steps = np.zeros(0)
+        self.plot.getViewBox().sigYRangeChanged.connect(self._place_rug)
         self.params_plot = canvas.addPlot(row=1, col=0)
         style_plot(self.params_plot, "training step", "tensor ‖∇L‖", log_y=True)
         self.params_plot.setXLink(self.plot)
@@ -113,13 +120,28 @@ class GradnormView(View):
         canvas.addItem(self.params_key, row=1, col=1)
         self.param_curves: list[pg.PlotDataItem] = []
         self._params: tuple[tuple[str, Owner], ...] = ()   # (name, owner) of each tensor
+        self.comparison_curves = ComparisonCurves(self.plot)
+        self.markers = (StepMarker(self.plot), StepMarker(self.params_plot))
 
     def _clear_items(self) -> None:
         for item in (self.before, self.after, self.threshold, self.clipped_marks,
                      self.nonfinite_marks, *self.param_curves):
             item.setData([], [])
+        self._clipped_steps = np.zeros(0)
+        self.comparison_curves.clear()
+        for marker in self.markers:
+            marker.set_step(None)
         self.colour_key.set_entries([])
         self.params_key.set_entries([])
+
+    def _draw_comparisons(self) -> None:
+        """Each comparison run's global norm before clipping, and the step mark."""
+        self.comparison_curves.set_lazily(
+            [(c.index, run_key(c),
+              lambda c=c: positive_finite(c.history.step, c.history.grad_norm))
+             for c in self._comparisons])
+        for marker in self.markers:
+            marker.set_step(self._step)
 
     def _owners(self) -> tuple[Owner, ...]:
         """The (layer, direction) of each tensor of the history: from the newest capture,
@@ -154,13 +176,14 @@ class GradnormView(View):
         """Keys that name what is drawn; ``newest`` (P,) holds each tensor's newest gradient
         norm, to mark one that is exactly 0 (drawn below the plot's bottom edge) or not
         finite (not drawn)."""
-        entries = [(colour(0), "line", "before" if clipping else "norm")]
+        entries = key_entries(self._comparisons, self._live_label,
+                              (colour(0), "line", "before" if clipping else "norm"))
         if clipping:
             entries.append((colour(2), "dash", "after"))
         if threshold:
-            entries.append((THRESHOLD_COLOUR, "dot", "threshold"))
+            entries.append((THRESHOLD_COLOUR, "band", "threshold"))
         if clipping:
-            entries.append((CLIPPED_COLOUR, "marker", "clipped"))
+            entries.append((CLIPPED_COLOUR, "tick", "clipped"))
         if nonfinite:
             entries.append((NONFINITE_COLOUR, "event", "not finite"))
         # One curve needs no key: the axis label names it.
@@ -175,6 +198,20 @@ class GradnormView(View):
              for p in self.shown_params()],
             title=layer_direction)
 
+    def _place_rug(self, *_args) -> None:
+        """The clipped steps' ticks, just above the bottom edge of the plot as it is now."""
+        steps = self._clipped_steps
+        if not len(steps):
+            self.clipped_marks.setData([], [])
+            return
+        lo, hi = self.plot.getViewBox().viewRange()[1]    # log10 units: the y axis is log
+        y = 10.0 ** (lo + RUG_FRACTION * (hi - lo))
+        self.clipped_marks.setData(steps, np.full(len(steps), y))
+
+    def clipped_ticks(self) -> np.ndarray:
+        """The training steps the plot marks as clipped."""
+        return self._clipped_steps.copy()
+
     def _norm_clipping(self) -> np.ndarray:
         """(K,) bool: rows whose clip threshold was a norm bound (the mode can change
         during a run, so this is per row)."""
@@ -185,7 +222,10 @@ class GradnormView(View):
         history = self._history
         if history is None or len(history) == 0:
             self._clear_items()
+            self._draw_comparisons()
+            self.colour_key.set_entries(key_entries(self._comparisons, "", ("", "", ""))[1:])
             return
+        self._draw_comparisons()
         steps = history.step
         self.before.setData(*positive_finite(steps, history.grad_norm))
         rows = self._norm_clipping()
@@ -200,8 +240,10 @@ class GradnormView(View):
                                                                 history.clip_threshold[rows])))
         else:
             self.threshold.setData([], [])
+        # A non-finite step was skipped, not clipped: its red line says so.
         clipped = history.clipped & np.isfinite(history.grad_norm)
-        self.clipped_marks.setData(*positive_finite(steps[clipped], history.grad_norm[clipped]))
+        self._clipped_steps = np.asarray(steps[clipped], dtype=np.float64)
+        self._place_rug()
         bad = history.nonfinite | ~np.isfinite(history.grad_norm)
         self.nonfinite_marks.setData(*event_lines(steps[bad], history.grad_norm))
         owners = self._owners()

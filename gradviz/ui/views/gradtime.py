@@ -10,7 +10,9 @@ import numpy as np
 import pyqtgraph as pg
 from PyQt6 import QtWidgets
 
+from gradviz.engine.capture import Capture
 from gradviz.ui.views.bounds import BoundsOverlay
+from gradviz.ui.views.compare import ComparisonCurves, comparison_colour
 from gradviz.ui.views.data import positive_finite
 from gradviz.ui.views.items import ColourKey, curve
 from gradviz.ui.views.style import INK, TICK_FONT_PT, pen, style_plot
@@ -60,7 +62,6 @@ class GradtimeView(View):
     def __init__(self, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)
         self.selector = self._add_selector()
-        self.toolbar.addStretch(1)
         canvas = self._add_graphics()
         # One key for both plots: their curves are the same training steps.
         self.colour_key = ColourKey()
@@ -78,6 +79,8 @@ class GradtimeView(View):
         self._c_shown = True
         self._show_cell_plot(False)
         self._drawn: dict[int, tuple] = {}   # id of a curve -> what it shows
+        self.comparison_h = ComparisonCurves(self.plot_h)
+        self.comparison_c = ComparisonCurves(self.plot_c)
 
     def _make_curves(self, plot: pg.PlotItem) -> list[pg.PlotDataItem]:
         """EARLIER faint curves (oldest first, faintest) then the bold newest one."""
@@ -117,25 +120,48 @@ class GradtimeView(View):
         for note in self.notes.values():
             note.hide()
         self._drawn.clear()
+        self.comparison_h.clear()
+        self.comparison_c.clear()
         self.colour_key.set_entries([])
         self.bounds.clear()
+
+    def _chosen(self) -> Capture | None:
+        """The full capture of the step the timeline shows; None while it follows the
+        newest step (then the newest history row is the bold curve)."""
+        latest = self._latest
+        return latest if self._step is not None and latest is not None else None
+
+    def _rows(self) -> list[int]:
+        """The history rows drawn, oldest first: :func:`shown_rows`, or with a step chosen,
+        earlier rows spread over the history before it (its own curve is the chosen
+        capture's, exact where old rows were merged)."""
+        chosen = self._chosen()
+        if chosen is None:
+            return shown_rows(len(self._history))
+        before = int(np.searchsorted(self._history.step, chosen.step, side="left"))
+        return shown_rows(before + 1)[:-1]
 
     def _redraw(self) -> None:
         history = self._history
         if history is None or len(history) == 0:
             self._clear_items()
+            self._draw_comparisons()
             return
         K, L, D, T = history.dh_norm.shape
         self.selector.set_shape(L, D)
         layer, direction = self.selector.layer_direction
-        rows = shown_rows(K)
+        rows = self._rows()
+        chosen = self._chosen()
         t = np.arange(T, dtype=np.float64)
         has_c = history.dc_norm is not None
         self._show_cell_plot(has_c)
-        # The newest row always goes to the last (bold) curve.
-        unused = EARLIER + 1 - len(rows)
-        for items, data in ((self.curves_h, history.dh_norm),
-                            (self.curves_c, history.dc_norm if has_c else None)):
+        # The newest (or chosen) row always goes to the last (bold) curve.
+        drawn = len(rows) + (chosen is not None)
+        unused = EARLIER + 1 - drawn
+        for items, data, own in ((self.curves_h, history.dh_norm,
+                                  chosen.dh_norm if chosen is not None else None),
+                                 (self.curves_c, history.dc_norm if has_c else None,
+                                  chosen.dc_norm if chosen is not None else None)):
             for item in items[:unused]:
                 self._show(item, None, t)
             if data is None:
@@ -147,9 +173,37 @@ class GradtimeView(View):
                 what = (layer, direction, T, int(history.step[k]), int(history.count[k]),
                         float(values[-1]))
                 self._show(item, what, t, values)
+            if own is not None:
+                values = own[layer, direction]
+                self._show(slots[-1], (layer, direction, T, "chosen", int(chosen.step),
+                                       float(values[-1])), t, values)
         self._show_notes(has_c)
         self.bounds.update(self._latest, layer, direction)
-        self._label(rows, self.curves_h[unused:])
+        steps = [int(history.step[k]) for k in rows]
+        if chosen is not None:
+            steps.append(int(chosen.step))
+        self._label(steps, self.curves_h[unused:], "shown" if chosen is not None else "newest")
+        self._draw_comparisons()
+
+    def _draw_comparisons(self) -> None:
+        """Each comparison run's profile at the step shown (its nearest keyframe), or its
+        newest, dimmed; named in the key."""
+        layer, direction = self.selector.layer_direction
+        for plot_curves, name in ((self.comparison_h, "dh_norm"), (self.comparison_c, "dc_norm")):
+            curves = []
+            for c in self._comparisons:
+                values = getattr(c.capture, name, None) if c.capture is not None else None
+                if values is not None and layer < values.shape[0] and direction < values.shape[1]:
+                    row = values[layer, direction]
+                    curves.append((c.index, *positive_finite(np.arange(len(row), dtype=np.float64),
+                                                             row)))
+            plot_curves.set(curves)
+        if self._comparisons:
+            entries = self.colour_key.entries
+            entries += [(comparison_colour(c.index), "line",
+                         c.label + (f" @ {c.capture.step}" if c.capture is not None else ""))
+                        for c in self._comparisons]
+            self.colour_key.set_entries(entries, title="step")
 
     def _show(self, item: pg.PlotDataItem, what: tuple | None, t: np.ndarray,
               values: np.ndarray | None = None) -> None:
@@ -162,14 +216,17 @@ class GradtimeView(View):
             item.setData(*positive_finite(t, values))
         self._drawn[id(item)] = what
 
-    def _label(self, rows: list[int], slots: list[pg.PlotDataItem]) -> None:
-        """The key names each drawn curve by its training step, newest first."""
+    def _label(self, steps: list[int], slots: list[pg.PlotDataItem], last: str) -> None:
+        """The key names each drawn curve by its training step, the last (``last``: the
+        newest, or the one shown) first; with comparisons, the bold one names the live run."""
         entries = []
-        for item, k in zip(slots, rows):
-            notes = ["newest"] if k == rows[-1] else []
+        for index, (item, step) in enumerate(zip(slots, steps)):
+            notes = [last] if index == len(steps) - 1 else []
+            if notes and self._comparisons:
+                notes.append(self._live_label)
             if item.xData is None or len(item.xData) == 0:
                 notes.append("not finite")   # a skipped step: nothing to draw
-            label = str(int(self._history.step[k])) + (f" ({', '.join(notes)})" if notes else "")
+            label = str(step) + (f" ({', '.join(notes)})" if notes else "")
             entries.append((item.opts["pen"].color().name(), "line", label))
         self.colour_key.set_entries(entries[::-1], title="step")
 
@@ -180,14 +237,18 @@ class GradtimeView(View):
             return ["t"], np.zeros((0, 1))
         layer, direction = self.selector.layer_direction
         T = history.dh_norm.shape[3]
-        rows = shown_rows(len(history))
+        rows = self._rows()
+        chosen = self._chosen()
         header = ["t"]
         columns = [np.arange(T, dtype=np.float64)]
-        sources = [("dL/dh", history.dh_norm)]
+        sources = [("dL/dh", history.dh_norm, "dh_norm")]
         if history.dc_norm is not None:
-            sources.append(("dL/dc", history.dc_norm))
-        for name, data in sources:
+            sources.append(("dL/dc", history.dc_norm, "dc_norm"))
+        for name, data, field in sources:
             for k in rows:
                 header.append(f"{name} step {int(history.step[k])}")
                 columns.append(data[k, layer, direction].astype(np.float64))
+            if chosen is not None:
+                header.append(f"{name} step {int(chosen.step)}")
+                columns.append(getattr(chosen, field)[layer, direction].astype(np.float64))
         return header, np.column_stack(columns)

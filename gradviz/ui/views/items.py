@@ -94,7 +94,7 @@ class ColourKey(WrappedText):
     each curve's colour and line style, then its name."""
 
     SAMPLES = {"line": "━", "dash": "╍╍", "dot": "┈┈", "marker": "○", "event": "┃",
-               "box": "■"}
+               "box": "■", "band": "▬▬", "tick": "╷"}
 
     def __init__(self, column: bool = False, parent=None):
         super().__init__(column=column, parent=parent)

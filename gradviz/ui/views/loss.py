@@ -1,9 +1,12 @@
-"""Training loss per step on a log axis, against the loss of a model with no memory."""
+"""Training loss per step on a log axis, against the loss of a model with no memory; and,
+for a task that measures its own success (the fraction of sums solved, of symbols copied),
+that measure over the last few steps, above the plot."""
 from __future__ import annotations
 
 import numpy as np
 from PyQt6 import QtCore, QtWidgets
 
+from gradviz.ui.views.compare import ComparisonCurves, StepMarker, key_entries, run_key
 from gradviz.ui.views.data import event_lines, positive_finite
 from gradviz.ui.views.items import ColourKey, curve, event_marks
 from gradviz.ui.views.style import colour, pen, style_plot
@@ -11,6 +14,7 @@ from gradviz.ui.views.view import View
 
 NONFINITE_COLOUR = "#d01010"
 BASELINE_COLOUR = "#000000"
+METRIC_ROWS = 20  # the task's metric is shown as its mean over this many recent rows
 
 
 class LossView(View):
@@ -36,11 +40,21 @@ class LossView(View):
         self.baseline_curve = curve(self.plot, pen(BASELINE_COLOUR, width=2.0,
                                                    style=QtCore.Qt.PenStyle.DashLine))
         self.nonfinite_marks = event_marks(self.plot, NONFINITE_COLOUR)
+        self.comparison_curves = ComparisonCurves(self.plot)
+        self.marker = StepMarker(self.plot)
 
     def _clear_items(self) -> None:
         for item in (self.loss_curve, self.baseline_curve, self.nonfinite_marks):
             item.setData([], [])
+        self.comparison_curves.clear()
+        self.marker.set_step(None)
         self.colour_key.set_entries([])
+
+    def _draw_comparisons(self) -> None:
+        self.comparison_curves.set_lazily(
+            [(c.index, run_key(c), lambda c=c: positive_finite(c.history.step, c.history.loss))
+             for c in self._comparisons])
+        self.marker.set_step(self._step)
 
     def _baseline(self) -> float | None:
         value = getattr(self._history, "baseline", None)
@@ -52,7 +66,11 @@ class LossView(View):
         history = self._history
         if history is None or len(history) == 0:
             self._clear_items()
+            self._draw_comparisons()
+            self.colour_key.set_entries(key_entries(self._comparisons, "(no steps yet)",
+                                                    (colour(0), "line", "loss"))[1:])
             return
+        self._draw_comparisons()
         steps = history.step
         self.loss_curve.setData(*positive_finite(steps, history.loss))
         baseline = self._baseline()
@@ -62,21 +80,33 @@ class LossView(View):
             self.baseline_curve.setData([float(steps[0]), float(steps[-1])], [baseline, baseline])
         bad = history.nonfinite | ~np.isfinite(history.loss)
         self.nonfinite_marks.setData(*event_lines(steps[bad], history.loss))
-        entries = [(colour(0), "line", "loss"),
+        entries = [*key_entries(self._comparisons, self._live_label, (colour(0), "line", "loss")),
                    (BASELINE_COLOUR, "dash", "no-memory baseline"
                     + (f" ({baseline:.4g})" if baseline is not None else " (none)"))]
         if bad.any():
             entries.append((NONFINITE_COLOUR, "event", "not finite (step skipped)"))
-        self.colour_key.set_entries(entries)
+        self.colour_key.set_entries(entries, title=self._metric_label())
+
+    def _metric_label(self) -> str:
+        """'fraction solved 83% (last 20 steps)', or '' for a task without a metric."""
+        history = self._history
+        metric, count = history.metric[-METRIC_ROWS:], history.count[-METRIC_ROWS:]
+        finite = np.isfinite(metric)
+        if not history.metric_name or not finite.any():
+            return ""
+        value = np.average(metric[finite], weights=count[finite])
+        steps = int(count[finite].sum())
+        return f"{history.metric_name} {value:.0%} (last {steps} step{'s' * (steps != 1)})"
 
     def csv_table(self) -> tuple[list[str], np.ndarray]:
-        """One row per history row: step, loss (nan where not finite), baseline, non-finite flag."""
+        """One row per history row: step, loss (nan where not finite), baseline, non-finite
+        flag, the task's metric (nan for a task without one)."""
         history = self._history
-        header = ["step", "loss", "baseline", "nonfinite"]
+        header = ["step", "loss", "baseline", "nonfinite", "metric"]
         if history is None or len(history) == 0:
-            return header, np.zeros((0, 4))
+            return header, np.zeros((0, 5))
         baseline = self._baseline()
         rows = np.column_stack([history.step, history.loss,
                                 np.full(len(history), np.nan if baseline is None else baseline),
-                                history.nonfinite]).astype(np.float64)
+                                history.nonfinite, history.metric]).astype(np.float64)
         return header, rows

@@ -40,7 +40,6 @@ class StatesView(View):
             self.toolbar.addWidget(QtWidgets.QLabel(label))
             self.toolbar.addWidget(box)
             box.valueChanged.connect(self._redraw)
-        self.toolbar.addStretch(1)
         canvas = self._add_graphics()
         # One key for both plots: a unit has the same colour in each.
         self.colour_key = ColourKey()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import pyqtgraph as pg
@@ -12,12 +12,14 @@ from PyQt6 import QtCore, QtWidgets
 
 from gradviz.ui import export
 from gradviz.ui.dialogs import FileDialogs
+from gradviz.ui.views.flow import FlowLayout
 from gradviz.ui.views.items import WrappedText
 from gradviz.ui.views.style import BACKGROUND, LAYOUT_MARGINS, LAYOUT_SPACING
 
 if TYPE_CHECKING:
     from gradviz.engine.capture import Capture
     from gradviz.engine.record import History
+    from gradviz.ui.state import Comparison
 
 
 class LayerDirectionSelector(QtWidgets.QComboBox):
@@ -26,6 +28,7 @@ class LayerDirectionSelector(QtWidgets.QComboBox):
     def __init__(self, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)
         self.setToolTip("Which recurrent layer and direction to show")
+        self.setSizeAdjustPolicy(QtWidgets.QComboBox.SizeAdjustPolicy.AdjustToContents)
         self._shape = (0, 0)
         self.hide()
 
@@ -74,11 +77,16 @@ class View(QtWidgets.QWidget):
         super().__init__(parent)
         self._history: History | None = None
         self._latest: Capture | None = None
+        self._comparisons: tuple[Comparison, ...] = ()
+        self._live_label = ""
+        self._step: int | None = None
         self._file_dialogs: FileDialogs | None = None
         self._fixed_y: dict[pg.ViewBox, tuple[float, float]] = {}
+        self._export_setup: Callable[[], tuple[str, float]] | None = None
         self.setContextMenuPolicy(QtCore.Qt.ContextMenuPolicy.CustomContextMenu)
         self.customContextMenuRequested.connect(self._show_context_menu)
-        self.toolbar = QtWidgets.QHBoxLayout()
+        # Wraps onto a second row in a narrow panel rather than cutting a choice's text.
+        self.toolbar = FlowLayout()
         self.toolbar.setContentsMargins(0, 0, 0, 0)
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
@@ -134,10 +142,20 @@ class View(QtWidgets.QWidget):
         self._latest = latest
         self._redraw()
 
+    def set_comparisons(self, comparisons: tuple[Comparison, ...], live_label: str = "",
+                        step: int | None = None) -> None:
+        """The runs to draw behind the live one, the live run's label beside them, and the
+        step the timeline shows; the next :meth:`set_data` draws them."""
+        self._comparisons = tuple(comparisons)
+        self._live_label = live_label
+        self._step = step
+
     def clear(self) -> None:
         """No data (a new model is starting): empty plots, zoomed to fit what comes."""
         self._history = None
         self._latest = None
+        self._comparisons = ()
+        self._step = None
         self._clear_items()
         self.reset_zoom()
 
@@ -166,8 +184,22 @@ class View(QtWidgets.QWidget):
 
     def export(self, path: str | os.PathLike) -> Path:
         """Write the view to ``path``; the suffix (.png, .svg, .csv) picks the format.
+        A figure gets the title line and the PNG scale :meth:`set_export_setup` gives.
         Raises :class:`~gradviz.ui.export.ExportError`."""
-        return export.save(path, self.figure_widget(), self.csv_table)
+        title, scale = self._export_setup() if self._export_setup else ("", 1.0)
+        shown = self.caption.plain_text() if hasattr(self, "caption") else ""
+        if title and hasattr(self, "caption") and not shown:
+            self.set_caption(title)
+        try:
+            return export.save(path, self.figure_widget(), self.csv_table, scale)
+        finally:
+            if title and hasattr(self, "caption") and not shown:
+                self.set_caption("")
+
+    def set_export_setup(self, setup: Callable[[], tuple[str, float]]) -> None:
+        """``setup()`` -> (title line naming the run, PNG scale) for each export: the
+        window's settings and its File ▸ Export ▸ Image size."""
+        self._export_setup = setup
 
     def figure_widget(self) -> QtWidgets.QWidget:
         """The part of the view that PNG and SVG export show (the plots, not the controls)."""

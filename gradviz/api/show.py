@@ -1,0 +1,53 @@
+"""The app on a run, from Python: :func:`show` starts ``python -m gradviz open RUN`` in a
+process of its own and returns at once (a notebook goes on running); :func:`open_command`
+is that command's side, which checks the run before any window opens.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from gradviz.engine.runformat import RunFileError
+
+
+def show(run_or_history, *, config=None) -> subprocess.Popen:
+    """Open the app on ``run_or_history``: a run folder (or its run.json), or a Session,
+    Watch, Run or History (with ``config``), which is first saved to a new temporary
+    folder. Returns the app's process; a run that cannot be read raises RunFileError here,
+    before anything starts."""
+    from gradviz.engine.runfile import load_run_config
+
+    if isinstance(run_or_history, (str, os.PathLike)):
+        path = Path(run_or_history)
+    else:
+        from gradviz.api.runs import save_run
+        path = save_run(run_or_history, tempfile.mkdtemp(prefix="gradviz-show-"), config=config)
+    load_run_config(path)
+    # A session of its own: the app outlives an interrupted notebook cell or script.
+    return subprocess.Popen([sys.executable, "-m", "gradviz", "open", str(path)],
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+
+
+def open_command(args: list[str]) -> int:
+    """``gradviz open RUN``: the app on the run in RUN; exit status 2, with one line, if
+    RUN is not given or not a readable run."""
+    if len(args) != 1 or args[0].startswith("-"):
+        print("gradviz open: give one run folder (or its run.json): gradviz open runs/demo",
+              file=sys.stderr)
+        return 2
+    from gradviz.engine.runfile import load_run_config
+
+    try:
+        load_run_config(args[0])
+    except RunFileError as exc:
+        print(f"gradviz open: {exc}", file=sys.stderr)
+        return 2
+    from gradviz.ui.app import run_app
+
+    return run_app(run=args[0])
+
+
+__all__ = ["show", "open_command"]
