@@ -11,9 +11,11 @@ from reference import unrolled
 from gradviz.config import RunConfig
 from gradviz.engine import bounds, cliff
 from gradviz.engine.history import History
+from gradviz.engine.keyframes import Keyframes
 from gradviz.engine.network import Network
 from gradviz.engine.paths import path_names, path_norms
 from gradviz.engine.record import load_run, save_run
+from gradviz.engine.runfile import open_run
 from gradviz.engine.spectrum import RETRY, SpectrumTracker
 from gradviz.engine.train import Trainer
 
@@ -265,24 +267,30 @@ def test_a_light_capture_has_no_saturation_row_and_merges_away():
     np.testing.assert_allclose(history.rho[0], (full.rho + light.rho) / 2, rtol=1e-12)
 
 
-def test_a_version_1_run_file_still_opens_with_empty_theory_rows(tmp_path):
-    import json
+def test_a_run_file_from_before_the_theory_rows_still_opens_with_them_empty(tmp_path):
     import zipfile
     t = Trainer(RunConfig(cell="lstm", hidden=4, seq_len=5))
-    history = History()
+    history, keyframes = History(), Keyframes()
     for _ in range(3):
-        history.append(t.step())
-    save_run(tmp_path / "run", t.config, history)
-    doc = json.loads((tmp_path / "run" / "run.json").read_text())
-    doc["schema_version"] = 1
-    (tmp_path / "run" / "run.json").write_text(json.dumps(doc))
+        cap = t.step()
+        history.append(cap)
+        keyframes.add(cap)
+    save_run(tmp_path / "run", t.config, history, keyframes=keyframes)
+    kept = open_run(tmp_path / "run").keyframes.captures
+    for got, saved in zip(kept, keyframes.captures, strict=True):
+        np.testing.assert_array_equal(got.paths, saved.paths)
+        np.testing.assert_array_equal(got.dout_norm, saved.dout_norm)
+        assert got.path_names == saved.path_names
     npz = tmp_path / "run" / "capture.npz"
     with zipfile.ZipFile(npz) as zf:
         members = {n: zf.read(n) for n in zf.namelist()}
+    theory = {"rho", "sigma_max", "sat_low", "sat_high", "dout_norm", "latest_paths",
+              "latest_path_names", "latest_dout_norm", "key_paths", "key_path_names",
+              "key_dout_norm"}
+    assert theory <= {name[:-4] for name in members}
     with zipfile.ZipFile(npz, "w") as zf:
         for name, data in members.items():
-            if name[:-4] not in ("rho", "sigma_max", "sat_low", "sat_high", "dout_norm",
-                                 "latest_paths", "latest_path_names", "latest_dout_norm"):
+            if name[:-4] not in theory:
                 zf.writestr(name, data)
     loaded = load_run(tmp_path / "run")[1]
     assert len(loaded) == 3 and np.isnan(loaded.rho).all() and np.isnan(loaded.sat_low).all()

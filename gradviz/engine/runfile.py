@@ -32,8 +32,8 @@ import numpy as np
 from gradviz import __version__
 from gradviz.config import ConfigError, RunConfig
 from gradviz.engine.files import NotRegularFileError, open_regular, replace_together, temp_beside
-from gradviz.engine.history import FLAG_ROWS, FLOAT_ROWS, HISTORY_CAPACITY, METRIC_ROW, THEORY_ROWS,
-                                    History
+from gradviz.engine.history import (FLAG_ROWS, FLOAT_ROWS, HISTORY_CAPACITY, METRIC_ROW,
+                                    THEORY_ROWS, History)
 from gradviz.engine.keyframes import KEYFRAME_CAPACITY, Keyframes
 from gradviz.engine.npzfile import Archive, ArchiveError
 from gradviz.engine.runextras import (Scales, TextSamples, capture_arrays, capture_from,

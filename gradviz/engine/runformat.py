@@ -74,7 +74,7 @@ NAME_FIELDS = ("gate_names", "param_names", "rho_names", "events", "path_names")
 # Keyframes (schema 2): the latest capture's arrays for F captures, stacked along a first
 # dimension F, but for the names and ranges that all of them share, stored once; events
 # padded with "" to the longest list, key_event_count saying how many are real.
-KEY_SHARED = ("gate_names", "gate_ranges", "param_names", "rho_names", "path_names")
+KEY_SHARED = ("gate_names", "gate_ranges", "param_names", "rho_names")
 KEY_SPEC: dict[str, tuple[str, tuple[str, ...]]] = {
     **{k: (kind, shape if k in KEY_SHARED else ("F", *shape))
        for k, (kind, shape) in LATEST_SPEC.items() if k != "events"},
