@@ -237,7 +237,8 @@ class CellDiagramView(View):
         for widget in (QtWidgets.QLabel("unit:"), self.unit_combo, QtWidgets.QLabel("t:"),
                        self.spin):
             self.toolbar.addWidget(widget)
-        self.toolbar.addWidget(self.slider, 1)
+        self.slider.setMinimumWidth(140)
+        self.toolbar.addWidget(self.slider)
         self.canvas_widget = CellCanvas(self)
         self.layout().addWidget(self.canvas_widget, 1)
 

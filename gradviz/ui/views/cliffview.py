@@ -46,7 +46,6 @@ class CliffView(View):
         self.steps.valueChanged.connect(lambda _: self.run())
         self.toolbar.addWidget(QtWidgets.QLabel("steps"))
         self.toolbar.addWidget(self.steps)
-        self.toolbar.addStretch(1)
         canvas = self._add_graphics()
         self.heading = WrappedText(size_pt=11)
         canvas.addItem(self.heading, row=0, col=0, colspan=3)

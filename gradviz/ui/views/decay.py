@@ -39,7 +39,6 @@ class DecayView(View):
     def __init__(self, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)
         self.selector = self._add_selector()
-        self.toolbar.addStretch(1)
         canvas = self._add_graphics()
         self.heading = WrappedText(size_pt=13)
         canvas.addItem(self.heading, row=0, col=0)

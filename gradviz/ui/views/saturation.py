@@ -49,7 +49,6 @@ class SaturationView(View):
         self.gate_combo.currentIndexChanged.connect(self._redraw)
         self.toolbar.addWidget(QtWidgets.QLabel("gate:"))
         self.toolbar.addWidget(self.gate_combo)
-        self.toolbar.addStretch(1)
         canvas = self._add_graphics()
         self.key_item = ColourKey()
         canvas.addItem(self.key_item, row=0, col=0)

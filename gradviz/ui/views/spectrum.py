@@ -37,7 +37,6 @@ class SpectrumView(View):
     def __init__(self, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)
         self.selector = self._add_selector()
-        self.toolbar.addStretch(1)
         canvas = self._add_graphics()
         self.heading = WrappedText(size_pt=11)
         canvas.addItem(self.heading, row=0, col=0)
