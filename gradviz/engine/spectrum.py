@@ -64,6 +64,16 @@ class SpectrumTracker:
         self.fallbacks = {"rho": 0, "sigma": 0}
         self._rho_misses = 0          # consecutive steps on which ρ was decomposed in full
 
+    def state(self) -> tuple[Tensor, Tensor, int] | None:
+        """What the next step starts from — the bases for ρ and σ_max, (N, H, p) float64, and
+        the count of steps since ρ last converged — for a run that is saved and resumed to
+        go on bit for bit; None before the first step."""
+        return None if self._q is None else (self._q, self._v, self._rho_misses)
+
+    def restore(self, q: Tensor, v: Tensor, misses: int) -> None:
+        """Go on from a :meth:`state`."""
+        self._q, self._v, self._rho_misses = q, v, int(misses)
+
     def update(self, blocks: Tensor) -> tuple[Tensor, Tensor]:
         """ρ and σ_max (N,) float64 of ``blocks`` (N, H, H), any float dtype."""
         w = blocks.detach().to(torch.float64)
