@@ -274,15 +274,16 @@ def test_engine_does_not_import_qt():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_spectral_radius_is_refreshed_every_few_steps_and_says_when():
-    from gradviz.engine.train import SPECTRAL_EVERY
+def test_spectral_radius_describes_the_weights_of_every_captured_step():
     t = Trainer(RunConfig(cell="rnn-tanh", hidden=6, seq_len=5, lr=0.05, optimizer="sgd"))
-    caps = [t.step() for _ in range(SPECTRAL_EVERY)]
-    w_before = t.net.weight_hh_l0.detach().clone()
-    caps.append(t.step())
-    assert [c.rho_step for c in caps] == [0] * SPECTRAL_EVERY + [SPECTRAL_EVERY]
-    # The refreshed value describes the weights that step used, which training has changed.
-    assert caps[-1].rho[0, 0, 0] == pytest.approx(spectral_radius(w_before).item(), rel=1e-5)
+    caps, before = [], []
+    for _ in range(30):
+        before.append(t.net.weight_hh_l0.detach().clone())
+        caps.append(t.step())
+    assert [c.rho_step for c in caps] == [c.step for c in caps] == list(range(30))
+    # Each value describes the weights that step used, which training changes.
+    for cap, w in zip(caps, before):
+        assert cap.rho[0, 0, 0] == pytest.approx(spectral_radius(w).item(), rel=1e-5)
     assert caps[-1].rho[0, 0, 0] != caps[0].rho[0, 0, 0]
 
 

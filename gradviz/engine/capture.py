@@ -40,12 +40,20 @@ class Capture:
     sigma_max: np.ndarray          # (L, D, G') largest singular value of each block
     rho_names: tuple[str, ...]     # (G',) names of the recurrent blocks, e.g. ("W_hi", ...)
     events: tuple[str, ...] = field(default=())  # human-readable events of this step
-    # ρ and σ cost more than a small training step at H = 128, so they are refreshed every
-    # few steps; this is the step whose weights they describe.
+    # The step whose weights ρ and σ describe: since they are tracked on every captured step
+    # (gradviz.engine.spectrum), the capture's own; files from before say otherwise.
     rho_step: int = 0
     # (P,) (layer, direction) of each parameter, None for the readout's: views group the
     # tensors by layer with this, never by parsing their names.
     param_owners: tuple[tuple[int, int] | None, ...] = field(default=())
+    # (L, D, T) float32 ‖·‖ of the gradient reaching h_t from outside the recurrence (the
+    # readout's at t, or the layer above's): the local term of the chain-rule bound
+    # (gradviz.engine.bounds). None in captures made before it was kept.
+    dout_norm: np.ndarray | None = None
+    # (L, D, Q, T, H) float32, per unit the norm over the batch of the gradient along each
+    # path of the cell's picture, named by path_names (gradviz.engine.paths); full only.
+    paths: np.ndarray | None = None
+    path_names: tuple[str, ...] = field(default=())
     # The task's own measure of success on this step's batch, where it has one (the
     # fraction of adding sums solved, the accuracy of a copied or recalled symbol), named
     # by ``metric_name``; nan and "" for a task without one.
@@ -70,4 +78,5 @@ class Capture:
 
     def light(self) -> "Capture":
         """A copy without the per-unit arrays: what histories need, cheap to send."""
-        return replace(self, gates=None, sat_low=None, sat_high=None, probe_h=None, probe_c=None)
+        return replace(self, gates=None, sat_low=None, sat_high=None, probe_h=None, probe_c=None,
+                       paths=None)

@@ -18,6 +18,12 @@ from gradviz.engine.capture import Capture
 # Per-row scalars: float64 ones are averaged when rows merge, boolean flags OR'ed.
 FLOAT_ROWS = ("loss", "grad_norm", "grad_norm_clipped", "lr", "clip_threshold")
 FLAG_ROWS = ("clipped", "nonfinite", "clip_by_norm")
+# Per-row arrays of the theory views, averaged like the floats when rows merge; NaN where
+# a capture lacks them (saturation: a light capture; dout_norm: an older capture).
+# ρ and σ_max (K, L, D, R) float64; sat_low/sat_high (K, L, D, G) float32, the fraction
+# of each gate's activations in the bottom/top 10% of its range, averaged over t;
+# dout_norm (K, L, D, T) float32, the gradient reaching h_t from outside the recurrence.
+THEORY_ROWS = ("rho", "sigma_max", "sat_low", "sat_high", "dout_norm")
 # The task's metric (Capture.metric), averaged like FLOAT_ROWS; apart from them because run
 # files from before it was kept do not hold it.
 METRIC_ROW = "metric"
@@ -40,7 +46,8 @@ class History:
     ``clip_threshold`` (K,) float64, ``clipped``/``nonfinite``/``clip_by_norm`` (K,) bool,
     ``dh_norm`` (K, L, D, T) float32, ``dc_norm`` (K, L, D, T) float32 or None,
     ``param_grad_norm`` (K, P) float32, ``metric`` (K,) float64 (nan for a task without
-    one; ``metric_name`` names it). A merged row has ``step`` = its last step,
+    one; ``metric_name`` names it), and the :data:`THEORY_ROWS`. A merged row has
+    ``step`` = its last step,
     ``count`` = captures it holds, means weighted by count over finite values, flags OR'ed.
 
     Of the first capture it keeps ``param_names``, ``param_owners`` (the (layer, direction)
@@ -82,17 +89,20 @@ class History:
         baseline = "nan" if cap.baseline != cap.baseline else float(cap.baseline)
         return (np.shape(cap.dh_norm), None if cap.dc_norm is None else np.shape(cap.dc_norm),
                 np.shape(cap.param_grad_norm), tuple(cap.param_names), tuple(cap.gate_names),
-                baseline)
+                baseline, np.shape(cap.rho)[-1])
 
-    def row_limit(self, lzt: tuple[int, ...], has_dc: bool, p: int) -> int:
+    def row_limit(self, lzt: tuple[int, ...], has_dc: bool, p: int, r: int = 0,
+                  g: int = 0) -> int:
         """How many rows this history keeps of captures whose ``dh_norm`` has the shape
-        ``lzt`` (L, D, T), with ``dc_norm`` if ``has_dc``, of ``p`` parameter tensors."""
+        ``lzt`` (L, D, T), with ``dc_norm`` if ``has_dc``, of ``p`` parameter tensors,
+        ``r`` recurrent blocks and ``g`` gates."""
+        ld = int(np.prod(lzt[:2]))
         row_bytes = 8 * (3 + len(FLOAT_ROWS)) + len(FLAG_ROWS) \
-            + 4 * (int(np.prod(lzt)) * (2 if has_dc else 1) + p)
+            + 4 * (int(np.prod(lzt)) * (3 if has_dc else 2) + p) + ld * (16 * r + 8 * g)
         return min(self.capacity, max(4, self.max_bytes // row_bytes))
 
-    def _allocate(self, lzt: tuple[int, ...], has_dc: bool, p: int) -> None:
-        self._rows = self.row_limit(lzt, has_dc, p)
+    def _allocate(self, lzt: tuple[int, ...], has_dc: bool, p: int, r: int, g: int) -> None:
+        self._rows = self.row_limit(lzt, has_dc, p, r, g)
         # np.empty only reserves address space; pages are touched as rows are written.
         a = {"step": np.empty(self._rows, np.int64), "count": np.empty(self._rows, np.int64)}
         a.update({k: np.empty(self._rows, np.float64) for k in (*FLOAT_ROWS, METRIC_ROW)})
@@ -101,6 +111,11 @@ class History:
         if has_dc:
             a["dc_norm"] = np.empty((self._rows, *lzt), np.float32)
         a["param_grad_norm"] = np.empty((self._rows, p), np.float32)
+        for name in ("rho", "sigma_max"):
+            a[name] = np.empty((self._rows, *lzt[:2], r), np.float64)
+        for name in ("sat_low", "sat_high"):
+            a[name] = np.empty((self._rows, *lzt[:2], g), np.float32)
+        a["dout_norm"] = np.empty((self._rows, *lzt), np.float32)
         self._a = a
 
     def append(self, cap: Capture) -> None:
@@ -109,7 +124,7 @@ class History:
         if self._key is not None and key != self._key:
             self.clear()
         if self._key is None:
-            self._allocate(key[0], key[1] is not None, key[2][0])
+            self._allocate(key[0], key[1] is not None, key[2][0], key[6], len(key[4]))
             self._key = key
             self.param_names = tuple(cap.param_names)
             self.param_owners = _owners(self.param_names, cap.param_owners)
@@ -131,6 +146,16 @@ class History:
         if cap.dc_norm is not None:
             a["dc_norm"][i] = cap.dc_norm
         a["param_grad_norm"][i] = cap.param_grad_norm
+        a["rho"][i] = cap.rho
+        a["sigma_max"][i] = cap.sigma_max
+        for name in ("sat_low", "sat_high", "dout_norm"):
+            value = getattr(cap, name)
+            if value is None:
+                a[name][i] = np.nan
+            elif name == "dout_norm":
+                a[name][i] = value
+            else:                                   # (L, D, G, T): the mean over t
+                a[name][i] = value.mean(axis=-1, dtype=np.float64)
         self._n = i + 1
         if not cap.is_light:
             self.latest = cap
@@ -205,33 +230,56 @@ class History:
         """(K, P) float32."""
         return self._rows_of("param_grad_norm", (0, 0), np.float32)
 
+    rho = property(lambda self: self._rows_of("rho", (0, 0, 0, 0), np.float64),
+                   doc="(K, L, D, R) float64 spectral radius of each recurrent block")
+    sigma_max = property(lambda self: self._rows_of("sigma_max", (0, 0, 0, 0), np.float64),
+                         doc="(K, L, D, R) float64 largest singular value of each block")
+    sat_low = property(lambda self: self._rows_of("sat_low", (0, 0, 0, 0), np.float32),
+                       doc="(K, L, D, G) float32 fraction in the bottom 10%, mean over t")
+    sat_high = property(lambda self: self._rows_of("sat_high", (0, 0, 0, 0), np.float32),
+                        doc="(K, L, D, G) float32 fraction in the top 10%, mean over t")
+    dout_norm = property(lambda self: self._rows_of("dout_norm", (0, 0, 0, 0), np.float32),
+                         doc="(K, L, D, T) float32 gradient reaching h_t from outside")
+
     # -- from a file ------------------------------------------------------------------
     def restore(self, arrays: dict[str, np.ndarray], param_names: tuple[str, ...],
                 param_owners: Sequence[Owner], gate_names: tuple[str, ...], baseline: float,
                 latest: Capture | None, metric_name: str = "") -> None:
         """Refill from a run file's validated arrays: the rows (``step``, ``count``, the
-        scalars, ``metric``, ``dh_norm``, ``dc_norm`` if any, ``param_grad_norm``), what
-        the first capture named, and the latest full capture. ValueError if there are more rows than
+        scalars, ``metric``, ``dh_norm``, ``dc_norm`` if any, ``param_grad_norm``, and
+        those of the :data:`THEORY_ROWS` the file has: the others are NaN, ``rho`` and
+        ``sigma_max`` of the shape of ``latest.rho``, or of one block), what the first
+        capture named, and the latest full capture. ValueError if there are more rows than
         this history keeps (:meth:`row_limit`)."""
         self.clear()
         k = len(arrays["step"])
         if k:
             dh = arrays["dh_norm"]
             has_dc = "dc_norm" in arrays
-            limit = self.row_limit(dh.shape[1:], has_dc, arrays["param_grad_norm"].shape[1])
+            r = blocks_of(arrays, latest)
+            p = arrays["param_grad_norm"].shape[1]
+            limit = self.row_limit(dh.shape[1:], has_dc, p, r, len(gate_names))
             if k > limit:
                 raise ValueError(f"{k} rows are more than this history keeps ({limit})")
-            self._allocate(dh.shape[1:], has_dc, arrays["param_grad_norm"].shape[1])
+            self._allocate(dh.shape[1:], has_dc, p, r, len(gate_names))
             for name, arr in self._a.items():
-                arr[:k] = arrays[name]
+                arr[:k] = arrays[name] if name in arrays else np.nan
             self._n = k
             self._key = (dh.shape[1:], dh.shape[1:] if has_dc else None,
                          (len(param_names),), param_names, gate_names,
-                         "nan" if baseline != baseline else baseline)
+                         "nan" if baseline != baseline else baseline, r)
             self.param_names, self.gate_names, self.baseline = param_names, gate_names, baseline
             self.param_owners = tuple(param_owners)
             self.metric_name = metric_name
         self.latest = latest
+
+
+def blocks_of(arrays: dict[str, np.ndarray], latest: Capture | None) -> int:
+    """R, the recurrent blocks of a run file's rows: from its ``rho`` rows, else (a file
+    from before they were kept) its latest capture's, else 1."""
+    if "rho" in arrays:
+        return int(arrays["rho"].shape[-1])
+    return int(np.shape(latest.rho)[-1]) if latest is not None else 1
 
 
 def _owners(names: tuple[str, ...], owners: Sequence[Owner]) -> tuple[Owner, ...]:
@@ -256,4 +304,5 @@ def _weighted_means(x: np.ndarray, weight: np.ndarray, first: np.ndarray) -> np.
         return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
 
 
-__all__ = ["History", "HISTORY_CAPACITY", "FLOAT_ROWS", "FLAG_ROWS", "METRIC_ROW"]
+__all__ = ["History", "HISTORY_CAPACITY", "FLOAT_ROWS", "FLAG_ROWS", "METRIC_ROW",
+           "THEORY_ROWS", "blocks_of"]

@@ -161,6 +161,7 @@ class Network(nn.Module):
                 params = self.layer_params(k, d)
                 grads = self.cell.backward(fwd.caches[k][d], params, dout.contiguous(),
                                            tbptt, need_dx=k > 0 or input_grad)
+                grads.dout = dout
                 for short, g in grads.params.items():
                     params[short].grad = g
                 result[k].append(grads)

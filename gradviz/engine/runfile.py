@@ -32,7 +32,8 @@ import numpy as np
 from gradviz import __version__
 from gradviz.config import ConfigError, RunConfig
 from gradviz.engine.files import NotRegularFileError, open_regular, replace_together, temp_beside
-from gradviz.engine.history import FLAG_ROWS, FLOAT_ROWS, HISTORY_CAPACITY, METRIC_ROW, History
+from gradviz.engine.history import (FLAG_ROWS, FLOAT_ROWS, HISTORY_CAPACITY, METRIC_ROW,
+                                    THEORY_ROWS, History)
 from gradviz.engine.keyframes import KEYFRAME_CAPACITY, Keyframes
 from gradviz.engine.npzfile import Archive, ArchiveError
 from gradviz.engine.runextras import (Scales, TextSamples, capture_arrays, capture_from,
@@ -63,6 +64,8 @@ def _history_arrays(history: History) -> dict[str, np.ndarray]:
         out["dc_norm_all"] = np.array(history.dc_norm)
         out["dc_norm"] = out["dc_norm_all"][:, -1, 0, :]
     out["param_grad_norm"] = np.array(history.param_grad_norm)
+    if len(history):
+        out.update({name: np.array(getattr(history, name)) for name in THEORY_ROWS})
     out["param_names"] = np.array(history.param_names, dtype=str)
     # (layer, direction) of each parameter, -1 for the readout's.
     out["param_owner"] = np.array([(-1, -1) if o is None else o for o in history.param_owners],
@@ -297,6 +300,7 @@ def open_run(folder_or_run_json: str | os.PathLike, capacity: int = HISTORY_CAPA
         if "dc_norm_all" in arrays:
             rows["dc_norm"] = arrays["dc_norm_all"]
         rows["param_grad_norm"] = arrays["param_grad_norm"]
+        rows.update({name: arrays[name] for name in THEORY_ROWS if name in arrays})
         history.restore(rows, names, owners, tuple(str(s) for s in arrays["gate_names"]),
                         float(arrays["baseline"]), latest,
                         str(arrays.get("metric_name", "")))

@@ -8,7 +8,8 @@ refused from its headers, before its data is read (:mod:`gradviz.engine.npzfile`
 :mod:`gradviz.engine.runfile` writes and reads the files with these. Shapes: K = rows,
 L = layers, D = directions, T = timesteps, P = parameter tensors, G = gates, H = hidden
 units, R = recurrent blocks, E = events, F = keyframes, N = events of a keyframe, S = text
-samples, C = colour scales.
+samples, C = colour scales, Q = gradient paths
+(gradviz.engine.paths).
 """
 from __future__ import annotations
 
@@ -46,7 +47,11 @@ ROW_SPEC: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 ROW_OPTIONAL = {"dc_norm": ("f", ("K", "T")), "dc_norm_all": ("f", ("K", "L", "D", "T")),
                 "param_owner": ("i", ("P", "2")), METRIC_ROW: ("f", ("K",)),
-                "metric_name": ("U", ())}
+                "metric_name": ("U", ()),
+                # Absent in files from before they were kept, whose rows then read as NaN.
+                "rho": ("f", ("K", "L", "D", "R")), "sigma_max": ("f", ("K", "L", "D", "R")),
+                "sat_low": ("f", ("K", "L", "D", "G")), "sat_high": ("f", ("K", "L", "D", "G")),
+                "dout_norm": ("f", ("K", "L", "D", "T"))}
 LATEST_SPEC: dict[str, tuple[str, tuple[str, ...]]] = {
     "step": ("i", ()), "loss": ("f", ()), "baseline": ("f", ()), "lr": ("f", ()),
     "clip": ("U", ()), "clip_threshold": ("f", ()),
@@ -62,8 +67,10 @@ LATEST_SPEC: dict[str, tuple[str, tuple[str, ...]]] = {
     "rho_names": ("U", ("R",)), "events": ("U", ("E",)),
 }
 LATEST_OPTIONAL = {"dc_norm": ("f", ("L", "D", "T")), "probe_c": ("f", ("L", "D", "T", "H")),
-                   "rho_step": ("i", ()), "metric": ("f", ()), "metric_name": ("U", ())}
-NAME_FIELDS = ("gate_names", "param_names", "rho_names", "events")
+                   "rho_step": ("i", ()), "metric": ("f", ()), "metric_name": ("U", ()),
+                   "dout_norm": ("f", ("L", "D", "T")),
+                   "paths": ("f", ("L", "D", "Q", "T", "H")), "path_names": ("U", ("Q",))}
+NAME_FIELDS = ("gate_names", "param_names", "rho_names", "events", "path_names")
 # Keyframes (schema 2): the latest capture's arrays for F captures, stacked along a first
 # dimension F, but for the names and ranges that all of them share, stored once; events
 # padded with "" to the longest list, key_event_count saying how many are real.
@@ -95,11 +102,12 @@ _CHAR_BOUNDS = {"text_sample": MAX_SAMPLE_CHARS}
 _DIM_BOUNDS = {"L": int(LIMITS["layers"][1]), "D": 2, "T": int(LIMITS["seq_len"][1]),
                "H": int(LIMITS["hidden"][1]), "G": max(len(c.gates) for c in CELLS.values()),
                "R": max(len(c.blocks) for c in CELLS.values()), "P": 256, "E": 1024,
-               "N": 1024, "S": 1024, "C": 64}
+               "N": 1024, "S": 1024, "C": 64, "Q": 5}
 _DIM_WORDS = {"K": "rows", "L": "layers", "D": "directions", "T": "timesteps",
               "H": "hidden units", "G": "gates", "P": "parameter tensors",
               "R": "recurrent blocks", "E": "events", "F": "keyframes",
-              "N": "events of a keyframe", "S": "text samples", "C": "colour scales"}
+              "N": "events of a keyframe", "S": "text samples", "C": "colour scales",
+              "Q": "gradient paths"}
 _AT_LEAST_ONE = frozenset("LDTHGPR")   # in a run with rows; E (events) may be 0
 
 
@@ -128,7 +136,7 @@ def check_declared(path: Path, declared: dict[str, Declared], history: History,
         _check_keyframe_bytes(path, declared, dims["F"], keyframes)
     if dims["K"]:
         limit = history.row_limit((dims["L"], dims["D"], dims["T"]), "dc_norm" in declared,
-                                  dims["P"])
+                                  dims["P"], dims.get("R", 1), dims["G"])
         if dims["K"] > limit:
             raise RunFileError(f"{path}: holds {dims['K']} rows; a history of capacity "
                                f"{history.capacity} keeps at most {limit} of this size, and "

@@ -10,8 +10,8 @@ the arrays a session of the run's configuration has before reading its data.
 
 A step depends on more than the weights, and all of it is here: the optimiser's
 per-parameter state, the batch generator, a stateful task's stream position and the hidden
-state carried between batches, the step count, the cached spectral radius (refreshed only
-every few steps), the divergence watch's window, the text sampler's count, the live
+state carried between batches, the step count, the spectrum tracker's bases (ρ and σ_max
+are iterated from the previous step's, gradviz.engine.spectrum), the divergence watch's window, the text sampler's count, the live
 settings in force, and the session's counts. This module reads those from the trainer's
 attributes: it is the one place outside :mod:`gradviz.engine.train` that knows them.
 
@@ -90,9 +90,9 @@ def capture_state(session) -> RunState:
         a["carried_h"] = _host(tr._state[0])
         if tr._state[1] is not None:
             a["carried_c"] = _host(tr._state[1])
-    if tr._spectral is not None:
-        step, rho, sigma = tr._spectral
-        a.update(spectral_step=np.int64(step), spectral_rho=_host(rho), spectral_sigma=_host(sigma))
+    if tr.spectrum.state() is not None:
+        q, v, misses = tr.spectrum.state()
+        a.update(spectrum_q=_host(q), spectrum_v=_host(v), spectrum_misses=np.int64(misses))
     watch = tr.watch
     a["watch_step"] = np.array([s for s, _ in watch._recent], dtype=np.int64)
     a["watch_fault"] = np.array([-1 if f is None else FAULTS.index(f) for _, f in watch._recent],
@@ -127,9 +127,11 @@ def expected(session) -> dict[str, Declared]:
         spec[f"weight_{i}"] = (tuple(p.shape), c)
         for key, scalar in keys.items():
             spec[f"optim_{i}_{key}"] = (() if scalar else tuple(p.shape), None)
-    L, D = tr.net.layers, tr.net.directions
-    blocks = (L, D, len(tr.net.cell.blocks))
-    spec.update(spectral_step=((), i64), spectral_rho=(blocks, f64), spectral_sigma=(blocks, f64))
+    from gradviz.engine.spectrum import subspace
+
+    L, D, H = tr.net.layers, tr.net.directions, tr.net.hidden
+    bases = (L * D * len(tr.net.cell.blocks), H, subspace(H))
+    spec.update(spectrum_q=(bases, f64), spectrum_v=(bases, f64), spectrum_misses=((), i64))
     carried = (L * D, tr.config.batch_size, tr.net.hidden)
     spec.update(carried_h=(carried, c), carried_c=(carried, c))
     for name in sorted(LIVE_FIELDS):
@@ -207,7 +209,7 @@ def restore_state(session, state: RunState) -> None:
     if state.step < 0 or np.any(a["counts"] < 0) or len(a["watch_step"]) != len(faults) \
             or np.any(faults < -1) or np.any(faults >= len(FAULTS)):
         raise RunFileError("the run's state holds a negative count or a damaged divergence window")
-    spectral = {"spectral_step", "spectral_rho", "spectral_sigma"} & set(a)
+    spectral = {"spectrum_q", "spectrum_v", "spectrum_misses"} & set(a)
     has_c = tr.net.zero_state(1)[1] is not None
     if len(spectral) not in (0, 3) or ("carried_h" in a and not tr.config.stateful) \
             or ("carried_c" in a) != ("carried_h" in a and has_c):
@@ -244,10 +246,10 @@ def restore_state(session, state: RunState) -> None:
         tr._state = (torch.from_numpy(a["carried_h"].copy()).to(tr.device),
                      torch.from_numpy(a["carried_c"].copy()).to(tr.device)
                      if "carried_c" in a else None)
-    if "spectral_step" in a:
-        tr._spectral = (int(a["spectral_step"]),
-                        torch.from_numpy(a["spectral_rho"].copy()).to(tr.device),
-                        torch.from_numpy(a["spectral_sigma"].copy()).to(tr.device))
+    if "spectrum_q" in a:
+        tr.spectrum.restore(torch.from_numpy(a["spectrum_q"].copy()).to(tr.device),
+                            torch.from_numpy(a["spectrum_v"].copy()).to(tr.device),
+                            int(a["spectrum_misses"]))
     tr.watch._recent = deque(((int(s), None if f < 0 else FAULTS[f])
                               for s, f in zip(a["watch_step"], a["watch_fault"])),
                              maxlen=tr.watch.window)

@@ -21,12 +21,9 @@ from .capture import Capture
 from .divergence import Divergence, DivergenceWatch
 from .init import initialise, spectral_radius
 from .network import Network
+from .paths import path_names, path_norms
+from .spectrum import SpectrumTracker
 from .tasks import Task, make_task
-
-# Steps between two computations of ρ(W_hh) and σ_max(W_hh) (an eigen- and a singular value
-# decomposition per recurrent block: ~40 ms at H = 128, more than a whole small step).
-SPECTRAL_EVERY = 25
-
 
 def prepare_training_process() -> None:
     """Tune the process for training. Call it first thing in a training process.
@@ -117,7 +114,7 @@ class Trainer:
         self.baseline = float(self.task.baseline)
         self._gen_count = 0
         self._block_names = tuple(f"W_h{b}" for b in self.net.cell.blocks)
-        self._spectral: tuple[int, Tensor, Tensor] | None = None  # (step, ρ, σ)
+        self.spectrum = SpectrumTracker()   # ρ and σ_max, warm-started from step to step
         self.watch = DivergenceWatch()
         self.divergence: Divergence | None = None
 
@@ -175,9 +172,7 @@ class Trainer:
         norms = torch.stack([torch.linalg.vector_norm(p.grad) for p in self.params])
         grad_norm = torch.linalg.vector_norm(norms).item()
         # ρ describes the weights this step used, so it is taken before the update.
-        if capture and (self._spectral is None
-                        or self.step_index - self._spectral[0] >= SPECTRAL_EVERY):
-            self._spectral = (self.step_index, *spectral(self.net))
+        spectral_now = self._spectral_now() if capture else None
         events: list[str] = []
         nonfinite = not (math.isfinite(loss_value) and math.isfinite(grad_norm))
         clipped = False
@@ -200,7 +195,7 @@ class Trainer:
         result = None
         if capture:
             result = self._capture(fwd, grads, B, loss_value, norms, grad_norm, grad_norm_clipped,
-                                   clipped, nonfinite, tuple(events), full, metric)
+                                   clipped, nonfinite, tuple(events), full, metric, spectral_now)
         self.step_index += 1
         return result
 
@@ -241,23 +236,34 @@ class Trainer:
     # -- capture ----------------------------------------------------------------------------
     @torch.no_grad()
     def _capture(self, fwd, grads, B, loss_value, norms, grad_norm, grad_norm_clipped,
-                 clipped, nonfinite, events, full, metric) -> Capture:
+                 clipped, nonfinite, events, full, metric, spectral_now) -> Capture:
         cell = self.net.cell
-        rho_step, rho, sigma = self._spectral
+        rho, sigma = spectral_now
         return Capture(
             step=self.step_index, loss=loss_value, baseline=self.baseline,
             lr=self.config.lr, clip=self.config.clip, clip_threshold=self.config.clip_threshold,
             gate_names=tuple(cell.gate_names), gate_ranges=tuple(cell.gate_ranges),
-            **timestep_arrays(self.net, fwd, grads, B if full else None),
+            **timestep_arrays(self.net, fwd, grads, B if full else None, rows=B,
+                              tbptt=self.config.tbptt),
             param_names=self.param_names, param_owners=self.param_owners,
             param_grad_norm=norms.to("cpu", torch.float32).numpy(),
             grad_norm=grad_norm, grad_norm_clipped=grad_norm_clipped,
             clipped=clipped, nonfinite=nonfinite,
             # float64, as computed: the weights of a float64 run may pass float32's range.
             rho=rho.cpu().numpy(), sigma_max=sigma.cpu().numpy(),
-            rho_names=self._block_names, events=events, rho_step=rho_step,
+            rho_names=self._block_names, events=events, rho_step=self.step_index,
             metric=metric, metric_name=self.task.metric_name,
         )
+
+    @torch.no_grad()
+    def _spectral_now(self) -> tuple[Tensor, Tensor]:
+        """ρ and σ_max of every recurrent block, (L, D, G') float64, tracked from the
+        previous captured step (:mod:`gradviz.engine.spectrum`)."""
+        L, D, H = self.net.layers, self.net.directions, self.net.hidden
+        blocks = torch.cat([self.net.layer_params(k, d)["weight_hh"].detach().view(-1, H, H)
+                            for k in range(L) for d in range(D)])     # (L·D·G', H, H)
+        rho, sigma = self.spectrum.update(blocks)
+        return rho.view(L, D, -1), sigma.view(L, D, -1)
 
     # -- text -------------------------------------------------------------------------------
     @torch.no_grad()
@@ -288,12 +294,15 @@ class Trainer:
 
 @torch.no_grad()
 def timestep_arrays(net: Network, fwd, grads, probe: int | None,
-                    dtype: torch.dtype = torch.float32) -> dict[str, np.ndarray | None]:
+                    dtype: torch.dtype = torch.float32, rows: int | None = None,
+                    tbptt: int = 0) -> dict[str, np.ndarray | tuple | None]:
     """The per-timestep arrays of a :class:`Capture`, in time order for both directions,
     from a forward pass (``fwd``, run with gate statistics unless ``probe`` is None) and
-    its backward pass (``grads``): ``dh_norm``, ``dc_norm`` and, with ``probe`` (the batch
-    row whose trajectory is kept), ``gates``, ``sat_low``, ``sat_high``, ``probe_h`` and
-    ``probe_c``; numpy arrays of ``dtype``, None where the cell has no such thing."""
+    its backward pass (``grads``): ``dh_norm``, ``dc_norm``, ``dout_norm``, ``path_names``
+    and, with ``probe`` (the batch row whose trajectory is kept), ``gates``, ``sat_low``,
+    ``sat_high``, ``probe_h``, ``probe_c`` and ``paths`` (over the first ``rows`` batch
+    rows, all if None: those the loss sees); numpy arrays of ``dtype``, None where the
+    cell has no such thing."""
     L, D, H = net.layers, net.directions, net.hidden
     T = fwd.output.shape[0]
     G = len(net.cell.gate_names)
@@ -309,13 +318,20 @@ def timestep_arrays(net: Network, fwd, grads, probe: int | None,
           for k, d in pairs]
     dc = [in_time_order(torch.linalg.vector_norm(grads[k][d].dc, dim=(1, 2)), d)
           for k, d in pairs if grads[k][d].dc is not None]
+    dout = [in_time_order(torch.linalg.vector_norm(grads[k][d].dout, dim=(1, 2)), d)
+            for k, d in pairs]
     out = {"dh_norm": host(dh, (L, D, T)), "dc_norm": host(dc, (L, D, T)) if dc else None,
-           "gates": None, "sat_low": None, "sat_high": None, "probe_h": None, "probe_c": None}
+           "dout_norm": host(dout, (L, D, T)), "path_names": path_names(net.cell),
+           "gates": None, "sat_low": None, "sat_high": None, "probe_h": None, "probe_c": None,
+           "paths": None}
     if probe is None:
         return out
-    gates, low, high, ph, pc = [], [], [], [], []
+    gates, low, high, ph, pc, paths = [], [], [], [], [], []
+    rows = grads[0][0].dh.shape[1] if rows is None else rows
     for k, d in pairs:
         cache = fwd.caches[k][d]
+        paths.append(in_time_order(
+            path_norms(net.cell, cache, grads[k][d], rows, tbptt).transpose(0, 1), d))
         gates.append(in_time_order(cache.stats.mean, d))      # (T, G, H)
         low.append(in_time_order(cache.stats.low, d))         # (T, G)
         high.append(in_time_order(cache.stats.high, d))
@@ -327,6 +343,8 @@ def timestep_arrays(net: Network, fwd, grads, probe: int | None,
     out["sat_high"] = host(high, (L, D, T, G)).transpose(0, 1, 3, 2).copy()
     out["probe_h"] = host(ph, (L, D, T, H))
     out["probe_c"] = host(pc, (L, D, T, H)) if pc else None
+    Q = len(out["path_names"])
+    out["paths"] = host(paths, (L, D, T, Q, H)).transpose(0, 1, 3, 2, 4).copy()
     return out
 
 

@@ -59,6 +59,9 @@ class LayerGrads:
     dc: Tensor | None         # (T, B, H) total ∂L/∂c_t (LSTM family)
     params: dict[str, Tensor]  # gradient of each parameter, by short name (weight_ih, …)
     dx: Tensor | None         # (T, B, I) ∂L/∂x_t, None when not asked for
+    # (T, B, H) the gradient reaching h_t from outside the recurrence (the readout, or the
+    # layer above); :meth:`Network.backward` records it.
+    dout: Tensor | None = None
 
 
 def gate_stats_into(stats: GateStats, s: int, acts: Tensor, rows: int,

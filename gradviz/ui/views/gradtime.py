@@ -11,6 +11,7 @@ import pyqtgraph as pg
 from PyQt6 import QtWidgets
 
 from gradviz.engine.capture import Capture
+from gradviz.ui.views.bounds import BoundsOverlay
 from gradviz.ui.views.compare import ComparisonCurves, comparison_colour
 from gradviz.ui.views.data import positive_finite
 from gradviz.ui.views.items import ColourKey, curve
@@ -71,6 +72,9 @@ class GradtimeView(View):
         style_plot(self.plot_c, "timestep t", "‖∂L/∂cₜ‖ (log scale)", log_y=True)
         self.curves_h = self._make_curves(self.plot_h)
         self.curves_c = self._make_curves(self.plot_c)
+        self.bounds = BoundsOverlay(self.plot_h, self.plot_c, self.toolbar)
+        canvas.addItem(self.bounds.key, row=2, col=0, colspan=2)
+        self.bounds.toggle.toggled.connect(self._redraw)
         self.notes = {"h": self._make_note(self.plot_h), "c": self._make_note(self.plot_c)}
         self._c_shown = True
         self._show_cell_plot(False)
@@ -119,6 +123,7 @@ class GradtimeView(View):
         self.comparison_h.clear()
         self.comparison_c.clear()
         self.colour_key.set_entries([])
+        self.bounds.clear()
 
     def _chosen(self) -> Capture | None:
         """The full capture of the step the timeline shows; None while it follows the
@@ -173,6 +178,7 @@ class GradtimeView(View):
                 self._show(slots[-1], (layer, direction, T, "chosen", int(chosen.step),
                                        float(values[-1])), t, values)
         self._show_notes(has_c)
+        self.bounds.update(self._latest, layer, direction)
         steps = [int(history.step[k]) for k in rows]
         if chosen is not None:
             steps.append(int(chosen.step))

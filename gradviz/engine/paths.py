@@ -1,0 +1,81 @@
+"""The gradient along each path of a cell's picture, per timestep and unit.
+
+The classic pictures of the cells (gradviz.ui.views.celldiagram) draw the state entering
+on the left and leaving on the right; the gradient flows back from right to left. For
+every timestep t and unit, :func:`path_norms` gives the norm over the batch rows the
+loss sees of the gradient along each named path (:data:`PATHS`), from the total
+gradients of the backward pass — nothing is recomputed, every path is a difference or a
+product of quantities the BPTT already has:
+
+* ``dh``: ∂L/∂h_t, the total gradient reaching h_t.
+* ``dc``: ∂L/∂c_t (LSTM cells).
+* ``belt``: what step t hands straight back to the previous state along its additive
+  path: f_t ⊙ ∂L/∂c_t to c_{t−1} (LSTM cells, the "constant error carousel"), or
+  z_t ⊙ ∂L/∂h_t to h_{t−1} (GRU). Zero where truncated BPTT cuts before t.
+* ``w``: what reaches h_{t−1} from step t through W_hh and the gates:
+  ∂L/∂h_{t−1} − (its gradient from outside the recurrence) − (GRU: the belt). NaN at
+  t = 0, whose h_{−1} is the initial state and is not captured.
+* ``c_h`` (LSTM cells): the part of ∂L/∂c_t that did not come along the belt from
+  c_{t+1}: ∂L/∂c_t − f_{t+1} ⊙ ∂L/∂c_{t+1}, i.e. through h_t (and, for the peephole
+  LSTM, through step t+1's peepholes).
+
+So ∂L/∂c_{t−1} = belt_t + c_h_{t−1} exactly, which is the share of ∂L/∂c_{t−1} along
+the belt against through h the diagram shows. Squared norms add over units: the norm
+over units of ``dh`` is the captured ‖∂L/∂h_t‖. Shapes: T timesteps, B batch rows,
+H units, Q paths; processing order in t.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from gradviz.engine.cells import Cell, LayerCache, LayerGrads
+from gradviz.engine.cells.base import cut_after
+
+PATHS = {
+    "dh": "∂L/∂hₜ, the total gradient reaching hₜ",
+    "dc": "∂L/∂cₜ, the total gradient reaching cₜ",
+    "belt": "the gradient this step hands straight back to the previous state",
+    "w": "the gradient reaching hₜ₋₁ from this step through W_hh and the gates",
+    "c_h": "the part of ∂L/∂cₜ that came through hₜ, not along the belt",
+}
+
+
+def path_names(cell: Cell) -> tuple[str, ...]:
+    """The paths of ``cell``'s picture, in the order :func:`path_norms` stacks them."""
+    if cell.has_cell_state:
+        return ("dh", "dc", "belt", "w", "c_h")
+    if "z" in cell.gate_names:
+        return ("dh", "belt", "w")
+    return ("dh", "w")
+
+
+@torch.no_grad()
+def path_norms(cell: Cell, cache: LayerCache, grads: LayerGrads, rows: int,
+               tbptt: int = 0) -> Tensor:
+    """(Q, T, H) norm over the first ``rows`` batch rows of each path's gradient.
+    ``grads.dout`` must be set (:meth:`~gradviz.engine.network.Network.backward` does)."""
+    dh, dout = grads.dh[:, :rows], grads.dout[:, :rows]
+    T = dh.shape[0]
+    names = path_names(cell)
+    gates = cell.gates(cache)[:, :rows]
+    # 1 where step t hands gradient back to the state before it (always to the initial state).
+    flows = torch.tensor([1.0] + [0.0 if cut_after(t - 1, tbptt) else 1.0 for t in range(1, T)],
+                         dtype=dh.dtype, device=dh.device).view(T, 1, 1)
+    into_prev = torch.full_like(dh, float("nan"))
+    into_prev[1:] = dh[:-1] - dout[:-1]
+    out = {"dh": dh, "w": into_prev}
+    if cell.has_cell_state:
+        dc = grads.dc[:, :rows]
+        belt = gates[:, :, cell.gate_names.index("f")] * dc * flows
+        c_h = dc.clone()
+        c_h[:-1] -= belt[1:]
+        out.update(dc=dc, belt=belt, c_h=c_h)
+    elif "belt" in names:
+        belt = gates[:, :, cell.gate_names.index("z")] * dh * flows
+        into_prev[1:] -= belt[1:]
+        out["belt"] = belt
+    return torch.stack([torch.linalg.vector_norm(out[n], dim=1) for n in names])
+
+
+__all__ = ["PATHS", "path_names", "path_norms"]

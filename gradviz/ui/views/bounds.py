@@ -1,0 +1,81 @@
+"""The theory over the gradient-through-time plot: what the chain rule allows.
+
+For a plain RNN, the unrolled bound of gradviz.engine.bounds on ‖∂L/∂h_t‖ (dashed, over
+the h_t plot): B_{T−1} = ‖∂L/∂h_{T−1}‖, B_t = ‖dout_t‖ + γσ_max(W_hh)·B_{t+1}, which for
+a loss at the last step only is ‖∂L/∂h_{T−1}‖·(γσ_max)^{T−1−t}; the measured curve stays
+under it. For LSTM cells, ‖∂L/∂c_{T−1}‖·∏ f̄ along t (dashed, over the c_t plot): what
+the belt alone carries back. Both are drawn for the newest full capture, whose step the
+key names; a toggle in the view's toolbar turns them off.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PyQt6 import QtCore, QtWidgets
+
+from gradviz.engine.bounds import block_gamma, forget_product, rnn_unrolled_bound
+from gradviz.engine.capture import Capture
+from gradviz.ui.views.data import positive_finite
+from gradviz.ui.views.items import ColourKey
+from gradviz.ui.views.style import pen
+
+BOUND_COLOUR = "#c8202f"
+
+
+def overlay_values(cap: Capture, layer: int, direction: int) -> tuple[str, str, np.ndarray] | None:
+    """What the overlay draws for ``cap``: ("h" or "c", its label, (T,) values in time
+    order), or None where there is no bound to draw (another cell, or a capture without
+    the local terms or the gates it needs)."""
+    reverse = direction == 1
+    if cap.gate_names == ("h",):
+        if cap.dout_norm is None:
+            return None
+        gs = block_gamma(cap.rho_names[0]) * float(cap.sigma_max[layer, direction, 0])
+        values = rnn_unrolled_bound(cap.dh_norm[layer, direction],
+                                    cap.dout_norm[layer, direction], gs, reverse)
+        return "h", f"bound, γσ_max = {gs:.3g} (step {cap.step})", values
+    if "f" in cap.gate_names and cap.dc_norm is not None and cap.gates is not None:
+        f = cap.gates[layer, direction, cap.gate_names.index("f")].astype(np.float64)
+        values = forget_product(cap.dc_norm[layer, direction], f.mean(-1), reverse)
+        return "c", f"‖∂L/∂c_T−1‖·∏ f (step {cap.step})", values
+    return None
+
+
+class BoundsOverlay:
+    """A dashed curve over the h_t plot and one over the c_t plot, and their toggle."""
+
+    def __init__(self, plot_h: pg.PlotItem, plot_c: pg.PlotItem, toolbar: QtWidgets.QLayout):
+        self.toggle = QtWidgets.QCheckBox("theory")
+        self.toggle.setChecked(True)
+        self.toggle.setToolTip("Draw the chain-rule bound (plain RNNs) or the product of the "
+                               "forget gates (LSTM cells) over the measured curves")
+        toolbar.addWidget(self.toggle)
+        self.curves = {}
+        for name, plot in (("h", plot_h), ("c", plot_c)):
+            item = pg.PlotDataItem(pen=pen(BOUND_COLOUR, width=2.0,
+                                           style=QtCore.Qt.PenStyle.DashLine),
+                                   skipFiniteCheck=True)
+            # A guide: the axes keep fitting the measurements.
+            plot.addItem(item, ignoreBounds=True)
+            self.curves[name] = item
+        self.key = ColourKey()          # names what is drawn; empty (no room) otherwise
+        self.label = ""
+        self.values: np.ndarray | None = None
+
+    def update(self, cap: Capture | None, layer: int, direction: int) -> None:
+        self.clear()
+        if cap is None or not self.toggle.isChecked():
+            return
+        shown = overlay_values(cap, layer, direction)
+        if shown is None:
+            return
+        name, self.label, self.values = shown
+        t = np.arange(len(self.values), dtype=np.float64)
+        self.curves[name].setData(*positive_finite(t, self.values))
+        self.key.set_entries([(BOUND_COLOUR, "line", self.label)], title="theory")
+
+    def clear(self) -> None:
+        for item in self.curves.values():
+            item.setData([], [])
+        self.key.set_entries([])
+        self.label, self.values = "", None

@@ -1,0 +1,85 @@
+"""The local decay rate of the gradient: ‖∂L/∂h_t‖ / ‖∂L/∂h_{t+1}‖ over t.
+
+Pascanu, Mikolov & Bengio (2013) regularise this ratio towards 1. Below 1 the gradient
+shrinks at that step on its way back, above 1 it grows; its geometric mean over t is the
+factor per step, written on the plot. The newest history row is drawn
+(gradviz.engine.bounds.decay_ratio).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PyQt6 import QtCore, QtWidgets
+
+from gradviz.engine.bounds import decay_ratio, geometric_mean
+from gradviz.ui.views.data import finite_points
+from gradviz.ui.views.items import WrappedText, curve
+from gradviz.ui.views.style import pen, style_plot
+from gradviz.ui.views.view import View
+
+
+def per_step_text(g: float) -> str:
+    """The geometric mean as the plot writes it: "×0.83 per step"."""
+    return "no finite ratio" if not np.isfinite(g) else f"×{g:.3g} per step"
+
+
+class DecayView(View):
+    key = "decay"
+    title = "Local decay rate ‖∂L/∂hₜ‖ / ‖∂L/∂hₜ₊₁‖"
+    page = "Why"
+    help_text = (
+        "For the newest step, the ratio of the gradient reaching hₜ to the one reaching "
+        "hₜ₊₁ (the previous step on the way back: for a backward direction, hₜ₋₁), against the "
+        "timestep t on a log axis. The grey line is 1: below it the gradient shrinks at that "
+        "step, above it it grows. The heading gives the geometric mean over t, the factor per "
+        "step: ×0.83 means that after 20 steps back 0.83²⁰ ≈ 2% is left (vanishing), ×1.2 "
+        "means it grows 38-fold (exploding). A loss at every step lifts the ratio where new "
+        "gradient enters (Pascanu, Mikolov & Bengio 2013).")
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None):
+        super().__init__(parent)
+        self.selector = self._add_selector()
+        canvas = self._add_graphics()
+        self.heading = WrappedText(size_pt=13)
+        canvas.addItem(self.heading, row=0, col=0)
+        self.plot = canvas.addPlot(row=1, col=0)
+        style_plot(self.plot, "timestep t", "ratio (log scale)", log_y=True)
+        self.plot.addItem(pg.InfiniteLine(pos=0.0, angle=0, pen=pen(
+            "#7f7f7f", style=QtCore.Qt.PenStyle.DashLine)), ignoreBounds=True)
+        self.curve = curve(self.plot, pen(0, width=2.0))
+        self.mean = float("nan")
+
+    def _ratio(self) -> tuple[np.ndarray, np.ndarray]:
+        history = self._history
+        layer, direction = self.selector.layer_direction
+        dh = history.dh_norm[-1, layer, direction]
+        ratio = decay_ratio(dh, reverse=direction == 1)
+        # Ratio i compares t = i with its neighbour further along the processing order.
+        t = np.arange(len(ratio), dtype=np.float64) + (1.0 if direction == 1 else 0.0)
+        return t, ratio
+
+    def _clear_items(self) -> None:
+        self.curve.setData([], [])
+        self.heading.set_text("")
+        self.mean = float("nan")
+
+    def _redraw(self) -> None:
+        history = self._history
+        if history is None or len(history) == 0 or history.dh_norm.shape[-1] < 2:
+            self._clear_items()
+            return
+        _, L, D, _ = history.dh_norm.shape
+        self.selector.set_shape(L, D)
+        t, ratio = self._ratio()
+        x, y = finite_points(t, ratio)
+        self.curve.setData(x, y)
+        self.mean = geometric_mean(ratio)
+        self.heading.set_text(f"{per_step_text(self.mean)}  (geometric mean over t, "
+                              f"step {int(history.step[-1])})")
+
+    def csv_table(self) -> tuple[list[str], np.ndarray]:
+        """One row per timestep t: the ratio drawn (NaN where not finite)."""
+        if self._history is None or len(self._history) == 0:
+            return ["t", "ratio"], np.zeros((0, 2))
+        t, ratio = self._ratio()
+        return ["t", "ratio"], np.column_stack([t, ratio])

@@ -1,0 +1,299 @@
+"""The theory views' numbers, against independent computations: ρ and σ_max against
+torch.linalg on the weights each step used, the chain-rule bounds against the captured
+gradients, the gradient paths against autograd, the cliff's BPTT against autograd, and the
+history's saturation and spectrum rows against the captures they came from."""
+import numpy as np
+import pytest
+import torch
+
+from reference import unrolled
+
+from gradviz.config import RunConfig
+from gradviz.engine import bounds, cliff
+from gradviz.engine.history import History
+from gradviz.engine.keyframes import Keyframes
+from gradviz.engine.network import Network
+from gradviz.engine.paths import path_names, path_norms
+from gradviz.engine.record import load_run, save_run
+from gradviz.engine.runfile import open_run
+from gradviz.engine.spectrum import RETRY, SpectrumTracker
+from gradviz.engine.train import Trainer
+
+CELLS = ["rnn-tanh", "rnn-relu", "lstm", "lstm-peephole", "lstm-coupled", "gru"]
+# Stated tolerance of the tracked ρ and σ_max (gradviz.engine.spectrum): relative.
+SPECTRUM_RTOL = 1e-5
+
+
+def blocks_now(trainer):
+    net, H = trainer.net, trainer.net.hidden
+    return np.stack([[net.layer_params(k, d)["weight_hh"].detach().double().view(-1, H, H).numpy()
+                      for d in range(net.directions)] for k in range(net.layers)])
+
+
+# -- spectrum -----------------------------------------------------------------------------
+@pytest.mark.parametrize("cell", CELLS)
+def test_rho_and_sigma_equal_eigvals_and_svdvals_of_the_weights_each_step_used(cell):
+    t = Trainer(RunConfig(cell=cell, hidden=10, seq_len=6, batch_size=4, layers=2,
+                          bidirectional=cell == "gru", optimizer="adam", lr=0.02))
+    for _ in range(12):
+        w = torch.from_numpy(blocks_now(t))                  # (L, D, R, H, H), before the step
+        cap = t.step()
+        np.testing.assert_allclose(cap.rho, torch.linalg.eigvals(w).abs().amax(-1).numpy(),
+                                   rtol=SPECTRUM_RTOL)
+        np.testing.assert_allclose(cap.sigma_max, torch.linalg.svdvals(w)[..., 0].numpy(),
+                                   rtol=SPECTRUM_RTOL)
+        assert cap.rho.dtype == cap.sigma_max.dtype == np.float64
+        assert cap.rho_step == cap.step
+
+
+def test_the_tracker_iterates_from_the_previous_vectors_instead_of_decomposing():
+    g = torch.Generator().manual_seed(0)
+    H = 24
+    w = torch.randn(3, H, H, generator=g, dtype=torch.float64) / H ** 0.5
+    # A dominant complex pair: a rotation by 0.7 rad, scaled by 1.5, in the first plane.
+    w[0, :2, :2] = 1.5 * torch.tensor([[np.cos(0.7), -np.sin(0.7)], [np.sin(0.7), np.cos(0.7)]])
+    w[0, :2, 2:] = 0
+    w[0, 2:, :2] = 0
+    tracker, rotation = SpectrumTracker(), SpectrumTracker()
+    tracker.update(w)
+    rotation.update(w[:1])
+    assert tracker.fallbacks == {"rho": 3, "sigma": 3}     # the first step: all in full
+    for _ in range(20):
+        w = w + 1e-6 * torch.randn(w.shape, generator=g, dtype=torch.float64)
+        rho, sigma = tracker.update(w)
+        np.testing.assert_allclose(rho, torch.linalg.eigvals(w).abs().amax(-1), rtol=1e-6)
+        np.testing.assert_allclose(sigma, torch.linalg.svdvals(w)[:, 0], rtol=1e-6)
+        rotation.update(w[:1])
+    # σ_max converges from the previous vectors, and so does a ρ whose eigenvalue stands
+    # apart (the rotation's pair); the random blocks' crowded ρ is decomposed in full.
+    assert tracker.fallbacks["sigma"] == 3
+    # The first step's decomposition is retried by iteration RETRY steps later, and from
+    # then on the iterations converge.
+    assert rotation.fallbacks == {"rho": RETRY, "sigma": 1}
+
+
+def test_rho_and_sigma_of_float32_weights_are_float64_and_survive_a_file(tmp_path):
+    t = Trainer(RunConfig(cell="lstm", hidden=6, seq_len=4))
+    history = History()
+    for _ in range(3):
+        history.append(t.step())
+    assert history.rho.shape == history.sigma_max.shape == (3, 1, 1, 4)
+    save_run(tmp_path / "run", t.config, history)
+    loaded = load_run(tmp_path / "run")[1]
+    np.testing.assert_array_equal(loaded.rho, history.rho)
+    np.testing.assert_array_equal(loaded.sigma_max, history.sigma_max)
+    np.testing.assert_array_equal(loaded.dout_norm, history.dout_norm)
+
+
+# -- bounds -------------------------------------------------------------------------------
+@pytest.mark.parametrize("cell", ["rnn-tanh", "rnn-relu"])
+@pytest.mark.parametrize("init,rho", [("default", None), ("normal", 1.3), ("orthogonal", 1.0)])
+def test_every_captured_gradient_is_under_the_drawn_bound_last_step_loss(cell, init, rho):
+    """Random weights, the adding task (a loss at the last step only), every t."""
+    t = Trainer(RunConfig(cell=cell, task="adding", hidden=16, seq_len=30, batch_size=8,
+                          init=init, rho=rho, seed=4))
+    for _ in range(5):
+        cap = t.step()
+        dh, dout = cap.dh_norm[0, 0].astype(np.float64), cap.dout_norm[0, 0].astype(np.float64)
+        # The adding task's loss reads the last step only: no local terms before it, and
+        # the unrolled bound is the geometric one.
+        assert np.all(dout[:-1] == 0) and dout[-1] > 0
+        gs = bounds.block_gamma("W_hh") * float(cap.sigma_max[0, 0, 0])
+        geometric = dh[-1] * gs ** (len(dh) - 1 - np.arange(len(dh)))
+        drawn = bounds.rnn_unrolled_bound(dh, dout, gs)
+        np.testing.assert_allclose(drawn, geometric, rtol=1e-12)
+        assert np.all(dh <= drawn * (1 + 1e-5)), (dh / drawn).max()
+        assert np.all(dh <= bounds.rnn_step_bound(dh, dout, gs) * (1 + 1e-5))
+        t.step()
+
+
+@pytest.mark.parametrize("cell", ["rnn-tanh", "rnn-relu"])
+def test_with_a_loss_at_every_step_the_bound_holds_with_its_local_terms(cell):
+    t = Trainer(RunConfig(cell=cell, task="reber", hidden=12, seq_len=20, batch_size=6,
+                          layers=2, bidirectional=True, init="normal", rho=1.2))
+    cap = t.step()
+    L, D, T = cap.dh_norm.shape
+    for k in range(L):
+        for d in range(D):
+            dh = cap.dh_norm[k, d].astype(np.float64)
+            dout = cap.dout_norm[k, d].astype(np.float64)
+            assert np.count_nonzero(dout) == T          # a loss (or the layer above) at every t
+            gs = float(cap.sigma_max[k, d, 0])
+            for bound in (bounds.rnn_unrolled_bound, bounds.rnn_step_bound):
+                assert np.all(dh <= bound(dh, dout, gs, reverse=d == 1) * (1 + 1e-5)), (k, d)
+            # Without the local terms it would not hold here: they are needed.
+            zero = np.zeros_like(dout)
+            assert np.any(dh > bounds.rnn_step_bound(dh, zero, gs, reverse=d == 1) * 1.001)
+
+
+def test_forget_product_is_the_product_of_the_captured_forget_gate_means():
+    t = Trainer(RunConfig(cell="lstm", task="adding", hidden=6, seq_len=9, bidirectional=True,
+                          forget_bias=1.0))
+    cap = t.step()
+    fi = cap.gate_names.index("f")
+    for d in range(2):
+        f = cap.gates[0, d, fi].astype(np.float64).mean(-1)          # (T,)
+        dc = cap.dc_norm[0, d].astype(np.float64)
+        got = bounds.forget_product(dc, f, reverse=d == 1)
+        T = len(f)
+        for t_ in range(T):
+            later = range(t_ + 1, T) if d == 0 else range(0, t_)
+            last = T - 1 if d == 0 else 0
+            expected = dc[last] * np.prod([f[s] for s in later])
+            assert got[t_] == pytest.approx(expected, rel=1e-12)
+
+
+def test_decay_ratio_and_its_geometric_mean():
+    dh = np.array([0.5 ** (9 - t) for t in range(10)])
+    ratio = bounds.decay_ratio(dh)
+    np.testing.assert_allclose(ratio, 0.5)
+    assert bounds.geometric_mean(ratio) == pytest.approx(0.5)
+    np.testing.assert_allclose(bounds.decay_ratio(dh[::-1], reverse=True), 0.5)
+    with_zero = dh.copy()
+    with_zero[3] = 0.0
+    assert np.isnan(bounds.decay_ratio(with_zero)[[2, 3]]).all()
+
+
+# -- paths --------------------------------------------------------------------------------
+@pytest.mark.parametrize("cell", CELLS)
+def test_gradient_paths_equal_autograd_of_the_plain_equations(cell):
+    dtype = torch.float64
+    torch.manual_seed(1)
+    net = Network(cell, 3, 5, output_size=1, dtype=dtype)
+    T, B = 7, 4
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(T, B, 3, generator=g, dtype=dtype)
+    w_out = torch.randn(T, B, 5, generator=g, dtype=dtype)
+    fwd = net.run(x, stats_rows=B)
+    grads = net.backward(fwd, w_out)                      # a loss at every step: Σ w_out·h
+    paths = path_norms(net.cell, fwd.caches[0][0], grads[0][0], B).numpy()
+    names = path_names(net.cell)
+
+    _, hs, cs = unrolled(net, x)
+    hs, cs = hs[0][0], cs[0][0]
+    (torch.stack(hs) * w_out).sum().backward(retain_graph=True)
+    dh = torch.stack([h.grad for h in hs])
+
+    def norm(v):
+        return torch.linalg.vector_norm(v.detach(), dim=0).numpy()   # over the batch: (H,)
+
+    np.testing.assert_allclose(paths[names.index("dh")], torch.linalg.vector_norm(dh, dim=1),
+                               rtol=1e-10)
+    p = net.layer_params(0, 0)
+    for t in range(1, T):
+        h_prev = hs[t - 1].detach().requires_grad_()
+        c_prev = cs[t - 1].detach().requires_grad_() if cs[t - 1] is not None else None
+        step = net.cell.reference_step(p, x[t], h_prev, c_prev)
+        if cell.startswith("lstm"):
+            dc_t = cs[t].grad
+            # The reference step's gates are its parameter blocks: f is first when coupled.
+            f = step.gates[:, 0] if cell == "lstm-coupled" else step.gates[:, 1]
+            np.testing.assert_allclose(paths[names.index("belt"), t], norm(f * dc_t), rtol=1e-10)
+            # What reaches c_{t−1} other than along the belt: its total minus f_t ⊙ ∂L/∂c_t.
+            np.testing.assert_allclose(paths[names.index("c_h"), t - 1],
+                                       norm(cs[t - 1].grad - f * dc_t), rtol=1e-8, atol=1e-14)
+            # Through W_hh: everything step t sends to h_{t−1}, by autograd of the step.
+            via = torch.autograd.grad([step.h, step.c], h_prev, [hs[t].grad, cs[t].grad - (
+                torch.autograd.grad(step.h, step.c, hs[t].grad, retain_graph=True)[0])],
+                retain_graph=True)[0]
+        else:
+            via = torch.autograd.grad(step.h, h_prev, hs[t].grad, retain_graph=True)[0]
+            if cell == "gru":
+                belt = step.gates[:, 1] * hs[t].grad
+                np.testing.assert_allclose(paths[names.index("belt"), t], norm(belt), rtol=1e-10)
+                via = via - belt
+        np.testing.assert_allclose(paths[names.index("w"), t], norm(via), rtol=1e-8, atol=1e-14)
+    assert np.isnan(paths[names.index("w"), 0]).all()
+
+
+# -- cliff --------------------------------------------------------------------------------
+def test_the_cliffs_bptt_equals_autograd_at_random_points():
+    rng = np.random.default_rng(0)
+    points = np.column_stack([rng.uniform(-2, 10, 40), rng.uniform(-7, 2, 40)])
+    loss, dw, db = cliff.loss_and_grad(points[:, 0], points[:, 1])
+    for (w0, b0), l_, gw, gb in zip(points, loss, dw, db):
+        w = torch.tensor(w0, dtype=torch.float64, requires_grad=True)
+        b = torch.tensor(b0, dtype=torch.float64, requires_grad=True)
+        x = torch.tensor(cliff.X0, dtype=torch.float64)
+        for _ in range(cliff.STEPS):
+            x = w * torch.sigmoid(x) + b
+        ref = (torch.sigmoid(x) - cliff.TARGET) ** 2
+        ref.backward()
+        assert l_ == pytest.approx(ref.item(), rel=1e-12, abs=1e-300)
+        assert gw == pytest.approx(w.grad.item(), rel=1e-9, abs=1e-300)
+        assert gb == pytest.approx(b.grad.item(), rel=1e-9, abs=1e-300)
+
+
+def test_clipped_descent_takes_steps_no_longer_than_lr_times_the_threshold():
+    plain = cliff.descend(4.0, -2.0, lr=2.0, steps=60)
+    clipped = cliff.descend(4.0, -2.0, lr=2.0, steps=60, clip=0.5)
+    steps = np.linalg.norm(np.diff(clipped.points, axis=0), axis=1)
+    assert np.all(steps <= 2.0 * 0.5 + 1e-12)
+    assert np.linalg.norm(np.diff(plain.points, axis=0), axis=1).max() > 2.0 * 0.5
+    for path in (plain, clipped):
+        np.testing.assert_allclose(path.loss, cliff.loss_and_grad(*path.points.T)[0])
+
+
+# -- history rows -------------------------------------------------------------------------
+def test_saturation_and_spectrum_rows_equal_the_captures_and_merge_by_count():
+    t = Trainer(RunConfig(cell="gru", hidden=6, seq_len=8, optimizer="adam", lr=0.05))
+    caps = [t.step() for _ in range(24)]
+    history = History(capacity=8)
+    for cap in caps:
+        history.append(cap)
+    assert history.count.sum() == 24 and len(history) < 24
+    first = 0
+    for k in range(len(history)):
+        group = caps[first:first + int(history.count[k])]
+        first += int(history.count[k])
+        for name in ("sat_low", "sat_high", "rho", "sigma_max"):
+            # A gate's fraction averaged over t, then over the row's captures.
+            values = [getattr(c, name) for c in group]
+            if name.startswith("sat"):
+                values = [v.astype(np.float64).mean(-1) for v in values]
+            np.testing.assert_allclose(getattr(history, name)[k], np.mean(values, axis=0),
+                                       rtol=1e-6)
+
+
+def test_a_light_capture_has_no_saturation_row_and_merges_away():
+    t = Trainer(RunConfig(cell="lstm", hidden=5, seq_len=6))
+    full, light = t.step(), t.step(full=False)
+    history = History(capacity=2)
+    history.append(full)
+    history.append(light)
+    assert np.isnan(history.sat_low[1]).all() and np.isfinite(history.rho[1]).all()
+    history.append(t.step())                            # merges the first two rows
+    np.testing.assert_allclose(history.sat_low[0], full.sat_low.mean(-1), rtol=1e-6)
+    np.testing.assert_allclose(history.rho[0], (full.rho + light.rho) / 2, rtol=1e-12)
+
+
+def test_a_run_file_from_before_the_theory_rows_still_opens_with_them_empty(tmp_path):
+    import zipfile
+    t = Trainer(RunConfig(cell="lstm", hidden=4, seq_len=5))
+    history, keyframes = History(), Keyframes()
+    for _ in range(3):
+        cap = t.step()
+        history.append(cap)
+        keyframes.add(cap)
+    save_run(tmp_path / "run", t.config, history, keyframes=keyframes)
+    kept = open_run(tmp_path / "run").keyframes.captures
+    for got, saved in zip(kept, keyframes.captures, strict=True):
+        np.testing.assert_array_equal(got.paths, saved.paths)
+        np.testing.assert_array_equal(got.dout_norm, saved.dout_norm)
+        assert got.path_names == saved.path_names
+    npz = tmp_path / "run" / "capture.npz"
+    with zipfile.ZipFile(npz) as zf:
+        members = {n: zf.read(n) for n in zf.namelist()}
+    theory = {"rho", "sigma_max", "sat_low", "sat_high", "dout_norm", "latest_paths",
+              "latest_path_names", "latest_dout_norm", "key_paths", "key_path_names",
+              "key_dout_norm"}
+    assert theory <= {name[:-4] for name in members}
+    with zipfile.ZipFile(npz, "w") as zf:
+        for name, data in members.items():
+            if name[:-4] not in theory:
+                zf.writestr(name, data)
+    loaded = load_run(tmp_path / "run")[1]
+    assert len(loaded) == 3 and np.isnan(loaded.rho).all() and np.isnan(loaded.sat_low).all()
+    assert loaded.rho.shape == (3, 1, 1, 4)
+    assert loaded.latest.paths is None and loaded.latest.dout_norm is None
+    np.testing.assert_array_equal(loaded.dh_norm, history.dh_norm)
