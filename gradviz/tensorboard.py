@@ -94,8 +94,7 @@ class BoardWriter:
                                 "grad_norm/post_clip": cap.grad_norm_clipped,
                                 "clipped": float(cap.clipped)},
                      cap.param_names, cap.param_grad_norm, cap.dh_norm)
-        if cap.rho_step != self._rho_step:       # recomputed only every few steps
-            self.add_spectral(cap)
+        self.add_spectral(cap)
 
     def add_row(self, step: int, scalars: dict[str, float], param_names, param_norms,
                 dh_norm: np.ndarray) -> None:
@@ -115,15 +114,20 @@ class BoardWriter:
         w.add_image("dh_norm/log10", dh_image(dh_norm), step, dataformats="HW")
 
     def add_spectral(self, cap: Capture) -> None:
-        """ρ and σ_max of every recurrent block, at the step whose weights they describe."""
+        """ρ and σ_max of every recurrent block, each at the step whose weights it
+        describes: σ_max at the capture's step; ρ at its ``rho_step`` (an earlier step
+        where it was kept from the last full decomposition), once per step."""
+        new_rho = cap.rho_step != self._rho_step
         L, D, _ = cap.rho.shape
         for k in range(L):
             for d in range(D):
                 for b, block in enumerate(cap.rho_names):
                     where = f"{layer_name(k, d)}/{block}"
-                    self._writer.add_scalar(f"rho/{where}", float(cap.rho[k, d, b]), cap.rho_step)
+                    if new_rho:
+                        self._writer.add_scalar(f"rho/{where}", float(cap.rho[k, d, b]),
+                                                cap.rho_step)
                     self._writer.add_scalar(f"sigma_max/{where}", float(cap.sigma_max[k, d, b]),
-                                            cap.rho_step)
+                                            cap.step)
         self._rho_step = cap.rho_step
 
 

@@ -74,11 +74,15 @@ def test_every_capture_becomes_scalars_and_an_image(session, tmp_path):
     first = scalars(events, "dh_norm/first/l1_reverse")
     np.testing.assert_allclose([first[c.step] for c in captures],
                                [c.dh_norm[1, 1, 0] for c in captures], rtol=1e-6)
-    # ρ is tracked on every captured step (gradviz.engine.spectrum), each with its own value.
+    # ρ at the step whose weights it describes (rho_step), once each; σ_max at every step.
     rho = scalars(events, "rho/l0/W_hf")
-    assert sorted(rho) == steps
-    np.testing.assert_allclose([rho[c.step] for c in captures],
+    assert sorted(rho) == sorted({c.rho_step for c in captures})
+    np.testing.assert_allclose([rho[c.rho_step] for c in captures],
                                [float(c.rho[0, 0, 1]) for c in captures], rtol=1e-6)
+    sigma = scalars(events, "sigma_max/l0/W_hf")
+    assert sorted(sigma) == steps
+    np.testing.assert_allclose([sigma[c.step] for c in captures],
+                               [float(c.sigma_max[0, 0, 1]) for c in captures], rtol=1e-6)
     images = events.Images("dh_norm/log10")
     assert [i.step for i in images] == steps
     assert (images[0].width, images[0].height) == (max(12 * 22, 256), 4 * tb.BAND)

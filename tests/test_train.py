@@ -12,6 +12,7 @@ from gradviz.config import RunConfig
 from gradviz.engine.registry import CELLS
 from gradviz.engine.init import spectral_radius
 from gradviz.engine import registry
+from gradviz.engine.spectrum import FULL_EVERY
 from gradviz.engine.train import Trainer, make_optimizer
 
 from reference import unrolled
@@ -280,10 +281,16 @@ def test_spectral_radius_describes_the_weights_of_every_captured_step():
     for _ in range(30):
         before.append(t.net.weight_hh_l0.detach().clone())
         caps.append(t.step())
-    assert [c.rho_step for c in caps] == [c.step for c in caps] == list(range(30))
-    # Each value describes the weights that step used, which training changes.
+    assert [c.step for c in caps] == list(range(30))
+    # Each value describes the weights of the step it names (that step's own, or the last
+    # full decomposition's, at most FULL_EVERY - 1 steps back), which training changes;
+    # σ_max always those of the step itself.
     for cap, w in zip(caps, before):
-        assert cap.rho[0, 0, 0] == pytest.approx(spectral_radius(w).item(), rel=1e-5)
+        assert cap.step - FULL_EVERY < cap.rho_step <= cap.step
+        assert cap.rho[0, 0, 0] == pytest.approx(spectral_radius(before[cap.rho_step]).item(),
+                                                 rel=1e-5)
+        assert cap.sigma_max[0, 0, 0] == pytest.approx(
+            torch.linalg.svdvals(w.double())[0].item(), rel=1e-5)
     assert caps[-1].rho[0, 0, 0] != caps[0].rho[0, 0, 0]
 
 

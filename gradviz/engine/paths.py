@@ -75,7 +75,10 @@ def path_norms(cell: Cell, cache: LayerCache, grads: LayerGrads, rows: int,
         belt = gates[:, :, cell.gate_names.index("z")] * dh * flows
         into_prev[1:] -= belt[1:]
         out["belt"] = belt
-    return torch.stack([torch.linalg.vector_norm(out[n], dim=1) for n in names])
+    # The norm over the batch, a middle dimension: torch's vector_norm reduces over one
+    # that is not innermost ~17x slower (480 vs 28 us for (50, 32, 32) at one thread) than
+    # squaring and summing, which computes the same (and overflows where it does).
+    return torch.stack([out[n].square().sum(1).sqrt() for n in names])
 
 
 __all__ = ["PATHS", "path_names", "path_norms"]

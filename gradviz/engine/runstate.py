@@ -91,8 +91,9 @@ def capture_state(session) -> RunState:
         if tr._state[1] is not None:
             a["carried_c"] = _host(tr._state[1])
     if tr.spectrum.state() is not None:
-        q, v, misses = tr.spectrum.state()
-        a.update(spectrum_q=_host(q), spectrum_v=_host(v), spectrum_misses=np.int64(misses))
+        q, v, misses, rho, rho_step = tr.spectrum.state()
+        a.update(spectrum_q=_host(q), spectrum_v=_host(v), spectrum_misses=np.int64(misses),
+                 spectrum_rho=_host(rho), spectrum_rho_step=np.int64(rho_step))
     watch = tr.watch
     a["watch_step"] = np.array([s for s, _ in watch._recent], dtype=np.int64)
     a["watch_fault"] = np.array([-1 if f is None else FAULTS.index(f) for _, f in watch._recent],
@@ -131,7 +132,8 @@ def expected(session) -> dict[str, Declared]:
 
     L, D, H = tr.net.layers, tr.net.directions, tr.net.hidden
     bases = (L * D * len(tr.net.cell.blocks), H, subspace(H))
-    spec.update(spectrum_q=(bases, f64), spectrum_v=(bases, f64), spectrum_misses=((), i64))
+    spec.update(spectrum_q=(bases, f64), spectrum_v=(bases, f64), spectrum_misses=((), i64),
+                spectrum_rho=(bases[:1], f64), spectrum_rho_step=((), i64))
     carried = (L * D, tr.config.batch_size, tr.net.hidden)
     spec.update(carried_h=(carried, c), carried_c=(carried, c))
     for name in sorted(LIVE_FIELDS):
@@ -209,9 +211,10 @@ def restore_state(session, state: RunState) -> None:
     if state.step < 0 or np.any(a["counts"] < 0) or len(a["watch_step"]) != len(faults) \
             or np.any(faults < -1) or np.any(faults >= len(FAULTS)):
         raise RunFileError("the run's state holds a negative count or a damaged divergence window")
-    spectral = {"spectrum_q", "spectrum_v", "spectrum_misses"} & set(a)
+    spectral = {"spectrum_q", "spectrum_v", "spectrum_misses", "spectrum_rho",
+                "spectrum_rho_step"} & set(a)
     has_c = tr.net.zero_state(1)[1] is not None
-    if len(spectral) not in (0, 3) or ("carried_h" in a and not tr.config.stateful) \
+    if len(spectral) not in (0, 5) or ("carried_h" in a and not tr.config.stateful) \
             or ("carried_c" in a) != ("carried_h" in a and has_c):
         raise RunFileError("the run's state is incomplete (a spectral radius or carried state "
                            "in part, or a carried state for a run that carries none)")
@@ -249,7 +252,9 @@ def restore_state(session, state: RunState) -> None:
     if "spectrum_q" in a:
         tr.spectrum.restore(torch.from_numpy(a["spectrum_q"].copy()).to(tr.device),
                             torch.from_numpy(a["spectrum_v"].copy()).to(tr.device),
-                            int(a["spectrum_misses"]))
+                            int(a["spectrum_misses"]),
+                            torch.from_numpy(a["spectrum_rho"].copy()).to(tr.device),
+                            int(a["spectrum_rho_step"]))
     tr.watch._recent = deque(((int(s), None if f < 0 else FAULTS[f])
                               for s, f in zip(a["watch_step"], a["watch_fault"])),
                              maxlen=tr.watch.window)

@@ -43,6 +43,11 @@ SUBSPACE = 4
 # rarely converge, and would only add to the decomposition's cost.
 ITERATIONS = 10
 RETRY = 4
+# Where the iterations do not converge, ρ is decomposed in full at most once every
+# FULL_EVERY training steps; in between a capture keeps the last exact ρ, and its
+# ``rho_step`` says which step's weights that describes. A full decomposition of four
+# 128 x 128 blocks takes ~25 ms, more than the whole training step it would describe.
+FULL_EVERY = 25
 # Relative residual of the Ritz pair at which it counts as converged.
 TOL = 1e-7
 
@@ -63,29 +68,46 @@ class SpectrumTracker:
         self._v: Tensor | None = None       # (N, H, p) for σ_max
         self.fallbacks = {"rho": 0, "sigma": 0}
         self._rho_misses = 0          # consecutive steps on which ρ was decomposed in full
+        self._rho: Tensor | None = None    # (N,) the last exact ρ
+        self.rho_step = 0             # the training step whose weights ``_rho`` describes
 
-    def state(self) -> tuple[Tensor, Tensor, int] | None:
-        """What the next step starts from — the bases for ρ and σ_max, (N, H, p) float64, and
-        the count of steps since ρ last converged — for a run that is saved and resumed to
-        go on bit for bit; None before the first step."""
-        return None if self._q is None else (self._q, self._v, self._rho_misses)
+    def state(self) -> tuple[Tensor, Tensor, int, Tensor, int] | None:
+        """What the next step starts from — the bases for ρ and σ_max, (N, H, p) float64,
+        the count of steps since ρ last converged, the last exact ρ (N,) and its step — for
+        a run that is saved and resumed to go on bit for bit; None before the first step."""
+        if self._q is None:
+            return None
+        return self._q, self._v, self._rho_misses, self._rho, self.rho_step
 
-    def restore(self, q: Tensor, v: Tensor, misses: int) -> None:
+    def restore(self, q: Tensor, v: Tensor, misses: int, rho: Tensor, rho_step: int) -> None:
         """Go on from a :meth:`state`."""
         self._q, self._v, self._rho_misses = q, v, int(misses)
+        self._rho, self.rho_step = rho, int(rho_step)
 
-    def update(self, blocks: Tensor) -> tuple[Tensor, Tensor]:
-        """ρ and σ_max (N,) float64 of ``blocks`` (N, H, H), any float dtype."""
+    def update(self, blocks: Tensor, step: int | None = None) -> tuple[Tensor, Tensor]:
+        """ρ and σ_max (N,) float64 of ``blocks`` (N, H, H), any float dtype, as the weights
+        of training step ``step`` are. σ_max is always of these weights; ρ is too unless it
+        did not converge within FULL_EVERY steps of the last full decomposition, and then
+        it is that decomposition's (``rho_step`` names its step). ``step`` None: ρ is
+        always of these weights."""
         w = blocks.detach().to(torch.float64)
         if self._q is None or self._q.shape[:2] != w.shape[:2]:
-            self._q = self._v = None
-        rho, q = self._radius(w)
+            self._q = self._v = self._rho = None
+        may_wait = (step is not None and self._rho is not None
+                    and step - self.rho_step < FULL_EVERY)
+        rho, q = self._radius(w, may_wait)
+        if rho is None:
+            rho = self._rho
+        else:
+            self._rho, self.rho_step = rho, (step if step is not None else self.rho_step)
         sigma, v = self._largest_singular(w)
         self._q, self._v = q, v
         return rho, sigma
 
     # -- ρ ------------------------------------------------------------------------------
-    def _radius(self, w: Tensor) -> tuple[Tensor, Tensor]:
+    def _radius(self, w: Tensor, may_wait: bool = False) -> tuple[Tensor | None, Tensor]:
+        """(ρ, the new basis); ρ None where the iterations did not converge and
+        ``may_wait`` lets the full decomposition wait."""
         n, h, _ = w.shape
         rho = w.new_full((n,), float("nan"))
         done = torch.zeros(n, dtype=torch.bool, device=w.device)
@@ -108,6 +130,8 @@ class SpectrumTracker:
                 q = _orth(wq)
         todo = (~done).nonzero().flatten()
         self._rho_misses = self._rho_misses + 1 if len(todo) else 0
+        if len(todo) and may_wait:
+            return None, q
         if len(todo):
             self.fallbacks["rho"] += len(todo)
             values, vectors = torch.linalg.eig(w[todo])
@@ -162,4 +186,5 @@ def subspace(h: int) -> int:
     return min(h, max(SUBSPACE, h // 4))
 
 
-__all__ = ["SpectrumTracker", "SUBSPACE", "ITERATIONS", "RETRY", "TOL", "subspace"]
+__all__ = ["SpectrumTracker", "SUBSPACE", "ITERATIONS", "RETRY", "FULL_EVERY", "TOL",
+           "subspace"]

@@ -4,7 +4,8 @@ Pascanu, Mikolov & Bengio (2013): with γ the bound of the derivative of the non
 a block feeds (γ = 1 for tanh and ReLU, ¼ for the sigmoid), σ_max < 1/γ makes the
 gradient through that block vanish for certain, and σ_max > 1/γ is necessary for it to
 explode (ρ > 1/γ makes it likely). The values are the history's rows
-(gradviz.engine.spectrum tracks them on every captured step).
+(gradviz.engine.spectrum tracks σ_max on every captured step, and ρ where its
+iteration converges, else from a full decomposition at most every 25 steps).
 """
 from __future__ import annotations
 
