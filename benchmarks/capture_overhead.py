@@ -234,7 +234,7 @@ def main(argv=None) -> int:
                 cell_ratios.append(tc / tp)
                 fractions.append(gflops / peak)
                 print(f"{cell:<9}{T:>6}{H:>6}{tp * 1e3:>11.2f}{to * 1e3:>12.2f}{to / tp:>8.2f}"
-                      f"{tc * 1e3:>11.2f}{tc / tp:>13.2f}{gflops:>10.2f}{100 * gflops / peak:>8.1f}",
+                      f"{tc * 1e3:>11.2f}{tc / tp:>13.2f}{gflops:>10.3g}{100 * gflops / peak:>8.3g}",
                       flush=True)
     print(f"cells geomean ratio: {geomean(cell_ratios):.2f} "
           f"(cells time / gradviz time: {geomean(cell_ratios) / geomean(ratios):.2f}, geomean)")

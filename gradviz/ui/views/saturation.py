@@ -59,7 +59,7 @@ class SaturationView(View):
         canvas.addItem(self.heading, row=2, col=0)
         self.scatter_plot = canvas.addPlot(row=3, col=0)
         style_plot(self.scatter_plot, "left-saturated (fraction of t)", "right-sat.")
-        self.scatter_plot.setXRange(0.0, 1.0)
+        self._fix_x_range(self.scatter_plot, 0.0, 1.0)
         self._fix_y_range(self.scatter_plot, 0.0, 1.0)
         self.scatter = pg.ScatterPlotItem(size=9, pen=pg.mkPen("k"), brush=pg.mkBrush(colour(0)))
         self.scatter_plot.addItem(self.scatter)

@@ -81,6 +81,7 @@ class View(QtWidgets.QWidget):
         self._live_label = ""
         self._step: int | None = None
         self._file_dialogs: FileDialogs | None = None
+        self._fixed_x: dict[pg.ViewBox, tuple[float, float]] = {}
         self._fixed_y: dict[pg.ViewBox, tuple[float, float]] = {}
         self._export_setup: Callable[[], tuple[str, float]] | None = None
         self.setContextMenuPolicy(QtCore.Qt.ContextMenuPolicy.CustomContextMenu)
@@ -167,10 +168,19 @@ class View(QtWidgets.QWidget):
             return
         for item in self.graphics.scene().items():
             if isinstance(item, pg.ViewBox):
-                fixed = self._fixed_y.get(item)
-                item.enableAutoRange(x=True, y=fixed is None)
-                if fixed is not None:
-                    item.setYRange(*fixed, padding=0.0)
+                fixed_x, fixed_y = self._fixed_x.get(item), self._fixed_y.get(item)
+                item.enableAutoRange(x=fixed_x is None, y=fixed_y is None)
+                if fixed_x is not None:
+                    item.setXRange(*fixed_x, padding=0.0)
+                if fixed_y is not None:
+                    item.setYRange(*fixed_y, padding=0.0)
+
+    def _fix_x_range(self, plot: pg.PlotItem, lo: float, hi: float) -> None:
+        """Show ``lo`` to ``hi`` on ``plot``'s x axis whatever the data; a zoom reset
+        comes back to it."""
+        plot.setXRange(lo, hi, padding=0.0)
+        plot.enableAutoRange(x=False)
+        self._fixed_x[plot.getViewBox()] = (lo, hi)
 
     def _fix_y_range(self, plot: pg.PlotItem, lo: float, hi: float) -> None:
         """Show ``lo`` to ``hi`` on ``plot``'s y axis whatever the data; a zoom reset
