@@ -43,10 +43,16 @@ class Banner(QtWidgets.QFrame):
         self.watch = QtWidgets.QLabel()
         self.watch.setWordWrap(True)
         self.watch.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.watch.setMaximumHeight(self.watch.fontMetrics().lineSpacing() * WATCH_LINES + 4)
         self.watch.setAlignment(QtCore.Qt.AlignmentFlag.AlignTop)
-        self.watch.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored,
-                                 QtWidgets.QSizePolicy.Policy.Preferred)
+        # A longer paragraph scrolls within its few lines instead of running under the
+        # line below it.
+        self.watch_area = QtWidgets.QScrollArea()
+        self.watch_area.setWidget(self.watch)
+        self.watch_area.setWidgetResizable(True)
+        self.watch_area.setFrameShape(QtWidgets.QFrame.Shape.NoFrame)
+        self.watch_area.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.watch_area.setMaximumHeight(self.watch.fontMetrics().lineSpacing() * WATCH_LINES + 6)
+        self.watch_area.setStyleSheet("background: transparent;")
         self.expected = QtWidgets.QLabel()
         self.expected.setWordWrap(True)
         self.expected.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored,
@@ -72,7 +78,7 @@ class Banner(QtWidgets.QFrame):
         layout.setContentsMargins(8, 4, 4, 4)
         layout.setSpacing(2)
         layout.addLayout(top)
-        layout.addWidget(self.watch)
+        layout.addWidget(self.watch_area)
         layout.addLayout(bottom)
         self._update()
 
@@ -116,7 +122,7 @@ class Banner(QtWidgets.QFrame):
         if exp is None:
             self.title.setText(NO_EXPERIMENT if self._empty else "")
             self.title.setWordWrap(True)
-            for widget in (self.watch, self.expected, self.then_button):
+            for widget in (self.watch_area, self.expected, self.then_button):
                 widget.hide()
         else:
             self.title.setWordWrap(False)
@@ -125,7 +131,7 @@ class Banner(QtWidgets.QFrame):
             self.watch.setText(exp.watch)
             self.watch.setToolTip(f"<p>{exp.watch}</p><p><i>Source:</i> {exp.source}</p>")
             self.expected.setText(f"Expected: {exp.expected}")
-            self.watch.show()
+            self.watch_area.show()
             self.expected.show()
             self.then_button.setVisible(exp.then_config is not None)
             if exp.then_label:
