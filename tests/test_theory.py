@@ -16,7 +16,8 @@ from gradviz.engine.network import Network
 from gradviz.engine.paths import path_names, path_norms
 from gradviz.engine.record import load_run, save_run
 from gradviz.engine.runfile import open_run
-from gradviz.engine.spectrum import FULL_EVERY, RETRY, SpectrumTracker
+from gradviz.engine.spectrum import (FULL_EVERY, SIGMA_EXACT_MAX_H, SpectrumTracker, lanczos_top,
+                                    rho_interval)
 from gradviz.engine.train import Trainer
 
 CELLS = ["rnn-tanh", "rnn-relu", "lstm", "lstm-peephole", "lstm-coupled", "gru"]
@@ -31,50 +32,78 @@ def blocks_now(trainer):
 
 
 # -- spectrum -----------------------------------------------------------------------------
-@pytest.mark.parametrize("cell", CELLS)
-def test_rho_and_sigma_equal_eigvals_and_svdvals_of_the_weights_each_step_used(cell):
-    t = Trainer(RunConfig(cell=cell, hidden=10, seq_len=6, batch_size=4, layers=2,
+@pytest.mark.parametrize("cell,hidden", [(c, 10) for c in CELLS] + [("lstm", 40), ("lstm", 64), ("gru", 64)])
+def test_rho_and_sigma_equal_eigvals_and_svdvals_of_the_weights_each_step_used(cell, hidden):
+    t = Trainer(RunConfig(cell=cell, hidden=hidden, seq_len=6, batch_size=4, layers=2,
                           bidirectional=cell == "gru", optimizer="adam", lr=0.02))
-    weights = {}
+    weights, decomposed = {}, set()
     for _ in range(2 * FULL_EVERY + 3):
         w = torch.from_numpy(blocks_now(t))                  # (L, D, R, H, H), before the step
         weights[t.step_index] = w
         cap = t.step()
-        # ρ is of the weights of step rho_step: this step's, or (where the iterations did
-        # not converge) those of the last full decomposition, at most FULL_EVERY - 1 back.
-        assert cap.step - FULL_EVERY < cap.rho_step <= cap.step
+        # ρ is of the weights of step rho_step: this step's, or those of the last full
+        # decomposition, at most rho_interval - 1 steps back.
+        assert cap.step - rho_interval(hidden) < cap.rho_step <= cap.step
+        decomposed.add(cap.rho_step)
         np.testing.assert_allclose(
             cap.rho, torch.linalg.eigvals(weights[cap.rho_step]).abs().amax(-1).numpy(),
             rtol=SPECTRUM_RTOL)
         np.testing.assert_allclose(cap.sigma_max, torch.linalg.svdvals(w)[..., 0].numpy(),
                                    rtol=SPECTRUM_RTOL)
         assert cap.rho.dtype == cap.sigma_max.dtype == np.float64
+    every = rho_interval(hidden)
+    assert decomposed == set(range(0, 2 * FULL_EVERY + 3, every))
+    # Above SIGMA_EXACT_MAX_H σ_max came by Lanczos from the previous step's vector, not
+    # by decomposing: only the first step, which has nothing to start from, was decomposed.
+    if hidden > SIGMA_EXACT_MAX_H:
+        assert t.spectrum.fallbacks["sigma"] == cap.sigma_max.size
 
 
-def test_the_tracker_iterates_from_the_previous_vectors_instead_of_decomposing():
+def test_lanczos_finds_the_largest_singular_value_of_hard_blocks():
+    g = np.random.default_rng(5)
+    H = 40
+    q, _ = np.linalg.qr(g.standard_normal((H, H)))
+    u, _ = np.linalg.qr(g.standard_normal((H, H)))
+    close = np.linspace(1.0, 0.1, H)
+    close[1] = 1.0 - 1e-9                               # a top pair a hair apart
+    blocks = np.stack([
+        q,                                              # orthogonal: every σ is 1
+        u @ np.diag(close) @ q.T,
+        g.standard_normal((H, H)) / H ** 0.5,           # random: a crowded top
+        np.diag(np.r_[3.0, np.zeros(H - 1)]),           # rank one
+    ])
+    start = g.standard_normal((len(blocks), H))
+    sigma, x, done = lanczos_top(blocks, start, steps=H)
+    exact = np.linalg.svd(blocks, compute_uv=False)[:, 0]
+    assert done.all()
+    np.testing.assert_allclose(sigma, exact, rtol=1e-7)
+    # The Ritz vectors are unit vectors that W stretches by σ_max.
+    np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, rtol=1e-12)
+    np.testing.assert_allclose(np.linalg.norm(blocks @ x[..., None], axis=(1, 2)), exact,
+                               rtol=1e-4)
+    # Too few vectors from a random start: not converged, and said so; the value is an
+    # underestimate (a Ritz value of WᵀW lies inside its spectrum).
+    sigma, _, done = lanczos_top(blocks[2:3], start[2:3], steps=2)
+    assert not done[0] and sigma[0] <= exact[2] * (1 + 1e-12)
+
+
+def test_a_block_lanczos_does_not_settle_is_decomposed_in_full():
     g = torch.Generator().manual_seed(0)
-    H = 24
-    w = torch.randn(3, H, H, generator=g, dtype=torch.float64) / H ** 0.5
-    # A dominant complex pair: a rotation by 0.7 rad, scaled by 1.5, in the first plane.
-    w[0, :2, :2] = 1.5 * torch.tensor([[np.cos(0.7), -np.sin(0.7)], [np.sin(0.7), np.cos(0.7)]])
-    w[0, :2, 2:] = 0
-    w[0, 2:, :2] = 0
-    tracker, rotation = SpectrumTracker(), SpectrumTracker()
-    tracker.update(w)
-    rotation.update(w[:1])
-    assert tracker.fallbacks == {"rho": 3, "sigma": 3}     # the first step: all in full
-    for _ in range(20):
-        w = w + 1e-6 * torch.randn(w.shape, generator=g, dtype=torch.float64)
-        rho, sigma = tracker.update(w)
-        np.testing.assert_allclose(rho, torch.linalg.eigvals(w).abs().amax(-1), rtol=1e-6)
+    H = 64
+    w = torch.randn(2, H, H, generator=g, dtype=torch.float64) / H ** 0.5
+    tracker = SpectrumTracker()
+    tracker.update(w, 0)
+    assert tracker.fallbacks == {"rho": 2, "sigma": 2}     # the first step: all in full
+    # A new, unrelated matrix each step: the old vector is no start for it, and Lanczos
+    # may not settle within KRYLOV vectors; either way the answer is exact.
+    for step in range(1, 4):
+        w = torch.randn(2, H, H, generator=g, dtype=torch.float64) / H ** 0.5
+        rho, sigma = tracker.update(w, step)
         np.testing.assert_allclose(sigma, torch.linalg.svdvals(w)[:, 0], rtol=1e-6)
-        rotation.update(w[:1])
-    # σ_max converges from the previous vectors, and so does a ρ whose eigenvalue stands
-    # apart (the rotation's pair); the random blocks' crowded ρ is decomposed in full.
-    assert tracker.fallbacks["sigma"] == 3
-    # The first step's decomposition is retried by iteration RETRY steps later, and from
-    # then on the iterations converge.
-    assert rotation.fallbacks == {"rho": RETRY, "sigma": 1}
+        assert tracker.rho_step == 0 and rho.shape == (2,)
+    rho, _ = tracker.update(w, FULL_EVERY)
+    np.testing.assert_allclose(rho, torch.linalg.eigvals(w).abs().amax(-1), rtol=1e-10)
+    assert tracker.rho_step == FULL_EVERY
 
 
 def test_rho_and_sigma_of_float32_weights_are_float64_and_survive_a_file(tmp_path):

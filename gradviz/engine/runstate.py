@@ -91,9 +91,9 @@ def capture_state(session) -> RunState:
         if tr._state[1] is not None:
             a["carried_c"] = _host(tr._state[1])
     if tr.spectrum.state() is not None:
-        q, v, misses, rho, rho_step = tr.spectrum.state()
-        a.update(spectrum_q=_host(q), spectrum_v=_host(v), spectrum_misses=np.int64(misses),
-                 spectrum_rho=_host(rho), spectrum_rho_step=np.int64(rho_step))
+        v, rho, rho_step = tr.spectrum.state()
+        a.update(spectrum_v=_host(v), spectrum_rho=_host(rho),
+                 spectrum_rho_step=np.int64(rho_step))
     watch = tr.watch
     a["watch_step"] = np.array([s for s, _ in watch._recent], dtype=np.int64)
     a["watch_fault"] = np.array([-1 if f is None else FAULTS.index(f) for _, f in watch._recent],
@@ -128,12 +128,10 @@ def expected(session) -> dict[str, Declared]:
         spec[f"weight_{i}"] = (tuple(p.shape), c)
         for key, scalar in keys.items():
             spec[f"optim_{i}_{key}"] = (() if scalar else tuple(p.shape), None)
-    from gradviz.engine.spectrum import subspace
-
     L, D, H = tr.net.layers, tr.net.directions, tr.net.hidden
-    bases = (L * D * len(tr.net.cell.blocks), H, subspace(H))
-    spec.update(spectrum_q=(bases, f64), spectrum_v=(bases, f64), spectrum_misses=((), i64),
-                spectrum_rho=(bases[:1], f64), spectrum_rho_step=((), i64))
+    vectors = (L * D * len(tr.net.cell.blocks), H)
+    spec.update(spectrum_v=(vectors, f64), spectrum_rho=(vectors[:1], f64),
+                spectrum_rho_step=((), i64))
     carried = (L * D, tr.config.batch_size, tr.net.hidden)
     spec.update(carried_h=(carried, c), carried_c=(carried, c))
     for name in sorted(LIVE_FIELDS):
@@ -211,10 +209,9 @@ def restore_state(session, state: RunState) -> None:
     if state.step < 0 or np.any(a["counts"] < 0) or len(a["watch_step"]) != len(faults) \
             or np.any(faults < -1) or np.any(faults >= len(FAULTS)):
         raise RunFileError("the run's state holds a negative count or a damaged divergence window")
-    spectral = {"spectrum_q", "spectrum_v", "spectrum_misses", "spectrum_rho",
-                "spectrum_rho_step"} & set(a)
+    spectral = {"spectrum_v", "spectrum_rho", "spectrum_rho_step"} & set(a)
     has_c = tr.net.zero_state(1)[1] is not None
-    if len(spectral) not in (0, 5) or ("carried_h" in a and not tr.config.stateful) \
+    if len(spectral) not in (0, 3) or ("carried_h" in a and not tr.config.stateful) \
             or ("carried_c" in a) != ("carried_h" in a and has_c):
         raise RunFileError("the run's state is incomplete (a spectral radius or carried state "
                            "in part, or a carried state for a run that carries none)")
@@ -249,11 +246,9 @@ def restore_state(session, state: RunState) -> None:
         tr._state = (torch.from_numpy(a["carried_h"].copy()).to(tr.device),
                      torch.from_numpy(a["carried_c"].copy()).to(tr.device)
                      if "carried_c" in a else None)
-    if "spectrum_q" in a:
-        tr.spectrum.restore(torch.from_numpy(a["spectrum_q"].copy()).to(tr.device),
-                            torch.from_numpy(a["spectrum_v"].copy()).to(tr.device),
-                            int(a["spectrum_misses"]),
-                            torch.from_numpy(a["spectrum_rho"].copy()).to(tr.device),
+    if "spectrum_v" in a:
+        tr.spectrum.restore(torch.from_numpy(a["spectrum_v"].copy()),
+                            torch.from_numpy(a["spectrum_rho"].copy()),
                             int(a["spectrum_rho_step"]))
     tr.watch._recent = deque(((int(s), None if f < 0 else FAULTS[f])
                               for s, f in zip(a["watch_step"], a["watch_fault"])),
@@ -296,6 +291,13 @@ def read_state(archive: Archive, where: str, session) -> RunState:
             raise RunFileError(f"{where}: '{foreign[0]}' is not part of a state of this run's "
                                "configuration (another model or optimiser)")
         declared = archive.headers(names)
+        # A state written before σ_max was found by Lanczos holds subspace bases (N, H, p)
+        # where there are now vectors (N, H): the tracker then starts afresh, decomposing
+        # in full on the next step.
+        if "spectrum_q" in archive.names() and "spectrum_v" in declared \
+                and len(declared["spectrum_v"].shape) == 3:
+            for name in ("spectrum_v", "spectrum_rho", "spectrum_rho_step"):
+                declared.pop(name, None)
         _check(where, declared, spec)
         return RunState({name: archive.read(name) for name in declared})
     except ArchiveError as exc:

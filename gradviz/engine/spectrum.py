@@ -1,190 +1,174 @@
-"""ρ(W) and σ_max(W) of every recurrent block, on every captured step, warm-started.
+"""ρ(W) and σ_max(W) of every recurrent block, on every captured step, cheaply.
 
 Pascanu, Mikolov & Bengio (2013) tie vanishing and exploding gradients to the spectral
 radius ρ and the largest singular value σ_max of each square recurrent block W (H, H).
-A full eigen- and singular-value decomposition per block costs more than a small training
-step, but the weights move little from one step to the next, so :class:`SpectrumTracker`
-keeps, per block, an orthonormal basis (H, p) of the dominant invariant subspace of WᵀW
-(for σ_max) and of W (for ρ), and refines it by subspace iteration from the previous
-step's (Q ← orth(A Q), then the Rayleigh–Ritz pair of the p × p matrix S = Qᵀ A Q):
+Full decompositions of four 128 × 128 blocks take ~6 ms (singular values) and ~21 ms
+(eigenvalues) here, as long as a small training step or longer, so
+:class:`SpectrumTracker` does less:
 
-* σ_max = √θ, θ the largest eigenvalue of S for A = WᵀW, with Ritz vector x = Q y and
-  residual r = ‖A x − θ x‖ (‖x‖ = 1). Converged when r ≤ TOL·θ (A is symmetric, so θ is
-  then within TOL·θ of an eigenvalue of WᵀW: Bauer–Fike), or, sooner, when r²/δ ≤ TOL·θ
-  and r ≤ δ/10 with δ = θ − θ₂ the gap to the next Ritz value (Temple's r²/gap estimate
-  of the error, which needs the gap to be estimated well: the tests check the result).
-* ρ = |θ|, θ the eigenvalue of S of largest modulus for A = W (complex for a complex
-  pair, which a single real vector never settles on: it rotates), x = Q y.
-  Converged when ‖W x − θ x‖ ≤ TOL·|θ|·‖x‖: θ is then an eigenvalue of a matrix within
-  TOL·|θ| of W (backward error; for a non-normal W the eigenvalue itself may move more).
+* σ_max, of every captured step's own weights: Lanczos on WᵀW (symmetric), started from
+  the previous step's top right singular vector. The weights move little from one step
+  to the next, so that vector is nearly the new one and a few Krylov vectors settle it.
+  With θ the largest Ritz value of the tridiagonal Tⱼ, y its eigenvector and βⱼ the last
+  off-diagonal, the residual is r = βⱼ·|yⱼ| and, WᵀW being symmetric, θ is within r of an
+  eigenvalue (Bauer–Fike), or about r²/δ (Kato–Temple) with δ = θ − θ₂ the gap to the
+  next Ritz value. σ_max = √θ is accepted when r ≤ TOL·θ, or when r ≤ δ/10 and
+  r²/δ ≤ TOL·θ; a block that has not converged within KRYLOV vectors gets an exact
+  ``svdvals`` (and so does the first step, which has nothing to start from). Every
+  vector is reorthogonalised against all before it: without that, Lanczos in floating
+  point loses orthogonality and repeats Ritz values. Blocks of at most SIGMA_EXACT_MAX_H
+  units are cheaper to decompose than to iterate, and are (``eigvalsh`` of WᵀW).
+* ρ: the eigenvalues of W move far under small changes of the weights where the moduli
+  of its leading ones are close (a random matrix's crowd at the edge of its disc), so no
+  warm start settles them reliably; they are decomposed in full (``eigvals``) on the
+  first captured step and then once at least :func:`rho_interval` (H) steps have passed,
+  and a capture in between keeps the last value, with ``rho_step`` naming the step whose
+  weights it describes. Small blocks are decomposed more often, the smallest on every step.
 
-A block that has not converged after ITERATIONS iterations is decomposed in full
-(``torch.linalg.eigvals``-style ``eig`` / ``svd``), and the dominant vectors from that
-decomposition seed the next step; the first step, with nothing to start from, always is.
-σ_max converges in a few iterations from the previous step's vectors. ρ often does not:
-the eigenvectors of a non-normal W move far under small changes of the weights when the
-moduli of its leading eigenvalues are close (a random matrix's crowd at the edge of its
-disc), and then this is the full decomposition (the iterations are tried again every
-RETRY steps); ``fallbacks`` counts how often. tests/test_theory.py checks both, on every captured step
-of training runs of every cell, against ``torch.linalg.eigvals`` / ``svdvals`` of the
-weights the step used (relative difference below 1e-5). Everything is float64, whatever
-the run's dtype. Shapes: N blocks, H units, p = :func:`subspace` (H).
+tests/test_theory.py checks both, on every captured step of training runs of every cell,
+against ``torch.linalg.eigvals`` / ``svdvals`` of the weights that step (for ρ: step
+``rho_step``) used, to 1e-5 relative. Everything is float64, whatever the run's dtype.
+``fallbacks`` counts the blocks decomposed in full, for the benchmark and the tests.
+Shapes: N blocks, H units.
 """
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import torch
 from torch import Tensor
 
-# Least dimension of the tracked subspace: more than the two a complex pair needs, so that
-# an eigenvalue overtaking the dominant ones is already inside it.
-SUBSPACE = 4
-# Iterations per step before a block is decomposed in full. For ρ, once a step needed the
-# full decomposition, only every RETRY-th step tries the iterations again: in between they
-# rarely converge, and would only add to the decomposition's cost.
-ITERATIONS = 10
-RETRY = 4
-# Where the iterations do not converge, ρ is decomposed in full at most once every
-# FULL_EVERY training steps; in between a capture keeps the last exact ρ, and its
-# ``rho_step`` says which step's weights that describes. A full decomposition of four
-# 128 x 128 blocks takes ~25 ms, more than the whole training step it would describe.
+# ρ is decomposed at most once every FULL_EVERY steps, and more often for small blocks
+# (:func:`rho_interval`).
 FULL_EVERY = 25
-# Relative residual of the Ritz pair at which it counts as converged.
+# Up to this H σ_max is decomposed exactly on every step (the top eigenvalue of WᵀW): for
+# four 32 x 32 blocks that takes ~0.2 ms, less than Lanczos' ~0.5 ms (in dispatching
+# small operations, not in arithmetic); at 64, 0.85 ms against ~1, and at 128, 3.6
+# against ~1.
+SIGMA_EXACT_MAX_H = 48
+# Most Krylov vectors per step before σ_max is decomposed in full.
+KRYLOV = 24
+# Relative accuracy at which a Ritz value counts as converged.
 TOL = 1e-7
 
 
-def _orth(z: Tensor) -> Tensor:
-    return torch.linalg.qr(z).Q
+def rho_interval(h: int) -> int:
+    """Training steps between full decompositions of ρ for (h, h) blocks: every step up
+    to h = 20, then as (h/20)³, so that a step pays on average about what decomposing
+    20 x 20 blocks costs (a decomposition's cost grows as h³), up to FULL_EVERY: 5 at
+    h = 32, 16 at 50, 25 from 60 on."""
+    return min(FULL_EVERY, max(1, math.ceil((h / 20) ** 3 - 1e-9)))
 
 
 class SpectrumTracker:
-    """ρ and σ_max of a fixed set of N square blocks, updated as the weights change.
-
-    ``fallbacks`` counts, for "rho" and "sigma", the blocks decomposed in full (the first
-    step's included), for the benchmark and the tests.
-    """
+    """ρ and σ_max of a fixed set of N square blocks, updated as the weights change."""
 
     def __init__(self) -> None:
-        self._q: Tensor | None = None       # (N, H, p) for ρ
-        self._v: Tensor | None = None       # (N, H, p) for σ_max
+        self._v: np.ndarray | None = None     # (N, H) the last top right singular vectors
+        self._rho: np.ndarray | None = None   # (N,) the last decomposed ρ
+        self.rho_step = 0                     # the training step whose weights ``_rho`` are
         self.fallbacks = {"rho": 0, "sigma": 0}
-        self._rho_misses = 0          # consecutive steps on which ρ was decomposed in full
-        self._rho: Tensor | None = None    # (N,) the last exact ρ
-        self.rho_step = 0             # the training step whose weights ``_rho`` describes
 
-    def state(self) -> tuple[Tensor, Tensor, int, Tensor, int] | None:
-        """What the next step starts from — the bases for ρ and σ_max, (N, H, p) float64,
-        the count of steps since ρ last converged, the last exact ρ (N,) and its step — for
-        a run that is saved and resumed to go on bit for bit; None before the first step."""
-        if self._q is None:
+    def state(self) -> tuple[Tensor, Tensor, int] | None:
+        """What the next step starts from — the top right singular vectors (N, H), the last
+        decomposed ρ (N,) and its step — for a saved and resumed run to go on bit for bit;
+        None before the first step."""
+        if self._v is None:
             return None
-        return self._q, self._v, self._rho_misses, self._rho, self.rho_step
+        return torch.from_numpy(self._v.copy()), torch.from_numpy(self._rho.copy()), self.rho_step
 
-    def restore(self, q: Tensor, v: Tensor, misses: int, rho: Tensor, rho_step: int) -> None:
+    def restore(self, v: Tensor, rho: Tensor, rho_step: int) -> None:
         """Go on from a :meth:`state`."""
-        self._q, self._v, self._rho_misses = q, v, int(misses)
-        self._rho, self.rho_step = rho, int(rho_step)
+        self._v = v.detach().cpu().numpy().astype(np.float64)
+        self._rho = rho.detach().cpu().numpy().astype(np.float64)
+        self.rho_step = int(rho_step)
 
     def update(self, blocks: Tensor, step: int | None = None) -> tuple[Tensor, Tensor]:
-        """ρ and σ_max (N,) float64 of ``blocks`` (N, H, H), any float dtype, as the weights
-        of training step ``step`` are. σ_max is always of these weights; ρ is too unless it
-        did not converge within FULL_EVERY steps of the last full decomposition, and then
-        it is that decomposition's (``rho_step`` names its step). ``step`` None: ρ is
-        always of these weights."""
-        w = blocks.detach().to(torch.float64)
-        if self._q is None or self._q.shape[:2] != w.shape[:2]:
-            self._q = self._v = self._rho = None
-        may_wait = (step is not None and self._rho is not None
-                    and step - self.rho_step < FULL_EVERY)
-        rho, q = self._radius(w, may_wait)
-        if rho is None:
-            rho = self._rho
+        """ρ and σ_max (N,) float64 of ``blocks`` (N, H, H), any float dtype, the weights of
+        training step ``step``. σ_max is always of these weights; ρ is too on a step that
+        decomposes it (see :func:`rho_interval`), else it is the last decomposition's and
+        ``rho_step`` names its step. ``step`` None: ρ is always of these weights."""
+        w = blocks.detach().to("cpu", torch.float64)
+        n, h, _ = w.shape
+        if self._v is None or self._v.shape != (n, h):
+            self._v = self._rho = None
+        due = (step is None or self._rho is None
+               or step - self.rho_step >= rho_interval(h))
+        if due:
+            self.fallbacks["rho"] += n
+            self._rho = torch.linalg.eigvals(w).abs().amax(-1).numpy()
+            self.rho_step = step if step is not None else self.rho_step
+        sigma, self._v = self._largest_singular(w)
+        return torch.from_numpy(self._rho.copy()), torch.from_numpy(sigma)
+
+    def _largest_singular(self, w: Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """(σ_max (N,), the top right singular vectors (N, H)) of the blocks ``w``."""
+        n, h, _ = w.shape
+        if h <= SIGMA_EXACT_MAX_H:        # no vectors to carry: the tracker keeps zeros
+            a = w.numpy()
+            # The top eigenvalue of the Gram matrix WᵀW is σ_max² to a relative eps: the
+            # error of a symmetric eigensolver is eps·‖WᵀW‖, and ‖WᵀW‖ = σ_max².
+            top = np.linalg.eigvalsh(a.transpose(0, 2, 1) @ a)[:, -1]
+            return np.sqrt(np.maximum(top, 0.0)), np.zeros((n, h))
+        if self._v is None:
+            sigma, v = np.full(n, np.nan), np.zeros((n, h))
+            todo = np.arange(n)
         else:
-            self._rho, self.rho_step = rho, (step if step is not None else self.rho_step)
-        sigma, v = self._largest_singular(w)
-        self._q, self._v = q, v
-        return rho, sigma
-
-    # -- ρ ------------------------------------------------------------------------------
-    def _radius(self, w: Tensor, may_wait: bool = False) -> tuple[Tensor | None, Tensor]:
-        """(ρ, the new basis); ρ None where the iterations did not converge and
-        ``may_wait`` lets the full decomposition wait."""
-        n, h, _ = w.shape
-        rho = w.new_full((n,), float("nan"))
-        done = torch.zeros(n, dtype=torch.bool, device=w.device)
-        q = self._q
-        if q is not None:
-            for _ in range(ITERATIONS if self._rho_misses % RETRY == 0 else 0):
-                wq = w @ q
-                values, vectors = torch.linalg.eig(q.transpose(-1, -2) @ wq)
-                top = values.abs().argmax(-1, keepdim=True)
-                theta = values.gather(-1, top)                            # (n, 1)
-                y = vectors.gather(-1, top.unsqueeze(1).expand(-1, vectors.shape[1], -1))
-                x = q.to(y.dtype) @ y                                      # (n, h, 1)
-                residual = torch.linalg.vector_norm(wq.to(y.dtype) @ y - theta.unsqueeze(1) * x,
-                                                    dim=(1, 2))
-                done = residual <= TOL * theta.abs().squeeze(-1) * torch.linalg.vector_norm(
-                    x, dim=(1, 2))
-                rho = torch.where(done, theta.abs().squeeze(-1), rho)
-                if bool(done.all()):
-                    break
-                q = _orth(wq)
-        todo = (~done).nonzero().flatten()
-        self._rho_misses = self._rho_misses + 1 if len(todo) else 0
-        if len(todo) and may_wait:
-            return None, q
-        if len(todo):
-            self.fallbacks["rho"] += len(todo)
-            values, vectors = torch.linalg.eig(w[todo])
-            p = subspace(h)
-            order = values.abs().argsort(-1, descending=True)[:, :p]
-            rho[todo] = values.abs().amax(-1)
-            top = torch.gather(vectors, 2, order.unsqueeze(1).expand(-1, h, -1))
-            # The real span of the dominant eigenvectors: a complex pair v, v̄ spans the
-            # plane of Re v and Im v, a real one its line. The leading left singular vectors
-            # of [Re v₁, Im v₁, Re v₂, …] are an orthonormal basis of it.
-            parts = torch.stack([top.real, top.imag], -1).flatten(-2)
-            seed = torch.linalg.svd(parts, full_matrices=False).U[:, :, :p]
-            q = w.new_zeros((n, h, p)) if q is None else q.clone()
-            q[todo] = seed
-        return rho, q
-
-    # -- σ_max ----------------------------------------------------------------------------
-    def _largest_singular(self, w: Tensor) -> tuple[Tensor, Tensor]:
-        n, h, _ = w.shape
-        wtw = w.transpose(-1, -2) @ w
-        sigma = w.new_full((n,), float("nan"))
-        done = torch.zeros(n, dtype=torch.bool, device=w.device)
-        v = self._v
-        if v is not None:
-            for _ in range(ITERATIONS):
-                av = wtw @ v
-                values, vectors = torch.linalg.eigh(v.transpose(-1, -2) @ av)
-                theta, y = values[:, -1], vectors[:, :, -1:]             # (n,), (n, p, 1)
-                residual = torch.linalg.vector_norm(av @ y - theta.view(-1, 1, 1) * (v @ y),
-                                                    dim=(1, 2))
-                # For a symmetric matrix the Ritz value's error is about r² / gap (Temple),
-                # the gap estimated by the next Ritz value: far sooner small than r itself.
-                gap = theta - values[:, -2] if values.shape[1] > 1 else theta
-                done = (residual <= TOL * theta.abs()) | (
-                    (residual <= 0.1 * gap) & (residual ** 2 <= TOL * theta.abs() * gap))
-                sigma = torch.where(done, theta.clamp_min(0).sqrt(), sigma)
-                if bool(done.all()):
-                    break
-                v = _orth(av)
-        todo = (~done).nonzero().flatten()
+            sigma, v, done = lanczos_top(w.numpy(), self._v)
+            todo = np.flatnonzero(~done)
         if len(todo):
             self.fallbacks["sigma"] += len(todo)
-            _, values, vh = torch.linalg.svd(w[todo])
-            sigma[todo] = values[:, 0]
-            v = w.new_zeros((n, h, subspace(h))) if v is None else v.clone()
-            v[todo] = vh[:, :subspace(h)].transpose(-1, -2)
+            _, values, vh = torch.linalg.svd(w[torch.from_numpy(todo)])
+            sigma[todo] = values[:, 0].numpy()
+            v[todo] = vh[:, 0].numpy()
         return sigma, v
 
 
-def subspace(h: int) -> int:
-    """Dimension of the tracked subspace of an (h, h) block."""
-    return min(h, max(SUBSPACE, h // 4))
+def lanczos_top(w: np.ndarray, start: np.ndarray, steps: int = KRYLOV,
+                tol: float = TOL) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Largest singular value of each block of ``w`` (N, H, H) by Lanczos on WᵀW from
+    ``start`` (N, H): (σ_max (N,), the unit Ritz vectors (N, H), converged (N,) bool).
+    Where a block has not converged its σ_max is the best estimate so far (an
+    underestimate: Ritz values of WᵀW lie inside its spectrum)."""
+    n, h, _ = w.shape
+    m = min(steps, h)
+    wt = w.transpose(0, 2, 1)
+    basis = np.zeros((n, h, m + 1))             # the Lanczos vectors as columns
+    basis[:, :, 0] = start / np.maximum(np.linalg.norm(start, axis=1, keepdims=True), 1e-300)
+    tri = np.zeros((n, m, m))                   # the tridiagonal Tⱼ, filled as it grows
+    broke = np.zeros(n, bool)    # an invariant subspace was found: its Ritz values are exact
+    for j in range(m):
+        q = basis[:, :, j:j + 1]
+        z = wt @ (w @ q)                                               # (n, h, 1): WᵀW q_j
+        a = (q * z).sum(1)[:, 0]
+        tri[:, j, j] = a
+        # Full reorthogonalisation against q_0 … q_j, twice ("twice is enough").
+        done_basis = basis[:, :, :j + 1]
+        for _ in range(2):
+            z -= done_basis @ (done_basis.transpose(0, 2, 1) @ z)
+        b = np.sqrt((z * z).sum(1))[:, 0]
+        broke |= b <= 1e-14 * np.abs(np.diagonal(tri[:, :j + 1, :j + 1], axis1=1, axis2=2)).max(1)
+        b = np.where(broke, 0.0, b)
+        basis[:, :, j + 1] = np.where(broke[:, None], 0.0, z[:, :, 0] / np.where(b > 0, b, 1.0)[:, None])
+        k = j + 1
+        values, vectors = np.linalg.eigh(tri[:, :k, :k])
+        theta, y = values[:, -1], vectors[:, :, -1]
+        residual = b * np.abs(y[:, -1])
+        if k < m:
+            tri[:, j, j + 1] = tri[:, j + 1, j] = b
+        converged = broke | (residual <= tol * np.abs(theta))
+        if k > 2:
+            # Temple's r²/gap, the gap estimated by the next Ritz value: it needs two Ritz
+            # values beside the one tested to mean something, so not on the first vectors.
+            gap = theta - values[:, -2]
+            converged |= (residual <= 0.1 * gap) & (residual ** 2 <= tol * np.abs(theta) * gap)
+        if converged.all():
+            break
+    x = (basis[:, :, :k] @ y[:, :, None])[:, :, 0]
+    x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-300)
+    return np.sqrt(np.maximum(theta, 0.0)), x, converged
 
 
-__all__ = ["SpectrumTracker", "SUBSPACE", "ITERATIONS", "RETRY", "FULL_EVERY", "TOL",
-           "subspace"]
+__all__ = ["SpectrumTracker", "FULL_EVERY", "KRYLOV", "TOL", "SIGMA_EXACT_MAX_H",
+           "rho_interval", "lanczos_top"]

@@ -24,11 +24,6 @@ from .network import Network
 from .paths import path_names, path_norms
 from .spectrum import SpectrumTracker
 
-# Up to this H, ρ and σ_max are decomposed exactly on every captured step: for four 32 x 32
-# blocks eigvals and the 2-norm take ~1.4 ms here, less than the tracker's ~3.5 ms (its cost
-# is in dispatching small operations, not in arithmetic); from H = 64 on (6 ms exact, 37 ms
-# at 128) the tracker is cheaper.
-DIRECT_SPECTRUM_MAX_H = 32
 from .tasks import Task, make_task
 
 def prepare_training_process() -> None:
@@ -264,14 +259,10 @@ class Trainer:
 
     @torch.no_grad()
     def _spectral_now(self) -> tuple[Tensor, Tensor]:
-        """ρ and σ_max of every recurrent block, (L, D, G') float64: exact decompositions
-        for small blocks (cheaper there than iterating), else tracked from the previous
-        captured step (:mod:`gradviz.engine.spectrum`); ``_rho_step`` is the step whose
-        weights ρ describes."""
+        """ρ and σ_max of every recurrent block, (L, D, G') float64, from the tracker
+        (:mod:`gradviz.engine.spectrum`); ``_rho_step`` is the step whose weights ρ
+        describes."""
         L, D, H = self.net.layers, self.net.directions, self.net.hidden
-        if H <= DIRECT_SPECTRUM_MAX_H:
-            self._rho_step = self.step_index
-            return spectral(self.net)
         blocks = torch.cat([self.net.layer_params(k, d)["weight_hh"].detach().view(-1, H, H)
                             for k in range(L) for d in range(D)])     # (L·D·G', H, H)
         rho, sigma = self.spectrum.update(blocks, self.step_index)
