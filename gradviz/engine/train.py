@@ -65,6 +65,33 @@ def threads_for(config: RunConfig) -> int:
     return 1 if macs < THREADS_FROM_MACS else max(1, os.cpu_count() or 1)
 
 
+def each_norm(tensors: list[Tensor]) -> Tensor:
+    """The 2-norm of each tensor, stacked: one fused call where torch has it."""
+    fused = getattr(torch, "_foreach_norm", None)
+    if fused is not None:
+        return torch.stack(fused(tensors))
+    return torch.stack([torch.linalg.vector_norm(t) for t in tensors])
+
+
+def copy_each(into: list[Tensor], tensors: list[Tensor]) -> None:
+    """``into[i].copy_(tensors[i])`` for every i, in one fused call where torch has it."""
+    fused = getattr(torch, "_foreach_copy_", None)
+    if fused is not None:
+        fused(into, tensors)
+    else:
+        for a, b in zip(into, tensors):
+            a.copy_(b)
+
+
+def all_finite(tensors: list[Tensor]) -> bool:
+    """True if no element of any tensor is NaN or ±inf. By the smallest and largest
+    element of each (min and max propagate NaN, and an inf is one of them): exact, and
+    ~10x faster than torch.isfinite, which made a six-tensor check cost ~0.4 ms here."""
+    with torch.no_grad():
+        ends = [torch.stack(torch.aminmax(t.detach())) for t in tensors if t.numel()]
+    return not ends or bool(torch.isfinite(torch.stack(ends)).all())
+
+
 def make_optimizer(name: str, params, lr: float, momentum: float = 0.0) -> torch.optim.Optimizer:
     """The optimiser registered as ``name`` (:data:`gradviz.engine.registry.OPTIMIZERS`);
     ``momentum`` is SGD's only."""
@@ -171,7 +198,7 @@ class Trainer:
             self._state = (fwd.h_n[:, :B].clone(), None if fwd.c_n is None else fwd.c_n[:, :B].clone())
 
         loss_value = loss.item()
-        norms = torch.stack([torch.linalg.vector_norm(p.grad) for p in self.params])
+        norms = each_norm([p.grad for p in self.params])
         grad_norm = torch.linalg.vector_norm(norms).item()
         # ρ describes the weights this step used, so it is taken before the update.
         spectral_now = self._spectral_now() if capture else None
@@ -186,7 +213,7 @@ class Trainer:
         else:
             clipped = self._clip(grad_norm)
             grad_norm_clipped = grad_norm if not clipped else torch.linalg.vector_norm(
-                torch.stack([torch.linalg.vector_norm(p.grad) for p in self.params])).item()
+                each_norm([p.grad for p in self.params])).item()
             if not self._apply_update():
                 nonfinite = True
                 fault = "update"
@@ -224,10 +251,10 @@ class Trainer:
 
     def _apply_update(self) -> bool:
         """Optimiser step; undo it (and reset the optimiser) if it made a weight non-finite."""
-        for b, p in zip(self._backup, self.params):
-            b.copy_(p.detach())
+        with torch.no_grad():
+            copy_each(self._backup, self.params)
         self.optimizer.step()
-        if all(torch.isfinite(p).all() for p in self.params):
+        if all_finite(self.params):
             return True
         with torch.no_grad():
             for b, p in zip(self._backup, self.params):
