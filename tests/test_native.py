@@ -95,6 +95,7 @@ def test_with_nowhere_to_write_the_reason_is_given_not_raised(tmp_path, monkeypa
     ("gru_backward", -1, "gru backward, torch.float32"),
     ("rnn_backward", -1, "rnn backward, torch.float32"),
     ("family_scan", -1, "lstm variants' scan, torch.float32"),
+    ("path_norms", -1, "lstm path norms, torch.float32"),     # (…, gate_index, out)
 ])
 def test_a_kernel_that_computes_wrong_numbers_is_refused(broken, dz_arg, expect):
     """The self-check must catch a loop that is off, not only one that crashes."""
@@ -109,7 +110,7 @@ def test_a_kernel_that_computes_wrong_numbers_is_refused(broken, dz_arg, expect)
 
             def off(*args):
                 getattr(good, name)(*args)
-                args[dz_arg][0].view(-1)[-1] += 1e-3     # one wrong element of dz at t = 0
+                args[dz_arg][0].view(-1)[-1] += 1e-3     # one wrong element of the output
             return off
     assert native.self_check(good) is None
     assert native.self_check(Off()) == expect
@@ -194,6 +195,26 @@ def test_odd_shapes_agree_on_both_paths(cell):
             for d in range(2):
                 s1, s2 = f1.caches[k][d].stats, f2.caches[k][d].stats
                 torch.testing.assert_close(s1.mean, s2.mean, rtol=1e-10, atol=1e-12, msg=where)
+
+
+def test_path_norms_refuse_shapes_that_do_not_fit():
+    """The C code trusts its pointers: sizes that do not fit together never reach it."""
+    if native.kernels() is None:
+        pytest.skip(native.status())
+    k = native.kernels()
+    T, B, H = 3, 4, 5
+    dh, dout, dc, gates = torch.rand(T, B, H), torch.rand(T, B, H), torch.rand(T, B, H), \
+        torch.rand(T, B, 4, H)
+    good = dict(rows=B, tbptt=0, dh=dh, dout=dout, dc=dc, gates=gates, gate_index=1,
+                out=torch.empty(5, T, H))
+    k.path_norms(**good)
+    for wrong in (dict(rows=B + 1), dict(dout=torch.rand(T, B + 1, H)), dict(gate_index=4),
+                  dict(gates=torch.rand(T, B, 4, H + 1)), dict(gates=None),
+                  dict(out=torch.empty(3, T, H)), dict(dc=None)):
+        with pytest.raises(ValueError, match="do not fit"):
+            k.path_norms(**{**good, **wrong})
+    with pytest.raises(ValueError, match="contiguous"):
+        k.path_norms(**{**good, "dout": torch.rand(T, B, 2 * H)[:, :, :H]})
 
 
 def test_turned_off_means_pytorch_operations_until_the_block_ends():

@@ -2,8 +2,8 @@
 
 PyTorch dispatches each small per-timestep operation separately, and for a small network
 the dispatch costs more than the arithmetic. ``_native.c`` runs each layer's loops over
-time in one call: the forward passes of the LSTMs and the GRU, and the reverse scans of
-every cell. It is compiled with the system's C compiler the first time a cell needs it and
+time in one call: the forward passes of the LSTMs and the GRU, the reverse scans of every
+cell, and the norms of the gradient paths (:mod:`gradviz.engine.paths`). It is compiled with the system's C compiler the first time a cell needs it and
 cached in ``~/.cache/gradviz`` (or ``$XDG_CACHE_HOME/gradviz``; a folder in the temporary
 directory where that cannot be written). A library is loaded only from a folder of the
 user's that no one else may enter, and only if no one else may write it: a library planted
@@ -47,6 +47,7 @@ _SIGNATURES = {
     "gru_cell_backward": "tttttittt",
     "rnn_cell_backward": "tttitt",
     "lstm_family_scan": "i" + "tttt" + "i" + "tt",
+    "path_norms": "iiii" + "ttttt",
 }
 
 
@@ -113,6 +114,21 @@ class Kernels:
     def rnn_backward(self, dphi, dout, w_hh, tbptt, dh, dz) -> None:
         T, B, H = dout.shape
         self._call("rnn_cell_backward", T, B, H, dphi, dout, w_hh, tbptt, dh, dz)
+
+    def path_norms(self, rows, tbptt, dh, dout, dc, gates, gate_index, out) -> None:
+        """The norms of gradviz.engine.paths.path_norms into out (Q, T, H): see path_norms in
+        _native.c. dh, dout and dc (T, B, H), gates (T, B, G, H) with the belt's gate at
+        ``gate_index``; dc None but for the LSTMs, gates None for the plain RNN."""
+        T, B, H = dh.shape
+        G = 0 if gates is None else gates.shape[2]
+        Q = 5 if dc is not None else (3 if gates is not None else 2)
+        if (tuple(dout.shape) != (T, B, H) or (dc is not None and tuple(dc.shape) != (T, B, H))
+                or (dc is not None and gates is None) or not 0 <= rows <= B
+                or (gates is not None and (tuple(gates.shape) != (T, B, G, H)
+                                           or not 0 <= gate_index < G))
+                or tuple(out.shape) != (Q, T, H)):
+            raise ValueError("path_norms: the shapes do not fit together")
+        self._call("path_norms", T, B, H, rows, G, gate_index, tbptt, dh, dout, dc, gates, out)
 
 
 def _check(first: torch.Tensor, *rest: torch.Tensor) -> None:

@@ -3,7 +3,8 @@
  * PyTorch runs a timestep's small operations one dispatch at a time; at these sizes the
  * dispatch, not the arithmetic, is the cost. The functions here run each layer's loops over
  * time in one call: the forward passes of the three LSTMs and the GRU (the per-step product,
- * the gates, the states and the gate statistics) and the reverse scans of every cell.
+ * the gates, the states and the gate statistics), the reverse scans of every cell, and the
+ * norms of the gradient paths over the batch (paths.py).
  * What can be batched over time (the weight gradients, the input product of a wide input)
  * stays in PyTorch. The equations are those of the PyTorch code in cells/, which computes
  * the same numbers where this file cannot be built.
@@ -16,6 +17,7 @@
  * S(name) gives each function its type suffix (_f32, _f64).
  */
 #ifndef real
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -550,6 +552,103 @@ void S(rnn_cell_backward)(int T, int B, int H, const real *dphi, const real *dou
         for (size_t k = 0; k < bh; k++) o[k] = d[k] * p[k];
     }
     S(rhs_free)(&w);
+}
+
+/* The path norms sum their squares over the batch rows in double, for at most PATH_CHUNK
+   units at a time: 5 × 256 doubles, 10 KiB, in L1 beside the rows being read, whatever H. */
+enum { S(PATH_CHUNK) = 256 };
+
+/* acc[h] += v², v = a[h] - m[h] - p[h] q[h], each term there where its flag says (the flags
+   are constants in each inlined copy, which then has no branch left); v in the inputs' type,
+   as PyTorch computes it, its square summed in double. */
+static inline __attribute__((always_inline)) void
+S(add_squares)(int n, const int A, const int M, const int P, const real *restrict a,
+               const real *restrict m, const real *restrict p, const real *restrict q,
+               double *restrict acc)
+{
+    for (int h = 0; h < n; h++) {
+        real v = A ? (M ? a[h] - m[h] : a[h]) : 0;
+        if (P)
+            v = A ? v - p[h] * q[h] : p[h] * q[h];
+        acc[h] += (double)v * v;
+    }
+}
+
+static inline void S(prefetch)(const real *p, int n)
+{
+    for (int k = 0; k < n; k += 64 / (int)sizeof(real)) __builtin_prefetch(p + k);
+}
+
+/* The norm over the first `rows` of the B batch rows of each path's gradient, per timestep
+   and unit (gradviz/engine/paths.py, whose PyTorch code computes the same where this file
+   cannot be built): out (Q, T, H), in one pass over the inputs, the squares summed in
+   double. dh, dout and dc are (T, B, H); gate points at the gate activations (T, B, G, H),
+   the belt's gate (the LSTMs' f, the GRU's z) at block `gate_index`. The paths, by what is
+   not NULL:
+     dc and gate (the LSTMs, Q 5): dh, dc, belt = f_t dc_t, w, c_h;
+     gate only (the GRU, Q 3):     dh, belt = z_t dh_t, w;
+     neither (plain RNN, Q 2):     dh, w.
+   belt_t is 0 where no gradient crosses from t back to t-1 (stops(t-1)); w_0 is NaN (h_{-1}
+   is not captured), w_t = dh_{t-1} - dout_{t-1} (the GRU: - belt_t); c_h_t = dc_t - belt_{t+1},
+   dc_t where stops(t). */
+void S(path_norms)(int T, int B, int H, int rows, int G, int gate_index, int tbptt,
+                   const real *dh, const real *dout, const real *dc, const real *gate,
+                   real *out)
+{
+    const int CH = S(PATH_CHUNK), lstm = dc != NULL, Q = lstm ? 5 : (gate ? 3 : 2);
+    const int qdh = 0, qdc = 1, qbelt = lstm ? 2 : 1, qw = lstm ? 3 : Q - 1, qch = 4;
+    /* How far ahead in t a row of dc and of the gate is first read: the LSTMs' c_h at t
+       reads dc_{t+1} and f_{t+1}. */
+    const int ahead = lstm ? 2 : 1;
+    const size_t bh = (size_t)B * H, gb = (size_t)G * H, gt = (size_t)B * gb;
+    double acc[5][S(PATH_CHUNK)];
+    for (int t = 0; t < T; t++) {
+        const int belt = gate && (t == 0 || !S(stops)(t - 1, T, tbptt));
+        const int next = !S(stops)(t, T, tbptt);
+        for (int h0 = 0; h0 < H; h0 += CH) {
+            const int n = H - h0 < CH ? H - h0 : CH;
+            for (int q = 0; q < Q; q++)
+                for (int h = 0; h < n; h++) acc[q][h] = 0;
+            for (int b = 0; b < rows; b++) {
+                const size_t o = t * bh + (size_t)b * H + h0, op = o - bh;
+                const real *g = gate ? gate + t * gt + (size_t)b * gb + (size_t)gate_index * H + h0
+                                     : NULL;
+                /* The rows that step t + 1 reads first, fetched now. After a backward pass
+                   the inputs are in memory, not in cache, and the hardware's prefetchers
+                   do not keep four new rows at a time in flight (the gates' rows G·H
+                   apart): with this, the loop takes 0.75-0.9 times as long. */
+                if (t + 1 < T) {
+                    S(prefetch)(dh + o + bh, n);
+                    S(prefetch)(dout + o, n);
+                }
+                if (t + ahead < T) {
+                    if (lstm)
+                        S(prefetch)(dc + o + ahead * bh, n);
+                    if (gate)
+                        S(prefetch)(g + ahead * gt, n);
+                }
+                S(add_squares)(n, 1, 0, 0, dh + o, NULL, NULL, NULL, acc[qdh]);
+                if (belt)
+                    S(add_squares)(n, 0, 0, 1, NULL, NULL, g, lstm ? dc + o : dh + o, acc[qbelt]);
+                if (lstm) {
+                    S(add_squares)(n, 1, 0, 0, dc + o, NULL, NULL, NULL, acc[qdc]);
+                    if (next)                                 /* dc_t - f_{t+1} dc_{t+1} */
+                        S(add_squares)(n, 1, 0, 1, dc + o, NULL, g + gt, dc + o + bh, acc[qch]);
+                    else
+                        S(add_squares)(n, 1, 0, 0, dc + o, NULL, NULL, NULL, acc[qch]);
+                }
+                if (t > 0 && !lstm && belt)                   /* the GRU's w: minus its belt */
+                    S(add_squares)(n, 1, 1, 1, dh + op, dout + op, g, dh + o, acc[qw]);
+                else if (t > 0)
+                    S(add_squares)(n, 1, 1, 0, dh + op, dout + op, NULL, NULL, acc[qw]);
+            }
+            for (int q = 0; q < Q; q++) {
+                real *restrict r = out + ((size_t)q * T + t) * H + h0;
+                for (int h = 0; h < n; h++)
+                    r[h] = q == qw && t == 0 ? NAN : (real)sqrt(acc[q][h]);
+            }
+        }
+    }
 }
 
 #endif

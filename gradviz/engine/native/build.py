@@ -156,7 +156,8 @@ def compile_into(compiler: str, flags: list[str], target: Path) -> str | None:
     """Compile into ``target``; None, or what went wrong."""
     def write(temp: str) -> None:
         name = Path(compiler).name
-        cmd = [compiler, *flags, "-shared", "-fPIC", "-o", temp, str(SOURCE)]
+        # libm for sqrt, where the flags do not let the compiler inline it.
+        cmd = [compiler, *flags, "-shared", "-fPIC", "-o", temp, str(SOURCE), "-lm"]
         try:
             done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         except (OSError, subprocess.SubprocessError) as exc:

@@ -5,7 +5,9 @@ blocks of 4 rows and a leftover; T 4 with the gradient cut every 2 steps) and is
 with the cell equations written plainly in :mod:`gradviz.engine.cells.reference`: each
 forward pass with the equations, each cell's reverse scan with autograd through them.
 The LSTM variants' generic scan computes no equation of its own — its coefficients come
-from the cells — so it is compared with its recursion on random coefficients.
+from the cells — so it is compared with its recursion on random coefficients, and the
+gradient paths' norms with their definitions (:mod:`gradviz.engine.paths`) on random
+gradients.
 """
 from __future__ import annotations
 
@@ -29,7 +31,8 @@ def run(k) -> str | None:
     # The first cell to need the loops may be running under no_grad (Network.run is).
     with torch.inference_mode(False), torch.enable_grad():
         for dtype, tol in ((torch.float32, 2e-5), (torch.float64, 1e-12)):
-            for check in (_check_lstm, _check_gru, _check_rnn, _check_variants, _check_scan):
+            for check in (_check_lstm, _check_gru, _check_rnn, _check_variants, _check_scan,
+                          _check_paths):
                 problem = check(k, dtype, tol, gen)
                 if problem:
                     return f"{problem}, {dtype}"
@@ -223,4 +226,40 @@ def _check_scan(k, dtype, tol, gen) -> str | None:
         R_t = dh_t.unsqueeze(1) * M[t] + (R[t + 1, :, G:] * N[t] if flows else 0)
         if not (_close(dh[t], dh_t, tol) and _close(R[t], R_t, tol)):
             return "lstm variants' scan"
+    return None
+
+
+def _check_paths(k, dtype, tol, gen) -> str | None:
+    """The path norms of an LSTM (G 4, belt f), a GRU (G 3, belt z) and a plain RNN against
+    their definitions, over the first ROWS_ of B_ rows; H 263: the loop's chunk of 256 units
+    and 7 more (vectors and leftover units in both)."""
+    rnd = _random(gen, dtype)
+    T, B, H = T_, B_, 263
+    dh, dout, dc = rnd(T, B, H), rnd(T, B, H), rnd(T, B, H)
+
+    def norm(v: Tensor) -> Tensor:
+        return v[:ROWS_].square().sum(0).sqrt()
+
+    for kind, G in (("lstm", 4), ("gru", 3), ("rnn", 0)):
+        gates = torch.rand((T, B, G, H), generator=gen, dtype=dtype) if G else None
+        lstm = kind == "lstm"
+        # belt_t, zero where the gradient does not cross from step t back to t - 1.
+        belt = [gates[t, :, 1] * (dc[t] if lstm else dh[t]) if G and (t == 0 or t % TBPTT_)
+                else torch.zeros_like(dh[t]) for t in range(T)]
+        paths = {"dh": [norm(dh[t]) for t in range(T)],
+                 "w": [torch.full((H,), float("nan"), dtype=dtype)]
+                 + [norm(dh[t - 1] - dout[t - 1] - (belt[t] if kind == "gru" else 0))
+                    for t in range(1, T)]}
+        if G:
+            paths["belt"] = [norm(b) for b in belt]
+        if lstm:
+            paths["dc"] = [norm(dc[t]) for t in range(T)]
+            paths["c_h"] = [norm(dc[t] - (belt[t + 1] if t + 1 < T else 0)) for t in range(T)]
+        names = {"lstm": ("dh", "dc", "belt", "w", "c_h"), "gru": ("dh", "belt", "w"),
+                 "rnn": ("dh", "w")}[kind]
+        expected = torch.stack([torch.stack(paths[n]) for n in names])
+        out = dh.new_empty((len(names), T, H))
+        k.path_norms(ROWS_, TBPTT_, dh, dout, dc if lstm else None, gates, 1, out)
+        if not bool(torch.isclose(out, expected, rtol=tol, atol=tol, equal_nan=True).all()):
+            return f"{kind} path norms"
     return None
