@@ -145,7 +145,8 @@ def test_both_paths_capture_the_same_training_steps(dtype, cell):
         caps_p = [plain.step() for _ in range(3)]
     rtol = 1e-4 if dtype == "float32" else 1e-9
     for a, b in zip(caps_c, caps_p):
-        for name in ("dh_norm", "dc_norm", "gates", "probe_h", "probe_c", "param_grad_norm"):
+        for name in ("dh_norm", "dc_norm", "gates", "probe_h", "probe_c", "param_grad_norm",
+                     "paths"):
             if getattr(b, name) is None:
                 assert getattr(a, name) is None, name
                 continue
@@ -195,6 +196,35 @@ def test_odd_shapes_agree_on_both_paths(cell):
             for d in range(2):
                 s1, s2 = f1.caches[k][d].stats, f2.caches[k][d].stats
                 torch.testing.assert_close(s1.mean, s2.mean, rtol=1e-10, atol=1e-12, msg=where)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "lstm-coupled", "gru", "rnn-tanh"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_path_norms_agree_on_both_paths(cell, dtype):
+    """The compiled path norms against the PyTorch ones on the same gradients: one unit, a
+    few, more than the loop's chunk of 256; all rows, all but one; with and without
+    truncation (gradviz.engine.paths)."""
+    if native.kernels() is None:
+        pytest.skip(native.status())
+    from gradviz.engine.network import Network
+    from gradviz.engine.paths import path_norms
+    for T, B, H, tbptt in [(1, 1, 1, 0), (2, 3, 9, 1), (6, 4, 300, 4), (9, 5, 37, 2)]:
+        torch.manual_seed(H)
+        net = Network(cell, 2, H, output_size=1, layers=1, dtype=dtype)
+        g = torch.Generator().manual_seed(T)
+        x = torch.randn(T, B, 2, generator=g, dtype=dtype)
+        fwd = net.run(x, stats_rows=B)
+        grads = net.backward(fwd, torch.randn(T, B, H, generator=g, dtype=dtype), tbptt=tbptt)
+        for rows in {B, max(B - 1, 1)}:
+            args = (net.cell, fwd.caches[0][0], grads[0][0], rows, tbptt)
+            compiled = path_norms(*args)
+            with native.turned_off():
+                plain = path_norms(*args)
+            assert compiled.dtype == plain.dtype == dtype
+            torch.testing.assert_close(compiled, plain, equal_nan=True, msg=f"{T, B, H, rows}",
+                                       **({"rtol": 1e-5, "atol": 1e-6} if dtype == torch.float32
+                                          else {"rtol": 1e-12, "atol": 1e-14}))
+            assert compiled[:, 1:].isfinite().all()
 
 
 def test_path_norms_refuse_shapes_that_do_not_fit():

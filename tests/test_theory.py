@@ -189,32 +189,38 @@ def test_decay_ratio_and_its_geometric_mean():
 
 
 # -- paths --------------------------------------------------------------------------------
+@pytest.mark.parametrize("tbptt", [0, 3])
 @pytest.mark.parametrize("cell", CELLS)
-def test_gradient_paths_equal_autograd_of_the_plain_equations(cell):
+def test_gradient_paths_equal_autograd_of_the_plain_equations(cell, tbptt, cell_path):
+    """On both paths (the compiled loop and PyTorch operations), with and without truncated
+    BPTT, over the batch rows but the last (which rides along as the probe does)."""
     dtype = torch.float64
     torch.manual_seed(1)
     net = Network(cell, 3, 5, output_size=1, dtype=dtype)
-    T, B = 7, 4
+    T, B = 7, 5
+    rows = B - 1
     g = torch.Generator().manual_seed(3)
     x = torch.randn(T, B, 3, generator=g, dtype=dtype)
     w_out = torch.randn(T, B, 5, generator=g, dtype=dtype)
     fwd = net.run(x, stats_rows=B)
-    grads = net.backward(fwd, w_out)                      # a loss at every step: Σ w_out·h
-    paths = path_norms(net.cell, fwd.caches[0][0], grads[0][0], B).numpy()
+    grads = net.backward(fwd, w_out, tbptt=tbptt)         # a loss at every step: Σ w_out·h
+    paths = path_norms(net.cell, fwd.caches[0][0], grads[0][0], rows, tbptt).numpy()
     names = path_names(net.cell)
 
-    _, hs, cs = unrolled(net, x)
+    _, hs, cs = unrolled(net, x, tbptt)
     hs, cs = hs[0][0], cs[0][0]
     (torch.stack(hs) * w_out).sum().backward(retain_graph=True)
     dh = torch.stack([h.grad for h in hs])
 
     def norm(v):
-        return torch.linalg.vector_norm(v.detach(), dim=0).numpy()   # over the batch: (H,)
+        return torch.linalg.vector_norm(v.detach()[:rows], dim=0).numpy()   # over rows: (H,)
 
-    np.testing.assert_allclose(paths[names.index("dh")], torch.linalg.vector_norm(dh, dim=1),
-                               rtol=1e-10)
+    np.testing.assert_allclose(paths[names.index("dh")],
+                               torch.linalg.vector_norm(dh[:, :rows], dim=1), rtol=1e-10)
     p = net.layer_params(0, 0)
     for t in range(1, T):
+        # Truncated BPTT: nothing crosses from step t back to step t − 1.
+        crosses = not (tbptt and t % tbptt == 0)
         h_prev = hs[t - 1].detach().requires_grad_()
         c_prev = cs[t - 1].detach().requires_grad_() if cs[t - 1] is not None else None
         step = net.cell.reference_step(p, x[t], h_prev, c_prev)
@@ -222,10 +228,11 @@ def test_gradient_paths_equal_autograd_of_the_plain_equations(cell):
             dc_t = cs[t].grad
             # The reference step's gates are its parameter blocks: f is first when coupled.
             f = step.gates[:, 0] if cell == "lstm-coupled" else step.gates[:, 1]
-            np.testing.assert_allclose(paths[names.index("belt"), t], norm(f * dc_t), rtol=1e-10)
+            belt = f * dc_t if crosses else torch.zeros_like(dc_t)
+            np.testing.assert_allclose(paths[names.index("belt"), t], norm(belt), rtol=1e-10)
             # What reaches c_{t−1} other than along the belt: its total minus f_t ⊙ ∂L/∂c_t.
             np.testing.assert_allclose(paths[names.index("c_h"), t - 1],
-                                       norm(cs[t - 1].grad - f * dc_t), rtol=1e-8, atol=1e-14)
+                                       norm(cs[t - 1].grad - belt), rtol=1e-8, atol=1e-14)
             # Through W_hh: everything step t sends to h_{t−1}, by autograd of the step.
             via = torch.autograd.grad([step.h, step.c], h_prev, [hs[t].grad, cs[t].grad - (
                 torch.autograd.grad(step.h, step.c, hs[t].grad, retain_graph=True)[0])],
@@ -233,10 +240,15 @@ def test_gradient_paths_equal_autograd_of_the_plain_equations(cell):
         else:
             via = torch.autograd.grad(step.h, h_prev, hs[t].grad, retain_graph=True)[0]
             if cell == "gru":
-                belt = step.gates[:, 1] * hs[t].grad
+                belt = step.gates[:, 1] * hs[t].grad if crosses else torch.zeros_like(via)
                 np.testing.assert_allclose(paths[names.index("belt"), t], norm(belt), rtol=1e-10)
                 via = via - belt
+        if not crosses:
+            via = torch.zeros_like(via)
         np.testing.assert_allclose(paths[names.index("w"), t], norm(via), rtol=1e-8, atol=1e-14)
+    if cell.startswith("lstm"):
+        np.testing.assert_allclose(paths[names.index("c_h"), T - 1], norm(cs[T - 1].grad),
+                                   rtol=1e-10)
     assert np.isnan(paths[names.index("w"), 0]).all()
 
 

@@ -157,10 +157,11 @@ class Network(nn.Module):
             parts = d_layer.split(H, -1) if self.directions == 2 else (d_layer,)
             d_below = None
             for d in range(self.directions):
-                dout = parts[d] if d == 0 else parts[d].flip(0)
+                # One contiguous copy, for the backward pass and the compiled path norms.
+                dout = (parts[d] if d == 0 else parts[d].flip(0)).contiguous()
                 params = self.layer_params(k, d)
-                grads = self.cell.backward(fwd.caches[k][d], params, dout.contiguous(),
-                                           tbptt, need_dx=k > 0 or input_grad)
+                grads = self.cell.backward(fwd.caches[k][d], params, dout, tbptt,
+                                           need_dx=k > 0 or input_grad)
                 grads.dout = dout
                 for short, g in grads.params.items():
                     params[short].grad = g

@@ -23,6 +23,10 @@ So ∂L/∂c_{t−1} = belt_t + c_h_{t−1} exactly, which is the share of ∂L/
 the belt against through h the diagram shows. Squared norms add over units: the norm
 over units of ``dh`` is the captured ‖∂L/∂h_t‖. Shapes: T timesteps, B batch rows,
 H units, Q paths; processing order in t.
+
+On the CPU the compiled loop of :mod:`gradviz.engine.native` computes them in one pass
+over the gradients (the squares summed in double); the PyTorch operations here, which
+are its specification, compute the same where it is not available.
 """
 from __future__ import annotations
 
@@ -30,7 +34,8 @@ import torch
 from torch import Tensor
 
 from gradviz.engine.cells import Cell, LayerCache, LayerGrads
-from gradviz.engine.cells.base import cut_after
+from gradviz.engine.cells.base import compiled_loops, cut_after
+from gradviz.engine.native import Kernels
 
 PATHS = {
     "dh": "∂L/∂hₜ, the total gradient reaching hₜ",
@@ -54,7 +59,11 @@ def path_names(cell: Cell) -> tuple[str, ...]:
 def path_norms(cell: Cell, cache: LayerCache, grads: LayerGrads, rows: int,
                tbptt: int = 0) -> Tensor:
     """(Q, T, H) norm over the first ``rows`` batch rows of each path's gradient.
-    ``grads.dout`` must be set (:meth:`~gradviz.engine.network.Network.backward` does)."""
+    ``grads.dout`` must be set (:meth:`~gradviz.engine.network.Network.backward` does).
+    The compiled loop where there is one for the tensors, else PyTorch operations."""
+    loops = compiled_loops(grads.dh)
+    if loops is not None:
+        return _compiled(loops, cell, cache, grads, rows, tbptt)
     dh, dout = grads.dh[:, :rows], grads.dout[:, :rows]
     T = dh.shape[0]
     names = path_names(cell)
@@ -85,6 +94,23 @@ def path_norms(cell: Cell, cache: LayerCache, grads: LayerGrads, rows: int,
         w[1:] -= belt[1:]
     out[at["dh"]] = dh
     return out.square_().sum(2).sqrt_()
+
+
+def _compiled(loops: Kernels, cell: Cell, cache: LayerCache, grads: LayerGrads, rows: int,
+              tbptt: int) -> Tensor:
+    """path_norms by the compiled loop: one pass over the inputs (the PyTorch operations
+    make about ten over arrays of that size)."""
+    T, B, H = grads.dh.shape
+    names = path_names(cell)
+    gates, at = None, 0
+    if "belt" in names:
+        gates = cell.gates(cache).contiguous()
+        at = cell.gate_names.index("f" if cell.has_cell_state else "z")
+    dc = grads.dc.contiguous() if cell.has_cell_state else None
+    out = grads.dh.new_empty((len(names), T, H))
+    loops.path_norms(min(rows, B), tbptt, grads.dh.contiguous(), grads.dout.contiguous(), dc,
+                     gates, at, out)
+    return out
 
 
 __all__ = ["PATHS", "path_names", "path_norms"]
