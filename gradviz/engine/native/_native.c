@@ -707,12 +707,19 @@ int top_singular_f64(int n, int h, int m, const double *w, double *v, double tol
             int broke = !(beta > tiny);
             if (broke) beta = 0;
             k = j + 1;
-            /* The test costs more than an iteration: it is made on the first vectors, then
-               on every other one, and on the last. The largest Ritz value only grows with
-               k (interlacing), so the last one bounds the new one from below. */
-            if (k <= 3 || k % 2 == 0 || broke || k == m) {
-                theta = tridiagonal_eigenvalue(k, a, b, k - 1, theta, -1, 1e-15);
-                tridiagonal_eigenvector(k, a, b, theta, y, work);
+            /* The test costs more than an iteration at small H: it is made on the first
+               vector (a start that is already converged), then on every fourth and on the
+               last. The largest Ritz value only grows with k (interlacing), so the last
+               one bounds the new one from below; bisection finds it to 1e-10, inverse
+               iteration its vector y, and the Rayleigh quotient yᵀTy then has it to
+               rounding (its error is quadratic in y's). */
+            if (k == 1 || k % 4 == 0 || broke || k == m) {
+                double bound = tridiagonal_eigenvalue(k, a, b, k - 1, theta, -1, 1e-10);
+                tridiagonal_eigenvector(k, a, b, bound, y, work);
+                theta = 0;
+                for (int i = 0; i < k; i++)
+                    theta += y[i] * (a[i] * y[i] + (i ? b[i - 1] * y[i - 1] : 0)
+                                     + (i < k - 1 ? b[i] * y[i + 1] : 0));
                 double residual = beta * fabs(y[k - 1]);
                 int done = broke || residual <= tol * fabs(theta);
                 if (!done && k > 2) {  /* Temple's r²/gap, the gap to the next Ritz value */
