@@ -37,7 +37,7 @@ from gradviz.config import RunConfig
 from gradviz.engine import native
 from gradviz.engine.registry import cell_spec
 from gradviz.engine.tasks import make_task
-from gradviz.engine.train import Trainer, prepare_training_process
+from gradviz.engine.train import Trainer, prepare_training_process, set_training_threads
 
 TORCH_CELLS = {"rnn-tanh": lambda i, h: torch.nn.RNN(i, h, nonlinearity="tanh"),
                "lstm": lambda i, h: torch.nn.LSTM(i, h),
@@ -204,7 +204,7 @@ def main(argv=None) -> int:
     ap.add_argument("--cells", nargs="+", default=list(TORCH_CELLS), choices=list(TORCH_CELLS))
     args = ap.parse_args(argv)
     prepare_training_process()
-    torch.set_num_threads(args.threads)
+    set_training_threads(args.threads)
     if args.smoke:
         seq_lens, hiddens, min_reps, budget = (10,), (8,), 2, 0.0
     elif args.quick:

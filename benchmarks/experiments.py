@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import sys
 
-import torch
-
+from gradviz.engine.train import set_training_threads
 from gradviz.experiments import list_experiments, load_experiment
 from gradviz.experiments.lessons import check_lesson
 
 
 def main(argv: list[str]) -> int:
-    torch.set_num_threads(1)
+    set_training_threads(1)
     experiments = [load_experiment(n) for n in argv] if argv else list_experiments()
     outcomes = []
     for exp in experiments:

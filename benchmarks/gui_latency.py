@@ -40,10 +40,9 @@ WARMUP_S = 3.0
 
 def headless_steps_per_s(config_dict: dict, seconds: float, results) -> None:
     """Child process: train headless with one thread; put steps/s after a warm-up."""
-    from gradviz.engine.train import Trainer, prepare_training_process
+    from gradviz.engine.train import Trainer, prepare_training_process, set_training_threads
     prepare_training_process()
-    import torch
-    torch.set_num_threads(1)
+    set_training_threads(1)
     from gradviz.config import RunConfig
 
     trainer = Trainer(RunConfig.from_dict(config_dict))

@@ -54,10 +54,9 @@ def rss_mb(pid: int | str = "self") -> float:
 
 def headless(config_dict: dict, steps: int, results) -> None:
     """Child process: train ``steps`` steps; report (step, RSS) every 10% of them."""
-    from gradviz.engine.train import Trainer, prepare_training_process
+    from gradviz.engine.train import Trainer, prepare_training_process, set_training_threads
     prepare_training_process()
-    import torch
-    torch.set_num_threads(1)
+    set_training_threads(1)
     from gradviz.config import RunConfig
     from gradviz.engine.record import History
     from gradviz.ui.state import HISTORY_CAPACITY  # Qt is loaded before the first reading

@@ -29,11 +29,11 @@ def _train(threads: int | None, steps: int, hidden: int, out) -> None:
 
     from gradviz.config import RunConfig
     from gradviz.engine.session import Session
-    from gradviz.engine.train import threads_for
+    from gradviz.engine.train import set_training_threads, threads_for
 
     config = RunConfig(cell="rnn-tanh", task="adding", seq_len=20, hidden=hidden,
                        batch_size=32, seed=0)
-    torch.set_num_threads(threads if threads is not None else threads_for(config))
+    set_training_threads(threads if threads is not None else threads_for(config))
     session = Session(config)
     session.run(10)                         # warm-up: the first steps build caches
     started = time.perf_counter()

@@ -150,13 +150,13 @@ def _prepare(ns: argparse.Namespace):
                              f"folder; name one, e.g. {flag} runs/demo")
     resuming = ns.resume is not None
     config = resume_config(ns) if resuming else _make_config(ns)
-    from gradviz.engine.train import prepare_training_process, threads_for
+    from gradviz.engine.train import prepare_training_process, set_training_threads, threads_for
 
     # Before anything makes torch start its worker threads, or it does not reach them.
     prepare_training_process()
     import torch
 
-    torch.set_num_threads(threads_for(config))
+    set_training_threads(threads_for(config))
     if config.device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device: cuda is not available on this machine (torch finds no CUDA "
                          "GPU); allowed here: cpu")

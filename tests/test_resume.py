@@ -195,6 +195,30 @@ def test_a_state_of_another_model_is_refused_from_its_headers(tmp_path):
         Session(config.replace(dtype="float64"), state=session.state())
 
 
+def test_a_state_from_the_subspace_tracker_still_resumes(tmp_path):
+    """States written before σ_max came by Lanczos hold subspace bases (N, H, p) and two
+    members more; such a run resumes, its spectrum then decomposed afresh."""
+    config = RunConfig(task="adding", cell="lstm", seq_len=6, hidden=40, batch_size=2)
+    session = Session(config)
+    session.run(3)
+    session.save(tmp_path)
+    with np.load(tmp_path / "state.npz") as f:
+        arrays = dict(f)
+    n, h = arrays["spectrum_v"].shape
+    arrays["spectrum_v"] = np.zeros((n, h, 10))
+    arrays["spectrum_q"] = np.zeros((n, h, 10))
+    arrays["spectrum_misses"] = np.int64(2)
+    np.savez_compressed(tmp_path / "state.npz", **arrays)
+    resumed = Session.resume(tmp_path)
+    assert resumed.steps_done == 3
+    w = resumed.trainer.net.layer_params(0, 0)["weight_hh"].detach().double().view(4, h, h)
+    resumed.run(1)
+    cap = resumed.history.latest
+    assert cap.step == cap.rho_step == 3           # decomposed afresh, of the saved weights
+    np.testing.assert_allclose(cap.rho[0, 0], torch.linalg.eigvals(w).abs().amax(-1), rtol=1e-10)
+    np.testing.assert_allclose(cap.sigma_max[0, 0], torch.linalg.svdvals(w)[:, 0], rtol=1e-10)
+
+
 def test_a_damaged_state_is_a_run_file_error(tmp_path):
     config = RunConfig(task="adding", cell="rnn-tanh", seq_len=5, hidden=3, batch_size=2)
     session = Session(config)

@@ -276,10 +276,9 @@ def child_main(commands, results, run_id: int, config: dict, heartbeat, window_r
     the second is the window's count of Data reports read (see :func:`serve`)."""
     threading.Thread(target=_beat, args=(heartbeat,), name="heartbeat", daemon=True).start()
     # Both must come before torch starts its worker threads (DESIGN.md: denormals).
-    from gradviz.engine.train import prepare_training_process
+    from gradviz.engine.train import prepare_training_process, set_training_threads
     prepare_training_process()
-    import torch
-    torch.set_num_threads(1)
+    set_training_threads(1)
 
     parent = multiprocessing.parent_process()
     try:

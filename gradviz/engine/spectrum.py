@@ -16,8 +16,11 @@ Full decompositions of four 128 × 128 blocks take ~6 ms (singular values) and ~
   r²/δ ≤ TOL·θ; a block that has not converged within KRYLOV vectors gets an exact
   ``svdvals`` (and so does the first step, which has nothing to start from). Every
   vector is reorthogonalised against all before it: without that, Lanczos in floating
-  point loses orthogonality and repeats Ritz values. Blocks of at most SIGMA_EXACT_MAX_H
-  units are cheaper to decompose than to iterate, and are (``eigvalsh`` of WᵀW).
+  point loses orthogonality and repeats Ritz values. The compiled loops
+  (:mod:`gradviz.engine.native`) run it in one call for all blocks; without them,
+  :func:`lanczos_top` runs it in numpy, where its small operations cost more than
+  decomposing blocks of at most SIGMA_EXACT_MAX_H units (``eigvalsh`` of WᵀW), which
+  are then decomposed instead.
 * ρ: the eigenvalues of W move far under small changes of the weights where the moduli
   of its leading ones are close (a random matrix's crowd at the edge of its disc), so no
   warm start settles them reliably; they are decomposed in full (``eigvals``) on the
@@ -39,14 +42,17 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from . import native
+
 # ρ is decomposed at most once every FULL_EVERY steps, and more often for small blocks
 # (:func:`rho_interval`).
 FULL_EVERY = 25
-# Up to this H σ_max is decomposed exactly on every step (the top eigenvalue of WᵀW): for
-# four 32 x 32 blocks that takes ~0.2 ms, less than Lanczos' ~0.5 ms (in dispatching
-# small operations, not in arithmetic); at 64, 0.85 ms against ~1, and at 128, 3.6
-# against ~1.
-SIGMA_EXACT_MAX_H = 48
+# Without the compiled loops, up to this H σ_max is decomposed exactly on every step (the
+# top eigenvalue of WᵀW, one BLAS thread): four 32 x 32 blocks take ~0.2 ms and 64 x 64
+# ~1.2 ms, as long as Lanczos in numpy takes from the previous step's vectors (its cost is
+# in dispatching small operations, not in arithmetic, so about the same at every H); at
+# 128, 3.7 ms against ~1.
+SIGMA_EXACT_MAX_H = 64
 # Most Krylov vectors per step before σ_max is decomposed in full.
 KRYLOV = 24
 # Relative accuracy at which a Ritz value counts as converged.
@@ -105,7 +111,8 @@ class SpectrumTracker:
     def _largest_singular(self, w: Tensor) -> tuple[np.ndarray, np.ndarray]:
         """(σ_max (N,), the top right singular vectors (N, H)) of the blocks ``w``."""
         n, h, _ = w.shape
-        if h <= SIGMA_EXACT_MAX_H:        # no vectors to carry: the tracker keeps zeros
+        loops = native.kernels()
+        if loops is None and h <= SIGMA_EXACT_MAX_H:   # no vectors to carry: zeros
             a = w.numpy()
             # The top eigenvalue of the Gram matrix WᵀW is σ_max² to a relative eps: the
             # error of a symmetric eigensolver is eps·‖WᵀW‖, and ‖WᵀW‖ = σ_max².
@@ -115,7 +122,8 @@ class SpectrumTracker:
             sigma, v = np.full(n, np.nan), np.zeros((n, h))
             todo = np.arange(n)
         else:
-            sigma, v, done = lanczos_top(w.numpy(), self._v)
+            iterate = loops.top_singular if loops is not None else lanczos_top
+            sigma, v, done = iterate(w.numpy(), self._v, KRYLOV, TOL)
             todo = np.flatnonzero(~done)
         if len(todo):
             self.fallbacks["sigma"] += len(todo)
@@ -133,39 +141,49 @@ def lanczos_top(w: np.ndarray, start: np.ndarray, steps: int = KRYLOV,
     underestimate: Ritz values of WᵀW lie inside its spectrum)."""
     n, h, _ = w.shape
     m = min(steps, h)
-    wt = w.transpose(0, 2, 1)
-    basis = np.zeros((n, h, m + 1))             # the Lanczos vectors as columns
-    basis[:, :, 0] = start / np.maximum(np.linalg.norm(start, axis=1, keepdims=True), 1e-300)
+    wt = np.ascontiguousarray(w.transpose(0, 2, 1))    # a product with a transposed view is
+    basis = np.zeros((n, m + 1, h))                    # ~2x slower; the Lanczos vectors as rows
+    basis[:, 0] = start / np.maximum(np.linalg.norm(start, axis=1, keepdims=True), 1e-300)
     tri = np.zeros((n, m, m))                   # the tridiagonal Tⱼ, filled as it grows
     broke = np.zeros(n, bool)    # an invariant subspace was found: its Ritz values are exact
+    tiny = None
     for j in range(m):
-        q = basis[:, :, j:j + 1]
-        z = wt @ (w @ q)                                               # (n, h, 1): WᵀW q_j
-        a = (q * z).sum(1)[:, 0]
+        q = basis[:, j, :, None]                                       # (n, h, 1)
+        z = wt @ (w @ q)                                               # WᵀW q_j
+        a = (q * z).sum(axis=(1, 2))
         tri[:, j, j] = a
+        if tiny is None:      # breakdown: z vanishes against the scale of WᵀW (≥ q₀ᵀWᵀWq₀)
+            tiny = 1e-14 * np.maximum(np.abs(a), 1e-300)
         # Full reorthogonalisation against q_0 … q_j, twice ("twice is enough").
-        done_basis = basis[:, :, :j + 1]
+        done_basis = basis[:, :j + 1]                                  # (n, j + 1, h)
         for _ in range(2):
-            z -= done_basis @ (done_basis.transpose(0, 2, 1) @ z)
-        b = np.sqrt((z * z).sum(1))[:, 0]
-        broke |= b <= 1e-14 * np.abs(np.diagonal(tri[:, :j + 1, :j + 1], axis1=1, axis2=2)).max(1)
-        b = np.where(broke, 0.0, b)
-        basis[:, :, j + 1] = np.where(broke[:, None], 0.0, z[:, :, 0] / np.where(b > 0, b, 1.0)[:, None])
+            z -= done_basis.transpose(0, 2, 1) @ (done_basis @ z)
+        b = np.sqrt((z * z).sum(axis=(1, 2)))
+        new = b <= tiny
+        if new.any():
+            broke |= new
+            b[broke] = 0.0
+            z[broke] = 0.0
+        basis[:, j + 1] = z[:, :, 0] / np.where(broke, 1.0, b)[:, None]
         k = j + 1
-        values, vectors = np.linalg.eigh(tri[:, :k, :k])
-        theta, y = values[:, -1], vectors[:, :, -1]
-        residual = b * np.abs(y[:, -1])
-        if k < m:
-            tri[:, j, j + 1] = tri[:, j + 1, j] = b
-        converged = broke | (residual <= tol * np.abs(theta))
-        if k > 2:
-            # Temple's r²/gap, the gap estimated by the next Ritz value: it needs two Ritz
-            # values beside the one tested to mean something, so not on the first vectors.
-            gap = theta - values[:, -2]
-            converged |= (residual <= 0.1 * gap) & (residual ** 2 <= tol * np.abs(theta) * gap)
+        if k == 1:
+            theta, y = a, np.ones((n, 1))
+            converged = broke | (b <= tol * np.abs(theta))
+        else:
+            values, vectors = np.linalg.eigh(tri[:, :k, :k])
+            theta, y = values[:, -1], vectors[:, :, -1]
+            residual = b * np.abs(y[:, -1])
+            converged = broke | (residual <= tol * np.abs(theta))
+            if k > 2:
+                # Temple's r²/gap, the gap estimated by the next Ritz value: it needs two
+                # Ritz values beside the one tested to mean something, so not before.
+                gap = theta - values[:, -2]
+                converged |= (residual <= 0.1 * gap) & (residual ** 2 <= tol * np.abs(theta) * gap)
         if converged.all():
             break
-    x = (basis[:, :, :k] @ y[:, :, None])[:, :, 0]
+        if k < m:
+            tri[:, j, j + 1] = tri[:, j + 1, j] = b
+    x = (y[:, None, :] @ basis[:, :k])[:, 0]
     x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-300)
     return np.sqrt(np.maximum(theta, 0.0)), x, converged
 

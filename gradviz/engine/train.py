@@ -55,6 +55,15 @@ def prepare_training_process() -> None:
 THREADS_FROM_MACS = 2**22
 
 
+def set_training_threads(n: int) -> None:
+    """Use ``n`` threads for training: torch's pool and the BLAS under numpy
+    (:mod:`gradviz.engine.blas`), which torch's setting does not reach."""
+    from .blas import set_blas_threads
+
+    torch.set_num_threads(n)
+    set_blas_threads(n)
+
+
 def threads_for(config: RunConfig) -> int:
     """How many torch threads a training process for ``config`` should use: one for the
     small models gradviz is mostly used with, all cores for large products."""

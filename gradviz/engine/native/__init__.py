@@ -64,6 +64,28 @@ class Kernels:
                 fn.argtypes = [ctypes.c_int] * 3 + [kinds[k] for k in sig]
                 fn.restype = None
                 self._fns[name, dtype] = fn
+        top = lib.top_singular_f64
+        top.argtypes = [ctypes.c_int] * 3 + [ctypes.c_void_p] * 2 + [ctypes.c_double] + \
+            [ctypes.c_void_p] * 2
+        top.restype = ctypes.c_int
+        self._top_singular = top
+
+    def top_singular(self, w, start, steps: int, tol: float):
+        """σ_max of each block of ``w`` (N, H, H) by Lanczos on WᵀW from ``start`` (N, H),
+        as :func:`gradviz.engine.spectrum.lanczos_top` computes it (numpy float64 arrays):
+        (σ_max (N,), the unit Ritz vectors (N, H), converged (N,) bool)."""
+        import numpy as np
+
+        w = np.ascontiguousarray(w, dtype=np.float64)
+        v = np.array(start, dtype=np.float64, order="C", copy=True)
+        if w.ndim != 3 or w.shape[1] != w.shape[2] or v.shape != w.shape[:2]:
+            raise ValueError("top_singular: w must be (N, H, H) and start (N, H)")
+        n, h, _ = w.shape
+        sigma, ok = np.empty(n), np.zeros(n, dtype=np.intc)
+        if self._top_singular(n, h, int(steps), w.ctypes.data, v.ctypes.data, float(tol),
+                              sigma.ctypes.data, ok.ctypes.data):
+            raise MemoryError("top_singular: no memory for the Lanczos vectors")
+        return sigma, v, ok.astype(bool)
 
     def supports(self, t: torch.Tensor) -> bool:
         return t.device.type == "cpu" and t.dtype in (torch.float32, torch.float64)

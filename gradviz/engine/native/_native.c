@@ -17,11 +17,11 @@
  * S(name) gives each function its type suffix (_f32, _f64).
  */
 #ifndef real
-#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <math.h>
 
 #define real float
 #define S(name) name##_f32
@@ -650,5 +650,196 @@ void S(path_norms)(int T, int B, int H, int rows, int G, int gate_index, int tbp
         }
     }
 }
+
+#ifdef S_IS_DOUBLE
+/* The spectrum's Lanczos (gradviz/engine/spectrum.py says what it computes and why), one
+   call for all blocks: dispatching its small products from numpy cost ~0.2 ms an
+   iteration, their arithmetic ~5 us. Double only: the spectrum is always float64. */
+
+/* x · y, in eight partial sums: a single running sum is a chain of dependent additions
+   that the compiler may not reorder (no -ffast-math), ~4x slower. The order is fixed by
+   the code, not by the vector width, so every machine sums alike. */
+static double dot_f64(int n, const double *x, const double *y)
+{
+    typedef double v4 __attribute__((vector_size(32)));
+    v4 s0 = {0, 0, 0, 0}, s1 = {0, 0, 0, 0};
+    int c = 0;
+    for (; c + 8 <= n; c += 8) {
+        v4 a0, b0, a1, b1;
+        memcpy(&a0, x + c, sizeof a0);
+        memcpy(&b0, y + c, sizeof b0);
+        memcpy(&a1, x + c + 4, sizeof a1);
+        memcpy(&b1, y + c + 4, sizeof b1);
+        s0 += a0 * b0;
+        s1 += a1 * b1;
+    }
+    s0 += s1;
+    double s = (s0[0] + s0[1]) + (s0[2] + s0[3]);
+    for (; c < n; c++) s += x[c] * y[c];
+    return s;
+}
+
+/* How many eigenvalues of the symmetric tridiagonal (a, b) of order k are below x
+   (Sturm: the signs of the pivots of T - xI). */
+static int sturm_below(int k, const double *a, const double *b, double x)
+{
+    int count = 0;
+    double d = 1;
+    for (int i = 0; i < k; i++) {
+        double off = i ? b[i - 1] * b[i - 1] : 0;
+        d = a[i] - x - (i ? off / d : 0);
+        if (d == 0) d = -1e-300;
+        count += d < 0;
+    }
+    return count;
+}
+
+/* The eigenvalue of index `which` (0 the smallest) of the tridiagonal (a, b) of order k,
+   by bisection of [lo, hi] (or of the Gershgorin interval, where lo > hi) until the
+   interval is within rtol of its ends. */
+static double tridiagonal_eigenvalue(int k, const double *a, const double *b, int which,
+                                     double lo, double hi, double rtol)
+{
+    double glo = a[0], ghi = a[0];
+    for (int i = 0; i < k; i++) {        /* Gershgorin */
+        double r = (i ? fabs(b[i - 1]) : 0) + (i < k - 1 ? fabs(b[i]) : 0);
+        if (a[i] - r < glo) glo = a[i] - r;
+        if (a[i] + r > ghi) ghi = a[i] + r;
+    }
+    lo = lo > glo && lo <= ghi ? lo : glo;
+    hi = hi < ghi && hi >= lo ? hi : ghi;
+    for (int it = 0; it < 200; it++) {
+        double mid = 0.5 * (lo + hi);
+        if (mid <= lo || mid >= hi || hi - lo <= rtol * fmax(fabs(lo), fabs(hi))) break;
+        if (sturm_below(k, a, b, mid) > which) hi = mid; else lo = mid;
+    }
+    return 0.5 * (lo + hi);
+}
+
+/* A unit eigenvector y (k) of the tridiagonal (a, b) for its eigenvalue theta: two steps
+   of inverse iteration, each a solve of (T - theta I) by Gaussian elimination with
+   partial pivoting (k is at most a few dozen); a zero pivot is replaced by a tiny one,
+   which is what makes inverse iteration converge in a step or two. */
+static void tridiagonal_eigenvector(int k, const double *a, const double *b, double theta,
+                                    double *y, double *m)
+{
+    double scale = fabs(theta) + 1e-300;
+    for (int i = 0; i < k; i++) y[i] = 1;
+    for (int pass = 0; pass < 2; pass++) {
+        for (int r = 0; r < k; r++)
+            for (int c = 0; c < k; c++)
+                m[r * k + c] = r == c ? a[r] - theta : (c == r + 1 ? b[r] : (r == c + 1 ? b[c] : 0));
+        for (int c = 0; c < k; c++) {
+            int p = c;
+            for (int r = c + 1; r < k; r++)
+                if (fabs(m[r * k + c]) > fabs(m[p * k + c])) p = r;
+            if (p != c) {
+                for (int j = 0; j < k; j++) {
+                    double t = m[c * k + j]; m[c * k + j] = m[p * k + j]; m[p * k + j] = t;
+                }
+                double t = y[c]; y[c] = y[p]; y[p] = t;
+            }
+            if (fabs(m[c * k + c]) < 1e-15 * scale) m[c * k + c] = 1e-15 * scale;
+            for (int r = c + 1; r < k; r++) {
+                double f = m[r * k + c] / m[c * k + c];
+                if (f == 0) continue;
+                for (int j = c; j < k; j++) m[r * k + j] -= f * m[c * k + j];
+                y[r] -= f * y[c];
+            }
+        }
+        for (int r = k - 1; r >= 0; r--) {
+            double s = y[r];
+            for (int j = r + 1; j < k; j++) s -= m[r * k + j] * y[j];
+            y[r] = s / m[r * k + r];
+        }
+        double norm = 0;
+        for (int i = 0; i < k; i++) norm += y[i] * y[i];
+        norm = sqrt(norm);
+        for (int i = 0; i < k; i++) y[i] /= norm;
+    }
+}
+
+/* Largest singular value of each of the n blocks w (n, h, h) by Lanczos on WᵀW from the
+   vectors v (n, h), at most m Lanczos vectors, every one reorthogonalised twice against
+   all before it. Out: sigma (n), v the unit Ritz vectors, ok (n) 1 where the Ritz value
+   passed the residual or Temple test at relative accuracy tol, else 0 (and sigma is the
+   estimate so far). Returns 0, or -1 if it could not allocate its workspace. */
+int top_singular_f64(int n, int h, int m, const double *w, double *v, double tol,
+                     double *sigma, int *ok)
+{
+    if (m > h) m = h;
+    double *q = malloc(sizeof(double) * ((size_t)(m + 1) * h + (size_t)h + 3 * m + m * m));
+    if (!q) return -1;
+    double *z = q + (size_t)(m + 1) * h, *a = z + h, *b = a + m, *y = b + m, *work = y + m;
+    for (int blk = 0; blk < n; blk++) {
+        const double *W = w + (size_t)blk * h * h;
+        double *vb = v + (size_t)blk * h;
+        double norm = sqrt(dot_f64(h, vb, vb));
+        ok[blk] = 0;
+        sigma[blk] = NAN;
+        if (!(norm > 0) || !isfinite(norm)) continue;
+        for (int c = 0; c < h; c++) q[c] = vb[c] / norm;
+        double tiny = 0, theta = 0;
+        int k = 0;
+        for (int j = 0; j < m; j++) {
+            const double *qj = q + (size_t)j * h;
+            /* z = Wᵀ (W q_j), one pass over W: (W q_j)_r = row r · q_j, then z += it · row r
+               while the row is still in the first-level cache. */
+            for (int c = 0; c < h; c++) z[c] = 0;
+            for (int r = 0; r < h; r++) {
+                const double *row = W + (size_t)r * h;
+                double ur = dot_f64(h, row, qj);
+                for (int c = 0; c < h; c++) z[c] += ur * row[c];
+            }
+            double alpha = dot_f64(h, qj, z);
+            a[j] = alpha;
+            if (j == 0) tiny = 1e-14 * fabs(alpha);
+            for (int pass = 0; pass < 2; pass++)
+                for (int i = 0; i <= j; i++) {
+                    const double *qi = q + (size_t)i * h;
+                    double dot = dot_f64(h, qi, z);
+                    for (int c = 0; c < h; c++) z[c] -= dot * qi[c];
+                }
+            double beta = sqrt(dot_f64(h, z, z));
+            int broke = !(beta > tiny);
+            if (broke) beta = 0;
+            k = j + 1;
+            /* The test costs more than an iteration at small H: it is made on the first
+               vector (a start that is already converged), then on every fourth and on the
+               last. The largest Ritz value only grows with k (interlacing), so the last
+               one bounds the new one from below; bisection finds it to 1e-10, inverse
+               iteration its vector y, and the Rayleigh quotient yᵀTy then has it to
+               rounding (its error is quadratic in y's). */
+            if (k == 1 || k % 4 == 0 || broke || k == m) {
+                double bound = tridiagonal_eigenvalue(k, a, b, k - 1, theta, -1, 1e-10);
+                tridiagonal_eigenvector(k, a, b, bound, y, work);
+                theta = 0;
+                for (int i = 0; i < k; i++)
+                    theta += y[i] * (a[i] * y[i] + (i ? b[i - 1] * y[i - 1] : 0)
+                                     + (i < k - 1 ? b[i] * y[i + 1] : 0));
+                double residual = beta * fabs(y[k - 1]);
+                int done = broke || residual <= tol * fabs(theta);
+                if (!done && k > 2) {  /* Temple's r²/gap, the gap to the next Ritz value */
+                    double gap = theta - tridiagonal_eigenvalue(k, a, b, k - 2, -1, theta, 1e-6);
+                    done = residual <= 0.1 * gap && residual * residual <= tol * fabs(theta) * gap;
+                }
+                ok[blk] = done;
+                if (done || k == m) break;
+            }
+            b[j] = beta;
+            double *next = q + (size_t)(j + 1) * h;
+            for (int c = 0; c < h; c++) next[c] = z[c] / beta;
+        }
+        for (int c = 0; c < h; c++) vb[c] = 0;         /* the Ritz vector x = Q y */
+        for (int i = 0; i < k; i++)
+            for (int c = 0; c < h; c++) vb[c] += y[i] * q[(size_t)i * h + c];
+        norm = sqrt(dot_f64(h, vb, vb));
+        for (int c = 0; c < h; c++) vb[c] /= norm > 0 ? norm : 1;
+        sigma[blk] = sqrt(theta > 0 ? theta : 0);
+    }
+    free(q);
+    return 0;
+}
+#endif
 
 #endif
