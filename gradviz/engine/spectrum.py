@@ -152,7 +152,7 @@ def lanczos_top(w: np.ndarray, start: np.ndarray, steps: int = KRYLOV,
         z = wt @ (w @ q)                                               # WᵀW q_j
         a = (q * z).sum(axis=(1, 2))
         tri[:, j, j] = a
-        if tiny is None:      # breakdown: z vanishes against the scale of WᵀW (≥ q₀ᵀWᵀWq₀)
+        if tiny is None:      # breakdown: z vanishes against WᵀW's scale (≥ q₀ᵀWᵀWq₀)
             tiny = 1e-14 * np.maximum(np.abs(a), 1e-300)
         # Full reorthogonalisation against q_0 … q_j, twice ("twice is enough").
         done_basis = basis[:, :j + 1]                                  # (n, j + 1, h)

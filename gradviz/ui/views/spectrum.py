@@ -4,8 +4,9 @@ Pascanu, Mikolov & Bengio (2013): with γ the bound of the derivative of the non
 a block feeds (γ = 1 for tanh and ReLU, ¼ for the sigmoid), σ_max < 1/γ makes the
 gradient through that block vanish for certain, and σ_max > 1/γ is necessary for it to
 explode (ρ > 1/γ makes it likely). The values are the history's rows
-(gradviz.engine.spectrum tracks σ_max on every captured step, and ρ where its
-iteration converges, else from a full decomposition at most every 25 steps).
+(gradviz.engine.spectrum: σ_max of every captured step's weights; ρ decomposed every
+step for small blocks and at most 25 steps apart for large ones, a row between two
+decompositions keeping the last).
 """
 from __future__ import annotations
 
@@ -33,7 +34,9 @@ class SpectrumView(View):
         "derivative of the nonlinearity the block feeds: 1 for tanh and ReLU (W_hh of a plain "
         "RNN, W_hg, W_hn), ¼ for the sigmoid gates (W_hi, W_hf, W_ho, W_hr, W_hz), so 1/γ = 4 "
         "there. A block whose σ_max stays below 1/γ makes the gradient through it vanish for "
-        "certain; only above 1/γ can it explode (Pascanu, Mikolov & Bengio 2013).")
+        "certain; only above 1/γ can it explode (Pascanu, Mikolov & Bengio 2013). σ_max is "
+        "computed on every step; ρ, which costs more, every step for small blocks and every "
+        "few steps for large ones (at most 25), so there its line moves in steps.")
 
     def __init__(self, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)
