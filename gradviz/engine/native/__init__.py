@@ -5,8 +5,9 @@ the dispatch costs more than the arithmetic. ``_native.c`` runs each layer's loo
 time in one call: the forward passes of the LSTMs and the GRU, the reverse scans of every
 cell, and the norms of the gradient paths (:mod:`gradviz.engine.paths`); and σ_max's
 Lanczos for :mod:`gradviz.engine.spectrum`. It is compiled with the system's C compiler
-the first time a cell needs it and cached in ``~/.cache/gradviz`` (or ``$XDG_CACHE_HOME/gradviz``; a folder in the temporary
-directory where that cannot be written). A library is loaded only from a folder of the
+the first time a cell needs it and cached in ``~/.cache/gradviz`` (or
+``$XDG_CACHE_HOME/gradviz``; a folder in the temporary directory where that cannot be
+written). A library is loaded only from a folder of the
 user's that no one else may enter, and only if no one else may write it: a library planted
 by another user is never run (:mod:`~gradviz.engine.native.build`).
 
