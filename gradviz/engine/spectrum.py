@@ -61,10 +61,10 @@ TOL = 1e-7
 
 def rho_interval(h: int) -> int:
     """Training steps between full decompositions of ρ for (h, h) blocks: every step up
-    to h = 20, then as (h/20)³, so that a step pays on average about what decomposing
-    20 x 20 blocks costs (a decomposition's cost grows as h³), up to FULL_EVERY: 5 at
-    h = 32, 16 at 50, 25 from 60 on."""
-    return min(FULL_EVERY, max(1, math.ceil((h / 20) ** 3 - 1e-9)))
+    to h = 16, then as (h/16)³, so that a step pays on average about what decomposing
+    16 x 16 blocks costs (~0.2 ms for four; a decomposition's cost grows as h³), up to
+    FULL_EVERY: 8 at h = 32, 25 from 47 on."""
+    return min(FULL_EVERY, max(1, math.ceil((h / 16) ** 3 - 1e-9)))
 
 
 class SpectrumTracker:

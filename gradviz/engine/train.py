@@ -97,7 +97,7 @@ def all_finite(tensors: list[Tensor]) -> bool:
     element of each (min and max propagate NaN, and an inf is one of them): exact, and
     ~10x faster than torch.isfinite, which made a six-tensor check cost ~0.4 ms here."""
     with torch.no_grad():
-        ends = [torch.stack(torch.aminmax(t.detach())) for t in tensors if t.numel()]
+        ends = [end for t in tensors if t.numel() for end in torch.aminmax(t.detach())]
     return not ends or bool(torch.isfinite(torch.stack(ends)).all())
 
 
