@@ -68,12 +68,17 @@ def rho_interval(h: int) -> int:
 
 
 class SpectrumTracker:
-    """ρ and σ_max of a fixed set of N square blocks, updated as the weights change."""
+    """ρ and σ_max of a fixed set of N square blocks, updated as the weights change.
+
+    It runs once a captured step, right after a large training step has filled the
+    caches with other things, and there every small operation costs several times what it
+    does in a loop (numpy's array calls ~10-30 us each here): so it makes few of them, and
+    keeps its state in float64 tensors that the compiled Lanczos updates in place."""
 
     def __init__(self) -> None:
-        self._v: np.ndarray | None = None     # (N, H) the last top right singular vectors
-        self._rho: np.ndarray | None = None   # (N,) the last decomposed ρ
-        self.rho_step = 0                     # the training step whose weights ``_rho`` are
+        self._v: Tensor | None = None      # (N, H) the last top right singular vectors
+        self._rho: Tensor | None = None    # (N,) the last decomposed ρ
+        self.rho_step = 0                  # the training step whose weights ``_rho`` are
         self.fallbacks = {"rho": 0, "sigma": 0}
 
     def state(self) -> tuple[Tensor, Tensor, int] | None:
@@ -82,12 +87,12 @@ class SpectrumTracker:
         None before the first step."""
         if self._v is None:
             return None
-        return torch.from_numpy(self._v.copy()), torch.from_numpy(self._rho.copy()), self.rho_step
+        return self._v.clone(), self._rho.clone(), self.rho_step
 
     def restore(self, v: Tensor, rho: Tensor, rho_step: int) -> None:
         """Go on from a :meth:`state`."""
-        self._v = v.detach().cpu().numpy().astype(np.float64)
-        self._rho = rho.detach().cpu().numpy().astype(np.float64)
+        self._v = v.detach().to("cpu", torch.float64).contiguous().clone()
+        self._rho = rho.detach().to("cpu", torch.float64).clone()
         self.rho_step = int(rho_step)
 
     def update(self, blocks: Tensor, step: int | None = None) -> tuple[Tensor, Tensor]:
@@ -95,21 +100,19 @@ class SpectrumTracker:
         training step ``step``. σ_max is always of these weights; ρ is too on a step that
         decomposes it (see :func:`rho_interval`), else it is the last decomposition's and
         ``rho_step`` names its step. ``step`` None: ρ is always of these weights."""
-        w = blocks.detach().to("cpu", torch.float64)
+        w = blocks.detach().to("cpu", torch.float64).contiguous()
         n, h, _ = w.shape
-        if self._v is None or self._v.shape != (n, h):
+        if self._v is None or tuple(self._v.shape) != (n, h):
             self._v = self._rho = None
-        due = (step is None or self._rho is None
-               or step - self.rho_step >= rho_interval(h))
-        if due:
+        if step is None or self._rho is None or step - self.rho_step >= rho_interval(h):
             self.fallbacks["rho"] += n
-            self._rho = torch.linalg.eigvals(w).abs().amax(-1).numpy()
+            self._rho = torch.linalg.eigvals(w).abs().amax(-1)
             self.rho_step = step if step is not None else self.rho_step
-        sigma, self._v = self._largest_singular(w)
-        return torch.from_numpy(self._rho.copy()), torch.from_numpy(sigma)
+        return self._rho.clone(), self._largest_singular(w)
 
-    def _largest_singular(self, w: Tensor) -> tuple[np.ndarray, np.ndarray]:
-        """(σ_max (N,), the top right singular vectors (N, H)) of the blocks ``w``."""
+    def _largest_singular(self, w: Tensor) -> Tensor:
+        """σ_max (N,) of the blocks ``w`` (N, H, H) float64; ``_v`` becomes their top right
+        singular vectors (N, H)."""
         n, h, _ = w.shape
         loops = native.kernels()
         if loops is None and h <= SIGMA_EXACT_MAX_H:   # no vectors to carry: zeros
@@ -117,20 +120,24 @@ class SpectrumTracker:
             # The top eigenvalue of the Gram matrix WᵀW is σ_max² to a relative eps: the
             # error of a symmetric eigensolver is eps·‖WᵀW‖, and ‖WᵀW‖ = σ_max².
             top = np.linalg.eigvalsh(a.transpose(0, 2, 1) @ a)[:, -1]
-            return np.sqrt(np.maximum(top, 0.0)), np.zeros((n, h))
+            self._v = w.new_zeros((n, h))
+            return torch.from_numpy(np.sqrt(np.maximum(top, 0.0)))
         if self._v is None:
-            sigma, v = np.full(n, np.nan), np.zeros((n, h))
-            todo = np.arange(n)
+            self._v, sigma = w.new_zeros((n, h)), w.new_full((n,), float("nan"))
+            done = torch.zeros(n, dtype=torch.bool)
+        elif loops is not None:
+            sigma, done = loops.top_singular(w, self._v, KRYLOV, TOL)     # _v in place
         else:
-            iterate = loops.top_singular if loops is not None else lanczos_top
-            sigma, v, done = iterate(w.numpy(), self._v, KRYLOV, TOL)
-            todo = np.flatnonzero(~done)
-        if len(todo):
+            values, vectors, converged = lanczos_top(w.numpy(), self._v.numpy())
+            sigma, done = torch.from_numpy(values), torch.from_numpy(converged)
+            self._v = torch.from_numpy(vectors)
+        if not bool(done.all()):
+            todo = (~done).nonzero().flatten()
             self.fallbacks["sigma"] += len(todo)
-            _, values, vh = torch.linalg.svd(w[torch.from_numpy(todo)])
-            sigma[todo] = values[:, 0].numpy()
-            v[todo] = vh[:, 0].numpy()
-        return sigma, v
+            _, values, vh = torch.linalg.svd(w[todo])
+            sigma[todo] = values[:, 0]
+            self._v[todo] = vh[:, 0]
+        return sigma
 
 
 def lanczos_top(w: np.ndarray, start: np.ndarray, steps: int = KRYLOV,

@@ -72,22 +72,20 @@ class Kernels:
         top.restype = ctypes.c_int
         self._top_singular = top
 
-    def top_singular(self, w, start, steps: int, tol: float):
-        """σ_max of each block of ``w`` (N, H, H) by Lanczos on WᵀW from ``start`` (N, H),
-        as :func:`gradviz.engine.spectrum.lanczos_top` computes it (numpy float64 arrays):
-        (σ_max (N,), the unit Ritz vectors (N, H), converged (N,) bool)."""
-        import numpy as np
-
-        w = np.ascontiguousarray(w, dtype=np.float64)
-        v = np.array(start, dtype=np.float64, order="C", copy=True)
-        if w.ndim != 3 or w.shape[1] != w.shape[2] or v.shape != w.shape[:2]:
-            raise ValueError("top_singular: w must be (N, H, H) and start (N, H)")
-        n, h, _ = w.shape
-        sigma, ok = np.empty(n), np.zeros(n, dtype=np.intc)
-        if self._top_singular(n, h, int(steps), w.ctypes.data, v.ctypes.data, float(tol),
-                              sigma.ctypes.data, ok.ctypes.data):
+    def top_singular(self, w: torch.Tensor, v: torch.Tensor, steps: int,
+                     tol: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """σ_max of each block of ``w`` (N, H, H) by Lanczos on WᵀW from ``v`` (N, H), both
+        contiguous CPU float64, as :func:`gradviz.engine.spectrum.lanczos_top` computes it:
+        (σ_max (N,), converged (N,) bool), and ``v`` becomes the unit Ritz vectors."""
+        n, h = v.shape
+        if tuple(w.shape) != (n, h, h) or w.dtype != torch.float64 or v.dtype != torch.float64:
+            raise ValueError("top_singular: w must be (N, H, H) and v (N, H), float64")
+        sigma, ok = w.new_empty(n), torch.zeros(n, dtype=torch.int32)
+        _check(w, v, sigma)
+        if self._top_singular(n, h, int(steps), w.data_ptr(), v.data_ptr(), float(tol),
+                              sigma.data_ptr(), ok.data_ptr()):
             raise MemoryError("top_singular: no memory for the Lanczos vectors")
-        return sigma, v, ok.astype(bool)
+        return sigma, ok.bool()
 
     def supports(self, t: torch.Tensor) -> bool:
         return t.device.type == "cpu" and t.dtype in (torch.float32, torch.float64)
