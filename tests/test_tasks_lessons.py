@@ -193,7 +193,7 @@ def test_carrying_the_state_equals_one_long_sequence_cut_into_windows(task, cell
                        dtype="float64")
     trainer = Trainer(config)
     trainer.optimizer.step = lambda: None          # the same weights for both steps
-    drawn, losses = [], []
+    drawn = []
     draw = trainer.task.batch
     trainer.task.batch = lambda *args: drawn.append(draw(*args)) or drawn[-1]
     trainer.step()

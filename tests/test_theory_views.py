@@ -8,7 +8,7 @@ import pytest
 from PyQt6 import QtCore, QtGui
 
 from gradviz.config import RunConfig
-from gradviz.engine import bounds, cliff
+from gradviz.engine import cliff
 from gradviz.engine.history import History
 from gradviz.engine.train import Trainer
 from gradviz.ui.views import make_views

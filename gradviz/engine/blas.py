@@ -50,8 +50,7 @@ def _first(lib: ctypes.CDLL, names: tuple[str, ...]):
 
 def set_blas_threads(n: int) -> int:
     """Let every loaded BLAS use ``n`` threads; how many libraries took the setting."""
-    import numpy  # noqa: F401 - its BLAS must be loaded to be found
-
+    __import__("numpy")           # its BLAS must be loaded to be found
     done = 0
     for path in loaded_blas_libraries():
         try:

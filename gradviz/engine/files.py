@@ -150,5 +150,15 @@ def open_regular(path: str | os.PathLike) -> tuple[BinaryIO, int]:
         raise
 
 
+def read_head(path: str | os.PathLike, max_bytes: int) -> tuple[bytes, bool, int]:
+    """The first ``max_bytes`` of the regular file at ``path``, whether it holds more, and
+    its size when opened; errors as :func:`open_regular` raises them. Never reads more than
+    ``max_bytes + 1`` bytes."""
+    handle, size = open_regular(path)
+    with handle:
+        data = handle.read(max_bytes)
+        return data, bool(handle.read(1)), size
+
+
 __all__ = ["new_file_mode", "temp_beside", "replace_together", "write_atomic", "write_bytes_atomic",
-           "NotRegularFileError", "open_regular"]
+           "NotRegularFileError", "open_regular", "read_head"]

@@ -13,7 +13,7 @@ import os
 import sysconfig
 from pathlib import Path
 
-from gradviz.engine.files import NotRegularFileError, open_regular
+from gradviz.engine.files import NotRegularFileError, read_head
 
 # The standard-library modules of the built-in corpus, in this order: pure Python with long
 # docstrings, present in every CPython 3 installation. As Karpathy trained min-char-rnn on
@@ -97,10 +97,7 @@ def load_text(path: str | Path, max_bytes: int = 5_000_000) -> tuple[str, str | 
         raise TaskInputError(f"{path} is a folder, not a file; choose a UTF-8 text file.",
                              field="text_file")
     try:
-        handle, size = open_regular(path)
-        with handle:
-            data = handle.read(max_bytes)
-            partial = bool(handle.read(1))
+        data, partial, size = read_head(path, max_bytes)
     except NotRegularFileError as error:
         raise TaskInputError(f"The text file {path} is {error.strerror}; choose a plain UTF-8 "
                              f"text file.", field="text_file") from None

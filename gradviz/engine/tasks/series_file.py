@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gradviz.engine.files import NotRegularFileError, open_regular
+from gradviz.engine.files import NotRegularFileError, read_head
 
 from .base import Batch, RegressionLoss, Task, TaskInputError
 
@@ -42,10 +42,7 @@ def _read(path: Path) -> tuple[str, str | None]:
     if not path.exists():
         raise _error(f"The series file {path} does not exist; choose an existing CSV file.")
     try:
-        handle, size = open_regular(path)
-        with handle:
-            data = handle.read(MAX_BYTES)
-            partial = bool(handle.read(1))
+        data, partial, size = read_head(path, MAX_BYTES)
     except NotRegularFileError as error:
         raise _error(f"The series file {path} is {error.strerror}; choose a CSV file.") from None
     except OSError as error:

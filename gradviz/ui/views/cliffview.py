@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PyQt6 import QtCore, QtWidgets
+from PyQt6 import QtWidgets
 
 from gradviz.engine import cliff
 from gradviz.ui.views.items import WrappedText, curve
