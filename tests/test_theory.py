@@ -16,8 +16,7 @@ from gradviz.engine.network import Network
 from gradviz.engine.paths import path_names, path_norms
 from gradviz.engine.record import load_run, save_run
 from gradviz.engine.runfile import open_run
-from gradviz.engine.spectrum import (FULL_EVERY, SIGMA_EXACT_MAX_H, SpectrumTracker, lanczos_top,
-                                    rho_interval)
+from gradviz.engine.spectrum import FULL_EVERY, SpectrumTracker, lanczos_top, rho_interval
 from gradviz.engine.train import Trainer
 
 CELLS = ["rnn-tanh", "rnn-relu", "lstm", "lstm-peephole", "lstm-coupled", "gru"]
@@ -53,10 +52,9 @@ def test_rho_and_sigma_equal_eigvals_and_svdvals_of_the_weights_each_step_used(c
         assert cap.rho.dtype == cap.sigma_max.dtype == np.float64
     every = rho_interval(hidden)
     assert decomposed == set(range(0, 2 * FULL_EVERY + 3, every))
-    # Above SIGMA_EXACT_MAX_H σ_max came by Lanczos from the previous step's vector, not
-    # by decomposing: only the first step, which has nothing to start from, was decomposed.
-    if hidden > SIGMA_EXACT_MAX_H:
-        assert t.spectrum.fallbacks["sigma"] == cap.sigma_max.size
+    # σ_max came by Lanczos from the previous step's vector, not by decomposing: only the
+    # first step, which has nothing to start from, was decomposed.
+    assert t.spectrum.fallbacks["sigma"] == cap.sigma_max.size
 
 
 def test_lanczos_finds_the_largest_singular_value_of_hard_blocks():

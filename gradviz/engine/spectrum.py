@@ -18,9 +18,8 @@ Full decompositions of four 128 × 128 blocks take ~6 ms (singular values) and ~
   vector is reorthogonalised against all before it: without that, Lanczos in floating
   point loses orthogonality and repeats Ritz values. The compiled loops
   (:mod:`gradviz.engine.native`) run it in one call for all blocks; without them,
-  :func:`lanczos_top` runs it in numpy, where its small operations cost more than
-  decomposing blocks of at most SIGMA_EXACT_MAX_H units (``eigvalsh`` of WᵀW), which
-  are then decomposed instead.
+  :func:`lanczos_top` runs the same in numpy (~1 ms a step: its small operations cost
+  more than their arithmetic).
 * ρ: the eigenvalues of W move far under small changes of the weights where the moduli
   of its leading ones are close (a random matrix's crowd at the edge of its disc), so no
   warm start settles them reliably; they are decomposed in full (``eigvals``) on the
@@ -47,12 +46,6 @@ from . import native
 # ρ is decomposed at most once every FULL_EVERY steps, and more often for small blocks
 # (:func:`rho_interval`).
 FULL_EVERY = 25
-# Without the compiled loops, up to this H σ_max is decomposed exactly on every step (the
-# top eigenvalue of WᵀW, one BLAS thread): four 32 x 32 blocks take ~0.2 ms and 64 x 64
-# ~1.2 ms, as long as Lanczos in numpy takes from the previous step's vectors (its cost is
-# in dispatching small operations, not in arithmetic, so about the same at every H); at
-# 128, 3.7 ms against ~1.
-SIGMA_EXACT_MAX_H = 64
 # Most Krylov vectors per step before σ_max is decomposed in full.
 KRYLOV = 24
 # Relative accuracy at which a Ritz value counts as converged.
@@ -115,13 +108,6 @@ class SpectrumTracker:
         singular vectors (N, H)."""
         n, h, _ = w.shape
         loops = native.kernels()
-        if loops is None and h <= SIGMA_EXACT_MAX_H:   # no vectors to carry: zeros
-            a = w.numpy()
-            # The top eigenvalue of the Gram matrix WᵀW is σ_max² to a relative eps: the
-            # error of a symmetric eigensolver is eps·‖WᵀW‖, and ‖WᵀW‖ = σ_max².
-            top = np.linalg.eigvalsh(a.transpose(0, 2, 1) @ a)[:, -1]
-            self._v = w.new_zeros((n, h))
-            return torch.from_numpy(np.sqrt(np.maximum(top, 0.0)))
         if self._v is None:
             self._v, sigma = w.new_zeros((n, h)), w.new_full((n,), float("nan"))
             done = torch.zeros(n, dtype=torch.bool)
@@ -195,5 +181,5 @@ def lanczos_top(w: np.ndarray, start: np.ndarray, steps: int = KRYLOV,
     return np.sqrt(np.maximum(theta, 0.0)), x, converged
 
 
-__all__ = ["SpectrumTracker", "FULL_EVERY", "KRYLOV", "TOL", "SIGMA_EXACT_MAX_H",
+__all__ = ["SpectrumTracker", "FULL_EVERY", "KRYLOV", "TOL",
            "rho_interval", "lanczos_top"]
