@@ -6,7 +6,7 @@ Three steps train on the adding problem (loss at the last step), batch 32, Adam,
 drawing its batch from the same task code inside the timed step:
 
 * plain: ``nn.RNN`` / ``nn.LSTM`` / ``nn.GRU``, no capture;
-* gradviz: :class:`~gradviz.engine.train.Trainer` with full capture on every step;
+* gradviz: :class:`~gradviz.engine.training.train.Trainer` with full capture on every step;
 * cells: ``nn.RNNCell`` / ``nn.LSTMCell`` / ``nn.GRUCell`` unrolled in a Python loop over t,
   ``retain_grad()`` on every h_t (and c_t for the LSTM), every ‖∂L/∂h_t‖ (and ‖∂L/∂c_t‖)
   read after the backward pass.
@@ -37,7 +37,7 @@ from gradviz.config import RunConfig
 from gradviz.engine import native
 from gradviz.engine.registry import cell_spec
 from gradviz.engine.tasks import make_task
-from gradviz.engine.train import Trainer, prepare_training_process, set_training_threads
+from gradviz.engine.training.train import Trainer, prepare_training_process, set_training_threads
 
 TORCH_CELLS = {"rnn-tanh": lambda i, h: torch.nn.RNN(i, h, nonlinearity="tanh"),
                "lstm": lambda i, h: torch.nn.LSTM(i, h),

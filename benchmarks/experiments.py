@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 
-from gradviz.engine.train import set_training_threads
+from gradviz.engine.training.train import set_training_threads
 from gradviz.experiments import list_experiments, load_experiment
 from gradviz.experiments.lessons import check_lesson
 

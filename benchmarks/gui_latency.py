@@ -40,7 +40,7 @@ WARMUP_S = 3.0
 
 def headless_steps_per_s(config_dict: dict, seconds: float, results) -> None:
     """Child process: train headless with one thread; put steps/s after a warm-up."""
-    from gradviz.engine.train import Trainer, prepare_training_process, set_training_threads
+    from gradviz.engine.training.train import Trainer, prepare_training_process, set_training_threads
     prepare_training_process()
     set_training_threads(1)
     from gradviz.config import RunConfig
@@ -68,7 +68,7 @@ def measure_headless(config_dict: dict, seconds: float) -> float:
 def comparison_runs(config, count: int, rows: int = 2000, seed: int = 0) -> list:
     """``count`` runs with ``rows`` recorded steps of ``config``'s shape, full captures at
     their last 256 steps (kept as keyframes), the losses and norms varied."""
-    from gradviz.engine.train import Trainer
+    from gradviz.engine.training.train import Trainer
     from gradviz.ui.state import Run
 
     template = Trainer(config).step()
@@ -156,8 +156,8 @@ def synthetic_redraw_ms(rows: int = 2000, seq_len: int = 1000, repeats: int = 25
     from PyQt6 import QtWidgets
 
     from gradviz.config import RunConfig
-    from gradviz.engine.record import History
-    from gradviz.engine.train import Trainer
+    from gradviz.engine.runs.history import History
+    from gradviz.engine.training.train import Trainer
     from gradviz.ui.views import make_views
 
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([])

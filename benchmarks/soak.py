@@ -54,11 +54,11 @@ def rss_mb(pid: int | str = "self") -> float:
 
 def headless(config_dict: dict, steps: int, results) -> None:
     """Child process: train ``steps`` steps; report (step, RSS) every 10% of them."""
-    from gradviz.engine.train import Trainer, prepare_training_process, set_training_threads
+    from gradviz.engine.training.train import Trainer, prepare_training_process, set_training_threads
     prepare_training_process()
     set_training_threads(1)
     from gradviz.config import RunConfig
-    from gradviz.engine.record import History
+    from gradviz.engine.runs.history import History
     from gradviz.ui.state import HISTORY_CAPACITY  # Qt is loaded before the first reading
 
     trainer = Trainer(RunConfig.from_dict(config_dict))

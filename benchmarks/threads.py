@@ -28,8 +28,8 @@ def _train(threads: int | None, steps: int, hidden: int, out) -> None:
     import torch
 
     from gradviz.config import RunConfig
-    from gradviz.engine.session import Session
-    from gradviz.engine.train import set_training_threads, threads_for
+    from gradviz.engine.training.session import Session
+    from gradviz.engine.training.train import set_training_threads, threads_for
 
     config = RunConfig(cell="rnn-tanh", task="adding", seq_len=20, hidden=hidden,
                        batch_size=32, seed=0)

@@ -22,9 +22,9 @@ __version__ = "0.2.0"
 # Where each public name lives; imported on first use (PEP 562).
 _EXPORTS = {
     "RunConfig": "gradviz.config",
-    "Session": "gradviz.engine.session",
-    "Capture": "gradviz.engine.capture",
-    "History": "gradviz.engine.history",
+    "Session": "gradviz.engine.training.session",
+    "Capture": "gradviz.engine.runs.capture",
+    "History": "gradviz.engine.runs.history",
     "capture": "gradviz.api.modules",
     "watch": "gradviz.api.watch",
     "Watch": "gradviz.api.watch",

@@ -9,7 +9,7 @@ without a window and writes a run folder (docs/run-format.md) that the app can o
 ``gradviz run`` needs no display. Mistakes in the arguments end with exit status 2 and
 one line that names the option and what it allows; never a traceback.
 
-A run that diverges (gradviz.engine.divergence: 10 of 20 steps not finite) is not
+A run that diverges (gradviz.engine.training.divergence: 10 of 20 steps not finite) is not
 stopped: the steps asked for are trained, and recorded, because a diverging run is often
 what a teacher wants to show, and its failed steps change no weights. It is reported the
 first time it happens, with what to try, again above the final ``done:`` line, and in the
@@ -82,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # -- gradviz run ----------------------------------------------------------------------
 def _make_config(ns: argparse.Namespace) -> RunConfig:
-    from gradviz.engine.record import RunFileError, load_run_config
+    from gradviz.engine.runs.runfile import RunFileError, load_run_config
 
     base = RunConfig()
     if ns.experiment is not None:
@@ -150,7 +150,7 @@ def _prepare(ns: argparse.Namespace):
                              f"folder; name one, e.g. {flag} runs/demo")
     resuming = ns.resume is not None
     config = resume_config(ns) if resuming else _make_config(ns)
-    from gradviz.engine.train import prepare_training_process, set_training_threads, threads_for
+    from gradviz.engine.training.train import prepare_training_process, set_training_threads, threads_for
 
     # Before anything makes torch start its worker threads, or it does not reach them.
     prepare_training_process()
@@ -162,7 +162,7 @@ def _prepare(ns: argparse.Namespace):
                          "GPU); allowed here: cpu")
     from_config = (ns.config is not None or resuming) and not hasattr(ns, "text_file")
     text, note = load_text_for(config, from_config)
-    from gradviz.engine import memory
+    from gradviz.engine.training import memory
 
     too_big = memory.check(config, text)
     if too_big:
@@ -171,7 +171,7 @@ def _prepare(ns: argparse.Namespace):
     if near:
         _say(ns.quiet, f"warning: this configuration {near}")
 
-    from gradviz.engine.session import Session
+    from gradviz.engine.training.session import Session
     from gradviz.engine.tasks import TaskInputError
 
     try:
@@ -254,7 +254,7 @@ def _train_and_save(session, folder: Path, ns: argparse.Namespace, board=None) -
                     if n)
     first = session.first_divergence
     if first is not None:
-        from gradviz.engine.divergence import advice
+        from gradviz.engine.training.divergence import advice
 
         again = session.times_diverged - 1
         later = f", and {again} more time{'s' * (again > 1)} later" if again else ""

@@ -2,7 +2,7 @@
 output folder and, for ``--resume RUN_DIR``, the session that continues a saved run.
 
 A resumed run's configuration, history, keyframes, text, weights, optimiser state and data
-position come from RUN_DIR (:meth:`gradviz.engine.session.Session.resume`); ``--steps N``
+position come from RUN_DIR (:meth:`gradviz.engine.training.session.Session.resume`); ``--steps N``
 says how many more steps to train (default: the run's ``steps``), and the live settings
 (``--lr``, ``--clip``, …) may change, as they may in the app during a run. Any other option
 would need a new model and is refused. The whole run, old steps and new, is written back to
@@ -41,7 +41,7 @@ def load_text_for(config: RunConfig, from_config: bool) -> tuple[str | None, str
     """(text, note) for the text task, read here so a bad file is a --text-file error."""
     if config.task != "text":
         return None, None
-    from gradviz.engine.texts import TaskInputError, read_text
+    from gradviz.engine.tasks.texts import TaskInputError, read_text
 
     try:
         return read_text(config.text_file)
@@ -73,7 +73,7 @@ def out_folder(out: str | None) -> Path:
 def resume_config(ns: argparse.Namespace) -> RunConfig:
     """The configuration of the run in ``ns.resume``, with the live settings given and
     ``steps`` the steps to train now; only run.json is read."""
-    from gradviz.engine.runfile import RunFileError, load_run_config
+    from gradviz.engine.runs.runfile import RunFileError, load_run_config
 
     if ns.config is not None or ns.experiment is not None:
         raise UsageError("--resume: give --resume without --config or --experiment; a "
@@ -95,8 +95,8 @@ def resume_config(ns: argparse.Namespace) -> RunConfig:
 def resume_session(ns: argparse.Namespace, config: RunConfig, text: str | None):
     """The session continuing the run in ``ns.resume`` with ``config``'s live settings
     (:func:`resume_config`); its config's ``steps`` is the steps to train now."""
-    from gradviz.engine.runfile import RunFileError
-    from gradviz.engine.session import Session
+    from gradviz.engine.runs.runfile import RunFileError
+    from gradviz.engine.training.session import Session
 
     try:
         session = Session.resume(ns.resume, text)

@@ -1,7 +1,7 @@
 """TensorBoard event files of a run, written with ``torch.utils.tensorboard``.
 
 :class:`BoardWriter` takes captures as they come (``gradviz run --tensorboard DIR``);
-:func:`export_history` writes a whole :class:`~gradviz.engine.history.History` (File ▸
+:func:`export_history` writes a whole :class:`~gradviz.engine.runs.history.History` (File ▸
 Export ▸ TensorBoard…, or a script). Both need the ``tensorboard`` package
 (``pip install "gradviz[tensorboard]"``); without it they raise
 :class:`TensorBoardMissing`, which says so. Tags, one point per captured step:
@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gradviz.engine.capture import Capture
-from gradviz.engine.history import History
+from gradviz.engine.runs.capture import Capture
+from gradviz.engine.runs.history import History
 
 DECADES = 8.0          # the dynamic range of the dh_norm image, in powers of ten
 BAND = 8               # pixel rows per layer and direction in the image

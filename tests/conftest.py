@@ -6,8 +6,8 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from gradviz.engine.capture import Capture  # noqa: E402
-from gradviz.engine.record import History  # noqa: E402
+from gradviz.engine.runs.capture import Capture  # noqa: E402
+from gradviz.engine.runs.history import History  # noqa: E402
 
 GATES = {
     "lstm": (("i", "f", "g", "o"), ((0.0, 1.0), (0.0, 1.0), (-1.0, 1.0), (0.0, 1.0))),

@@ -4,7 +4,7 @@ from __future__ import annotations
 import queue
 import threading
 
-from gradviz.engine import messages as msg
+from gradviz.engine.training import messages as msg
 
 
 def kind(message) -> str:
@@ -39,7 +39,7 @@ def modules_after_one_step(config: dict, out) -> None:
     then put the names of every loaded module on ``out``."""
     import sys
 
-    from gradviz.engine.process import serve
+    from gradviz.engine.training.process import serve
 
     commands, results = queue.Queue(), queue.Queue()
     commands.put(msg.Step())

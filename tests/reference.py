@@ -1,6 +1,6 @@
 """The network unrolled over time with autograd, on the cells' plain equations.
 
-Every timestep is its cell's ``reference_step`` (gradviz.engine.cells.reference); every h_t
+Every timestep is its cell's ``reference_step`` (gradviz.engine.model.reference); every h_t
 and c_t is a separate tensor with ``retain_grad()``, so after ``backward()`` its ``.grad``
 is the total gradient reaching it — what gradviz captures.
 """

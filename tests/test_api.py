@@ -384,7 +384,7 @@ def test_show_starts_the_app_in_a_process_of_its_own(tmp_path, monkeypatch):
     (args, kwargs), = started
     assert args[:4] == [sys.executable, "-m", "gradviz", "open"]
     assert kwargs["start_new_session"] and len(gradviz.load_run(args[4]).history) == 2
-    from gradviz.engine.runformat import RunFileError
+    from gradviz.engine.runs.runformat import RunFileError
     with pytest.raises(RunFileError, match="no such run folder"):
         gradviz.show(tmp_path / "nothing")
     assert len(started) == 1

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from gradviz.engine import blas
+from gradviz.engine.training import blas
 
 
 def test_the_blas_libraries_numpy_loaded_are_found_from_the_process_maps(tmp_path):
@@ -26,8 +26,8 @@ def test_set_training_threads_reaches_numpys_blas():
     # In a fresh process: the setting is process-wide, and the tests' own must not change.
     code = """
 import json, numpy, torch
-from gradviz.engine import blas
-from gradviz.engine.train import set_training_threads
+from gradviz.engine.training import blas
+from gradviz.engine.training.train import set_training_threads
 set_training_threads(1)
 print(json.dumps([blas.loaded_blas_libraries(), blas.blas_threads(), torch.get_num_threads()]))
 """

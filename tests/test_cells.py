@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from gradviz.engine.network import Network
+from gradviz.engine.model.network import Network
 
 from reference import unrolled
 
@@ -130,7 +130,7 @@ def test_lstm_over_several_chunks_matches_torch_nn(dtype, H, cell_path):
 def test_the_cells_are_the_registered_ones():
     """Name, blocks, gates and cell state come from the registry; nothing else is known."""
     from gradviz.engine import registry
-    from gradviz.engine.cells import CELL_CLASSES, make_cell
+    from gradviz.engine.model.cells import CELL_CLASSES, make_cell
     assert list(CELL_CLASSES) == list(registry.CELLS)
     for name, spec in registry.CELLS.items():
         cell = make_cell(name)
@@ -145,7 +145,7 @@ def test_the_cells_are_the_registered_ones():
                                   "lstm-coupled", "gru"])
 def test_every_cell_is_its_reference_equations(cell, cell_path):
     """Outputs, cell states and the captured gates of one layer against the cell's plain
-    equations (gradviz.engine.cells.reference), step by step."""
+    equations (gradviz.engine.model.reference), step by step."""
     torch.manual_seed(4)
     net = Network(cell, 3, 5, output_size=1, dtype=torch.float64)
     g = torch.Generator().manual_seed(5)

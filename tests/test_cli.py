@@ -14,9 +14,10 @@ import torch
 
 from gradviz import __version__, cli
 from gradviz.config import RunConfig, settings
-from gradviz.engine import record, registry
-from gradviz.engine.record import load_run
-from gradviz.engine.train import Trainer
+from gradviz.engine import registry
+from gradviz.engine.runs import runfile
+from gradviz.engine.runs.runfile import load_run
+from gradviz.engine.training.train import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = ["--steps", "5", "--hidden", "8", "--seq-len", "10", "--batch-size", "8"]
@@ -349,7 +350,7 @@ def test_a_failed_save_is_one_line(tmp_path, monkeypatch, capsys):
     def broken(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(record, "save_run", broken)
+    monkeypatch.setattr(runfile, "save_run", broken)
     assert cli.main(["run", *SMALL, "--quiet", "--out", str(tmp_path / "full")]) == 1
     assert "could not save the run" in one_line(capsys.readouterr().err)
 

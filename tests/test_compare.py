@@ -11,7 +11,7 @@ import pytest
 from PyQt6 import QtWidgets
 
 from gradviz.config import RunConfig, describe
-from gradviz.engine.record import save_run
+from gradviz.engine.runs.runfile import save_run
 from gradviz.ui.state import MAX_COMPARISONS, AppState
 from gradviz.ui.views.compare import comparison_colour
 from gradviz.ui.views.data import positive_finite

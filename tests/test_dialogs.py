@@ -9,8 +9,8 @@ import os
 import pytest
 from PyQt6 import QtWidgets
 
-from gradviz.engine import files
-from gradviz.engine.record import RunFileError
+from gradviz.engine.runs import files
+from gradviz.engine.runs.runfile import RunFileError
 from gradviz.ui.dialogs import FileDialogs
 from gradviz.ui.export import ExportError
 from gradviz.ui.prefs import Prefs

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from gradviz.config import RunConfig
-from gradviz.engine.session import Session
+from gradviz.engine.training.session import Session
 from gradviz.experiments import (Experiment, ExperimentError, experiment_names,
                                  list_experiments, load_experiment, read_experiment)
 from gradviz.experiments.lessons import CHECKS, check_lesson

@@ -16,11 +16,11 @@ from PyQt6 import QtCore, QtWidgets
 
 from gradviz import cli
 from gradviz.config import RunConfig
-from gradviz.engine import messages as msg
-from gradviz.engine.divergence import LIMIT, WINDOW, DivergenceWatch, advice
-from gradviz.engine.process import serve
-from gradviz.engine.record import History
-from gradviz.engine.train import Trainer
+from gradviz.engine.training import messages as msg
+from gradviz.engine.training.divergence import LIMIT, WINDOW, DivergenceWatch, advice
+from gradviz.engine.training.process import serve
+from gradviz.engine.runs.history import History
+from gradviz.engine.training.train import Trainer
 from gradviz.ui.prefs import Prefs
 from gradviz.ui.views.data import LOG_FLOOR
 from gradviz.ui.views.gradflow import NONFINITE_INDEX

@@ -32,10 +32,10 @@ import torch
 
 from gradviz import cli
 from gradviz.config import RunConfig
-from gradviz.engine.history import THEORY_ROWS
-from gradviz.engine.record import RunFileError, load_run, load_run_config, save_run
+from gradviz.engine.runs.history import THEORY_ROWS
+from gradviz.engine.runs.runfile import RunFileError, load_run, load_run_config, save_run
 from gradviz.engine.tasks import TaskInputError, load_text
-from gradviz.engine.train import Trainer
+from gradviz.engine.training.train import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
 QUICK_S = 1.0            # "at once": each refusal takes well under this
@@ -72,7 +72,7 @@ def within(seconds: float, call, unblock: tuple[Path, ...] = ()):
 
 CHILD = """
 import json, sys, time
-from gradviz.engine.record import load_run
+from gradviz.engine.runs.runfile import load_run
 start = time.perf_counter()
 try:
     load_run(sys.argv[1])
@@ -356,7 +356,7 @@ def test_the_spectral_radius_of_huge_float64_weights_is_kept_finite(tmp_path):
     cap = trainer.step()
     assert np.isfinite(cap.rho).all() and np.isfinite(cap.sigma_max).all()
     np.testing.assert_allclose(cap.rho[0, 0, 0], expected, rtol=1e-12)
-    from gradviz.engine.record import History
+    from gradviz.engine.runs.history import History
     history = History()
     history.append(cap)
     save_run(tmp_path / "run", trainer.config, history)

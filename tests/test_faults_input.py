@@ -22,8 +22,8 @@ from PyQt6 import QtCore, QtTest, QtWidgets
 
 from gradviz import cli
 from gradviz.config import LIMITS, RunConfig
-from gradviz.engine import files, runfile
-from gradviz.engine.record import RunFileError, load_run, save_run
+from gradviz.engine.runs import files, runfile
+from gradviz.engine.runs.runfile import RunFileError, load_run, save_run
 from gradviz.engine.tasks import load_text
 from gradviz.ui.controls import ControlPanel
 from gradviz.ui.prefs import Prefs

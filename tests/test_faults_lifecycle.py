@@ -18,7 +18,8 @@ import pytest
 from PyQt6 import QtCore, QtGui, QtWidgets
 
 from gradviz.config import RunConfig
-from gradviz.engine.record import History, load_run, save_run
+from gradviz.engine.runs.history import History
+from gradviz.engine.runs.runfile import load_run, save_run
 from gradviz.ui.app import close_on_signals
 from gradviz.ui.prefs import ENV_VAR, Prefs
 from gradviz.ui.views import make_views

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from gradviz.config import TASKS, RunConfig
-from gradviz.engine import memory
+from gradviz.engine.training import memory
 
 GB = 2**30
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,13 +30,13 @@ FACTOR = 1.5
 # resident memory (VmHWM, in KiB) and which loops the cells ran.
 CHILD = """
 import json, resource, sys
-from gradviz.engine.train import prepare_training_process
+from gradviz.engine.training.train import prepare_training_process
 prepare_training_process()
 import torch
 torch.set_num_threads(1)
 from gradviz.config import RunConfig
 from gradviz.engine import native
-from gradviz.engine.session import Session
+from gradviz.engine.training.session import Session
 Session(RunConfig.from_dict(json.loads(sys.argv[1]))).run(2)
 # VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec, so a child forked from a large
 # test process reported that process's size (a 0.5 ratio in the full suite only).
@@ -200,7 +200,7 @@ def test_sizes_are_said_as_people_say_them():
 
 def test_asking_imports_no_torch():
     # The window asks before a training process exists, and the window has no torch.
-    code = ("import sys; from gradviz.config import RunConfig; from gradviz.engine import memory; "
+    code = ("import sys; from gradviz.config import RunConfig; from gradviz.engine.training import memory; "
             "memory.check(RunConfig()); memory.warning(RunConfig()); "
             "print(sorted(m for m in ('torch', 'PyQt6', 'numpy') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,

@@ -4,7 +4,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from gradviz.engine.keyframes import Keyframes, capture_nbytes
+from gradviz.engine.runs.keyframes import Keyframes, capture_nbytes
 
 
 @pytest.fixture

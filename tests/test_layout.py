@@ -18,12 +18,12 @@ def modules() -> dict[str, Path]:
 
 
 def top_level_imports(name: str, path: Path, known: set[str]) -> set[str]:
-    """The gradviz modules that ``name`` imports when it is imported (imports inside
-    functions run later, and cannot make a cycle at import time)."""
+    """The gradviz modules that ``name`` imports, at its top or inside its functions: an
+    import deferred into a function still ties the two modules together."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
     is_package = path.name == "__init__.py"
     found = set()
-    for node in tree.body:
+    for node in ast.walk(tree):
         targets = []
         if isinstance(node, ast.Import):
             targets = [alias.name for alias in node.names]

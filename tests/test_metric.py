@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from gradviz.config import RunConfig
-from gradviz.engine.history import History
-from gradviz.engine.record import load_run, save_run
-from gradviz.engine.session import Session
+from gradviz.engine.runs.history import History
+from gradviz.engine.runs.runfile import load_run, save_run
+from gradviz.engine.training.session import Session
 from gradviz.ui.views.loss import METRIC_ROWS
 
 

@@ -15,7 +15,7 @@ import torch
 
 from gradviz.config import RunConfig
 from gradviz.engine import native
-from gradviz.engine.train import Trainer
+from gradviz.engine.training.train import Trainer
 
 needs_cc = pytest.mark.skipif(
     not (shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")),
@@ -166,7 +166,7 @@ def test_odd_shapes_agree_on_both_paths(cell):
     path: outputs, ∂L/∂h_t, ∂L/∂c_t and every parameter gradient, in float64."""
     if native.kernels() is None:
         pytest.skip(native.status())
-    from gradviz.engine.network import Network
+    from gradviz.engine.model.network import Network
     shapes = [(1, 1, 1, 1), (2, 1, 3, 1), (5, 3, 17, 2), (3, 7, 40, 33), (4, 2, 1, 65),
               (6, 13, 5, 8)]                                    # (T, B, I, H)
     for T, B, I, H in shapes:
@@ -203,11 +203,11 @@ def test_odd_shapes_agree_on_both_paths(cell):
 def test_path_norms_agree_on_both_paths(cell, dtype):
     """The compiled path norms against the PyTorch ones on the same gradients: one unit, a
     few, more than the loop's chunk of 256; all rows, all but one; with and without
-    truncation (gradviz.engine.paths)."""
+    truncation (gradviz.engine.analysis.paths)."""
     if native.kernels() is None:
         pytest.skip(native.status())
-    from gradviz.engine.network import Network
-    from gradviz.engine.paths import path_norms
+    from gradviz.engine.model.network import Network
+    from gradviz.engine.analysis.paths import path_norms
     for T, B, H, tbptt in [(1, 1, 1, 0), (2, 3, 9, 1), (6, 4, 300, 4), (9, 5, 37, 2)]:
         torch.manual_seed(H)
         net = Network(cell, 2, H, output_size=1, layers=1, dtype=dtype)
@@ -274,7 +274,7 @@ def test_the_backward_pass_takes_the_path_its_forward_pass_took(cell):
     and backward pass both on the PyTorch path."""
     if native.kernels() is None:
         pytest.skip(native.status())
-    from gradviz.engine.network import Network
+    from gradviz.engine.model.network import Network
     torch.manual_seed(0)
     net = Network(cell, 3, 6, output_size=1, layers=2, dtype=torch.float64)
     g = torch.Generator().manual_seed(1)
@@ -302,7 +302,7 @@ def test_nan_inf_and_huge_inputs_saturate_as_on_the_pytorch_path(cell, dtype):
     PyTorch path, at every position of a vector (H 21: whole vectors and a remainder)."""
     if native.kernels() is None:
         pytest.skip(native.status())
-    from gradviz.engine.network import Network
+    from gradviz.engine.model.network import Network
     T, B, I, H = 3, 4, 2, 21
     specials = torch.tensor([math.nan, math.inf, -math.inf, 1e30, -1e30, 1e-30, 0.0, 1.0,
                              88.5, -88.5, 709.0, -709.0], dtype=torch.float64)

@@ -9,7 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+ROOT = Path(__file__).resolve().parents[1]
+# The README and the pages beside it, in reading order: their examples build on each other.
+PAGES = ["README.md", "docs/guide.md", "docs/python.md", "docs/performance.md",
+         "docs/limits.md", "docs/architecture.md"]
+README = "\n".join((ROOT / page).read_text(encoding="utf-8") for page in PAGES)
 
 
 def blocks(language: str) -> list[str]:

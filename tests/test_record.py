@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from gradviz.config import RunConfig
-from gradviz.engine.capture import Capture
-from gradviz.engine.record import History, RunFileError, load_run, load_run_config, save_run
+from gradviz.engine.runs.capture import Capture
+from gradviz.engine.runs.history import History
+from gradviz.engine.runs.runfile import RunFileError, load_run, load_run_config, save_run
 
 LSTM_GATES = ("i", "f", "g", "o")
 
@@ -167,7 +168,7 @@ def test_history_keeps_the_owner_of_each_parameter():
 
 def test_a_capture_without_owners_gets_them_from_the_parameter_names(make_capture):
     """Captures made before they carried owners: PyTorch's names say which layer and
-    direction (gradviz.engine.network reads them)."""
+    direction (gradviz.engine.model.network reads them)."""
     history = History(capacity=8)
     history.append(make_capture(0, L=2, D=2))
     assert history.param_owners == ((0, 0),) * 4 + ((0, 1),) * 4 + ((1, 0),) * 4 \
@@ -263,7 +264,7 @@ def test_an_older_run_without_owners_gets_them_from_the_parameter_names(tmp_path
 
 
 def test_a_trained_run_saves_and_loads_with_its_owners(tmp_path):
-    from gradviz.engine.train import Trainer
+    from gradviz.engine.training.train import Trainer
     config = RunConfig(task="adding", cell="lstm-peephole", seq_len=6, hidden=3, layers=2,
                        bidirectional=True)
     trainer = Trainer(config)
@@ -469,7 +470,7 @@ def test_any_damage_to_capture_npz_is_a_run_file_error(saved):
 
 
 def test_history_knows_which_rows_clipped_by_norm(make_capture):
-    from gradviz.engine.record import History
+    from gradviz.engine.runs.history import History
     h = History(capacity=8)
     for step, mode in enumerate(["none", "value", "norm", "norm"]):
         cap = make_capture(step=step)

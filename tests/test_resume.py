@@ -7,12 +7,12 @@ import pytest
 import torch
 
 from gradviz.config import RunConfig
-from gradviz.engine.history import FLAG_ROWS, FLOAT_ROWS, History
-from gradviz.engine.keyframes import Keyframes
-from gradviz.engine.record import RunFileError, load_run, save_run
-from gradviz.engine.runfile import SCHEMA_VERSION, load_run_state, open_run
-from gradviz.engine.runstate import capture_state
-from gradviz.engine.session import Session
+from gradviz.engine.runs.history import FLAG_ROWS, FLOAT_ROWS, History
+from gradviz.engine.runs.keyframes import Keyframes
+from gradviz.engine.runs.runfile import RunFileError, load_run, save_run
+from gradviz.engine.runs.runfile import SCHEMA_VERSION, load_run_state, open_run
+from gradviz.engine.runs.runstate import capture_state
+from gradviz.engine.training.session import Session
 
 ROWS = ("step", "count", *FLOAT_ROWS, *FLAG_ROWS, "dh_norm", "param_grad_norm")
 
@@ -297,9 +297,9 @@ def train_in_child(config: dict, steps: int, resume, out) -> None:
     steps, then answers a Checkpoint; its reports go on ``out``."""
     import queue
 
-    from gradviz.engine import messages as m
-    from gradviz.engine.process import serve
-    from gradviz.engine.train import prepare_training_process
+    from gradviz.engine.training import messages as m
+    from gradviz.engine.training.process import serve
+    from gradviz.engine.training.train import prepare_training_process
 
     prepare_training_process()
     torch.set_num_threads(1)
@@ -363,8 +363,8 @@ def test_the_training_process_continues_a_saved_run(tmp_path):
 def test_a_run_that_cannot_be_continued_is_an_error_of_the_process(tmp_path):
     import queue
 
-    from gradviz.engine import messages as m
-    from gradviz.engine.process import serve
+    from gradviz.engine.training import messages as m
+    from gradviz.engine.training.process import serve
 
     config = RunConfig(task="adding", cell="gru", seq_len=6, hidden=3, batch_size=2)
     session = Session(config)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PyQt6 import QtCore, QtWidgets
 
-from gradviz.engine.runfile import open_run
+from gradviz.engine.runs.runfile import open_run
 
 from test_window import SMALL, open_window, prefs, run_until  # noqa: F401 - fixture
 

@@ -7,7 +7,7 @@ import torch
 
 from gradviz import cli
 from gradviz.config import RunConfig
-from gradviz.engine.record import load_run
+from gradviz.engine.runs.runfile import load_run
 from gradviz.engine.tasks import TaskInputError, make_task
 from gradviz.engine.tasks import series_file
 from gradviz.engine.tasks.series_file import FileSeriesTask, load_series

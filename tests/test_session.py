@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from gradviz.config import RunConfig
-from gradviz.engine.record import load_run
-from gradviz.engine.session import Session
-from gradviz.engine.train import Trainer
+from gradviz.engine.runs.runfile import load_run
+from gradviz.engine.training.session import Session
+from gradviz.engine.training.train import Trainer
 
 SMALL = RunConfig(task="adding", seq_len=10, cell="gru", hidden=6, batch_size=4, steps=7)
 
@@ -84,7 +84,7 @@ def test_small_models_train_on_one_thread_and_large_products_on_every_core(tmp_p
     import torch
 
     from gradviz import cli
-    from gradviz.engine.train import threads_for
+    from gradviz.engine.training.train import threads_for
 
     assert threads_for(RunConfig()) == 1
     assert threads_for(RunConfig(cell="rnn-tanh", hidden=128, batch_size=32)) == 1

@@ -13,7 +13,7 @@ import torch
 
 from gradviz.config import RunConfig
 from gradviz.engine.tasks import Adding1997Task, ReberTask, make_task
-from gradviz.engine.train import Trainer
+from gradviz.engine.training.train import Trainer
 
 
 def generator(seed: int = 0) -> torch.Generator:

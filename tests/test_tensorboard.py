@@ -7,7 +7,7 @@ import pytest
 
 from gradviz import cli
 from gradviz.config import RunConfig
-from gradviz.engine.session import Session
+from gradviz.engine.training.session import Session
 
 pytest.importorskip("tensorboard")
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
@@ -116,7 +116,7 @@ def test_a_history_exports_its_rows_and_the_latest_rho(session, tmp_path):
 
 
 def test_an_empty_history_is_refused(tmp_path):
-    from gradviz.engine.history import History
+    from gradviz.engine.runs.history import History
     with pytest.raises(ValueError, match="nothing to export"):
         tb.export_history(History(), tmp_path / "board")
 

@@ -11,7 +11,7 @@ import pytest
 from PyQt6 import QtWidgets
 
 from gradviz.config import RunConfig
-from gradviz.engine import texts
+from gradviz.engine.tasks import texts
 from gradviz.engine.tasks import TaskInputError, TextTask, make_task
 from gradviz.ui.controls import ControlPanel
 from gradviz.ui.dialogs import ask_text_file

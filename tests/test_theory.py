@@ -9,18 +9,18 @@ import torch
 from reference import unrolled
 
 from gradviz.config import RunConfig
-from gradviz.engine import bounds, cliff
-from gradviz.engine.history import History
-from gradviz.engine.keyframes import Keyframes
-from gradviz.engine.network import Network
-from gradviz.engine.paths import path_names, path_norms
-from gradviz.engine.record import load_run, save_run
-from gradviz.engine.runfile import open_run
-from gradviz.engine.spectrum import FULL_EVERY, SpectrumTracker, lanczos_top, rho_interval
-from gradviz.engine.train import Trainer
+from gradviz.engine.analysis import bounds, cliff
+from gradviz.engine.runs.history import History
+from gradviz.engine.runs.keyframes import Keyframes
+from gradviz.engine.model.network import Network
+from gradviz.engine.analysis.paths import path_names, path_norms
+from gradviz.engine.runs.runfile import load_run, save_run
+from gradviz.engine.runs.runfile import open_run
+from gradviz.engine.analysis.spectrum import FULL_EVERY, SpectrumTracker, lanczos_top, rho_interval
+from gradviz.engine.training.train import Trainer
 
 CELLS = ["rnn-tanh", "rnn-relu", "lstm", "lstm-peephole", "lstm-coupled", "gru"]
-# Stated tolerance of the tracked ρ and σ_max (gradviz.engine.spectrum): relative.
+# Stated tolerance of the tracked ρ and σ_max (gradviz.engine.analysis.spectrum): relative.
 SPECTRUM_RTOL = 1e-5
 
 

@@ -8,9 +8,9 @@ import pytest
 from PyQt6 import QtCore, QtGui
 
 from gradviz.config import RunConfig
-from gradviz.engine import cliff
-from gradviz.engine.history import History
-from gradviz.engine.train import Trainer
+from gradviz.engine.analysis import cliff
+from gradviz.engine.runs.history import History
+from gradviz.engine.training.train import Trainer
 from gradviz.ui.views import make_views
 from gradviz.ui.views.celldiagram import CellDiagramView
 from gradviz.ui.views.cliffview import CliffView

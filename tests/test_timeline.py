@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PyQt6 import QtCore
 
-from gradviz.engine.keyframes import Keyframes
+from gradviz.engine.runs.keyframes import Keyframes
 from gradviz.ui.state import AppState, Comparison, Run
 
 from conftest import fill_history, synthetic_capture

@@ -10,10 +10,10 @@ import torch
 
 from gradviz.config import RunConfig
 from gradviz.engine.registry import CELLS
-from gradviz.engine.init import spectral_radius
+from gradviz.engine.model.init import spectral_radius
 from gradviz.engine import registry
-from gradviz.engine.spectrum import FULL_EVERY
-from gradviz.engine.train import Trainer, make_optimizer
+from gradviz.engine.analysis.spectrum import FULL_EVERY
+from gradviz.engine.training.train import Trainer, make_optimizer
 
 from reference import unrolled
 
@@ -269,7 +269,7 @@ def test_generate_text_for_language_tasks_only():
 
 
 def test_engine_does_not_import_qt():
-    code = ("import sys, gradviz.config, gradviz.engine.train, gradviz.engine.record, "
+    code = ("import sys, gradviz.config, gradviz.engine.training.train, gradviz.engine.runs.runfile, "
             "gradviz.engine.tasks; bad = [m for m in sys.modules if m.startswith(('PyQt', 'pyqtgraph'))]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -299,7 +299,7 @@ def test_prepared_process_does_not_fault_in_fresh_memory_every_step():
     # each time: ~2,000 page faults per step at T = 200, a large part of the step's time.
     code = """
 import resource
-from gradviz.engine.train import Trainer, prepare_training_process
+from gradviz.engine.training.train import Trainer, prepare_training_process
 from gradviz.config import RunConfig
 prepare_training_process()
 t = Trainer(RunConfig(task="adding", cell="lstm", seq_len=200, hidden=32))

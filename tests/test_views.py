@@ -14,7 +14,7 @@ import pytest
 from PyQt6 import QtCore, QtGui, QtTest, QtWidgets
 
 from gradviz.config import RunConfig
-from gradviz.engine import files
+from gradviz.engine.runs import files
 from gradviz.ui.export import ExportError, close_with_lines
 from gradviz.ui.figures import write_figures
 from gradviz.ui.views import VIEW_CLASSES, make_views
@@ -199,7 +199,7 @@ def test_gradflow_colours_follow_the_gradient(views, make_history):
 
 @pytest.mark.parametrize("view_key", PLOT_KEYS)
 def test_hostile_numbers_do_not_break_any_view(views, make_capture, view_key):
-    from gradviz.engine.record import History
+    from gradviz.engine.runs.history import History
 
     dh = np.full((1, 1, 8), 1e-3, np.float32)
     dh[0, 0, :6] = [1e30, 1e-30, 0.0, np.inf, np.nan, -0.0]
@@ -233,7 +233,7 @@ def test_an_explosion_to_the_largest_finite_numbers_warns_nothing(views, make_ca
     # gradients at +-3.4e38. No view may print numpy's or pyqtgraph's overflow warnings.
     import warnings
 
-    from gradviz.engine.record import History
+    from gradviz.engine.runs.history import History
 
     f32 = np.float32(np.finfo(np.float32).max)
     history = History()
@@ -272,7 +272,7 @@ def test_gradflow_keeps_its_colours_steady_and_widens_for_outliers(views, make_h
 
 
 def test_gradflow_incremental_image_equals_a_fresh_one_across_merges(qtbot, make_capture):
-    from gradviz.engine.record import History
+    from gradviz.engine.runs.history import History
     from gradviz.ui.views.gradflow import GradflowView
 
     live, fresh = GradflowView(), GradflowView()
@@ -298,7 +298,7 @@ def test_gradflow_incremental_image_equals_a_fresh_one_across_merges(qtbot, make
 
 
 def test_gradflow_columns_are_as_wide_as_the_steps_they_cover(qtbot, make_capture):
-    from gradviz.engine.record import History
+    from gradviz.engine.runs.history import History
     from gradviz.ui.views.gradflow import GradflowView
 
     view = GradflowView()
@@ -376,7 +376,7 @@ def test_states_unit_choice(views, make_history):
 
 
 def test_loss_and_gradnorm_mark_events_and_clipping(views, make_history, make_capture):
-    from gradviz.engine.record import History
+    from gradviz.engine.runs.history import History
 
     history = History()
     for step in range(12):
@@ -393,7 +393,7 @@ def test_loss_and_gradnorm_mark_events_and_clipping(views, make_history, make_ca
 
 
 def test_clip_threshold_is_drawn_only_where_the_run_clipped_by_norm(views, make_capture):
-    from gradviz.engine.record import History
+    from gradviz.engine.runs.history import History
 
     history = History()
     for step in range(10):
@@ -628,7 +628,7 @@ def text_rects(view):
 @pytest.mark.parametrize("key", PLOT_KEYS)
 def test_texts_neither_hide_data_nor_overlap_nor_leave_the_panel(qtbot, make_history, make_capture,
                                                                  key, cell):
-    from gradviz.engine.record import History
+    from gradviz.engine.runs.history import History
 
     history = History()
     for i in range(40):   # clipping and a non-finite step: the longest keys
@@ -664,7 +664,7 @@ def test_texts_neither_hide_data_nor_overlap_nor_leave_the_panel(qtbot, make_his
 
 @pytest.mark.parametrize("key", PLOT_KEYS)
 def test_no_axis_rescales_its_values_with_an_si_prefix(qtbot, make_capture, key):
-    from gradviz.engine.record import History
+    from gradviz.engine.runs.history import History
 
     history = History()
     for step in range(5):
@@ -704,7 +704,7 @@ def test_gradtime_key_names_the_real_training_steps(qtbot, make_history):
 
 
 def test_keys_follow_what_is_drawn(qtbot, make_history, make_capture):
-    from gradviz.engine.record import History
+    from gradviz.engine.runs.history import History
 
     views = make_views()
     for v in views.values():
@@ -741,7 +741,7 @@ def test_keys_follow_what_is_drawn(qtbot, make_history, make_capture):
 
 
 def test_gradnorm_groups_tensors_by_the_layer_the_capture_names(views, make_capture):
-    from gradviz.engine.record import History
+    from gradviz.engine.runs.history import History
 
     history = History()
     for step in range(5):
@@ -766,7 +766,7 @@ def test_gradnorm_groups_tensors_by_the_layer_the_capture_names(views, make_capt
 def test_gradnorm_groups_a_capture_without_owners_by_the_historys(views, make_capture):
     # A capture that names no owners (an older run's) is grouped by the owners its
     # History found from the parameter names, exactly as one that names them.
-    from gradviz.engine.record import History
+    from gradviz.engine.runs.history import History
 
     grouped = {}
     for label, strip in (("with", False), ("without", True)):
@@ -786,7 +786,7 @@ def test_gradnorm_groups_a_capture_without_owners_by_the_historys(views, make_ca
 
 
 def test_gradnorm_y_range_fits_the_finite_nonzero_data(qtbot, make_capture):
-    from gradviz.engine.record import History
+    from gradviz.engine.runs.history import History
 
     history = History()
     for step in range(30):
@@ -870,7 +870,7 @@ def test_heatmap_axes_end_where_the_image_does(qtbot, make_history):
 
 def test_the_clipping_plot_shows_before_after_threshold_and_clipped_steps_apart(views,
                                                                                 make_capture):
-    from gradviz.engine.record import History
+    from gradviz.engine.runs.history import History
 
     view = views["gradnorm"]
     view.resize(700, 420)

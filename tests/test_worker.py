@@ -12,8 +12,8 @@ import time
 import pytest
 
 from gradviz.config import RunConfig
-from gradviz.engine import messages as msg
-from gradviz.engine.process import serve
+from gradviz.engine.training import messages as msg
+from gradviz.engine.training.process import serve
 from gradviz.ui.worker import TrainingWorker
 
 import helpers
@@ -58,7 +58,7 @@ def test_single_steps_send_one_full_capture_each_and_live_changes_apply_next_ste
 
 
 def test_running_loop_batches_captures_light_but_the_newest(monkeypatch):
-    from gradviz.engine import train
+    from gradviz.engine.training import train
 
     asked_full: list = []
     original = train.Trainer.step
@@ -99,7 +99,7 @@ def test_capture_every_sends_only_captured_steps():
 
 
 def test_an_exception_is_reported_and_a_reset_recovers(monkeypatch):
-    from gradviz.engine import train
+    from gradviz.engine.training import train
 
     def broken_step(self, full=True):
         raise RuntimeError("engine exploded")
@@ -251,7 +251,7 @@ def test_the_training_process_imports_no_qt():
     finally:
         child.join(10)
     assert "data" in kinds and "error" not in kinds      # it did train
-    assert "gradviz.engine.process" in modules and "torch" in modules
+    assert "gradviz.engine.training.process" in modules and "torch" in modules
     assert not [name for name in modules if name.startswith(("PyQt6", "pyqtgraph"))]
 
 
@@ -283,7 +283,7 @@ def test_a_stopped_training_process_is_noticed_and_reset_replaces_it(qtbot):
 def test_training_waits_while_the_window_leaves_its_reports_unread():
     import types
 
-    from gradviz.engine.process import MAX_UNREAD
+    from gradviz.engine.training.process import MAX_UNREAD
 
     cmd, res = queue.Queue(), queue.Queue()
     window_read = types.SimpleNamespace(value=0)

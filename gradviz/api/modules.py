@@ -1,11 +1,11 @@
 """Capturing a user's own ``torch.nn.RNN``, ``nn.LSTM`` or ``nn.GRU``.
 
 PyTorch's fused recurrent modules expose neither their per-timestep states nor the
-gradients reaching them. gradviz's recurrence (:mod:`gradviz.engine.network`) computes
+gradients reaching them. gradviz's recurrence (:mod:`gradviz.engine.model.network`) computes
 exactly what theirs computes, with the same parameter names, shapes and gate order, so
 :func:`capture` runs it with the module's own parameters — the very tensors, not copies —
 over the user's input, backpropagates the user's loss through time by hand and returns a
-:class:`~gradviz.engine.capture.Capture`: ‖∂L/∂h_t‖ (and ‖∂L/∂c_t‖) per layer, direction
+:class:`~gradviz.engine.runs.capture.Capture`: ‖∂L/∂h_t‖ (and ‖∂L/∂c_t‖) per layer, direction
 and timestep in time order, the gates and their saturation, per-parameter gradient norms
 and ρ(W_hh). The module's ``.grad`` is left as ``loss_fn(module(x)[0]).backward()`` leaves
 it, so a capture can take the place of that call in a training loop.
@@ -24,9 +24,9 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from gradviz.engine.capture import Capture
-from gradviz.engine.network import Network, owners_from_names, param_name
-from gradviz.engine.train import spectral, timestep_arrays
+from gradviz.engine.runs.capture import Capture
+from gradviz.engine.model.network import Network, owners_from_names, param_name
+from gradviz.engine.training.train import spectral, timestep_arrays
 
 # gradviz's cell for each of PyTorch's recurrent modes (``nn.RNNBase.mode``).
 CELL_OF_MODE = {"RNN_TANH": "rnn-tanh", "RNN_RELU": "rnn-relu", "LSTM": "lstm", "GRU": "gru"}

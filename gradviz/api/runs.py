@@ -1,7 +1,7 @@
 """Saved runs from Python: :func:`load_run` gives a :class:`Run`; :func:`save_run` writes a
-:class:`~gradviz.engine.session.Session`, a :class:`~gradviz.api.watch.Watch`, a
-:class:`Run` or a :class:`~gradviz.engine.history.History` (with its ``config``) as the run
-folder that ``gradviz run`` writes and the app opens (:mod:`gradviz.engine.runfile`).
+:class:`~gradviz.engine.training.session.Session`, a :class:`~gradviz.api.watch.Watch`, a
+:class:`Run` or a :class:`~gradviz.engine.runs.history.History` (with its ``config``) as the run
+folder that ``gradviz run`` writes and the app opens (:mod:`gradviz.engine.runs.runfile`).
 """
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gradviz.config import RunConfig
-from gradviz.engine import runfile
-from gradviz.engine.history import History
+from gradviz.engine.runs import runfile
+from gradviz.engine.runs.history import History
 
 
 @dataclass
@@ -24,29 +24,28 @@ class Run:
 
 def load_run(path: str | os.PathLike) -> Run:
     """The run in the folder ``path`` (or its run.json); a
-    :class:`~gradviz.engine.runformat.RunFileError` naming the problem otherwise."""
+    :class:`~gradviz.engine.runs.runformat.RunFileError` naming the problem otherwise."""
     config, history, summary = runfile.load_run(path)
     return Run(config, history, summary)
 
 
 def as_run(obj, config: RunConfig | None = None) -> Run:
-    """``obj`` (a Session, Watch, Run, or a History with ``config``) as a :class:`Run`."""
-    from gradviz.api.watch import Watch
-    from gradviz.engine.session import Session
+    """``obj`` (a Session, Watch, Run, or a History with ``config``) as a :class:`Run`.
 
+    A Session and a Watch are both read through what they share, ``config``, ``history``
+    and ``summary()``, so this module needs neither (the watch saves through it)."""
     if isinstance(obj, Run):
         return obj
-    if isinstance(obj, Session):
-        if obj.history is None:
-            raise ValueError("this session keeps no history (history=False): nothing to save")
-        return Run(obj.config, obj.history, obj.summary())
-    if isinstance(obj, Watch):
-        return Run(obj.config, obj.history, obj.summary())
     if isinstance(obj, History):
         if config is None:
             raise ValueError("a History alone does not say which model made it: pass "
                              "config=RunConfig(...), or the Session or Watch it came from")
         return Run(config, obj)
+    if isinstance(getattr(obj, "config", None), RunConfig) and hasattr(obj, "history") \
+            and callable(getattr(obj, "summary", None)):
+        if obj.history is None:
+            raise ValueError("this session keeps no history (history=False): nothing to save")
+        return Run(obj.config, obj.history, obj.summary())
     raise TypeError(f"expected a Session, Watch, Run or History; got {type(obj).__name__}")
 
 

@@ -10,7 +10,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from gradviz.engine.runformat import RunFileError
+from gradviz.engine.runs.runformat import RunFileError
 
 
 def show(run_or_history, *, config=None) -> subprocess.Popen:
@@ -18,7 +18,7 @@ def show(run_or_history, *, config=None) -> subprocess.Popen:
     Watch, Run or History (with ``config``), which is first saved to a new temporary
     folder. Returns the app's process; a run that cannot be read raises RunFileError here,
     before anything starts."""
-    from gradviz.engine.runfile import load_run_config
+    from gradviz.engine.runs.runfile import load_run_config
 
     if isinstance(run_or_history, (str, os.PathLike)):
         path = Path(run_or_history)
@@ -38,7 +38,7 @@ def open_command(args: list[str]) -> int:
         print("gradviz open: give one run folder (or its run.json): gradviz open runs/demo",
               file=sys.stderr)
         return 2
-    from gradviz.engine.runfile import load_run_config
+    from gradviz.engine.runs.runfile import load_run_config
 
     try:
         load_run_config(args[0])

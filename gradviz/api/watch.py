@@ -12,7 +12,7 @@
 :meth:`Watch.backward` stands in for ``loss_fn(module(x, h0)[0]).backward()``: on every
 ``every``-th call it runs :func:`gradviz.capture` (same ``.grad``, with the gradient flow
 captured), on the others PyTorch's own module and backward, at PyTorch's speed. The
-captures go into a bounded :class:`~gradviz.engine.history.History`; captures of another
+captures go into a bounded :class:`~gradviz.engine.runs.history.History`; captures of another
 shape (another sequence length or batch size) start it afresh, as a run's history does
 for a new model. Used as a context manager with ``path``, it saves the run on leaving,
 also when the loop is interrupted.
@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from gradviz.api.modules import capture, cell_of
 from gradviz.config import LIMITS, ConfigError, RunConfig
-from gradviz.engine.history import HISTORY_CAPACITY, History
+from gradviz.engine.runs.history import HISTORY_CAPACITY, History
 
 
 class Watch:

@@ -2,12 +2,12 @@
 
 ``check_lesson(experiment)`` trains the experiment's configuration (and, where the lesson
 is a comparison, its "then" configuration) from a fresh model with
-:class:`~gradviz.engine.session.Session`, for the steps the lesson needs, and says whether
+:class:`~gradviz.engine.training.session.Session`, for the steps the lesson needs, and says whether
 what the experiment's description promises is in :attr:`Session.history`. So "the
 exploding run explodes visibly and the clipped one does not" is a tested fact.
 
 The runs are deterministic for one torch thread (what the app's training process uses for
-models this small, :func:`gradviz.engine.train.threads_for`); callers set
+models this small, :func:`gradviz.engine.training.train.threads_for`); callers set
 ``torch.set_num_threads(1)``.
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Callable
 import numpy as np
 
 from gradviz.config import RunConfig
-from gradviz.engine.session import Session
+from gradviz.engine.training.session import Session
 
 from . import Experiment
 

@@ -6,7 +6,7 @@ import sys
 
 from PyQt6 import QtCore, QtGui, QtWidgets
 
-from gradviz.engine.runformat import RunFileError
+from gradviz.engine.runs.runformat import RunFileError
 from gradviz.resources import icon_bytes
 from gradviz.ui.window import MainWindow
 

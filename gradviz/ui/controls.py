@@ -15,7 +15,7 @@ from PyQt6 import QtCore, QtGui, QtWidgets
 
 from gradviz.config import GROUPS, ConfigError, RunConfig, Setting, settings
 from gradviz.engine import registry
-from gradviz.engine.texts import CORPUS_LABEL
+from gradviz.engine.tasks.texts import CORPUS_LABEL
 from gradviz.ui.dialogs import ask_text_file
 
 FIELD_MIN_WIDTH = 80

@@ -22,7 +22,7 @@ from typing import Callable, Protocol
 
 from PyQt6 import QtWidgets
 
-from gradviz.engine.record import RunFileError
+from gradviz.engine.runs.runfile import RunFileError
 from gradviz.tensorboard import TensorBoardMissing, export_history
 from gradviz.ui.export import ExportError, file_filter
 from gradviz.ui.prefs import Prefs

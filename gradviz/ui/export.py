@@ -2,7 +2,7 @@
 
 A figure is a widget (a pyqtgraph scene becomes a vector SVG; any other widget is
 painted), a table is a header and an array of rows. Every write goes through the one
-atomic writer, :mod:`gradviz.engine.files`: a failed export leaves any existing file
+atomic writer, :mod:`gradviz.engine.runs.files`: a failed export leaves any existing file
 untouched and raises :class:`ExportError`, whose message names the file, the reason and
 the fix.
 """
@@ -21,7 +21,7 @@ import numpy as np
 from PyQt6 import QtCore, QtGui, QtSvg, QtWidgets
 from pyqtgraph.exporters import SVGExporter
 
-from gradviz.engine import files
+from gradviz.engine.runs import files
 
 # Each format's suffix, and what a file dialog calls it.
 FORMATS = {".png": "PNG image", ".svg": "SVG drawing", ".csv": "CSV table"}

@@ -14,7 +14,7 @@ from gradviz.ui.export import cannot_write
 
 if TYPE_CHECKING:
     from gradviz.config import RunConfig
-    from gradviz.engine.record import History
+    from gradviz.engine.runs.history import History
 
 FIGURE_SIZE = QtCore.QSize(1200, 700)
 

@@ -2,7 +2,7 @@
 geometry, kept with QSettings (organisation and application "gradviz").
 
 A text file the text task cannot use (gone, empty, binary, not UTF-8: whatever
-:func:`gradviz.engine.texts.load_text` refuses) is never remembered, and one that went bad
+:func:`gradviz.engine.tasks.texts.load_text` refuses) is never remembered, and one that went bad
 since is forgotten when the configuration is read back: the configuration keeps the rest
 of its settings and the text task falls back to its built-in text, so one bad choice does
 not reopen into an error at every launch.
@@ -18,7 +18,7 @@ import os
 from PyQt6 import QtCore
 
 from gradviz.config import ConfigError, RunConfig
-from gradviz.engine.texts import text_file_problem
+from gradviz.engine.tasks.texts import text_file_problem
 
 ENV_VAR = "GRADVIZ_SETTINGS"
 

@@ -9,8 +9,8 @@ import time
 
 from PyQt6 import QtCore, QtWidgets
 
-from gradviz.engine.record import save_run
-from gradviz.engine.runfile import open_run
+from gradviz.engine.runs.runfile import save_run
+from gradviz.engine.runs.runfile import open_run
 from gradviz.ui.state import Run
 
 # How long saving waits for the training process's state before saving without it.
@@ -50,7 +50,7 @@ def save_whole(window, folder: str | os.PathLike) -> None:
 
 def open_whole(window, path: str | os.PathLike) -> None:
     """Show a saved run as it was saved (its colour scales, its text), paused; raises
-    :class:`~gradviz.engine.record.RunFileError` if it cannot be read."""
+    :class:`~gradviz.engine.runs.runformat.RunFileError` if it cannot be read."""
     saved = open_run(path)
     window.controls.set_config(saved.config)
     window.state.set_config(saved.config)

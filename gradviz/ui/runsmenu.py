@@ -6,13 +6,13 @@ import os
 
 from PyQt6 import QtGui, QtWidgets
 
-from gradviz.engine.runfile import open_run
+from gradviz.engine.runs.runfile import open_run
 from gradviz.ui.state import MAX_COMPARISONS, AppState, Run
 
 
 def open_comparison(state: AppState, path: str | os.PathLike) -> Run:
     """Show the run saved in ``path`` as a (read-only) comparison run; raises
-    :class:`~gradviz.engine.record.RunFileError` if it cannot be read."""
+    :class:`~gradviz.engine.runs.runformat.RunFileError` if it cannot be read."""
     saved = open_run(path)
     run = Run(saved.config, saved.history, source=str(saved.folder), keyframes=saved.keyframes)
     run.texts = list(saved.texts)

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from PyQt6 import QtCore
 
 from gradviz.config import RunConfig, describe, structural_change
-from gradviz.engine.capture import Capture
-from gradviz.engine.history import HISTORY_CAPACITY, History
-from gradviz.engine.keyframes import Keyframes
+from gradviz.engine.runs.capture import Capture
+from gradviz.engine.runs.history import HISTORY_CAPACITY, History
+from gradviz.engine.runs.keyframes import Keyframes
 
 
 

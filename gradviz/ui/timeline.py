@@ -4,7 +4,7 @@ keyframe), Home (the first) and End (follow the newest step again).
 
 The slider runs over training steps, linearly, from the live run's first recorded step to
 its newest; where it is let go, it snaps to the nearest *keyframe* (a step whose full
-capture the run kept, see :mod:`gradviz.engine.keyframes`) and its label says which step is
+capture the run kept, see :mod:`gradviz.engine.runs.keyframes`) and its label says which step is
 shown. While it follows the newest step (the state's ``selected_step`` is None) it moves
 on as training runs; once the user moves it, it stays where it was put.
 """

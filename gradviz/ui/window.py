@@ -15,7 +15,7 @@ import os
 from PyQt6 import QtCore, QtGui, QtWidgets
 
 from gradviz.config import LIVE_FIELDS, RunConfig, structural_change
-from gradviz.engine import memory
+from gradviz.engine.training import memory
 from gradviz.ui.banner import Banner
 from gradviz.ui.controls import ControlPanel
 from gradviz.ui.dialogs import FileDialogs
@@ -268,7 +268,7 @@ class MainWindow(QtWidgets.QMainWindow):
                             "again.", details)
 
     def _on_diverged(self, message: str, advice: str) -> None:
-        """The run paused itself because training diverged (gradviz.engine.divergence)."""
+        """The run paused itself because training diverged (gradviz.engine.training.divergence)."""
         self.state.set_running(False)
         self.statusBar().showMessage("Training paused: it diverged (see the message)")
         self._show_stop_box("gradviz: training diverged",

@@ -1,7 +1,7 @@
-"""The Qt handle of the training process (:mod:`gradviz.engine.process`).
+"""The Qt handle of the training process (:mod:`gradviz.engine.training.process`).
 
 The window never touches a tensor: the process owns the model and sends back plain
-snapshots, as the typed reports of :mod:`gradviz.engine.messages`; this object turns them
+snapshots, as the typed reports of :mod:`gradviz.engine.training.messages`; this object turns them
 into Qt signals on the GUI thread. Commands go down a pipe, a few at most ahead of what
 the process has read (it says what it has read with ``Heard``): a process busy with a long
 step can then never have a full pipe, so sending never blocks the window and closing
@@ -18,8 +18,8 @@ from collections import deque
 from PyQt6 import QtCore
 
 from gradviz.config import RunConfig
-from gradviz.engine import messages as m
-from gradviz.engine.process import child_main
+from gradviz.engine.training import messages as m
+from gradviz.engine.training.process import child_main
 
 # Commands in the pipe that the process has not read yet, at most: each is well under a
 # kilobyte, the pipe holds 64 KB.

@@ -3,8 +3,8 @@
 PyTorch dispatches each small per-timestep operation separately, and for a small network
 the dispatch costs more than the arithmetic. ``_native.c`` runs each layer's loops over
 time in one call: the forward passes of the LSTMs and the GRU, the reverse scans of every
-cell, and the norms of the gradient paths (:mod:`gradviz.engine.paths`); and σ_max's
-Lanczos for :mod:`gradviz.engine.spectrum`. It is compiled with the system's C compiler
+cell, and the norms of the gradient paths (:mod:`gradviz.engine.analysis.paths`); and σ_max's
+Lanczos for :mod:`gradviz.engine.analysis.spectrum`. It is compiled with the system's C compiler
 the first time a cell needs it and cached in ``~/.cache/gradviz`` (or
 ``$XDG_CACHE_HOME/gradviz``; a folder in the temporary directory where that cannot be
 written). A library is loaded only from a folder of the
@@ -20,7 +20,7 @@ This module is the public side: :func:`kernels`, :func:`status`, :func:`fallback
 :func:`load`, :func:`self_check`, :func:`turned_off` and :class:`Kernels`, the typed entry
 points of the library. :mod:`~gradviz.engine.native.build` compiles and caches it;
 :mod:`~gradviz.engine.native.selfcheck` checks every loop against the plain equations of
-:mod:`gradviz.engine.cells.reference` before it is used.
+:mod:`gradviz.engine.model.reference` before it is used.
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ from typing import Iterator
 
 import torch
 
-from . import build
+from . import build, selfcheck
 
 _lock = threading.Lock()
 _loaded = False
@@ -75,7 +75,7 @@ class Kernels:
     def top_singular(self, w: torch.Tensor, v: torch.Tensor, steps: int,
                      tol: float) -> tuple[torch.Tensor, torch.Tensor]:
         """σ_max of each block of ``w`` (N, H, H) by Lanczos on WᵀW from ``v`` (N, H), both
-        contiguous CPU float64, as :func:`gradviz.engine.spectrum.lanczos_top` computes it:
+        contiguous CPU float64, as :func:`gradviz.engine.analysis.spectrum.lanczos_top` computes it:
         (σ_max (N,), converged (N,) bool), and ``v`` becomes the unit Ritz vectors."""
         n, h = v.shape
         if tuple(w.shape) != (n, h, h) or w.dtype != torch.float64 or v.dtype != torch.float64:
@@ -138,7 +138,7 @@ class Kernels:
         self._call("rnn_cell_backward", T, B, H, dphi, dout, w_hh, tbptt, dh, dz)
 
     def path_norms(self, rows, tbptt, dh, dout, dc, gates, gate_index, out) -> None:
-        """The norms of gradviz.engine.paths.path_norms into out (Q, T, H): see path_norms in
+        """The norms of gradviz.engine.analysis.paths.path_norms into out (Q, T, H): see path_norms in
         _native.c. dh, dout and dc (T, B, H), gates (T, B, G, H) with the belt's gate at
         ``gate_index``; dc None but for the LSTMs, gates None for the plain RNN."""
         T, B, H = dh.shape
@@ -250,9 +250,7 @@ def load() -> tuple[Kernels | None, str]:
 def self_check(k: Kernels) -> str | None:
     """Every loop of ``k`` on a small case against the cells' plain equations; what
     disagreed, or None (:mod:`~gradviz.engine.native.selfcheck`)."""
-    # Imported here: it reads gradviz.engine.cells.reference, and the cells import this module.
-    from .selfcheck import run
-    return run(k)
+    return selfcheck.run(k)
 
 
 __all__ = ["Kernels", "kernels", "status", "fallback_notice", "turned_off", "load",

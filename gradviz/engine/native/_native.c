@@ -580,7 +580,7 @@ static inline void S(prefetch)(const real *p, int n)
 }
 
 /* The norm over the first `rows` of the B batch rows of each path's gradient, per timestep
-   and unit (gradviz/engine/paths.py, whose PyTorch code computes the same where this file
+   and unit (gradviz/engine/analysis/paths.py, whose PyTorch code computes the same where this file
    cannot be built): out (Q, T, H), in one pass over the inputs, the squares summed in
    double. dh, dout and dc are (T, B, H); gate points at the gate activations (T, B, G, H),
    the belt's gate (the LSTMs' f, the GRU's z) at block `gate_index`. The paths, by what is
@@ -652,7 +652,7 @@ void S(path_norms)(int T, int B, int H, int rows, int G, int gate_index, int tbp
 }
 
 #ifdef S_IS_DOUBLE
-/* The spectrum's Lanczos (gradviz/engine/spectrum.py says what it computes and why), one
+/* The spectrum's Lanczos (gradviz/engine/analysis/spectrum.py says what it computes and why), one
    call for all blocks: dispatching its small products from numpy cost ~0.2 ms an
    iteration, their arithmetic ~5 us. Double only: the spectrum is always float64. */
 

@@ -3,7 +3,7 @@
 A build is named after everything it depends on — the source, the compiler, its flags,
 the platform and the CPU (``-march=native``) — so a cached library is reused only where
 it was built for, and never half-written: the compiler writes a temporary file beside
-the target, which is renamed into place (:func:`gradviz.engine.files.write_atomic`;
+the target, which is renamed into place (:func:`gradviz.engine.runs.files.write_atomic`;
 another process may be building the same library at the same time).
 
 Loading a library runs its code, so a build is loaded only from a folder of this user's
@@ -26,7 +26,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from gradviz.engine.files import write_atomic
+from gradviz.engine.runs.files import write_atomic
 
 SOURCE = Path(__file__).with_name("_native.c")
 # Tried in turn: the first that builds is used.

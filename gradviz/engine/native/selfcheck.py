@@ -2,11 +2,11 @@
 
 Every loop runs on a small odd-sized case (H 19: vector blocks and leftover columns; B 5:
 blocks of 4 rows and a leftover; T 4 with the gradient cut every 2 steps) and is compared
-with the cell equations written plainly in :mod:`gradviz.engine.cells.reference`: each
+with the cell equations written plainly in :mod:`gradviz.engine.model.reference`: each
 forward pass with the equations, each cell's reverse scan with autograd through them.
 The LSTM variants' generic scan computes no equation of its own — its coefficients come
 from the cells — so it is compared with its recursion on random coefficients, and the
-gradient paths' norms with their definitions (:mod:`gradviz.engine.paths`) on random
+gradient paths' norms with their definitions (:mod:`gradviz.engine.analysis.paths`) on random
 gradients.
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from gradviz.engine.cells import reference
+from gradviz.engine.model import reference
 
 T_, B_, H_, I_, ROWS_, TBPTT_ = 4, 5, 19, 3, 4, 2
 # Bottom and top 10% of each stored gate's range: σ gates in (0, 1), the tanh candidate g

@@ -3,7 +3,7 @@ model with no memory would reach (its baseline).
 
 * :mod:`~gradviz.engine.tasks.base` — what a task is (:class:`Task`, :class:`Batch`);
   :class:`TaskInputError`, the error that names what the user gave and how to fix it, is
-  :mod:`gradviz.engine.texts`'s, where the texts are read;
+  :mod:`gradviz.engine.tasks.texts`'s, where the texts are read;
 * :mod:`~gradviz.engine.tasks.synthetic` — the adding (two versions), copy, recall and
   series problems;
 * :mod:`~gradviz.engine.tasks.language` — the character models (a text, the Reber
@@ -31,7 +31,7 @@ def make_task(config: RunConfig, text: str | None = None) -> Task:
     """The task ``config.task`` for ``config.seq_len`` steps.
 
     ``text``: the already-loaded text of the text task; when None, it is read
-    (:func:`gradviz.engine.texts.read_text`).
+    (:func:`gradviz.engine.tasks.texts.read_text`).
     """
     try:
         spec = task_spec(config.task)

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from gradviz.config import RunConfig
 from gradviz.engine.registry import task_spec
 # Defined with the texts (torch-free, for the window), raised by every task.
-from gradviz.engine.texts import TaskInputError
+from gradviz.engine.tasks.texts import TaskInputError
 
 PROBE_SEED = 12345  # the probe sequence comes from its own generator, never the run's
 

@@ -5,7 +5,7 @@ Both are models of a symbol stream, cut into windows of T + 1 characters. In sta
 mode (``RunConfig.stateful``) each batch row is one endless stream that every call to
 ``batch()`` continues where the previous batch stopped (the last target of one batch is
 the first input of the next); the streams start on the first call and start again if the
-batch size changes. :mod:`gradviz.engine.texts` reads the text: the user's file, refused
+batch size changes. :mod:`gradviz.engine.tasks.texts` reads the text: the user's file, refused
 with a message that names the file and the fix when it cannot be used, or the built-in
 corpus.
 """
@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from gradviz.engine.texts import TaskInputError, load_text, read_text, stdlib_folder
+from gradviz.engine.tasks.texts import TaskInputError, load_text, read_text, stdlib_folder
 
 from .base import Batch, ClassificationLoss, Task, new_probe_generator, position_parts
 
@@ -92,7 +92,7 @@ class CharStreamTask(ClassificationLoss, Task):
 class TextTask(CharStreamTask):
     """Character language model on a UTF-8 text: the file ``RunConfig.text_file`` names,
     or, when it names none, the source of a few modules of Python's standard library
-    (:func:`gradviz.engine.texts.stdlib_corpus`), whose description is the task's ``note``.
+    (:func:`gradviz.engine.tasks.texts.stdlib_corpus`), whose description is the task's ``note``.
 
     The vocabulary is the sorted distinct characters of the text. Windows of T + 1
     characters start at a uniformly random position and wrap from the end of the text to
@@ -109,7 +109,7 @@ class TextTask(CharStreamTask):
     @classmethod
     def from_config(cls, config, text=None):
         """The text task on ``text``, or, when None, on what
-        :func:`gradviz.engine.texts.read_text` reads for ``config.text_file``."""
+        :func:`gradviz.engine.tasks.texts.read_text` reads for ``config.text_file``."""
         note = None
         if text is None:
             text, note = read_text(config.text_file)

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gradviz.engine.files import NotRegularFileError, read_head
+from gradviz.engine.runs.files import NotRegularFileError, read_head
 
 from .base import Batch, RegressionLoss, Task, TaskInputError
 

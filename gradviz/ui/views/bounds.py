@@ -1,6 +1,6 @@
 """The theory over the gradient-through-time plot: what the chain rule allows.
 
-For a plain RNN, the unrolled bound of gradviz.engine.bounds on ‖∂L/∂h_t‖ (dashed, over
+For a plain RNN, the unrolled bound of gradviz.engine.analysis.bounds on ‖∂L/∂h_t‖ (dashed, over
 the h_t plot): B_{T−1} = ‖∂L/∂h_{T−1}‖, B_t = ‖dout_t‖ + γσ_max(W_hh)·B_{t+1}, which for
 a loss at the last step only is ‖∂L/∂h_{T−1}‖·(γσ_max)^{T−1−t}; the measured curve stays
 under it. For LSTM cells, ‖∂L/∂c_{T−1}‖·∏ f̄ along t (dashed, over the c_t plot): what
@@ -13,8 +13,8 @@ import numpy as np
 import pyqtgraph as pg
 from PyQt6 import QtCore, QtWidgets
 
-from gradviz.engine.bounds import block_gamma, forget_product, rnn_unrolled_bound
-from gradviz.engine.capture import Capture
+from gradviz.engine.analysis.bounds import block_gamma, forget_product, rnn_unrolled_bound
+from gradviz.engine.runs.capture import Capture
 from gradviz.ui.views.data import positive_finite
 from gradviz.ui.views.items import ColourKey
 from gradviz.ui.views.style import pen

@@ -3,7 +3,7 @@ newest full capture at a chosen timestep and unit (or all units).
 
 Each gate box is filled with the colour of its value (batch mean; the mean over units
 for "all units") and writes it. Each path the gradient flows back along is as wide and
-as dark as the gradient it carries (gradviz.engine.paths: per unit the norm over the
+as dark as the gradient it carries (gradviz.engine.analysis.paths: per unit the norm over the
 batch; for all units the norm over batch and units, as ‖∂L/∂h_t‖ elsewhere), on a log
 scale over DECADES decades below the largest that any path carries at any timestep of
 the capture, so that moving t shows the gradient fade; its value is written beside it.

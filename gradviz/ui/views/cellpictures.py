@@ -2,7 +2,7 @@
 
 Coordinates are in a 100 × 64 frame (x to the right, y down); the previous state enters
 on the left, the new one leaves on the right, x_t enters from below. Each path that a
-gradient flows back along names what it carries: a path of gradviz.engine.paths and an
+gradient flows back along names what it carries: a path of gradviz.engine.analysis.paths and an
 offset in t (the belt right of c_t carries what step t+1 handed back). No Qt here: the
 view (celldiagram) draws these with QPainter.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gradviz.engine.capture import Capture
+from gradviz.engine.runs.capture import Capture
 from gradviz.engine.registry import cell_spec
 
 

@@ -1,7 +1,7 @@
 """Pascanu's cliff, a lab: the loss surface of one sigmoid unit run for 50 steps, and
 gradient descent from a clicked point with and without norm clipping, side by side.
 
-The surface and the paths come from gradviz.engine.cliff (a hand-written BPTT). The lab
+The surface and the paths come from gradviz.engine.analysis.cliff (a hand-written BPTT). The lab
 needs no training run: it is drawn as soon as the view is made.
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ import numpy as np
 import pyqtgraph as pg
 from PyQt6 import QtWidgets
 
-from gradviz.engine import cliff
+from gradviz.engine.analysis import cliff
 from gradviz.ui.views.items import WrappedText, curve
 from gradviz.ui.views.style import pen, style_colorbar, style_plot
 from gradviz.ui.views.view import View

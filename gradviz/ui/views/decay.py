@@ -3,7 +3,7 @@
 Pascanu, Mikolov & Bengio (2013) regularise this ratio towards 1. Below 1 the gradient
 shrinks at that step on its way back, above 1 it grows; its geometric mean over t is the
 factor per step, written on the plot. The newest history row is drawn
-(gradviz.engine.bounds.decay_ratio).
+(gradviz.engine.analysis.bounds.decay_ratio).
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import pyqtgraph as pg
 from PyQt6 import QtCore, QtWidgets
 
-from gradviz.engine.bounds import decay_ratio, geometric_mean
+from gradviz.engine.analysis.bounds import decay_ratio, geometric_mean
 from gradviz.ui.views.data import finite_points
 from gradviz.ui.views.items import WrappedText, curve
 from gradviz.ui.views.style import pen, style_plot

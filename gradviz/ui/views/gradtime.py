@@ -10,7 +10,7 @@ import numpy as np
 import pyqtgraph as pg
 from PyQt6 import QtWidgets
 
-from gradviz.engine.capture import Capture
+from gradviz.engine.runs.capture import Capture
 from gradviz.ui.views.bounds import BoundsOverlay
 from gradviz.ui.views.compare import ComparisonCurves, comparison_colour
 from gradviz.ui.views.data import positive_finite

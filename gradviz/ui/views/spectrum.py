@@ -4,7 +4,7 @@ Pascanu, Mikolov & Bengio (2013): with γ the bound of the derivative of the non
 a block feeds (γ = 1 for tanh and ReLU, ¼ for the sigmoid), σ_max < 1/γ makes the
 gradient through that block vanish for certain, and σ_max > 1/γ is necessary for it to
 explode (ρ > 1/γ makes it likely). The values are the history's rows
-(gradviz.engine.spectrum: σ_max of every captured step's weights; ρ decomposed every
+(gradviz.engine.analysis.spectrum: σ_max of every captured step's weights; ρ decomposed every
 step for small blocks and at most 25 steps apart for large ones, a row between two
 decompositions keeping the last).
 """
@@ -14,7 +14,7 @@ import numpy as np
 import pyqtgraph as pg
 from PyQt6 import QtCore, QtWidgets
 
-from gradviz.engine.bounds import GAMMA_WORDS, block_gamma
+from gradviz.engine.analysis.bounds import GAMMA_WORDS, block_gamma
 from gradviz.ui.views.data import finite_points
 from gradviz.ui.views.items import ColourKey, WrappedText, curve
 from gradviz.ui.views.style import colour, pen, style_plot

@@ -1,7 +1,7 @@
 """A heatmap whose columns are history rows on a linear training-step axis.
 
 A history row covers the steps since the row before it: one step while rows are fresh,
-several once old rows were merged (:class:`~gradviz.engine.history.History`). So that the
+several once old rows were merged (:class:`~gradviz.engine.runs.history.History`). So that the
 axis stays linear in steps, and lines up with the loss and gradient-norm plots, each row
 is drawn as wide as the steps it covers: the rows fall into runs of equal width
 (*segments*: the merged blocks, then the fresh rows), and each segment is one ImageItem

@@ -17,8 +17,8 @@ from gradviz.ui.views.items import WrappedText
 from gradviz.ui.views.style import BACKGROUND, LAYOUT_MARGINS, LAYOUT_SPACING
 
 if TYPE_CHECKING:
-    from gradviz.engine.capture import Capture
-    from gradviz.engine.record import History
+    from gradviz.engine.runs.capture import Capture
+    from gradviz.engine.runs.history import History
     from gradviz.ui.state import Comparison
 
 

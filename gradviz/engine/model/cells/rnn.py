@@ -1,0 +1,87 @@
+"""The plain recurrent cell, h_t = φ(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh), φ = tanh or ReLU.
+
+The forward pass is PyTorch's fused recurrence (no graph); the reverse scan is the
+compiled loop or the PyTorch operations below:
+    dh_t = dout_t + dz_{t+1} W_hh,   dz_t = dh_t ⊙ φ'(z_t).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from .base import (Cell, LayerCache, LayerGrads, compiled_loops, cut_after, fused_weights,
+                   linear_grads, shifted)
+from gradviz.engine.model.reference import rnn_relu, rnn_tanh
+
+
+@dataclass(kw_only=True)
+class RNNCache(LayerCache):
+    """The plain RNN's forward pass, for its backward."""
+    dphi: Tensor              # (T, B, H) φ'(z_t): 1 - h_t² (tanh) or [h_t > 0] (ReLU)
+
+
+class RNNCell(Cell):
+    """h_t = φ(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh); subclasses choose φ."""
+
+    fused: Callable           # PyTorch's fused recurrence with this φ (torch.rnn_tanh, …)
+
+    @staticmethod
+    def derivative(h: Tensor) -> Tensor:
+        """φ'(z) from h = φ(z)."""
+        raise NotImplementedError
+
+    def forward(self, x, h0, c0, p, stats_rows=None):
+        with torch.no_grad():
+            h, _ = self.fused(x, h0.unsqueeze(0), fused_weights(p), True, 1, 0.0, False, False,
+                              False)
+        cache = RNNCache(x=x, h_prev=shifted(h, h0), h=h, dphi=self.derivative(h),
+                         loops=compiled_loops(x))
+        return self._with_stats(cache, stats_rows)
+
+    def backward(self, cache: RNNCache, p, dout, tbptt=0, need_dx=True):
+        w_hh = p["weight_hh"]
+        dh = torch.empty_like(dout)
+        dz = torch.empty_like(dout)
+        if cache.loops is not None:
+            cache.loops.rnn_backward(cache.dphi, dout, w_hh, tbptt, dh, dz)
+        else:
+            # Per-step views made once: indexing a tensor inside the loop costs more than
+            # the math.
+            dout_t, dh_t, dz_t = dout.unbind(0), dh.unbind(0), dz.unbind(0)
+            dphi_t = cache.dphi.unbind(0)
+            T = dout.shape[0]
+            for t in range(T - 1, -1, -1):
+                if t == T - 1 or cut_after(t, tbptt):
+                    dh_t[t].copy_(dout_t[t])
+                else:
+                    torch.addmm(dout_t[t], dz_t[t + 1], w_hh, out=dh_t[t])
+                torch.mul(dh_t[t], dphi_t[t], out=dz_t[t])
+        grads, dx = linear_grads(dz, dz, cache, p["weight_ih"], need_dx)
+        return LayerGrads(dh=dh, dc=None, params=grads, dx=dx)
+
+    def gates(self, cache):
+        return cache.h.unsqueeze(2)
+
+
+class TanhRNNCell(RNNCell):
+    fused = staticmethod(torch.rnn_tanh)
+    reference_step = staticmethod(rnn_tanh)
+
+    @staticmethod
+    def derivative(h):
+        return 1.0 - h * h
+
+
+class ReLURNNCell(RNNCell):
+    fused = staticmethod(torch.rnn_relu)
+    reference_step = staticmethod(rnn_relu)
+
+    @staticmethod
+    def derivative(h):
+        return (h > 0).to(h.dtype)
+
+
+__all__ = ["RNNCache", "RNNCell", "TanhRNNCell", "ReLURNNCell"]
