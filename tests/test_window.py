@@ -1,5 +1,7 @@
-"""The main window driven as a user would: keys, menus, controls; with a real training
-process behind it. Settings go to a temporary file, never the user's."""
+"""The main window driven as a user would: keys, menus, controls. Training runs in-process
+(:class:`~gradviz.ui.inprocess.InProcessWorker`, the same messages as the training process)
+except where a test is about the process itself (``real=True``, marked slow). Settings go
+to a temporary file, never the user's."""
 from __future__ import annotations
 
 import json
@@ -13,6 +15,8 @@ from PyQt6 import QtCore, QtGui, QtWidgets
 from gradviz.config import LIMITS, RunConfig, settings
 from gradviz.engine import registry
 from gradviz.ui.controls import ControlPanel
+from gradviz.ui.inprocess import InProcessWorker
+from gradviz.ui.model import AppModel
 from gradviz.ui.prefs import ENV_VAR, Prefs
 from gradviz.ui.window import MainWindow
 
@@ -27,8 +31,14 @@ def prefs(tmp_path):
     return Prefs(tmp_path / "settings.ini")
 
 
-def open_window(qtbot, prefs, config=SMALL) -> MainWindow:
-    window = MainWindow(config, prefs)
+def open_window(qtbot, prefs, config=SMALL, real: bool = False) -> MainWindow:
+    """The window shown, its model paused and ready. Training runs in-process (a thread,
+    :class:`~gradviz.ui.inprocess.InProcessWorker`) unless ``real``: a training process,
+    as the app has (seconds more to start)."""
+    if real:
+        window = MainWindow(config, prefs)
+    else:
+        window = MainWindow(model=AppModel(config, prefs, backend=InProcessWorker))
     window.show()
     window.activateWindow()
     qtbot.waitExposed(window)
@@ -261,9 +271,11 @@ def test_a_training_error_is_shown_and_reset_recovers(window, qtbot, tmp_path):
     qtbot.waitUntil(lambda: window.views["text"].isVisible(), timeout=5000)
 
 
+@pytest.mark.slow
 def test_closing_during_training_is_fast_and_settings_come_back(qtbot, prefs):
+    # A real training process: closing must end it, within a second.
     config = SMALL.replace(hidden=12, lr=0.003)
-    window = open_window(qtbot, prefs, config)
+    window = open_window(qtbot, prefs, config, real=True)
     window.resize(720, 560)  # the offscreen screen is 800 x 600
     window.act_run.trigger()
     qtbot.waitUntil(lambda: len(window.history) >= 3, timeout=20000)

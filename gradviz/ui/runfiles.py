@@ -5,17 +5,10 @@ continue it from its saved weights or to start a new model with its settings."""
 from __future__ import annotations
 
 import os
-import time
 
-from PyQt6 import QtCore, QtWidgets
+from PyQt6 import QtWidgets
 
-from gradviz.engine.runs.runfile import save_run
-from gradviz.engine.runs.runfile import open_run
-from gradviz.ui.state import Run
-
-# How long saving waits for the training process's state before saving without it.
-CHECKPOINT_TIMEOUT_S = 10.0
-CONTINUE, NEW = "continue", "new"
+from gradviz.ui.model import CONTINUE, NEW
 
 
 def colour_scales(views: dict) -> dict[str, tuple[float, float]]:
@@ -24,44 +17,16 @@ def colour_scales(views: dict) -> dict[str, tuple[float, float]]:
             if getattr(view, "levels", None) is not None}
 
 
-def checkpoint(worker, timeout_s: float = CHECKPOINT_TIMEOUT_S):
-    """The training process's (state, summary), waiting for it with the event loop running
-    (captures up to the state's step arrive first); (None, {}) if it does not answer."""
-    answer: list = []
-    worker.checkpointed.connect(lambda state, summary: answer.append((state, summary)))
-    worker.checkpoint()
-    loop = QtCore.QEventLoop()
-    deadline = time.monotonic() + timeout_s
-    while not answer and time.monotonic() < deadline:
-        loop.processEvents(QtCore.QEventLoop.ProcessEventsFlag.WaitForMoreEvents, 50)
-    worker.checkpointed.disconnect()
-    return answer[0] if answer else (None, {})
-
-
 def save_whole(window, folder: str | os.PathLike) -> None:
-    """Save the live run to ``folder``: record, keyframes, text, colour scales, and for a
-    run trained here the model's state, so that it can be continued."""
-    run = window.state.live
-    trained_here = run.source is None and window.worker.is_alive()
-    state, summary = checkpoint(window.worker) if trained_here else (None, dict(run.summary))
-    save_run(folder, run.config, run.history, summary, keyframes=run.keyframes,
-             texts=run.texts, scales=run.scales or colour_scales(window.views), state=state)
+    """Save the live run to ``folder`` (:meth:`AppModel.save_run
+    <gradviz.ui.model.AppModel.save_run>`) with the colour scales the views show."""
+    window.model.save_run(folder, colour_scales(window.views))
 
 
 def open_whole(window, path: str | os.PathLike) -> None:
     """Show a saved run as it was saved (its colour scales, its text), paused; raises
     :class:`~gradviz.engine.runs.runformat.RunFileError` if it cannot be read."""
-    saved = open_run(path)
-    window.controls.set_config(saved.config)
-    window.state.set_config(saved.config)
-    window.worker.reset(saved.config)
-    window.state.set_running(False)
-    run = Run(saved.config, saved.history, source=str(saved.folder), keyframes=saved.keyframes)
-    run.texts = list(saved.texts)
-    run.scales = dict(saved.scales)
-    run.summary = dict(saved.summary)
-    run.can_continue = saved.can_continue
-    window.state.new_live_run(run)
+    saved = window.model.open_run(path)
     # After the views were cleared for the new run, before they draw it.
     for key, levels in saved.scales.items():
         view = window.views.get(key)
@@ -86,23 +51,10 @@ def ask_continue(parent: QtWidgets.QWidget, name: str) -> str | None:
 
 
 def leave_saved_run(window) -> bool:
-    """Before training from an opened run: continue it (its record goes on) or start a
-    new model (it stays as a comparison), as the user says; False if they cancelled."""
-    state = window.state
-    if not state.viewing_saved_run:
-        return True
-    run = state.live
-    answer = ask_continue(window, run.name) if run.can_continue else NEW
-    if answer is None:
-        return False
-    if answer == CONTINUE:
-        window.worker.reset(run.config, resume=run.source)
-        state.continue_live()
-    else:
-        # The model behind an opened run is already fresh (reset when it was opened).
-        state.new_live_run()
-    return True
+    """Before training from an opened run: continue it or start a new model, as the user
+    says in :func:`ask_continue`; False if they cancelled."""
+    return window.model.leave_saved_run(lambda name: ask_continue(window, name))
 
 
-__all__ = ["save_whole", "open_whole", "leave_saved_run", "ask_continue", "checkpoint",
-           "colour_scales", "CONTINUE", "NEW"]
+__all__ = ["save_whole", "open_whole", "leave_saved_run", "ask_continue", "colour_scales",
+           "CONTINUE", "NEW"]

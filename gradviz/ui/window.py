@@ -3,10 +3,11 @@
 Control panel on the left; on the right the description of the chosen experiment
 (:mod:`~gradviz.ui.banner`) above the views, in tabs (:mod:`~gradviz.ui.layout`); menus,
 toolbar and status bar.
-Training runs in a :class:`~gradviz.ui.worker.TrainingWorker` process; its reports go into
-the :class:`~gradviz.ui.state.AppState`, and the views draw from that on their own clock
-(:class:`~gradviz.ui.redraw.RedrawScheduler`). The window keeps no application state of
-its own: it turns the user's actions into commands and the model's changes into widgets.
+The window is a view of an :class:`~gradviz.ui.model.AppModel`, which owns the
+:class:`~gradviz.ui.state.AppState`, the training backend and the commands; the views draw
+from the state on their own clock (:class:`~gradviz.ui.redraw.RedrawScheduler`). The window
+keeps no application state of its own: it turns the user's actions into the model's
+commands and the model's changes into widgets (the control panel shows ``state.config``).
 """
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ import os
 
 from PyQt6 import QtCore, QtGui, QtWidgets
 
-from gradviz.config import LIVE_FIELDS, RunConfig, structural_change
-from gradviz.engine.training import memory
+from gradviz.config import RunConfig
+from gradviz.ui import runfiles
 from gradviz.ui.banner import Banner
 from gradviz.ui.controls import ControlPanel
 from gradviz.ui.dialogs import FileDialogs
@@ -26,24 +27,30 @@ from gradviz.ui.export import (ExportError, cannot_write, render_image, save_ima
 from gradviz.ui.figures import caption
 from gradviz.ui.prefs import Prefs
 from gradviz.ui.redraw import RedrawScheduler
-from gradviz.ui.runfiles import leave_saved_run, open_whole, save_whole
-from gradviz.ui.state import AppState
+from gradviz.ui.model import AppModel
 from gradviz.ui.statusbar import StatusFields
 from gradviz.ui.timeline import Timeline
 from gradviz.ui.views import make_views
-from gradviz.ui.worker import TrainingWorker
 
 
 
 class MainWindow(QtWidgets.QMainWindow):
-    def __init__(self, config: RunConfig | None = None, prefs: Prefs | None = None):
+    """A view of ``model``; without one, of a new :class:`AppModel` of ``config`` and
+    ``prefs`` with a training process behind it (what the app opens)."""
+
+    def __init__(self, config: RunConfig | None = None, prefs: Prefs | None = None, *,
+                 model: AppModel | None = None):
         super().__init__()
-        self.prefs = prefs if prefs is not None else Prefs()
-        self.state = AppState(config or self.prefs.load_config() or RunConfig(), self)
+        self.model = model if model is not None else AppModel(config, prefs, parent=self)
+        self.prefs = self.model.prefs
+        self.state = self.model.state
         self._error_box: QtWidgets.QMessageBox | None = None
 
         self.controls = ControlPanel(self.state.config)
         self.controls.config_changed.connect(self.apply_config)
+        self.state.config_changed.connect(self.controls.set_config)
+        self.model.message.connect(lambda text, ms: self.statusBar().showMessage(text, ms))
+        self.model.warning.connect(self._warn)
         self.views = make_views()
         self.dialogs = FileDialogs(self, self.prefs,
                                    lambda text: self.statusBar().showMessage(text, 5000))
@@ -67,14 +74,12 @@ class MainWindow(QtWidgets.QMainWindow):
         self.state.text_changed.connect(self._on_text)
         self.state.step_selected.connect(self._on_text)
         self.state.runs_changed.connect(self._on_runs_changed)
+        self.state.runs_changed.connect(self._close_error)   # a new model, or a run opened
         self.state.data_changed.connect(self._show_empty)
         self.state.config_changed.connect(self.banner.set_config)
         self.banner.set_config(self.state.config)
 
-        self.worker = TrainingWorker(self.state.config, self)
-        self.worker.captures_ready.connect(self._on_captures)
         self.worker.status.connect(self._on_status)
-        self.worker.text_ready.connect(self.state.set_text)
         self.worker.error.connect(self._on_error)
         self.worker.state_changed.connect(self._on_worker_state)
         self.worker.ready.connect(self._on_ready)
@@ -94,6 +99,11 @@ class MainWindow(QtWidgets.QMainWindow):
         return self.state.config
 
     @property
+    def worker(self):
+        """The model's training backend."""
+        return self.model.worker
+
+    @property
     def history(self):
         """The live run's record (read-only: the state owns it)."""
         return self.state.live.history
@@ -106,96 +116,46 @@ class MainWindow(QtWidgets.QMainWindow):
     def step_label(self) -> QtWidgets.QLabel:
         return self.status_fields.step
 
+    # -- commands: the model's ---------------------------------------------------------
     def toggle_running(self) -> None:
-        if self.state.running:
-            self.worker.pause()
-            self.state.set_running(False)
-        elif self._can_train() and self._leave_saved_run():
-            self.worker.start()
-            self.state.set_running(True)
+        self.model.toggle_running(self._ask_continue)
 
     def step_once(self) -> None:
-        if self._can_train() and self._leave_saved_run():
-            self.worker.step()
-            self.state.set_running(False)
+        self.model.step(self._ask_continue)
 
-    def _can_train(self) -> bool:
-        if self.worker.state in ("error", "stopped"):
-            self.statusBar().showMessage("Training stopped after an error: press Reset (R) "
-                                         "to start again.", 8000)
-            return False
-        return True
+    def _ask_continue(self, name: str) -> str | None:
+        return runfiles.ask_continue(self, name)
 
     def reset_training(self, keep_running: bool = False) -> None:
         """A fresh model from the current settings (same seed); paused unless asked."""
-        self.worker.reset(self.state.config)
-        self.state.new_live_run()
-        self._close_error()
-        if keep_running:
-            self.worker.start()
-        self.state.set_running(keep_running)
+        self.model.reset(keep_running)
 
     def apply_config(self, config: RunConfig) -> None:
-        """New settings from the controls: a live change goes to the running model on its
-        next step; anything else means a new model, restarted if it was running."""
-        old = self.state.config
-        if structural_change(old, config) and not self._fits_in_memory(config):
-            self.controls.set_config(old)
-            return
-        self.state.set_config(config)
-        self.prefs.save_config(config)
-        if structural_change(old, config):
-            self.reset_training(keep_running=self.state.running)
-            return
-        changes = {name: getattr(config, name) for name in LIVE_FIELDS
-                   if getattr(config, name) != getattr(old, name)}
-        if changes:
-            self.worker.set_live(changes)
-
-    def _fits_in_memory(self, config: RunConfig) -> bool:
-        """Refuse (with a message) a model that would not fit in this machine's memory;
-        warn in the status bar about one that nearly fills it."""
-        too_big = memory.check(config)
-        if too_big:
-            self._warn("Model too large", f"This model {too_big}. The settings were put back.")
-            return False
-        near = memory.warning(config)
-        if near:
-            self.statusBar().showMessage(f"Warning: this model {near}.", 15000)
-        return True
+        """New settings from the controls (the model decides: live change or new model);
+        refused, the controls show the settings in use again."""
+        if not self.model.apply_config(config):
+            self.controls.set_config(self.model.config)
 
     def load_experiment(self, experiment) -> None:
         """A guided experiment (gradviz.experiments): its settings, and always a fresh
         model from its seed, even when the settings are those already shown; its
         description goes above the plots."""
-        if self._start_fresh(experiment.config):
+        if self.model.start_fresh(experiment.config):
             self.banner.show_experiment(experiment)
             self.statusBar().showMessage(f"{experiment.title}: press Space to train.", 15000)
 
     def load_then(self, experiment) -> None:
         """The experiment's "now change this" step: a fresh model with its second config."""
         if experiment is not None and experiment.then_config is not None:
-            if self._start_fresh(experiment.then_config):
+            if self.model.start_fresh(experiment.then_config):
                 self.statusBar().showMessage(f"{experiment.then_label}: press Space to train.",
                                              15000)
-
-    def _start_fresh(self, config: RunConfig) -> bool:
-        if not self._fits_in_memory(config):
-            return False
-        self.controls.set_config(config)
-        self.state.set_config(config)
-        self.prefs.save_config(config)
-        self.reset_training()
-        return True
 
     def show_panel(self, key: str, shown: bool) -> None:
         """Hide or show a view's panel (the View menu)."""
         self.dashboard.set_panel_shown(key, shown)
         if shown:
             self.scheduler.mark_stale()
-
-    def _leave_saved_run(self) -> bool:
-        return leave_saved_run(self)
 
     def _show_running(self, running: bool) -> None:
         icons = QtWidgets.QStyle.StandardPixmap
@@ -218,16 +178,6 @@ class MainWindow(QtWidgets.QMainWindow):
         self.status_fields.show_state(self.worker.state, self.state.viewing_saved_run)
         self._on_text()
         self._update_title()
-
-    def _on_captures(self, captures: list) -> None:
-        self.state.add_captures(captures)
-        for capture in captures:
-            if capture.nonfinite or capture.events:
-                # The engine's events name their step already.
-                text = "; ".join(capture.events)
-                self.statusBar().showMessage(
-                    text[:1].upper() + text[1:] if text else
-                    f"Step {capture.step}: loss or gradient not finite; step skipped", 8000)
 
     def _on_status(self, status: dict) -> None:
         self.status_fields.show_progress(status["step"], status["steps_per_s"], status["loss"])
@@ -257,11 +207,8 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _on_worker_state(self, state: str) -> None:
         self.status_fields.show_state(state, self.state.viewing_saved_run)
-        if state in ("paused", "running", "error", "stopped"):
-            self.state.set_running(state == "running")
 
     def _on_error(self, message: str, details: str) -> None:
-        self.state.set_running(False)
         self.statusBar().showMessage(f"Training stopped: {message}")
         self._show_stop_box("gradviz: training stopped",
                             f"{message}\n\nChange the settings and press Reset (R) to start "
@@ -321,13 +268,12 @@ class MainWindow(QtWidgets.QMainWindow):
 
     # -- files -------------------------------------------------------------------------
     def save_run_to(self, folder: str | os.PathLike) -> None:
-        save_whole(self, folder)
+        runfiles.save_whole(self, folder)
 
     def open_run(self, path: str | os.PathLike) -> None:
         """Show a saved run as it was saved, paused; starting again asks whether to
         continue it or train a fresh model with its settings."""
-        open_whole(self, path)
-        self._close_error()
+        runfiles.open_whole(self, path)
 
     def export_scale(self, widget: QtWidgets.QWidget) -> float:
         """The PNG scale File ▸ Export ▸ Image size asks for, for ``widget``."""
@@ -370,8 +316,6 @@ class MainWindow(QtWidgets.QMainWindow):
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:
         self.scheduler.stop()
         self.prefs.save_geometry(self.saveGeometry())
-        self.prefs.save_config(self.state.config)
-        self.prefs.sync()
-        self.worker.close()
+        self.model.close()
         self._close_error()
         super().closeEvent(event)
