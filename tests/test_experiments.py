@@ -16,7 +16,7 @@ import torch
 
 from gradviz.config import RunConfig
 from gradviz.engine.training.session import Session
-from gradviz.experiments import (Experiment, ExperimentError, experiment_names,
+from gradviz.experiments import (LAST, THEMES, Experiment, ExperimentError, experiment_names,
                                  list_experiments, load_experiment, read_experiment)
 from gradviz.experiments.lessons import CHECKS, check_lesson
 
@@ -55,11 +55,26 @@ def test_every_experiment_file_loads_and_validates(name):
         assert exp.then_config != exp.config
 
 
-def test_list_is_sorted_by_theme_then_title():
+def test_the_menu_goes_as_a_lecture_does():
     listed = list_experiments()
     assert [e.name for e in listed] != [] and sorted(e.name for e in listed) == NAMES
-    keys = [(e.theme, e.title) for e in listed]
-    assert keys == sorted(keys)
+    # Every experiment of the package has its place and a theme of the lecture's.
+    assert all(e.order < LAST and e.theme in THEMES for e in listed)
+    assert [e.order for e in listed] == sorted(e.order for e in listed)
+    themes = [e.theme for e in listed]
+    runs = [t for i, t in enumerate(themes) if i == 0 or t != themes[i - 1]]
+    assert len(runs) == len(set(runs)), f"a theme comes twice: {runs}"   # each together
+    assert runs == [t for t in THEMES if t in runs]                      # in lecture order
+    assert runs[:4] == ["Vanishing and exploding gradients", "Gradient clipping",
+                        "Gated memory", "Language models"] and runs[-1] == "Training practice"
+    names = [e.name for e in listed]
+    assert names[:3] == ["vanishing-tanh", "exploding-relu", "clipped-relu"]
+
+
+def test_an_experiment_without_an_order_comes_after_the_numbered_ones(tmp_path):
+    data = _good("demo")
+    data.pop("order", None)
+    assert read_experiment(_write(tmp_path, "demo", data)).order == LAST
 
 
 def test_then_configs_change_what_the_lesson_is_about():
@@ -130,6 +145,14 @@ def _good(name="demo"):
 def test_a_good_file_read_from_anywhere(tmp_path):
     exp = read_experiment(_write(tmp_path, "demo", _good()))
     assert exp.name == "demo" and exp.then_config.forget_bias == 0.0
+    assert exp.order == 50 and exp.then_watch.startswith("Now the forget-gate bias is 0")
+
+
+def test_every_second_configuration_says_what_to_watch_in_it():
+    for exp in list_experiments():
+        if exp.then_config is not None:
+            assert exp.then_watch and exp.then_watch != exp.watch, exp.name
+            assert re.search(r"\d+ seconds?\b", exp.then_watch), exp.then_watch
 
 
 @pytest.mark.parametrize("change, field, message", [
@@ -146,6 +169,10 @@ def test_a_good_file_read_from_anywhere(tmp_path):
     (lambda d: d.pop("watch"), "watch", "non-empty string"),
     (lambda d: d.update(name="other"), "name", "the file's name"),
     (lambda d: d.update(colour="red"), "colour", "unknown field"),
+    (lambda d: d.update(order="first"), "order", "whole number"),
+    (lambda d: d.update(order=-1), "order", "whole number"),
+    (lambda d: d["then"].update(watch=""), "then.watch", "non-empty string"),
+    (lambda d: d["then"].update(colour="red"), "then", "label"),
 ])
 def test_a_broken_file_is_named_with_its_field(tmp_path, change, field, message):
     data = _good()
@@ -166,10 +193,11 @@ def test_a_file_that_is_not_json_is_named(tmp_path):
     assert caught.value.file == str(path) and str(path) in str(caught.value)
 
 
-# Not "exploding-relu": how a chaotic run blows up depends on float rounding, which
-# differs between machines (AVX2 / AVX-512); benchmarks/experiments.py checks that lesson.
-@pytest.mark.parametrize("name", ["vanishing-tanh", "clipped-relu", "forget-bias",
-                                  "reber-lstm"])
+# Each trains hundreds to thousands of steps: slow. The rest are checked by
+# benchmarks/experiments.py.
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["vanishing-tanh", "exploding-relu", "clipped-relu",
+                                  "forget-bias", "reber-lstm"])
 def test_fast_lessons_hold_on_the_captured_numbers(name):
     outcome = check_lesson(load_experiment(name))
     assert outcome.held, outcome.line()
@@ -186,6 +214,7 @@ def test_a_lesson_that_does_not_hold_says_why():
                              f"{outcome.seconds:.1f} s)"
 
 
+@pytest.mark.slow
 def test_the_benchmark_prints_one_line_per_experiment_and_a_total():
     # Two quick experiments, in a fresh interpreter with this tree's gradviz first.
     result = subprocess.run(

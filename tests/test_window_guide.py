@@ -66,6 +66,22 @@ def test_the_experiments_then_button_starts_a_fresh_model_with_the_one_change(wi
     assert "settings changed" not in window.banner.title.text()
 
 
+def test_the_then_button_also_says_what_to_watch_in_the_second_run(window, qtbot):
+    with_then = [e for e in list_experiments() if e.then_config is not None]
+    assert with_then and all(e.then_watch for e in with_then)
+    banner = window.banner
+    for experiment in with_then:
+        window.load_experiment(experiment)
+        assert banner.watch.text() == experiment.watch
+        banner.then_button.click()
+        assert window.config == experiment.then_config
+        assert banner.watch.text() == experiment.then_watch != experiment.watch
+        assert experiment.then_watch in banner.watch.toolTip()
+        # The first configuration again (the menu): its own text comes back.
+        window.load_experiment(experiment)
+        assert banner.watch.text() == experiment.watch
+
+
 def test_exploding_then_clipped_from_the_menu_then_space_never_goes_non_finite(window, qtbot):
     entries = {a.text(): a for a in menu(window, "E&xperiments").actions() if a.text()}
     exploding, clipped = load_experiment("exploding-relu"), load_experiment("clipped-relu")

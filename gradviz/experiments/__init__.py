@@ -4,11 +4,17 @@ Each experiment is one JSON file in this package, named after the experiment::
 
     {"name": "vanishing-tanh",            # = the file's stem
      "title": "…", "theme": "…",          # the menu shows titles grouped by theme
+     "order": 10,                         # optional: its place in the lecture (the menu's order)
      "watch": "…",                        # one paragraph: what to watch, why, how long to wait
      "expected": "…",                     # the outcome, in one sentence
      "source": "…",                       # the paper(s) it reproduces
      "config": {…},                       # a RunConfig (RunConfig.from_dict)
-     "then": {"label": "…", "config": {…}}}   # optional: "now change this", as changes
+     "then": {"label": "…", "config": {…},    # optional: "now change this", as changes,
+              "watch": "…"}}                  # and what to watch in that second run
+
+The menu lists the experiments in the order a lecture takes them (:data:`THEMES`: vanishing
+and exploding, clipping, gated memory, language models, practice); ``order`` places an
+experiment among them, and a new file without one comes after the numbered ones.
 
 The files are read with :mod:`importlib.resources`, so they are found in a wheel as in a
 checkout. :func:`list_experiments` and :func:`load_experiment` are the public API; a file
@@ -27,7 +33,13 @@ from typing import Any
 from gradviz.config import ConfigError, RunConfig
 
 TEXT_FIELDS = ("name", "title", "theme", "watch", "expected", "source")
-KNOWN_FIELDS = frozenset(TEXT_FIELDS + ("config", "then"))
+KNOWN_FIELDS = frozenset(TEXT_FIELDS + ("config", "then", "order"))
+# The themes in the order a lecture takes them; the orders of the package's experiments
+# keep each theme together, in this order (tests/test_experiments.py).
+THEMES = ("Vanishing and exploding gradients", "Gradient clipping", "Gated memory",
+          "Language models", "Training practice")
+# Where an experiment without an "order" goes: after those that have one.
+LAST = 10**6
 
 
 class ExperimentError(ValueError):
@@ -52,6 +64,8 @@ class Experiment:
     config: RunConfig
     then_label: str | None = None        # "now change this": what the second config does
     then_config: RunConfig | None = None  # ``config`` with the "then" changes applied
+    then_watch: str | None = None        # what to watch in the second run
+    order: int = LAST                    # its place in the lecture
 
 
 def _text(data: dict, key: str, file: str, prefix: str = "") -> str:
@@ -89,16 +103,25 @@ def parse_experiment(text: str, name: str, file: str | None = None) -> Experimen
     if "config" not in data:
         raise ExperimentError(file, "config", "missing; an experiment needs a RunConfig")
     config = _config(data["config"], file, "config")
-    then_label = then_config = None
+    order = data.get("order", LAST)
+    if isinstance(order, bool) or not isinstance(order, int) or not 0 <= order <= LAST:
+        raise ExperimentError(file, "order", f"must be a whole number from 0 to {LAST}, "
+                              f"got {order!r}")
+    then_label = then_config = then_watch = None
     if "then" in data:
         then = data["then"]
-        if not isinstance(then, dict) or set(then) != {"label", "config"}:
-            raise ExperimentError(file, "then", 'must be {"label": ..., "config": {...changes...}}')
+        if (not isinstance(then, dict) or not {"label", "config"} <= set(then)
+                or not set(then) <= {"label", "config", "watch"}):
+            raise ExperimentError(file, "then", 'must be {"label": ..., "config": '
+                                  '{...changes...}, "watch": ... (optional)}')
         then_label = _text(then, "label", file, "then.")
+        if "watch" in then:
+            then_watch = _text(then, "watch", file, "then.")
         if not isinstance(then["config"], dict) or not then["config"]:
             raise ExperimentError(file, "then.config", "must be a non-empty object of changes")
         then_config = _config({**config.to_dict(), **then["config"]}, file, "then.config")
-    return Experiment(config=config, then_label=then_label, then_config=then_config, **texts)
+    return Experiment(config=config, then_label=then_label, then_config=then_config,
+                      then_watch=then_watch, order=order, **texts)
 
 
 def read_experiment(path: str | Path) -> Experiment:
@@ -127,9 +150,14 @@ def load_experiment(name: str) -> Experiment:
 
 
 def list_experiments() -> list[Experiment]:
-    """Every experiment, sorted by theme, then title."""
-    return sorted((load_experiment(name) for name in _files()), key=lambda e: (e.theme, e.title))
+    """Every experiment in the order a lecture takes them (``order``, then theme as in
+    :data:`THEMES`, then title)."""
+    def key(e: Experiment):
+        theme = THEMES.index(e.theme) if e.theme in THEMES else len(THEMES)
+        return e.order, theme, e.theme, e.title
+
+    return sorted((load_experiment(name) for name in _files()), key=key)
 
 
-__all__ = ["Experiment", "ExperimentError", "list_experiments", "load_experiment",
+__all__ = ["Experiment", "ExperimentError", "THEMES", "list_experiments", "load_experiment",
            "experiment_names", "parse_experiment", "read_experiment"]

@@ -116,6 +116,16 @@ class Banner(QtWidgets.QFrame):
         return (exp is not None and self._config is not None
                 and self._config not in (exp.config, exp.then_config))
 
+    def watch_text(self) -> str:
+        """What to watch: in the experiment's second configuration (after its "Now: …"
+        button), that run's own text where the experiment has one."""
+        exp = self.experiment
+        if exp is None:
+            return ""
+        if exp.then_watch and self._config is not None and self._config == exp.then_config:
+            return exp.then_watch
+        return exp.watch
+
     def _update(self) -> None:
         exp = self.experiment
         self.hint.setVisible(self._empty)
@@ -128,8 +138,9 @@ class Banner(QtWidgets.QFrame):
             self.title.setWordWrap(False)
             self.title.setText(exp.title + ("  (settings changed since)"
                                             if self._changed_since() else ""))
-            self.watch.setText(exp.watch)
-            self.watch.setToolTip(f"<p>{exp.watch}</p><p><i>Source:</i> {exp.source}</p>")
+            watch = self.watch_text()
+            self.watch.setText(watch)
+            self.watch.setToolTip(f"<p>{watch}</p><p><i>Source:</i> {exp.source}</p>")
             self.expected.setText(f"Expected: {exp.expected}")
             self.watch_area.show()
             self.expected.show()
