@@ -69,8 +69,8 @@ class _Thread:
 
         def run() -> None:
             try:
-                from gradviz.engine.training.train import prepare_training_process
-                prepare_training_process()   # flushing denormals is per thread
+                import torch
+                torch.set_flush_denormal(True)   # per thread, as the process does it
                 target(*args, **kwargs)
             except BaseException:
                 self._failed = True
