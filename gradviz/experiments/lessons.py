@@ -74,34 +74,33 @@ def _vanishing(exp: Experiment, steps: int | None) -> tuple[bool, str]:
 
 
 def _exploding(exp: Experiment, steps: int | None) -> tuple[bool, str]:
-    """At least 20 finite steps, then a drawn climb of the global norm into a non-finite
-    step. The run is chaotic: changing ρ by 1e-6 here gives a run that spikes and recovers
-    instead, so this check is what says whether the experiment still shows its lesson
-    (on another CPU's rounding, say)."""
-    session = train(exp.config, steps or 500, until=_nonfinite)
+    """The unclipped run blows up: its first gradient's global norm is far above the clipping
+    threshold of the clipped run (at least 30 times), and a step within the first 10 is
+    non-finite. The mechanism (an identity recurrence adds up its inputs, so the first
+    gradient is large whatever the seed; one SGD step with it sends the weights far off) does
+    not hang on float rounding: it held for seeds 0-4, one and two threads, AVX-512, AVX2
+    and plain code paths (docs/guide.md)."""
+    session = train(exp.config, steps or 10, until=_nonfinite)
     h = session.history
+    threshold = exp.then_config.clip_threshold if exp.then_config is not None else 1.0
+    first = float(h.grad_norm[0])
     bad = np.flatnonzero(h.nonfinite)
-    if not len(bad):
-        return False, f"no non-finite step in {session.steps_done} steps"
-    k = int(bad[0])
-    if k < 20:
-        return False, f"the first non-finite step is step {k}; needs >= 20 finite steps before it"
-    start = float(np.median(h.grad_norm[:10]))
-    last = float(h.grad_norm[k - 1])
-    # Growth that is drawn, not one spike: several steps well above where the run began.
-    above = int(np.sum(h.grad_norm[:k] > 3 * start))
-    held = last >= 10 * start and above >= 5
-    return held, (f"first non-finite step {k}; global norm {start:.3g} (median of steps 0-9) "
-                  f"-> {last:.3g} on step {k - 1} ({last / start:.3g}x, needs >= 10x); "
-                  f"{above} steps above 3x the start (needs >= 5)")
+    k = int(bad[0]) if len(bad) else None
+    held = k is not None and k < 10 and first >= 30 * threshold
+    return held, (f"global norm {first:.3g} on step 0 ({first / threshold:.3g}x the threshold "
+                  f"{threshold:g}, needs >= 30x); first non-finite step "
+                  f"{'none' if k is None else k} in {session.steps_done} (needs one before step 10)")
 
 
 def _clipped(exp: Experiment, steps: int | None) -> tuple[bool, str]:
-    session = train(exp.config, steps or 500)
-    counts = session.counts
-    held = counts.nonfinite == 0 and counts.clipped > 0
-    return held, (f"{counts.nonfinite} non-finite and {counts.clipped} clipped steps "
-                  f"in {session.steps_done}")
+    """Clipped by norm, the same run learns: no step is non-finite, some are clipped, and the
+    loss falls below half the no-memory baseline (averaged over LOSS_WINDOW steps)."""
+    session = _learn(exp.config, steps or exp.config.steps, 0.5)
+    counts, loss = session.counts, _mean_loss(session)
+    held = counts.nonfinite == 0 and counts.clipped > 0 and loss < 0.5
+    return held, (f"{counts.nonfinite} non-finite (needs 0) and {counts.clipped} clipped steps "
+                  f"(needs > 0) in {session.steps_done}; loss {loss:.2f}x baseline "
+                  f"(needs < 0.5)")
 
 
 def _mean_loss(session: Session, rows: int = LOSS_WINDOW) -> float:
