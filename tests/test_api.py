@@ -348,6 +348,8 @@ def test_save_run_takes_sessions_runs_and_histories_with_their_config(tmp_path):
 
 
 def test_a_watched_run_opens_in_the_window(tmp_path, qtbot):
+    from gradviz.ui.inprocess import InProcessWorker
+    from gradviz.ui.model import AppModel
     from gradviz.ui.prefs import Prefs
     from gradviz.ui.window import MainWindow
 
@@ -356,7 +358,9 @@ def test_a_watched_run_opens_in_the_window(tmp_path, qtbot):
     for x, _ in batches(3, batch_first=False):
         w.backward(x, lambda out: out.pow(2).mean())
     gradviz.save_run(w, tmp_path / "run")
-    window = MainWindow(prefs=Prefs(tmp_path / "settings.ini"))
+    # Nothing is trained: the training backend is a thread, not a process.
+    window = MainWindow(model=AppModel(prefs=Prefs(tmp_path / "settings.ini"),
+                                       backend=InProcessWorker))
     qtbot.addWidget(window)
     failures = []
     window.scheduler.view_failed.connect(lambda key, text: failures.append(key))

@@ -147,12 +147,16 @@ def test_without_tensorboard_the_message_says_how_to_install_it(tmp_path, monkey
 def test_the_window_exports_the_run_on_screen(session, qtbot, tmp_path, monkeypatch):
     from PyQt6 import QtWidgets
 
+    from gradviz.ui.inprocess import InProcessWorker
+    from gradviz.ui.model import AppModel
     from gradviz.ui.prefs import Prefs
     from gradviz.ui.window import MainWindow
 
     s, _ = session
     s.save(tmp_path / "run")
-    window = MainWindow(CONFIG, Prefs(tmp_path / "settings.ini"))
+    # Nothing is trained: the training backend is a thread, not a process.
+    window = MainWindow(model=AppModel(CONFIG, Prefs(tmp_path / "settings.ini"),
+                                       backend=InProcessWorker))
     qtbot.addWidget(window)
     window.open_run(tmp_path / "run")
     file_menu = window.menuBar().actions()[0].menu()
