@@ -53,13 +53,14 @@ def window(qtbot, prefs):
     window.close()
 
 
-def run_until(qtbot, window, captures: int) -> None:
+def run_until(qtbot, window, captures: int, timeout_ms: int = 20000) -> None:
     """Train until the history holds ``captures`` rows, then pause and let it settle."""
     if not window.state.running:
         window.act_run.trigger()
-    qtbot.waitUntil(lambda: len(window.history) >= captures, timeout=20000)
-    window.act_run.trigger()
-    qtbot.waitUntil(lambda: window.worker.state == "paused", timeout=5000)
+    qtbot.waitUntil(lambda: len(window.history) >= captures, timeout=timeout_ms)
+    with qtbot.waitSignal(window.worker.state_changed, timeout=5000,
+                          check_params_cb=lambda state: state == "paused"):
+        window.act_run.trigger()
     settle(qtbot, window)
 
 
