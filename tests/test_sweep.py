@@ -131,6 +131,16 @@ def test_a_sweep_the_machine_cannot_hold_is_refused_in_one_line(monkeypatch):
     assert line is not None and "\n" not in line and "use --workers 2" in line
 
 
+def test_the_command_refuses_a_sweep_too_big_before_writing_anything(tmp_path, capsys):
+    from gradviz.cli import main
+    out = tmp_path / "big"
+    assert main(["sweep", "--cells", "lstm", "--lengths", "5000", "--hidden", "1024",
+                 "--batch-size", "4096", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("gradviz sweep: ") and "of memory" in err and "\n" not in err
+    assert not out.exists()
+
+
 def test_the_command_refuses_bad_input_in_one_line(tmp_path, capsys):
     from gradviz.cli import main
     assert main(["sweep", "--cells", "lstm", "--lengths", "5,x", "--out", str(tmp_path)]) == 2
@@ -213,13 +223,16 @@ def test_a_killed_sweep_resumes_where_it_stopped(tmp_path):
         child.wait()
     before = read_rows(out)
     assert 2 <= len(before) < 6, "the sweep finished before it could be killed"
-    done = subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    figures = tmp_path / "figures"
+    done = subprocess.run(argv + ["--figures", str(figures)], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert f"({len(before)} already done)" in done.stderr
     after = {r["key"]: r for r in read_rows(out)}
     assert len(after) == 6
     for row in before:                             # not run again: the same row, time and all
         assert after[row["key"]] == row
+    assert sorted(p.name for p in figures.iterdir()) == ["sweep.csv", "sweep.png", "sweep.svg"]
 
 
 @pytest.mark.slow

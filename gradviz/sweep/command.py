@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 "task (docs/sweep.md).")
     grid = parser.add_argument_group("grid")
     grid.add_argument("--cells", metavar="A,B,…", default=None,
-                      help="Cells to sweep, comma-separated (default: the --cell of the run)")
+                      help="Cells to sweep, comma-separated (default lstm)")
     grid.add_argument("--lengths", metavar="T1,T2,…", default=None,
                       help="Sequence lengths T, comma-separated, e.g. 10,20,50,100")
     grid.add_argument("--seeds", metavar="N", type=int, default=None,

@@ -54,24 +54,31 @@ class ProgressLine:
 def prepare(grid: Grid, out, workers: int | None, scheduler: str | None):
     """(folder, runs to do, workers, executor factory, Dask client or None): SweepRefused
     if it cannot start."""
-    try:
-        folder = open_folder(out, grid)
-    except GridError as exc:
-        raise SweepRefused(str(exc)) from None
-    specs = folder.pending()
     if workers is not None and workers < 1:
         raise SweepRefused("--workers: give at least 1")
+    client = None
     if scheduler is not None:
         try:
             client = executors.dask_client(scheduler)
         except (executors.ClusterMissing, executors.ClusterError) as exc:
             raise SweepRefused(str(exc)) from None
         count = workers or executors.dask_threads(client)
+    else:
+        count = min(workers or executors.cores(), len(grid.runs()))
+        # Before anything is written: a refused sweep leaves no folder behind.
+        too_big = memory_refusal(grid, count)
+        if too_big:
+            raise SweepRefused(too_big)
+    try:
+        folder = open_folder(out, grid)
+    except GridError as exc:
+        if client is not None:
+            client.close()
+        raise SweepRefused(str(exc)) from None
+    specs = folder.pending()
+    if client is not None:
         return folder, specs, count, client.get_executor, client
-    count = min(workers or executors.cores(), max(1, len(specs)))
-    too_big = memory_refusal(grid, count)
-    if too_big:
-        raise SweepRefused(too_big)
+    count = min(count, max(1, len(specs)))
     return folder, specs, count, lambda: executors.local_pool(count), None
 
 
