@@ -8,6 +8,7 @@ closing the window does not lose its finished runs, and the same command resumes
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -160,7 +161,24 @@ class SweepWindow(QtWidgets.QMainWindow):
         self.process.setProcessChannelMode(QtCore.QProcess.ProcessChannelMode.MergedChannels)
         self.process.readyReadStandardOutput.connect(self._read_output)
         self.process.finished.connect(self._finished)
+        app = QtWidgets.QApplication.instance()
+        if app is not None:
+            app.aboutToQuit.connect(self.stop_sweep)
         self.resize(1000, 650)
+
+    def stop_sweep(self) -> None:
+        """Stop a running sweep as Ctrl-C would: its pool ends, its finished rows stay, and
+        its command resumes it. (Destroying a running QProcess would kill it outright.)"""
+        if self.process.state() == QtCore.QProcess.ProcessState.NotRunning:
+            return
+        pid = self.process.processId()
+        try:
+            os.kill(pid, signal.SIGINT)
+        except (OSError, AttributeError):
+            self.process.terminate()
+        if not self.process.waitForFinished(10000):
+            self.process.kill()
+            self.process.waitForFinished(2000)
 
     def open_folder(self, folder: str) -> bool:
         try:
