@@ -250,3 +250,47 @@ def test_local_pool_and_dask_give_the_same_rows_bit_for_bit(tmp_path):
     a, b = _rows_without_time(tmp_path / "local"), _rows_without_time(tmp_path / "dask")
     assert len(a) == 8 and a == b
     assert all(r["status"] == "ok" for r in a)
+
+
+# -- the sweep experiments' lessons, on hand-made curves -------------------------------------
+def _curve(pairs, n=3):
+    from gradviz.sweep.results import Point
+    return [Point(T, n, k, 0, k / n, *wilson(k, n), math.nan) for T, k in pairs]
+
+
+def test_the_vanishing_lesson_needs_the_tanh_curve_at_zero_and_a_gated_cell_above_it():
+    from gradviz.sweep.experiments import check_lesson, zero_from
+    tanh = _curve([(5, 3), (10, 3), (20, 0), (50, 0)])
+    assert zero_from(tanh) == 20
+    assert zero_from(_curve([(5, 3), (10, 0), (20, 1)])) is None
+    held, text = check_lesson("vanishing-curve", {"rnn-tanh": tanh,
+                                                  "lstm": _curve([(5, 3), (50, 2)])})
+    assert held and "zero from T = 20" in text
+    held, _ = check_lesson("vanishing-curve", {"rnn-tanh": tanh,
+                                               "lstm": _curve([(5, 3), (50, 0)])})
+    assert not held
+    held, _ = check_lesson("vanishing-curve", {"rnn-tanh": _curve([(5, 3), (50, 1)]),
+                                               "gru": _curve([(5, 3), (50, 3)])})
+    assert not held
+
+
+def test_the_clipping_lesson_needs_clipping_never_worse_and_better_in_total():
+    from gradviz.sweep.experiments import check_lesson, sweep_experiment
+    name = "clipping-curve"
+    (cell,) = sweep_experiment(name).grid["cells"]
+    off, on = f"{cell} clip=none", f"{cell} clip=norm"
+    assert check_lesson(name, {off: _curve([(10, 1), (20, 0)]), on: _curve([(10, 2), (20, 0)])})[0]
+    assert not check_lesson(name, {off: _curve([(10, 1), (20, 1)]),
+                                   on: _curve([(10, 3), (20, 0)])})[0]
+    assert not check_lesson(name, {off: _curve([(10, 1)]), on: _curve([(10, 1)])})[0]
+
+
+@pytest.mark.slow
+def test_the_throughput_benchmark_prints_runs_per_minute():
+    done = subprocess.run([sys.executable, "benchmarks/sweep_throughput.py", "--runs", "4",
+                           "--steps", "5"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("1 core: ") and "runs/min" in lines[0]
+    assert lines[-1].startswith("speed-up over 1 core: 1: 1.00x")

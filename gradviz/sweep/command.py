@@ -22,7 +22,8 @@ from gradviz.options import EXIT_USAGE, Parser, add_option
 from gradviz.sweep.grid import Grid, GridError, parse_value
 
 PROG = "gradviz sweep"
-AXES = ("cell", "seq_len", "seed")
+# The grid's axes, and capture_every, which each run sets to --check-every.
+AXES = ("cell", "seq_len", "seed", "capture_every")
 
 
 def build_parser() -> argparse.ArgumentParser:

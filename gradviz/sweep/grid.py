@@ -15,8 +15,9 @@ from pathlib import Path
 from gradviz.config import ConfigError, RunConfig, settings
 from gradviz.engine.tasks.success import criterion
 
-# Fields that are axes of their own, or that say how long to train.
-NOT_VARIED = ("cell", "seq_len", "seed", "steps")
+# Fields that are axes of their own, that say how long to train, or that the sweep sets
+# (a run captures its gradients when it tests for success).
+NOT_VARIED = ("cell", "seq_len", "seed", "steps", "capture_every")
 GRID_FILE = "sweep.json"
 FORMAT = 1
 
@@ -53,7 +54,8 @@ def parse_value(name: str, text: str):
     setting = dict(settings()).get(name)
     if setting is None or name in NOT_VARIED:
         allowed = ", ".join(n for n, _ in settings() if n not in NOT_VARIED)
-        why = ("is an axis of its own (--cells, --lengths, --seeds, --steps)"
+        why = ("is set by the sweep (--check-every)" if name == "capture_every" else
+               "is an axis of its own (--cells, --lengths, --seeds, --steps)"
                if name in NOT_VARIED else "is not a setting")
         raise GridError("--vary", f"{name!r} {why}; fields that can vary: {allowed}")
     text = text.strip()

@@ -125,7 +125,7 @@ class NewSweepDialog(QtWidgets.QDialog):
                 "--seeds", str(grid.seeds)]
         defaults = RunConfig()
         for key, value in grid.base.to_dict().items():
-            if key in ("cell", "seq_len", "seed") or value == getattr(defaults, key):
+            if key in ("cell", "seq_len", "seed", "capture_every") or value == getattr(defaults, key):
                 continue
             flag = "--" + key.replace("_", "-")
             if isinstance(value, bool):
