@@ -51,7 +51,7 @@ def run_one(spec: dict) -> dict:
 
     started = time.perf_counter()
     config = RunConfig.from_dict(spec["config"])
-    every = max(1, int(spec["check_every"]))
+    every = min(max(1, int(spec["check_every"])), 100_000)   # capture_every's limit
     session = Session(config, history=False)
     session.set_live(capture_every=every)
     test = SuccessTest(session.trainer)
