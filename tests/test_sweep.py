@@ -294,3 +294,26 @@ def test_the_throughput_benchmark_prints_runs_per_minute():
     lines = done.stdout.splitlines()
     assert lines[0].startswith("1 core: ") and "runs/min" in lines[0]
     assert lines[-1].startswith("speed-up over 1 core: 1: 1.00x")
+
+
+def test_every_sweep_experiment_is_a_valid_grid_that_options_override():
+    from gradviz.sweep.command import build_parser, make_grid
+    from gradviz.sweep.experiments import SWEEP_EXPERIMENTS
+    for name, experiment in SWEEP_EXPERIMENTS.items():
+        grid = make_grid(build_parser().parse_args(["--experiment", name]))
+        assert grid.base == experiment.base and list(grid.cells) == experiment.grid["cells"]
+        smaller = make_grid(build_parser().parse_args(["--experiment", name, "--seeds", "1",
+                                                       "--lengths", "5", "--lr", "0.5"]))
+        assert smaller.seeds == 1 and smaller.lengths == (5,) and smaller.base.lr == 0.5
+        assert len(smaller.runs()) == len(grid.runs()) // (grid.seeds * len(grid.lengths))
+
+
+def test_the_time_estimate_scales_with_steps_workers_and_what_is_done():
+    from gradviz.sweep.estimate import sweep_seconds
+    grid = Grid(TINY.replace(steps=1000), ("lstm", "gru"), (10, 50), 2)
+    one = sweep_seconds(grid, 1)
+    assert one > 0 and sweep_seconds(grid, 2) == pytest.approx(one / 2)
+    assert sweep_seconds(Grid(TINY.replace(steps=2000), ("lstm", "gru"), (10, 50), 2), 1) \
+        == pytest.approx(2 * one)
+    done = {spec.key for spec in grid.runs()}
+    assert sweep_seconds(grid, 1, done) == 0

@@ -1,4 +1,4 @@
-"""A rough upper bound of a sweep's time, for the app's dialog, before anything trains.
+"""About how long a sweep takes, for the app's dialog, before anything trains.
 
 Every run is counted at its full step budget (runs that solve their task stop early, so a
 sweep usually takes less). One step of a one-layer cell took about ``STEP_BASE`` plus

@@ -111,9 +111,10 @@ class NewSweepDialog(QtWidgets.QDialog):
             return
         runs = len(grid.runs())
         seconds = sweep_seconds(grid, self.workers.value())
-        self.estimate.setText(f"{runs} runs; at most about {clock(seconds)} (h:mm:ss) with "
-                              f"{self.workers.value()} at once, less when runs solve the "
-                              "task early (they stop there)")
+        self.estimate.setText(f"{runs} runs: about {clock(seconds)} (h:mm:ss) with "
+                              f"{self.workers.value()} at once on an idle machine if every "
+                              "run trains its whole budget; runs that solve the task stop "
+                              "early, a busy machine is slower")
         self.ok.setEnabled(True)
 
     def command(self) -> list[str]:
