@@ -5,7 +5,7 @@ A :class:`RunConfig` is plain data: it round-trips through JSON, is validated on
 is wrong. Each field is declared with :func:`setting`, which records its label, help text,
 limits, group and whether it is live; :func:`settings` reads them back. ``gradviz run``'s
 options and the app's control panel are both built from them, and the names a setting
-may take come from :mod:`gradviz.engine.registry`, so a new option or cell is added in one
+may take come from :mod:`gradviz.registry`, so a new option or cell is added in one
 place.
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ import typing
 from dataclasses import dataclass, fields
 from typing import Any, Iterator
 
-from gradviz.engine import registry
+from gradviz import registry
 
 CELLS = tuple(registry.CELLS)
 TASKS = tuple(registry.TASKS)

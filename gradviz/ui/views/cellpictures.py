@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gradviz.engine.runs.capture import Capture
-from gradviz.engine.registry import cell_spec
+from gradviz.registry import cell_spec
 
 
 @dataclass(frozen=True)

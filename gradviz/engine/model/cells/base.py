@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from gradviz.engine import native
-from gradviz.engine.registry import CellSpec
+from gradviz.registry import CellSpec
 
 
 @dataclass
@@ -151,7 +151,7 @@ def linear_grads(dz_x: Tensor, dz_h: Tensor, cache: LayerCache, weight_ih: Tenso
 
 class Cell:
     """One cell family. Its name, gate blocks, the gates it shows and whether it has a cell
-    state are its registry entry's (:mod:`gradviz.engine.registry`); subclasses define the
+    state are its registry entry's (:mod:`gradviz.registry`); subclasses define the
     two passes and name the step of :mod:`~gradviz.engine.model.reference` they compute."""
     # One timestep of the equations, written plainly (model.reference): (p, x_t, h, c) -> Step.
     reference_step: Callable
