@@ -21,10 +21,6 @@ from gradviz import registry
 CELLS = tuple(registry.CELLS)
 TASKS = tuple(registry.TASKS)
 OPTIMIZERS = tuple(registry.OPTIMIZERS)
-CLIP_MODES = tuple(registry.CLIP_MODES)
-INITS = tuple(registry.INITS)
-DEVICES = tuple(registry.DEVICES)
-DTYPES = tuple(registry.DTYPES)
 
 # The groups the settings fall into, in the order the control panel and --help show them.
 GROUPS = ("Task", "Model", "Optimiser", "Gradient clipping", "Initialisation", "Training")
@@ -314,5 +310,4 @@ def describe(config: RunConfig, others: "typing.Sequence[RunConfig]" = ()) -> st
 
 
 __all__ = ["RunConfig", "ConfigError", "Setting", "setting", "settings", "GROUPS", "CELLS",
-           "TASKS", "OPTIMIZERS", "CLIP_MODES", "INITS", "DEVICES", "DTYPES", "LIMITS",
-           "LIVE_FIELDS", "structural_change", "describe"]
+           "TASKS", "OPTIMIZERS", "LIMITS", "LIVE_FIELDS", "structural_change", "describe"]

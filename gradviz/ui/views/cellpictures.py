@@ -50,9 +50,6 @@ class Picture:
     texts: tuple[tuple[float, float, str], ...]     # (x, y, text) of the states' names
 
 
-SIG = "σ(W_i· x_t + W_h· h_{t−1} + b)"
-
-
 def _lstm(peephole: bool, coupled: bool) -> Picture:
     peep = " + w_c· ⊙ c_{t−1}" if peephole else ""
     boxes = [

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from gradviz.engine import native
+from gradviz.registry import saturation_bounds
 from gradviz.registry import CellSpec
 
 
@@ -70,11 +71,12 @@ def gate_stats_into(stats: GateStats, s: int, acts: Tensor, rows: int,
     if len(set(ranges)) == 1:
         # One range for every gate: scalar bands are faster than a broadcast tensor of them.
         (a0, b0), = set(ranges)
-        lo, hi = a0 + 0.1 * (b0 - a0), a0 + 0.9 * (b0 - a0)
+        lo, hi = saturation_bounds(a0, b0)
     else:
-        lo = torch.tensor([a + 0.1 * (b - a) for a, b in ranges], dtype=acts.dtype,
+        bounds = [saturation_bounds(a, b) for a, b in ranges]
+        lo = torch.tensor([b[0] for b in bounds], dtype=acts.dtype,
                           device=acts.device).view(1, 1, -1, 1)
-        hi = torch.tensor([a + 0.9 * (b - a) for a, b in ranges], dtype=acts.dtype,
+        hi = torch.tensor([b[1] for b in bounds], dtype=acts.dtype,
                           device=acts.device).view(1, 1, -1, 1)
     a = acts[:, :rows]
     n = a.shape[0]
