@@ -122,3 +122,12 @@ def test_the_contracts_can_fail(tmp_path):
                        encoding="utf-8")
     code, out = _lint(tmp_path, tmp_path)
     assert code != 0 and "gradviz.engine.model.network" in out, out
+
+
+def test_the_architecture_page_names_every_module():
+    # docs/architecture.md maps the house: a module it does not name is one a newcomer
+    # cannot find from it.
+    page = (PACKAGE.parent / "docs" / "architecture.md").read_text(encoding="utf-8")
+    missing = [path.relative_to(PACKAGE).as_posix() for path in sorted(PACKAGE.rglob("*.py"))
+               if f"`{path.relative_to(PACKAGE).as_posix()}`" not in page]
+    assert not missing, f"docs/architecture.md does not name: {missing}"
