@@ -305,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     if args[0] == "run":
         return run_command(args[1:])
     if args[0] == "sweep":
-        from gradviz.sweep.command import sweep_command
+        from gradviz.sweepcli import sweep_command
         return sweep_command(args[1:])
     if args[0] == "open":
         from gradviz.api.show import open_command

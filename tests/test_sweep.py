@@ -86,7 +86,7 @@ def test_reber_needs_the_long_range_symbols():
 
 
 def test_every_task_but_the_text_has_a_criterion_and_the_text_is_refused():
-    from gradviz.engine.registry import TASKS
+    from gradviz.registry import TASKS
     assert set(CRITERIA) == set(TASKS) - {"text"}
     with pytest.raises(GridError, match="--task: the text task has no success criterion"):
         Grid(RunConfig(task="text"), ("lstm",), (10,), 1)
@@ -297,7 +297,7 @@ def test_the_throughput_benchmark_prints_runs_per_minute():
 
 
 def test_every_sweep_experiment_is_a_valid_grid_that_options_override():
-    from gradviz.sweep.command import build_parser, make_grid
+    from gradviz.sweepcli import build_parser, make_grid
     from gradviz.sweep.experiments import SWEEP_EXPERIMENTS
     for name, experiment in SWEEP_EXPERIMENTS.items():
         grid = make_grid(build_parser().parse_args(["--experiment", name]))

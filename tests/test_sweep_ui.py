@@ -64,7 +64,7 @@ def test_the_view_exports_png_svg_and_csv(qtbot, sweep, tmp_path):
 
 
 def test_the_dialog_command_asks_for_the_grid_it_shows(qtbot, tmp_path):
-    from gradviz.sweep.command import build_parser, make_grid
+    from gradviz.sweepcli import build_parser, make_grid
     from gradviz.ui.sweepwindow import NewSweepDialog
     dialog = NewSweepDialog(None, RunConfig(lr=0.01, hidden=8, steps=300, forget_bias=1.0),
                             {"cells": ["gru", "lstm"], "lengths": [5, 10], "seeds": 2,

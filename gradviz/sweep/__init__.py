@@ -6,7 +6,8 @@ each judged by its task's success criterion; the curve of success rate against T
 * :mod:`~gradviz.sweep.executors` — a local process pool or a Dask cluster, one loop;
 * :mod:`~gradviz.sweep.folder`, :mod:`~gradviz.sweep.results` — sweep.json, sweep.csv,
   the curves with their Wilson intervals;
-* :mod:`~gradviz.sweep.driver`, :mod:`~gradviz.sweep.command` — ``gradviz sweep``;
+* :mod:`~gradviz.sweep.driver` — running a grid with a progress line (``gradviz sweep``
+  is :mod:`gradviz.sweepcli`);
 * :mod:`~gradviz.sweep.experiments` — the sweep experiments and the checks of their lessons.
 
 Qt-free; the Sweep view is :mod:`gradviz.ui.sweepview`. See docs/sweep.md.

@@ -8,7 +8,7 @@ per-timestep part is scaled by the recurrent product's size, (H/32)² · (B/32) 
 """
 from __future__ import annotations
 
-from gradviz.engine.registry import cell_spec
+from gradviz.registry import cell_spec
 from gradviz.sweep.grid import Grid
 
 STEP_BASE = 1.5e-3

@@ -15,7 +15,7 @@ from pathlib import Path
 from PyQt6 import QtCore, QtWidgets
 
 from gradviz.config import RunConfig
-from gradviz.engine.registry import CELLS
+from gradviz.registry import CELLS
 from gradviz.engine.tasks.success import CRITERIA
 from gradviz.progress import clock
 from gradviz.sweep.estimate import sweep_seconds
