@@ -91,3 +91,24 @@ def test_the_experiments_menu_offers_the_sweeps(qtbot):
     texts = [a.text() for a in menu.actions()]
     for experiment in SWEEP_EXPERIMENTS.values():
         assert experiment.title + "…" in texts
+
+
+@pytest.mark.slow
+def test_the_window_runs_a_sweep_and_the_view_fills_in(qtbot, tmp_path, monkeypatch):
+    import os
+    from pathlib import Path
+    from gradviz.ui.sweepwindow import SweepWindow
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.setenv("PYTHONPATH", str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    window = SweepWindow()
+    qtbot.addWidget(window)
+    folder = str(tmp_path / "s")
+    window.start(["sweep", "--out", folder, "--workers", "1", "--cells", "gru", "--lengths",
+                  "4", "--seeds", "2", "--steps", "20", "--hidden", "4"], folder)
+    qtbot.waitUntil(lambda: window.process.state().name == "NotRunning", timeout=240_000)
+    assert window.process.exitCode() == 0, window.status.text()
+    qtbot.waitUntil(lambda: window.view.grid is not None, timeout=10_000)
+    window.view.refresh()
+    (point,) = window.view.figure.curves["gru"]
+    assert point.n == 2 and point.seq_len == 4
+    assert "done" in window.status.text()

@@ -215,6 +215,9 @@ class SweepWindow(QtWidgets.QMainWindow):
         QtCore.QTimer.singleShot(1500, self._follow)
 
     def _follow(self) -> None:
+        running = self.process.state() != QtCore.QProcess.ProcessState.NotRunning
+        if not running and self.process.exitCode() != 0:
+            return                     # refused: its one line is in the status bar
         if (Path(self._folder) / "sweep.json").exists():
             self.view.open_folder(self._folder)
         elif self.process.state() != QtCore.QProcess.ProcessState.NotRunning:
