@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 "task (docs/sweep.md).")
     grid = parser.add_argument_group("grid")
     grid.add_argument("--cells", metavar="A,B,…", default=None,
-                      help="Cells to sweep, comma-separated (default lstm)")
+                      help="Cells to sweep, comma-separated (default: the --config run's cell, or lstm)")
     grid.add_argument("--lengths", metavar="T1,T2,…", default=None,
                       help="Sequence lengths T, comma-separated, e.g. 10,20,50,100")
     grid.add_argument("--seeds", metavar="N", type=int, default=None,
@@ -43,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="Also sweep a setting over values, e.g. clip=none,norm (repeatable)")
     grid.add_argument("--check-every", metavar="N", type=int, default=None,
                       help="Test for success every N steps (default steps/40)")
+    grid.add_argument("--config", metavar="RUN_JSON", default=None,
+                      help="Start from a saved run's settings (its folder or run.json)")
     grid.add_argument("--experiment", metavar="NAME", default=None,
                       help="Start from a sweep experiment's grid ("
                            + ", ".join(_experiment_names()) + ")")
@@ -88,6 +90,14 @@ def make_grid(ns: argparse.Namespace) -> Grid:
         except ValueError as exc:
             raise UsageError(f"--experiment: {exc}") from None
         base, defaults = experiment.base, experiment.grid
+    if ns.config is not None:
+        if ns.experiment is not None:
+            raise UsageError("--config: give either --experiment or --config, not both")
+        from gradviz.engine.runs.runfile import RunFileError, load_run_config
+        try:
+            base = load_run_config(ns.config)
+        except RunFileError as exc:
+            raise UsageError(f"--config: {exc}") from None
     try:
         base = base.replace(**given_fields(ns))
     except ConfigError as exc:

@@ -317,3 +317,20 @@ def test_the_time_estimate_scales_with_steps_workers_and_what_is_done():
         == pytest.approx(2 * one)
     done = {spec.key for spec in grid.runs()}
     assert sweep_seconds(grid, 1, done) == 0
+
+
+def test_a_saved_runs_settings_are_the_base_of_a_sweep(tmp_path, capsys):
+    from gradviz.config import RunConfig
+    from gradviz.engine.training.session import Session
+    from gradviz.sweepcli import build_parser, make_grid
+    session = Session(RunConfig(task="copy", hidden=6, batch_size=4, seq_len=8, lr=0.02,
+                                steps=2))
+    session.run()
+    session.save(tmp_path / "run")
+    grid = make_grid(build_parser().parse_args(["--config", str(tmp_path / "run"),
+                                                "--lengths", "8,12", "--hidden", "5"]))
+    assert (grid.base.task, grid.base.lr, grid.base.hidden) == ("copy", 0.02, 5)
+    from gradviz.cli import main
+    assert main(["sweep", "--config", str(tmp_path / "nothing"), "--out",
+                 str(tmp_path / "s")]) == 2
+    assert capsys.readouterr().err.startswith("gradviz sweep: --config: ")
