@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
 from gradviz.cliprep import UsageError, config_error, given_fields
 from gradviz.config import GROUPS, ConfigError, RunConfig, settings

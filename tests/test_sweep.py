@@ -1,7 +1,6 @@
 """Sweeps (gradviz.sweep): the success criteria on hand-made outputs, the grid, the Wilson
 interval, resuming after a kill, a failed run recorded while the others go on, and the
 same rows from a local process pool and from a Dask cluster."""
-import csv
 import math
 import os
 import signal
@@ -334,3 +333,18 @@ def test_a_saved_runs_settings_are_the_base_of_a_sweep(tmp_path, capsys):
     assert main(["sweep", "--config", str(tmp_path / "nothing"), "--out",
                  str(tmp_path / "s")]) == 2
     assert capsys.readouterr().err.startswith("gradviz sweep: --config: ")
+
+
+def test_a_results_file_that_cannot_be_written_ends_the_sweep_in_one_line(tmp_path,
+                                                                          monkeypatch, capsys):
+    from gradviz.sweep import driver
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+    grid = Grid(TINY, ("gru",), (4,), 2)
+    monkeypatch.setattr("gradviz.sweep.folder.write_rows", full)
+    monkeypatch.setattr(driver.executors, "local_pool", lambda n: ThreadPoolExecutor(n))
+    assert driver.run_sweep(grid, tmp_path / "s", workers=1, quiet=True) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("gradviz sweep: could not write") and "No space left" in err
+    assert "\n" not in err

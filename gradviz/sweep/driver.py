@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable, TextIO
 
 from gradviz.sweep import executors
-from gradviz.sweep.folder import SweepFolder, memory_refusal, open_folder
+from gradviz.sweep.folder import ResultsNotWritten, SweepFolder, memory_refusal, open_folder
 from gradviz.sweep.grid import Grid, GridError
 from gradviz.sweep.runone import run_one
 
@@ -114,6 +114,9 @@ def run_sweep(grid: Grid, out, workers: int | None = None, scheduler: str | None
         print(f"gradviz sweep: interrupted; {len(folder.finished())} of {total} runs are "
               f"done and kept in {out}; repeat the command to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except ResultsNotWritten as exc:
+        print(f"gradviz sweep: {exc}", file=sys.stderr)
+        return 1
     finally:
         if client is not None:
             client.close()

@@ -24,6 +24,10 @@ def _write_json(path: Path, data: dict) -> None:
     os.replace(temporary, path)
 
 
+class ResultsNotWritten(Exception):
+    """sweep.csv could not be written; the message is one line with the fix."""
+
+
 class SweepFolder:
     """The results of one grid in one folder, updated as runs finish."""
 
@@ -49,8 +53,14 @@ class SweepFolder:
         """Record a finished run's row and rewrite sweep.csv atomically."""
         self.rows[row["key"]] = row
         order = {spec.key: i for i, spec in enumerate(self.grid.runs())}
-        write_rows(self.folder, self.header,
-                   sorted(self.rows.values(), key=lambda r: order.get(r["key"], 0)))
+        try:
+            write_rows(self.folder, self.header,
+                       sorted(self.rows.values(), key=lambda r: order.get(r["key"], 0)))
+        except OSError as exc:
+            raise ResultsNotWritten(f"could not write {self.folder / 'sweep.csv'} "
+                                    f"({exc.strerror or exc}); the rows written before are "
+                                    "kept; fix the folder and repeat the command to "
+                                    "resume") from None
 
 
 def open_folder(out: str | os.PathLike, grid: Grid) -> SweepFolder:
@@ -99,4 +109,4 @@ def memory_refusal(grid: Grid, workers: int) -> str | None:
             f"{memory.human_bytes(have)} available; {advice}")
 
 
-__all__ = ["SweepFolder", "open_folder", "memory_refusal"]
+__all__ = ["ResultsNotWritten", "SweepFolder", "open_folder", "memory_refusal"]

@@ -17,7 +17,7 @@ import numpy as np
 import pyqtgraph as pg
 from PyQt6 import QtCore, QtWidgets
 
-from gradviz.sweep.grid import Grid, GridError, load_grid
+from gradviz.sweep.grid import Grid, load_grid
 from gradviz.sweep.results import RESULTS_FILE, Point, curves, read_rows
 from gradviz.ui import export
 from gradviz.ui.views.style import BACKGROUND, INK, LABEL_STYLE, colour, pen, style_plot
