@@ -74,9 +74,6 @@ def shared_network(module: nn.RNNBase) -> Network:
 
 def _time_major(x: Tensor, module: nn.RNNBase) -> Tensor:
     """x as (T, B, I), from (T, B, I), (B, T, I) with batch_first, or (T, I) unbatched."""
-    if isinstance(x, nn.utils.rnn.PackedSequence):
-        raise TypeError("gradviz.capture takes a padded tensor, not a PackedSequence: pad it "
-                        "(torch.nn.utils.rnn.pad_packed_sequence) and mask the loss instead")
     if not isinstance(x, Tensor) or x.dim() not in (2, 3):
         raise ValueError(f"gradviz.capture: x must be a tensor of shape (T, B, I), (B, T, I) "
                          f"with batch_first or (T, I); got {getattr(x, 'shape', type(x))}")
@@ -129,7 +126,7 @@ def _initial_state(module: nn.RNNBase, h0, B: int, unbatched: bool, has_c: bool)
 
 
 def capture(module: nn.RNNBase, x: Tensor, loss_fn: Callable[[Tensor], Tensor], h0=None,
-            tbptt: int = 0) -> Capture:
+            tbptt: int = 0, lengths=None) -> Capture:
     """Run ``module`` over ``x`` with gradviz's recurrence, backpropagate
     ``loss_fn(output)`` and capture the gradient flow.
 
@@ -146,9 +143,18 @@ def capture(module: nn.RNNBase, x: Tensor, loss_fn: Callable[[Tensor], Tensor], 
     probe, the norm of each parameter's gradient from this loss, and ρ and σ_max of each
     recurrent block; arrays in float64 for a float64 module, else float32. ``step``,
     ``lr`` and the clipping fields are 0, nan and "none": it is not a training step.
+
+    ``lengths`` (one per sequence), or a PackedSequence ``x``: sequences of their own
+    lengths, exactly as the module runs them packed (:mod:`gradviz.api.packed`).
     """
     if isinstance(tbptt, bool) or not isinstance(tbptt, int) or tbptt < 0:
         raise ValueError(f"gradviz.capture: tbptt must be a whole number >= 0, got {tbptt!r}")
+    if lengths is not None or isinstance(x, nn.utils.rnn.PackedSequence):
+        if tbptt:
+            raise ValueError("gradviz.capture: tbptt is not supported with lengths; use one")
+        cell_of(module)
+        from gradviz.api.packed import capture_packed
+        return capture_packed(module, x, loss_fn, h0, lengths)
     net = shared_network(module)
     unbatched = isinstance(x, Tensor) and x.dim() == 2
     xs = _time_major(x, module)
@@ -170,7 +176,7 @@ def capture(module: nn.RNNBase, x: Tensor, loss_fn: Callable[[Tensor], Tensor], 
     before = {name: p.grad for name, p in params.items()}
     for p in params.values():
         p.grad = None
-    grads = net.backward(fwd, d_tbh.contiguous(), tbptt, input_grad=x.requires_grad)
+    grads = net.backward(fwd, d_tbh.contiguous(), tbptt, input_grad=True)
     new = {name: p.grad if p.grad is not None else torch.zeros_like(p)
            for name, p in params.items()}
     for name, p in params.items():
@@ -181,8 +187,8 @@ def capture(module: nn.RNNBase, x: Tensor, loss_fn: Callable[[Tensor], Tensor], 
         else:
             p.grad = before[name].add_(new[name])
     tensors, seeds = [loss], [None]
+    dx = grads[0][0].dx if net.directions == 1 else grads[0][0].dx + grads[0][1].dx.flip(0)
     if x.requires_grad:
-        dx = grads[0][0].dx if net.directions == 1 else grads[0][0].dx + grads[0][1].dx.flip(0)
         tensors.append(x)
         seeds.append(_user_layout(dx, module, unbatched))
     torch.autograd.backward(tensors, seeds)
@@ -204,7 +210,9 @@ def capture(module: nn.RNNBase, x: Tensor, loss_fn: Callable[[Tensor], Tensor], 
         grad_norm_clipped=grad_norm, clipped=False,
         nonfinite=not (math.isfinite(loss_value) and math.isfinite(grad_norm)),
         rho=rho.cpu().numpy(), sigma_max=sigma.cpu().numpy(),
-        rho_names=tuple(f"W_h{b}" for b in net.cell.blocks), rho_step=0)
+        rho_names=tuple(f"W_h{b}" for b in net.cell.blocks), rho_step=0,
+        dx_norm=torch.linalg.vector_norm(dx, dim=(1, 2), dtype=torch.float64)
+        .to("cpu", dtype).numpy())
 
 
 __all__ = ["capture", "cell_of", "shared_network", "CELL_OF_MODE"]
