@@ -7,6 +7,7 @@ The public API, for scripts and notebooks (the README's "Use from Python" shows 
     capture(module, x, loss_fn, h0=None, tbptt=0)
                                the exact gradient flow of your own nn.RNN / LSTM / GRU
     watch(module, every=k)     captures every k steps of your own training loop
+    trace()                    any recurrence you write: tr.mark(h, t) in the loop
     load_run(path)             a saved run: its config, history and summary
     save_run(session_or_history, path)
     show(run_or_history)       the app on a run, in a process of its own
@@ -32,6 +33,8 @@ _EXPORTS = {
     "load_run": "gradviz.api.runs",
     "save_run": "gradviz.api.runs",
     "show": "gradviz.api.show",
+    "trace": "gradviz.api.trace",
+    "Trace": "gradviz.api.trace",
 }
 
 __all__ = ["__version__", *_EXPORTS]

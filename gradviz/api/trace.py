@@ -120,7 +120,8 @@ class Trace:
         entries (or the batch rows where ``rows``, a (B,) bool mask, is True). With
         ``gate=True``: its values, a gate's activation of shape (B, H) or (H,), whose
         range is ``span`` ((0, 1) for a sigmoid, (-1, 1) for tanh); ``of`` names the
-        state it belongs to (default: the first state marked)."""
+        state it belongs to (default: "h" if a state of that name is marked, else the
+        first state marked)."""
         if not self.enabled or not isinstance(tensor, Tensor):
             if not isinstance(tensor, Tensor):
                 raise TypeError(f"gradviz.trace: mark takes a tensor, got {type(tensor).__name__}")
@@ -223,7 +224,7 @@ class Trace:
         inputs = {name: v.to("cpu").numpy().astype(np.float64)
                   for name, v in self._inputs.items()}
         gates, probe = {}, {}
-        first = next(iter(self._norms), None)
+        first = "h" if "h" in self._norms else next(iter(self._norms), None)
         for name, steps in self._gates.items():
             T = max(steps) + 1
             H = next(iter(steps.values()))[0].numel()
