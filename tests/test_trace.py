@@ -295,3 +295,31 @@ def test_a_watch_of_the_whole_model_names_every_parameter(tmp_path):
     assert owners["lstm.weight_hh_l5"] == (5, 0) and owners["head.bias"] is None
     run = gradviz.load_run(tmp_path / "big")     # six layers: beyond the app, still saved
     assert run.summary["parameters"] == sum(p.numel() for p in model.parameters())
+
+
+def test_the_window_opens_a_traced_run_and_a_bigger_model(tmp_path, qtbot):
+    from gradviz.ui.prefs import Prefs
+    from gradviz.ui.window import MainWindow
+
+    torch.manual_seed(8)
+    cell = nn.RNNCell(2, 3)
+    tr = gradviz.trace()
+    with gradviz.watch(cell, trace=tr, path=tmp_path / "traced") as w:
+        for _ in range(3):
+            h = torch.zeros(2, 3)
+            for t in range(6):
+                h = tr.mark(cell(torch.randn(2, 2), h), t)
+                tr.mark(h, t, "act", gate=True, span=(-1, 1))
+            w.backward(h.sum())
+    lstm = nn.LSTM(2, 3, num_layers=6)
+    with gradviz.watch(lstm, path=tmp_path / "deep") as w:
+        w.backward(torch.randn(5, 2, 2), lambda out: out.sum())
+    for run in ("traced", "deep"):
+        window = MainWindow(prefs=Prefs(tmp_path / "settings.ini"))
+        qtbot.addWidget(window)
+        failures = []
+        window.scheduler.view_failed.connect(lambda key, text: failures.append((key, text)))
+        window.open_run(tmp_path / run)
+        window.draw_now()
+        assert not failures, failures
+        window.close()
