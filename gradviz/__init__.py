@@ -4,7 +4,7 @@ The public API, for scripts and notebooks (the README's "Use from Python" shows 
 
     RunConfig                  a run's typed, validated settings (gradviz.config)
     Session(config)            trains one run: run(steps, ...), history, save(folder)
-    capture(module, x, loss_fn, h0=None, tbptt=0)
+    capture(module, x, loss_fn, h0=None, tbptt=0, lengths=None)
                                the exact gradient flow of your own nn.RNN / LSTM / GRU
     watch(module, every=k)     captures every k steps of your own training loop
     trace()                    any recurrence you write: tr.mark(h, t) in the loop
@@ -26,7 +26,7 @@ _EXPORTS = {
     "Session": "gradviz.engine.training.session",
     "Capture": "gradviz.engine.runs.capture",
     "History": "gradviz.engine.runs.history",
-    "capture": "gradviz.api.modules",
+    "capture": "gradviz.api.capturing",
     "watch": "gradviz.api.watch",
     "Watch": "gradviz.api.watch",
     "Run": "gradviz.api.runs",

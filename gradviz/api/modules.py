@@ -74,6 +74,9 @@ def shared_network(module: nn.RNNBase) -> Network:
 
 def _time_major(x: Tensor, module: nn.RNNBase) -> Tensor:
     """x as (T, B, I), from (T, B, I), (B, T, I) with batch_first, or (T, I) unbatched."""
+    if isinstance(x, nn.utils.rnn.PackedSequence):
+        raise TypeError("gradviz.capture: a PackedSequence is read by gradviz.capture itself "
+                        "(gradviz.api.capturing), not here")
     if not isinstance(x, Tensor) or x.dim() not in (2, 3):
         raise ValueError(f"gradviz.capture: x must be a tensor of shape (T, B, I), (B, T, I) "
                          f"with batch_first or (T, I); got {getattr(x, 'shape', type(x))}")
@@ -126,7 +129,7 @@ def _initial_state(module: nn.RNNBase, h0, B: int, unbatched: bool, has_c: bool)
 
 
 def capture(module: nn.RNNBase, x: Tensor, loss_fn: Callable[[Tensor], Tensor], h0=None,
-            tbptt: int = 0, lengths=None) -> Capture:
+            tbptt: int = 0) -> Capture:
     """Run ``module`` over ``x`` with gradviz's recurrence, backpropagate
     ``loss_fn(output)`` and capture the gradient flow.
 
@@ -143,18 +146,9 @@ def capture(module: nn.RNNBase, x: Tensor, loss_fn: Callable[[Tensor], Tensor], 
     probe, the norm of each parameter's gradient from this loss, and ρ and σ_max of each
     recurrent block; arrays in float64 for a float64 module, else float32. ``step``,
     ``lr`` and the clipping fields are 0, nan and "none": it is not a training step.
-
-    ``lengths`` (one per sequence), or a PackedSequence ``x``: sequences of their own
-    lengths, exactly as the module runs them packed (:mod:`gradviz.api.packed`).
     """
     if isinstance(tbptt, bool) or not isinstance(tbptt, int) or tbptt < 0:
         raise ValueError(f"gradviz.capture: tbptt must be a whole number >= 0, got {tbptt!r}")
-    if lengths is not None or isinstance(x, nn.utils.rnn.PackedSequence):
-        if tbptt:
-            raise ValueError("gradviz.capture: tbptt is not supported with lengths; use one")
-        cell_of(module)
-        from gradviz.api.packed import capture_packed
-        return capture_packed(module, x, loss_fn, h0, lengths)
     net = shared_network(module)
     unbatched = isinstance(x, Tensor) and x.dim() == 2
     xs = _time_major(x, module)

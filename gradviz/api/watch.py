@@ -98,7 +98,8 @@ class Watch:
         if lengths is None and isinstance(x, Tensor):
             cap = capture(self.module, x, loss_fn, h0)
         else:
-            cap = capture(self.module, x, loss_fn, h0, lengths=lengths)
+            from gradviz.api.capturing import capture as capture_lengths
+            cap = capture_lengths(self.module, x, loss_fn, h0, lengths=lengths)
         lr = self.optimizer.param_groups[0]["lr"] if self.optimizer is not None else math.nan
         cap = replace(cap, step=step, lr=float(lr), rho_step=step)
         self.recorder.stage(cap)
