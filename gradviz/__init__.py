@@ -44,6 +44,7 @@ def __getattr__(name: str):
     if name not in _EXPORTS:
         raise AttributeError(f"module 'gradviz' has no attribute {name!r}")
     value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    importlib.import_module("gradviz.api.notebook")     # inline display in Jupyter
     globals()[name] = value
     return value
 

@@ -323,3 +323,17 @@ def test_the_window_opens_a_traced_run_and_a_bigger_model(tmp_path, qtbot):
         window.draw_now()
         assert not failures, failures
         window.close()
+
+
+def test_captures_and_histories_render_inline_as_png():
+    module = nn.GRU(2, 3)
+    cap = gradviz.capture(module, torch.randn(6, 2, 2), lambda out: out[-1].sum())
+    png = cap._repr_png_()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 2000
+    w = gradviz.watch(module)
+    for T in (5, 7):
+        w.backward(torch.randn(T, 2, 2), lambda out: out[-1].sum())
+    w.close()
+    assert w.history._repr_png_()[:8] == b"\x89PNG\r\n\x1a\n"
+    from gradviz.engine.runs.history import History
+    assert History()._repr_png_() is None
