@@ -322,6 +322,9 @@ def test_the_window_opens_a_traced_run_and_a_bigger_model(tmp_path, qtbot):
         window.open_run(tmp_path / run)
         window.draw_now()
         assert not failures, failures
+        # Shown as what it is, not as a task of the app's.
+        assert "recorded from Python" in window.windowTitle()
+        assert ("marks h" if run == "traced" else "LSTM") in window.windowTitle()
         window.close()
 
 
