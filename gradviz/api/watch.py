@@ -73,6 +73,12 @@ class Watch:
             from gradviz.api.runs import save_run
             save_run(self, self.path)
 
+    def _uncaptured(self, loss: Tensor):
+        """The loss of a step not captured: a float, but on a GPU the 0-dim tensor, so
+        that such a step does not wait for the device (float() of it when needed)."""
+        self.last_loss = loss.detach() if loss.is_cuda else float(loss.detach())
+        return self.last_loss
+
     def close(self) -> None:
         """Record the capture still staged and close the TensorBoard writer."""
         self.recorder.close()
@@ -88,13 +94,11 @@ class Watch:
             from gradviz.api.packed import module_output
             loss = loss_fn(module_output(self.module, x, h0, lengths))
             loss.backward()
-            self.last_loss = float(loss.detach())
-            return self.last_loss
+            return self._uncaptured(loss)
         if step % self.every:
             loss = loss_fn(self.module(x, h0)[0])
             loss.backward()
-            self.last_loss = float(loss.detach())
-            return self.last_loss
+            return self._uncaptured(loss)
         if lengths is None and isinstance(x, Tensor):
             cap = capture(self.module, x, loss_fn, h0)
         else:
@@ -129,7 +133,7 @@ class Watch:
                 **describe_optimizer(self.optimizer),
                 "clipped_steps": self.recorder.clipped_steps,
                 "steps_done": self.steps, "captured_steps": self.captured,
-                "final_loss": self.last_loss if self.steps else None}
+                "final_loss": float(self.last_loss) if self.steps else None}
 
 
 def watch(module: nn.Module, every: int = 1, *, optimizer=None,
