@@ -340,3 +340,23 @@ def test_captures_and_histories_render_inline_as_png():
     assert w.history._repr_png_()[:8] == b"\x89PNG\r\n\x1a\n"
     from gradviz.engine.runs.history import History
     assert History()._repr_png_() is None
+
+
+def test_a_watch_reads_the_norm_after_the_users_clipping():
+    torch.manual_seed(9)
+    lstm = nn.LSTM(2, 3, dtype=D64)
+    opt = torch.optim.Adam(lstm.parameters(), lr=1e-3)
+    with gradviz.watch(lstm, every=2, optimizer=opt) as w:
+        for step in range(4):
+            opt.zero_grad()
+            w.backward(torch.randn(5, 2, 2, dtype=D64), lambda out: out.pow(2).sum())
+            if step < 2:
+                nn.utils.clip_grad_norm_(lstm.parameters(), 1e-4)
+            opt.step()
+    h = w.history
+    assert list(h.clipped) == [True, False]
+    assert h.grad_norm_clipped[0] == pytest.approx(1e-4, rel=1e-6)
+    assert h.grad_norm_clipped[1] == h.grad_norm[1] > 1e-4
+    summary = w.summary()
+    assert summary["optimizer"] == "Adam" and summary["lr"] == 1e-3
+    assert summary["clipped_steps"] == 1 and "task" not in summary

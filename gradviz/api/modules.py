@@ -37,7 +37,8 @@ def cell_of(module: nn.Module) -> str:
     reason and the remedy, for a module that :func:`capture` cannot follow exactly."""
     if not isinstance(module, nn.RNNBase) or getattr(module, "mode", None) not in CELL_OF_MODE:
         raise TypeError(f"gradviz.capture follows torch.nn.RNN, nn.LSTM and nn.GRU; got "
-                        f"{type(module).__name__}")
+                        f"{type(module).__name__}: for a loop of your own (nn.LSTMCell, a "
+                        "hand-written cell) mark its states with gradviz.trace()")
     kind = type(module).__name__
     if getattr(module, "proj_size", 0):
         raise ValueError(f"gradviz.capture: this nn.{kind} has proj_size={module.proj_size}; "
