@@ -16,7 +16,7 @@ from gradviz.engine.runs.runformat import RunFileError
 
 def show(run_or_history, *, config=None) -> subprocess.Popen:
     """Open the app on ``run_or_history``: a run folder (or its run.json), or a Session,
-    Watch, Run or History (with ``config``), which is first saved to a new temporary
+    Watch, SavedRun or History (with ``config``), which is first saved to a new temporary
     folder. Returns the app's process; a run that cannot be read raises RunFileError here,
     before anything starts.
 
