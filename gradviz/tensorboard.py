@@ -123,11 +123,11 @@ class BoardWriter:
             for d in range(D):
                 for b, block in enumerate(cap.rho_names):
                     where = f"{layer_name(k, d)}/{block}"
-                    if new_rho:
-                        self._writer.add_scalar(f"rho/{where}", float(cap.rho[k, d, b]),
-                                                cap.rho_step)
-                    self._writer.add_scalar(f"sigma_max/{where}", float(cap.sigma_max[k, d, b]),
-                                            cap.step)
+                    rho, sigma = float(cap.rho[k, d, b]), float(cap.sigma_max[k, d, b])
+                    if new_rho and math.isfinite(rho):      # nan: a trace has no W_hh
+                        self._writer.add_scalar(f"rho/{where}", rho, cap.rho_step)
+                    if math.isfinite(sigma):
+                        self._writer.add_scalar(f"sigma_max/{where}", sigma, cap.step)
         self._rho_step = cap.rho_step
 
     def add_qualified(self, cap: Capture) -> None:

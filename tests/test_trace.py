@@ -127,6 +127,10 @@ def test_trace_edges():
     with pytest.raises(ValueError, match="twice"):
         tr.mark(a * 1, 0)
         tr.mark(a * 1, 0)
+    tr.reset()
+    with torch.no_grad():                 # an evaluation pass: ignored
+        tr.mark(a * 1, 0)
+    assert tr.names == ()
     tr.enabled = False
     c = a * 1
     assert tr.mark(c, 0) is c

@@ -66,9 +66,10 @@ def describe_module(model: nn.Module) -> dict:
 
 
 class Recorder:
-    """See the module docstring. ``model``: whose parameters' norms are recorded (None:
-    those the captures name); ``module``: the recurrent module inside it that the
-    captures follow (its names are prefixed with its place in ``model``)."""
+    """See the module docstring. ``model``: whose parameters' ``.grad`` norms replace the
+    capture's (None: the capture's own, of this loss, are kept); ``module``: the recurrent
+    module the captures follow (inside ``model``, or alone). The clipping is read on
+    ``model``'s parameters, else ``module``'s."""
 
     def __init__(self, history: History, *, model: nn.Module | None = None,
                  module: nn.Module | None = None, optimizer=None,
@@ -104,6 +105,7 @@ class Recorder:
         if self.params is not None:
             norms, total = grad_norms(self.params)
             self._pre = total
+        if self.model is not None:
             cap = replace(cap, param_names=tuple(self._names()), param_owners=self._owners(cap),
                           param_grad_norm=norms.astype(cap.param_grad_norm.dtype),
                           grad_norm=total, grad_norm_clipped=total,
@@ -133,7 +135,8 @@ class Recorder:
         _, total = grad_norms(self.params)
         clipped = total < self._pre * (1 - CLIP_TOLERANCE)
         self.clipped_steps += bool(clipped)
-        self._pending = replace(cap, grad_norm_clipped=total, clipped=bool(clipped),
+        self._pending = replace(cap, grad_norm_clipped=total if clipped else cap.grad_norm,
+                                clipped=bool(clipped),
                                 clip="user" if clipped else cap.clip)
         self.flush()
 

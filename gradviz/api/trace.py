@@ -20,9 +20,10 @@ values give the gate views' batch mean per unit and saturation fractions (the sh
 activations in the bottom and top 10% of ``span``), as for gradviz's own cells.
 :meth:`Trace.inputs` marks the input, for ‖∂L/∂x_t‖ per timestep.
 
-A marked tensor that does not require a gradient (made under ``torch.no_grad``, or a
-constant initial state) gives nan at its step: autograd computes nothing for it. One
-that requires a gradient but does not reach the loss gives 0, the gradient it has.
+A marked tensor that does not require a gradient (a constant initial state) gives nan at
+its step: autograd computes nothing for it. One that requires a gradient but does not
+reach the loss gives 0, the gradient it has. Marks under ``torch.no_grad()`` (an
+evaluation pass) are ignored.
 """
 from __future__ import annotations
 
@@ -122,10 +123,10 @@ class Trace:
         range is ``span`` ((0, 1) for a sigmoid, (-1, 1) for tanh); ``of`` names the
         state it belongs to (default: "h" if a state of that name is marked, else the
         first state marked)."""
-        if not self.enabled or not isinstance(tensor, Tensor):
-            if not isinstance(tensor, Tensor):
-                raise TypeError(f"gradviz.trace: mark takes a tensor, got {type(tensor).__name__}")
-            return tensor
+        if not isinstance(tensor, Tensor):
+            raise TypeError(f"gradviz.trace: mark takes a tensor, got {type(tensor).__name__}")
+        if not self.enabled or not torch.is_grad_enabled():
+            return tensor               # no backward pass will follow (evaluation, say)
         name, t = _check_name(name), _check_step(t)
         mask = _rows_mask(rows, tensor)
         if gate:
@@ -137,12 +138,14 @@ class Trace:
         steps = self._norms.setdefault(name, {})
         if t in steps:
             raise ValueError(f"gradviz.trace: {name!r} is marked twice at t={t}; mark each "
-                             "timestep once per backward pass (trace.reset() starts over)")
+                             "timestep once per backward pass, one name per layer and "
+                             "direction (a forward pass without backward: trace.reset(), "
+                             "or run it under torch.no_grad())")
         with torch.no_grad():
             row = tensor.detach()
             row = row[0] if row.dim() > 1 else row
             self._probe.setdefault(name, {})[t] = row.reshape(-1).clone()
-        if not (tensor.requires_grad and torch.is_grad_enabled()):
+        if not tensor.requires_grad:
             steps[t] = math.nan
             return tensor
         steps[t] = 0.0               # until autograd reaches it: 0 if it never does
