@@ -314,7 +314,8 @@ def test_the_window_opens_a_traced_run_and_a_bigger_model(tmp_path, qtbot):
             for t in range(6):
                 h = tr.mark(cell(torch.randn(2, 2), h), t)
                 tr.mark(h, t, "act", gate=True, span=(-1, 1))
-            w.backward(h.sum())
+                out = tr.mark(torch.tanh(h), t, "out")
+            w.backward(h.sum() + out.sum())
     lstm = nn.LSTM(2, 3, num_layers=6)
     with gradviz.watch(lstm, path=tmp_path / "deep") as w:
         w.backward(torch.randn(5, 2, 2), lambda out: out.sum())
@@ -328,7 +329,13 @@ def test_the_window_opens_a_traced_run_and_a_bigger_model(tmp_path, qtbot):
         assert not failures, failures
         # Shown as what it is, not as a task of the app's.
         assert "recorded from Python" in window.windowTitle()
-        assert ("marks h" if run == "traced" else "LSTM") in window.windowTitle()
+        assert ("marks h, out" if run == "traced" else "LSTM") in window.windowTitle()
+        view = window.views["gradtime"]
+        view.set_data(window.history, window.history.latest)
+        selector = view.selector
+        items = [selector.itemText(i) for i in range(selector.count())]
+        assert items == (["h", "out"] if run == "traced" else
+                         [f"layer {k}" for k in range(1, 7)])
         window.close()
 
 

@@ -84,6 +84,7 @@ class Recorder:
         self._plain = model is None or model is module     # names as the captures give them
         self.clipped_steps = 0
         self._pending: Capture | None = None
+        self._layer_names: tuple[str, ...] = ()
         self._board = None
         self._hook = None
         if tensorboard is not None:
@@ -98,10 +99,12 @@ class Recorder:
             return math.nan
         return float(self.optimizer.param_groups[0].get("lr", math.nan))
 
-    def stage(self, cap: Capture) -> None:
+    def stage(self, cap: Capture, layer_names: tuple[str, ...] = ()) -> None:
         """Take ``cap`` (the capture of this step's backward pass): with the whole model's
-        norms if a model was given, completed when the optimiser's step begins."""
+        norms if a model was given, completed when the optimiser's step begins.
+        ``layer_names``: what the history calls its layer rows (a trace's marks)."""
         self.flush()
+        self._layer_names = tuple(layer_names)
         if self.params is not None:
             norms, total = grad_norms(self.params)
             self._pre = total
@@ -146,6 +149,7 @@ class Recorder:
         if cap is None:
             return
         self.history.append(cap)
+        self.history.layer_names = self._layer_names   # after append: a new model clears it
         if self._board is not None:
             self._board.add_capture(cap)
             self._board.add_qualified(cap)

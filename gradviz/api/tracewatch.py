@@ -144,7 +144,7 @@ class TraceWatch:
             cap = capture_of_trace(tc, step=step, loss=self.last_loss, lr=self.recorder.lr,
                                    dtype=dtype)
             self.marks = tc.names
-            self.recorder.stage(cap)
+            self.recorder.stage(cap, layer_names=tc.names)
             self.captured += 1
         self.trace.reset()
         self.trace.enabled = self.steps % self.every == 0

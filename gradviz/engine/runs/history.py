@@ -90,6 +90,9 @@ class History:
         self.gate_names: tuple[str, ...] = ()
         self.baseline = float("nan")
         self.metric_name = ""
+        # What the views call each layer row, where it is not "layer k": the names a
+        # trace marked (gradviz.api.tracewatch); () for gradviz's own layers.
+        self.layer_names: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return self._n

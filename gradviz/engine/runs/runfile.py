@@ -72,6 +72,8 @@ def _history_arrays(history: History) -> dict[str, np.ndarray]:
     out["param_owner"] = np.array([(-1, -1) if o is None else o for o in history.param_owners],
                                   dtype=np.int64).reshape(-1, 2)
     out["gate_names"] = np.array(history.gate_names, dtype=str)
+    if history.layer_names:             # a trace's marked names, one per "layer"
+        out["layer_names"] = np.array(history.layer_names, dtype=str)
     out["baseline"] = np.float64(history.baseline)
     if history.latest is not None:
         out.update({"latest_" + k: v for k, v in capture_arrays(history.latest).items()})
@@ -305,6 +307,8 @@ def open_run(folder_or_run_json: str | os.PathLike, capacity: int = HISTORY_CAPA
         history.restore(rows, names, owners, tuple(str(s) for s in arrays["gate_names"]),
                         float(arrays["baseline"]), latest,
                         str(arrays.get("metric_name", "")))
+        if "layer_names" in arrays and len(arrays["layer_names"]) == history.dh_norm.shape[1]:
+            history.layer_names = tuple(str(s) for s in arrays["layer_names"])
         keyframes_from(npz_path, arrays, owners, keyframes)
         if not len(keyframes) and latest is not None:
             keyframes.add(latest)

@@ -48,6 +48,8 @@ ROW_SPEC: dict[str, tuple[str, tuple[str, ...]]] = {
 ROW_OPTIONAL = {"dc_norm": ("f", ("K", "T")), "dc_norm_all": ("f", ("K", "L", "D", "T")),
                 "param_owner": ("i", ("P", "2")), METRIC_ROW: ("f", ("K",)),
                 "metric_name": ("U", ()),
+                # The names of a trace's marks (gradviz.trace), one per layer row.
+                "layer_names": ("U", ("L",)),
                 # Absent in files from before they were kept, whose rows then read as NaN.
                 "rho": ("f", ("K", "L", "D", "R")), "sigma_max": ("f", ("K", "L", "D", "R")),
                 "sat_low": ("f", ("K", "L", "D", "G")), "sat_high": ("f", ("K", "L", "D", "G")),
