@@ -371,3 +371,20 @@ def test_a_watch_reads_the_norm_after_the_users_clipping():
     summary = w.summary()
     assert summary["optimizer"] == "Adam" and summary["lr"] == 1e-3
     assert summary["clipped_steps"] == 1 and "task" not in summary
+
+
+def test_the_gradient_flow_view_draws_absent_steps_apart_from_non_finite_ones(qtbot):
+    from gradviz.ui.views.gradflow import ABSENT_INDEX, NONFINITE_INDEX, GradflowView
+
+    module = nn.GRU(2, 3)
+    w = gradviz.watch(module)
+    for T in (4, 6, 4):
+        w.backward(torch.randn(T, 2, 2), lambda out: out[-1].sum())
+    w.close()
+    view = GradflowView()
+    qtbot.addWidget(view)
+    view.set_data(w.history, w.history.latest)
+    image = view.image_array()
+    assert image.shape == (3, 6)
+    assert (image[[0, 2], 4:] == ABSENT_INDEX).all() and (image[1] < ABSENT_INDEX).all()
+    assert not (image == NONFINITE_INDEX).any()

@@ -30,6 +30,9 @@ THEORY_ROWS = ("rho", "sigma_max", "sat_low", "sat_high", "dout_norm")
 DX_ROW = "dx_norm_rows"
 # Arrays whose last dimension is T: a history with ``pad_time`` grows them to the largest T.
 TIME_ROWS = ("dh_norm", "dc_norm", "dout_norm", DX_ROW)
+# (K,) int64 the timesteps each row has (the longest of the captures merged into it): the
+# steps from there to T are absent (NaN), not non-finite. In files from before: all T.
+LEN_ROW = "time_len"
 # The task's metric (Capture.metric), averaged like FLOAT_ROWS; apart from them because run
 # files from before it was kept do not hold it.
 METRIC_ROW = "metric"
@@ -133,6 +136,7 @@ class History:
             a[name] = np.empty((self._rows, *lzt[:2], g), np.float32)
         a["dout_norm"] = np.empty((self._rows, *lzt), np.float32)
         a[DX_ROW] = np.empty((self._rows, lzt[-1]), np.float32)
+        a[LEN_ROW] = np.empty(self._rows, np.int64)
         self._a = a
 
     def _same_but_time(self, key: tuple) -> bool:
@@ -182,6 +186,7 @@ class History:
     def append(self, cap: Capture) -> None:
         """Add one capture (light or full) as a new row; O(1) amortised."""
         key = self._key_of(cap)
+        length = cap.seq_len
         if self._same_but_time(key):
             if key[0][-1] > self._key[0][-1]:
                 self._grow_time(key[0][-1])
@@ -202,6 +207,7 @@ class History:
         i, a = self._n, self._a
         a["step"][i] = cap.step
         a["count"][i] = 1
+        a[LEN_ROW][i] = length
         for k in (*FLOAT_ROWS, METRIC_ROW):
             a[k][i] = getattr(cap, k)
         a["clipped"][i] = cap.clipped
@@ -256,6 +262,8 @@ class History:
                 new = np.add.reduceat(old, first)
             elif name in FLAG_ROWS:
                 new = np.logical_or.reduceat(old, first)
+            elif name == LEN_ROW:
+                new = np.maximum.reduceat(old, first)
             else:
                 new = _weighted_means(old, weight, first)
             rest = arr[half:self._n].copy()
@@ -309,6 +317,8 @@ class History:
                          doc="(K, L, D, T) float32 gradient reaching h_t from outside")
     dx_norm = property(lambda self: self._rows_of(DX_ROW, (0, 0), np.float32),
                        doc="(K, T) float32 ‖∂L/∂x_t‖, NaN where not computed")
+    time_len = property(lambda self: self._rows_of(LEN_ROW, (0,), np.int64),
+                        doc="(K,) int64 timesteps each row has; those after are absent")
 
     # -- from a file ------------------------------------------------------------------
     def restore(self, arrays: dict[str, np.ndarray], param_names: tuple[str, ...],
@@ -332,7 +342,8 @@ class History:
                 raise ValueError(f"{k} rows are more than this history keeps ({limit})")
             self._allocate(dh.shape[1:], has_dc, p, r, len(gate_names))
             for name, arr in self._a.items():
-                arr[:k] = arrays[name] if name in arrays else np.nan
+                arr[:k] = arrays[name] if name in arrays else (
+                    dh.shape[-1] if name == LEN_ROW else np.nan)
             self._n = k
             self._key = (dh.shape[1:], dh.shape[1:] if has_dc else None,
                          (len(param_names),), param_names, gate_names,
@@ -374,4 +385,4 @@ def _weighted_means(x: np.ndarray, weight: np.ndarray, first: np.ndarray) -> np.
 
 
 __all__ = ["History", "HISTORY_CAPACITY", "FLOAT_ROWS", "FLAG_ROWS", "METRIC_ROW",
-           "THEORY_ROWS", "DX_ROW", "TIME_ROWS", "blocks_of"]
+           "THEORY_ROWS", "DX_ROW", "TIME_ROWS", "LEN_ROW", "blocks_of"]

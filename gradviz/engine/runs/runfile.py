@@ -33,7 +33,7 @@ from gradviz import __version__
 from gradviz.config import ConfigError, RunConfig
 from gradviz.engine.runs.files import NotRegularFileError, open_regular, replace_together, temp_beside
 from gradviz.engine.runs.history import (DX_ROW, FLAG_ROWS, FLOAT_ROWS, HISTORY_CAPACITY,
-                                         METRIC_ROW, THEORY_ROWS, History)
+                                         LEN_ROW, METRIC_ROW, THEORY_ROWS, History)
 from gradviz.engine.runs.keyframes import KEYFRAME_CAPACITY, Keyframes
 from gradviz.engine.runs.npzfile import Archive, ArchiveError
 from gradviz.engine.runs.runextras import (Scales, TextSamples, capture_arrays, capture_from,
@@ -67,6 +67,7 @@ def _history_arrays(history: History) -> dict[str, np.ndarray]:
     if len(history):
         out.update({name: np.array(getattr(history, name)) for name in THEORY_ROWS})
         out[DX_ROW] = np.array(history.dx_norm)
+        out[LEN_ROW] = np.array(history.time_len)
     out["param_names"] = np.array(history.param_names, dtype=str)
     # (layer, direction) of each parameter, -1 for the readout's.
     out["param_owner"] = np.array([(-1, -1) if o is None else o for o in history.param_owners],
@@ -303,7 +304,8 @@ def open_run(folder_or_run_json: str | os.PathLike, capacity: int = HISTORY_CAPA
         if "dc_norm_all" in arrays:
             rows["dc_norm"] = arrays["dc_norm_all"]
         rows["param_grad_norm"] = arrays["param_grad_norm"]
-        rows.update({name: arrays[name] for name in (*THEORY_ROWS, DX_ROW) if name in arrays})
+        rows.update({name: arrays[name] for name in (*THEORY_ROWS, DX_ROW, LEN_ROW)
+                     if name in arrays})
         history.restore(rows, names, owners, tuple(str(s) for s in arrays["gate_names"]),
                         float(arrays["baseline"]), latest,
                         str(arrays.get("metric_name", "")))

@@ -55,7 +55,9 @@ ROW_OPTIONAL = {"dc_norm": ("f", ("K", "T")), "dc_norm_all": ("f", ("K", "L", "D
                 "sat_low": ("f", ("K", "L", "D", "G")), "sat_high": ("f", ("K", "L", "D", "G")),
                 "dout_norm": ("f", ("K", "L", "D", "T")),
                 # ‖∂L/∂x_t‖ per row (NaN where not computed); absent before it was kept.
-                "dx_norm_rows": ("f", ("K", "T"))}
+                "dx_norm_rows": ("f", ("K", "T")),
+                # The timesteps each row has (a ragged watch); absent: all T.
+                "time_len": ("i", ("K",))}
 LATEST_SPEC: dict[str, tuple[str, tuple[str, ...]]] = {
     "step": ("i", ()), "loss": ("f", ()), "baseline": ("f", ()), "lr": ("f", ()),
     "clip": ("U", ()), "clip_threshold": ("f", ()),
