@@ -388,3 +388,26 @@ def test_the_gradient_flow_view_draws_absent_steps_apart_from_non_finite_ones(qt
     assert image.shape == (3, 6)
     assert (image[[0, 2], 4:] == ABSENT_INDEX).all() and (image[1] < ABSENT_INDEX).all()
     assert not (image == NONFINITE_INDEX).any()
+
+
+def test_gradient_through_time_overlays_the_input_gradient_where_recorded(qtbot):
+    from gradviz.ui.views.gradtime import GradtimeView
+    from gradviz.ui.views.inputgrad import INPUT_LABEL
+
+    torch.manual_seed(10)
+    module = nn.GRU(2, 3, dtype=D64)
+    x = torch.randn(6, 2, 2, dtype=D64, requires_grad=True)
+    w = gradviz.watch(module)
+    w.backward(x, lambda out: out[-1].sum())
+    w.close()
+    np.testing.assert_allclose(w.history.dx_norm[0], x.grad.norm(dim=(1, 2)).numpy(), rtol=1e-6)
+    view = GradtimeView()
+    qtbot.addWidget(view)
+    view.set_data(w.history, w.history.latest)
+    assert len(view.input_overlay.item.xData) == 6
+    assert INPUT_LABEL in [e[2] for e in view.colour_key.entries]
+    session = gradviz.Session(gradviz.RunConfig(cell="gru", seq_len=6, hidden=4, steps=1))
+    session.run()                          # gradviz's own training records no ‖∂L/∂x_t‖
+    view.set_data(session.history, session.history.latest)
+    assert len(view.input_overlay.item.xData or []) == 0
+    assert INPUT_LABEL not in [e[2] for e in view.colour_key.entries]
