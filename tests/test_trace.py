@@ -411,3 +411,25 @@ def test_gradient_through_time_overlays_the_input_gradient_where_recorded(qtbot)
     view.set_data(session.history, session.history.latest)
     assert len(view.input_overlay.item.xData or []) == 0
     assert INPUT_LABEL not in [e[2] for e in view.colour_key.entries]
+
+
+def test_a_watch_with_lengths_trains_as_the_packed_module():
+    torch.manual_seed(11)
+    module = nn.LSTM(2, 3, bidirectional=True, batch_first=True, dtype=D64)
+    twin = nn.LSTM(2, 3, bidirectional=True, batch_first=True, dtype=D64)
+    twin.load_state_dict(module.state_dict())
+    w = gradviz.watch(module, every=2)
+    weight = torch.randn(3, 8, 6, dtype=D64)
+    for step in range(3):
+        x = torch.randn(3, 8, 2, dtype=D64)
+        lengths = torch.tensor([8, 3, 6 - step])
+        loss_fn = lambda out: (out * weight[:, :out.shape[1]]).sum()   # noqa: E731
+        module.zero_grad()
+        twin.zero_grad()
+        loss = w.backward(x, loss_fn, lengths=lengths)
+        _packed_reference(twin, x, lengths, loss_fn)
+        for a, b in zip(module.parameters(), twin.parameters()):
+            torch.testing.assert_close(a.grad, b.grad, rtol=0, atol=TOL)
+        assert isinstance(loss, float)
+    w.close()
+    assert list(w.history.step) == [0, 2] and w.history.dh_norm.shape == (2, 1, 2, 8)
