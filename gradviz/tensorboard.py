@@ -180,13 +180,14 @@ def export_history(history: History, folder: str | os.PathLike) -> Path:
                        "lr": history.lr[i], "grad_norm/pre_clip": history.grad_norm[i],
                        "grad_norm/post_clip": history.grad_norm_clipped[i],
                        "clipped": float(history.clipped[i])}
+            length = int(history.time_len[i])        # a ragged watch's row: its own steps
             board.add_row(int(step), scalars, history.param_names, history.param_grad_norm[i],
-                          history.dh_norm[i])
+                          history.dh_norm[i][..., :length])
             if history.latest is not None:
                 board.add_spectral_row(int(step), history.rho[i], history.sigma_max[i],
                                        history.latest.rho_names)
             if np.isfinite(history.dx_norm[i]).any():
-                board.add_dx(int(step), history.dx_norm[i])
+                board.add_dx(int(step), history.dx_norm[i][:length])
     return Path(folder)
 
 

@@ -433,3 +433,25 @@ def test_a_watch_with_lengths_trains_as_the_packed_module():
         assert isinstance(loss, float)
     w.close()
     assert list(w.history.step) == [0, 2] and w.history.dh_norm.shape == (2, 1, 2, 8)
+
+
+def test_a_ragged_history_exports_each_row_over_its_own_steps(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from gradviz.tensorboard import export_history
+
+    module = nn.GRU(2, 3, dtype=D64)
+    w = gradviz.watch(module)
+    for T in (5, 8, 5):
+        w.backward(torch.randn(T, 2, 2, dtype=D64), lambda out: out[-1].sum())
+    w.close()
+    export_history(w.history, tmp_path)
+    acc = EventAccumulator(str(tmp_path))
+    acc.Reload()
+    last = {e.step: e.value for e in acc.Scalars("dh_norm/last/l0")}
+    for i, T in enumerate((5, 8, 5)):
+        assert last[i] == pytest.approx(float(w.history.dh_norm[i, 0, 0, T - 1]), rel=1e-6)
+    rho = {e.step: e.value for e in acc.Scalars("rho/l0/W_hr")}
+    assert sorted(rho) == [0, 1, 2]
+    assert len(acc.Images("dx_norm/log10")) == 3
