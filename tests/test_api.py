@@ -385,6 +385,8 @@ def test_show_starts_the_app_in_a_process_of_its_own(tmp_path, monkeypatch):
     # Not the caller's streams: a log file in the temporary run folder, removed with it.
     assert kwargs["stdout"] not in (None, sys.stdout) and kwargs["stdin"] == subprocess.DEVNULL
     assert args[4] == str(Path(args[3]) / "show.log") and args[5:] == ["--remove", args[3]]
+    import shutil
+    shutil.rmtree(args[3])                # the app that would have removed it never started
     from gradviz.engine.runs.runformat import RunFileError
     with pytest.raises(RunFileError, match="no such run folder"):
         gradviz.show(tmp_path / "nothing")
