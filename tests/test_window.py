@@ -13,7 +13,7 @@ import pytest
 from PyQt6 import QtCore, QtGui, QtWidgets
 
 from gradviz.config import LIMITS, RunConfig, settings
-from gradviz.engine import registry
+from gradviz import registry
 from gradviz.ui.controls import ControlPanel
 from gradviz.ui.inprocess import InProcessWorker
 from gradviz.ui.model import AppModel
