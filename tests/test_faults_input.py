@@ -26,6 +26,8 @@ from gradviz.engine.runs import files, runfile
 from gradviz.engine.runs.runfile import RunFileError, load_run, save_run
 from gradviz.engine.tasks import load_text
 from gradviz.ui.controls import ControlPanel
+from gradviz.ui.inprocess import InProcessWorker
+from gradviz.ui.model import AppModel
 from gradviz.ui.prefs import Prefs
 from gradviz.ui.window import MainWindow
 
@@ -167,9 +169,10 @@ def test_a_typed_minus_that_clamps_to_zero_is_plus_zero(qtbot):
 
 @pytest.fixture(scope="module")
 def window(qapp, tmp_path_factory):
-    """One window (and training process) for the window tests of this file."""
+    """One window for the window tests of this file; it trains in-process (a thread, the
+    training process's messages): these tests are about input, not the process."""
     prefs = Prefs(tmp_path_factory.mktemp("prefs") / "settings.ini")
-    win = MainWindow(SMALL, prefs)
+    win = MainWindow(model=AppModel(SMALL, prefs, backend=InProcessWorker))
     win.show()
     deadline = QtCore.QDeadlineTimer(START_TIMEOUT_MS)
     while win.worker.state != "paused" and not deadline.hasExpired():
