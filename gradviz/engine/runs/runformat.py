@@ -101,7 +101,7 @@ MAX_SAMPLE_CHARS = 16384            # of a sampled text (the app and gradviz run
 _CHAR_BOUNDS = {"text_sample": MAX_SAMPLE_CHARS}
 _DIM_BOUNDS = {"L": int(LIMITS["layers"][1]), "D": 2, "T": int(LIMITS["seq_len"][1]),
                "H": int(LIMITS["hidden"][1]), "G": max(len(c.gates) for c in CELLS.values()),
-               "R": max(len(c.blocks) for c in CELLS.values()), "P": 256, "E": 1024,
+               "R": max(len(c.rho_names) for c in CELLS.values()), "P": 256, "E": 1024,
                "N": 1024, "S": 1024, "C": 64, "Q": 5}
 _DIM_WORDS = {"K": "rows", "L": "layers", "D": "directions", "T": "timesteps",
               "H": "hidden units", "G": "gates", "P": "parameter tensors",
