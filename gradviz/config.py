@@ -149,7 +149,9 @@ class RunConfig:
     # The modern cells' own initialisations (issue 22; docs/modern-cells.md).
     lru_r_min: float = setting(0.9, label="LRU ring r_min", group="Initialisation",
                                limits=(0.0, 0.9999), decimals=4, step=0.01,
-                               help="The LRU's smallest initial |λ| (Orvieto et al. 2023)")
+                               help="The LRU's smallest initial |λ| (Orvieto et al. 2023); "
+                                    "the ring runs between the smaller and the larger of "
+                                    "r_min and r_max")
     lru_r_max: float = setting(0.999, label="LRU ring r_max", group="Initialisation",
                                limits=(0.0, 0.9999), decimals=4, step=0.01,
                                help="The LRU's largest initial |λ|: how far back it can "
@@ -204,9 +206,6 @@ class RunConfig:
         if self.cell == "lru" and self.hidden % 2:
             raise ConfigError("hidden", f"the LRU needs an even number of units (H/2 complex "
                                         f"units: real and imaginary parts), got {self.hidden}")
-        if self.lru_r_min > self.lru_r_max:
-            raise ConfigError("lru_r_min", f"{self.lru_r_min:g} is above lru_r_max "
-                                           f"{self.lru_r_max:g}; the ring needs r_min ≤ r_max")
         return self
 
     # -- conversion -------------------------------------------------------------------

@@ -159,5 +159,30 @@ def test_cell_initialisations_follow_the_settings():
     assert u.max() <= 0.5
     with pytest.raises(ConfigError, match="hidden: the LRU needs an even number"):
         RunConfig(cell="lru", hidden=7).validate()
-    with pytest.raises(ConfigError, match="lru_r_min"):
-        RunConfig(lru_r_min=0.9, lru_r_max=0.5).validate()
+    # r_min above r_max: the ring between the two, not an error
+    tr = Trainer(RunConfig(cell="lru", hidden=64, lru_r_min=0.6, lru_r_max=0.5))
+    lam = torch.exp(-torch.exp(tr.net.nu_log_l0.detach().double()))
+    assert lam.min() >= 0.5 - 1e-6 and lam.max() <= 0.6 + 1e-6
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fields", [
+    dict(cell="rnn-orthogonal", task="copy"),
+    dict(cell="lru", task="series", stateful=True),
+    dict(cell="minlstm", task="adding", layers=2, bidirectional=True),
+    dict(cell="indrnn", task="adding"), dict(cell="mingru", task="recall")])
+def test_a_modern_run_saved_and_resumed_equals_one_that_never_stopped(tmp_path, fields):
+    """The orthogonal parametrisation's base and the cells' own initialisations come back
+    from the configuration, so the run continues bit for bit."""
+    from gradviz.config import RunConfig
+    from gradviz.engine.training.session import Session
+    from test_resume import assert_same_run
+    config = RunConfig(seq_len=10, hidden=6, batch_size=5, steps=20, seed=3, **fields)
+    whole = Session(config)
+    whole.run(20)
+    first = Session(config)
+    first.run(10)
+    first.save(tmp_path / "run")
+    resumed = Session.resume(tmp_path / "run")
+    resumed.run(10)
+    assert_same_run(whole, resumed)

@@ -47,8 +47,7 @@ class LRUCell(DiagonalCell):
                 "B_im": (n, input_size)}
 
     def reset(self, p, generator, options):
-        r_min = options.get("lru_r_min", R_MIN)
-        r_max = options.get("lru_r_max", R_MAX)
+        r_min, r_max = sorted((options.get("lru_r_min", R_MIN), options.get("lru_r_max", R_MAX)))
         phase = options.get("lru_max_phase", MAX_PHASE)
         n, i = p["B_re"].shape
         f64 = torch.float64
