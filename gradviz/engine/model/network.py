@@ -103,7 +103,9 @@ class Network(nn.Module):
             for full in self._parametrized:
                 w = (torch.eye(self.hidden, dtype=torch.float64) if options.get("init") == "identity"
                      else random_orthogonal(self.hidden, generator))
-                setattr(self, full, w.to(self.readout.weight.dtype))
+                setattr(self, full, w.to(self.param_dtype))
+            if self.readout is None:
+                return
             fan_in = self.readout.in_features
             rbound = 1.0 / math.sqrt(fan_in)
             # nn.Linear's default (kaiming uniform with a=√5) is U(-1/√fan_in, 1/√fan_in).
@@ -121,6 +123,10 @@ class Network(nn.Module):
         owner = {self._leaf_name(full): (k, d) for k, per_dir in enumerate(self._names)
                  for d, names in enumerate(per_dir) for full in names.values()}
         return tuple(owner.get(name) for name, _ in self.named_parameters())
+
+    @property
+    def param_dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
 
     def _leaf_name(self, full: str) -> str:
         """The name of the trained tensor behind ``full``: itself, or for a parametrised
@@ -145,7 +151,7 @@ class Network(nn.Module):
         return self.cell.has_cell_state
 
     def zero_state(self, batch: int) -> tuple[Tensor, Tensor | None]:
-        p = self.readout.weight
+        p = next(self.parameters())
         shape = (self.layers * self.directions, batch, self.hidden)
         h0 = torch.zeros(shape, dtype=p.dtype, device=p.device)
         return h0, (torch.zeros_like(h0) if self.has_cell_state else None)
