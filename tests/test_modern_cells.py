@@ -103,8 +103,9 @@ def test_last_step_gradient_is_the_product_of_the_captured_factors(cell):
     elif cell == "indrnn":
         factor = gates[names.index("j")]
     else:   # the LRU: |λ| of each complex unit, for its real and imaginary parts alike
-        factor = torch.exp(-torch.exp(net.layer_params(0, 0)["nu_log"].detach())).repeat(2)
-        factor = factor.expand(T, 8).numpy()
+        factor = gates[names.index("a")]
+        lam = torch.exp(-torch.exp(net.layer_params(0, 0)["nu_log"].detach())).repeat(2)
+        torch.testing.assert_close(torch.as_tensor(factor), lam.expand(T, 8), rtol=1e-14, atol=0)
     factor = torch.as_tensor(factor)
     last = dout[-1, 0]
     for t in range(T):

@@ -147,7 +147,8 @@ MODERN_CELLS: dict[str, CellSpec] = {c.name: c for c in (
              "x_t = λ ⊙ x_{t-1} + γ ⊙ (B u_t), λ = exp(−e^ν + i e^θ), γ = √(1 − |λ|²); "
              "H/2 complex units, shown as real and imaginary parts (Orvieto et al. 2023)",
              blocks=("x",), gates=(
-                 _gate("x", _TANH, "state: real parts, then imaginary parts"),),
+                 _gate("x", _TANH, "state: real parts, then imaginary parts"),
+                 _gate("a", _SIGMOID, "|λ| of each unit: ∂ of the state's norm per step")),
              diagonal=True, recurrent=("diag(|λ|)",)),
     CellSpec("rnn-orthogonal", "RNN (tanh), orthogonal W_hh",
              "h_t = tanh(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh), W_hh = exp(A) kept "

@@ -140,14 +140,16 @@ def lru_lambda(p: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
 
 def lru(p: dict[str, Tensor], x: Tensor, h: Tensor, c: Tensor | None = None) -> Step:
     """x_t = λ ⊙ x_{t-1} + γ ⊙ (B u_t) over N = H/2 complex units (Orvieto et al. 2023); h
-    holds the state as [Re x, Im x] (B, H). B = B_re + i·B_im, each (N, I)."""
+    holds the state as [Re x, Im x] (B, H). B = B_re + i·B_im, each (N, I). Gates: the
+    state and |λ| of each unit (for its real and imaginary parts alike)."""
     N = h.shape[-1] // 2
     lam, gamma = lru_lambda(p)
     state = torch.complex(h[:, :N], h[:, N:])
     bu = torch.complex(x @ p["B_re"].t(), x @ p["B_im"].t())
     state = lam * state + gamma * bu
     h = torch.cat([state.real, state.imag], -1)
-    return Step(h, None, h.unsqueeze(1), torch.cat([bu.real, bu.imag], -1), None)
+    return Step(h, None, torch.stack([h, lam.abs().repeat(2).expand_as(h)], 1),
+                torch.cat([bu.real, bu.imag], -1), None)
 
 
 __all__ = ["Step", "rnn_tanh", "rnn_relu", "lstm", "lstm_peephole", "lstm_coupled", "gru",

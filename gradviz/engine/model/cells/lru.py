@@ -77,7 +77,7 @@ class LRUCell(DiagonalCell):
         h = torch.cat([state.real, state.imag], -1)
         a = lam.abs().repeat(2).expand(T, B, -1)
         cache = DiagonalCache(x=x, h_prev=torch.cat([h0.unsqueeze(0), h[:-1]]), h=h, a=a,
-                              acts=h.unsqueeze(2), bu=bu)
+                              acts=torch.stack([h, a], 2), bu=bu)
         return self._with_stats(cache, stats_rows)
 
     def backward(self, cache, p, dout, tbptt=0, need_dx=True):
