@@ -81,7 +81,7 @@ class Network(nn.Module):
                               if getattr(self.cell, "orthogonal", False)]
         for full in self._parametrized:
             with torch.no_grad():
-                getattr(self, full).copy_(torch.eye(hidden))
+                getattr(self, full).copy_(torch.eye(hidden, device=device))
             orthogonal(self, full, orthogonal_map="matrix_exp")
         self.readout = nn.Linear(hidden * self.directions, output_size, dtype=dtype, device=device)
         self.reset_parameters()
@@ -103,7 +103,8 @@ class Network(nn.Module):
             for full in self._parametrized:
                 w = (torch.eye(self.hidden, dtype=torch.float64) if options.get("init") == "identity"
                      else random_orthogonal(self.hidden, generator))
-                setattr(self, full, w.to(self.param_dtype))
+                like = next(self.parameters())
+                setattr(self, full, w.to(like.dtype).to(like.device))
             if self.readout is None:
                 return
             fan_in = self.readout.in_features
@@ -123,10 +124,6 @@ class Network(nn.Module):
         owner = {self._leaf_name(full): (k, d) for k, per_dir in enumerate(self._names)
                  for d, names in enumerate(per_dir) for full in names.values()}
         return tuple(owner.get(name) for name, _ in self.named_parameters())
-
-    @property
-    def param_dtype(self) -> torch.dtype:
-        return next(self.parameters()).dtype
 
     def _leaf_name(self, full: str) -> str:
         """The name of the trained tensor behind ``full``: itself, or for a parametrised
