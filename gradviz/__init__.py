@@ -31,7 +31,7 @@ _EXPORTS = {
     "Recurrent": "gradviz.api.modern",
     "watch": "gradviz.api.watch",
     "Watch": "gradviz.api.watch",
-    "Run": "gradviz.api.runs",
+    "SavedRun": "gradviz.api.runs",
     "load_run": "gradviz.api.runs",
     "save_run": "gradviz.api.runs",
     "show": "gradviz.api.show",

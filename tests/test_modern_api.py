@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import gradviz
-from gradviz.engine.registry import MODERN_CELLS
+from gradviz.registry import MODERN_CELLS
 
 from reference import unrolled
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from gradviz.engine.model.network import Network
-from gradviz.engine.registry import MODERN_CELLS
+from gradviz.registry import MODERN_CELLS
 
 from reference import unrolled
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from gradviz.engine.analysis.factors import factor_product, step_factors
-from gradviz.engine.registry import MODERN_CELLS
+from gradviz.registry import MODERN_CELLS
 from gradviz.ui.views.bounds import overlay_values
 from gradviz.ui.views.cellpictures import cell_of, picture
 from gradviz.ui.views.celldiagram import CellDiagramView
