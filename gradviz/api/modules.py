@@ -39,8 +39,8 @@ def cell_of(module: nn.Module) -> str:
     if isinstance(module, Recurrent):     # gradviz's own cells (minGRU, LRU, …)
         return module.cell_name
     if not isinstance(module, nn.RNNBase) or getattr(module, "mode", None) not in CELL_OF_MODE:
-        raise TypeError(f"gradviz.capture follows torch.nn.RNN, nn.LSTM, nn.GRU and "
-                        f"gradviz.Recurrent; got "
+        raise TypeError(f"gradviz.capture follows torch.nn.RNN, nn.LSTM and nn.GRU, and "
+                        f"gradviz.Recurrent (gradviz's own cells); got "
                         f"{type(module).__name__}")
     kind = type(module).__name__
     if getattr(module, "proj_size", 0):
