@@ -310,7 +310,8 @@ def main(argv=None) -> int:
           f"best of {PEAK_REPS})")
     print("cells: nn.RNNCell/LSTMCell/GRUCell unrolled in Python, retain_grad on every h_t "
           "(and c_t); ratios are to plain; GFLOP/s is gradviz's")
-    print(f"{'cell':<9}{'T':>6}{'H':>6}{'plain ms':>11}{'gradviz ms':>12}{'ratio':>8}"
+    width = max(9, max(len(c) for c in args.cells) + 1)
+    print(f"{'cell':<{width}}{'T':>6}{'H':>6}{'plain ms':>11}{'gradviz ms':>12}{'ratio':>8}"
           f"{'cells ms':>11}{'cells ratio':>13}{'GFLOP/s':>10}{'% peak':>8}")
     ratios, cell_ratios, fractions = [], [], []
     for cell in args.cells:
@@ -325,7 +326,7 @@ def main(argv=None) -> int:
                 if not math.isnan(tc):
                     cell_ratios.append(tc / tp)
                 fractions.append(gflops / peak)
-                print(f"{cell:<9}{T:>6}{H:>6}{tp * 1e3:>11.2f}{to * 1e3:>12.2f}{to / tp:>8.2f}"
+                print(f"{cell:<{width}}{T:>6}{H:>6}{tp * 1e3:>11.2f}{to * 1e3:>12.2f}{to / tp:>8.2f}"
                       f"{tc * 1e3:>11.2f}{tc / tp:>13.2f}{gflops:>10.3g}{100 * gflops / peak:>8.3g}",
                       flush=True)
     if cell_ratios:
