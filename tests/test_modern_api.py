@@ -57,3 +57,52 @@ def test_a_recurrent_module_trains_with_an_optimiser_and_batch_first():
     assert losses[-1] < losses[0]
     cap = gradviz.capture(layer, x, lambda out: ((out[:, -1].sum(-1) - y) ** 2).mean())
     assert cap.dh_norm.shape == (1, 1, 5)
+
+
+@pytest.mark.parametrize("cell", ["mingru", "minlstm", "indrnn", "lru", "rnn-orthogonal"])
+def test_the_benchmarks_plain_reference_is_the_same_cell(cell):
+    """benchmarks/capture_overhead.py times each modern cell against PlainModern: with the
+    same weights it computes gradviz's outputs."""
+    from test_benchmarks import load_benchmark
+    plain = load_benchmark().PlainModern(cell, 3, 6).double()
+    ours = gradviz.Recurrent(cell, 3, 6, dtype=torch.float64, seed=3)
+    p = {n: w.detach() for n, w in ours.layer_params(0, 0).items()}
+    with torch.no_grad():
+        if cell == "rnn-orthogonal":
+            plain.rnn.weight_hh_l0 = p["weight_hh"]
+            for name in ("weight_ih_l0", "bias_ih_l0", "bias_hh_l0"):
+                getattr(plain.rnn, name).copy_(p[name[:-3]])
+        elif cell == "lru":
+            plain.proj.weight.copy_(torch.cat([p["B_re"], p["B_im"]]))
+            plain.nu_log.copy_(p["nu_log"])
+            plain.theta_log.copy_(p["theta_log"])
+        else:
+            plain.proj.weight.copy_(p["weight_ih"])
+            plain.proj.bias.copy_(p["bias_ih"])
+            if cell == "indrnn":
+                plain.u.copy_(p["weight_hh"])
+    x = torch.randn(7, 4, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        torch.testing.assert_close(plain(x), ours(x)[0], rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.slow
+def test_the_benchmark_prints_a_row_for_every_modern_cell():
+    import math
+    import os
+    import subprocess
+    import sys
+    from test_benchmarks import ROOT, SCRIPT
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    done = subprocess.run([sys.executable, str(SCRIPT), "--smoke", "--modern"], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    head = next(i for i, ln in enumerate(lines) if ln.startswith("cell "))
+    rows = [ln.split() for ln in lines[head + 1:head + 6]]
+    assert [r[0] for r in rows] == list(MODERN_CELLS)
+    for row in rows:
+        plain, ours, ratio = map(float, row[3:6])
+        assert ratio == pytest.approx(ours / plain, abs=0.01, rel=0.01)
+        assert math.isfinite(float(row[-1])) and float(row[-1]) < 100
+    assert math.isfinite(float(lines[-1].split()[-1]))
