@@ -187,3 +187,18 @@ def test_a_modern_run_saved_and_resumed_equals_one_that_never_stopped(tmp_path, 
     resumed = Session.resume(tmp_path / "run")
     resumed.run(10)
     assert_same_run(whole, resumed)
+
+
+@pytest.mark.slow
+def test_the_gradient_at_initialisation_lesson_holds():
+    """modern-at-init: one step of each of five cells (the other modern lessons train for a
+    minute or more; benchmarks/experiments.py checks them)."""
+    from gradviz.experiments import load_experiment
+    from gradviz.experiments.lessons import check_lesson
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        outcome = check_lesson(load_experiment("modern-at-init"))
+    finally:
+        torch.set_num_threads(before)
+    assert outcome.held, outcome.line()
