@@ -20,10 +20,10 @@ from PyQt6 import QtCore, QtWidgets
 # whether the model learns.
 DEFAULT_FOCUS = ("gradtime", "loss")
 MIN_SHARE = 0.40
-TEXT_SHARE = 0.25
+TEXT_SHARE = 0.22
 # The strip of the other views only where each is at least this tall (times the scale):
 # lower, their axes cannot be read and they go to a page of their own.
-MIN_STRIP_PX = 160
+MIN_STRIP_PX = 200
 
 
 def settle() -> None:

@@ -13,8 +13,8 @@ from gradviz.ui.theme import DEFAULT_THEME, SCALES, THEMES, apply_to_scene, appl
 
 SCALE_KEY = "view/scale"
 THEME_KEY = "view/theme"
-# While the scale or theme differs from the default, items the views make later (a
-# comparison run's curve) get it within this many ms.
+# Items the views make later (a comparison run's curve) get the scale and theme, and axis
+# titles are fitted to their axes' new lengths, within this many ms.
 REAPPLY_MS = 400
 
 
@@ -75,10 +75,7 @@ class Presentation(QtCore.QObject):
         self.apply_scenes()
         for action in getattr(window, "theme_actions", {}).values():
             action.setChecked(action.data() == self.theme.name)
-        if self.scale != 1.0 or self.theme.name != DEFAULT_THEME:
-            self._timer.start()
-        else:
-            self._timer.stop()
+        self._timer.start()
         window.focus.fit()
 
     def apply_scenes(self) -> None:

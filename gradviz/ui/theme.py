@@ -15,6 +15,8 @@ from PyQt6 import QtCore, QtGui, QtWidgets
 
 from gradviz.ui.views.style import GRID
 
+# An axis title too long for its axis is made smaller, down to this size.
+MIN_TITLE_PT = 9.0
 SCALES = (0.75, 0.9, 1.0, 1.1, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0)
 
 
@@ -78,27 +80,38 @@ def _scale_pen(item, pen: QtGui.QPen, factor: float, minimum: float, attr: str) 
 
 
 def _scale_axis(axis: pg.AxisItem, scale: float, theme: Theme) -> None:
+    """Tick labels, ticks, axis line and title at ``scale`` in ``theme``; a title longer
+    than its axis is set smaller (down to MIN_TITLE_PT) rather than cut off."""
     font = axis.style["tickFont"] or QtGui.QFont()
     base_length = _base(axis, "tick", axis.style["tickLength"])
     length = int(round((theme.tick_length if base_length == 5 else base_length) * scale))
-    axis.setStyle(tickFont=scale_font(axis, QtGui.QFont(font), scale * theme.font, "tickfont"),
-                  tickLength=length)
+    tick_font = scale_font(axis, QtGui.QFont(font), scale * theme.font, "tickfont")
+    if tick_font != font or length != axis.style["tickLength"]:
+        axis.setStyle(tickFont=tick_font, tickLength=length)
     _remember(axis, "tick", base_length, length)
-    label_style = dict(axis.labelStyle)     # setPen would colour the title like the axis
+    style = dict(axis.labelStyle)     # setPen would colour the title like the axis
     pen = axis.pen()
     if pen.color().name() in (GRID, *[t.axis_colour for t in THEMES.values()]):
         pen = pg.mkPen(theme.axis_colour)
-    axis.setPen(_scale_pen(axis, pen, scale * theme.line, 0.0, "pen"))
-    style = label_style
-    axis.labelStyle = dict(style)
+    pen = _scale_pen(axis, pen, scale * theme.line, 0.0, "pen")
+    if pen != axis.pen():
+        axis.setPen(pen)
     text = style.get("font-size", "")
-    if text.endswith("pt"):
+    if text.endswith("pt") and axis.labelText:
         base = _base(axis, "label", float(text[:-2]))
-        size = round(base * scale * theme.font, 1)
-        style["font-size"] = f"{size}pt"
-        _remember(axis, "label", base, size)
-    if axis.labelText:
-        axis.setLabel(axis.labelText, axis.labelUnits, axis.labelUnitPrefix, **style)
+        size = base * scale * theme.font
+        along = axis.height() if axis.orientation in ("left", "right") else axis.width()
+        if getattr(axis, "_gv_along", None) == (along, base, size):
+            return     # fitted already at this length
+        axis._gv_along = (along, base, size)
+        style["font-size"] = f"{round(size, 1)}pt"
+        if style != axis.labelStyle:
+            axis.setLabel(axis.labelText, axis.labelUnits, axis.labelUnitPrefix, **style)
+        while along > 0 and axis.label.boundingRect().width() > along and size > MIN_TITLE_PT:
+            size = max(MIN_TITLE_PT, size - 0.5)
+            style["font-size"] = f"{round(size, 1)}pt"
+            axis.setLabel(axis.labelText, axis.labelUnits, axis.labelUnitPrefix, **style)
+        _remember(axis, "label", base, round(size, 1))
 
 
 def apply_to_scene(scene: QtWidgets.QGraphicsScene, scale: float, theme: Theme) -> None:

@@ -146,6 +146,8 @@ class LogAxis(FitAxis):
             self._narrow_spacing_used = spacing
             return [(spacing, list(np.log10(values)))]
         room = max(2, int(size / self.PIXELS_PER_LABEL))
+        if span >= 3 and size >= 3 * self._label_extent(lo, hi, 1.0):
+            room = max(room, 3)    # three decades or more: never fewer than three labels
         every = max(1, math.ceil(span / room))
         decades = np.arange(math.ceil(lo), math.floor(hi) + 1)
         major = [float(d) for d in decades if d % every == 0]
