@@ -14,7 +14,7 @@ first focus view otherwise), makes it fill its page; Esc brings the layout back.
 """
 from __future__ import annotations
 
-from PyQt6 import QtCore, QtWidgets
+from PyQt6 import QtCore, QtGui, QtWidgets
 
 # What a first-time user learns most from: how the gradient fades through time, and
 # whether the model learns.
@@ -156,7 +156,7 @@ class Focus(QtCore.QObject):
             self.fit()
 
     def _view_under_pointer(self) -> str | None:
-        widget = QtWidgets.QApplication.widgetAt(QtCore.QCursor.pos())
+        widget = QtWidgets.QApplication.widgetAt(QtGui.QCursor.pos())
         while widget is not None:
             for key, panel in self.dashboard.panels.items():
                 if widget is panel and key != "text":
