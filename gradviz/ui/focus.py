@@ -100,6 +100,7 @@ class Focus(QtCore.QObject):
                     break
         finally:
             self._fitting = False
+        self._rescale_soon()     # axis titles fitted to their new lengths
 
     def _fits(self, apart: bool) -> bool:
         if area_share(self.window, self.keys) < MIN_SHARE:
@@ -148,12 +149,19 @@ class Focus(QtCore.QObject):
             return
         key = key or self._view_under_pointer() or self.keys[0]
         self.dashboard.set_maximized(key)
+        self._rescale_soon()
 
     def restore(self) -> None:
         if self.dashboard.maximized is not None:
             self.dashboard.set_maximized(None)
             self.window.scheduler.mark_stale()
             self.fit()
+        self._rescale_soon()
+
+    def _rescale_soon(self) -> None:
+        presentation = getattr(self.window, "presentation", None)
+        if presentation is not None:
+            presentation.schedule()
 
     def _view_under_pointer(self) -> str | None:
         widget = QtWidgets.QApplication.widgetAt(QtGui.QCursor.pos())

@@ -13,9 +13,11 @@ from gradviz.ui.theme import DEFAULT_THEME, SCALES, THEMES, apply_to_scene, appl
 
 SCALE_KEY = "view/scale"
 THEME_KEY = "view/theme"
-# Items the views make later (a comparison run's curve) get the scale and theme, and axis
-# titles are fitted to their axes' new lengths, within this many ms.
-REAPPLY_MS = 400
+# Items the views make later (a comparison run's curve) get the scale and theme within
+# SOON_MS of the change that made them, or REAPPLY_MS while the scale or theme differs
+# from the default. Walking the shown views' items costs ~5-10 ms.
+SOON_MS = 300
+REAPPLY_MS = 1500
 
 
 class Presentation(QtCore.QObject):
@@ -32,9 +34,23 @@ class Presentation(QtCore.QObject):
         self.scale = min(SCALES, key=lambda s: abs(s - scale))
         theme = settings.value(THEME_KEY, DEFAULT_THEME)
         self.theme = THEMES[theme if theme in THEMES else DEFAULT_THEME]
+        # After a change that makes items (a new run, a comparison) or shows other views,
+        # once the views have drawn; and now and then while the scale or theme is not the
+        # default, for items a view makes as data comes.
+        self._soon = QtCore.QTimer(self)
+        self._soon.setSingleShot(True)
+        self._soon.setInterval(SOON_MS)
+        self._soon.timeout.connect(self.apply_scenes)
+        for signal in (window.state.runs_changed, window.state.comparisons_changed,
+                       window.dashboard.tabs.currentChanged):
+            signal.connect(lambda *_: self._soon.start())
         self._timer = QtCore.QTimer(self)
         self._timer.setInterval(REAPPLY_MS)
         self._timer.timeout.connect(self.apply_scenes)
+
+    def schedule(self) -> None:
+        """Apply the scale and theme to the shown views' items soon (after they drew)."""
+        self._soon.start()
 
     def eventFilter(self, obj, event) -> bool:
         if obj is self.window and event.type() == QtCore.QEvent.Type.WindowStateChange:
@@ -75,12 +91,18 @@ class Presentation(QtCore.QObject):
         self.apply_scenes()
         for action in getattr(window, "theme_actions", {}).values():
             action.setChecked(action.data() == self.theme.name)
-        self._timer.start()
+        if self.scale != 1.0 or self.theme.name != DEFAULT_THEME:
+            self._timer.start()
+        else:
+            self._timer.stop()
         window.focus.fit()
+        self._soon.start()
 
     def apply_scenes(self) -> None:
+        """The scale and theme on the items of the views on screen (the others get them
+        when their page is shown)."""
         for view in self.window.views.values():
-            if hasattr(view, "graphics"):
+            if hasattr(view, "graphics") and view.isVisible():
                 apply_to_scene(view.graphics.scene(), self.scale, self.theme)
 
 

@@ -109,6 +109,10 @@ def train_experiment(window, experiment, steps: int | None = None, then: bool = 
     if then:
         window.load_then(experiment)
         train_window(window, steps or experiment.then_config.steps)
+    # The speed depends on the machine, and the hint to press Space is done with.
+    window.status_fields.speed.setText("")
+    if window.statusBar().currentMessage().endswith("press Space to train."):
+        window.statusBar().clearMessage()
     settle(window)
 
 
