@@ -34,8 +34,10 @@ def legends_clear(window) -> list[str]:
     for key, view in window.views.items():
         if not view.isVisible():
             continue
+        if not hasattr(view, "graphics"):
+            continue
         boxes = [item.sceneBoundingRect() for item in view.graphics.scene().items()
-                 if isinstance(item, pg.ViewBox) and item.isVisible()] if hasattr(view, "graphics") else []
+                 if isinstance(item, pg.ViewBox) and item.isVisible()]
         for legend in keys_of(view):
             rect = legend.sceneBoundingRect().adjusted(SLACK, SLACK, -SLACK, -SLACK)
             if any(rect.intersects(box) for box in boxes):
@@ -60,14 +62,16 @@ def titles_whole(window) -> list[str]:
                 length = axis.height() if name in ("left", "right") else axis.width()
                 text = axis.label.boundingRect().width()
                 if text > length + SLACK:
-                    bad.append(f"{key} {name}: title {axis.labelText!r} {text:.0f} px on {length:.0f}")
+                    bad.append(f"{key} {name}: title {axis.labelText!r} {text:.0f} px "
+                               f"on {length:.0f}")
     for combo in window.findChildren(QtWidgets.QComboBox):
         if not combo.isVisible():
             continue
         option = QtWidgets.QStyleOptionComboBox()
         combo.initStyleOption(option)
-        field = combo.style().subControlRect(QtWidgets.QStyle.ComplexControl.CC_ComboBox, option,
-                                             QtWidgets.QStyle.SubControl.SC_ComboBoxEditField, combo)
+        style = QtWidgets.QStyle
+        field = combo.style().subControlRect(style.ComplexControl.CC_ComboBox, option,
+                                             style.SubControl.SC_ComboBoxEditField, combo)
         need = combo.fontMetrics().horizontalAdvance(combo.currentText())
         if need > field.width() + SLACK:
             bad.append(f"combo {combo.currentText()!r}: {need} px in {field.width()}")
@@ -82,7 +86,8 @@ def text_sizes(window) -> list[str]:
     bad = []
     for widget in [window] + window.findChildren(QtWidgets.QWidget):
         if widget.isVisible() and 0 < widget.font().pointSizeF() < MIN_PT:
-            bad.append(f"{type(widget).__name__} {widget.objectName()}: {widget.font().pointSizeF()} pt")
+            bad.append(f"{type(widget).__name__} {widget.objectName()}: "
+                       f"{widget.font().pointSizeF()} pt")
     for key, view in window.views.items():
         if not view.isVisible() or not hasattr(view, "graphics"):
             continue
@@ -92,7 +97,7 @@ def text_sizes(window) -> list[str]:
             sizes = []
             if isinstance(item, pg.AxisItem):
                 font = item.style["tickFont"]
-                sizes.append(font.pointSizeF() if font is not None else QtWidgets.QApplication.font().pointSizeF())
+                sizes.append((font or QtWidgets.QApplication.font()).pointSizeF())
                 sizes += _html_pt(item.label.toHtml()) if item.labelText else []
             elif isinstance(item, QtWidgets.QGraphicsTextItem) and item.toPlainText():
                 sizes.append(item.font().pointSizeF())

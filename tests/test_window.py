@@ -406,6 +406,7 @@ def test_the_panel_offers_exactly_the_registered_values(qtbot, tmp_path):
 
 
 def test_views_take_turns_when_drawing_is_slow(window, qtbot, monkeypatch):
+    window.dashboard.set_focus(())   # no focus: the plain grid, all six views on screen
     run_until(qtbot, window, 3)
     window.scheduler.stop()
     drawn: list = []
@@ -470,6 +471,7 @@ def test_a_notice_from_the_training_process_shows_in_the_status_bar(window, qtbo
 
 def test_a_view_that_raises_is_reported_once_and_the_others_draw(window, qtbot, monkeypatch,
                                                                  capsys):
+    window.dashboard.set_focus(())   # no focus: the plain grid, the gates view on screen
     run_until(qtbot, window, 3)
     window.scheduler.stop()
     calls: list = []

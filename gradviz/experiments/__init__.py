@@ -111,8 +111,9 @@ def parse_experiment(text: str, name: str, file: str | None = None) -> Experimen
 
 
 def _focus(value: Any, file: str) -> tuple[str, ...]:
-    if (not isinstance(value, list) or len(value) > MAX_FOCUS or len(set(map(str, value))) != len(value)
-            or any(key not in FOCUS_VIEWS for key in value)):
+    if (not isinstance(value, list) or len(value) > MAX_FOCUS
+            or any(not isinstance(key, str) or key not in FOCUS_VIEWS for key in value)
+            or len(set(value)) != len(value)):
         raise ExperimentError(file, "focus", f"must be a list of at most {MAX_FOCUS} different "
                               f"views among {', '.join(FOCUS_VIEWS)}; got {value!r}")
     return tuple(value)

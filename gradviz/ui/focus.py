@@ -174,6 +174,8 @@ class Focus(QtCore.QObject):
 
     def eventFilter(self, obj, event) -> bool:
         kind = event.type()
+        if getattr(self, "dashboard", None) is None:    # Qt is tearing it down
+            return False
         if obj is self.window:
             if kind in (QtCore.QEvent.Type.Resize, QtCore.QEvent.Type.Show):
                 self._timer.start()
@@ -189,4 +191,5 @@ class Focus(QtCore.QObject):
         return False
 
 
-__all__ = ["Focus", "DEFAULT_FOCUS", "MIN_SHARE", "TEXT_SHARE", "MIN_STRIP_PX", "area_share", "settle"]
+__all__ = ["Focus", "DEFAULT_FOCUS", "MIN_SHARE", "TEXT_SHARE", "MIN_STRIP_PX", "area_share",
+           "settle"]

@@ -53,8 +53,10 @@ class Presentation(QtCore.QObject):
         self._soon.start()
 
     def eventFilter(self, obj, event) -> bool:
-        if obj is self.window and event.type() == QtCore.QEvent.Type.WindowStateChange:
-            self.window.act_full_screen.setChecked(self.window.isFullScreen())
+        window = getattr(self, "window", None)     # None while Qt is tearing it down
+        if (obj is window and event.type() == QtCore.QEvent.Type.WindowStateChange
+                and hasattr(window, "act_full_screen")):
+            window.act_full_screen.setChecked(window.isFullScreen())
         return False
 
     def set_scale(self, scale: float) -> None:
@@ -161,7 +163,8 @@ def install(window) -> Presentation:
         action.triggered.connect(lambda _=False, n=name: presentation.set_theme(n))
         group.addAction(action)
         window.theme_actions[name] = action
-    window.act_maximize = _add(window, menu, "Enlarge view", lambda: window.focus.toggle_maximized(),
+    window.act_maximize = _add(window, menu, "Enlarge view",
+                               lambda: window.focus.toggle_maximized(),
                                ("F",), "The view under the pointer fills the plots' room, or "
                                "the layout comes back (F; or double-click a view)")
     window.act_restore = _add(window, menu, "Restore layout", window.focus.restore, ("Esc",),
