@@ -19,10 +19,16 @@ import sys
 import tempfile
 from pathlib import Path
 
-from gradviz.options import EXIT_USAGE, Parser
-
 PROG = "gradviz snapshot"
+EXIT_USAGE = 2     # as every gradviz command: a mistake in the arguments
 _APP = None   # the QApplication this module made, kept alive
+
+
+class Parser(argparse.ArgumentParser):
+    """A mistake in the arguments is one line naming it, and exit status 2."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"{self.prog}: {message}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
