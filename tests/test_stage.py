@@ -74,7 +74,7 @@ def test_double_click_fills_the_page_and_escape_restores(window, qtbot):
     assert [k for k, v in window.views.items() if v.isVisible()] == ["gradtime"]
     window.act_restore.trigger()
     assert window.dashboard.maximized is None
-    assert window.views["gradflow"].isVisible()
+    assert window.views["loss"].isVisible()      # the other focus view is back
     window.act_maximize.trigger()          # F: the view under the pointer, else the focus
     assert window.dashboard.maximized in window.views
     window.act_restore.trigger()

@@ -29,6 +29,8 @@ def prefs(tmp_path):
 
 def open_window(qtbot, prefs, config=SMALL) -> MainWindow:
     window = MainWindow(config, prefs)
+    # The plain grid of six views (no focus layout): these tests read every view.
+    window.dashboard.set_focus(())
     window.show()
     window.activateWindow()
     qtbot.waitExposed(window)
@@ -406,7 +408,6 @@ def test_the_panel_offers_exactly_the_registered_values(qtbot, tmp_path):
 
 
 def test_views_take_turns_when_drawing_is_slow(window, qtbot, monkeypatch):
-    window.dashboard.set_focus(())   # no focus: the plain grid, all six views on screen
     run_until(qtbot, window, 3)
     window.scheduler.stop()
     drawn: list = []
@@ -471,7 +472,6 @@ def test_a_notice_from_the_training_process_shows_in_the_status_bar(window, qtbo
 
 def test_a_view_that_raises_is_reported_once_and_the_others_draw(window, qtbot, monkeypatch,
                                                                  capsys):
-    window.dashboard.set_focus(())   # no focus: the plain grid, the gates view on screen
     run_until(qtbot, window, 3)
     window.scheduler.stop()
     calls: list = []

@@ -121,8 +121,6 @@ def test_every_view_says_how_to_read_it(window, qtbot, monkeypatch):
 
 
 def test_the_view_menu_hides_a_panel_and_the_others_take_its_room(window, qtbot):
-    window.dashboard.set_focus(())   # no focus: the plain grid of six
-    QtWidgets.QApplication.processEvents()
     panels = window.panels
     before = panels["loss"].width()
     window.view_actions["gradflow"].setChecked(False)
