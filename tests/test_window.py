@@ -39,6 +39,8 @@ def open_window(qtbot, prefs, config=SMALL, real: bool = False) -> MainWindow:
         window = MainWindow(config, prefs)
     else:
         window = MainWindow(model=AppModel(config, prefs, backend=InProcessWorker))
+    # The plain grid of six views (no focus layout): these tests read every view.
+    window.dashboard.set_focus(())
     window.show()
     window.activateWindow()
     qtbot.waitExposed(window)

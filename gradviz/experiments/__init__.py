@@ -10,11 +10,14 @@ Each experiment is one JSON file in this package, named after the experiment::
      "source": "…",                       # the paper(s) it reproduces
      "config": {…},                       # a RunConfig (RunConfig.from_dict)
      "then": {"label": "…", "config": {…},    # optional: "now change this", as changes,
-              "watch": "…"}}                  # and what to watch in that second run
+              "watch": "…"},                  # and what to watch in that second run
+     "focus": ["gradnorm", "loss"]}       # optional: the one or two views the lesson is
+                                          # about (FOCUS_VIEWS), laid out large
 
 The menu lists the experiments in the order a lecture takes them (:data:`THEMES`: vanishing
-and exploding, clipping, gated memory, language models, practice); ``order`` places an
-experiment among them, and a new file without one comes after the numbered ones.
+and exploding, clipping, gated memory, modern recurrences, language models, practice);
+``order`` places an experiment among them, and a new file without one comes after the
+numbered ones.
 
 The files are read with :mod:`importlib.resources`, so they are found in a wheel as in a
 checkout. :func:`list_experiments` and :func:`load_experiment` are the public API; a file
@@ -33,11 +36,16 @@ from typing import Any
 from gradviz.config import ConfigError, RunConfig
 
 TEXT_FIELDS = ("name", "title", "theme", "watch", "expected", "source")
-KNOWN_FIELDS = frozenset(TEXT_FIELDS + ("config", "then", "order"))
+KNOWN_FIELDS = frozenset(TEXT_FIELDS + ("config", "then", "focus", "order"))
+# The views an experiment may name as its focus (the window's view keys; tests check that
+# the window has each), and how many it may name.
+FOCUS_VIEWS = ("gradflow", "gradtime", "gates", "states", "loss", "gradnorm", "spectrum",
+               "decay", "saturation", "cell", "cliff")
+MAX_FOCUS = 2
 # The themes in the order a lecture takes them; the orders of the package's experiments
 # keep each theme together, in this order (tests/test_experiments.py).
 THEMES = ("Vanishing and exploding gradients", "Gradient clipping", "Gated memory",
-          "Language models", "Training practice")
+          "Modern recurrences", "Language models", "Training practice")
 # Where an experiment without an "order" goes: after those that have one.
 LAST = 10**6
 
@@ -64,6 +72,7 @@ class Experiment:
     config: RunConfig
     then_label: str | None = None        # "now change this": what the second config does
     then_config: RunConfig | None = None  # ``config`` with the "then" changes applied
+    focus: tuple[str, ...] = ()          # the views the lesson is about (FOCUS_VIEWS)
     then_watch: str | None = None        # what to watch in the second run
     order: int = LAST                    # its place in the lecture
 
@@ -121,7 +130,17 @@ def parse_experiment(text: str, name: str, file: str | None = None) -> Experimen
             raise ExperimentError(file, "then.config", "must be a non-empty object of changes")
         then_config = _config({**config.to_dict(), **then["config"]}, file, "then.config")
     return Experiment(config=config, then_label=then_label, then_config=then_config,
-                      then_watch=then_watch, order=order, **texts)
+                      focus=_focus(data.get("focus", []), file), then_watch=then_watch,
+                      order=order, **texts)
+
+
+def _focus(value: Any, file: str) -> tuple[str, ...]:
+    if (not isinstance(value, list) or len(value) > MAX_FOCUS
+            or any(not isinstance(key, str) or key not in FOCUS_VIEWS for key in value)
+            or len(set(value)) != len(value)):
+        raise ExperimentError(file, "focus", f"must be a list of at most {MAX_FOCUS} different "
+                              f"views among {', '.join(FOCUS_VIEWS)}; got {value!r}")
+    return tuple(value)
 
 
 def read_experiment(path: str | Path) -> Experiment:
@@ -159,5 +178,6 @@ def list_experiments() -> list[Experiment]:
     return sorted((load_experiment(name) for name in _files()), key=key)
 
 
-__all__ = ["Experiment", "ExperimentError", "THEMES", "list_experiments", "load_experiment",
+__all__ = ["Experiment", "ExperimentError", "FOCUS_VIEWS", "THEMES", "list_experiments",
+           "load_experiment",
            "experiment_names", "parse_experiment", "read_experiment"]
