@@ -173,6 +173,7 @@ def window(qapp, tmp_path_factory):
     training process's messages): these tests are about input, not the process."""
     prefs = Prefs(tmp_path_factory.mktemp("prefs") / "settings.ini")
     win = MainWindow(model=AppModel(SMALL, prefs, backend=InProcessWorker))
+    win.dashboard.set_focus(())   # the plain grid of six views: these tests read them
     win.show()
     deadline = QtCore.QDeadlineTimer(START_TIMEOUT_MS)
     while win.worker.state != "paused" and not deadline.hasExpired():
