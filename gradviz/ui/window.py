@@ -171,6 +171,7 @@ class MainWindow(QtWidgets.QMainWindow):
         if self._start_fresh(experiment.config):
             self.banner.show_experiment(experiment)
             self.statusBar().showMessage(f"{experiment.title}: press Space to train.", 15000)
+            self.state.set_aside_all(f"not part of {experiment.title}")
 
     def load_then(self, experiment) -> None:
         """The experiment's "now change this" step: a fresh model with its second config."""
@@ -183,7 +184,7 @@ class MainWindow(QtWidgets.QMainWindow):
         if not self._fits_in_memory(config):
             return False
         self.controls.set_config(config)
-        self.state.set_config(config)
+        self.state.set_config(config, fresh=True)   # the run on screen keeps its settings
         self.prefs.save_config(config)
         self.reset_training()
         return True

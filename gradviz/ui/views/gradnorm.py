@@ -261,17 +261,17 @@ class GradnormView(View):
                 item.setData([], [])
         self._label(clipping, bool(rows.any()), bool(bad.any()), norms[-1])
 
-    def csv_table(self) -> tuple[list[str], np.ndarray]:
-        """One row per history row: step, global norm before and after clipping, clip
-        threshold (nan unless clipping by norm), clipped and non-finite flags, and the norm
-        of every parameter's gradient."""
-        history = self._history
+    def _run_table(self, history) -> tuple[list[str], np.ndarray]:
+        """One row per history row of ``history`` (a run drawn): step, global norm before
+        and after clipping, clip threshold (nan unless clipping by norm), clipped and
+        non-finite flags, and the norm of every parameter's gradient."""
         header = ["step", "grad_norm", "grad_norm_clipped", "clip_threshold", "clipped",
                   "nonfinite"]
         if history is None or len(history) == 0:
             return header, np.zeros((0, len(header)))
         header += [f"grad_norm {name}" for name in history.param_names]
-        threshold = np.where(self._norm_clipping(), history.clip_threshold, np.nan)
+        by_norm = history.clip_by_norm & np.isfinite(history.clip_threshold)
+        threshold = np.where(by_norm, history.clip_threshold, np.nan)
         rows = np.column_stack([history.step, history.grad_norm, history.grad_norm_clipped,
                                 threshold, history.clipped, history.nonfinite,
                                 history.param_grad_norm]).astype(np.float64)

@@ -98,15 +98,14 @@ class LossView(View):
         steps = int(count[finite].sum())
         return f"{history.metric_name} {value:.0%} (last {steps} step{'s' * (steps != 1)})"
 
-    def csv_table(self) -> tuple[list[str], np.ndarray]:
-        """One row per history row: step, loss (nan where not finite), baseline, non-finite
-        flag, the task's metric (nan for a task without one)."""
-        history = self._history
+    def _run_table(self, history) -> tuple[list[str], np.ndarray]:
+        """One row per history row of ``history`` (a run drawn): step, loss (nan where not
+        finite), baseline, non-finite flag, the task's metric (nan for a task without one)."""
         header = ["step", "loss", "baseline", "nonfinite", "metric"]
         if history is None or len(history) == 0:
             return header, np.zeros((0, 5))
-        baseline = self._baseline()
-        rows = np.column_stack([history.step, history.loss,
-                                np.full(len(history), np.nan if baseline is None else baseline),
+        baseline = history.baseline if np.isfinite(history.baseline) and history.baseline > 0 \
+            else np.nan
+        rows = np.column_stack([history.step, history.loss, np.full(len(history), baseline),
                                 history.nonfinite, history.metric]).astype(np.float64)
         return header, rows
