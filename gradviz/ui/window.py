@@ -21,6 +21,7 @@ from gradviz.ui.controls import ControlPanel
 from gradviz.ui.dialogs import FileDialogs
 from gradviz.ui.layout import Dashboard, default_size
 from gradviz.ui.menus import build_actions
+from gradviz.ui.noticebar import NoticeBar, place_notice
 from gradviz.ui.export import (ExportError, cannot_write, render_image, save_image_png,
                                with_title)
 from gradviz.ui.figures import caption
@@ -40,7 +41,7 @@ class MainWindow(QtWidgets.QMainWindow):
         super().__init__()
         self.prefs = prefs if prefs is not None else Prefs()
         self.state = AppState(config or self.prefs.load_config() or RunConfig(), self)
-        self._error_box: QtWidgets.QMessageBox | None = None
+        self._error_box: NoticeBar | None = None
 
         self.controls = ControlPanel(self.state.config)
         self.controls.config_changed.connect(self.apply_config)
@@ -271,28 +272,28 @@ class MainWindow(QtWidgets.QMainWindow):
     def _on_diverged(self, message: str, advice: str) -> None:
         """The run paused itself because training diverged (gradviz.engine.training.divergence)."""
         self.state.set_running(False)
-        self.statusBar().showMessage("Training paused: it diverged (see the message)")
+        self.statusBar().showMessage("Training paused: it diverged (see the notice above the plots)")
         self._show_stop_box("gradviz: training diverged",
                             f"{message}\n\n{advice}\n\nChange a setting, then press Reset (R) for "
                             "fresh weights; Start (Space) goes on with the weights as they are.")
 
     def _show_stop_box(self, title: str, text: str, details: str = "") -> None:
-        """A non-modal message, with a Reset button, that training stopped and why."""
-        self._close_error()
-        box = QtWidgets.QMessageBox(QtWidgets.QMessageBox.Icon.Warning, title, text,
-                                    QtWidgets.QMessageBox.StandardButton.Close, self)
-        reset = box.addButton("Reset", QtWidgets.QMessageBox.ButtonRole.ResetRole)
-        reset.clicked.connect(self.reset_training)
-        if details:
-            box.setDetailedText(details)
-        box.setWindowModality(QtCore.Qt.WindowModality.NonModal)
-        box.finished.connect(lambda _result, b=box: self._forget_error(b))
-        box.show()
-        self._error_box = box
+        """A notice above the plots, with a Reset button, that training stopped and why:
+        no dialog covers the plots the class is looking at. A notice shown already says
+        the new thing in its place, so that the plots are not laid out again."""
+        if self._error_box is not None:
+            self._error_box.set_notice(title, text, details)
+            return
+        bar = NoticeBar(title, text, details)
+        bar.reset_requested.connect(self.reset_training)
+        bar.closed.connect(lambda b=bar: self._forget_error(b))
+        place_notice(bar, self.banner, self.centralWidget())
+        self._error_box = bar
 
-    def _forget_error(self, box: QtWidgets.QMessageBox) -> None:
+    def _forget_error(self, box: NoticeBar) -> None:
         if self._error_box is box:
             self._error_box = None
+        box.deleteLater()
 
     def _close_error(self) -> None:
         if self._error_box is not None:
@@ -300,8 +301,8 @@ class MainWindow(QtWidgets.QMainWindow):
             self._error_box = None
 
     @property
-    def error_box(self) -> QtWidgets.QMessageBox | None:
-        """The message box of the last training error or divergence, while it is open."""
+    def error_box(self) -> NoticeBar | None:
+        """The notice of the last training error or divergence, while it is shown."""
         return self._error_box
 
     # -- drawing -----------------------------------------------------------------------
