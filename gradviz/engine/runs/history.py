@@ -24,6 +24,12 @@ FLAG_ROWS = ("clipped", "nonfinite", "clip_by_norm")
 # of each gate's activations in the bottom/top 10% of its range, averaged over t;
 # dout_norm (K, L, D, T) float32, the gradient reaching h_t from outside the recurrence.
 THEORY_ROWS = ("rho", "sigma_max", "sat_low", "sat_high", "dout_norm")
+# Of these scalars a row also keeps the smallest and largest finite value of the steps merged
+# into it (``loss_min``, ``loss_max``, …; NaN where none was finite), so that a merged row
+# still shows its steps' spread and every part of a curve can be drawn alike (a mean with
+# a min-max band). Optional in run files: older ones lack them.
+RANGE_ROWS = ("loss", "grad_norm", "grad_norm_clipped")
+RANGE_ARRAYS = tuple(f"{name}_{end}" for name in RANGE_ROWS for end in ("min", "max"))
 # The task's metric (Capture.metric), averaged like FLOAT_ROWS; apart from them because run
 # files from before it was kept do not hold it.
 METRIC_ROW = "metric"
@@ -46,9 +52,10 @@ class History:
     ``clip_threshold`` (K,) float64, ``clipped``/``nonfinite``/``clip_by_norm`` (K,) bool,
     ``dh_norm`` (K, L, D, T) float32, ``dc_norm`` (K, L, D, T) float32 or None,
     ``param_grad_norm`` (K, P) float32, ``metric`` (K,) float64 (nan for a task without
-    one; ``metric_name`` names it), and the :data:`THEORY_ROWS`. A merged row has
-    ``step`` = its last step,
-    ``count`` = captures it holds, means weighted by count over finite values, flags OR'ed.
+    one; ``metric_name`` names it), the :data:`THEORY_ROWS`, and ``loss_min``/``loss_max``
+    and the like of :data:`RANGE_ROWS` (K,) float64. A merged row has ``step`` = its last
+    step, ``count`` = captures it holds, means weighted by count over finite values, the
+    smallest and largest finite values of its steps, flags OR'ed.
 
     Of the first capture it keeps ``param_names``, ``param_owners`` (the (layer, direction)
     of each parameter, None for the readout's), ``gate_names`` and ``baseline``, and the
@@ -97,7 +104,7 @@ class History:
         ``lzt`` (L, D, T), with ``dc_norm`` if ``has_dc``, of ``p`` parameter tensors,
         ``r`` recurrent blocks and ``g`` gates."""
         ld = int(np.prod(lzt[:2]))
-        row_bytes = 8 * (3 + len(FLOAT_ROWS)) + len(FLAG_ROWS) \
+        row_bytes = 8 * (3 + len(FLOAT_ROWS) + len(RANGE_ARRAYS)) + len(FLAG_ROWS) \
             + 4 * (int(np.prod(lzt)) * (3 if has_dc else 2) + p) + ld * (16 * r + 8 * g)
         return min(self.capacity, max(4, self.max_bytes // row_bytes))
 
@@ -105,7 +112,8 @@ class History:
         self._rows = self.row_limit(lzt, has_dc, p, r, g)
         # np.empty only reserves address space; pages are touched as rows are written.
         a = {"step": np.empty(self._rows, np.int64), "count": np.empty(self._rows, np.int64)}
-        a.update({k: np.empty(self._rows, np.float64) for k in (*FLOAT_ROWS, METRIC_ROW)})
+        a.update({k: np.empty(self._rows, np.float64)
+                  for k in (*FLOAT_ROWS, METRIC_ROW, *RANGE_ARRAYS)})
         a.update({k: np.empty(self._rows, np.bool_) for k in FLAG_ROWS})
         a["dh_norm"] = np.empty((self._rows, *lzt), np.float32)
         if has_dc:
@@ -138,6 +146,9 @@ class History:
         a["count"][i] = 1
         for k in (*FLOAT_ROWS, METRIC_ROW):
             a[k][i] = getattr(cap, k)
+        for k in RANGE_ROWS:
+            value = a[k][i] if np.isfinite(a[k][i]) else np.nan
+            a[f"{k}_min"][i] = a[f"{k}_max"][i] = value
         a["clipped"][i] = cap.clipped
         a["nonfinite"][i] = cap.nonfinite
         # Which rows' threshold bounds the global norm (the clipping mode can change mid-run).
@@ -189,6 +200,10 @@ class History:
                 new = np.add.reduceat(old, first)
             elif name in FLAG_ROWS:
                 new = np.logical_or.reduceat(old, first)
+            elif name.endswith("_min") and name in RANGE_ARRAYS:
+                new = np.fmin.reduceat(old, first)      # fmin/fmax pass over NaN
+            elif name.endswith("_max") and name in RANGE_ARRAYS:
+                new = np.fmax.reduceat(old, first)
             else:
                 new = _weighted_means(old, weight, first)
             rest = arr[half:self._n].copy()
@@ -210,6 +225,12 @@ class History:
     clip_threshold = _row_property("clip_threshold", np.float64, "(K,) float64")
     metric = _row_property(METRIC_ROW, np.float64,
                            "(K,) float64, the task's metric (nan where it has none)")
+    loss_min = _row_property("loss_min", np.float64, "(K,) float64, smallest finite loss")
+    loss_max = _row_property("loss_max", np.float64, "(K,) float64, largest finite loss")
+    grad_norm_min = _row_property("grad_norm_min", np.float64, "(K,) float64")
+    grad_norm_max = _row_property("grad_norm_max", np.float64, "(K,) float64")
+    grad_norm_clipped_min = _row_property("grad_norm_clipped_min", np.float64, "(K,) float64")
+    grad_norm_clipped_max = _row_property("grad_norm_clipped_max", np.float64, "(K,) float64")
     clipped = _row_property("clipped", np.bool_, "(K,) bool, clipped at least once in the row")
     nonfinite = _row_property("nonfinite", np.bool_, "(K,) bool, a non-finite step in the row")
     clip_by_norm = _row_property("clip_by_norm", np.bool_,
@@ -264,6 +285,13 @@ class History:
             self._allocate(dh.shape[1:], has_dc, p, r, len(gate_names))
             for name, arr in self._a.items():
                 arr[:k] = arrays[name] if name in arrays else np.nan
+            for name in RANGE_ROWS:
+                if f"{name}_min" not in arrays:
+                    # A file from before the ranges were kept: a single step's row is its
+                    # own range; a merged row's is unknown (NaN).
+                    single = np.where((arrays["count"] == 1) & np.isfinite(arrays[name]),
+                                      arrays[name], np.nan)
+                    self._a[f"{name}_min"][:k] = self._a[f"{name}_max"][:k] = single
             self._n = k
             self._key = (dh.shape[1:], dh.shape[1:] if has_dc else None,
                          (len(param_names),), param_names, gate_names,
@@ -305,4 +333,5 @@ def _weighted_means(x: np.ndarray, weight: np.ndarray, first: np.ndarray) -> np.
 
 
 __all__ = ["History", "HISTORY_CAPACITY", "FLOAT_ROWS", "FLAG_ROWS", "METRIC_ROW",
+           "RANGE_ROWS", "RANGE_ARRAYS",
            "THEORY_ROWS", "blocks_of"]

@@ -33,7 +33,7 @@ from gradviz import __version__
 from gradviz.config import ConfigError, RunConfig
 from gradviz.engine.runs.files import NotRegularFileError, open_regular, replace_together, temp_beside
 from gradviz.engine.runs.history import (FLAG_ROWS, FLOAT_ROWS, HISTORY_CAPACITY, METRIC_ROW,
-                                    THEORY_ROWS, History)
+                                    RANGE_ARRAYS, THEORY_ROWS, History)
 from gradviz.engine.runs.keyframes import KEYFRAME_CAPACITY, Keyframes
 from gradviz.engine.runs.npzfile import Archive, ArchiveError
 from gradviz.engine.runs.runextras import (Scales, TextSamples, capture_arrays, capture_from,
@@ -54,7 +54,7 @@ CAPTURE_NPZ = "capture.npz"
 def _history_arrays(history: History) -> dict[str, np.ndarray]:
     """Everything capture.npz holds (docs/run-format.md), copied out of ``history``."""
     out = {name: np.array(getattr(history, name))
-           for name in ("step", "count", *FLOAT_ROWS, METRIC_ROW, *FLAG_ROWS)}
+           for name in ("step", "count", *FLOAT_ROWS, METRIC_ROW, *RANGE_ARRAYS, *FLAG_ROWS)}
     out["metric_name"] = np.str_(history.metric_name)
     out["dh_norm_all"] = np.array(history.dh_norm)
     # The top layer's forward direction, for readers who want one (K, T) picture.
@@ -300,7 +300,8 @@ def open_run(folder_or_run_json: str | os.PathLike, capacity: int = HISTORY_CAPA
         if "dc_norm_all" in arrays:
             rows["dc_norm"] = arrays["dc_norm_all"]
         rows["param_grad_norm"] = arrays["param_grad_norm"]
-        rows.update({name: arrays[name] for name in THEORY_ROWS if name in arrays})
+        rows.update({name: arrays[name] for name in (*THEORY_ROWS, *RANGE_ARRAYS)
+                     if name in arrays})
         history.restore(rows, names, owners, tuple(str(s) for s in arrays["gate_names"]),
                         float(arrays["baseline"]), latest,
                         str(arrays.get("metric_name", "")))

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from gradviz.config import LIMITS
-from gradviz.engine.runs.history import FLAG_ROWS, FLOAT_ROWS, METRIC_ROW, History
+from gradviz.engine.runs.history import (FLAG_ROWS, FLOAT_ROWS, METRIC_ROW, RANGE_ARRAYS,
+                                         History)
 from gradviz.engine.runs.keyframes import CAPTURE_ARRAYS, Keyframes
 from gradviz.engine.runs.npzfile import Declared
 from gradviz.engine.registry import CELLS
@@ -51,7 +52,10 @@ ROW_OPTIONAL = {"dc_norm": ("f", ("K", "T")), "dc_norm_all": ("f", ("K", "L", "D
                 # Absent in files from before they were kept, whose rows then read as NaN.
                 "rho": ("f", ("K", "L", "D", "R")), "sigma_max": ("f", ("K", "L", "D", "R")),
                 "sat_low": ("f", ("K", "L", "D", "G")), "sat_high": ("f", ("K", "L", "D", "G")),
-                "dout_norm": ("f", ("K", "L", "D", "T"))}
+                "dout_norm": ("f", ("K", "L", "D", "T")),
+                # The smallest and largest value of each row's steps (absent before they
+                # were kept: a single step's row is then its own range, a merged one's NaN).
+                **{k: ("f", ("K",)) for k in RANGE_ARRAYS}}
 LATEST_SPEC: dict[str, tuple[str, tuple[str, ...]]] = {
     "step": ("i", ()), "loss": ("f", ()), "baseline": ("f", ()), "lr": ("f", ()),
     "clip": ("U", ()), "clip_threshold": ("f", ()),
