@@ -3,6 +3,8 @@ error), with the advice and the buttons a dialog would have had, but covering no
 class is looking at. It stays until closed, a Reset, or the next notice."""
 from __future__ import annotations
 
+import html
+
 from PyQt6 import QtCore, QtWidgets
 
 BACKGROUND = "#fde8e4"
@@ -10,7 +12,8 @@ BORDER = "#d01010"
 
 
 class NoticeBar(QtWidgets.QFrame):
-    """``title`` in bold, then ``text``; a Reset button (``reset_requested``), a Details
+    """``title`` in bold (without a leading "gradviz: "), then ``text`` in one paragraph;
+    a Reset button (``reset_requested``), a Details
     button where there are ``details`` (shown in a box below the text), and × to close
     (``closed``). The parts read like a message box's: :meth:`text`, :meth:`buttons`,
     :meth:`detailedText`."""
@@ -26,13 +29,13 @@ class NoticeBar(QtWidgets.QFrame):
                            "border-radius: 3px; }")
         self._text = text
         self._details = details
-        self.title = QtWidgets.QLabel(title)
-        bold = self.title.font()
-        bold.setBold(True)
-        self.title.setFont(bold)
-        self.message = QtWidgets.QLabel(text)
+        # One paragraph beside the buttons, a few lines high: the plots keep their room.
+        self.message = QtWidgets.QLabel()
         self.message.setWordWrap(True)
+        self.message.setTextFormat(QtCore.Qt.TextFormat.RichText)
         self.message.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.message.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored,
+                                   QtWidgets.QSizePolicy.Policy.Preferred)
         self.reset_button = QtWidgets.QPushButton("Reset")
         self.reset_button.setToolTip("A fresh model from the current settings (R)")
         self.reset_button.setFocusPolicy(QtCore.Qt.FocusPolicy.NoFocus)
@@ -54,22 +57,30 @@ class NoticeBar(QtWidgets.QFrame):
         self.details_button.setVisible(bool(details))
 
         top = QtWidgets.QHBoxLayout()
-        top.addWidget(self.title, 1)
-        top.addWidget(self.details_button, 0)
-        top.addWidget(self.reset_button, 0)
-        top.addWidget(self.close_button, 0)
+        top.addWidget(self.message, 1)
+        top.addWidget(self.details_button, 0, QtCore.Qt.AlignmentFlag.AlignTop)
+        top.addWidget(self.reset_button, 0, QtCore.Qt.AlignmentFlag.AlignTop)
+        top.addWidget(self.close_button, 0, QtCore.Qt.AlignmentFlag.AlignTop)
         layout = QtWidgets.QVBoxLayout(self)
-        layout.setContentsMargins(8, 4, 4, 4)
+        layout.setContentsMargins(8, 3, 4, 3)
         layout.setSpacing(2)
         layout.addLayout(top)
-        layout.addWidget(self.message)
         layout.addWidget(self.details_box)
+        self.set_notice(title, text, details)
 
     def set_notice(self, title: str, text: str, details: str = "") -> None:
         """Say something else in the same place (no new layout of the plots below)."""
         self._text, self._details = text, details
-        self.title.setText(title)
-        self.message.setText(text)
+        heading = title.removeprefix("gradviz: ")
+        heading = heading[:1].upper() + heading[1:]
+        # The paragraphs run on: the notice stays a few lines high.
+        body = " ".join(part.strip() for part in text.split("\n\n") if part.strip())
+        if body.lower().startswith(heading.lower()):    # the text names it already
+            heading, body = body[:len(heading)], body[len(heading):]
+            self.message.setText(f"<b>{html.escape(heading)}</b>{html.escape(body)}")
+        else:
+            self.message.setText(f"<b>{html.escape(heading)}.</b> {html.escape(body)}")
+        self.message.setToolTip(text)
         self.details_box.setPlainText(details)
         self.details_button.setVisible(bool(details))
         if not details:
