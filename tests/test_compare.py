@@ -248,3 +248,36 @@ def test_a_views_csv_holds_every_run_on_it_one_column_group_each(qtbot, tmp_path
             assert len(body) == 5       # the longer run; the shorter padded with nan
             column = header.index("clip by norm at 2: step")
             assert [row[column] for row in body] == ["0", "1", "2", "nan", "nan"]
+
+
+@pytest.mark.slow
+def test_an_experiments_second_step_is_labelled_by_what_differs_and_a_new_one_sets_runs_aside(
+        window, qtbot):
+    from gradviz.experiments import load_experiment
+
+    exploding = load_experiment("exploding-relu")
+    window.load_experiment(exploding)
+    qtbot.waitUntil(lambda: window.worker.state == "paused", timeout=30000)
+    run_until(qtbot, window, 5)
+    first = window.state.live
+    window.banner.then_button.click()           # "Now: clip the gradient norm at 2"
+    qtbot.waitUntil(lambda: window.worker.state == "paused", timeout=30000)
+    assert window.state.comparisons == (first,) and first.config.clip == "none"
+    run_until(qtbot, window, 3)
+    loss = window.views["loss"]
+    assert loss.colour_key.labels[:2] == ["loss: clip by norm at 2", "no clipping"]
+    window.banner.then_button.click()           # again: the same settings, no copy stacked
+    qtbot.waitUntil(lambda: window.worker.state == "paused", timeout=30000)
+    assert window.state.comparisons == (first,)
+    run_until(qtbot, window, 3)
+    clipped = window.state.live
+    window.load_experiment(load_experiment("vanishing-tanh"))
+    assert window.state.comparisons == ()
+    assert set(window.state.set_aside) == {first, clipped}
+    assert "set aside" in window.statusBar().currentMessage()
+    runs_menu = menu(window, "R&uns")
+    runs_menu.aboutToShow.emit()
+    back = [a for a in runs_menu.actions() if a.text().startswith("Bring back")]
+    assert len(back) == 2
+    back[0].trigger()
+    assert len(window.state.comparisons) == 1

@@ -213,6 +213,14 @@ def test_the_window_shows_the_divergence_stays_responsive_and_reset_recovers(qtb
         qtbot.waitUntil(lambda: window.error_box is not None, timeout=20000)
         box = window.error_box
         assert box.isVisible() and box.windowModality() == QtCore.Qt.WindowModality.NonModal
+        # In the window, above the plots, covering none of them: no dialog over them.
+        assert box.window() is window and not box.isWindow()
+        tabs = window.dashboard.tabs
+        assert box.mapTo(window, QtCore.QPoint(0, box.height())).y() <= tabs.mapTo(
+            window, QtCore.QPoint(0, 0)).y()
+        assert not [w for w in QtWidgets.QApplication.topLevelWidgets()
+                    if w.isVisible() and isinstance(w, (QtWidgets.QDialog,
+                                                        QtWidgets.QMessageBox))]
         text = box.text()
         assert "Training diverged" in text and "not finite" in text
         assert "clipping by norm" in text and "learning rate" in text and "Reset" in text
