@@ -149,6 +149,12 @@ def test_reset_without_a_change_does_not_stack_a_copy():
         state.add_captures([synthetic_capture(0, T=5)])
         state.new_live_run()
     assert state.comparisons == (unclipped,)
+    # A run whose settings changed while it trained is not what a Reset trains again.
+    state.add_captures([synthetic_capture(0, T=5)])
+    state.set_config(clipped.replace(lr=0.01))
+    changed = state.live
+    state.new_live_run()
+    assert state.comparisons == (changed, unclipped)
 
 
 def test_runs_with_the_same_settings_are_told_apart_by_number():

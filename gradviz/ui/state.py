@@ -52,6 +52,9 @@ class Run:
         self.scales: dict[str, tuple[float, float]] = {}
         self.summary: dict = {}
         self.can_continue = False
+        # Whether a setting changed while it trained (its config is the newest settings):
+        # then it is not the run a fresh model with those settings would train.
+        self.changed_live = False
 
     @property
     def name(self) -> str:
@@ -231,6 +234,7 @@ class AppState(QtCore.QObject):
         if config != self._config:
             if not fresh and not structural_change(self.live.config, config):
                 self.live.config = config
+                self.live.changed_live = self.live.changed_live or len(self.live.history) > 0
             self._config = config
             self.config_changed.emit(config)
 
@@ -238,18 +242,19 @@ class AppState(QtCore.QObject):
         """The live run starts afresh (a new model) or is ``run`` (an opened one). The
         run it replaces stays on screen as a comparison if it recorded anything, unless it
         was trained here with the very settings of the new one (a Reset without a change:
-        the same seed trains the same run again), and a comparison trained with the same
-        settings as it is replaced by it. Comparison runs of another task or sequence
+        the same seed trains the same run again; one whose settings changed while it
+        trained is kept), and a comparison trained with the same settings as it is
+        replaced by it. Comparison runs of another task or sequence
         length are set aside."""
         old = self.live
         self._recent = 0
         new = self._number(run if run is not None else Run(self._config))
         self._runs[0] = new
         if len(old.history) and not (old.source is None and new.source is None
-                                     and old.config == new.config):
-            if old.source is None:
-                self._runs[1:] = [r for r in self._runs[1:]
-                                  if r.source is not None or r.config != old.config]
+                                     and old.config == new.config and not old.changed_live):
+            if old.source is None and not old.changed_live:
+                self._runs[1:] = [r for r in self._runs[1:] if r.source is not None
+                                  or r.changed_live or r.config != old.config]
             self._runs.insert(1, old)
             del self._runs[1 + MAX_COMPARISONS:]
         self._set_aside([r for r in self._runs[1:] if not self.compatible(r)],
