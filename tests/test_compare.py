@@ -254,6 +254,18 @@ def test_a_views_csv_holds_every_run_on_it_one_column_group_each(qtbot, tmp_path
             assert len(body) == 5       # the longer run; the shorter padded with nan
             column = header.index("clip by norm at 2: step")
             assert [row[column] for row in body] == ["0", "1", "2", "nan", "nan"]
+    # The heatmap views draw the newest comparison below theirs while "compare" is on.
+    for key in ("gradflow", "gates"):
+        view = views[key]
+        view.set_comparisons(state.shown_comparisons(), state.label(state.live))
+        view.set_data(state.live.history, state.live.latest)
+        header, _ = view.csv_table()
+        assert not [name for name in header if name.startswith("no clipping: ")]
+        view.compare_box.setChecked(True)
+        view.set_data(state.live.history, state.live.latest)
+        header, rows = view.csv_table()
+        assert {name.split(": ")[0] for name in header} == {"clip by norm at 2", "no clipping"}
+        assert len(rows) == (5 if key == "gradflow" else 6)
 
 
 @pytest.mark.slow
