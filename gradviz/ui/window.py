@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 
-from PyQt6 import QtCore, QtGui, QtWidgets
+from PyQt6 import QtGui, QtWidgets
 
 from gradviz.config import LIVE_FIELDS, RunConfig, structural_change
 from gradviz.engine.training import memory
@@ -272,7 +272,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def _on_diverged(self, message: str, advice: str) -> None:
         """The run paused itself because training diverged (gradviz.engine.training.divergence)."""
         self.state.set_running(False)
-        self.statusBar().showMessage("Training paused: it diverged (see the notice above the plots)")
+        self.statusBar().showMessage("Training paused: it diverged (see the notice above)")
         self._show_stop_box("gradviz: training diverged",
                             f"{message}\n\n{advice}\n\nChange a setting, then press Reset (R) for "
                             "fresh weights; Start (Space) goes on with the weights as they are.")
