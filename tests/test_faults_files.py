@@ -32,7 +32,7 @@ import torch
 
 from gradviz import cli
 from gradviz.config import RunConfig
-from gradviz.engine.runs.history import RANGE_ARRAYS, THEORY_ROWS
+from gradviz.engine.runs.history import DX_ROW, LEN_ROW, RANGE_ARRAYS, THEORY_ROWS
 from gradviz.engine.runs.runfile import RunFileError, load_run, load_run_config, save_run
 from gradviz.engine.tasks import TaskInputError, load_text
 from gradviz.engine.training.train import Trainer
@@ -188,7 +188,7 @@ def write_npz(folder: Path, arrays: dict[str, np.ndarray],
 
 ROWS = ("step", "count", "loss", "grad_norm", "grad_norm_clipped", "lr", "clip_threshold",
         "clipped", "nonfinite", "clip_by_norm", "dh_norm", "dh_norm_all", "param_grad_norm",
-        "metric", *THEORY_ROWS, *RANGE_ARRAYS)
+        "metric", *THEORY_ROWS, *RANGE_ARRAYS, DX_ROW, LEN_ROW)
 
 
 def test_five_million_consistent_rows_are_refused_before_decompressing(tmp_path, make_history):
