@@ -24,6 +24,7 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
+from gradviz.api.modern import Recurrent
 from gradviz.engine.runs.capture import Capture
 from gradviz.engine.model.network import Network, owners_from_names, param_name
 from gradviz.engine.training.train import spectral, timestep_arrays
@@ -35,8 +36,10 @@ CELL_OF_MODE = {"RNN_TANH": "rnn-tanh", "RNN_RELU": "rnn-relu", "LSTM": "lstm", 
 def cell_of(module: nn.Module) -> str:
     """gradviz's name of ``module``'s cell ("lstm", …); TypeError or ValueError, with the
     reason and the remedy, for a module that :func:`capture` cannot follow exactly."""
+    if isinstance(module, Recurrent):     # gradviz's own cells (minGRU, LRU, …)
+        return module.cell_name
     if not isinstance(module, nn.RNNBase) or getattr(module, "mode", None) not in CELL_OF_MODE:
-        raise TypeError(f"gradviz.capture follows torch.nn.RNN, nn.LSTM and nn.GRU; got "
+        raise TypeError(f"gradviz.capture follows torch.nn.RNN, nn.LSTM and nn.GRU (and gradviz.Recurrent); got "
                         f"{type(module).__name__}: for a loop of your own (nn.LSTMCell, a "
                         "hand-written cell) mark its states with gradviz.trace()")
     kind = type(module).__name__
@@ -55,6 +58,8 @@ def shared_network(module: nn.RNNBase) -> Network:
     """A gradviz :class:`Network` whose recurrent parameters are ``module``'s own tensors
     (zero biases where the module has none); its readout is unused."""
     cell = cell_of(module)
+    if isinstance(module, Recurrent):     # a gradviz network already
+        return module
     weight = module.weight_ih_l0
     # Made on the meta device: it allocates nothing and draws nothing from torch's global
     # generator, whose state the user's own training must find as it left it.
@@ -81,7 +86,7 @@ def _time_major(x: Tensor, module: nn.RNNBase) -> Tensor:
     if not isinstance(x, Tensor) or x.dim() not in (2, 3):
         raise ValueError(f"gradviz.capture: x must be a tensor of shape (T, B, I), (B, T, I) "
                          f"with batch_first or (T, I); got {getattr(x, 'shape', type(x))}")
-    weight = module.weight_ih_l0
+    weight = next(module.parameters())
     if weight.dtype not in (torch.float32, torch.float64):
         raise ValueError(f"gradviz.capture: the module is {weight.dtype}; gradviz computes in "
                          "float32 or float64 (module.float() or module.double())")
@@ -109,7 +114,7 @@ def _user_layout(t: Tensor, module: nn.RNNBase, unbatched: bool) -> Tensor:
 
 def _initial_state(module: nn.RNNBase, h0, B: int, unbatched: bool, has_c: bool):
     """(h0, c0) as (L·D, B, H) each (c0 None without a cell state), zeros where not given."""
-    weight = module.weight_ih_l0
+    weight = next(module.parameters())
     shape = (module.num_layers * (2 if module.bidirectional else 1), B, module.hidden_size)
     if h0 is None:
         zeros = weight.new_zeros(shape)
@@ -205,7 +210,7 @@ def capture(module: nn.RNNBase, x: Tensor, loss_fn: Callable[[Tensor], Tensor], 
         grad_norm_clipped=grad_norm, clipped=False,
         nonfinite=not (math.isfinite(loss_value) and math.isfinite(grad_norm)),
         rho=rho.cpu().numpy(), sigma_max=sigma.cpu().numpy(),
-        rho_names=tuple(f"W_h{b}" for b in net.cell.blocks), rho_step=0,
+        rho_names=net.cell.spec.rho_names, rho_step=0,
         dx_norm=torch.linalg.vector_norm(dx, dim=(1, 2), dtype=torch.float64)
         .to("cpu", dtype).numpy())
 

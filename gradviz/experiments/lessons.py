@@ -25,6 +25,7 @@ from gradviz.config import RunConfig
 from gradviz.engine.training.session import Session
 
 from . import Experiment
+from .lessons_modern import CHECKS as MODERN_CHECKS
 
 # Steps over which a loss is averaged before it is compared with the baseline.
 LOSS_WINDOW = 50
@@ -226,6 +227,7 @@ CHECKS: dict[str, Callable[[Experiment, int | None], tuple[bool, str]]] = {
     "reber-lstm": _long_range,
     "min-char-rnn": _char_model,
     "stateful-series": _stateful,
+    **MODERN_CHECKS,     # the modern recurrences (gradviz.experiments.lessons_modern)
 }
 
 

@@ -50,7 +50,7 @@ def path_names(cell: Cell) -> tuple[str, ...]:
     """The paths of ``cell``'s picture, in the order :func:`path_norms` stacks them."""
     if cell.has_cell_state:
         return ("dh", "dc", "belt", "w", "c_h")
-    if "z" in cell.gate_names:
+    if "z" in cell.gate_names and not cell.spec.diagonal:
         return ("dh", "belt", "w")
     return ("dh", "w")
 

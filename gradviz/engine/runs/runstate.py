@@ -129,7 +129,7 @@ def expected(session) -> dict[str, Declared]:
         for key, scalar in keys.items():
             spec[f"optim_{i}_{key}"] = (() if scalar else tuple(p.shape), None)
     L, D, H = tr.net.layers, tr.net.directions, tr.net.hidden
-    vectors = (L * D * len(tr.net.cell.blocks), H)
+    vectors = (L * D * len(tr.net.cell.spec.rho_names), H)
     spec.update(spectrum_v=(vectors, f64), spectrum_rho=(vectors[:1], f64),
                 spectrum_rho_step=((), i64))
     carried = (L * D, tr.config.batch_size, tr.net.hidden)

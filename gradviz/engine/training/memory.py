@@ -72,6 +72,13 @@ _CELL_ROWS: dict[bool, dict[str, tuple[int, int, int]]] = {
     False: {"rnn-tanh": (3, 2, 1), "rnn-relu": (3, 2, 1), "lstm": (8, 6, 1),
             "lstm-peephole": (19, 12, 6), "lstm-coupled": (15, 10, 5), "gru": (11, 20, 6)},
 }
+# The modern cells run PyTorch operations on either path (the orthogonal RNN's scan is the
+# tanh RNN's); rows counted from their caches (h, h_{t-1}, the factor, the gates shown)
+# and the tensors their passes make, not measured.
+_MODERN_ROWS = {"mingru": (5, 4, 5), "minlstm": (6, 7, 9), "indrnn": (6, 2, 3),
+                "lru": (4, 4, 5)}
+for _rows in _CELL_ROWS.values():
+    _rows.update(_MODERN_ROWS, **{"rnn-orthogonal": _rows["rnn-tanh"]})
 # Heap holes per layer-direction, as (T, B+1, H) tensors (see ``temporaries`` below).
 _HOLES = 2
 _KEEPS_XH = {True: frozenset({"lstm", "lstm-peephole", "lstm-coupled"}),

@@ -137,7 +137,7 @@ class Trainer:
         self.net = Network(config.cell, self.task.input_size, config.hidden, self.task.output_size,
                            config.layers, config.bidirectional, self.dtype, self.device)
         initialise(self.net, config.init, config.rho, config.forget_bias,
-                   torch.Generator().manual_seed(config.seed))
+                   torch.Generator().manual_seed(config.seed), config)
         self.params = list(self.net.parameters())
         self.param_names = tuple(n for n, _ in self.net.named_parameters())
         self.param_owners = self.net.param_owners()
@@ -150,7 +150,7 @@ class Trainer:
         self.last_loss = math.nan
         self.baseline = float(self.task.baseline)
         self._gen_count = 0
-        self._block_names = tuple(f"W_h{b}" for b in self.net.cell.blocks)
+        self._block_names = self.net.cell.spec.rho_names
         self.spectrum = SpectrumTracker()   # ρ and σ_max, warm-started from step to step
         self._rho_step = 0
         self.watch = DivergenceWatch()
@@ -299,7 +299,7 @@ class Trainer:
         (:mod:`gradviz.engine.analysis.spectrum`); ``_rho_step`` is the step whose weights ρ
         describes."""
         L, D, H = self.net.layers, self.net.directions, self.net.hidden
-        blocks = torch.cat([self.net.layer_params(k, d)["weight_hh"].detach().view(-1, H, H)
+        blocks = torch.cat([self.net.cell.recurrent_blocks(self.net.layer_params(k, d), H)
                             for k in range(L) for d in range(D)])     # (L·D·G', H, H)
         rho, sigma = self.spectrum.update(blocks, self.step_index)
         self._rho_step = self.spectrum.rho_step
@@ -393,7 +393,7 @@ def spectral(net: Network) -> tuple[Tensor, Tensor]:
     """Spectral radius and largest singular value of every recurrent block of ``net``,
     (L, D, G') float64."""
     L, D, H = net.layers, net.directions, net.hidden
-    blocks = torch.stack([net.layer_params(k, d)["weight_hh"].detach().view(-1, H, H)
+    blocks = torch.stack([net.cell.recurrent_blocks(net.layer_params(k, d), H)
                           for k in range(L) for d in range(D)])   # (L·D, G', H, H)
     rho = spectral_radius(blocks).view(L, D, -1)
     sigma = torch.linalg.matrix_norm(blocks.double(), ord=2).view(L, D, -1)
