@@ -24,6 +24,7 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
+from gradviz.engine.analysis.norms import each_norm, total_norm
 from gradviz.engine.runs.capture import Capture
 from gradviz.engine.model.network import Network, owners_from_names, param_name
 from gradviz.engine.training.train import spectral, timestep_arrays
@@ -188,8 +189,8 @@ def capture(module: nn.RNNBase, x: Tensor, loss_fn: Callable[[Tensor], Tensor], 
     torch.autograd.backward(tensors, seeds)
 
     with torch.no_grad():
-        norms = torch.stack([torch.linalg.vector_norm(g) for g in new.values()])
-        grad_norm = torch.linalg.vector_norm(norms).item()
+        norms = each_norm(list(new.values()))
+        grad_norm = total_norm(norms)
         rho, sigma = spectral(net)
     dtype = torch.float64 if xs.dtype == torch.float64 else torch.float32
     loss_value = float(loss.detach())
