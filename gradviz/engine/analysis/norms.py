@@ -19,6 +19,8 @@ import math
 import torch
 from torch import Tensor
 
+from gradviz.engine import native
+
 
 def _floor(dtype: torch.dtype, count: int) -> float:
     """Below this a float norm of ``count`` elements may have lost squares to underflow."""
@@ -56,14 +58,23 @@ def refine(x: Tensor, norms: Tensor, dims: tuple[int, ...]) -> Tensor:
 
 
 def norm_over(x: Tensor, dims: tuple[int, ...]) -> Tensor:
-    """The 2-norm of ``x`` over ``dims``, exact to the dtype's floor (see the module)."""
+    """The 2-norm of ``x`` over ``dims``, exact to the dtype's floor (see the module): by
+    the compiled loop over all dimensions but the first where it can (one pass, squares
+    summed in double), else by PyTorch with :func:`refine`."""
     with torch.no_grad():
-        return refine(x, torch.linalg.vector_norm(x.detach(), dim=dims), dims)
+        x = x.detach()
+        if tuple(d % x.dim() for d in dims) == tuple(range(1, x.dim())):
+            loops = native.kernels()
+            if loops is not None and loops.supports(x):
+                out = x.new_empty(x.shape[0])
+                loops.row_norms(x.contiguous(), out)
+                return out
+        return refine(x, torch.linalg.vector_norm(x, dim=dims), dims)
 
 
 def each_norm(tensors: list[Tensor]) -> Tensor:
     """The 2-norm of each tensor, stacked, exact to the dtype's floor: one fused call where
-    torch has it, then the few that may have underflowed recomputed."""
+    torch has it, then the few that may have underflowed or overflowed recomputed."""
     with torch.no_grad():
         tensors = [t.detach() for t in tensors]
         fused = getattr(torch, "_foreach_norm", None)
@@ -71,19 +82,17 @@ def each_norm(tensors: list[Tensor]) -> Tensor:
                             else [torch.linalg.vector_norm(t) for t in tensors])
         if norms.dtype not in (torch.float32, torch.float64):
             return norms
-        floors = torch.tensor([_floor(norms.dtype, t.numel()) for t in tensors],
-                              dtype=norms.dtype, device=norms.device)
-        suspect = (norms < floors) | torch.isinf(norms)
-        if bool(suspect.any()):
-            for i in suspect.nonzero().flatten().tolist():
+        for i, value in enumerate(norms.tolist()):
+            if value < _floor(norms.dtype, tensors[i].numel()) or value == math.inf:
                 norms[i] = _scaled(tensors[i].reshape(1, -1))[0].to(norms.dtype)
         return norms
 
 
 def total_norm(norms: Tensor) -> float:
-    """The 2-norm of a vector of norms, in float64 (their squares would underflow in
-    float32)."""
-    return float(_scaled(norms.detach().reshape(1, -1))[0]) if norms.numel() else 0.0
+    """The 2-norm of a vector of norms, as a float, without underflow or overflow (their
+    squares would underflow in float32); NaN if one is NaN."""
+    values = norms.detach().reshape(-1).tolist()
+    return math.nan if any(math.isnan(v) for v in values) else math.hypot(*values)
 
 
 __all__ = ["norm_over", "each_norm", "total_norm", "refine"]
