@@ -19,11 +19,11 @@ from gradviz.config import RunConfig
 from gradviz.engine import registry
 from gradviz.engine.runs.capture import Capture
 from gradviz.engine.training.divergence import Divergence, DivergenceWatch
-from gradviz.engine.model.init import initialise, spectral_radius
-from gradviz.engine.model.network import Network
+from gradviz.engine.model.init import initialise
+from gradviz.engine.model.network import Network, param_name
 from gradviz.engine.analysis.norms import each_norm, norm_over, total_norm
 from gradviz.engine.analysis.paths import path_names, path_norms
-from gradviz.engine.analysis.spectrum import SpectrumTracker
+from gradviz.engine.analysis.spectrum import SpectrumTracker, spectral
 
 from gradviz.engine.tasks import Task, make_task
 
@@ -300,7 +300,9 @@ class Trainer:
         L, D, H = self.net.layers, self.net.directions, self.net.hidden
         blocks = torch.cat([self.net.layer_params(k, d)["weight_hh"].detach().view(-1, H, H)
                             for k in range(L) for d in range(D)])     # (L·D·G', H, H)
-        rho, sigma = self.spectrum.update(blocks, self.step_index)
+        names = [f"{param_name('weight_hh', k, d)} block W_h{b}" for k in range(L)
+                 for d in range(D) for b in self.net.cell.blocks]
+        rho, sigma = self.spectrum.update(blocks, self.step_index, names)
         self._rho_step = self.spectrum.rho_step
         return rho.view(L, D, -1), sigma.view(L, D, -1)
 
@@ -385,15 +387,3 @@ def timestep_arrays(net: Network, fwd, grads, probe: int | None,
     Q = len(out["path_names"])
     out["paths"] = host(paths, (L, D, T, Q, H)).transpose(0, 1, 3, 2, 4).copy()
     return out
-
-
-@torch.no_grad()
-def spectral(net: Network) -> tuple[Tensor, Tensor]:
-    """Spectral radius and largest singular value of every recurrent block of ``net``,
-    (L, D, G') float64."""
-    L, D, H = net.layers, net.directions, net.hidden
-    blocks = torch.stack([net.layer_params(k, d)["weight_hh"].detach().view(-1, H, H)
-                          for k in range(L) for d in range(D)])   # (L·D, G', H, H)
-    rho = spectral_radius(blocks).view(L, D, -1)
-    sigma = torch.linalg.matrix_norm(blocks.double(), ord=2).view(L, D, -1)
-    return rho, sigma
