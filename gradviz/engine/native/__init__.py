@@ -243,7 +243,11 @@ def load() -> tuple[Kernels | None, str]:
                 errors.append(error)
                 continue
         try:
-            found = Kernels(build.load_library(target))
+            found = Kernels(_load_whole(target, compiler, flags, notes))
+        except build.DamagedLibrary as exc:
+            errors.append(f"{target.name} was not a whole build: {exc.reason}")
+            notes.append(errors[-1])
+            continue
         except (OSError, AttributeError) as exc:
             errors.append(f"cannot load {target}: {exc}")
             continue
@@ -253,7 +257,23 @@ def load() -> tuple[Kernels | None, str]:
         build.prune(target)
         return found, f"compiled loops in use ({' '.join(flags)}, {target})" + \
             "".join(f"; {note}" for note in notes)
-    return None, f"building the compiled loops failed ({errors[-1]}); using PyTorch operations"
+    return None, f"building the compiled loops failed ({errors[-1]}); using PyTorch " \
+        "operations" + "".join(f"; {note}" for note in notes if note != errors[-1])
+
+
+def _load_whole(target, compiler: str, flags: list[str], notes: list[str]):
+    """The library at ``target``, rebuilt first where it is not the whole build its record
+    describes (a note says so); OSError (DamagedLibrary included) where it still cannot
+    be loaded."""
+    try:
+        return build.load_library(target)
+    except build.DamagedLibrary as exc:
+        error = build.compile_into(compiler, flags, target)
+        if error:
+            raise build.DamagedLibrary(target, f"{exc.reason}, and rebuilding it failed: "
+                                               f"{error}") from None
+        notes.append(f"rebuilt {target.name}: {exc.reason}")
+    return build.load_library(target)
 
 
 def self_check(k: Kernels) -> str | None:
