@@ -5,7 +5,7 @@ without a window and writes a run folder (docs/run-format.md) that the app can o
 
 ``gradviz run`` has one option per RunConfig field, built from its declaration
 (:func:`gradviz.config.settings`: help, limits, group) and from the registry's names
-(:mod:`gradviz.engine.registry`). Qt is imported only when the app starts, so
+(:mod:`gradviz.registry`). Qt is imported only when the app starts, so
 ``gradviz run`` needs no display. Mistakes in the arguments end with exit status 2 and
 one line that names the option and what it allows; never a traceback.
 
@@ -40,6 +40,7 @@ TOP_HELP = f"""usage: gradviz [--version] [--experiment NAME] [run [OPTIONS] | o
   gradviz --experiment NAME
                        open the app on a guided experiment (gradviz run --list-experiments)
   gradviz run …        train without a window and save the run (gradviz run --help)
+  gradviz sweep …      train a grid of runs: success rate against T (gradviz sweep --help)
   gradviz --version    print the version ({__version__})"""
 
 
@@ -303,6 +304,9 @@ def main(argv: list[str] | None = None) -> int:
         return gui_main()
     if args[0] == "run":
         return run_command(args[1:])
+    if args[0] == "sweep":
+        from gradviz.sweepcli import sweep_command
+        return sweep_command(args[1:])
     if args[0] == "open":
         from gradviz.api.show import open_command
         return open_command(args[1:])

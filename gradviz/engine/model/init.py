@@ -19,7 +19,7 @@ import torch
 
 from gradviz.engine.model.finite import refuse_nonfinite
 from gradviz.engine.model.network import Network
-from gradviz.engine.registry import INITS
+from gradviz.registry import INITS
 
 
 def block_views(net: Network) -> list[tuple[str, torch.Tensor]]:
