@@ -215,3 +215,11 @@ def test_capture_under_autocast_runs_the_recurrence_in_float32():
     np.testing.assert_array_equal(cast.dh_norm, plain.dh_norm)
     for p, g in zip(m.parameters(), grads):
         assert p.grad.dtype == torch.float32 and torch.equal(p.grad, g)
+
+
+def test_capture_with_lengths_refuses_nan_weights_too():
+    m = lstm()
+    with torch.no_grad():
+        m.weight_hh_l0[1, 1] = math.nan
+    with pytest.raises(NonFiniteWeights, match="gradviz.capture: weight_hh_l0 holds NaN"):
+        gradviz.capture(m, torch.randn(5, 2, 3), loss_fn, lengths=[5, 3])
