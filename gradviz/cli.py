@@ -25,7 +25,7 @@ from pathlib import Path
 
 from gradviz import __version__
 from gradviz.cliprep import (UsageError, config_error, given_fields, load_text_for, option_name,
-                             out_folder, resume_config, resume_session)
+                             out_folder, resume_config, resume_session, series_options)
 from gradviz.config import GROUPS, ConfigError, RunConfig, settings
 from gradviz.options import EXIT_USAGE, Parser, add_option, choices_text
 from gradviz.progress import Progress, clock
@@ -101,7 +101,7 @@ def _make_config(ns: argparse.Namespace) -> RunConfig:
             base = load_run_config(ns.config)
         except RunFileError as exc:
             raise UsageError(f"--config: {exc}") from None
-    given = given_fields(ns)
+    given = series_options(base, given_fields(ns))
     for name in ("text_file", "series_file"):
         if given.get(name):
             # An absolute path keeps the saved run repeatable from any working directory.
