@@ -215,3 +215,29 @@ def test_every_field_of_a_state_mutated_is_refused_or_trains(tmp_path, config):
         else:
             assert open_run(out).summary["steps_done"] == 6, label
     assert outcomes[2] > outcomes[0] > 0
+
+
+# -- the app's Continue -------------------------------------------------------------------
+def test_the_app_says_why_it_cannot_continue_and_changes_nothing(qtbot, tmp_path, monkeypatch):
+    """Before: step 2**63-1 gave 159 tracebacks in 5 s while the status said "running"."""
+    from test_window import open_window
+    from gradviz.ui.prefs import Prefs
+
+    run = saved(tmp_path / "run")
+    rewrite_state(run, step=np.int64(2**63 - 1))
+    window = open_window(qtbot, Prefs(str(tmp_path / "settings.ini")))
+    try:
+        window.open_run(run)
+        rows = np.array(window.history.step)
+        errors = []
+        window.worker.error.connect(lambda message, _details: errors.append(message))
+        monkeypatch.setattr("gradviz.ui.runfiles.ask_continue", lambda parent, name: "continue")
+        window.act_run.trigger()
+        qtbot.waitUntil(lambda: bool(errors), timeout=30000)
+        qtbot.waitUntil(lambda: window.worker.state == "paused", timeout=30000)
+        assert len(errors) == 1 and "state.npz" in errors[0] and "'step'" in errors[0]
+        assert window.state.viewing_saved_run and window.state.live.can_continue
+        np.testing.assert_array_equal(window.history.step, rows)        # nothing changed
+        assert not window.state.running
+    finally:
+        window.close()
