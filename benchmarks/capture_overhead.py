@@ -35,7 +35,7 @@ import torch
 
 from gradviz.config import RunConfig
 from gradviz.engine import native
-from gradviz.engine.registry import cell_spec
+from gradviz.registry import cell_spec
 from gradviz.engine.tasks import make_task
 from gradviz.engine.training.train import Trainer, prepare_training_process, set_training_threads
 

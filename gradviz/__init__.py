@@ -28,7 +28,7 @@ _EXPORTS = {
     "capture": "gradviz.api.modules",
     "watch": "gradviz.api.watch",
     "Watch": "gradviz.api.watch",
-    "Run": "gradviz.api.runs",
+    "SavedRun": "gradviz.api.runs",
     "load_run": "gradviz.api.runs",
     "save_run": "gradviz.api.runs",
     "show": "gradviz.api.show",

@@ -5,7 +5,7 @@ without a window and writes a run folder (docs/run-format.md) that the app can o
 
 ``gradviz run`` has one option per RunConfig field, built from its declaration
 (:func:`gradviz.config.settings`: help, limits, group) and from the registry's names
-(:mod:`gradviz.engine.registry`). Qt is imported only when the app starts, so
+(:mod:`gradviz.registry`). Qt is imported only when the app starts, so
 ``gradviz run`` needs no display. Mistakes in the arguments end with exit status 2 and
 one line that names the option and what it allows; never a traceback.
 

@@ -5,7 +5,7 @@ A :class:`RunConfig` is plain data: it round-trips through JSON, is validated on
 is wrong. Each field is declared with :func:`setting`, which records its label, help text,
 limits, group and whether it is live; :func:`settings` reads them back. ``gradviz run``'s
 options and the app's control panel are both built from them, and the names a setting
-may take come from :mod:`gradviz.engine.registry`, so a new option or cell is added in one
+may take come from :mod:`gradviz.registry`, so a new option or cell is added in one
 place.
 """
 from __future__ import annotations
@@ -16,15 +16,11 @@ import typing
 from dataclasses import dataclass, fields
 from typing import Any, Iterator
 
-from gradviz.engine import registry
+from gradviz import registry
 
 CELLS = tuple(registry.CELLS)
 TASKS = tuple(registry.TASKS)
 OPTIMIZERS = tuple(registry.OPTIMIZERS)
-CLIP_MODES = tuple(registry.CLIP_MODES)
-INITS = tuple(registry.INITS)
-DEVICES = tuple(registry.DEVICES)
-DTYPES = tuple(registry.DTYPES)
 
 # The groups the settings fall into, in the order the control panel and --help show them.
 GROUPS = ("Task", "Model", "Optimiser", "Gradient clipping", "Initialisation", "Training")
@@ -314,5 +310,4 @@ def describe(config: RunConfig, others: "typing.Sequence[RunConfig]" = ()) -> st
 
 
 __all__ = ["RunConfig", "ConfigError", "Setting", "setting", "settings", "GROUPS", "CELLS",
-           "TASKS", "OPTIMIZERS", "CLIP_MODES", "INITS", "DEVICES", "DTYPES", "LIMITS",
-           "LIVE_FIELDS", "structural_change", "describe"]
+           "TASKS", "OPTIMIZERS", "LIMITS", "LIVE_FIELDS", "structural_change", "describe"]

@@ -3,7 +3,7 @@
 :class:`BoardWriter` takes captures as they come (``gradviz run --tensorboard DIR``);
 :func:`export_history` writes a whole :class:`~gradviz.engine.runs.history.History` (File ▸
 Export ▸ TensorBoard…, or a script). Both need the ``tensorboard`` package
-(``pip install "gradviz[tensorboard]"``); without it they raise
+(``pip install "gradviz-rnn[tensorboard]"``); without it they raise
 :class:`TensorBoardMissing`, which says so. Tags, one point per captured step:
 
 * ``loss``, ``baseline`` (the task's no-memory loss), ``lr``;
@@ -36,7 +36,7 @@ BAND = 8               # pixel rows per layer and direction in the image
 MIN_WIDTH = 256        # columns: short sequences are widened by repeating timesteps
 
 OPTIONAL_SCALARS = ("baseline", "lr")   # left out where not finite
-INSTALL_HINT = 'pip install tensorboard (or pip install "gradviz[tensorboard]")'
+INSTALL_HINT = 'pip install tensorboard (or pip install "gradviz-rnn[tensorboard]")'
 
 
 class TensorBoardMissing(RuntimeError):

@@ -343,7 +343,7 @@ def test_save_run_takes_sessions_runs_and_histories_with_their_config(tmp_path):
     for folder in "bc":
         np.testing.assert_array_equal(gradviz.load_run(tmp_path / folder).history.loss,
                                       run.history.loss)
-    with pytest.raises(TypeError, match="Session, Watch, Run or History"):
+    with pytest.raises(TypeError, match="Session, Watch, SavedRun or History"):
         gradviz.save_run(42, tmp_path / "d")
 
 

@@ -129,7 +129,7 @@ def test_lstm_over_several_chunks_matches_torch_nn(dtype, H, cell_path):
 
 def test_the_cells_are_the_registered_ones():
     """Name, blocks, gates and cell state come from the registry; nothing else is known."""
-    from gradviz.engine import registry
+    from gradviz import registry
     from gradviz.engine.model.cells import CELL_CLASSES, make_cell
     assert list(CELL_CLASSES) == list(registry.CELLS)
     for name, spec in registry.CELLS.items():

@@ -14,7 +14,7 @@ import torch
 
 from gradviz import __version__, cli
 from gradviz.config import RunConfig, settings
-from gradviz.engine import registry
+from gradviz import registry
 from gradviz.engine.runs import runfile
 from gradviz.engine.runs.runfile import load_run
 from gradviz.engine.training.train import Trainer

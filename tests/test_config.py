@@ -5,7 +5,7 @@ import pytest
 
 from gradviz.config import (CELLS, GROUPS, LIMITS, LIVE_FIELDS, OPTIMIZERS, TASKS, ConfigError,
                             RunConfig, Setting, setting, settings, structural_change)
-from gradviz.engine import registry
+from gradviz import registry
 
 
 def test_defaults_are_valid_and_round_trip_through_json():

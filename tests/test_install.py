@@ -45,7 +45,7 @@ def test_a_wheel_installs_and_runs_outside_the_checkout(tmp_path):
     shutil.copytree(ROOT, source, ignore=SKIP)
     run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
          "-q", "-w", str(tmp_path / "dist"), str(source)])
-    wheel, = (tmp_path / "dist").glob("gradviz-*.whl")
+    wheel, = (tmp_path / "dist").glob("gradviz_rnn-*.whl")
 
     venv = tmp_path / "venv"
     run([sys.executable, "-m", "venv", "--without-pip", str(venv)])

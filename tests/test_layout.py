@@ -84,3 +84,50 @@ def test_the_engine_and_the_config_import_no_qt():
                             "gradviz.tensorboard", "gradviz.options")):
             text = path.read_text(encoding="utf-8")
             assert "PyQt6" not in text and "pyqtgraph" not in text, name
+
+
+def _lint(project: Path, cwd: Path) -> tuple[int, str]:
+    """import-linter's verdict on ``project``'s contracts (its pyproject.toml), run as the
+    ``lint-imports`` command is, in a fresh interpreter so that its import graph is built
+    from the files on disk."""
+    import subprocess
+    import sys
+    code = ("import sys; from importlinter.cli import lint_imports; "
+            "sys.exit(lint_imports(config_filename=sys.argv[1], no_cache=True, no_logo=True))")
+    env = dict(__import__("os").environ, PYTHONPATH=str(cwd))
+    done = subprocess.run([sys.executable, "-c", code, str(project / "pyproject.toml")],
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    return done.returncode, done.stdout + done.stderr
+
+
+def test_the_architecture_contracts_hold():
+    # pyproject.toml's [tool.importlinter] contracts: the layers (cli/api over ui over the
+    # experiments over the engine over the configuration) and no Qt below the window.
+    pytest = __import__("pytest")
+    pytest.importorskip("importlinter")
+    code, out = _lint(PACKAGE.parent, PACKAGE.parent)
+    assert code == 0, out
+
+
+def test_the_contracts_can_fail(tmp_path):
+    # A copy of the house with one forbidden import planted in the engine.
+    import shutil
+    pytest = __import__("pytest")
+    pytest.importorskip("importlinter")
+    shutil.copytree(PACKAGE, tmp_path / "gradviz",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.so", "*.c"))
+    shutil.copy(PACKAGE.parent / "pyproject.toml", tmp_path / "pyproject.toml")
+    planted = tmp_path / "gradviz" / "engine" / "model" / "network.py"
+    planted.write_text(planted.read_text(encoding="utf-8") + "\nimport gradviz.ui.state\n",
+                       encoding="utf-8")
+    code, out = _lint(tmp_path, tmp_path)
+    assert code != 0 and "gradviz.engine.model.network" in out, out
+
+
+def test_the_architecture_page_names_every_module():
+    # docs/architecture.md maps the house: a module it does not name is one a newcomer
+    # cannot find from it.
+    page = (PACKAGE.parent / "docs" / "architecture.md").read_text(encoding="utf-8")
+    missing = [path.relative_to(PACKAGE).as_posix() for path in sorted(PACKAGE.rglob("*.py"))
+               if f"`{path.relative_to(PACKAGE).as_posix()}`" not in page]
+    assert not missing, f"docs/architecture.md does not name: {missing}"

@@ -12,7 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 # The README and the pages beside it, in reading order: their examples build on each other.
 PAGES = ["README.md", "docs/guide.md", "docs/python.md", "docs/performance.md",
-         "docs/limits.md", "docs/architecture.md"]
+         "docs/limits.md", "docs/architecture.md", "docs/run-format.md"]
 README = "\n".join((ROOT / page).read_text(encoding="utf-8") for page in PAGES)
 
 
@@ -36,7 +36,7 @@ def test_the_python_examples_run_unchanged(tmp_path, monkeypatch, capsys):
     for code in examples:
         exec(compile(code, "README.md", "exec"), namespace)
     printed = capsys.readouterr().out
-    assert "(100, 1, 1, 50)" in printed and "[ 0 10 20 30 40]" in printed
+    assert "(20, 1, 1, 50)" in printed and "[ 0 10 20 30 40]" in printed
     assert np.array_equal(namespace["run"].history.step, [0, 10, 20, 30, 40])
     assert (tmp_path / "runs" / "from-python" / "run.json").is_file()
     assert any((tmp_path / "runs" / "tensorboard" / "my-lstm").iterdir())
@@ -55,3 +55,10 @@ def test_the_install_line_uses_sudo_only_when_not_root():
     else:
         assert sudo == (subprocess.run(["bash", "-c", "command -v sudo"], capture_output=True,
                                        text=True).stdout.strip())
+
+
+def test_every_page_with_python_examples_is_run():
+    # A new page under docs/ with a Python example joins PAGES, so that its example runs.
+    pages = [p.relative_to(ROOT).as_posix() for p in sorted((ROOT / "docs").glob("*.md"))
+             if "```python" in p.read_text(encoding="utf-8")]
+    assert set(pages) <= set(PAGES), set(pages) - set(PAGES)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from gradviz.config import RunConfig
-from gradviz.engine.runs.history import FLAG_ROWS, FLOAT_ROWS, History
+from gradviz.engine.runs.history import FLAG_ROWS, FLOAT_ROWS, HISTORY_CAPACITY, History
 from gradviz.engine.runs.keyframes import Keyframes
 from gradviz.engine.runs.runfile import RunFileError, load_run, save_run
 from gradviz.engine.runs.runfile import SCHEMA_VERSION, load_run_state, open_run
@@ -265,16 +265,36 @@ def test_a_long_headless_run_keeps_bounded_keyframes_and_a_small_file(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_100k_step_headless_run_keeps_at_most_256_keyframes(tmp_path):
+def test_a_100k_step_headless_run_keeps_at_most_256_keyframes(tmp_path, monkeypatch):
+    """A session's bookkeeping over 100,000 steps (history, keyframes, the saved file), at a
+    fraction of a real run's cost: two real steps give a real capture, and the trainer then
+    hands back copies of it for the other steps, each under its own step index. (A real
+    100,000-step run is benchmarks/soak.py's.)"""
+    import dataclasses
+
     config = RunConfig(task="adding", cell="rnn-tanh", seq_len=3, hidden=1, batch_size=1)
     session = Session(config)
-    session.run(100_000)
+    session.run(2)
+    trainer = session.trainer
+    template = session.history.latest
+
+    def step(full=True):
+        capture = dataclasses.replace(template, step=trainer.step_index,
+                                      loss=1.0 / (1 + trainer.step_index))
+        trainer.step_index += 1
+        return capture
+
+    monkeypatch.setattr(trainer, "step", step)
+    session.run(100_000 - 2)
     keys = session.keyframes
     assert len(keys) <= 256 and keys.steps[-1] == 99_999
     assert np.diff(keys.steps).max() <= 2 * 100_000 / 254
+    assert session.history.step[-1] == 99_999 and len(session.history) <= HISTORY_CAPACITY
     session.save(tmp_path)
     assert sum(p.stat().st_size for p in tmp_path.iterdir()) < 2 * 2**20
-    assert open_run(tmp_path).keyframes.steps.tolist() == keys.steps.tolist()
+    reopened = open_run(tmp_path)
+    assert reopened.keyframes.steps.tolist() == keys.steps.tolist()
+    assert reopened.history.step.tolist() == session.history.step.tolist()
 
 
 def test_the_state_is_plain_numpy_and_names_every_weight(tmp_path):

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from gradviz.config import RunConfig
-from gradviz.engine.registry import TASKS
+from gradviz.registry import TASKS
 from gradviz.engine.tasks import (TASK_CLASSES, ReberTask, Task, TaskInputError, TextTask,
                                   load_text, make_task)
 

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from gradviz.config import RunConfig
-from gradviz.engine.registry import CELLS
+from gradviz.registry import CELLS
 from gradviz.engine.model.init import spectral_radius
-from gradviz.engine import registry
+from gradviz import registry
 from gradviz.engine.analysis.spectrum import FULL_EVERY
 from gradviz.engine.training.train import Trainer, make_optimizer
 

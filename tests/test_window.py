@@ -11,7 +11,7 @@ import pytest
 from PyQt6 import QtCore, QtGui, QtWidgets
 
 from gradviz.config import LIMITS, RunConfig, settings
-from gradviz.engine import registry
+from gradviz import registry
 from gradviz.ui.controls import ControlPanel
 from gradviz.ui.prefs import ENV_VAR, Prefs
 from gradviz.ui.window import MainWindow

@@ -4,7 +4,7 @@
   ``torch.nn.RNN`` / ``nn.LSTM`` / ``nn.GRU`` on their data, exactly;
 * :mod:`~gradviz.api.watch` — :class:`Watch`: captures every k steps of a user's training
   loop, kept in a history the app opens;
-* :mod:`~gradviz.api.runs` — :class:`Run`, :func:`load_run` and :func:`save_run` for
+* :mod:`~gradviz.api.runs` — :class:`SavedRun`, :func:`load_run` and :func:`save_run` for
   sessions, watches and histories alike;
 * :mod:`~gradviz.api.show` — :func:`show`: the app, in a process of its own, on a run.
 

@@ -15,7 +15,7 @@ from gradviz.engine.runs.runformat import RunFileError
 
 def show(run_or_history, *, config=None) -> subprocess.Popen:
     """Open the app on ``run_or_history``: a run folder (or its run.json), or a Session,
-    Watch, Run or History (with ``config``), which is first saved to a new temporary
+    Watch, SavedRun or History (with ``config``), which is first saved to a new temporary
     folder. Returns the app's process; a run that cannot be read raises RunFileError here,
     before anything starts."""
     from gradviz.engine.runs.runfile import load_run_config

@@ -1,6 +1,6 @@
 """The control panel: a widget for every RunConfig field the app shows, built from the
 field's declaration (:func:`gradviz.config.settings`: label, help, limits, group, widget
-hints) and the registry's names and labels (:mod:`gradviz.engine.registry`), so that it
+hints) and the registry's names and labels (:mod:`gradviz.registry`), so that it
 only ever produces valid configurations and a new setting or cell needs no code here.
 
 The panel knows nothing of training. It emits ``config_changed(RunConfig)`` when the
@@ -14,7 +14,7 @@ import os
 from PyQt6 import QtCore, QtGui, QtWidgets
 
 from gradviz.config import GROUPS, ConfigError, RunConfig, Setting, settings
-from gradviz.engine import registry
+from gradviz import registry
 from gradviz.engine.tasks.texts import CORPUS_LABEL
 from gradviz.ui.dialogs import ask_text_file
 

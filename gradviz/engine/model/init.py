@@ -18,7 +18,7 @@ import math
 import torch
 
 from gradviz.engine.model.network import Network
-from gradviz.engine.registry import INITS
+from gradviz.registry import INITS
 
 
 def block_views(net: Network) -> list[tuple[str, torch.Tensor]]:

@@ -376,7 +376,7 @@ void S(lstm_cell_forward)(int T, int B, int H, int I, int fold, int kind, const 
 }
 
 /* One batch row of the LSTM variants' reverse scan: R = dh ⊙ M + carry_next ⊙ N over the
-   G + 1 blocks (see _LSTMFamily in cells.py); without a carry, R = dh ⊙ M. */
+   G + 1 blocks (see LSTMFamily in gradviz/engine/model/cells/lstm.py); without a carry, R = dh ⊙ M. */
 static inline void S(family_row_backward)(int H, int G1, const real *restrict dh,
                                           const real *restrict m, const real *restrict n,
                                           const real *restrict carry_next, real *restrict r)
@@ -426,7 +426,7 @@ static inline void S(lstm_row_backward)(int H, const real *restrict a, const rea
     }
 }
 
-/* LSTM reverse scan over t = T-1 … 0 (see _LSTMFamily in cells.py):
+/* LSTM reverse scan over t = T-1 … 0 (see LSTMFamily in gradviz/engine/model/cells/lstm.py):
    dh_t = dout_t + dz_{t+1} W_hh, dc_t = dh_t ⊙ A_t + dc_{t+1} ⊙ f_{t+1}, A = o (1 - tanh² c),
    dz_t = [dc_t ⊙ g σ'_i, dc_t ⊙ c_{t-1} σ'_f, dc_t ⊙ i (1 - g²), dh_t ⊙ tanh(c_t) σ'_o].
    acts holds i, f, g, o (g = tanh); carry (B, H) is scratch for dc_{t+1} ⊙ f_{t+1}. */
@@ -469,7 +469,7 @@ static inline void S(gru_row_forward)(int H, const real *restrict zx, const real
     }
 }
 
-/* The GRU forward pass (see GRUCell in cells.py). zx (T, B, 3H) is x W_ihᵀ + b_ih, w_t (H, 3H)
+/* The GRU forward pass (see GRUCell in gradviz/engine/model/cells/gru.py). zx (T, B, 3H) is x W_ihᵀ + b_ih, w_t (H, 3H)
    W_hhᵀ, b_rows (B, 3H) b_hh repeated for every row; u (B, 3H) is scratch. Writes the gates
    (T, B, 3, H; r, z, n), u_n = W_hn h_{t-1} + b_hn and h (T, B, H); with mean not NULL, the
    gate statistics of the first `rows` rows as in lstm_cell_forward. */

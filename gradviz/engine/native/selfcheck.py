@@ -17,12 +17,20 @@ import torch
 from torch import Tensor
 
 from gradviz.engine.model import reference
+from gradviz.registry import CELLS, saturation_bounds
 
 T_, B_, H_, I_, ROWS_, TBPTT_ = 4, 5, 19, 3, 4, 2
-# Bottom and top 10% of each stored gate's range: σ gates in (0, 1), the tanh candidate g
-# in (-1, 1); the LSTMs store i, f, g, o (the coupled one f, g, o), the GRU r, z, n.
-_LSTM_BANDS = ([0.1, 0.1, -0.8, 0.1], [0.9, 0.9, 0.8, 0.9])
-_GRU_BANDS = ([0.1, 0.1, -0.8], [0.9, 0.9, 0.8])
+
+
+def _bands(cell: str) -> tuple[list[float], list[float]]:
+    """The saturation thresholds of each stored gate of ``cell`` (the registry's): the LSTMs
+    store i, f, g, o (the coupled one f, g, o), the GRU r, z, n."""
+    bounds = [saturation_bounds(*g.range) for g in CELLS[cell].gates]
+    return [b[0] for b in bounds], [b[1] for b in bounds]
+
+
+_LSTM_BANDS = _bands("lstm")
+_GRU_BANDS = _bands("gru")
 
 
 def run(k) -> str | None:

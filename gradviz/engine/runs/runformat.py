@@ -3,7 +3,7 @@
 The arrays of ``capture.npz`` (docs/run-format.md), each with its dtype kind and named
 dimensions, and the format's bounds: the largest run.json and capture.npz, and each named
 dimension's largest size (the limits of :mod:`gradviz.config` and the cells of
-:mod:`gradviz.engine.registry`), so that a file declaring more than gradviz can write is
+:mod:`gradviz.registry`), so that a file declaring more than gradviz can write is
 refused from its headers, before its data is read (:mod:`gradviz.engine.runs.npzfile`).
 :mod:`gradviz.engine.runs.runfile` writes and reads the files with these. Shapes: K = rows,
 L = layers, D = directions, T = timesteps, P = parameter tensors, G = gates, H = hidden
@@ -21,7 +21,7 @@ from gradviz.config import LIMITS
 from gradviz.engine.runs.history import FLAG_ROWS, FLOAT_ROWS, METRIC_ROW, History
 from gradviz.engine.runs.keyframes import CAPTURE_ARRAYS, Keyframes
 from gradviz.engine.runs.npzfile import Declared
-from gradviz.engine.registry import CELLS
+from gradviz.registry import CELLS
 
 
 class RunFileError(ValueError):

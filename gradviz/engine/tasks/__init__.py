@@ -11,12 +11,12 @@ model with no memory would reach (its baseline).
 
 :func:`make_task` builds the task a :class:`~gradviz.config.RunConfig` names; which tasks
 there are, and which of them are language models, is the registry's
-(:mod:`gradviz.engine.registry`).
+(:mod:`gradviz.registry`).
 """
 from __future__ import annotations
 
 from gradviz.config import RunConfig
-from gradviz.engine.registry import task_spec
+from gradviz.registry import task_spec
 
 from .base import PROBE_SEED, Batch, Task, TaskInputError
 from .language import ReberTask, TextTask, load_text

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from gradviz.config import RunConfig
-from gradviz.engine.registry import task_spec
+from gradviz.registry import task_spec
 # Defined with the texts (torch-free, for the window), raised by every task.
 from gradviz.engine.tasks.texts import TaskInputError
 

@@ -40,7 +40,7 @@ import os
 from dataclasses import dataclass, fields
 
 from gradviz.config import RunConfig
-from gradviz.engine.registry import cell_spec
+from gradviz.registry import cell_spec
 
 # Resident memory of a process that has imported torch and gradviz.engine.training.train and
 # trained one tiny step (T 3, H 1, B 1): 308-316 MB measured on Linux x86-64 with torch

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from gradviz.config import RunConfig
-from gradviz.engine import registry
+from gradviz import registry
 from gradviz.engine.runs.capture import Capture
 from gradviz.engine.training.divergence import Divergence, DivergenceWatch
 from gradviz.engine.model.init import initialise, spectral_radius
@@ -67,7 +67,7 @@ def set_training_threads(n: int) -> None:
 def threads_for(config: RunConfig) -> int:
     """How many torch threads a training process for ``config`` should use: one for the
     small models gradviz is mostly used with, all cores for large products."""
-    from gradviz.engine.registry import cell_spec
+    from gradviz.registry import cell_spec
 
     blocks = len(cell_spec(config.cell).blocks)
     macs = (config.batch_size + 1) * config.hidden * blocks * config.hidden
@@ -102,7 +102,7 @@ def all_finite(tensors: list[Tensor]) -> bool:
 
 
 def make_optimizer(name: str, params, lr: float, momentum: float = 0.0) -> torch.optim.Optimizer:
-    """The optimiser registered as ``name`` (:data:`gradviz.engine.registry.OPTIMIZERS`);
+    """The optimiser registered as ``name`` (:data:`gradviz.registry.OPTIMIZERS`);
     ``momentum`` is SGD's only."""
     if name not in registry.OPTIMIZERS:
         raise ValueError(f"unknown optimizer {name!r}; allowed: {', '.join(registry.OPTIMIZERS)}")

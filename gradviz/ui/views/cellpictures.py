@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gradviz.engine.runs.capture import Capture
-from gradviz.engine.registry import cell_spec
+from gradviz.registry import cell_spec
 
 
 @dataclass(frozen=True)
@@ -48,9 +48,6 @@ class Picture:
     nodes: tuple[Node, ...]
     edges: tuple[Edge, ...]
     texts: tuple[tuple[float, float, str], ...]     # (x, y, text) of the states' names
-
-
-SIG = "σ(W_i· x_t + W_h· h_{t−1} + b)"
 
 
 def _lstm(peephole: bool, coupled: bool) -> Picture:

@@ -10,6 +10,7 @@ import numpy as np
 import pyqtgraph as pg
 from PyQt6 import QtWidgets
 
+from gradviz.registry import saturation_bounds
 from gradviz.ui.views.axes import EDGE_LABEL_PX
 from gradviz.ui.views.data import finite_points
 from gradviz.ui.views.items import ColourKey, WrappedText, curve
@@ -37,8 +38,8 @@ def saturation_labels(lo: float, hi: float) -> list[tuple[str, str, str]]:
     and in the top 10% of the gate's range [lo, hi] (the engine's definition)."""
     if not (np.isfinite(lo) and np.isfinite(hi)):
         return [(colour(0), "line", "in the bottom 10%"), (colour(3), "line", "in the top 10%")]
-    tenth = 0.1 * (hi - lo)
-    return [(colour(0), "line", f"< {lo + tenth:.3g}"), (colour(3), "line", f"> {hi - tenth:.3g}")]
+    low, high = saturation_bounds(lo, hi)
+    return [(colour(0), "line", f"< {low:.3g}"), (colour(3), "line", f"> {high:.3g}")]
 
 
 class GatesView(View):

@@ -13,6 +13,7 @@ import numpy as np
 import pyqtgraph as pg
 from PyQt6 import QtCore, QtWidgets
 
+from gradviz.registry import saturation_bounds
 from gradviz.ui.views.data import finite_points
 from gradviz.ui.views.gates import GATE_DESCRIPTIONS
 from gradviz.ui.views.items import ColourKey, WrappedText, curve
@@ -23,8 +24,8 @@ from gradviz.ui.views.view import View
 def unit_saturation(gates: np.ndarray, lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
     """Per unit, the fraction of timesteps whose activation is in the bottom and in the top
     10% of [lo, hi]. ``gates`` (T, H) -> two (H,) arrays."""
-    tenth = 0.1 * (hi - lo)
-    return (gates < lo + tenth).mean(axis=0), (gates > hi - tenth).mean(axis=0)
+    low, high = saturation_bounds(lo, hi)
+    return (gates < low).mean(axis=0), (gates > high).mean(axis=0)
 
 
 class SaturationView(View):

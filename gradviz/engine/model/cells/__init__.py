@@ -25,11 +25,11 @@ Parameters follow PyTorch's ``nn.RNN`` / ``nn.LSTM`` / ``nn.GRU``: ``weight_ih``
 i, f, g, o (LSTM) and r, z, n (GRU, where r multiplies ``W_hn h + b_hn``). The peephole LSTM
 adds ``weight_ch`` (3·H,): diagonal peepholes for i, f (on c_{t-1}) and o (on c_t). The
 coupled LSTM has blocks f, g, o and uses i = 1 - f. A cell's name, blocks and gates are its
-entry in :mod:`gradviz.engine.registry`.
+entry in :mod:`gradviz.registry`.
 """
 from __future__ import annotations
 
-from gradviz.engine.registry import cell_spec
+from gradviz.registry import cell_spec
 
 from .base import Cell, GateStats, LayerCache, LayerGrads, empty_stats, gate_stats_into
 from .gru import GRUCache, GRUCell

@@ -22,7 +22,8 @@ import torch
 from torch import Tensor
 
 from gradviz.engine import native
-from gradviz.engine.registry import CellSpec
+from gradviz.registry import saturation_bounds
+from gradviz.registry import CellSpec
 
 
 @dataclass
@@ -70,11 +71,12 @@ def gate_stats_into(stats: GateStats, s: int, acts: Tensor, rows: int,
     if len(set(ranges)) == 1:
         # One range for every gate: scalar bands are faster than a broadcast tensor of them.
         (a0, b0), = set(ranges)
-        lo, hi = a0 + 0.1 * (b0 - a0), a0 + 0.9 * (b0 - a0)
+        lo, hi = saturation_bounds(a0, b0)
     else:
-        lo = torch.tensor([a + 0.1 * (b - a) for a, b in ranges], dtype=acts.dtype,
+        bounds = [saturation_bounds(a, b) for a, b in ranges]
+        lo = torch.tensor([b[0] for b in bounds], dtype=acts.dtype,
                           device=acts.device).view(1, 1, -1, 1)
-        hi = torch.tensor([a + 0.9 * (b - a) for a, b in ranges], dtype=acts.dtype,
+        hi = torch.tensor([b[1] for b in bounds], dtype=acts.dtype,
                           device=acts.device).view(1, 1, -1, 1)
     a = acts[:, :rows]
     n = a.shape[0]
@@ -151,7 +153,7 @@ def linear_grads(dz_x: Tensor, dz_h: Tensor, cache: LayerCache, weight_ih: Tenso
 
 class Cell:
     """One cell family. Its name, gate blocks, the gates it shows and whether it has a cell
-    state are its registry entry's (:mod:`gradviz.engine.registry`); subclasses define the
+    state are its registry entry's (:mod:`gradviz.registry`); subclasses define the
     two passes and name the step of :mod:`~gradviz.engine.model.reference` they compute."""
     # One timestep of the equations, written plainly (model.reference): (p, x_t, h, c) -> Step.
     reference_step: Callable

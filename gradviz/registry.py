@@ -80,6 +80,17 @@ _LSTM_GATES = (
     _gate("o", _SIGMOID, "output gate: how much of tanh(c_t) reaches h_t"),
 )
 
+# A gate is saturated where its activation lies in the bottom or the top SATURATION_BAND of
+# its range: there its derivative is near 0 and the gradient through it fades. The engine's
+# counts, the compiled loops' self-check, the views and their keys all use this one band.
+SATURATION_BAND = 0.1
+
+
+def saturation_bounds(lo: float, hi: float) -> tuple[float, float]:
+    """The thresholds below and above which an activation in [lo, hi] counts as saturated."""
+    return lo + SATURATION_BAND * (hi - lo), lo + (1 - SATURATION_BAND) * (hi - lo)
+
+
 CELLS: dict[str, CellSpec] = {c.name: c for c in (
     CellSpec("rnn-tanh", "RNN (tanh)",
              "h_t = tanh(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)",
