@@ -7,8 +7,9 @@ arrays of a :class:`~gradviz.engine.runs.history.History`, its latest full captu
 (:mod:`gradviz.engine.runs.runextras`); ``state.npz`` what continuing the run needs
 (:mod:`gradviz.engine.runs.runstate`). docs/run-format.md describes every key, and
 :mod:`gradviz.engine.runs.runformat` holds the arrays' specification and the format's bounds.
-:func:`save_run` writes them to temporary files beside them and renames them into place,
-putting the old ones back if a later rename fails. :func:`open_run` (and
+:func:`save_run` writes them to temporary files beside them and renames them into place
+under the folder's lock and a journal, so that the folder changes as a unit
+(:mod:`gradviz.engine.runs.runsave`); every file names the save it belongs to. :func:`open_run` (and
 :func:`load_run`, its older, smaller answer) opens only regular files of bounded size, reads
 capture.npz header first (:mod:`gradviz.engine.runs.npzfile`), checks every array's kind and
 shape against the others and the bounds before reading its data, and raises
@@ -107,7 +108,10 @@ def save_run(folder: str | os.PathLike, config: RunConfig, history: History,
     is what continuing the run needs. All are written to temporary files in the folder
     first and renamed into place, run.json last, so an existing run there stays intact if
     anything fails, and a failed save leaves no temporary file and none of the folders it
-    created behind. A state.npz of an earlier save is removed when there is no ``state``.
+    created behind; a save killed on the way is finished or dropped whole by the next open
+    or save (:mod:`gradviz.engine.runs.runsave`). Another process writing ``folder`` is
+    waited for 2 s, then :class:`~gradviz.engine.runs.runsave.RunFolderBusy` (an OSError).
+    A state.npz of an earlier save is removed when there is no ``state``.
     """
     import torch  # only for the version record; the engine needs it anyway
 
