@@ -37,7 +37,8 @@ def _fail(where: str, name: str, problem: str) -> RunFileError:
 def _int_in(a: dict, where: str, name: str, low: int, high: int) -> int:
     value = a[name]
     if value.dtype.kind not in "iu" or value.ndim != 0 or not low <= int(value) <= high:
-        raise _fail(where, name, f"is {value!r}, outside {low} … {high}")
+        shown = value.item() if value.ndim == 0 else f"of shape {value.shape}"
+        raise _fail(where, name, f"is {shown}, not a whole number from {low} to {high}")
     return int(value)
 
 
