@@ -42,6 +42,7 @@ TOP_HELP = f"""usage: gradviz [--version] [--experiment NAME] [run [OPTIONS] | o
   gradviz --experiment NAME
                        open the app on a guided experiment (gradviz run --list-experiments)
   gradviz run …        train without a window and save the run (gradviz run --help)
+  gradviz sweep …      train a grid of runs: success rate against T (gradviz sweep --help)
   gradviz --version    print the version ({__version__})"""
 
 
@@ -320,6 +321,9 @@ def main(argv: list[str] | None = None) -> int:
         return gui_main()
     if args[0] == "run":
         return run_command(args[1:])
+    if args[0] == "sweep":
+        from gradviz.sweepcli import sweep_command
+        return sweep_command(args[1:])
     if args[0] == "open":
         from gradviz.api.show import open_command
         return open_command(args[1:])

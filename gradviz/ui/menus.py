@@ -90,6 +90,8 @@ def build_actions(window) -> None:
                           f"Source: {experiment.source}")
         action.triggered.connect(
             lambda _checked=False, e=experiment: window.load_experiment(e))
+    from gradviz.ui.sweepwindow import add_sweep_actions
+    add_sweep_actions(window, experiments_menu)
 
     add_runs_menu(window)
     build_view_menu(window)
