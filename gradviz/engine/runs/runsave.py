@@ -14,8 +14,8 @@ hand) is told so (:mod:`gradviz.engine.runs.runfile`).
 :func:`folder_lock` holds an exclusive lock (``flock``) on the folder itself while a
 process writes it: a second writer waits up to ``wait_s`` and then gets
 :class:`RunFolderBusy`, one line; the lock goes with the process that held it, however it
-ends. Within one process the lock is re-entrant. Where ``flock`` does not exist (Windows)
-there is no lock.
+ends. Within one process the lock is re-entrant. Where ``flock`` does not exist (Windows),
+or the folder cannot be opened for reading, there is no lock.
 """
 from __future__ import annotations
 
@@ -53,10 +53,13 @@ def new_generation() -> str:
 def folder_lock(folder: str | os.PathLike, wait_s: float = 0.0) -> Iterator[None]:
     """Hold the exclusive lock of the existing ``folder`` (re-entrant in this process);
     :class:`RunFolderBusy` if another process holds it for ``wait_s`` seconds."""
-    if fcntl is None:
+    try:
+        fd = -1 if fcntl is None else os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except PermissionError:        # a folder one may write but not read: no lock to be had
+        fd = -1
+    if fd < 0:
         yield
         return
-    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     st = os.fstat(fd)
     key = (st.st_dev, st.st_ino)
     if key in _held:
