@@ -123,8 +123,9 @@ def check_whole(run, a: dict[str, np.ndarray], session) -> None:
             raise RunFileError(f"{capture}: 'dh_norm_all' is of (layers, directions, timesteps) "
                                f"{tuple(history.dh_norm.shape[1:])}, but the run's configuration "
                                f"in run.json has {shape}")
-        if (history.dc_norm is not None) != bool(tr.net.cell.has_cell_state):
-            raise RunFileError(f"{capture}: 'dc_norm_all' is {'present' if history.dc_norm is not None else 'absent'}"
+        has_dc = history.dc_norm is not None
+        if has_dc != bool(tr.net.cell.has_cell_state):
+            raise RunFileError(f"{capture}: 'dc_norm_all' is {'present' if has_dc else 'absent'}"
                                f", but the run's cell ({session.config.cell}) "
                                f"{'has' if tr.net.cell.has_cell_state else 'has no'} cell state")
         if tuple(history.param_names) != names:

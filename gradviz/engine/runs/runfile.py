@@ -41,7 +41,7 @@ from gradviz.engine.runs.runextras import (Scales, TextSamples, capture_arrays, 
                                       extra_arrays, extras_from, keyframe_arrays, keyframes_from)
 from gradviz.engine.runs.runformat import (KNOWN_ARRAYS, MAX_NPZ_BYTES, MAX_RUN_JSON_BYTES,
                                       RunFileError, check_declared, check_values)
-from gradviz.engine.runs.runsave import commit, folder_lock, new_generation, recover
+from gradviz.engine.runs.runsave import commit, folder_lock, new_generation, recover, same_save
 from gradviz.engine.runs.runstate import (GENERATION, STATE_NPZ, RunState, read_generation,
                                         read_state, write_state)
 
@@ -308,7 +308,7 @@ def open_run(folder_or_run_json: str | os.PathLike, capacity: int = HISTORY_CAPA
     history, keyframes = History(capacity), Keyframes(keyframe_capacity)
     try:
         arrays, dims = _read_npz(npz_path, history, keyframes)
-        _same_save(npz_path, doc.get("generation"),
+        same_save(npz_path, doc.get("generation"),
                    str(arrays["generation"]) if "generation" in arrays else None)
         names = tuple(str(s) for s in arrays["param_names"])
         owners = _param_owners(npz_path, arrays, names, dims)
@@ -343,14 +343,6 @@ def open_run(folder_or_run_json: str | os.PathLike, capacity: int = HISTORY_CAPA
                     doc.get("generation"))
 
 
-def _same_save(path: Path, want: str | None, got: str | None) -> None:
-    """RunFileError unless the file ``path`` is of the save run.json names (``want``; a
-    run.json from before saves were named accepts any)."""
-    if want is not None and got != want:
-        raise RunFileError(f"{path}: from another save than the run.json beside it (the folder "
-                           "holds parts of two runs, e.g. files copied in by hand); save the "
-                           "run again, or put back the files of one save")
-
 
 def load_run_state(run: SavedRun | str | os.PathLike, session) -> RunState:
     """The state.npz of ``run`` (opened, or its folder or run.json, of which only run.json
@@ -374,7 +366,7 @@ def load_run_state(run: SavedRun | str | os.PathLike, session) -> RunState:
     try:
         with handle, Archive(handle, size) as archive:
             state = read_state(archive, str(path), session)
-            _same_save(path, run.generation, read_generation(archive, str(path)))
+            same_save(path, run.generation, read_generation(archive, str(path)))
             return state
     except ArchiveError as exc:
         raise RunFileError(f"{path}: {exc}") from None

@@ -91,7 +91,7 @@ KEY_OPTIONAL = {k: (kind, ("F", *shape)) for k, (kind, shape) in LATEST_OPTIONAL
 # each named scale of the views.
 EXTRA_OPTIONAL = {"text_step": ("i", ("S",)), "text_sample": ("U", ("S",)),
                   "scale_names": ("U", ("C",)), "scale_levels": ("f", ("C", "2")),
-                  # The save it belongs to, as run.json's "generation" (gradviz.engine.runs.runsave).
+                  # The save it belongs to, as run.json's "generation" (engine/runs/runsave).
                   "generation": ("U", ())}
 _KIND_WORDS = {"i": "integers", "f": "floats", "b": "booleans", "U": "text"}
 # Members of other names are never read.

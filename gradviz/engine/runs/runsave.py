@@ -28,6 +28,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from gradviz.engine.runs.runformat import RunFileError
+
 try:
     import fcntl
 except ImportError:           # pragma: no cover - Windows
@@ -144,6 +146,15 @@ def recover(folder: str | os.PathLike) -> None:
         return
 
 
+def same_save(path: Path, want: str | None, got: str | None) -> None:
+    """RunFileError unless the file ``path``, of the save ``got``, is of the save run.json
+    names (``want``; a run.json from before saves were named accepts any)."""
+    if want is not None and got != want:
+        raise RunFileError(f"{path}: from another save than the run.json beside it (the folder "
+                           "holds parts of two runs, e.g. files copied in by hand); save the "
+                           "run again, or put back the files of one save")
+
+
 def _finish(folder: Path) -> None:
     journal = folder / JOURNAL
     try:
@@ -163,4 +174,5 @@ def _finish(folder: Path) -> None:
     _fsync_folder(folder)
 
 
-__all__ = ["JOURNAL", "RunFolderBusy", "folder_lock", "commit", "recover", "new_generation"]
+__all__ = ["JOURNAL", "RunFolderBusy", "folder_lock", "commit", "recover", "new_generation",
+           "same_save"]
