@@ -42,6 +42,7 @@ TOP_HELP = f"""usage: gradviz [--version] [--experiment NAME] [run [OPTIONS] | o
   gradviz --experiment NAME
                        open the app on a guided experiment (gradviz run --list-experiments)
   gradviz run …        train without a window and save the run (gradviz run --help)
+  gradviz snapshot …   render the window after an experiment to a PNG (and JSON)
   gradviz sweep …      train a grid of runs: success rate against T (gradviz sweep --help)
   gradviz --version    print the version ({__version__})"""
 
@@ -327,6 +328,9 @@ def main(argv: list[str] | None = None) -> int:
     if args[0] == "open":
         from gradviz.api.show import open_command
         return open_command(args[1:])
+    if args[0] == "snapshot":
+        from gradviz.ui.snapshot import snapshot_command
+        return snapshot_command(args[1:])
     if args[0] == "--experiment" or args[0].startswith("--experiment="):
         name = args[0].partition("=")[2] or (args[1] if len(args) > 1 else "")
         extra = args[1:] if "=" in args[0] else args[2:]
