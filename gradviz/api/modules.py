@@ -25,6 +25,8 @@ import torch
 from torch import Tensor, nn
 
 from gradviz.api.modern import Recurrent
+from gradviz.api import guards
+from gradviz.engine.analysis.norms import each_norm, total_norm
 from gradviz.engine.runs.capture import Capture
 from gradviz.engine.model.network import Network, owners_from_names, param_name
 from gradviz.engine.training.train import spectral, timestep_arrays
@@ -160,7 +162,10 @@ def capture(module: nn.RNNBase, x: Tensor, loss_fn: Callable[[Tensor], Tensor], 
     xs = _time_major(x, module)
     B = xs.shape[1]
     state = _initial_state(module, h0, B, unbatched, net.has_cell_state)
-    fwd = net.run(xs.detach(), state, stats_rows=B)
+    guards.refuse_nonfinite_weights(module)
+    guards.refuse_beyond_memory(module, net.cell.name, xs)
+    with guards.without_autocast(xs):
+        fwd = net.run(xs.detach(), state, stats_rows=B)
     out = _user_layout(fwd.output, module, unbatched).detach().requires_grad_()
     loss = loss_fn(out)
     if not isinstance(loss, Tensor) or loss.numel() != 1 or not loss.requires_grad:
@@ -174,28 +179,29 @@ def capture(module: nn.RNNBase, x: Tensor, loss_fn: Callable[[Tensor], Tensor], 
         d_out.unsqueeze(1) if unbatched else d_out.transpose(0, 1) if module.batch_first else d_out)
     params = dict(module.named_parameters())
     before = {name: p.grad for name, p in params.items()}
-    for p in params.values():
-        p.grad = None
-    grads = net.backward(fwd, d_tbh.contiguous(), tbptt, input_grad=True)
-    new = {name: p.grad if p.grad is not None else torch.zeros_like(p)
-           for name, p in params.items()}
-    for name, p in params.items():
-        if not p.requires_grad:         # frozen: autograd would leave its .grad alone
+    try:                                # whatever fails, the caller's .grad stays as it was
+        for p in params.values():
+            p.grad = None
+        with guards.without_autocast(xs):
+            grads = net.backward(fwd, d_tbh.contiguous(), tbptt, input_grad=True)
+        new = {name: p.grad if p.grad is not None else torch.zeros_like(p)
+               for name, p in params.items()}
+    finally:
+        for name, p in params.items():
             p.grad = before[name]
-        elif before[name] is None:
-            p.grad = new[name]
-        else:
-            p.grad = before[name].add_(new[name])
     tensors, seeds = [loss], [None]
     dx = grads[0][0].dx if net.directions == 1 else grads[0][0].dx + grads[0][1].dx.flip(0)
     if x.requires_grad:
         tensors.append(x)
         seeds.append(_user_layout(dx, module, unbatched))
     torch.autograd.backward(tensors, seeds)
+    for name, p in params.items():
+        if p.requires_grad:             # frozen: autograd would leave its .grad alone
+            p.grad = new[name] if p.grad is None else p.grad.add_(new[name])
 
     with torch.no_grad():
-        norms = torch.stack([torch.linalg.vector_norm(g) for g in new.values()])
-        grad_norm = torch.linalg.vector_norm(norms).item()
+        norms = each_norm(list(new.values()))
+        grad_norm = total_norm(norms)
         rho, sigma = spectral(net)
     dtype = torch.float64 if xs.dtype == torch.float64 else torch.float32
     loss_value = float(loss.detach())

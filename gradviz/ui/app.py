@@ -6,6 +6,7 @@ import sys
 
 from PyQt6 import QtCore, QtGui, QtWidgets
 
+from gradviz.display import no_display_message
 from gradviz.engine.runs.runformat import RunFileError
 from gradviz.resources import icon_bytes
 from gradviz.ui.window import MainWindow
@@ -14,7 +15,12 @@ from gradviz.ui.window import MainWindow
 def run_app(argv: list[str] | None = None, experiment: str | None = None,
             run: str | None = None) -> int:
     """Open the main window (on the guided ``experiment`` if named, or on the saved run in
-    the folder ``run``) and run the event loop; returns the exit status."""
+    the folder ``run``) and run the event loop; returns the exit status: 2, with one line
+    on stderr, where there is no display to open it on (:mod:`gradviz.display`)."""
+    no_display = None if QtWidgets.QApplication.instance() else no_display_message()
+    if no_display:
+        print(no_display, file=sys.stderr)
+        return 2
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(
         list(sys.argv if argv is None else argv))
     app.setApplicationName("gradviz")
@@ -28,16 +34,22 @@ def run_app(argv: list[str] | None = None, experiment: str | None = None,
 
         window.load_experiment(load_experiment(experiment))
     if run is not None:
-        try:
-            window.open_run(run)
-        except RunFileError as exc:
-            window.dialogs.warn("Run not opened", str(exc))
+        # Inside the event loop: a warning shown before it started would run a loop of its
+        # own that a signal's close cannot end (the app then never exited on SIGTERM).
+        QtCore.QTimer.singleShot(0, lambda: _open_or_warn(window, run))
     status = app.exec()
     # Destroy the widgets while the QApplication still exists: left to the interpreter's
     # exit, the order of destruction is arbitrary, and under X11 that crashed now and then.
     window.deleteLater()
     app.sendPostedEvents(None, QtCore.QEvent.Type.DeferredDelete)
     return status
+
+
+def _open_or_warn(window: MainWindow, run: str) -> None:
+    try:
+        window.open_run(run)
+    except RunFileError as exc:
+        window.dialogs.warn("Run not opened", str(exc))
 
 
 def app_icon() -> QtGui.QIcon:

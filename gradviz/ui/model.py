@@ -121,7 +121,7 @@ class AppModel(QtCore.QObject):
         False if refused."""
         if not self.fits_in_memory(config):
             return False
-        self.state.set_config(config)
+        self.state.set_config(config, fresh=True)   # the run on screen keeps its settings
         self.prefs.save_config(config)
         self.reset()
         return True
@@ -215,11 +215,36 @@ class AppModel(QtCore.QObject):
             return False
         if answer == CONTINUE:
             self.worker.reset(run.config, resume=run.source)
+            self._put_back_if_refused(run)
             state.continue_live()
         else:
             # The model behind an opened run is already fresh (reset when it was opened).
             state.new_live_run()
         return True
+
+    def _put_back_if_refused(self, run: Run) -> None:
+        """If the backend refuses to continue ``run`` (its folder is damaged, or its files
+        do not fit together: gradviz.engine.runs.runcheck), the run is put back as it was
+        opened, viewed and continuable, with a fresh model of its settings behind it; the
+        backend's error message says why. Nothing changes once the backend is ready."""
+        source, worker = run.source, self.worker
+
+        def disconnect() -> None:
+            worker.ready.disconnect(ready)
+            worker.error.disconnect(refused)
+
+        def ready(_language: bool) -> None:
+            disconnect()
+
+        def refused(_message: str, _details: str) -> None:
+            disconnect()
+            run.source, run.can_continue = source, True
+            self.state.runs_changed.emit()
+            self.state.data_changed.emit()
+            worker.reset(run.config)
+
+        worker.ready.connect(ready)
+        worker.error.connect(refused)
 
     def close(self) -> None:
         """Remember the settings and stop the backend."""

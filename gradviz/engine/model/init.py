@@ -18,6 +18,7 @@ import math
 import torch
 
 from gradviz.engine.model.cells.rnn import random_orthogonal
+from gradviz.engine.model.finite import refuse_nonfinite
 from gradviz.engine.model.network import Network
 from gradviz.registry import INITS
 
@@ -33,8 +34,10 @@ def block_views(net: Network) -> list[tuple[str, torch.Tensor]]:
     return views
 
 
-def spectral_radius(w: torch.Tensor) -> torch.Tensor:
-    """Largest |eigenvalue| of each square matrix in w (..., H, H), in float64."""
+def spectral_radius(w: torch.Tensor, name: str = "a recurrent weight") -> torch.Tensor:
+    """Largest |eigenvalue| of each square matrix in w (..., H, H), in float64;
+    NonFiniteWeights (naming it ``name``) if w holds a NaN or ±inf."""
+    refuse_nonfinite([(name, w)], "the spectral radius")
     return torch.linalg.eigvals(w.double()).abs().amax(-1)
 
 

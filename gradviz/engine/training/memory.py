@@ -128,11 +128,13 @@ def task_sizes(config: RunConfig, text: str | None = None) -> tuple[int, int, in
     raise ValueError(f"unknown task {config.task!r}")
 
 
-def estimate(config: RunConfig, text: str | None = None, compiled: bool | None = None) -> Estimate:
+def estimate(config: RunConfig, text: str | None = None, compiled: bool | None = None,
+             sizes: tuple[int, int, int] | None = None) -> Estimate:
     """Where the memory of one training step of ``config`` goes (see the module's text).
 
     ``compiled``: whether the cells run the compiled loops (gradviz.engine.native); None
-    assumes they do unless ``GRADVIZ_NATIVE=0`` turns them off."""
+    assumes they do unless ``GRADVIZ_NATIVE=0`` turns them off. ``sizes``: (I, O, P) in
+    place of the task's (:func:`task_sizes`), for a model that is not gradviz's own."""
     if compiled is None:
         compiled = os.environ.get("GRADVIZ_NATIVE", "1") != "0"
     cell = cell_spec(config.cell)
@@ -142,7 +144,7 @@ def estimate(config: RunConfig, text: str | None = None, compiled: bool | None =
     D = 2 if config.bidirectional else 1
     G = len(cell.blocks)
     R = T * (config.batch_size + 1)
-    I0, O, P = task_sizes(config, text)
+    I0, O, P = sizes or task_sizes(config, text)
     has_c = cell.has_cell_state
 
     def layer_in(k: int) -> int:

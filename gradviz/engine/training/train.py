@@ -19,10 +19,11 @@ from gradviz.config import RunConfig
 from gradviz import registry
 from gradviz.engine.runs.capture import Capture
 from gradviz.engine.training.divergence import Divergence, DivergenceWatch
-from gradviz.engine.model.init import initialise, spectral_radius
-from gradviz.engine.model.network import Network
+from gradviz.engine.model.init import initialise
+from gradviz.engine.model.network import Network, param_name
+from gradviz.engine.analysis.norms import each_norm, norm_over, total_norm
 from gradviz.engine.analysis.paths import path_names, path_norms
-from gradviz.engine.analysis.spectrum import SpectrumTracker
+from gradviz.engine.analysis.spectrum import SpectrumTracker, spectral
 
 from gradviz.engine.tasks import Task, make_task
 
@@ -72,14 +73,6 @@ def threads_for(config: RunConfig) -> int:
     blocks = len(cell_spec(config.cell).blocks)
     macs = (config.batch_size + 1) * config.hidden * blocks * config.hidden
     return 1 if macs < THREADS_FROM_MACS else max(1, os.cpu_count() or 1)
-
-
-def each_norm(tensors: list[Tensor]) -> Tensor:
-    """The 2-norm of each tensor, stacked: one fused call where torch has it."""
-    fused = getattr(torch, "_foreach_norm", None)
-    if fused is not None:
-        return torch.stack(fused(tensors))
-    return torch.stack([torch.linalg.vector_norm(t) for t in tensors])
 
 
 def copy_each(into: list[Tensor], tensors: list[Tensor]) -> None:
@@ -208,7 +201,7 @@ class Trainer:
 
         loss_value = loss.item()
         norms = each_norm([p.grad for p in self.params])
-        grad_norm = torch.linalg.vector_norm(norms).item()
+        grad_norm = total_norm(norms)
         # ρ describes the weights this step used, so it is taken before the update.
         spectral_now = self._spectral_now() if capture else None
         events: list[str] = []
@@ -221,8 +214,8 @@ class Trainer:
             grad_norm_clipped = grad_norm
         else:
             clipped = self._clip(grad_norm)
-            grad_norm_clipped = grad_norm if not clipped else torch.linalg.vector_norm(
-                each_norm([p.grad for p in self.params])).item()
+            grad_norm_clipped = grad_norm if not clipped else total_norm(
+                each_norm([p.grad for p in self.params]))
             if not self._apply_update():
                 nonfinite = True
                 fault = "update"
@@ -250,8 +243,14 @@ class Trainer:
         """Clip the gradients in place as configured; True if they changed."""
         cfg = self.config
         if cfg.clip == "norm":
-            torch.nn.utils.clip_grad_norm_(self.params, cfg.clip_threshold)
-            return grad_norm > cfg.clip_threshold
+            # By the exact norm (torch's own clip_grad_norm_ sums float32 squares, which
+            # overflow to inf past ~1e19 and then scale every gradient to 0); its formula.
+            if grad_norm <= cfg.clip_threshold:
+                return False
+            with torch.no_grad():
+                torch._foreach_mul_([p.grad for p in self.params],
+                                    min(1.0, cfg.clip_threshold / (grad_norm + 1e-6)))
+            return True
         if cfg.clip == "value":
             peak = max(p.grad.abs().max().item() for p in self.params)
             torch.nn.utils.clip_grad_value_(self.params, cfg.clip_threshold)
@@ -301,7 +300,9 @@ class Trainer:
         L, D, H = self.net.layers, self.net.directions, self.net.hidden
         blocks = torch.cat([self.net.cell.recurrent_blocks(self.net.layer_params(k, d), H)
                             for k in range(L) for d in range(D)])     # (L·D·G', H, H)
-        rho, sigma = self.spectrum.update(blocks, self.step_index)
+        names = [f"{param_name('weight_hh', k, d)} block {b}" for k in range(L)
+                 for d in range(D) for b in self._block_names]
+        rho, sigma = self.spectrum.update(blocks, self.step_index, names)
         self._rho_step = self.spectrum.rho_step
         return rho.view(L, D, -1), sigma.view(L, D, -1)
 
@@ -354,11 +355,11 @@ def timestep_arrays(net: Network, fwd, grads, probe: int | None,
         return torch.stack(parts).reshape(shape).to("cpu", dtype).numpy()
 
     pairs = [(k, d) for k in range(L) for d in range(D)]
-    dh = [in_time_order(torch.linalg.vector_norm(grads[k][d].dh, dim=(1, 2)), d)
+    dh = [in_time_order(norm_over(grads[k][d].dh, (1, 2)), d)
           for k, d in pairs]
-    dc = [in_time_order(torch.linalg.vector_norm(grads[k][d].dc, dim=(1, 2)), d)
+    dc = [in_time_order(norm_over(grads[k][d].dc, (1, 2)), d)
           for k, d in pairs if grads[k][d].dc is not None]
-    dout = [in_time_order(torch.linalg.vector_norm(grads[k][d].dout, dim=(1, 2)), d)
+    dout = [in_time_order(norm_over(grads[k][d].dout, (1, 2)), d)
             for k, d in pairs]
     out = {"dh_norm": host(dh, (L, D, T)), "dc_norm": host(dc, (L, D, T)) if dc else None,
            "dout_norm": host(dout, (L, D, T)), "path_names": path_names(net.cell),
@@ -386,15 +387,3 @@ def timestep_arrays(net: Network, fwd, grads, probe: int | None,
     Q = len(out["path_names"])
     out["paths"] = host(paths, (L, D, T, Q, H)).transpose(0, 1, 3, 2, 4).copy()
     return out
-
-
-@torch.no_grad()
-def spectral(net: Network) -> tuple[Tensor, Tensor]:
-    """Spectral radius and largest singular value of every recurrent block of ``net``,
-    (L, D, G') float64."""
-    L, D, H = net.layers, net.directions, net.hidden
-    blocks = torch.stack([net.cell.recurrent_blocks(net.layer_params(k, d), H)
-                          for k in range(L) for d in range(D)])   # (L·D, G', H, H)
-    rho = spectral_radius(blocks).view(L, D, -1)
-    sigma = torch.linalg.matrix_norm(blocks.double(), ord=2).view(L, D, -1)
-    return rho, sigma
