@@ -148,14 +148,19 @@ class LogAxis(FitAxis):
         room = max(2, int(size / self.PIXELS_PER_LABEL))
         if span >= 3 and size >= 3 * self._label_extent(lo, hi, 1.0):
             room = max(room, 3)    # three decades or more: never fewer than three labels
-        every = max(1, math.ceil(span / room))
         decades = np.arange(math.ceil(lo), math.floor(hi) + 1)
         # Of the ``every`` ways to thin the decades, the one with the most labels clear
         # of the axis's ends (pyqtgraph drops a label that would stick out).
         margin = span * self._label_extent(lo, hi, 1.0) / 2 / max(size, 1.0)
-        offset = max(range(every), key=lambda k: (
-            sum(1 for d in decades if d % every == k and lo + margin <= d <= hi - margin), -k))
-        major = [float(d) for d in decades if d % every == offset]
+        # The widest thinning that still labels as many decades as there is room for
+        # (3.3 decades thinned to every other one could leave only two).
+        for every in range(max(1, math.ceil(span / room)), 0, -1):
+            offset = max(range(every), key=lambda k: (
+                sum(1 for d in decades if d % every == k and lo + margin <= d <= hi - margin),
+                -k))
+            major = [float(d) for d in decades if d % every == offset]
+            if every == 1 or len(major) >= min(room, len(decades)):
+                break
         if every > 1:
             minor = [float(d) for d in decades if d % every != offset]
         else:
