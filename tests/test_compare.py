@@ -278,12 +278,13 @@ def test_an_experiments_second_step_is_labelled_by_what_differs_and_a_new_one_se
     qtbot.waitUntil(lambda: window.worker.state == "paused", timeout=30000)
     run_until(qtbot, window, 5)
     first = window.state.live
-    window.banner.then_button.click()           # "Now: clip the gradient norm at 2"
+    window.banner.then_button.click()           # "Now: clip the gradient norm at 1"
     qtbot.waitUntil(lambda: window.worker.state == "paused", timeout=30000)
     assert window.state.comparisons == (first,) and first.config.clip == "none"
     run_until(qtbot, window, 3)
     loss = window.views["loss"]
-    assert loss.colour_key.labels[:2] == ["loss: clip by norm at 2", "no clipping"]
+    threshold = exploding.then_config.clip_threshold
+    assert loss.colour_key.labels[:2] == [f"loss: clip by norm at {threshold:g}", "no clipping"]
     window.banner.then_button.click()           # again: the same settings, no copy stacked
     qtbot.waitUntil(lambda: window.worker.state == "paused", timeout=30000)
     assert window.state.comparisons == (first,)
