@@ -154,7 +154,7 @@ class RunConfig:
                                help="The LRU's largest initial |λ|: how far back it can "
                                     "remember, about 1/(1 − r_max) steps")
     lru_max_phase: float = setting(0.314, label="LRU max phase", group="Initialisation",
-                                   limits=(1e-4, 6.2832), decimals=3, step=0.1,
+                                   limits=(1e-4, 6.2832), decimals=4, step=0.1,
                                    help="The largest initial phase of the LRU's λ, in radians")
     indrnn_u_max: float | None = setting(None, label="IndRNN max |u|", group="Initialisation",
                                          limits=(0.0, 10.0), decimals=4, step=0.01,

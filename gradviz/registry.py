@@ -161,7 +161,7 @@ MODERN_CELLS: dict[str, CellSpec] = {c.name: c for c in (
                  _gate("x", _TANH, "state: real parts, then imaginary parts"),
                  _gate("a", _SIGMOID, "|λ| of each unit: ∂ of the state's norm per step")),
              diagonal=True, recurrent=("diag(|λ|)",)),
-    CellSpec("rnn-orthogonal", "RNN (tanh), orthogonal W_hh",
+    CellSpec("rnn-orthogonal", "Orthogonal RNN",
              "h_t = tanh(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh), W_hh = exp(A) kept "
              "orthogonal (Lezcano-Casado & Martínez-Rubio 2019)",
              blocks=("h",), gates=(_gate("h", _TANH, "hidden state h_t = tanh(…)"),)),

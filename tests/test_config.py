@@ -115,3 +115,13 @@ def test_limits_bound_every_number_at_both_ends():
 def test_live_fields_are_the_settings_marked_live():
     assert LIVE_FIELDS == {"clip", "clip_threshold", "lr", "momentum", "capture_every"}
     assert LIVE_FIELDS == {name for name, s in settings() if s.live}
+
+
+def test_every_setting_shows_its_limits_at_its_decimals():
+    # A spin box rounds to its decimals: a lower limit it cannot show would read as 0 (or
+    # -0) and let the panel send a value outside the limits.
+    for name, s in settings():
+        if s.limits is None or s.log_scale or s.value_type is not float:
+            continue
+        for limit in s.limits:
+            assert round(limit, s.decimals) == limit, (name, limit, s.decimals)
