@@ -22,8 +22,9 @@ FLAG_ROWS = ("clipped", "nonfinite", "clip_by_norm")
 # a capture lacks them (saturation: a light capture; dout_norm: an older capture).
 # ρ and σ_max (K, L, D, R) float64; sat_low/sat_high (K, L, D, G) float32, the fraction
 # of each gate's activations in the bottom/top 10% of its range, averaged over t;
-# dout_norm (K, L, D, T) float32, the gradient reaching h_t from outside the recurrence.
-THEORY_ROWS = ("rho", "sigma_max", "sat_low", "sat_high", "dout_norm")
+# dout_norm (K, L, D, T) float32, the gradient reaching h_t from outside the recurrence;
+# carried_norm (K, L, D, T) float32, the part of ∂L/∂h_t carried back through it.
+THEORY_ROWS = ("rho", "sigma_max", "sat_low", "sat_high", "dout_norm", "carried_norm")
 # The task's metric (Capture.metric), averaged like FLOAT_ROWS; apart from them because run
 # files from before it was kept do not hold it.
 METRIC_ROW = "metric"
@@ -98,7 +99,7 @@ class History:
         ``r`` recurrent blocks and ``g`` gates."""
         ld = int(np.prod(lzt[:2]))
         row_bytes = 8 * (3 + len(FLOAT_ROWS)) + len(FLAG_ROWS) \
-            + 4 * (int(np.prod(lzt)) * (3 if has_dc else 2) + p) + ld * (16 * r + 8 * g)
+            + 4 * (int(np.prod(lzt)) * (4 if has_dc else 3) + p) + ld * (16 * r + 8 * g)
         return min(self.capacity, max(4, self.max_bytes // row_bytes))
 
     def _allocate(self, lzt: tuple[int, ...], has_dc: bool, p: int, r: int, g: int) -> None:
@@ -116,6 +117,7 @@ class History:
         for name in ("sat_low", "sat_high"):
             a[name] = np.empty((self._rows, *lzt[:2], g), np.float32)
         a["dout_norm"] = np.empty((self._rows, *lzt), np.float32)
+        a["carried_norm"] = np.empty((self._rows, *lzt), np.float32)
         self._a = a
 
     def append(self, cap: Capture) -> None:
@@ -148,11 +150,11 @@ class History:
         a["param_grad_norm"][i] = cap.param_grad_norm
         a["rho"][i] = cap.rho
         a["sigma_max"][i] = cap.sigma_max
-        for name in ("sat_low", "sat_high", "dout_norm"):
+        for name in ("sat_low", "sat_high", "dout_norm", "carried_norm"):
             value = getattr(cap, name)
             if value is None:
                 a[name][i] = np.nan
-            elif name == "dout_norm":
+            elif name in ("dout_norm", "carried_norm"):
                 a[name][i] = value
             else:                                   # (L, D, G, T): the mean over t
                 a[name][i] = value.mean(axis=-1, dtype=np.float64)
@@ -240,6 +242,8 @@ class History:
                         doc="(K, L, D, G) float32 fraction in the top 10%, mean over t")
     dout_norm = property(lambda self: self._rows_of("dout_norm", (0, 0, 0, 0), np.float32),
                          doc="(K, L, D, T) float32 gradient reaching h_t from outside")
+    carried_norm = property(lambda self: self._rows_of("carried_norm", (0, 0, 0, 0), np.float32),
+                            doc="(K, L, D, T) float32 part of ∂L/∂h_t carried through time")
 
     # -- from a file ------------------------------------------------------------------
     def restore(self, arrays: dict[str, np.ndarray], param_names: tuple[str, ...],

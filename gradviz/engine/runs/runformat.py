@@ -51,7 +51,8 @@ ROW_OPTIONAL = {"dc_norm": ("f", ("K", "T")), "dc_norm_all": ("f", ("K", "L", "D
                 # Absent in files from before they were kept, whose rows then read as NaN.
                 "rho": ("f", ("K", "L", "D", "R")), "sigma_max": ("f", ("K", "L", "D", "R")),
                 "sat_low": ("f", ("K", "L", "D", "G")), "sat_high": ("f", ("K", "L", "D", "G")),
-                "dout_norm": ("f", ("K", "L", "D", "T"))}
+                "dout_norm": ("f", ("K", "L", "D", "T")),
+                "carried_norm": ("f", ("K", "L", "D", "T"))}
 LATEST_SPEC: dict[str, tuple[str, tuple[str, ...]]] = {
     "step": ("i", ()), "loss": ("f", ()), "baseline": ("f", ()), "lr": ("f", ()),
     "clip": ("U", ()), "clip_threshold": ("f", ()),
@@ -68,7 +69,7 @@ LATEST_SPEC: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 LATEST_OPTIONAL = {"dc_norm": ("f", ("L", "D", "T")), "probe_c": ("f", ("L", "D", "T", "H")),
                    "rho_step": ("i", ()), "metric": ("f", ()), "metric_name": ("U", ()),
-                   "dout_norm": ("f", ("L", "D", "T")),
+                   "dout_norm": ("f", ("L", "D", "T")), "carried_norm": ("f", ("L", "D", "T")),
                    "paths": ("f", ("L", "D", "Q", "T", "H")), "path_names": ("U", ("Q",))}
 NAME_FIELDS = ("gate_names", "param_names", "rho_names", "events", "path_names")
 # Keyframes (schema 2): the latest capture's arrays for F captures, stacked along a first

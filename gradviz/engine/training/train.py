@@ -11,7 +11,6 @@ import ctypes.util
 import math
 import os
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -19,12 +18,13 @@ from gradviz.config import RunConfig
 from gradviz import registry
 from gradviz.engine.runs.capture import Capture
 from gradviz.engine.training.divergence import Divergence, DivergenceWatch
-from gradviz.engine.model.init import initialise, spectral_radius
+from gradviz.engine.model.init import initialise
 from gradviz.engine.model.network import Network
-from gradviz.engine.analysis.paths import path_names, path_norms
 from gradviz.engine.analysis.spectrum import SpectrumTracker
-
 from gradviz.engine.tasks import Task, make_task
+# The capture's arrays, importable from here as before.
+from gradviz.engine.training.timesteps import spectral, timestep_arrays  # noqa: F401
+
 
 def prepare_training_process() -> None:
     """Tune the process for training. Call it first thing in a training process.
@@ -330,71 +330,3 @@ class Trainer:
             index = int(torch.multinomial(probs, 1, generator=gen))
             out_idx.append(index)
         return self.task.decode(out_idx)
-
-
-@torch.no_grad()
-def timestep_arrays(net: Network, fwd, grads, probe: int | None,
-                    dtype: torch.dtype = torch.float32, rows: int | None = None,
-                    tbptt: int = 0) -> dict[str, np.ndarray | tuple | None]:
-    """The per-timestep arrays of a :class:`Capture`, in time order for both directions,
-    from a forward pass (``fwd``, run with gate statistics unless ``probe`` is None) and
-    its backward pass (``grads``): ``dh_norm``, ``dc_norm``, ``dout_norm``, ``path_names``
-    and, with ``probe`` (the batch row whose trajectory is kept), ``gates``, ``sat_low``,
-    ``sat_high``, ``probe_h``, ``probe_c`` and ``paths`` (over the first ``rows`` batch
-    rows, all if None: those the loss sees); numpy arrays of ``dtype``, None where the
-    cell has no such thing."""
-    L, D, H = net.layers, net.directions, net.hidden
-    T = fwd.output.shape[0]
-    G = len(net.cell.gate_names)
-
-    def in_time_order(t: Tensor, d: int) -> Tensor:
-        return t if d == 0 else t.flip(0)
-
-    def host(parts: list[Tensor], shape: tuple[int, ...]) -> np.ndarray:
-        return torch.stack(parts).reshape(shape).to("cpu", dtype).numpy()
-
-    pairs = [(k, d) for k in range(L) for d in range(D)]
-    dh = [in_time_order(torch.linalg.vector_norm(grads[k][d].dh, dim=(1, 2)), d)
-          for k, d in pairs]
-    dc = [in_time_order(torch.linalg.vector_norm(grads[k][d].dc, dim=(1, 2)), d)
-          for k, d in pairs if grads[k][d].dc is not None]
-    dout = [in_time_order(torch.linalg.vector_norm(grads[k][d].dout, dim=(1, 2)), d)
-            for k, d in pairs]
-    out = {"dh_norm": host(dh, (L, D, T)), "dc_norm": host(dc, (L, D, T)) if dc else None,
-           "dout_norm": host(dout, (L, D, T)), "path_names": path_names(net.cell),
-           "gates": None, "sat_low": None, "sat_high": None, "probe_h": None, "probe_c": None,
-           "paths": None}
-    if probe is None:
-        return out
-    gates, low, high, ph, pc, paths = [], [], [], [], [], []
-    rows = grads[0][0].dh.shape[1] if rows is None else rows
-    for k, d in pairs:
-        cache = fwd.caches[k][d]
-        paths.append(in_time_order(
-            path_norms(net.cell, cache, grads[k][d], rows, tbptt).transpose(0, 1), d))
-        gates.append(in_time_order(cache.stats.mean, d))      # (T, G, H)
-        low.append(in_time_order(cache.stats.low, d))         # (T, G)
-        high.append(in_time_order(cache.stats.high, d))
-        ph.append(in_time_order(cache.h[:, probe], d))
-        if cache.c is not None:
-            pc.append(in_time_order(cache.c[:, probe], d))
-    out["gates"] = host(gates, (L, D, T, G, H)).transpose(0, 1, 3, 2, 4).copy()
-    out["sat_low"] = host(low, (L, D, T, G)).transpose(0, 1, 3, 2).copy()
-    out["sat_high"] = host(high, (L, D, T, G)).transpose(0, 1, 3, 2).copy()
-    out["probe_h"] = host(ph, (L, D, T, H))
-    out["probe_c"] = host(pc, (L, D, T, H)) if pc else None
-    Q = len(out["path_names"])
-    out["paths"] = host(paths, (L, D, T, Q, H)).transpose(0, 1, 3, 2, 4).copy()
-    return out
-
-
-@torch.no_grad()
-def spectral(net: Network) -> tuple[Tensor, Tensor]:
-    """Spectral radius and largest singular value of every recurrent block of ``net``,
-    (L, D, G') float64."""
-    L, D, H = net.layers, net.directions, net.hidden
-    blocks = torch.stack([net.layer_params(k, d)["weight_hh"].detach().view(-1, H, H)
-                          for k in range(L) for d in range(D)])   # (L·D, G', H, H)
-    rho = spectral_radius(blocks).view(L, D, -1)
-    sigma = torch.linalg.matrix_norm(blocks.double(), ord=2).view(L, D, -1)
-    return rho, sigma
