@@ -169,11 +169,35 @@ def test_a_file_that_is_not_json_is_named(tmp_path):
 # Not "exploding-relu": how a chaotic run blows up depends on float rounding, which
 # differs between machines (AVX2 / AVX-512); benchmarks/experiments.py checks that lesson.
 @pytest.mark.parametrize("name", ["vanishing-tanh", "clipped-relu", "forget-bias",
-                                  "reber-lstm"])
+                                  "reber-lstm", "loss-enters"])
 def test_fast_lessons_hold_on_the_captured_numbers(name):
     outcome = check_lesson(load_experiment(name))
     assert outcome.held, outcome.line()
     assert outcome.line().startswith(f"{name}: held (")
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_where_the_loss_enters_holds_for_other_seeds(seed):
+    exp = load_experiment("loss-enters")
+    seeded = dataclasses.replace(exp, config=exp.config.replace(seed=seed),
+                                 then_config=exp.then_config.replace(seed=seed))
+    outcome = check_lesson(seeded)
+    assert outcome.held, outcome.line()
+
+
+def test_where_the_loss_enters_compares_a_last_step_loss_with_one_at_every_step():
+    from gradviz.engine.tasks import make_task
+    exp = load_experiment("loss-enters")
+    first, then = make_task(exp.config), make_task(exp.then_config)
+    T = exp.config.seq_len
+    assert then.seq_len == first.seq_len == T
+    assert range(T)[first.loss_positions] == range(T - 1, T)
+    assert range(T)[then.loss_positions] == range(T)
+    assert exp.then_config == exp.config.replace(task="reber")
+    # Two last-step losses show no contrast: the lesson fails and says so.
+    same = dataclasses.replace(exp, then_config=exp.config)
+    outcome = check_lesson(same)
+    assert not outcome.held and "with a loss at every step (needs within 1)" in outcome.line()
 
 
 def test_a_lesson_that_does_not_hold_says_why():
