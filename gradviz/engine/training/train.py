@@ -20,10 +20,10 @@ from gradviz.engine.runs.capture import Capture
 from gradviz.engine.training.divergence import Divergence, DivergenceWatch
 from gradviz.engine.model.init import initialise
 from gradviz.engine.model.network import Network
+from gradviz.engine.analysis.predtree import next_distribution, prediction_tree
 from gradviz.engine.analysis.spectrum import SpectrumTracker
 from gradviz.engine.tasks import Task, make_task
-# The capture's arrays, importable from here as before.
-from gradviz.engine.training.timesteps import spectral, timestep_arrays  # noqa: F401
+from gradviz.engine.training.timesteps import timestep_arrays
 
 
 def prepare_training_process() -> None:
@@ -315,18 +315,24 @@ class Trainer:
             return "(A bidirectional model reads the future, so it cannot generate text.)"
         gen = torch.Generator().manual_seed(self.config.seed * 7919 + self._gen_count)
         self._gen_count += 1
-        I = self.task.input_size
-        index = int(torch.randint(I, (1,), generator=gen))
+        index = int(torch.randint(self.task.input_size, (1,), generator=gen))
         out_idx = [index]
         state = None
-        x = torch.zeros(1, 1, I, dtype=self.dtype, device=self.device)
         for _ in range(n - 1):
-            x.zero_()
-            x[0, 0, index] = 1.0
-            fwd = self.net.run(x, state)
-            state = (fwd.h_n, fwd.c_n)
-            logits = self.net.readout(fwd.output[-1, 0]) / temperature
-            probs = torch.softmax(logits.double(), -1).cpu()
+            # The step the prediction tree takes too (gradviz.engine.analysis.predtree).
+            probs, state = next_distribution(self.net, [index], state, temperature)
             index = int(torch.multinomial(probs, 1, generator=gen))
             out_idx.append(index)
         return self.task.decode(out_idx)
+
+    @torch.no_grad()
+    def prediction_tree(self, prefix: str, k: int = 5, depth: int = 3,
+                        temperature: float = 1.0, floor: float = 1e-3):
+        """The next-character prediction tree after ``prefix``, from the model as it is
+        now (:func:`gradviz.engine.analysis.predtree.prediction_tree`); ValueError in one
+        line for a task that is not a character model, or a prefix or setting it refuses."""
+        if not self.task.is_language:
+            raise ValueError(f"the {self.task.name} task is not a character model; the "
+                             "prediction tree needs the text or reber task")
+        return prediction_tree(self.net, self.task.symbols, prefix, k, depth, temperature,
+                               floor)
