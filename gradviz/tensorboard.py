@@ -11,7 +11,7 @@ Export ▸ TensorBoard…, or a script). Both need the ``tensorboard`` package
   ``grad_norm/param/NAME`` (each parameter tensor, before clipping: ``weight_hh_l0``, …);
 * ``rho/LAYER/BLOCK`` and ``sigma_max/LAYER/BLOCK``: spectral radius and largest singular
   value of each recurrent block, at the steps they were computed for (LAYER ``l0``,
-  ``l0_reverse``, …, BLOCK ``W_hi``, …; from a History, the latest capture's only);
+  ``l0_reverse``, …, BLOCK ``W_hi``, …; from a History, at every row);
 * ``dh_norm/first/LAYER`` and ``dh_norm/last/LAYER``: ‖∂L/∂h_t‖ at t = 0 and t = T-1;
 * the image ``dh_norm/log10``: ‖∂L/∂h_t‖ over t (x, left to right) for each layer and
   direction (bands, top to bottom), brightness log₁₀ of the norm over the 8 decades below
@@ -123,12 +123,49 @@ class BoardWriter:
             for d in range(D):
                 for b, block in enumerate(cap.rho_names):
                     where = f"{layer_name(k, d)}/{block}"
-                    if new_rho:
-                        self._writer.add_scalar(f"rho/{where}", float(cap.rho[k, d, b]),
-                                                cap.rho_step)
-                    self._writer.add_scalar(f"sigma_max/{where}", float(cap.sigma_max[k, d, b]),
-                                            cap.step)
+                    rho, sigma = float(cap.rho[k, d, b]), float(cap.sigma_max[k, d, b])
+                    if new_rho and math.isfinite(rho):      # nan: a trace has no W_hh
+                        self._writer.add_scalar(f"rho/{where}", rho, cap.rho_step)
+                    if math.isfinite(sigma):
+                        self._writer.add_scalar(f"sigma_max/{where}", sigma, cap.step)
         self._rho_step = cap.rho_step
+
+    def add_qualified(self, cap: Capture) -> None:
+        """The tags of the PyTorch ecosystem (Lightning's), at step ``cap.step``:
+        ``grad_2.0_norm/<qualified.param>`` (each parameter's L2 norm, before clipping),
+        ``grad_2.0_norm_total`` and ``grad_2.0_norm_total/post_clip``; and ‖∂L/∂x_t‖ as
+        the image ``dx_norm/log10`` and the scalars ``dx_norm/first``, ``dx_norm/last``."""
+        w, step = self._writer, cap.step
+        for name, value in zip(cap.param_names, np.asarray(cap.param_grad_norm, np.float64)):
+            w.add_scalar(f"grad_2.0_norm/{name}", float(value), step)
+        w.add_scalar("grad_2.0_norm_total", float(cap.grad_norm), step)
+        w.add_scalar("grad_2.0_norm_total/post_clip", float(cap.grad_norm_clipped), step)
+        if cap.dx_norm is not None:
+            self.add_dx(step, cap.dx_norm)
+
+    def add_dx(self, step: int, dx_norm: np.ndarray) -> None:
+        """‖∂L/∂x_t‖ (T,) at ``step``, where it has any finite value."""
+        dx = np.asarray(dx_norm, np.float64)
+        finite = np.flatnonzero(np.isfinite(dx))
+        if not len(finite):
+            return
+        self._writer.add_scalar("dx_norm/first", float(dx[finite[0]]), step)
+        self._writer.add_scalar("dx_norm/last", float(dx[finite[-1]]), step)
+        self._writer.add_image("dx_norm/log10", dh_image(dx.reshape(1, 1, -1)), step,
+                               dataformats="HW")
+
+    def add_spectral_row(self, step: int, rho: np.ndarray, sigma: np.ndarray,
+                         names) -> None:
+        """ρ and σ_max (L, D, R) of one history row, at its step (non-finite left out)."""
+        L, D, _ = np.shape(rho)
+        for k in range(L):
+            for d in range(D):
+                for b, block in enumerate(names):
+                    where = f"{layer_name(k, d)}/{block}"
+                    for tag, arr in (("rho", rho), ("sigma_max", sigma)):
+                        value = float(arr[k, d, b])
+                        if math.isfinite(value):
+                            self._writer.add_scalar(f"{tag}/{where}", value, step)
 
 
 def export_history(history: History, folder: str | os.PathLike) -> Path:
@@ -143,10 +180,14 @@ def export_history(history: History, folder: str | os.PathLike) -> Path:
                        "lr": history.lr[i], "grad_norm/pre_clip": history.grad_norm[i],
                        "grad_norm/post_clip": history.grad_norm_clipped[i],
                        "clipped": float(history.clipped[i])}
+            length = int(history.time_len[i])        # a ragged watch's row: its own steps
             board.add_row(int(step), scalars, history.param_names, history.param_grad_norm[i],
-                          history.dh_norm[i])
-        if history.latest is not None:
-            board.add_spectral(history.latest)
+                          history.dh_norm[i][..., :length])
+            if history.latest is not None:
+                board.add_spectral_row(int(step), history.rho[i], history.sigma_max[i],
+                                       history.latest.rho_names)
+            if np.isfinite(history.dx_norm[i]).any():
+                board.add_dx(int(step), history.dx_norm[i][:length])
     return Path(folder)
 
 

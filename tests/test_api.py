@@ -6,6 +6,7 @@ its .grad is the total gradient reaching it; the parameter gradients are compare
 module's own backward pass.
 """
 import copy
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -250,9 +251,6 @@ def test_capture_leaves_torchs_random_state_alone():
     (lambda: nn.LSTM(4, 5), None, torch.zeros(1, 2, 5), "a pair (h0, c0)"),
     (lambda: nn.GRU(4, 5), None, torch.zeros(1, 3, 5), "need (1, 2, 5)"),
     (lambda: nn.GRU(4, 5).half(), torch.randn(3, 2, 4).half(), None, "float32 or float64"),
-    (lambda: nn.GRU(4, 5),
-     nn.utils.rnn.pack_sequence([torch.randn(3, 4), torch.randn(2, 4)]), None,
-     "not a PackedSequence"),
 ])
 def test_refusals_say_why(build, x, h0, message):
     module = build()
@@ -382,12 +380,59 @@ def test_show_starts_the_app_in_a_process_of_its_own(tmp_path, monkeypatch):
     session.run()
     assert isinstance(gradviz.show(session), FakePopen)
     (args, kwargs), = started
-    assert args[:4] == [sys.executable, "-m", "gradviz", "open"]
-    assert kwargs["start_new_session"] and len(gradviz.load_run(args[4]).history) == 2
+    assert args[:3] == [sys.executable, "-m", "gradviz.api.showchild"]
+    assert kwargs["start_new_session"] and len(gradviz.load_run(args[3]).history) == 2
+    # Not the caller's streams: a log file in the temporary run folder, removed with it.
+    assert kwargs["stdout"] not in (None, sys.stdout) and kwargs["stdin"] == subprocess.DEVNULL
+    assert args[4] == str(Path(args[3]) / "show.log") and args[5:] == ["--remove", args[3]]
+    import shutil
+    shutil.rmtree(args[3])                # the app that would have removed it never started
     from gradviz.engine.runs.runformat import RunFileError
     with pytest.raises(RunFileError, match="no such run folder"):
         gradviz.show(tmp_path / "nothing")
     assert len(started) == 1
+
+
+def test_show_does_not_hold_a_pipe_and_cleans_its_temporary_folder(tmp_path, monkeypatch):
+    """A piped script ends while the app is open; the child removes what show() made."""
+    import subprocess
+    import sys
+    import time
+
+    from gradviz.api import showchild
+
+    root = Path(__file__).resolve().parents[1]
+    code = ("import gradviz, sys\n"
+            "s = gradviz.Session(gradviz.RunConfig(cell='gru', seq_len=6, hidden=4, steps=1))\n"
+            "s.run(); p = gradviz.show(s); print(p.pid, p.args[3]); sys.stdout.flush()\n")
+    env = {**__import__("os").environ, "PYTHONPATH": str(root), "QT_QPA_PLATFORM": "offscreen"}
+    start = time.monotonic()
+    # capture_output holds pipes: run() returns only when every writer of them has closed.
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, cwd=root, timeout=120)
+    assert done.returncode == 0, done.stderr
+    pid, folder = done.stdout.split()
+    folder = Path(folder)
+    assert time.monotonic() - start < 100 and folder.name.startswith("gradviz-show-")
+    # The child's own clean-up, run here with the app stubbed out.
+    made = tmp_path / "gradviz-show-x"
+    made.mkdir()
+    log = made / "show.log"
+    log.write_text("")
+    monkeypatch.setattr("gradviz.api.show.open_command", lambda args: 0)
+    assert showchild.main([str(made), str(log), "--remove", str(made)]) == 0
+    assert not made.exists()
+    import os
+    import signal
+    try:                                  # the app started above, by its own process group
+        os.killpg(int(pid), signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    for _ in range(100):                  # its child removes the temporary folder on leaving
+        if not folder.exists():
+            break
+        time.sleep(0.1)
+    assert not folder.exists()
 
 
 def test_gradviz_open_checks_the_run_first(tmp_path, monkeypatch, capsys):

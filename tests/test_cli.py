@@ -66,7 +66,7 @@ BAD = [
     (["--out", "{tmp}/afile"], "--out: cannot create the folder .*afile"),
     (["--seq-len", "5000", "--hidden", "1024", "--batch-size", "4096", "--layers", "4",
       "--bidirectional"], "this configuration needs about .* of memory; this machine has .* "
-                          "available; lower the batch size"),
+                          "available; lower the (batch size|sequence length)"),
     (["--out", ""], "--out: an empty folder name would write into the current folder"),
     (["--figures", " "], "--figures: an empty folder name"),
 ]

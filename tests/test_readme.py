@@ -3,6 +3,7 @@ fresh folder (with the app's process replaced by a recorder), and its install li
 sudo only where it is needed."""
 import os
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -40,8 +41,14 @@ def test_the_python_examples_run_unchanged(tmp_path, monkeypatch, capsys):
     assert np.array_equal(namespace["run"].history.step, [0, 10, 20, 30, 40])
     assert (tmp_path / "runs" / "from-python" / "run.json").is_file()
     assert any((tmp_path / "runs" / "tensorboard" / "my-lstm").iterdir())
-    (args,) = started
-    assert args[-2] == "open"
+    assert len(started) == 2 and all(args[2] == "gradviz.api.showchild" for args in started)
+    assert (tmp_path / "runs" / "my-cell" / "run.json").is_file()
+    assert any((tmp_path / "runs" / "tensorboard" / "my-cell").iterdir())
+    for args in started:                  # what show() made for an app that never started
+        if "--remove" in args:
+            shutil.rmtree(args[-1], ignore_errors=True)
+        else:
+            Path(args[4]).unlink(missing_ok=True)
 
 
 def test_the_install_line_uses_sudo_only_when_not_root():

@@ -100,7 +100,7 @@ def test_the_image_is_log10_over_eight_decades_below_the_largest():
     assert (image[:tb.BAND] == image[0]).all() and (image[:, :64] == image[:, :1]).all()
 
 
-def test_a_history_exports_its_rows_and_the_latest_rho(session, tmp_path):
+def test_a_history_exports_its_rows_and_rho_at_every_row(session, tmp_path):
     s, _ = session
     history = s.history
     tb.export_history(history, tmp_path)
@@ -111,7 +111,13 @@ def test_a_history_exports_its_rows_and_the_latest_rho(session, tmp_path):
     baseline = scalars(events, "baseline")
     assert sorted(baseline) == list(history.step)
     np.testing.assert_allclose(list(baseline.values()), history.baseline, rtol=1e-6)
-    assert sorted(scalars(events, "rho/l1/W_ho")) == [history.latest.rho_step]
+    rho = scalars(events, "rho/l1/W_ho")
+    assert sorted(rho) == list(history.step)
+    np.testing.assert_allclose([rho[k] for k in history.step], history.rho[:, 1, 0, 3],
+                               rtol=1e-6)
+    sigma = scalars(events, "sigma_max/l0/W_hi")
+    np.testing.assert_allclose([sigma[k] for k in history.step], history.sigma_max[:, 0, 0, 0],
+                               rtol=1e-6)
     assert len(events.Images("dh_norm/log10")) == len(history)
 
 

@@ -37,7 +37,8 @@ def cell_of(module: nn.Module) -> str:
     reason and the remedy, for a module that :func:`capture` cannot follow exactly."""
     if not isinstance(module, nn.RNNBase) or getattr(module, "mode", None) not in CELL_OF_MODE:
         raise TypeError(f"gradviz.capture follows torch.nn.RNN, nn.LSTM and nn.GRU; got "
-                        f"{type(module).__name__}")
+                        f"{type(module).__name__}: for a loop of your own (nn.LSTMCell, a "
+                        "hand-written cell) mark its states with gradviz.trace()")
     kind = type(module).__name__
     if getattr(module, "proj_size", 0):
         raise ValueError(f"gradviz.capture: this nn.{kind} has proj_size={module.proj_size}; "
@@ -75,8 +76,8 @@ def shared_network(module: nn.RNNBase) -> Network:
 def _time_major(x: Tensor, module: nn.RNNBase) -> Tensor:
     """x as (T, B, I), from (T, B, I), (B, T, I) with batch_first, or (T, I) unbatched."""
     if isinstance(x, nn.utils.rnn.PackedSequence):
-        raise TypeError("gradviz.capture takes a padded tensor, not a PackedSequence: pad it "
-                        "(torch.nn.utils.rnn.pad_packed_sequence) and mask the loss instead")
+        raise TypeError("gradviz.capture: a PackedSequence is read by gradviz.capture itself "
+                        "(gradviz.api.capturing), not here")
     if not isinstance(x, Tensor) or x.dim() not in (2, 3):
         raise ValueError(f"gradviz.capture: x must be a tensor of shape (T, B, I), (B, T, I) "
                          f"with batch_first or (T, I); got {getattr(x, 'shape', type(x))}")
@@ -170,7 +171,7 @@ def capture(module: nn.RNNBase, x: Tensor, loss_fn: Callable[[Tensor], Tensor], 
     before = {name: p.grad for name, p in params.items()}
     for p in params.values():
         p.grad = None
-    grads = net.backward(fwd, d_tbh.contiguous(), tbptt, input_grad=x.requires_grad)
+    grads = net.backward(fwd, d_tbh.contiguous(), tbptt, input_grad=True)
     new = {name: p.grad if p.grad is not None else torch.zeros_like(p)
            for name, p in params.items()}
     for name, p in params.items():
@@ -181,8 +182,8 @@ def capture(module: nn.RNNBase, x: Tensor, loss_fn: Callable[[Tensor], Tensor], 
         else:
             p.grad = before[name].add_(new[name])
     tensors, seeds = [loss], [None]
+    dx = grads[0][0].dx if net.directions == 1 else grads[0][0].dx + grads[0][1].dx.flip(0)
     if x.requires_grad:
-        dx = grads[0][0].dx if net.directions == 1 else grads[0][0].dx + grads[0][1].dx.flip(0)
         tensors.append(x)
         seeds.append(_user_layout(dx, module, unbatched))
     torch.autograd.backward(tensors, seeds)
@@ -204,7 +205,9 @@ def capture(module: nn.RNNBase, x: Tensor, loss_fn: Callable[[Tensor], Tensor], 
         grad_norm_clipped=grad_norm, clipped=False,
         nonfinite=not (math.isfinite(loss_value) and math.isfinite(grad_norm)),
         rho=rho.cpu().numpy(), sigma_max=sigma.cpu().numpy(),
-        rho_names=tuple(f"W_h{b}" for b in net.cell.blocks), rho_step=0)
+        rho_names=tuple(f"W_h{b}" for b in net.cell.blocks), rho_step=0,
+        dx_norm=torch.linalg.vector_norm(dx, dim=(1, 2), dtype=torch.float64)
+        .to("cpu", dtype).numpy())
 
 
 __all__ = ["capture", "cell_of", "shared_network", "CELL_OF_MODE"]

@@ -5,6 +5,7 @@ is that command's side, which checks the run before any window opens.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -17,18 +18,39 @@ def show(run_or_history, *, config=None) -> subprocess.Popen:
     """Open the app on ``run_or_history``: a run folder (or its run.json), or a Session,
     Watch, SavedRun or History (with ``config``), which is first saved to a new temporary
     folder. Returns the app's process; a run that cannot be read raises RunFileError here,
-    before anything starts."""
+    before anything starts.
+
+    The app gets none of the caller's standard streams: its output goes to a log file
+    (``show.log`` in the temporary run folder, or a ``gradviz-show-*.log`` in the temporary
+    directory), so ``python script.py | tail`` and a notebook are not held while it is
+    open; when it closes, what show() made in the temporary directory is removed (the log
+    is kept if the app wrote to it)."""
     from gradviz.engine.runs.runfile import load_run_config
 
+    made = None
     if isinstance(run_or_history, (str, os.PathLike)):
         path = Path(run_or_history)
+        load_run_config(path)
+        fd, log = tempfile.mkstemp(prefix="gradviz-show-", suffix=".log")
+        os.close(fd)
     else:
         from gradviz.api.runs import save_run
-        path = save_run(run_or_history, tempfile.mkdtemp(prefix="gradviz-show-"), config=config)
-    load_run_config(path)
-    # A session of its own: the app outlives an interrupted notebook cell or script.
-    return subprocess.Popen([sys.executable, "-m", "gradviz", "open", str(path)],
-                            stdin=subprocess.DEVNULL, start_new_session=True)
+        made = tempfile.mkdtemp(prefix="gradviz-show-")
+        try:
+            path = save_run(run_or_history, made, config=config)
+            load_run_config(path)
+        except BaseException:
+            shutil.rmtree(made, ignore_errors=True)
+            raise
+        log = os.path.join(made, "show.log")
+    args = [sys.executable, "-m", "gradviz.api.showchild", str(path), log]
+    if made is not None:
+        args += ["--remove", made]
+    with open(log, "ab") as out:
+        # A session of its own: the app outlives an interrupted notebook cell or script.
+        return subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True,
+                                close_fds=True)
 
 
 def open_command(args: list[str]) -> int:

@@ -24,11 +24,10 @@ import os
 from dataclasses import replace
 from typing import Callable
 
-import torch
 from torch import Tensor, nn
 
 from gradviz.api.modules import capture, cell_of
-from gradviz.config import LIMITS, ConfigError, RunConfig
+from gradviz.config import RunConfig
 from gradviz.engine.runs.history import HISTORY_CAPACITY, History
 
 
@@ -36,12 +35,18 @@ class Watch:
     """Captures of ``module`` every ``every`` calls of :meth:`backward`.
 
     ``optimizer``: where the learning rate recorded with each capture is read (its first
-    parameter group's ``lr``); without one it is nan. ``path``: the run folder that leaving
-    a ``with`` block writes.
+    parameter group's ``lr``); without one it is nan. With one, the gradient norm after the
+    user's own clipping is read when its step begins (:mod:`gradviz.api.recorder`).
+    ``path``: the run folder that leaving a ``with`` block writes. ``model``: the whole
+    model whose every parameter's gradient norm is recorded, by its qualified name
+    (``lstm.weight_hh_l0``, ``head.weight``). ``tensorboard``: a folder written as it
+    trains (:meth:`gradviz.tensorboard.BoardWriter.add_qualified`). Batches of different
+    sequence lengths are kept in one history padded to the largest T, NaN where absent.
     """
 
     def __init__(self, module: nn.RNNBase, every: int = 1, *, optimizer=None,
-                 path: str | os.PathLike | None = None, capacity: int = HISTORY_CAPACITY):
+                 path: str | os.PathLike | None = None, capacity: int = HISTORY_CAPACITY,
+                 model: nn.Module | None = None, tensorboard: str | os.PathLike | None = None):
         cell_of(module)                  # refuse what capture cannot follow, at once
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise ValueError(f"gradviz.watch: every must be a whole number >= 1, got {every!r}")
@@ -49,7 +54,11 @@ class Watch:
         self.every = every
         self.optimizer = optimizer
         self.path = path
-        self.history = History(capacity)
+        self.history = History(capacity, pad_time=True)
+        from gradviz.api.recorder import Recorder
+        self.model = model
+        self.recorder = Recorder(self.history, model=model, module=module,
+                                 optimizer=optimizer, tensorboard=tensorboard)
         self.steps = 0                   # calls of backward so far
         self.captured = 0
         self.last_loss = math.nan
@@ -59,27 +68,49 @@ class Watch:
         return self
 
     def __exit__(self, *_exc) -> None:
+        self.close()
         if self.path is not None and len(self.history):
             from gradviz.api.runs import save_run
             save_run(self, self.path)
 
-    def backward(self, x: Tensor, loss_fn: Callable[[Tensor], Tensor], h0=None) -> float:
+    def _uncaptured(self, loss: Tensor):
+        """The loss of a step not captured: a float, but on a GPU the 0-dim tensor, so
+        that such a step does not wait for the device (float() of it when needed)."""
+        self.last_loss = loss.detach() if loss.is_cuda else float(loss.detach())
+        return self.last_loss
+
+    def close(self) -> None:
+        """Record the capture still staged and close the TensorBoard writer."""
+        self.recorder.close()
+
+    def backward(self, x: Tensor, loss_fn: Callable[[Tensor], Tensor], h0=None,
+                 lengths=None) -> float:
         """``loss_fn(module(x, h0)[0]).backward()``, captured on every ``every``-th call;
-        returns the loss."""
+        returns the loss. ``lengths`` (or a PackedSequence ``x``): the sequences' lengths,
+        as :func:`gradviz.capture` takes them; ``loss_fn`` gets the padded output."""
         step = self.steps
         self.steps += 1
+        if step % self.every and (lengths is not None or not isinstance(x, Tensor)):
+            from gradviz.api.packed import module_output
+            loss = loss_fn(module_output(self.module, x, h0, lengths))
+            loss.backward()
+            return self._uncaptured(loss)
         if step % self.every:
             loss = loss_fn(self.module(x, h0)[0])
             loss.backward()
-            self.last_loss = float(loss.detach())
-            return self.last_loss
-        cap = capture(self.module, x, loss_fn, h0)
+            return self._uncaptured(loss)
+        if lengths is None and isinstance(x, Tensor):
+            cap = capture(self.module, x, loss_fn, h0)
+        else:
+            from gradviz.api.capturing import capture as capture_lengths
+            cap = capture_lengths(self.module, x, loss_fn, h0, lengths=lengths)
         lr = self.optimizer.param_groups[0]["lr"] if self.optimizer is not None else math.nan
         cap = replace(cap, step=step, lr=float(lr), rho_step=step)
-        self.history.append(cap)
+        self.recorder.stage(cap)
         self.captured += 1
         T = cap.seq_len
-        self._shape = (T, x.numel() // (T * x.shape[-1]))
+        B = x.numel() // (T * x.shape[-1]) if isinstance(x, Tensor) else int(x.batch_sizes[0])
+        self._shape = (T, B)
         self.last_loss = cap.loss
         return cap.loss
 
@@ -87,36 +118,38 @@ class Watch:
     def config(self) -> RunConfig:
         """The settings of a gradviz run with the module's cell and sizes and the latest
         capture's sequence length and batch size: what the app shows for the run (Start
-        there trains a fresh gradviz model with them). ValueError if the module is beyond
-        what the app's settings allow."""
-        m = self.module
-        T, B = self._shape or (RunConfig().seq_len, RunConfig().batch_size)
-        weight = m.weight_ih_l0
-        values = dict(cell=cell_of(m), hidden=m.hidden_size, layers=m.num_layers,
-                      bidirectional=m.bidirectional, seq_len=T, batch_size=B,
-                      dtype="float64" if weight.dtype == torch.float64 else "float32",
-                      device="cuda" if weight.is_cuda else "cpu",
-                      steps=max(1, self.steps), capture_every=self.every)
-        lr = self.optimizer.param_groups[0]["lr"] if self.optimizer is not None else None
-        if lr is not None and LIMITS["lr"][0] <= lr <= LIMITS["lr"][1]:
-            values["lr"] = float(lr)
-        try:
-            return RunConfig(**values).validate()
-        except ConfigError as exc:
-            raise ValueError(f"gradviz.watch: a run file describes the model in the app's "
-                             f"settings, and this one is beyond them ({exc})") from None
+        there trains a fresh gradviz model with them). Beyond what the app's settings
+        allow, the nearest they allow (:mod:`gradviz.api.python_runs`): the summary says
+        what was trained."""
+        from gradviz.api.python_runs import recorded_config
+        return recorded_config(self)
 
     def summary(self) -> dict:
-        """What the run file's summary says of a watched run."""
+        """What the run file's summary says of a watched run: where it came from and what
+        was trained (the whole model when one was given), the optimiser and the clipping."""
+        from gradviz.api.recorder import describe_module, describe_optimizer
         return {"source": "gradviz.watch", "module": repr(self.module),
+                **describe_module(self.model if self.model is not None else self.module),
+                **describe_optimizer(self.optimizer),
+                "clipped_steps": self.recorder.clipped_steps,
                 "steps_done": self.steps, "captured_steps": self.captured,
-                "final_loss": self.last_loss if self.steps else None}
+                "final_loss": float(self.last_loss) if self.steps else None}
 
 
-def watch(module: nn.RNNBase, every: int = 1, *, optimizer=None,
-          path: str | os.PathLike | None = None, capacity: int = HISTORY_CAPACITY) -> Watch:
-    """A :class:`Watch` of ``module``: see its docstring."""
-    return Watch(module, every, optimizer=optimizer, path=path, capacity=capacity)
+def watch(module: nn.Module, every: int = 1, *, optimizer=None,
+          path: str | os.PathLike | None = None, capacity: int = HISTORY_CAPACITY,
+          model: nn.Module | None = None, tensorboard: str | os.PathLike | None = None,
+          trace=None):
+    """A :class:`Watch` of ``module`` (an nn.RNN, nn.LSTM or nn.GRU): see its docstring.
+    With ``trace`` (a :func:`gradviz.trace`), a :class:`~gradviz.api.tracewatch.TraceWatch`
+    of the traced recurrence, ``module`` being the whole model."""
+    if trace is not None:
+        from gradviz.api.tracewatch import TraceWatch
+        return TraceWatch(model if model is not None else module, trace, every,
+                          optimizer=optimizer, path=path, capacity=capacity,
+                          tensorboard=tensorboard)
+    return Watch(module, every, optimizer=optimizer, path=path, capacity=capacity,
+                 model=model, tensorboard=tensorboard)
 
 
 __all__ = ["Watch", "watch"]

@@ -30,6 +30,25 @@ MAX_COMPARISONS = 4
 TEXT_SAMPLES = 256
 
 
+
+def recorded_from_python(summary: dict) -> str | None:
+    """How the app names a run recorded from Python (gradviz.watch, with or without a
+    trace), from what its summary says was trained; None for any other run."""
+    source = str(summary.get("source", ""))
+    if not source.startswith("gradviz.watch"):
+        return None
+    text = f"recorded from Python ({source})"
+    if summary.get("model"):
+        text += f": {summary['model']}"
+        if summary.get("parameters") is not None:
+            text += f", {summary['parameters']:,} parameters"
+    if summary.get("marks"):
+        text += f", marks {', '.join(map(str, summary['marks']))}"
+    if summary.get("optimizer"):
+        lr = summary.get("lr")
+        text += f", {summary['optimizer']}" + (f" lr {lr:g}" if isinstance(lr, float) else "")
+    return text
+
 class Run:
     """One run on screen: its settings, bounded history, keyframes (full captures at steps
     spread over the run), newest full capture and sampled texts. ``source`` is the folder it
@@ -269,5 +288,5 @@ class AppState(QtCore.QObject):
             self.step_selected.emit(step)
 
 
-__all__ = ["AppState", "Run", "Comparison", "HISTORY_CAPACITY", "MAX_COMPARISONS",
+__all__ = ["AppState", "recorded_from_python", "Run", "Comparison", "HISTORY_CAPACITY", "MAX_COMPARISONS",
            "TEXT_SAMPLES"]

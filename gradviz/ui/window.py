@@ -27,7 +27,7 @@ from gradviz.ui.figures import caption
 from gradviz.ui.prefs import Prefs
 from gradviz.ui.redraw import RedrawScheduler
 from gradviz.ui.runfiles import leave_saved_run, open_whole, save_whole
-from gradviz.ui.state import AppState
+from gradviz.ui.state import AppState, recorded_from_python
 from gradviz.ui.statusbar import StatusFields
 from gradviz.ui.timeline import Timeline
 from gradviz.ui.views import make_views
@@ -315,6 +315,10 @@ class MainWindow(QtWidgets.QMainWindow):
     def _update_title(self) -> None:
         c = self.state.config
         title = f"gradviz — {c.cell}, {c.task}, T {c.seq_len}"
+        recorded = recorded_from_python(self.state.live.summary) \
+            if self.state.viewing_saved_run else None
+        if recorded:
+            title = f"gradviz — {recorded}"
         if self.state.viewing_saved_run:
             title += f" — {self.state.live.name}"
         self.setWindowTitle(title)

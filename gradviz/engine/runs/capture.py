@@ -63,6 +63,9 @@ class Capture:
     # by ``metric_name``; nan and "" for a task without one.
     metric: float = float("nan")
     metric_name: str = ""
+    # (T,) float32 ‖∂L/∂x_t‖ over batch × features: the gradient reaching the input at each
+    # timestep (input attribution); None where it was not computed.
+    dx_norm: np.ndarray | None = None
 
     @property
     def layers(self) -> int:

@@ -9,6 +9,7 @@ P = parameter tensors.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Sequence
 
 import numpy as np
@@ -25,6 +26,14 @@ FLAG_ROWS = ("clipped", "nonfinite", "clip_by_norm")
 # dout_norm (K, L, D, T) float32, the gradient reaching h_t from outside the recurrence;
 # carried_norm (K, L, D, T) float32, the part of ∂L/∂h_t carried back through it.
 THEORY_ROWS = ("rho", "sigma_max", "sat_low", "sat_high", "dout_norm", "carried_norm")
+# (K, T) float32 ‖∂L/∂x_t‖ of each row (Capture.dx_norm), NaN where a capture lacks it; in
+# capture.npz under this name (files from before it was kept do not hold it).
+DX_ROW = "dx_norm_rows"
+# Arrays whose last dimension is T: a history with ``pad_time`` grows them to the largest T.
+TIME_ROWS = ("dh_norm", "dc_norm", "dout_norm", "carried_norm", DX_ROW)
+# (K,) int64 the timesteps each row has (the longest of the captures merged into it): the
+# steps from there to T are absent (NaN), not non-finite. In files from before: all T.
+LEN_ROW = "time_len"
 # The task's metric (Capture.metric), averaged like FLOAT_ROWS; apart from them because run
 # files from before it was kept do not hold it.
 METRIC_ROW = "metric"
@@ -57,13 +66,20 @@ class History:
 
     ``capacity`` bounds the rows; if that many rows of this capture's size would pass
     ``max_bytes``, fewer rows are kept (at least 4) so a long T cannot exhaust memory.
+
+    ``pad_time``: captures that differ from the others only in T (batches of different
+    sequence lengths) are kept in one history whose T is the largest seen so far, the
+    steps a capture does not have being NaN (absent), never 0; without it, such a capture
+    starts the history afresh, as a new model does.
     """
 
-    def __init__(self, capacity: int = HISTORY_CAPACITY, max_bytes: int = 256 * 2**20):
+    def __init__(self, capacity: int = HISTORY_CAPACITY, max_bytes: int = 256 * 2**20,
+                 pad_time: bool = False):
         if capacity < 2:
             raise ValueError(f"History capacity must be at least 2, got {capacity}")
         self.capacity = int(capacity)
         self.max_bytes = int(max_bytes)
+        self.pad_time = bool(pad_time)
         self.clear()
 
     def clear(self) -> None:
@@ -78,6 +94,9 @@ class History:
         self.gate_names: tuple[str, ...] = ()
         self.baseline = float("nan")
         self.metric_name = ""
+        # What the views call each layer row, where it is not "layer k": the names a
+        # trace marked (gradviz.api.tracewatch); () for gradviz's own layers.
+        self.layer_names: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return self._n
@@ -118,11 +137,64 @@ class History:
             a[name] = np.empty((self._rows, *lzt[:2], g), np.float32)
         a["dout_norm"] = np.empty((self._rows, *lzt), np.float32)
         a["carried_norm"] = np.empty((self._rows, *lzt), np.float32)
+        a[DX_ROW] = np.empty((self._rows, lzt[-1]), np.float32)
+        a[LEN_ROW] = np.empty(self._rows, np.int64)
         self._a = a
+
+    def _same_but_time(self, key: tuple) -> bool:
+        """Whether ``key`` differs from this history's only in T (with ``pad_time``)."""
+        if not self.pad_time or self._key is None:
+            return False
+        strip = lambda k: (k[0][:2], None if k[1] is None else k[1][:2], *k[2:])  # noqa: E731
+        return strip(key) == strip(self._key)
+
+    def _grow_time(self, T: int) -> None:
+        """Widen every per-timestep array to T steps, the new ones NaN (absent)."""
+        old_T = self._key[0][-1]
+        lzt = (*self._key[0][:2], T)
+        limit = self.row_limit(lzt, self._key[1] is not None, self._key[2][0], self._key[6],
+                               len(self._key[4]))
+        while self._n > limit and self._n >= max(2, self._rows // 2):
+            self._compact()                 # rows merged, as when the history is full
+        rows = max(min(self._rows, limit), self._n)
+        for name in TIME_ROWS:
+            if name not in self._a:
+                continue
+            old = self._a[name]
+            new = np.full((rows, *old.shape[1:-1], T), np.nan, old.dtype)
+            new[:self._n, ..., :old_T] = old[:self._n]
+            self._a[name] = new
+        for name, arr in self._a.items():
+            if name not in TIME_ROWS:
+                self._a[name] = arr[:rows].copy() if rows < len(arr) else arr
+        self._rows = rows
+        self._key = (lzt, lzt if self._key[1] is not None else None, *self._key[2:])
+
+    def _padded(self, cap: Capture) -> Capture:
+        """``cap`` with its per-timestep arrays widened to this history's T with NaN."""
+        T, t = self._key[0][-1], cap.seq_len
+        if t == T:
+            return cap
+
+        def pad(x):
+            if x is None:
+                return None
+            out = np.full((*np.shape(x)[:-1], T), np.nan, np.asarray(x).dtype)
+            out[..., :t] = x
+            return out
+        return replace(cap, dh_norm=pad(cap.dh_norm), dc_norm=pad(cap.dc_norm),
+                       dout_norm=pad(cap.dout_norm), carried_norm=pad(cap.carried_norm),
+                       dx_norm=pad(cap.dx_norm))
 
     def append(self, cap: Capture) -> None:
         """Add one capture (light or full) as a new row; O(1) amortised."""
         key = self._key_of(cap)
+        length = cap.seq_len
+        if self._same_but_time(key):
+            if key[0][-1] > self._key[0][-1]:
+                self._grow_time(key[0][-1])
+            cap = self._padded(cap)
+            key = self._key
         if self._key is not None and key != self._key:
             self.clear()
         if self._key is None:
@@ -138,6 +210,7 @@ class History:
         i, a = self._n, self._a
         a["step"][i] = cap.step
         a["count"][i] = 1
+        a[LEN_ROW][i] = length
         for k in (*FLOAT_ROWS, METRIC_ROW):
             a[k][i] = getattr(cap, k)
         a["clipped"][i] = cap.clipped
@@ -150,6 +223,7 @@ class History:
         a["param_grad_norm"][i] = cap.param_grad_norm
         a["rho"][i] = cap.rho
         a["sigma_max"][i] = cap.sigma_max
+        a[DX_ROW][i] = np.nan if cap.dx_norm is None else cap.dx_norm
         for name in ("sat_low", "sat_high", "dout_norm", "carried_norm"):
             value = getattr(cap, name)
             if value is None:
@@ -191,6 +265,8 @@ class History:
                 new = np.add.reduceat(old, first)
             elif name in FLAG_ROWS:
                 new = np.logical_or.reduceat(old, first)
+            elif name == LEN_ROW:
+                new = np.maximum.reduceat(old, first)
             else:
                 new = _weighted_means(old, weight, first)
             rest = arr[half:self._n].copy()
@@ -244,6 +320,10 @@ class History:
                          doc="(K, L, D, T) float32 gradient reaching h_t from outside")
     carried_norm = property(lambda self: self._rows_of("carried_norm", (0, 0, 0, 0), np.float32),
                             doc="(K, L, D, T) float32 part of ∂L/∂h_t carried through time")
+    dx_norm = property(lambda self: self._rows_of(DX_ROW, (0, 0), np.float32),
+                       doc="(K, T) float32 ‖∂L/∂x_t‖, NaN where not computed")
+    time_len = property(lambda self: self._rows_of(LEN_ROW, (0,), np.int64),
+                        doc="(K,) int64 timesteps each row has; those after are absent")
 
     # -- from a file ------------------------------------------------------------------
     def restore(self, arrays: dict[str, np.ndarray], param_names: tuple[str, ...],
@@ -267,7 +347,8 @@ class History:
                 raise ValueError(f"{k} rows are more than this history keeps ({limit})")
             self._allocate(dh.shape[1:], has_dc, p, r, len(gate_names))
             for name, arr in self._a.items():
-                arr[:k] = arrays[name] if name in arrays else np.nan
+                arr[:k] = arrays[name] if name in arrays else (
+                    dh.shape[-1] if name == LEN_ROW else np.nan)
             self._n = k
             self._key = (dh.shape[1:], dh.shape[1:] if has_dc else None,
                          (len(param_names),), param_names, gate_names,
@@ -309,4 +390,4 @@ def _weighted_means(x: np.ndarray, weight: np.ndarray, first: np.ndarray) -> np.
 
 
 __all__ = ["History", "HISTORY_CAPACITY", "FLOAT_ROWS", "FLAG_ROWS", "METRIC_ROW",
-           "THEORY_ROWS", "blocks_of"]
+           "THEORY_ROWS", "DX_ROW", "TIME_ROWS", "LEN_ROW", "blocks_of"]

@@ -32,8 +32,8 @@ import numpy as np
 from gradviz import __version__
 from gradviz.config import ConfigError, RunConfig
 from gradviz.engine.runs.files import NotRegularFileError, open_regular, replace_together, temp_beside
-from gradviz.engine.runs.history import (FLAG_ROWS, FLOAT_ROWS, HISTORY_CAPACITY, METRIC_ROW,
-                                    THEORY_ROWS, History)
+from gradviz.engine.runs.history import (DX_ROW, FLAG_ROWS, FLOAT_ROWS, HISTORY_CAPACITY,
+                                         LEN_ROW, METRIC_ROW, THEORY_ROWS, History)
 from gradviz.engine.runs.keyframes import KEYFRAME_CAPACITY, Keyframes
 from gradviz.engine.runs.npzfile import Archive, ArchiveError
 from gradviz.engine.runs.runextras import (Scales, TextSamples, capture_arrays, capture_from,
@@ -66,11 +66,15 @@ def _history_arrays(history: History) -> dict[str, np.ndarray]:
     out["param_grad_norm"] = np.array(history.param_grad_norm)
     if len(history):
         out.update({name: np.array(getattr(history, name)) for name in THEORY_ROWS})
+        out[DX_ROW] = np.array(history.dx_norm)
+        out[LEN_ROW] = np.array(history.time_len)
     out["param_names"] = np.array(history.param_names, dtype=str)
     # (layer, direction) of each parameter, -1 for the readout's.
     out["param_owner"] = np.array([(-1, -1) if o is None else o for o in history.param_owners],
                                   dtype=np.int64).reshape(-1, 2)
     out["gate_names"] = np.array(history.gate_names, dtype=str)
+    if history.layer_names:             # a trace's marked names, one per "layer"
+        out["layer_names"] = np.array(history.layer_names, dtype=str)
     out["baseline"] = np.float64(history.baseline)
     if history.latest is not None:
         out.update({"latest_" + k: v for k, v in capture_arrays(history.latest).items()})
@@ -300,10 +304,13 @@ def open_run(folder_or_run_json: str | os.PathLike, capacity: int = HISTORY_CAPA
         if "dc_norm_all" in arrays:
             rows["dc_norm"] = arrays["dc_norm_all"]
         rows["param_grad_norm"] = arrays["param_grad_norm"]
-        rows.update({name: arrays[name] for name in THEORY_ROWS if name in arrays})
+        rows.update({name: arrays[name] for name in (*THEORY_ROWS, DX_ROW, LEN_ROW)
+                     if name in arrays})
         history.restore(rows, names, owners, tuple(str(s) for s in arrays["gate_names"]),
                         float(arrays["baseline"]), latest,
                         str(arrays.get("metric_name", "")))
+        if "layer_names" in arrays and len(arrays["layer_names"]) == history.dh_norm.shape[1]:
+            history.layer_names = tuple(str(s) for s in arrays["layer_names"])
         keyframes_from(npz_path, arrays, owners, keyframes)
         if not len(keyframes) and latest is not None:
             keyframes.add(latest)

@@ -48,10 +48,16 @@ ROW_SPEC: dict[str, tuple[str, tuple[str, ...]]] = {
 ROW_OPTIONAL = {"dc_norm": ("f", ("K", "T")), "dc_norm_all": ("f", ("K", "L", "D", "T")),
                 "param_owner": ("i", ("P", "2")), METRIC_ROW: ("f", ("K",)),
                 "metric_name": ("U", ()),
+                # The names of a trace's marks (gradviz.trace), one per layer row.
+                "layer_names": ("U", ("L",)),
                 # Absent in files from before they were kept, whose rows then read as NaN.
                 "rho": ("f", ("K", "L", "D", "R")), "sigma_max": ("f", ("K", "L", "D", "R")),
                 "sat_low": ("f", ("K", "L", "D", "G")), "sat_high": ("f", ("K", "L", "D", "G")),
                 "dout_norm": ("f", ("K", "L", "D", "T")),
+                # ‖∂L/∂x_t‖ per row (NaN where not computed); absent before it was kept.
+                "dx_norm_rows": ("f", ("K", "T")),
+                # The timesteps each row has (a ragged watch); absent: all T.
+                "time_len": ("i", ("K",)),
                 "carried_norm": ("f", ("K", "L", "D", "T"))}
 LATEST_SPEC: dict[str, tuple[str, tuple[str, ...]]] = {
     "step": ("i", ()), "loss": ("f", ()), "baseline": ("f", ()), "lr": ("f", ()),
@@ -69,7 +75,8 @@ LATEST_SPEC: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 LATEST_OPTIONAL = {"dc_norm": ("f", ("L", "D", "T")), "probe_c": ("f", ("L", "D", "T", "H")),
                    "rho_step": ("i", ()), "metric": ("f", ()), "metric_name": ("U", ()),
-                   "dout_norm": ("f", ("L", "D", "T")), "carried_norm": ("f", ("L", "D", "T")),
+                   "dout_norm": ("f", ("L", "D", "T")), "dx_norm": ("f", ("T",)),
+                   "carried_norm": ("f", ("L", "D", "T")),
                    "paths": ("f", ("L", "D", "Q", "T", "H")), "path_names": ("U", ("Q",))}
 NAME_FIELDS = ("gate_names", "param_names", "rho_names", "events", "path_names")
 # Keyframes (schema 2): the latest capture's arrays for F captures, stacked along a first
@@ -100,16 +107,22 @@ MAX_NPZ_BYTES = 2**31 - 1
 MAX_TEXT_CHARS = 1024               # of a parameter's, gate's or block's name, or an event
 MAX_SAMPLE_CHARS = 16384            # of a sampled text (the app and gradviz run sample 200)
 _CHAR_BOUNDS = {"text_sample": MAX_SAMPLE_CHARS}
-_DIM_BOUNDS = {"L": int(LIMITS["layers"][1]), "D": 2, "T": int(LIMITS["seq_len"][1]),
-               "H": int(LIMITS["hidden"][1]), "G": max(len(c.gates) for c in CELLS.values()),
-               "R": max(len(c.blocks) for c in CELLS.values()), "P": 256, "E": 1024,
+# Runs recorded from Python (gradviz.watch, gradviz.trace) may hold more than the app
+# trains: a user's model of up to RECORDED_LAYERS layers (or marked names of a trace), up
+# to RECORDED_GATES gate marks (or none) and RECORDED_PARAMS parameter tensors.
+RECORDED_LAYERS, RECORDED_GATES, RECORDED_PARAMS = 64, 32, 4096
+_DIM_BOUNDS = {"L": max(int(LIMITS["layers"][1]), RECORDED_LAYERS), "D": 2,
+               "T": int(LIMITS["seq_len"][1]), "H": int(LIMITS["hidden"][1]),
+               "G": max(max(len(c.gates) for c in CELLS.values()), RECORDED_GATES),
+               "R": max(len(c.blocks) for c in CELLS.values()), "P": RECORDED_PARAMS, "E": 1024,
                "N": 1024, "S": 1024, "C": 64, "Q": 5}
 _DIM_WORDS = {"K": "rows", "L": "layers", "D": "directions", "T": "timesteps",
               "H": "hidden units", "G": "gates", "P": "parameter tensors",
               "R": "recurrent blocks", "E": "events", "F": "keyframes",
               "N": "events of a keyframe", "S": "text samples", "C": "colour scales",
               "Q": "gradient paths"}
-_AT_LEAST_ONE = frozenset("LDTHGPR")   # in a run with rows; E (events) may be 0
+# In a run with rows; E (events) may be 0, and G (a trace with no gate marked).
+_AT_LEAST_ONE = frozenset("LDTHPR")
 
 
 def check_declared(path: Path, declared: dict[str, Declared], history: History,

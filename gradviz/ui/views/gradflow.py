@@ -28,9 +28,13 @@ from gradviz.ui.views.style import style_colorbar, style_plot
 from gradviz.ui.views.view import View
 
 LOG_MIN = math.log10(LOG_FLOOR)
-# Colour index 255 is reserved for non-finite gradients; 0..254 span the colour levels.
+# Colour index 255 is reserved for non-finite gradients, 254 for absent timesteps (a batch
+# shorter than the longest of a watch, padded with NaN in a finite step); 0..253 span the
+# colour levels.
 NONFINITE_INDEX = 255
 NONFINITE_RGB = (230, 20, 20)
+ABSENT_INDEX = 254
+ABSENT_RGB = (225, 225, 225)
 # Levels follow the 1st-99th percentile of the nonzero gradients, rounded outward to half a
 # decade, and shrink only when the data moved a whole decade inside them: no flicker.
 LEVEL_PERCENTILES = (1.0, 99.0)
@@ -72,12 +76,14 @@ class GradflowView(View):
         canvas = self._add_graphics()
         cmap = pg.colormap.get("viridis")
         self.colour_key = ColourKey()
-        self.colour_key.set_entries([
+        self._key_entries = [
             (QtGui.QColor(*NONFINITE_RGB).name(), "box", "not finite"),
-            (cmap.map(0.0, mode="qcolor").name(), "box", "at or below the scale's bottom, 0 too")])
+            (cmap.map(0.0, mode="qcolor").name(), "box", "at or below the scale's bottom, 0 too")]
+        self.colour_key.set_entries(self._key_entries)
+        self._absent_shown = False
         canvas.addItem(self.colour_key, row=0, col=0, colspan=2)
-        lut = cmap.getLookupTable(nPts=NONFINITE_INDEX, alpha=False)
-        lut = np.vstack([lut, np.array([NONFINITE_RGB], np.uint8)])
+        lut = cmap.getLookupTable(nPts=ABSENT_INDEX, alpha=False)
+        lut = np.vstack([lut, np.array([ABSENT_RGB, NONFINITE_RGB], np.uint8)])
         self.plot = self._heatmap_plot(canvas, row=1)
         self.axis = self.plot.getAxis("bottom")
         self.image = SteppedImage(self.plot, lut)
@@ -122,6 +128,15 @@ class GradflowView(View):
             item.setVisible(show)
         self._stacked = show
 
+    def _show_absent(self, show: bool) -> None:
+        """The colour key names the absent colour once a drawn row has absent steps."""
+        if show == self._absent_shown:
+            return
+        self._absent_shown = show
+        self.colour_key.set_entries(self._key_entries + (
+            [(QtGui.QColor(*ABSENT_RGB).name(), "box", "absent (a shorter sequence)")]
+            if show else []))
+
     def _reset_cache(self) -> None:
         self._key: tuple[int, int, int] | None = None   # (layer, direction, T) cached
         self._rows = 0                                   # history rows cached
@@ -130,6 +145,8 @@ class GradflowView(View):
         self._log = np.zeros((0, 0), np.float32)        # (capacity, T) log10 ‖∂L/∂h_t‖, nan if not finite
         self._index = np.zeros((0, 0), np.uint8)        # (capacity, T) colour indices
         self._levels: tuple[float, float] | None = None
+        if hasattr(self, "colour_key"):
+            self._show_absent(False)
 
     @property
     def levels(self) -> tuple[float, float] | None:
@@ -179,10 +196,9 @@ class GradflowView(View):
         if start == 0:
             self._key = (layer, direction, T)
         self._reserve(K, T)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            fresh = np.log10(np.maximum(raw[start:K], LOG_FLOOR, dtype=np.float32))
-        fresh[~np.isfinite(fresh)] = np.nan
+        fresh = log_rows(raw[start:K], _lengths(history, start, K))
         self._log[start:K] = fresh
+        self._show_absent(self._absent_shown or bool(np.isneginf(fresh).any()))
         self._rows = K
         self._steps = np.array(history.step, dtype=np.int64)
         self._counts = np.array(history.count, dtype=np.int64)
@@ -205,9 +221,7 @@ class GradflowView(View):
             return None
         key = (id(c.history), len(c.history), int(c.history.step[-1]), layer, direction)
         if key != self._other_key:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                log = np.log10(np.maximum(dh[:, layer, direction], LOG_FLOOR, dtype=np.float32))
-            log[~np.isfinite(log)] = np.nan
+            log = log_rows(dh[:, layer, direction], _lengths(c.history, 0, len(dh)))
             self._other_key, self._other_log = key, log
         return self._other_log
 
@@ -233,9 +247,7 @@ class GradflowView(View):
                 and np.array_equal(self._counts[:kc], history.count[:kc])):
             return 0   # the history merged old rows: every column may have moved
         # A history cleared and refilled from step 0 repeats the same step numbers.
-        with np.errstate(divide="ignore", invalid="ignore"):
-            newest = np.log10(np.maximum(raw[kc - 1], LOG_FLOOR, dtype=np.float32))
-        newest[~np.isfinite(newest)] = np.nan
+        newest = log_rows(raw[kc - 1:kc], _lengths(history, kc - 1, kc))[0]
         if not np.array_equal(newest, self._log[kc - 1], equal_nan=True):
             return 0
         return kc
@@ -299,11 +311,13 @@ class GradflowView(View):
             self._index[start:stop] = self._indices(self._log[start:stop])
 
     def _indices(self, log: np.ndarray) -> np.ndarray:
-        """uint8 colour indices of log10 values on the current levels (NaN: not finite)."""
+        """uint8 colour indices of log10 values on the current levels (NaN: not finite,
+        -inf: absent)."""
         lo, hi = self._levels
-        scaled = (log - np.float32(lo)) * np.float32((NONFINITE_INDEX - 1) / (hi - lo))
-        np.clip(scaled, 0, NONFINITE_INDEX - 1, out=scaled)
+        scaled = (log - np.float32(lo)) * np.float32((ABSENT_INDEX - 1) / (hi - lo))
+        np.clip(scaled, 0, ABSENT_INDEX - 1, out=scaled)
         scaled[np.isnan(scaled)] = NONFINITE_INDEX
+        scaled[np.isneginf(log)] = ABSENT_INDEX
         return scaled.astype(np.uint8)
 
     def other_image_array(self) -> np.ndarray | None:
@@ -322,3 +336,22 @@ class GradflowView(View):
         rows = np.column_stack([self._history.step, self._history.count,
                                 raw.astype(np.float64)]).astype(np.float64)
         return header, rows
+
+
+
+def log_rows(raw: np.ndarray, lengths: np.ndarray | None) -> np.ndarray:
+    """(K, T) float32 log10 of ``raw`` ‖∂L/∂h_t‖ rows, floored at LOG_FLOOR: NaN where not
+    finite, -inf where absent: the steps at or after each row's ``lengths`` (K,) (the
+    timesteps it has: a watch's batch shorter than its longest, padded)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log = np.log10(np.maximum(raw, LOG_FLOOR, dtype=np.float32))
+    log[~np.isfinite(log)] = np.nan
+    if lengths is not None and len(lengths) == len(raw):
+        log[np.arange(raw.shape[1])[None, :] >= np.asarray(lengths)[:, None]] = -np.inf
+    return log
+
+
+def _lengths(history, start: int, stop: int) -> np.ndarray | None:
+    """The timesteps rows [start, stop) of ``history`` have (None: a history without)."""
+    lengths = getattr(history, "time_len", None)
+    return None if lengths is None else lengths[start:stop]

@@ -16,6 +16,7 @@ from gradviz.engine.runs.capture import Capture
 from gradviz.ui.views.bounds import BoundsOverlay
 from gradviz.ui.views.compare import ComparisonCurves, comparison_colour
 from gradviz.ui.views.data import positive_finite
+from gradviz.ui.views.inputgrad import InputOverlay
 from gradviz.ui.views.items import ColourKey, curve
 from gradviz.ui.views.style import INK, LABEL_STYLE, TICK_FONT_PT, pen, style_plot
 from gradviz.ui.views.view import View
@@ -99,6 +100,7 @@ class GradtimeView(View):
         self._drawn: dict[int, tuple] = {}   # id of a curve -> what it shows
         self.comparison_h = ComparisonCurves(self.plot_h)
         self.comparison_c = ComparisonCurves(self.plot_c)
+        self.input_overlay = InputOverlay(self.plot_h)   # ‖∂L/∂x_t‖, where recorded
 
     def h_part(self) -> tuple[str, str, str, str]:
         """(menu text, field, axis label, CSV name) of the part of ∂L/∂h_t drawn."""
@@ -153,6 +155,7 @@ class GradtimeView(View):
         self._drawn.clear()
         self.comparison_h.clear()
         self.comparison_c.clear()
+        self.input_overlay.update(None)
         self.colour_key.set_entries([])
         self.bounds.clear()
 
@@ -218,6 +221,10 @@ class GradtimeView(View):
         if chosen is not None:
             steps.append(int(chosen.step))
         self._label(steps, self.curves_h[unused:], "shown" if chosen is not None else "newest")
+        dx = chosen.dx_norm if chosen is not None else history.dx_norm[-1]
+        if self.input_overlay.update(dx):
+            self.colour_key.set_entries(self.colour_key.entries + [self.input_overlay.entry],
+                                        title="step")
         self._draw_comparisons()
 
     def _draw_comparisons(self) -> None:

@@ -32,23 +32,28 @@ class LayerDirectionSelector(QtWidgets.QComboBox):
         self._shape = (0, 0)
         self.hide()
 
+    def set_names(self, names: tuple[str, ...]) -> None:
+        """What to call each layer (a trace's marked names); () for "layer k"."""
+        self._names = tuple(names)
+
     def set_shape(self, layers: int, directions: int) -> None:
         """Offer every (layer, direction) pair; keeps the choice when it still exists."""
-        if (layers, directions) == self._shape:
+        names = getattr(self, "_names", ())
+        if (layers, directions, names) == self._shape:
             return
         keep = self.currentData()
         self.blockSignals(True)
         self.clear()
         for layer in range(layers):
             for d in range(directions):
-                text = f"layer {layer + 1}"
+                text = names[layer] if len(names) == layers else f"layer {layer + 1}"
                 if directions == 2:
                     text += ", forward" if d == 0 else ", backward"
                 self.addItem(text, (layer, d))
         index = self.findData(keep) if keep is not None else -1
         self.setCurrentIndex(max(index, 0))
         self.blockSignals(False)
-        self._shape = (layers, directions)
+        self._shape = (layers, directions, names)
         self.setVisible(layers * directions > 1)
 
     @property
@@ -141,6 +146,8 @@ class View(QtWidgets.QWidget):
         """Redraw from ``history`` (all recorded rows) and ``latest`` (newest full capture)."""
         self._history = history
         self._latest = latest
+        if isinstance(getattr(self, "selector", None), LayerDirectionSelector):
+            self.selector.set_names(getattr(history, "layer_names", ()))
         self._redraw()
 
     def set_comparisons(self, comparisons: tuple[Comparison, ...], live_label: str = "",
