@@ -115,6 +115,12 @@ class GradtimeView(View):
         them (an older capture), NaN rows for an older file's history."""
         return getattr(source, self.h_part()[1], None)
 
+    def _drawable(self, values: np.ndarray, part: bool) -> np.ndarray:
+        """A part's exact zeros (nothing carried into the last step, no loss at t) are
+        left out rather than drawn at the log axis's floor: they are structure, not a
+        gradient that vanished."""
+        return np.where(values == 0, np.nan, values) if part else values
+
     def _make_curves(self, plot: pg.PlotItem) -> list[pg.PlotDataItem]:
         """EARLIER faint curves (oldest first, faintest) then the bold newest one."""
         items = [curve(plot, pen(earlier_grey(i))) for i in range(EARLIER)]
@@ -202,16 +208,18 @@ class GradtimeView(View):
             if data is None:
                 continue
             slots = items[unused:]
+            part = items is self.curves_h and field != "dh_norm"
             for item, k in zip(slots, rows):
-                values = data[k, layer, direction]
+                values = self._drawable(data[k, layer, direction], part)
                 # The last value tells a refilled history's row from the old one it replaced.
                 what = (field, layer, direction, T, int(history.step[k]),
-                        int(history.count[k]), float(values[-1]))
+                        int(history.count[k]), float(data[k, layer, direction, -1]))
                 self._show(item, what, t, values)
             if own is not None:
-                values = own[layer, direction]
+                values = self._drawable(own[layer, direction], part)
                 self._show(slots[-1], (field, layer, direction, T, "chosen",
-                                       int(chosen.step), float(values[-1])), t, values)
+                                       int(chosen.step), float(own[layer, direction, -1])),
+                           t, values)
         self._show_notes(has_c)
         self.bounds.update(self._latest, layer, direction)
         drawn_h = self.bounds.curves["h"].xData
