@@ -166,11 +166,95 @@ def unrolled_step_fn(cfg: RunConfig):
     return step
 
 
+class PlainModern(torch.nn.Module):
+    """A modern cell as a PyTorch user would write it with nothing of gradviz's: the input
+    products for all t at once, the recurrence a Python loop, autograd for the gradients.
+    The orthogonal RNN is ``nn.RNN`` with ``parametrizations.orthogonal`` on W_hh (fused)."""
+
+    def __init__(self, cell: str, i: int, h: int):
+        super().__init__()
+        self.cell = cell
+        if cell == "rnn-orthogonal":
+            self.rnn = torch.nn.utils.parametrizations.orthogonal(
+                torch.nn.RNN(i, h), "weight_hh_l0", orthogonal_map="matrix_exp")
+            return
+        n = h // 2 if cell == "lru" else h
+        blocks = {"mingru": 2, "minlstm": 3, "indrnn": 1, "lru": 2}[cell]
+        self.proj = torch.nn.Linear(i, blocks * n, bias=cell != "lru")
+        if cell == "indrnn":
+            self.u = torch.nn.Parameter(torch.rand(h))
+        if cell == "lru":
+            r = torch.sqrt(torch.rand(n) * (0.999 ** 2 - 0.9 ** 2) + 0.9 ** 2)
+            self.nu_log = torch.nn.Parameter(torch.log(-torch.log(r)))
+            self.theta_log = torch.nn.Parameter(torch.log(torch.rand(n) * 0.314))
+
+    def forward(self, x):
+        if self.cell == "rnn-orthogonal":
+            return self.rnn(x)[0]
+        T, B, _ = x.shape
+        z = self.proj(x)
+        out, h = [], None
+        if self.cell == "mingru":
+            a, c = z.chunk(2, -1)
+            g = torch.sigmoid(a)
+            keep, new = 1 - g, g * c
+        elif self.cell == "minlstm":
+            f, i, c = z.chunk(3, -1)
+            f, i = torch.sigmoid(f), torch.sigmoid(i)
+            keep, new = f / (f + i), i / (f + i) * c
+        elif self.cell == "lru":
+            lam = torch.exp(torch.complex(-torch.exp(self.nu_log), torch.exp(self.theta_log)))
+            gamma = torch.sqrt(1 - lam.abs() ** 2)
+            re, im = z.chunk(2, -1)
+            keep, new = lam, gamma * torch.complex(re, im)
+        for t in range(T):
+            if self.cell == "indrnn":
+                h = torch.relu(z[t] + (self.u * h if h is not None else 0))
+            else:
+                h = new[t] if len(out) == 0 else (keep if keep.dim() == 1 else keep[t]) * out[-1] + new[t]
+            out.append(h)
+        y = torch.stack(out)
+        return torch.cat([y.real, y.imag], -1) if self.cell == "lru" else y
+
+
+MODERN = ("mingru", "minlstm", "indrnn", "lru", "rnn-orthogonal")
+
+
+def plain_modern_step_fn(cfg: RunConfig):
+    task = make_task(cfg)
+    rnn = PlainModern(cfg.cell, task.input_size, cfg.hidden)
+    readout = torch.nn.Linear(cfg.hidden, task.output_size)
+    opt = torch.optim.Adam(list(rnn.parameters()) + list(readout.parameters()), lr=cfg.lr)
+    gen = torch.Generator().manual_seed(1)
+
+    def step():
+        batch = task.batch(cfg.batch_size, gen)
+        opt.zero_grad(set_to_none=True)
+        loss = task.loss(readout(rnn(batch.x)[task.loss_positions]), batch.target)
+        loss.backward()
+        opt.step()
+        return loss.item()
+    return step
+
+
+def modern_flops(cfg: RunConfig, input_size: int) -> int:
+    """The matrix products of one step of a modern cell, as :func:`step_flops` counts them:
+    the diagonal cells have only the input products (forward x_t W^T, backward Σ dz^T x),
+    2·T·B·G·H·I multiply-adds with G·H their input rows; the orthogonal RNN is the tanh
+    RNN's count (its W_hh's matrix exponential, O(H³) once per step, not counted)."""
+    if cfg.cell == "rnn-orthogonal":
+        return step_flops(cfg.replace(cell="rnn-tanh"), input_size)
+    rows = {"mingru": 2, "minlstm": 3, "indrnn": 1, "lru": 1}[cfg.cell] * cfg.hidden
+    return 2 * 2 * cfg.seq_len * cfg.batch_size * rows * input_size
+
+
 def time_three(cfg: RunConfig, min_reps: int, budget_s: float) -> tuple[float, float, float]:
-    """Median seconds of one step: plain, gradviz, unrolled cells, interleaved rep by rep."""
-    plain = plain_step_fn(cfg)
+    """Median seconds of one step: plain, gradviz, unrolled cells, interleaved rep by rep.
+    For a modern cell "plain" is :class:`PlainModern` and there is no unrolled column (nan)."""
+    modern = cfg.cell in MODERN
+    plain = plain_modern_step_fn(cfg) if modern else plain_step_fn(cfg)
     ours = Trainer(cfg).step
-    unrolled = unrolled_step_fn(cfg)
+    unrolled = (lambda: [[0.0] * cfg.seq_len]) if modern else unrolled_step_fn(cfg)
     plain(), ours(), unrolled()  # warm-up
     tp, to, tc = [], [], []
     start = time.perf_counter()
@@ -187,7 +271,7 @@ def time_three(cfg: RunConfig, min_reps: int, budget_s: float) -> tuple[float, f
         tp.append(t1 - t0)
         to.append(t2 - t1)
         tc.append(t3 - t2)
-    return statistics.median(tp), statistics.median(to), statistics.median(tc)
+    return statistics.median(tp), statistics.median(to), math.nan if modern else statistics.median(tc)
 
 
 def geomean(xs: list[float]) -> float:
@@ -201,8 +285,14 @@ def main(argv=None) -> int:
     sizes.add_argument("--smoke", action="store_true",
                        help="one tiny size per cell, two repetitions: checks that it runs")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (the app's worker uses 1)")
-    ap.add_argument("--cells", nargs="+", default=list(TORCH_CELLS), choices=list(TORCH_CELLS))
+    ap.add_argument("--cells", nargs="+", default=list(TORCH_CELLS),
+                    choices=list(TORCH_CELLS) + list(MODERN))
+    ap.add_argument("--modern", action="store_true",
+                    help="the modern cells (minGRU, minLSTM, IndRNN, LRU, orthogonal RNN) "
+                         "against the same cell in plain PyTorch with autograd")
     args = ap.parse_args(argv)
+    if args.modern:
+        args.cells = list(MODERN)
     prepare_training_process()
     set_training_threads(args.threads)
     if args.smoke:
@@ -220,7 +310,8 @@ def main(argv=None) -> int:
           f"best of {PEAK_REPS})")
     print("cells: nn.RNNCell/LSTMCell/GRUCell unrolled in Python, retain_grad on every h_t "
           "(and c_t); ratios are to plain; GFLOP/s is gradviz's")
-    print(f"{'cell':<9}{'T':>6}{'H':>6}{'plain ms':>11}{'gradviz ms':>12}{'ratio':>8}"
+    width = max(9, max(len(c) for c in args.cells) + 1)
+    print(f"{'cell':<{width}}{'T':>6}{'H':>6}{'plain ms':>11}{'gradviz ms':>12}{'ratio':>8}"
           f"{'cells ms':>11}{'cells ratio':>13}{'GFLOP/s':>10}{'% peak':>8}")
     ratios, cell_ratios, fractions = [], [], []
     for cell in args.cells:
@@ -229,15 +320,22 @@ def main(argv=None) -> int:
                 cfg = RunConfig(task="adding", cell=cell, seq_len=T, hidden=H, batch_size=32,
                                 optimizer="adam", lr=1e-3, capture_every=1)
                 tp, to, tc = time_three(cfg, min_reps, budget)
-                gflops = step_flops(cfg, make_task(cfg).input_size) / to / 1e9
+                count = modern_flops if cell in MODERN else step_flops
+                gflops = count(cfg, make_task(cfg).input_size) / to / 1e9
                 ratios.append(to / tp)
-                cell_ratios.append(tc / tp)
+                if not math.isnan(tc):
+                    cell_ratios.append(tc / tp)
                 fractions.append(gflops / peak)
-                print(f"{cell:<9}{T:>6}{H:>6}{tp * 1e3:>11.2f}{to * 1e3:>12.2f}{to / tp:>8.2f}"
+                print(f"{cell:<{width}}{T:>6}{H:>6}{tp * 1e3:>11.2f}{to * 1e3:>12.2f}{to / tp:>8.2f}"
                       f"{tc * 1e3:>11.2f}{tc / tp:>13.2f}{gflops:>10.3g}{100 * gflops / peak:>8.3g}",
                       flush=True)
-    print(f"cells geomean ratio: {geomean(cell_ratios):.2f} "
-          f"(cells time / gradviz time: {geomean(cell_ratios) / geomean(ratios):.2f}, geomean)")
+    if cell_ratios:
+        print(f"cells geomean ratio: {geomean(cell_ratios):.2f} "
+              f"(cells time / gradviz time: {geomean(cell_ratios) / geomean(ratios):.2f}, geomean)")
+    if any(c in MODERN for c in args.cells):
+        print("modern cells: plain = the same cell in plain PyTorch with autograd (input "
+              "products at once, a Python loop over t; the orthogonal RNN: nn.RNN with "
+              "parametrizations.orthogonal); no unrolled column")
     print(f"gradviz: {100 * max(fractions):.1f}% of peak at best, "
           f"{100 * geomean(fractions):.1f}% geomean")
     print(f"max ratio: {max(ratios):.2f}")

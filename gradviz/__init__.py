@@ -6,6 +6,8 @@ The public API, for scripts and notebooks (the README's "Use from Python" shows 
     Session(config)            trains one run: run(steps, ...), history, save(folder)
     capture(module, x, loss_fn, h0=None, tbptt=0, lengths=None)
                                the exact gradient flow of your own nn.RNN / LSTM / GRU
+    Recurrent(cell, input_size, hidden_size, ...)
+                               gradviz's own cells (minGRU, LRU, …) as a module capture follows
     watch(module, every=k)     captures every k steps of your own training loop
     trace()                    any recurrence you write: tr.mark(h, t) in the loop
     load_run(path)             a saved run: its config, history and summary
@@ -27,6 +29,7 @@ _EXPORTS = {
     "Capture": "gradviz.engine.runs.capture",
     "History": "gradviz.engine.runs.history",
     "capture": "gradviz.api.capturing",
+    "Recurrent": "gradviz.api.modern",
     "watch": "gradviz.api.watch",
     "Watch": "gradviz.api.watch",
     "SavedRun": "gradviz.api.runs",

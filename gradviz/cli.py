@@ -25,7 +25,7 @@ from pathlib import Path
 
 from gradviz import __version__
 from gradviz.cliprep import (UsageError, config_error, given_fields, load_text_for, option_name,
-                             out_folder, resume_config, resume_session)
+                             out_folder, resume_config, resume_session, series_options)
 from gradviz.config import GROUPS, ConfigError, RunConfig, settings
 from gradviz.options import EXIT_USAGE, Parser, add_option, choices_text
 from gradviz.progress import Progress, clock
@@ -40,6 +40,7 @@ TOP_HELP = f"""usage: gradviz [--version] [--experiment NAME] [run [OPTIONS] | o
   gradviz --experiment NAME
                        open the app on a guided experiment (gradviz run --list-experiments)
   gradviz run …        train without a window and save the run (gradviz run --help)
+  gradviz snapshot …   render the window after an experiment to a PNG (and JSON)
   gradviz sweep …      train a grid of runs: success rate against T (gradviz sweep --help)
   gradviz --version    print the version ({__version__})"""
 
@@ -100,7 +101,7 @@ def _make_config(ns: argparse.Namespace) -> RunConfig:
             base = load_run_config(ns.config)
         except RunFileError as exc:
             raise UsageError(f"--config: {exc}") from None
-    given = given_fields(ns)
+    given = series_options(base, given_fields(ns))
     for name in ("text_file", "series_file"):
         if given.get(name):
             # An absolute path keeps the saved run repeatable from any working directory.
@@ -310,6 +311,9 @@ def main(argv: list[str] | None = None) -> int:
     if args[0] == "open":
         from gradviz.api.show import open_command
         return open_command(args[1:])
+    if args[0] == "snapshot":
+        from gradviz.ui.snapshot import snapshot_command
+        return snapshot_command(args[1:])
     if args[0] == "--experiment" or args[0].startswith("--experiment="):
         name = args[0].partition("=")[2] or (args[1] if len(args) > 1 else "")
         extra = args[1:] if "=" in args[0] else args[2:]

@@ -69,6 +69,21 @@ def out_folder(out: str | None) -> Path:
     return folder
 
 
+def series_options(base: RunConfig, given: dict) -> dict:
+    """``given`` with ``--series-file`` implying ``--task series`` where no task is given;
+    UsageError where a series file would be silently ignored (another task named, or a
+    --series-column without a file)."""
+    task = given.get("task", base.task if not given.get("series_file") else "series")
+    series_file = given.get("series_file") or base.series_file
+    if given.get("series_file") and task != "series":
+        raise UsageError(f"--series-file: only the series task reads a CSV file; use --task "
+                         f"series (or leave --task out), not --task {task}")
+    if given.get("series_column") and not series_file:
+        raise UsageError("--series-column: give --series-file too (the CSV file whose column "
+                         "it names)")
+    return {**given, "task": task} if given.get("series_file") else given
+
+
 # -- --resume ---------------------------------------------------------------------------
 def resume_config(ns: argparse.Namespace) -> RunConfig:
     """The configuration of the run in ``ns.resume``, with the live settings given and
@@ -112,4 +127,5 @@ def resume_session(ns: argparse.Namespace, config: RunConfig, text: str | None):
 
 
 __all__ = ["UsageError", "option_name", "given_fields", "config_error", "load_text_for",
+           "series_options",
            "out_folder", "resume_config", "resume_session"]

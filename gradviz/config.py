@@ -142,6 +142,24 @@ class RunConfig:
                                  limits=(-10.0, 10.0), decimals=2, step=0.5,
                                  help="The initial forget-gate bias of cells with a forget "
                                       "gate; 1 is the usual remedy for early forgetting")
+    # The modern cells' own initialisations (issue 22; docs/modern-cells.md).
+    lru_r_min: float = setting(0.9, label="LRU ring r_min", group="Initialisation",
+                               limits=(0.0, 0.9999), decimals=4, step=0.01,
+                               help="The LRU's smallest initial |λ| (Orvieto et al. 2023); "
+                                    "the ring runs between the smaller and the larger of "
+                                    "r_min and r_max")
+    lru_r_max: float = setting(0.999, label="LRU ring r_max", group="Initialisation",
+                               limits=(0.0, 0.9999), decimals=4, step=0.01,
+                               help="The LRU's largest initial |λ|: how far back it can "
+                                    "remember, about 1/(1 − r_max) steps")
+    lru_max_phase: float = setting(0.314, label="LRU max phase", group="Initialisation",
+                                   limits=(1e-4, 6.2832), decimals=3, step=0.1,
+                                   help="The largest initial phase of the LRU's λ, in radians")
+    indrnn_u_max: float | None = setting(None, label="IndRNN max |u|", group="Initialisation",
+                                         limits=(0.0, 10.0), decimals=4, step=0.01,
+                                         suggested=1.0,
+                                         help="IndRNN's recurrent weights start in [0, this]; "
+                                              "off: 2^(1/T), the paper's bound")
     tbptt: int = setting(0, label="Truncated BPTT", group="Training", limits=(0, 5000),
                          special="full",
                          help="Cut the gradient every k timesteps; 0 (full) backpropagates "
@@ -181,6 +199,9 @@ class RunConfig:
         """Return self if every field is allowed, else raise :class:`ConfigError`."""
         for name, s in settings():
             _check(s, getattr(self, name))
+        if self.cell == "lru" and self.hidden % 2:
+            raise ConfigError("hidden", f"the LRU needs an even number of units (H/2 complex "
+                                        f"units: real and imaginary parts), got {self.hidden}")
         return self
 
     # -- conversion -------------------------------------------------------------------

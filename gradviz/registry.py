@@ -46,6 +46,17 @@ class CellSpec(Choice):
     has_forget_gate: bool = False
     has_peepholes: bool = False
     gamma: float = 1.0
+    # ∂h_t/∂h_{t-1} is diagonal (the modern cells): the gradient through time is a product
+    # of per-unit factors, exact, not only bounded (the cell's ``factor``).
+    diagonal: bool = False
+    # What the spectrum shows in place of the W_h· blocks (one (H, H) matrix each, made by
+    # the cell's ``recurrent_blocks``); empty: the blocks of weight_hh.
+    recurrent: tuple[str, ...] = ()
+
+    @property
+    def rho_names(self) -> tuple[str, ...]:
+        """The names of the recurrent matrices whose ρ and σ_max are captured."""
+        return self.recurrent or tuple(f"W_h{b}" for b in self.blocks)
 
     @property
     def gate_names(self) -> tuple[str, ...]:
@@ -120,6 +131,43 @@ CELLS: dict[str, CellSpec] = {c.name: c for c in (
                  _gate("n", _TANH, "new-state candidate"))),
 )}
 
+# -- the modern recurrences (issue 22), kept apart from the classic cells above ------------
+MODERN_CELLS: dict[str, CellSpec] = {c.name: c for c in (
+    CellSpec("mingru", "minGRU",
+             "h_t = (1 − z_t) ⊙ h_{t-1} + z_t ⊙ h̃_t, z and h̃ from x_t only "
+             "(Feng et al. 2024)",
+             blocks=("z", "h"), gates=(
+                 _gate("z", _SIGMOID, "update gate σ(W_z x_t + b_z): ∂h_t/∂h_{t-1} = 1 − z"),
+                 _gate("h", _TANH, "candidate h̃_t = W_h x_t + b_h (linear; ±1 for reference)")),
+             diagonal=True, recurrent=("1−σ(b_z)",)),
+    CellSpec("minlstm", "minLSTM",
+             "h_t = f′ ⊙ h_{t-1} + i′ ⊙ h̃_t, f′ = f/(f + i), gates from x_t only "
+             "(Feng et al. 2024)",
+             blocks=("f", "i", "h"), gates=(
+                 _gate("f", _SIGMOID, "normalised forget gate f′ = f/(f + i) = ∂h_t/∂h_{t-1}"),
+                 _gate("i", _SIGMOID, "normalised input gate i′ = i/(f + i) = 1 − f′"),
+                 _gate("h", _TANH, "candidate h̃_t = W_h x_t + b_h (linear; ±1 for reference)")),
+             has_forget_gate=True, diagonal=True, recurrent=("f′ at x = 0",)),
+    CellSpec("indrnn", "IndRNN",
+             "h_t = ReLU(W x_t + u ⊙ h_{t-1} + b), u a vector (Li et al. 2018)",
+             blocks=("h",), gates=(
+                 _gate("h", (0.0, 1.0), "hidden state h_t = max(0, …)"),
+                 _gate("j", (0.0, 1.0), "∂h_t/∂h_{t-1} = u ⊙ 𝟙[active]")),
+             diagonal=True, recurrent=("diag(u)",)),
+    CellSpec("lru", "LRU",
+             "x_t = λ ⊙ x_{t-1} + γ ⊙ (B u_t), λ = exp(−e^ν + i e^θ), γ = √(1 − |λ|²); "
+             "H/2 complex units, shown as real and imaginary parts (Orvieto et al. 2023)",
+             blocks=("x",), gates=(
+                 _gate("x", _TANH, "state: real parts, then imaginary parts"),
+                 _gate("a", _SIGMOID, "|λ| of each unit: ∂ of the state's norm per step")),
+             diagonal=True, recurrent=("diag(|λ|)",)),
+    CellSpec("rnn-orthogonal", "RNN (tanh), orthogonal W_hh",
+             "h_t = tanh(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh), W_hh = exp(A) kept "
+             "orthogonal (Lezcano-Casado & Martínez-Rubio 2019)",
+             blocks=("h",), gates=(_gate("h", _TANH, "hidden state h_t = tanh(…)"),)),
+)}
+CELLS.update(MODERN_CELLS)
+
 TASKS: dict[str, TaskSpec] = {t.name: t for t in (
     TaskSpec("adding", "Adding problem",
              "two marked numbers among T random ones; predict their sum"),
@@ -190,5 +238,6 @@ def _lookup(table: dict, what: str, name: str):
         raise ValueError(f"unknown {what} {name!r}; allowed: {', '.join(table)}") from None
 
 
-__all__ = ["Choice", "GateSpec", "CellSpec", "TaskSpec", "CELLS", "TASKS", "OPTIMIZERS",
+__all__ = ["Choice", "GateSpec", "CellSpec", "TaskSpec", "CELLS", "MODERN_CELLS",
+           "TASKS", "OPTIMIZERS",
            "CLIP_MODES", "INITS", "DEVICES", "DTYPES", "CHOICES", "cell_spec", "task_spec"]

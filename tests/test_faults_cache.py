@@ -157,8 +157,9 @@ def test_a_fresh_cache_is_private_even_under_a_permissive_umask(tmp_path, monkey
     assert kernels is not None, status
     folder = tmp_path / "gradviz"
     assert folder.stat().st_mode & 0o777 == 0o700
-    (library,) = folder.iterdir()
-    assert not library.stat().st_mode & 0o022
+    library, record = sorted(folder.iterdir())
+    assert record == build.record_path(library)
+    assert not library.stat().st_mode & 0o022 and not record.stat().st_mode & 0o077
     assert status == f"compiled loops in use ({' '.join(build.FLAG_SETS[0])}, {library})"
 
 
@@ -168,3 +169,81 @@ def test_the_fallback_folder_is_created_private(tmp_path, no_home_cache):
     st = os.lstat(no_home_cache)
     assert st.st_uid == os.getuid() and st.st_mode & 0o777 == 0o700
     assert str(no_home_cache) in status
+
+
+# -- a build cut short (issue 20, point 3) --------------------------------------------------
+PROBE = ("from gradviz.engine import native; k, s = native.load(); "
+         "print('LOADED' if k is not None else 'TORCH'); print(s)")
+
+
+def probe_in_child(cache: Path, **env) -> subprocess.CompletedProcess:
+    """native.load() in a child process whose cache is ``cache``/gradviz: a SIGBUS there
+    shows as a return code, not as the death of the test run."""
+    import sys
+
+    full = {**os.environ, "XDG_CACHE_HOME": str(cache), **env}
+    return subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True,
+                          timeout=300, env=full)
+
+
+@pytest.fixture
+def built_cache(tmp_path):
+    """A cache holding a whole build (and its record), made by a child process."""
+    first = probe_in_child(tmp_path)
+    assert first.returncode == 0 and first.stdout.startswith("LOADED"), first.stderr[-500:]
+    target = tmp_path / "gradviz" / library_name()
+    assert target.exists() and build.record_path(target).exists()
+    return tmp_path, target
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fraction", [0.05, 0.5, 0.9])
+def test_a_library_cut_short_is_rebuilt_not_loaded(built_cache, fraction):
+    cache, target = built_cache
+    whole = target.read_bytes()
+    cut = int(len(whole) * fraction)
+    subprocess.run(f"head -c {cut} {target} > {target}.cut && mv {target}.cut {target}",
+                   shell=True, check=True)
+    os.chmod(target, 0o700)
+    assert target.stat().st_size == cut
+    child = probe_in_child(cache)
+    assert child.returncode == 0, f"exit {child.returncode}: {child.stderr[-500:]}"
+    lines = child.stdout.splitlines()
+    assert lines[0] == "LOADED"
+    assert f"rebuilt {target.name}: it is {cut} bytes, its build wrote {len(whole)}" in lines[1]
+    assert target.stat().st_size == len(whole)
+
+
+@pytest.mark.slow
+def test_a_damaged_library_that_cannot_be_rebuilt_means_the_pytorch_path(built_cache, tmp_path):
+    cache, built = built_cache
+    failing = tmp_path / "cc-fails"
+    failing.write_text("#!/bin/sh\necho 'cc: broken' >&2\nexit 1\n")
+    failing.chmod(0o755)
+    # The build named for that compiler: a whole one, then damaged.
+    target = built.with_name(build.library_name(build.SOURCE.read_bytes(), str(failing),
+                                                build.FLAG_SETS[0]))
+    build.record_path(target).write_bytes(build.record_path(built).read_bytes())
+    data = bytearray(built.read_bytes())
+    data[len(data) // 2] ^= 0xFF                 # same size, other contents
+    target.write_bytes(bytes(data))
+    os.chmod(target, 0o700)
+    child = probe_in_child(cache, CC=str(failing))
+    assert child.returncode == 0, f"exit {child.returncode}: {child.stderr[-500:]}"
+    lines = child.stdout.splitlines()
+    assert lines[0] == "TORCH"
+    assert "its contents differ from its build's" in lines[1]
+    assert "using PyTorch operations" in lines[1]
+
+
+def test_a_build_without_its_record_is_not_loaded(tmp_path, monkeypatch):
+    """A library with no record (a crash between the rename and the record, or one put
+    there by hand) is refused before ctypes maps it."""
+    target = tmp_path / "native-0000.so"
+    target.write_bytes(b"\x7fELF not really")
+    os.chmod(target, 0o700)
+    with pytest.raises(build.DamagedLibrary, match="no record of a whole build"):
+        build.load_library(target)
+    build.record_path(target).write_text('{"size": 3, "sha256": "00"}')
+    with pytest.raises(build.DamagedLibrary, match="its build wrote 3"):
+        build.load_library(target)

@@ -33,8 +33,10 @@ def test_a_fresh_build_in_an_empty_cache_loads_and_passes_its_self_check(tmp_pat
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     kernels, status = native.load()
     assert kernels is not None, status
-    built = list((tmp_path / "gradviz").iterdir())
-    assert len(built) == 1 and built[0].name.startswith("native-")   # no temporary files left
+    built = sorted((tmp_path / "gradviz").iterdir())
+    # The library and its record (size, SHA-256), no temporary files left.
+    assert len(built) == 2 and built[0].name.startswith("native-")
+    assert built[1] == native.build.record_path(built[0])
 
 
 @needs_cc
@@ -50,7 +52,7 @@ def test_builds_unused_for_30_days_are_pruned(tmp_path, monkeypatch):
     kernels, status = native.load()
     assert kernels is not None, status
     assert not stale.exists() and recent.exists()
-    assert len(list(cache.iterdir())) == 2
+    assert len(list(cache.iterdir())) == 3          # the recent one, the new one, its record
 
 
 @pytest.mark.parametrize("env,expect", [

@@ -13,7 +13,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 # The README and the pages beside it, in reading order: their examples build on each other.
 PAGES = ["README.md", "docs/guide.md", "docs/python.md", "docs/performance.md",
-         "docs/limits.md", "docs/architecture.md", "docs/run-format.md"]
+         "docs/limits.md", "docs/architecture.md", "docs/run-format.md",
+         "docs/modern-cells.md"]
 README = "\n".join((ROOT / page).read_text(encoding="utf-8") for page in PAGES)
 
 

@@ -51,9 +51,16 @@ def test_columns_by_name_by_number_and_the_first_of_numbers(prices):
     path, price, volume = prices
     by_name, name, _ = load_series(path, "volume")
     by_number, number_name, _ = load_series(path, "2")
-    first, first_name, _ = load_series(path)
     assert name == number_name == "volume" and np.array_equal(by_name, volume)
     assert np.array_equal(by_number, volume)
+    # Two columns of numbers and none named: which is the series is the user's to say.
+    with pytest.raises(TaskInputError, match=r"has 2 columns of numbers: 'price' \(1\), "
+                                             r"'volume' \(2\); choose one with --series-column"):
+        load_series(path)
+    only = path.with_name("only.csv")
+    only.write_text("".join(line.rsplit(",", 1)[0] + "\n"
+                            for line in path.read_text().splitlines()))
+    first, first_name, _ = load_series(only)
     assert first_name == "price" and np.allclose(first, price)      # the dates are skipped
 
 
@@ -150,3 +157,56 @@ def test_gradviz_run_says_what_is_wrong_in_one_line(tmp_path, capsys):
     assert status == 2 and err.count("\n") == 1
     assert err.startswith("gradviz run: --series-file: The series file") and "does not exist" in err
     assert not (tmp_path / "run").exists()
+
+
+# -- issue 20, point 8 ----------------------------------------------------------------------------
+@pytest.mark.parametrize("column", ["²", "①", "٣", "9" * 5000, "1" * 12, "x" * 3000])
+def test_a_column_that_is_not_one_is_one_line(prices, column):
+    path, _, _ = prices
+    with pytest.raises(TaskInputError) as err:
+        load_series(path, column)
+    message = str(err.value)
+    assert "\n" not in message and len(message) < 400
+    assert "there is no column" in message or "no column named" in message
+
+
+def test_a_field_over_the_csv_limit_is_one_line(tmp_path):
+    path = tmp_path / "long.csv"
+    path.write_text("a,b\n1,2\n3," + "4" * 140_000 + "\n5,6\n")
+    with pytest.raises(TaskInputError) as err:
+        load_series(path, "a")
+    message = str(err.value)
+    assert "\n" not in message and "line 3" in message and "131072" in message
+
+
+def test_values_near_the_float64_limit_normalise_and_train(tmp_path, capsys):
+    path = tmp_path / "huge.csv"
+    rng = np.random.default_rng(1)
+    values = 1.7e308 * np.sin(np.arange(300) / 7.0) * rng.uniform(0.5, 1.0, 300)
+    path.write_text("v\n" + "".join(f"{float(v)!r}\n" for v in values))
+    task = make_task(config_for(path))
+    norm = task.values.numpy()
+    assert np.isfinite(norm).all() and abs(norm.mean()) < 1e-9 and norm.std() == pytest.approx(1)
+    assert np.isfinite(task.baseline)
+    status = cli.main(["run", "--series-file", str(path), "--seq-len", "20", "--hidden", "4",
+                       "--steps", "3", "--quiet", "--out", str(tmp_path / "run")])
+    assert status == 0, capsys.readouterr().err
+    _, history, _ = load_run(tmp_path / "run")
+    assert np.isfinite(history.loss).all() and not history.nonfinite.any()
+
+
+def test_series_file_implies_the_series_task_and_refuses_another(prices, tmp_path, capsys):
+    path, _, _ = prices
+    common = ["--series-file", str(path), "--series-column", "price", "--seq-len", "30",
+              "--hidden", "4", "--steps", "2", "--quiet"]
+    assert cli.main(["run", *common, "--out", str(tmp_path / "a")]) == 0
+    config, _, _ = load_run(tmp_path / "a")
+    assert config.task == "series" and config.series_file == str(path)
+    capsys.readouterr()
+    assert cli.main(["run", "--task", "copy", *common, "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--series-file: only the series task reads" in err
+    assert "--task copy" in err
+    assert cli.main(["run", "--series-column", "price", "--steps", "1", "--quiet",
+                     "--out", str(tmp_path / "c")]) == 2
+    assert "--series-column: give --series-file too" in capsys.readouterr().err

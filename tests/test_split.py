@@ -54,12 +54,12 @@ def _grad(t):
 @pytest.mark.parametrize("cell", list(registry.CELLS))
 def test_local_plus_carried_is_the_total_for_every_cell(cell, layers, bidirectional, cell_path):
     torch.manual_seed(7)
-    net = Network(cell, 3, 5, output_size=2, layers=layers, bidirectional=bidirectional,
+    net = Network(cell, 3, 6, output_size=2, layers=layers, bidirectional=bidirectional,
                   dtype=torch.float64)
     T, B = 7, 4
     g = torch.Generator().manual_seed(8)
     x = torch.randn(T, B, 3, generator=g, dtype=torch.float64)
-    w_out = torch.randn(T, B, 5 * net.directions, generator=g, dtype=torch.float64)
+    w_out = torch.randn(T, B, 6 * net.directions, generator=g, dtype=torch.float64)
 
     fwd = net.run(x, stats_rows=B)
     grads = net.backward(fwd, w_out)

@@ -29,6 +29,8 @@ def prefs(tmp_path):
 
 def open_window(qtbot, prefs, config=SMALL) -> MainWindow:
     window = MainWindow(config, prefs)
+    # The plain grid of six views (no focus layout): these tests read every view.
+    window.dashboard.set_focus(())
     window.show()
     window.activateWindow()
     qtbot.waitExposed(window)

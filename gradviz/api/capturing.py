@@ -8,7 +8,7 @@ from typing import Callable
 
 from torch import Tensor, nn
 
-from gradviz.api import modules
+from gradviz.api import guards, modules
 from gradviz.engine.runs.capture import Capture
 
 
@@ -28,6 +28,10 @@ def capture(module: nn.RNNBase, x, loss_fn: Callable[[Tensor], Tensor], h0=None,
         raise ValueError("gradviz.capture: tbptt is not supported with lengths (a packed "
                          "batch); leave it 0")
     modules.cell_of(module)
+    guards.refuse_nonfinite_weights(module)
+    if isinstance(module, modules.Recurrent):
+        raise ValueError("gradviz.capture: lengths and packed batches are for torch's own "
+                         "modules; for gradviz.Recurrent pad the batch and mask the loss")
     from gradviz.api.packed import capture_packed
     return capture_packed(module, x, loss_fn, h0, lengths)
 

@@ -24,6 +24,9 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
+from gradviz.api.modern import Recurrent
+from gradviz.api import guards
+from gradviz.engine.analysis.norms import each_norm, total_norm
 from gradviz.engine.runs.capture import Capture
 from gradviz.engine.model.network import Network, owners_from_names, param_name
 from gradviz.engine.training.timesteps import spectral, timestep_arrays
@@ -35,8 +38,10 @@ CELL_OF_MODE = {"RNN_TANH": "rnn-tanh", "RNN_RELU": "rnn-relu", "LSTM": "lstm", 
 def cell_of(module: nn.Module) -> str:
     """gradviz's name of ``module``'s cell ("lstm", …); TypeError or ValueError, with the
     reason and the remedy, for a module that :func:`capture` cannot follow exactly."""
+    if isinstance(module, Recurrent):     # gradviz's own cells (minGRU, LRU, …)
+        return module.cell_name
     if not isinstance(module, nn.RNNBase) or getattr(module, "mode", None) not in CELL_OF_MODE:
-        raise TypeError(f"gradviz.capture follows torch.nn.RNN, nn.LSTM and nn.GRU; got "
+        raise TypeError(f"gradviz.capture follows torch.nn.RNN, nn.LSTM and nn.GRU (and gradviz.Recurrent); got "
                         f"{type(module).__name__}: for a loop of your own (nn.LSTMCell, a "
                         "hand-written cell) mark its states with gradviz.trace()")
     kind = type(module).__name__
@@ -55,6 +60,8 @@ def shared_network(module: nn.RNNBase) -> Network:
     """A gradviz :class:`Network` whose recurrent parameters are ``module``'s own tensors
     (zero biases where the module has none); its readout is unused."""
     cell = cell_of(module)
+    if isinstance(module, Recurrent):     # a gradviz network already
+        return module
     weight = module.weight_ih_l0
     # Made on the meta device: it allocates nothing and draws nothing from torch's global
     # generator, whose state the user's own training must find as it left it.
@@ -81,7 +88,7 @@ def _time_major(x: Tensor, module: nn.RNNBase) -> Tensor:
     if not isinstance(x, Tensor) or x.dim() not in (2, 3):
         raise ValueError(f"gradviz.capture: x must be a tensor of shape (T, B, I), (B, T, I) "
                          f"with batch_first or (T, I); got {getattr(x, 'shape', type(x))}")
-    weight = module.weight_ih_l0
+    weight = next(module.parameters())
     if weight.dtype not in (torch.float32, torch.float64):
         raise ValueError(f"gradviz.capture: the module is {weight.dtype}; gradviz computes in "
                          "float32 or float64 (module.float() or module.double())")
@@ -109,7 +116,7 @@ def _user_layout(t: Tensor, module: nn.RNNBase, unbatched: bool) -> Tensor:
 
 def _initial_state(module: nn.RNNBase, h0, B: int, unbatched: bool, has_c: bool):
     """(h0, c0) as (L·D, B, H) each (c0 None without a cell state), zeros where not given."""
-    weight = module.weight_ih_l0
+    weight = next(module.parameters())
     shape = (module.num_layers * (2 if module.bidirectional else 1), B, module.hidden_size)
     if h0 is None:
         zeros = weight.new_zeros(shape)
@@ -155,7 +162,10 @@ def capture(module: nn.RNNBase, x: Tensor, loss_fn: Callable[[Tensor], Tensor], 
     xs = _time_major(x, module)
     B = xs.shape[1]
     state = _initial_state(module, h0, B, unbatched, net.has_cell_state)
-    fwd = net.run(xs.detach(), state, stats_rows=B)
+    guards.refuse_nonfinite_weights(module)
+    guards.refuse_beyond_memory(module, net.cell.name, xs)
+    with guards.without_autocast(xs):
+        fwd = net.run(xs.detach(), state, stats_rows=B)
     out = _user_layout(fwd.output, module, unbatched).detach().requires_grad_()
     loss = loss_fn(out)
     if not isinstance(loss, Tensor) or loss.numel() != 1 or not loss.requires_grad:
@@ -169,28 +179,29 @@ def capture(module: nn.RNNBase, x: Tensor, loss_fn: Callable[[Tensor], Tensor], 
         d_out.unsqueeze(1) if unbatched else d_out.transpose(0, 1) if module.batch_first else d_out)
     params = dict(module.named_parameters())
     before = {name: p.grad for name, p in params.items()}
-    for p in params.values():
-        p.grad = None
-    grads = net.backward(fwd, d_tbh.contiguous(), tbptt, input_grad=True)
-    new = {name: p.grad if p.grad is not None else torch.zeros_like(p)
-           for name, p in params.items()}
-    for name, p in params.items():
-        if not p.requires_grad:         # frozen: autograd would leave its .grad alone
+    try:                                # whatever fails, the caller's .grad stays as it was
+        for p in params.values():
+            p.grad = None
+        with guards.without_autocast(xs):
+            grads = net.backward(fwd, d_tbh.contiguous(), tbptt, input_grad=True)
+        new = {name: p.grad if p.grad is not None else torch.zeros_like(p)
+               for name, p in params.items()}
+    finally:
+        for name, p in params.items():
             p.grad = before[name]
-        elif before[name] is None:
-            p.grad = new[name]
-        else:
-            p.grad = before[name].add_(new[name])
     tensors, seeds = [loss], [None]
     dx = grads[0][0].dx if net.directions == 1 else grads[0][0].dx + grads[0][1].dx.flip(0)
     if x.requires_grad:
         tensors.append(x)
         seeds.append(_user_layout(dx, module, unbatched))
     torch.autograd.backward(tensors, seeds)
+    for name, p in params.items():
+        if p.requires_grad:             # frozen: autograd would leave its .grad alone
+            p.grad = new[name] if p.grad is None else p.grad.add_(new[name])
 
     with torch.no_grad():
-        norms = torch.stack([torch.linalg.vector_norm(g) for g in new.values()])
-        grad_norm = torch.linalg.vector_norm(norms).item()
+        norms = each_norm(list(new.values()))
+        grad_norm = total_norm(norms)
         rho, sigma = spectral(net)
     dtype = torch.float64 if xs.dtype == torch.float64 else torch.float32
     loss_value = float(loss.detach())
@@ -205,7 +216,7 @@ def capture(module: nn.RNNBase, x: Tensor, loss_fn: Callable[[Tensor], Tensor], 
         grad_norm_clipped=grad_norm, clipped=False,
         nonfinite=not (math.isfinite(loss_value) and math.isfinite(grad_norm)),
         rho=rho.cpu().numpy(), sigma_max=sigma.cpu().numpy(),
-        rho_names=tuple(f"W_h{b}" for b in net.cell.blocks), rho_step=0,
+        rho_names=net.cell.spec.rho_names, rho_step=0,
         dx_norm=torch.linalg.vector_norm(dx, dim=(1, 2), dtype=torch.float64)
         .to("cpu", dtype).numpy())
 

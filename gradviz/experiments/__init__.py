@@ -8,7 +8,9 @@ Each experiment is one JSON file in this package, named after the experiment::
      "expected": "…",                     # the outcome, in one sentence
      "source": "…",                       # the paper(s) it reproduces
      "config": {…},                       # a RunConfig (RunConfig.from_dict)
-     "then": {"label": "…", "config": {…}}}   # optional: "now change this", as changes
+     "then": {"label": "…", "config": {…}},   # optional: "now change this", as changes
+     "focus": ["gradnorm", "loss"]}       # optional: the one or two views the lesson is
+                                          # about (FOCUS_VIEWS), laid out large
 
 The files are read with :mod:`importlib.resources`, so they are found in a wheel as in a
 checkout. :func:`list_experiments` and :func:`load_experiment` are the public API; a file
@@ -27,7 +29,12 @@ from typing import Any
 from gradviz.config import ConfigError, RunConfig
 
 TEXT_FIELDS = ("name", "title", "theme", "watch", "expected", "source")
-KNOWN_FIELDS = frozenset(TEXT_FIELDS + ("config", "then"))
+KNOWN_FIELDS = frozenset(TEXT_FIELDS + ("config", "then", "focus"))
+# The views an experiment may name as its focus (the window's view keys; tests check that
+# the window has each), and how many it may name.
+FOCUS_VIEWS = ("gradflow", "gradtime", "gates", "states", "loss", "gradnorm", "spectrum",
+               "decay", "saturation", "cell", "cliff")
+MAX_FOCUS = 2
 
 
 class ExperimentError(ValueError):
@@ -52,6 +59,7 @@ class Experiment:
     config: RunConfig
     then_label: str | None = None        # "now change this": what the second config does
     then_config: RunConfig | None = None  # ``config`` with the "then" changes applied
+    focus: tuple[str, ...] = ()          # the views the lesson is about (FOCUS_VIEWS)
 
 
 def _text(data: dict, key: str, file: str, prefix: str = "") -> str:
@@ -98,7 +106,17 @@ def parse_experiment(text: str, name: str, file: str | None = None) -> Experimen
         if not isinstance(then["config"], dict) or not then["config"]:
             raise ExperimentError(file, "then.config", "must be a non-empty object of changes")
         then_config = _config({**config.to_dict(), **then["config"]}, file, "then.config")
-    return Experiment(config=config, then_label=then_label, then_config=then_config, **texts)
+    return Experiment(config=config, then_label=then_label, then_config=then_config,
+                      focus=_focus(data.get("focus", []), file), **texts)
+
+
+def _focus(value: Any, file: str) -> tuple[str, ...]:
+    if (not isinstance(value, list) or len(value) > MAX_FOCUS
+            or any(not isinstance(key, str) or key not in FOCUS_VIEWS for key in value)
+            or len(set(value)) != len(value)):
+        raise ExperimentError(file, "focus", f"must be a list of at most {MAX_FOCUS} different "
+                              f"views among {', '.join(FOCUS_VIEWS)}; got {value!r}")
+    return tuple(value)
 
 
 def read_experiment(path: str | Path) -> Experiment:
@@ -131,5 +149,5 @@ def list_experiments() -> list[Experiment]:
     return sorted((load_experiment(name) for name in _files()), key=lambda e: (e.theme, e.title))
 
 
-__all__ = ["Experiment", "ExperimentError", "list_experiments", "load_experiment",
+__all__ = ["Experiment", "ExperimentError", "FOCUS_VIEWS", "list_experiments", "load_experiment",
            "experiment_names", "parse_experiment", "read_experiment"]

@@ -26,6 +26,7 @@ from gradviz.engine.analysis.bounds import geometric_mean
 from gradviz.engine.training.session import Session
 
 from . import Experiment
+from .lessons_modern import CHECKS as MODERN_CHECKS
 
 # Steps over which a loss is averaged before it is compared with the baseline.
 LOSS_WINDOW = 50
@@ -257,6 +258,7 @@ CHECKS: dict[str, Callable[[Experiment, int | None], tuple[bool, str]]] = {
     "min-char-rnn": _char_model,
     "stateful-series": _stateful,
     "loss-enters": _loss_enters,
+    **MODERN_CHECKS,     # the modern recurrences (gradviz.experiments.lessons_modern)
 }
 
 

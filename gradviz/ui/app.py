@@ -6,6 +6,7 @@ import sys
 
 from PyQt6 import QtCore, QtGui, QtWidgets
 
+from gradviz.display import no_display_message
 from gradviz.engine.runs.runformat import RunFileError
 from gradviz.resources import icon_bytes
 from gradviz.ui.window import MainWindow
@@ -14,7 +15,12 @@ from gradviz.ui.window import MainWindow
 def run_app(argv: list[str] | None = None, experiment: str | None = None,
             run: str | None = None) -> int:
     """Open the main window (on the guided ``experiment`` if named, or on the saved run in
-    the folder ``run``) and run the event loop; returns the exit status."""
+    the folder ``run``) and run the event loop; returns the exit status: 2, with one line
+    on stderr, where there is no display to open it on (:mod:`gradviz.display`)."""
+    no_display = None if QtWidgets.QApplication.instance() else no_display_message()
+    if no_display:
+        print(no_display, file=sys.stderr)
+        return 2
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(
         list(sys.argv if argv is None else argv))
     app.setApplicationName("gradviz")

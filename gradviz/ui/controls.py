@@ -269,6 +269,14 @@ class ControlPanel(QtWidgets.QWidget):
         for field_name, check in self.on_checks.items():
             w[field_name].setEnabled(check.isChecked())
         w["forget_bias"].setEnabled(registry.cell_spec(w["cell"].currentData()).has_forget_gate)
+        # The modern cells' own initialisations: only for their cell.
+        cell = w["cell"].currentData()
+        for field_name in ("lru_r_min", "lru_r_max", "lru_max_phase"):
+            w[field_name].setEnabled(cell == "lru")
+        if "indrnn_u_max" in self.on_checks:
+            self.on_checks["indrnn_u_max"].setEnabled(cell == "indrnn")
+            w["indrnn_u_max"].setEnabled(cell == "indrnn"
+                                         and self.on_checks["indrnn_u_max"].isChecked())
 
     def _on_edit(self, *_args) -> None:
         if self._updating:

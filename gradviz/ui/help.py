@@ -12,6 +12,7 @@ from PyQt6 import QtCore, QtGui, QtWidgets
 # Keys that act without an action of their own (the plots' mouse gestures among them).
 EXTRA_KEYS = (
     ("Mouse wheel on a plot", "Zoom; right click: export, or View All to undo the zoom"),
+    ("Double-click a view", "It fills the plots' room; again, or Esc, brings the layout back"),
 )
 
 GUIDE = """

@@ -5,6 +5,10 @@ button), the text view below the grid for language tasks, and the timeline under
 
 :class:`Dashboard` keeps the panels and lets the View menu hide and show them: a hidden
 panel's neighbours move up into its place, so the room goes to the views still shown.
+It also lays out the *focus* (:mod:`gradviz.ui.focus` decides which views and where the
+others go): the focus views large in a row, the others of their page in a strip of small
+panels under them or on a page of their own ("Other views"); and one view *maximised*,
+alone on its page.
 """
 from __future__ import annotations
 
@@ -12,6 +16,9 @@ from PyQt6 import QtCore, QtWidgets
 
 GRID_COLUMNS = 3
 HELP_BUTTON = "help-button"
+OTHER_PAGE = "Other views"
+# Height of the focus row to the strip of the other views under it.
+FOCUS_STRETCH, STRIP_STRETCH = 3, 1
 
 
 class Dashboard:
@@ -26,11 +33,16 @@ class Dashboard:
         self._hidden: set[str] = set()
         self._text_wanted = False
         self._grids: dict[str, QtWidgets.QGridLayout] = {}
+        self.focus: tuple[str, ...] = ()      # the views the lesson is about
+        self.others_apart = False             # the focus page's other views on OTHER_PAGE
+        self.maximized: str | None = None     # the one view filling its page
         self.tabs = QtWidgets.QTabWidget()
         self.tabs.setDocumentMode(True)
         self.tabs.setTabBarAutoHide(True)   # one page: no tab bar
         for page in dict.fromkeys(view.page for key, view in views.items() if key != "text"):
             self.tabs.addTab(self._page(page), page)
+        self.tabs.insertTab(1, self._page(OTHER_PAGE), OTHER_PAGE)
+        self.tabs.setTabVisible(1, False)
 
         plots = QtWidgets.QWidget()
         column = QtWidgets.QVBoxLayout(plots)
@@ -58,6 +70,7 @@ class Dashboard:
         self.splitter.setStretchFactor(1, 1)
         self.splitter.setCollapsible(1, False)
         self.splitter.setSizes([self.scroll.minimumWidth(), 10 * self.scroll.minimumWidth()])
+        self.plots = plots
         window.setCentralWidget(self.splitter)
 
     def _page(self, page: str) -> QtWidgets.QWidget:
@@ -70,31 +83,94 @@ class Dashboard:
         return widget
 
     def page_of(self, key: str) -> str:
-        return self.views[key].page
+        view_page = self.views[key].page
+        if (self.others_apart and key not in self.focus and self.focus
+                and view_page == self.focus_page):
+            return OTHER_PAGE
+        return view_page
+
+    @property
+    def focus_page(self) -> str | None:
+        return self.views[self.focus[0]].page if self.focus else None
 
     def keys_on(self, page: str) -> list[str]:
-        return [key for key, view in self.views.items() if view.page == page and key != "text"]
+        return [key for key in self.views if self.page_of(key) == page and key != "text"]
+
+    def set_focus(self, focus: tuple[str, ...], others_apart: bool = False) -> None:
+        """Lay the page of the ``focus`` views out around them (see the module's text);
+        ``others_apart``: the other views of that page on a page of their own."""
+        focus = tuple(key for key in focus if key in self.views and key != "text")
+        if (focus, others_apart and bool(focus)) == (self.focus, self.others_apart):
+            return
+        self.focus, self.others_apart = focus, others_apart and bool(focus)
+        self._reflow()
+
+    def set_maximized(self, key: str | None) -> None:
+        """``key``'s panel alone fills its page (None: the layout comes back)."""
+        if key is not None and (key not in self.views or key == "text"):
+            return
+        if key != self.maximized:
+            self.maximized = key
+            self._reflow()
+            if key is not None:
+                self.show_view(key)
+
+    def _reflow(self) -> None:
+        for page in self._grids:
+            grid = self._grids[page]
+            for key in self.views:
+                if key != "text" and grid.indexOf(self.panels[key]) >= 0:
+                    grid.removeWidget(self.panels[key])
+        for page in self._grids:
+            self._flow(page)
+        index = self.tabs.indexOf(self._grids[OTHER_PAGE].parentWidget())
+        self.tabs.setTabVisible(index, bool(self.keys_on(OTHER_PAGE)))
 
     def _flow(self, page: str) -> None:
-        """Lay the page's shown panels out in reading order, GRID_COLUMNS a row."""
+        """Lay the page's shown panels out: the maximised one alone, the focus views above
+        the others, or all in reading order, GRID_COLUMNS a row."""
         grid = self._grids[page]
         keys = self.keys_on(page)
         for key in keys:
             grid.removeWidget(self.panels[key])
         shown = [key for key in keys if key not in self._hidden]
+        if self.maximized in shown:
+            shown = [self.maximized]
+        focus = [key for key in self.focus if key in shown]
+        shown = focus + [key for key in shown if key not in focus]
+        if focus and len(shown) > len(focus):
+            self._flow_focus(grid, keys, focus, [k for k in shown if k not in focus])
+            return
         # Four panels fill a 2 x 2 grid better than a row of three and one alone.
         columns = 2 if len(shown) == 4 else min(GRID_COLUMNS, max(1, len(shown)))
         for index, key in enumerate(shown):
             grid.addWidget(self.panels[key], index // columns, index % columns)
             self.panels[key].show()
         for key in keys:
-            if key in self._hidden:
+            if key not in shown:
                 self.panels[key].hide()
-        for c in range(GRID_COLUMNS):
+        for c in range(max(grid.columnCount(), GRID_COLUMNS)):
             grid.setColumnStretch(c, 1 if c < columns else 0)
         rows = -(-len(shown) // columns)
         for r in range(max(grid.rowCount(), rows)):
             grid.setRowStretch(r, 1 if r < rows else 0)
+
+    def _flow_focus(self, grid: QtWidgets.QGridLayout, keys: list[str], focus: list[str],
+                    others: list[str]) -> None:
+        """The focus views side by side in a tall row, the others in a low strip under them."""
+        columns = len(focus) * len(others)     # both rows divide it evenly
+        for index, key in enumerate(focus):
+            span = columns // len(focus)
+            grid.addWidget(self.panels[key], 0, index * span, 1, span)
+        for index, key in enumerate(others):
+            span = columns // len(others)
+            grid.addWidget(self.panels[key], 1, index * span, 1, span)
+        for key in keys:
+            self.panels[key].setVisible(key in focus or key in others)
+        for c in range(max(grid.columnCount(), columns)):
+            grid.setColumnStretch(c, 1 if c < columns else 0)
+        for r in range(max(grid.rowCount(), 2)):
+            grid.setRowStretch(r, (FOCUS_STRETCH, STRIP_STRETCH)[r] if r < 2 else 0)
 
     def set_panel_shown(self, key: str, shown: bool) -> None:
         """Hide or show one view's panel; the others on its page close up or make room."""
@@ -107,7 +183,7 @@ class Dashboard:
         if key == "text":
             self.set_text_wanted(self._text_wanted)
             return
-        self._flow(self.page_of(key))
+        self._reflow()
 
     def panel_shown(self, key: str) -> bool:
         return key not in self._hidden
@@ -177,4 +253,4 @@ def _panel(view) -> QtWidgets.QWidget:
     return panel
 
 
-__all__ = ["Dashboard", "default_size", "GRID_COLUMNS", "HELP_BUTTON"]
+__all__ = ["Dashboard", "default_size", "GRID_COLUMNS", "HELP_BUTTON", "OTHER_PAGE"]

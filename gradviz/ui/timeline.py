@@ -119,10 +119,12 @@ class Timeline(QtWidgets.QWidget):
     def add_actions(self, window: QtWidgets.QWidget) -> None:
         """← / →, Home and End for the whole window (they work with a plot in focus)."""
         key = QtCore.Qt.Key
-        for shortcut, slot in ((key.Key_Left, lambda: self.step_by(-1)),
-                               (key.Key_Right, lambda: self.step_by(1)),
-                               (key.Key_Home, self.first), (key.Key_End, self.follow)):
-            action = QtGui.QAction(self)
+        for shortcut, slot, text in (
+                (key.Key_Left, lambda: self.step_by(-1), "Timeline: the step before"),
+                (key.Key_Right, lambda: self.step_by(1), "Timeline: the step after"),
+                (key.Key_Home, self.first, "Timeline: the first step"),
+                (key.Key_End, self.follow, "Timeline: follow the newest step")):
+            action = QtGui.QAction(text, self)
             action.setShortcut(QtGui.QKeySequence(shortcut))
             action.setShortcutContext(QtCore.Qt.ShortcutContext.WindowShortcut)
             action.triggered.connect(slot)

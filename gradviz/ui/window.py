@@ -25,6 +25,7 @@ from gradviz.ui.export import (ExportError, cannot_write, render_image, save_ima
                                with_title)
 from gradviz.ui.figures import caption
 from gradviz.ui.prefs import Prefs
+from gradviz.ui.presentation import install as install_presentation
 from gradviz.ui.redraw import RedrawScheduler
 from gradviz.ui.runfiles import leave_saved_run, open_whole, save_whole
 from gradviz.ui.state import AppState, recorded_from_python
@@ -87,6 +88,7 @@ class MainWindow(QtWidgets.QMainWindow):
         geometry = self.prefs.load_geometry()
         if geometry is None or not self.restoreGeometry(geometry):
             default_size(self)
+        install_presentation(self)   # self.focus, self.presentation; View ▸ Presentation
         self._update_title()
 
     @property
@@ -170,6 +172,7 @@ class MainWindow(QtWidgets.QMainWindow):
         description goes above the plots."""
         if self._start_fresh(experiment.config):
             self.banner.show_experiment(experiment)
+            self.focus.set_experiment(experiment)
             self.statusBar().showMessage(f"{experiment.title}: press Space to train.", 15000)
 
     def load_then(self, experiment) -> None:

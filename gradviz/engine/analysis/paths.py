@@ -33,6 +33,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from gradviz.engine.analysis.norms import refine
 from gradviz.engine.model.cells import Cell, LayerCache, LayerGrads
 from gradviz.engine.model.cells.base import compiled_loops, cut_after
 from gradviz.engine.native import Kernels
@@ -50,7 +51,7 @@ def path_names(cell: Cell) -> tuple[str, ...]:
     """The paths of ``cell``'s picture, in the order :func:`path_norms` stacks them."""
     if cell.has_cell_state:
         return ("dh", "dc", "belt", "w", "c_h")
-    if "z" in cell.gate_names:
+    if "z" in cell.gate_names and not cell.spec.diagonal:
         return ("dh", "belt", "w")
     return ("dh", "w")
 
@@ -93,7 +94,9 @@ def path_norms(cell: Cell, cache: LayerCache, grads: LayerGrads, rows: int,
         belt[cuts] = 0.0
         w[1:] -= belt[1:]
     out[at["dh"]] = dh
-    return out.square_().sum(2).sqrt_()
+    # Summed in the inputs' type, then any norm whose squares may have underflowed redone
+    # exactly (gradviz.engine.analysis.norms).
+    return refine(out, out.square().sum(2).sqrt_(), (2,))
 
 
 def _compiled(loops: Kernels, cell: Cell, cache: LayerCache, grads: LayerGrads, rows: int,

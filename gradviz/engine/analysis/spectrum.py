@@ -42,6 +42,8 @@ import torch
 from torch import Tensor
 
 from gradviz.engine import native
+from gradviz.engine.model.finite import first_nonfinite, refuse_nonfinite
+from gradviz.engine.model.init import spectral_radius
 
 # ρ is decomposed at most once every FULL_EVERY steps, and more often for small blocks
 # (:func:`rho_interval`).
@@ -88,11 +90,17 @@ class SpectrumTracker:
         self._rho = rho.detach().to("cpu", torch.float64).clone()
         self.rho_step = int(rho_step)
 
-    def update(self, blocks: Tensor, step: int | None = None) -> tuple[Tensor, Tensor]:
+    def update(self, blocks: Tensor, step: int | None = None,
+               names: list[str] | None = None) -> tuple[Tensor, Tensor]:
         """ρ and σ_max (N,) float64 of ``blocks`` (N, H, H), any float dtype, the weights of
         training step ``step``. σ_max is always of these weights; ρ is too on a step that
         decomposes it (see :func:`rho_interval`), else it is the last decomposition's and
-        ``rho_step`` names its step. ``step`` None: ρ is always of these weights."""
+        ``rho_step`` names its step. ``step`` None: ρ is always of these weights.
+        NonFiniteWeights, naming the block (``names``, one a block), where one holds a NaN
+        or ±inf: LAPACK would crash on it."""
+        if first_nonfinite([("", blocks)]) is not None:
+            labels = names or [f"recurrent block {i}" for i in range(len(blocks))]
+            refuse_nonfinite(zip(labels, blocks), "the spectrum")
         w = blocks.detach().to("cpu", torch.float64).contiguous()
         n, h, _ = w.shape
         if self._v is None or tuple(self._v.shape) != (n, h):
@@ -181,5 +189,19 @@ def lanczos_top(w: np.ndarray, start: np.ndarray, steps: int = KRYLOV,
     return np.sqrt(np.maximum(theta, 0.0)), x, converged
 
 
-__all__ = ["SpectrumTracker", "FULL_EVERY", "KRYLOV", "TOL",
+@torch.no_grad()
+def spectral(net) -> tuple[Tensor, Tensor]:
+    """Spectral radius and largest singular value of every recurrent block of ``net``,
+    (L, D, G') float64."""
+    L, D, H = net.layers, net.directions, net.hidden
+    blocks = torch.stack([net.cell.recurrent_blocks(net.layer_params(k, d), H)
+                          for k in range(L) for d in range(D)])   # (L·D, G', H, H)
+    refuse_nonfinite(((f"weight_hh_l{k}{'_reverse' if d else ''}", blocks[k * D + d])
+                      for k in range(L) for d in range(D)), "the spectrum")
+    rho = spectral_radius(blocks).view(L, D, -1)
+    sigma = torch.linalg.matrix_norm(blocks.double(), ord=2).view(L, D, -1)
+    return rho, sigma
+
+
+__all__ = ["SpectrumTracker", "spectral", "FULL_EVERY", "KRYLOV", "TOL",
            "rho_interval", "lanczos_top"]

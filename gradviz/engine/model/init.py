@@ -17,6 +17,8 @@ import math
 
 import torch
 
+from gradviz.engine.model.cells.rnn import random_orthogonal
+from gradviz.engine.model.finite import refuse_nonfinite
 from gradviz.engine.model.network import Network
 from gradviz.registry import INITS
 
@@ -32,23 +34,41 @@ def block_views(net: Network) -> list[tuple[str, torch.Tensor]]:
     return views
 
 
-def spectral_radius(w: torch.Tensor) -> torch.Tensor:
-    """Largest |eigenvalue| of each square matrix in w (..., H, H), in float64."""
+def spectral_radius(w: torch.Tensor, name: str = "a recurrent weight") -> torch.Tensor:
+    """Largest |eigenvalue| of each square matrix in w (..., H, H), in float64;
+    NonFiniteWeights (naming it ``name``) if w holds a NaN or ±inf."""
+    refuse_nonfinite([(name, w)], "the spectral radius")
     return torch.linalg.eigvals(w.double()).abs().amax(-1)
 
 
 def _orthogonal(n: int, generator: torch.Generator) -> torch.Tensor:
-    q, r = torch.linalg.qr(torch.randn(n, n, generator=generator, dtype=torch.float64))
-    # Fix the signs so that the distribution is uniform over orthogonal matrices.
-    return q * torch.sign(torch.diagonal(r)).unsqueeze(0)
+    return random_orthogonal(n, generator)
+
+
+def cell_options(config) -> dict:
+    """The settings of a RunConfig that the cells' own initialisations read."""
+    if config is None:
+        return {}
+    return {"seq_len": config.seq_len, "init": config.init, "lru_r_min": config.lru_r_min,
+            "lru_r_max": config.lru_r_max, "lru_max_phase": config.lru_max_phase,
+            "indrnn_u_max": config.indrnn_u_max}
 
 
 def initialise(net: Network, init: str = "default", rho: float | None = None,
-               forget_bias: float = 0.0, generator: torch.Generator | None = None) -> None:
+               forget_bias: float = 0.0, generator: torch.Generator | None = None,
+               config=None) -> None:
+    """With ``config`` (a RunConfig), the cells that initialise their own way (LRU, IndRNN,
+    the orthogonal RNN) read their settings from it. The diagonal cells and the orthogonal
+    RNN have no square blocks to change: ``init`` (but 'identity' for the orthogonal RNN)
+    and ``rho`` leave them as they are."""
     if generator is None:
         generator = torch.Generator().manual_seed(0)
-    net.reset_parameters(generator)
+    options = cell_options(config)
+    options.setdefault("init", init)
+    net.reset_parameters(generator, options)
     H = net.hidden
+    if net.cell.spec.diagonal or getattr(net.cell, "orthogonal", False):
+        rho, init = None, "default"
     with torch.no_grad():
         if init != "default":
             for name, param in net.recurrent_parameters():

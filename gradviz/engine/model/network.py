@@ -20,7 +20,10 @@ from typing import Iterable
 import torch
 from torch import Tensor, nn
 
+from torch.nn.utils.parametrizations import orthogonal
+
 from .cells import Cell, LayerCache, LayerGrads, make_cell
+from .cells.rnn import random_orthogonal
 
 
 def param_name(short: str, layer: int, direction: int) -> str:
@@ -73,15 +76,37 @@ class Network(nn.Module):
                     names[short] = full
                 per_dir.append(names)
             self._names.append(per_dir)
+        # The orthogonal RNN: each weight_hh through PyTorch's orthogonal parametrisation.
+        self._parametrized = [names["weight_hh"] for per_dir in self._names for names in per_dir
+                              if getattr(self.cell, "orthogonal", False)]
+        for full in self._parametrized:
+            with torch.no_grad():
+                getattr(self, full).copy_(torch.eye(hidden, device=device))
+            orthogonal(self, full, orthogonal_map="matrix_exp")
         self.readout = nn.Linear(hidden * self.directions, output_size, dtype=dtype, device=device)
         self.reset_parameters()
 
-    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
-        """PyTorch's default: every recurrent parameter ~ U(-1/√H, 1/√H)."""
+    def reset_parameters(self, generator: torch.Generator | None = None,
+                         options: dict | None = None) -> None:
+        """PyTorch's default: every recurrent parameter ~ U(-1/√H, 1/√H); then each cell's
+        own initialisation (:meth:`Cell.reset`, with the cell's settings ``options``), and
+        for the orthogonal RNN a random orthogonal W_hh (the identity with init
+        'identity')."""
         bound = 1.0 / math.sqrt(self.hidden)
+        options = options or {}
         with torch.no_grad():
             for name, param in self.recurrent_parameters():
                 param.uniform_(-bound, bound, generator=generator)
+            for k in range(self.layers):
+                for d in range(self.directions):
+                    self.cell.reset(self.layer_params(k, d), generator, options)
+            for full in self._parametrized:
+                w = (torch.eye(self.hidden, dtype=torch.float64) if options.get("init") == "identity"
+                     else random_orthogonal(self.hidden, generator))
+                like = next(self.parameters())
+                setattr(self, full, w.to(like.dtype).to(like.device))
+            if self.readout is None:
+                return
             fan_in = self.readout.in_features
             rbound = 1.0 / math.sqrt(fan_in)
             # nn.Linear's default (kaiming uniform with a=√5) is U(-1/√fan_in, 1/√fan_in).
@@ -96,9 +121,24 @@ class Network(nn.Module):
     def param_owners(self) -> tuple[tuple[int, int] | None, ...]:
         """(layer, direction) of each parameter in ``named_parameters()`` order; None for
         the readout's, which belong to no recurrent layer."""
-        owner = {full: (k, d) for k, per_dir in enumerate(self._names)
+        owner = {self._leaf_name(full): (k, d) for k, per_dir in enumerate(self._names)
                  for d, names in enumerate(per_dir) for full in names.values()}
         return tuple(owner.get(name) for name, _ in self.named_parameters())
+
+    def _leaf_name(self, full: str) -> str:
+        """The name of the trained tensor behind ``full``: itself, or for a parametrised
+        weight its unconstrained original."""
+        return f"parametrizations.{full}.original" if full in self._parametrized else full
+
+    def _set_grad(self, full: str, param: Tensor, grad: Tensor) -> None:
+        """Give ``grad`` (∂L/∂ the tensor named ``full``) to the tensor that is trained: for a
+        parametrised weight, autograd carries it back through the parametrisation."""
+        if full not in self._parametrized:
+            param.grad = grad
+            return
+        original = self.parametrizations[full].original
+        with torch.enable_grad():
+            (original.grad,) = torch.autograd.grad(getattr(self, full), original, grad)
 
     def recurrent_parameters(self) -> list[tuple[str, nn.Parameter]]:
         return [(n, p) for n, p in self.named_parameters() if not n.startswith("readout.")]
@@ -108,7 +148,7 @@ class Network(nn.Module):
         return self.cell.has_cell_state
 
     def zero_state(self, batch: int) -> tuple[Tensor, Tensor | None]:
-        p = self.readout.weight
+        p = next(self.parameters())
         shape = (self.layers * self.directions, batch, self.hidden)
         h0 = torch.zeros(shape, dtype=p.dtype, device=p.device)
         return h0, (torch.zeros_like(h0) if self.has_cell_state else None)
@@ -164,7 +204,7 @@ class Network(nn.Module):
                                            need_dx=k > 0 or input_grad)
                 grads.dout = dout
                 for short, g in grads.params.items():
-                    params[short].grad = g
+                    self._set_grad(self._names[k][d][short], params[short], g)
                 result[k].append(grads)
                 if k > 0:
                     dx = grads.dx if d == 0 else grads.dx.flip(0)

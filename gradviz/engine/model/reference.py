@@ -28,7 +28,7 @@ class Step:
     c: Tensor | None     # (B, H) c_t, LSTM family only
     gates: Tensor        # (B, G, H) activation of each parameter block, in PyTorch order
     zx: Tensor           # (B, G·H) W_ih x_t + b_ih
-    zh: Tensor           # (B, G·H) W_hh h_{t-1} + b_hh
+    zh: Tensor | None    # (B, G·H) W_hh h_{t-1} + b_hh; None where the gates see x_t only
 
 
 def _pre(p: dict[str, Tensor], x: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
@@ -98,4 +98,59 @@ def gru(p: dict[str, Tensor], x: Tensor, h: Tensor, c: Tensor | None = None) -> 
     return Step(h, None, torch.stack([r, z, n], 1), zx, zh)
 
 
-__all__ = ["Step", "rnn_tanh", "rnn_relu", "lstm", "lstm_peephole", "lstm_coupled", "gru"]
+# -- the modern recurrences: the gates see x_t only, or the recurrence is diagonal ------------
+def mingru(p: dict[str, Tensor], x: Tensor, h: Tensor, c: Tensor | None = None) -> Step:
+    """z = σ(W_z x_t + b_z), h̃ = W_h x_t + b_h; h_t = (1 − z) ⊙ h_{t-1} + z ⊙ h̃
+    (Feng et al. 2024). Parameters: weight_ih (2·H, I), bias_ih (2·H,), blocks z, h."""
+    zx = x @ p["weight_ih"].t() + p["bias_ih"]
+    a, cand = zx.chunk(2, -1)
+    z = torch.sigmoid(a)
+    h = (1 - z) * h + z * cand
+    return Step(h, None, torch.stack([z, cand], 1), zx, None)
+
+
+def minlstm(p: dict[str, Tensor], x: Tensor, h: Tensor, c: Tensor | None = None) -> Step:
+    """f, i = σ(W x_t + b), h̃ = W_h x_t + b_h; f′ = f/(f + i), i′ = i/(f + i);
+    h_t = f′ ⊙ h_{t-1} + i′ ⊙ h̃ (Feng et al. 2024). Blocks f, i, h of weight_ih, bias_ih;
+    the gates returned are f′, i′ and h̃."""
+    zx = x @ p["weight_ih"].t() + p["bias_ih"]
+    a_f, a_i, cand = zx.chunk(3, -1)
+    f, i = torch.sigmoid(a_f), torch.sigmoid(a_i)
+    fn, iN = f / (f + i), i / (f + i)
+    h = fn * h + iN * cand
+    return Step(h, None, torch.stack([fn, iN, cand], 1), zx, None)
+
+
+def indrnn(p: dict[str, Tensor], x: Tensor, h: Tensor, c: Tensor | None = None) -> Step:
+    """h_t = ReLU(W x_t + u ⊙ h_{t-1} + b) (Li et al. 2018): weight_ih (H, I), the vector
+    u = weight_hh (H,), bias_ih (H,). Gates: h_t and ∂h_t/∂h_{t-1} = u ⊙ 𝟙[active]."""
+    zx = x @ p["weight_ih"].t() + p["bias_ih"]
+    zh = p["weight_hh"] * h
+    pre = zx + zh
+    h = torch.relu(pre)
+    return Step(h, None, torch.stack([h, p["weight_hh"] * (pre > 0).to(h.dtype)], 1), zx, zh)
+
+
+def lru_lambda(p: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+    """λ = exp(−exp(ν) + i·exp(θ)) and γ = √(1 − |λ|²) of the LRU, from nu_log and theta_log."""
+    lam = torch.exp(torch.complex(-torch.exp(p["nu_log"]), torch.exp(p["theta_log"])))
+    gamma = torch.sqrt(-torch.expm1(-2 * torch.exp(p["nu_log"])))
+    return lam, gamma
+
+
+def lru(p: dict[str, Tensor], x: Tensor, h: Tensor, c: Tensor | None = None) -> Step:
+    """x_t = λ ⊙ x_{t-1} + γ ⊙ (B u_t) over N = H/2 complex units (Orvieto et al. 2023); h
+    holds the state as [Re x, Im x] (B, H). B = B_re + i·B_im, each (N, I). Gates: the
+    state and |λ| of each unit (for its real and imaginary parts alike)."""
+    N = h.shape[-1] // 2
+    lam, gamma = lru_lambda(p)
+    state = torch.complex(h[:, :N], h[:, N:])
+    bu = torch.complex(x @ p["B_re"].t(), x @ p["B_im"].t())
+    state = lam * state + gamma * bu
+    h = torch.cat([state.real, state.imag], -1)
+    return Step(h, None, torch.stack([h, lam.abs().repeat(2).expand_as(h)], 1),
+                torch.cat([bu.real, bu.imag], -1), None)
+
+
+__all__ = ["Step", "rnn_tanh", "rnn_relu", "lstm", "lstm_peephole", "lstm_coupled", "gru",
+           "mingru", "minlstm", "indrnn", "lru", "lru_lambda"]

@@ -3,7 +3,7 @@
 PyTorch dispatches each small per-timestep operation separately, and for a small network
 the dispatch costs more than the arithmetic. ``_native.c`` runs each layer's loops over
 time in one call: the forward passes of the LSTMs and the GRU, the reverse scans of every
-cell, and the norms of the gradient paths (:mod:`gradviz.engine.analysis.paths`); and σ_max's
+cell, the per-timestep norms and the norms of the gradient paths (:mod:`gradviz.engine.analysis.paths`); and σ_max's
 Lanczos for :mod:`gradviz.engine.analysis.spectrum`. It is compiled with the system's C compiler
 the first time a cell needs it and cached in ``~/.cache/gradviz`` (or
 ``$XDG_CACHE_HOME/gradviz``; a folder in the temporary directory where that cannot be
@@ -50,6 +50,7 @@ _SIGNATURES = {
     "rnn_cell_backward": "tttitt",
     "lstm_family_scan": "i" + "tttt" + "i" + "tt",
     "path_norms": "iiii" + "ttttt",
+    "row_norms": "tt",
 }
 
 
@@ -152,6 +153,14 @@ class Kernels:
             raise ValueError("path_norms: the shapes do not fit together")
         self._call("path_norms", T, B, H, rows, G, gate_index, tbptt, dh, dout, dc, gates, out)
 
+    def row_norms(self, x, out) -> None:
+        """The 2-norm of each x[t] (x (T, ...) contiguous) into out (T,), exact to the
+        dtype's floor: see row_norms in _native.c."""
+        T = x.shape[0]
+        if tuple(out.shape) != (T,):
+            raise ValueError("row_norms: out must be (T,) for x (T, ...)")
+        self._call("row_norms", T, 1, x[0].numel() if T else 0, x, out)
+
 
 def _check(first: torch.Tensor, *rest: torch.Tensor) -> None:
     # The C code trusts its pointers: wrong layouts must never reach it.
@@ -234,7 +243,11 @@ def load() -> tuple[Kernels | None, str]:
                 errors.append(error)
                 continue
         try:
-            found = Kernels(build.load_library(target))
+            found = Kernels(_load_whole(target, compiler, flags, notes))
+        except build.DamagedLibrary as exc:
+            errors.append(f"{target.name} was not a whole build: {exc.reason}")
+            notes.append(errors[-1])
+            continue
         except (OSError, AttributeError) as exc:
             errors.append(f"cannot load {target}: {exc}")
             continue
@@ -244,7 +257,23 @@ def load() -> tuple[Kernels | None, str]:
         build.prune(target)
         return found, f"compiled loops in use ({' '.join(flags)}, {target})" + \
             "".join(f"; {note}" for note in notes)
-    return None, f"building the compiled loops failed ({errors[-1]}); using PyTorch operations"
+    return None, f"building the compiled loops failed ({errors[-1]}); using PyTorch " \
+        "operations" + "".join(f"; {note}" for note in notes if note != errors[-1])
+
+
+def _load_whole(target, compiler: str, flags: list[str], notes: list[str]):
+    """The library at ``target``, rebuilt first where it is not the whole build its record
+    describes (a note says so); OSError (DamagedLibrary included) where it still cannot
+    be loaded."""
+    try:
+        return build.load_library(target)
+    except build.DamagedLibrary as exc:
+        error = build.compile_into(compiler, flags, target)
+        if error:
+            raise build.DamagedLibrary(target, f"{exc.reason}, and rebuilding it failed: "
+                                               f"{error}") from None
+        notes.append(f"rebuilt {target.name}: {exc.reason}")
+    return build.load_library(target)
 
 
 def self_check(k: Kernels) -> str | None:

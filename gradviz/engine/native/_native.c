@@ -651,6 +651,60 @@ void S(path_norms)(int T, int B, int H, int rows, int G, int gate_index, int tbp
     }
 }
 
+/* The 2-norm of each of the T rows of x (T, B·H) into out (T): the per-timestep norms of
+   a capture (‖∂L/∂h_t‖ over batch × units). Squares summed in double, in sixteen partial sums
+   in a fixed order (the same on every vector width): a float's square neither underflows
+   nor overflows there, so a norm is 0 only when its row is. In double, a row whose sum of
+   squares is outside (1e-290, 1e290), where squares could have underflowed or overflowed,
+   is summed again scaled by its largest magnitude. */
+typedef double S(v4d) __attribute__((vector_size(32)));
+typedef real S(v4r) __attribute__((vector_size(4 * sizeof(real))));
+
+void S(row_norms)(int T, int B, int H, const real *x, real *out)
+{
+    const size_t n = (size_t)B * H;
+    for (int t = 0; t < T; t++) {
+        const real *restrict r = x + t * n;
+        /* Sixteen partial sums, four vectors of four: a single chain of dependent
+           additions runs at one every few cycles. */
+        S(v4d) s0 = {0, 0, 0, 0}, s1 = s0, s2 = s0, s3 = s0;
+        size_t k = 0;
+        for (; k + 16 <= n; k += 16) {
+            S(v4r) a, b, c, d;
+            memcpy(&a, r + k, sizeof a);
+            memcpy(&b, r + k + 4, sizeof b);
+            memcpy(&c, r + k + 8, sizeof c);
+            memcpy(&d, r + k + 12, sizeof d);
+            const S(v4d) da = __builtin_convertvector(a, S(v4d)),
+                         db = __builtin_convertvector(b, S(v4d)),
+                         dc = __builtin_convertvector(c, S(v4d)),
+                         dd = __builtin_convertvector(d, S(v4d));
+            s0 += da * da;
+            s1 += db * db;
+            s2 += dc * dc;
+            s3 += dd * dd;
+        }
+        s0 += s1;
+        s2 += s3;
+        s0 += s2;
+        double sum = (s0[0] + s0[1]) + (s0[2] + s0[3]);
+        for (; k < n; k++) sum += (double)r[k] * r[k];
+#ifdef S_IS_DOUBLE
+        if (sum < 1e-290 || sum > 1e290) {
+            double peak = 0;
+            for (k = 0; k < n; k++) peak = fabs(r[k]) > peak ? fabs(r[k]) : peak;
+            if (peak > 0 && isfinite(peak)) {
+                sum = 0;
+                for (k = 0; k < n; k++) sum += (r[k] / peak) * (r[k] / peak);
+                out[t] = peak * sqrt(sum);
+                continue;
+            }
+        }
+#endif
+        out[t] = (real)sqrt(sum);
+    }
+}
+
 #ifdef S_IS_DOUBLE
 /* The spectrum's Lanczos (gradviz/engine/analysis/spectrum.py says what it computes and why), one
    call for all blocks: dispatching its small products from numpy cost ~0.2 ms an

@@ -4,7 +4,10 @@ A build is named after everything it depends on — the source, the compiler, it
 the platform and the CPU (``-march=native``) — so a cached library is reused only where
 it was built for, and never half-written: the compiler writes a temporary file beside
 the target, which is renamed into place (:func:`gradviz.engine.runs.files.write_atomic`;
-another process may be building the same library at the same time).
+another process may be building the same library at the same time). It is flushed to disk
+before the rename, and a record of its size and SHA-256 written beside it after; a build
+is loaded only when it matches its record, so a library cut short (a power loss between
+the write and the rename of an unflushed file) is rebuilt, never mapped (SIGBUS).
 
 Loading a library runs its code, so a build is loaded only from a folder of this user's
 that no one else may enter (mode 0700: :func:`cache_dir`), and only if it is a regular
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import json
 import os
 import platform
 import shutil
@@ -26,7 +30,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from gradviz.engine.runs.files import write_atomic
+from gradviz.engine.runs.files import write_atomic, write_bytes_atomic
 
 SOURCE = Path(__file__).with_name("_native.c")
 # Tried in turn: the first that builds is used.
@@ -170,13 +174,63 @@ def compile_into(compiler: str, flags: list[str], target: Path) -> str | None:
         os.chmod(temp, 0o700)
 
     try:
-        # A cache that can be rebuilt: no fsync.
-        write_atomic(target, write, durable=False)
+        # On disk before the rename, and its record after it: a crash or power loss on the
+        # way leaves no library, or a library whose record is missing or does not match
+        # (rebuilt on the next load), never a cut one that would be loaded.
+        write_atomic(target, write, durable=True)
+        with open(target, "rb") as built:
+            size, digest = _digest(built)
+        write_bytes_atomic(record_path(target),
+                           json.dumps({"size": size, "sha256": digest}).encode(), mode=0o600)
     except _CompileError as exc:
         return str(exc)
     except OSError as exc:
         return f"cannot write to {target.parent}: {exc.strerror or exc}"
     return None
+
+
+def record_path(target: Path) -> Path:
+    """Where the record of the build at ``target`` (its size and SHA-256) is kept."""
+    return target.with_name(target.name + ".record")
+
+
+def _digest(f) -> tuple[int, str]:
+    """(size, SHA-256 hex) of the open binary file ``f``, read from its start."""
+    f.seek(0)
+    h, size = hashlib.sha256(), 0
+    for block in iter(lambda: f.read(1 << 20), b""):
+        h.update(block)
+        size += len(block)
+    return size, h.hexdigest()
+
+
+class DamagedLibrary(OSError):
+    """A build whose record is missing or does not match it (cut short, say); ``reason``
+    says which."""
+
+    def __init__(self, target: Path, reason: str):
+        super().__init__(f"{target}: {reason}")
+        self.reason = reason
+
+
+def _check_record(target: Path, f) -> None:
+    """DamagedLibrary unless the open build ``f`` at ``target`` is the size and SHA-256
+    its record says. A cut library would otherwise be mapped and crash the process with
+    SIGBUS inside ctypes.CDLL."""
+    try:
+        fd = os.open(record_path(target), os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        with os.fdopen(fd, "rb") as rec:
+            record = json.loads(rec.read(4096).decode("ascii"))
+        want = (int(record["size"]), str(record["sha256"]))
+    except FileNotFoundError:
+        raise DamagedLibrary(target, "it has no record of a whole build") from None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        raise DamagedLibrary(target, "its record is damaged") from None
+    size, digest = _digest(f)
+    if size != want[0]:
+        raise DamagedLibrary(target, f"it is {size} bytes, its build wrote {want[0]}")
+    if digest != want[1]:
+        raise DamagedLibrary(target, "its contents differ from its build's")
 
 
 class UntrustedLibrary(OSError):
@@ -185,18 +239,18 @@ class UntrustedLibrary(OSError):
 
 def load_library(target: Path) -> ctypes.CDLL:
     """The library at ``target``; OSError where it cannot be loaded, UntrustedLibrary where
-    it is not a regular file of this user's that only this user may write.
+    it is not a regular file of this user's that only this user may write, DamagedLibrary
+    where it is not the whole build its record describes.
 
     The file is checked as opened (O_NOFOLLOW: not through a symbolic link) and then loaded
     by its path, which only this user can change: its folder is private
     (:func:`cache_dir`)."""
     fd = os.open(target, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
-    try:
+    with os.fdopen(fd, "rb") as f:
         problem = _distrust(os.fstat(fd))
-    finally:
-        os.close(fd)
-    if problem:
-        raise UntrustedLibrary(f"{target}: {problem}")
+        if problem:
+            raise UntrustedLibrary(f"{target}: {problem}")
+        _check_record(target, f)
     return ctypes.CDLL(str(target))
 
 
@@ -204,9 +258,10 @@ def prune(in_use: Path) -> None:
     """Mark ``in_use`` as used now and remove the cache's builds unused for PRUNE_AFTER_S."""
     try:
         os.utime(in_use)
+        os.utime(record_path(in_use))
         cutoff = in_use.stat().st_mtime - PRUNE_AFTER_S
         for old in in_use.parent.glob("native-*"):
-            if old != in_use and old.stat().st_mtime < cutoff:
+            if old not in (in_use, record_path(in_use)) and old.stat().st_mtime < cutoff:
                 old.unlink()
     except OSError:
         pass           # a read-only or shared cache: leave it as it is

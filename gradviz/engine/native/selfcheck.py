@@ -40,7 +40,7 @@ def run(k) -> str | None:
     with torch.inference_mode(False), torch.enable_grad():
         for dtype, tol in ((torch.float32, 2e-5), (torch.float64, 1e-12)):
             for check in (_check_lstm, _check_gru, _check_rnn, _check_variants, _check_scan,
-                          _check_paths):
+                          _check_paths, _check_row_norms):
                 problem = check(k, dtype, tol, gen)
                 if problem:
                     return f"{problem}, {dtype}"
@@ -285,4 +285,21 @@ def _check_paths(k, dtype, tol, gen) -> str | None:
         k.path_norms(ROWS_, TBPTT_, dh, dout, dc if lstm else None, gates, 1, out)
         if not bool(torch.isclose(out, expected, rtol=tol, atol=tol, equal_nan=True).all()):
             return f"{kind} path norms"
+    return None
+
+
+def _check_row_norms(k, dtype, tol, gen) -> str | None:
+    """The per-timestep norms against float64 norms of the same numbers, over rows of
+    B_ × H_ elements (blocks of four and a leftover) spread from 1e-37 to 1e30 (float32's
+    floor and squares that overflow it), and rows of zeros."""
+    T = 2 * T_ + 1
+    x = torch.randn((T, B_, H_), generator=gen, dtype=dtype)
+    x = x * torch.logspace(-37, 30, T, dtype=torch.float64).to(dtype).view(-1, 1, 1)
+    x[T // 2] = 0
+    out = x.new_empty(T)
+    k.row_norms(x, out)
+    expected = torch.linalg.vector_norm(x.double().reshape(T, -1), dim=1)
+    if not bool(((out == 0) == (expected == 0)).all()) or not torch.allclose(
+            out.double(), expected, rtol=tol, atol=0):
+        return "per-timestep norms"
     return None

@@ -114,7 +114,7 @@ RECORDED_LAYERS, RECORDED_GATES, RECORDED_PARAMS = 64, 32, 4096
 _DIM_BOUNDS = {"L": max(int(LIMITS["layers"][1]), RECORDED_LAYERS), "D": 2,
                "T": int(LIMITS["seq_len"][1]), "H": int(LIMITS["hidden"][1]),
                "G": max(max(len(c.gates) for c in CELLS.values()), RECORDED_GATES),
-               "R": max(len(c.blocks) for c in CELLS.values()), "P": RECORDED_PARAMS, "E": 1024,
+               "R": max(len(c.rho_names) for c in CELLS.values()), "P": RECORDED_PARAMS, "E": 1024,
                "N": 1024, "S": 1024, "C": 64, "Q": 5}
 _DIM_WORDS = {"K": "rows", "L": "layers", "D": "directions", "T": "timesteps",
               "H": "hidden units", "G": "gates", "P": "parameter tensors",

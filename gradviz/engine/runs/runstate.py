@@ -129,7 +129,7 @@ def expected(session) -> dict[str, Declared]:
         for key, scalar in keys.items():
             spec[f"optim_{i}_{key}"] = (() if scalar else tuple(p.shape), None)
     L, D, H = tr.net.layers, tr.net.directions, tr.net.hidden
-    vectors = (L * D * len(tr.net.cell.blocks), H)
+    vectors = (L * D * len(tr.net.cell.spec.rho_names), H)
     spec.update(spectrum_v=(vectors, f64), spectrum_rho=(vectors[:1], f64),
                 spectrum_rho_step=((), i64))
     carried = (L * D, tr.config.batch_size, tr.net.hidden)
@@ -205,6 +205,10 @@ def restore_state(session, state: RunState) -> None:
     tr, a = session.trainer, state.arrays
     if state.param_names != tr.param_names:
         raise RunFileError("the run's state names other parameters than this model's")
+    for i, name in enumerate(state.param_names):
+        if not np.isfinite(a[f"weight_{i}"]).all():     # the spectrum's LAPACK would crash
+            raise RunFileError(f"the run's state: the weight {name} ('weight_{i}') holds NaN "
+                               "or infinite values; a run cannot go on from diverged weights")
     faults = a["watch_fault"]
     if state.step < 0 or np.any(a["counts"] < 0) or len(a["watch_step"]) != len(faults) \
             or np.any(faults < -1) or np.any(faults >= len(FAULTS)):

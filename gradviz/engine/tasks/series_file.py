@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -73,23 +74,37 @@ def _choose(path: Path, header: list[str] | None, rows: list[tuple[int, list[str
     """(index, name) of the column asked for, or of the first one holding only numbers."""
     width = max(len(cells) for _, cells in rows)
     names = header if header is not None else [str(i) for i in range(width)]
-    listed = ", ".join(repr(n) for n in names)
+
+    def name_of(i: int) -> str:
+        return names[i] if i < len(names) else str(i)
+
+    listed = ", ".join(_shown(n) for n in names)
     if column is None:
-        for i in range(width):
-            if all(i < len(cells) and _number(cells[i]) is not None for _, cells in rows):
-                return i, names[i] if i < len(names) else str(i)
+        numeric = [i for i in range(width)
+                   if all(i < len(cells) and _number(cells[i]) is not None for _, cells in rows)]
+        if len(numeric) == 1:
+            return numeric[0], name_of(numeric[0])
+        if numeric:                   # which one is the series is the user's to say
+            raise _error(f"The series file {path} has {len(numeric)} columns of numbers: "
+                         + ", ".join(f"{_shown(name_of(i))} ({i})" for i in numeric)
+                         + "; choose one with --series-column (its name or its number).")
         raise _error(f"The series file {path} has no column that holds only numbers (columns: "
                      f"{listed}); choose one with --series-column and fix its rows.")
     if header is not None and column in header:
         return header.index(column), column
-    if column.strip().isdigit():
-        i = int(column)
-        if i < width:
-            return i, names[i] if i < len(names) else str(i)
+    digits = column.strip()
+    if re.fullmatch(r"[0-9]+", digits):            # ASCII digits only: not '²' or '①'
+        if len(digits) <= 9 and int(digits) < width:
+            return int(digits), name_of(int(digits))
         raise _error(f"The series file {path} has {width} column(s), numbered 0 to {width - 1}; "
-                     f"there is no column {i}.")
-    raise _error(f"The series file {path} has no column named {column!r}; its columns: {listed} "
-                 "(or give a column's number, from 0).")
+                     f"there is no column {digits if len(digits) <= 40 else digits[:40] + '…'}.")
+    raise _error(f"The series file {path} has no column named {_shown(column)}; its columns: "
+                 f"{listed} (or give a column's number, from 0).")
+
+
+def _shown(text: str, most: int = 40) -> str:
+    """``text`` quoted for a message, cut to ``most`` characters."""
+    return repr(text if len(text) <= most else text[:most] + "…")
 
 
 def load_series(path: str | Path, column: str | None = None) -> tuple[np.ndarray, str, str | None]:
@@ -104,8 +119,12 @@ def load_series(path: str | Path, column: str | None = None) -> tuple[np.ndarray
     except csv.Error:
         dialect = csv.excel           # one column, or nothing to tell the delimiter by
     reader = csv.reader(io.StringIO(text), dialect)
-    rows = [(reader.line_num, [c.strip() for c in cells]) for cells in reader
-            if any(c.strip() for c in cells)]
+    try:
+        rows = [(reader.line_num, [c.strip() for c in cells]) for cells in reader
+                if any(c.strip() for c in cells)]
+    except csv.Error as error:        # a field over csv's limit (131,072 characters), a NUL
+        raise _error(f"The series file {path}, line {reader.line_num}: not a CSV row gradviz "
+                     f"can read ({error}); choose a CSV file of numbers.") from None
     header = None
     if rows and any(_number(c) is None for c in rows[0][1]):
         header = rows.pop(0)[1]
@@ -123,6 +142,18 @@ def load_series(path: str | Path, column: str | None = None) -> tuple[np.ndarray
                          "that line.")
         values[j] = value
     return values, name, note
+
+
+def _normalised(values: np.ndarray) -> np.ndarray:
+    """(values − mean) / standard deviation, also where the values are near float64's
+    largest (their sum and squares would overflow) or smallest: then computed on the values
+    divided by the largest magnitude."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean, std = np.mean(values), np.std(values)
+        if np.isfinite(mean) and np.isfinite(std) and std > 1e-150:
+            return (values - mean) / std
+    scaled = values / np.max(np.abs(values))
+    return (scaled - np.mean(scaled)) / np.std(scaled)
 
 
 class FileSeriesTask(RegressionLoss, Task):
@@ -146,11 +177,12 @@ class FileSeriesTask(RegressionLoss, Task):
             raise _error(f"{source} has {n} values; with sequence length {seq_len} the series "
                          f"task needs at least {seq_len + 1} (a window of {seq_len} and the value "
                          "after it). Choose a shorter sequence length or a longer series.")
-        std = float(np.std(values))
+        peak = float(np.max(np.abs(values)))
+        std = float(np.std(values / peak)) if peak > 0 else 0.0
         if not std > 0:
             raise _error(f"{source} holds one value only ({values[0]:g}); there is nothing to "
                          "predict. Choose a column whose values change.")
-        self.values = torch.from_numpy((values - np.mean(values)) / std)    # (n,) float64
+        self.values = torch.from_numpy(_normalised(values))                # (n,) float64
         self.seq_len = seq_len
         self.stateful = stateful
         self.note = note

@@ -72,6 +72,13 @@ _CELL_ROWS: dict[bool, dict[str, tuple[int, int, int]]] = {
     False: {"rnn-tanh": (3, 2, 1), "rnn-relu": (3, 2, 1), "lstm": (8, 6, 1),
             "lstm-peephole": (19, 12, 6), "lstm-coupled": (15, 10, 5), "gru": (11, 20, 6)},
 }
+# The modern cells run PyTorch operations on either path (the orthogonal RNN's scan is the
+# tanh RNN's); rows counted from their caches (h, h_{t-1}, the factor, the gates shown)
+# and the tensors their passes make, not measured.
+_MODERN_ROWS = {"mingru": (5, 4, 5), "minlstm": (6, 7, 9), "indrnn": (6, 2, 3),
+                "lru": (4, 4, 5)}
+for _rows in _CELL_ROWS.values():
+    _rows.update(_MODERN_ROWS, **{"rnn-orthogonal": _rows["rnn-tanh"]})
 # Heap holes per layer-direction, as (T, B+1, H) tensors (see ``temporaries`` below).
 _HOLES = 2
 _KEEPS_XH = {True: frozenset({"lstm", "lstm-peephole", "lstm-coupled"}),
@@ -123,11 +130,13 @@ def task_sizes(config: RunConfig, text: str | None = None) -> tuple[int, int, in
     raise ValueError(f"unknown task {config.task!r}")
 
 
-def estimate(config: RunConfig, text: str | None = None, compiled: bool | None = None) -> Estimate:
+def estimate(config: RunConfig, text: str | None = None, compiled: bool | None = None,
+             sizes: tuple[int, int, int] | None = None) -> Estimate:
     """Where the memory of one training step of ``config`` goes (see the module's text).
 
     ``compiled``: whether the cells run the compiled loops (gradviz.engine.native); None
-    assumes they do unless ``GRADVIZ_NATIVE=0`` turns them off."""
+    assumes they do unless ``GRADVIZ_NATIVE=0`` turns them off. ``sizes``: (I, O, P) in
+    place of the task's (:func:`task_sizes`), for a model that is not gradviz's own."""
     if compiled is None:
         compiled = os.environ.get("GRADVIZ_NATIVE", "1") != "0"
     cell = cell_spec(config.cell)
@@ -137,7 +146,7 @@ def estimate(config: RunConfig, text: str | None = None, compiled: bool | None =
     D = 2 if config.bidirectional else 1
     G = len(cell.blocks)
     R = T * (config.batch_size + 1)
-    I0, O, P = task_sizes(config, text)
+    I0, O, P = sizes or task_sizes(config, text)
     has_c = cell.has_cell_state
 
     def layer_in(k: int) -> int:

@@ -1,6 +1,6 @@
 """The arrays of a capture computed from one forward and backward pass: the per-timestep
 norms (‖∂L/∂h_t‖, its local and carried parts, ‖∂L/∂c_t‖, the path norms), the gate
-statistics, the probe's states, and the spectrum of the recurrent blocks."""
+statistics and the probe's states."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,8 +8,10 @@ import torch
 from torch import Tensor
 
 from gradviz.engine.analysis.bounds import carried_gradient
+from gradviz.engine.analysis.norms import norm_over
 from gradviz.engine.analysis.paths import path_names, path_norms
-from gradviz.engine.model.init import spectral_radius
+# Importable from here as from engine/training/train.py (gradviz.api imports it so).
+from gradviz.engine.analysis.spectrum import spectral  # noqa: F401
 from gradviz.engine.model.network import Network
 
 
@@ -36,14 +38,14 @@ def timestep_arrays(net: Network, fwd, grads, probe: int | None,
         return torch.stack(parts).reshape(shape).to("cpu", dtype).numpy()
 
     pairs = [(k, d) for k in range(L) for d in range(D)]
-    dh = [in_time_order(torch.linalg.vector_norm(grads[k][d].dh, dim=(1, 2)), d)
+    dh = [in_time_order(norm_over(grads[k][d].dh, (1, 2)), d)
           for k, d in pairs]
-    dc = [in_time_order(torch.linalg.vector_norm(grads[k][d].dc, dim=(1, 2)), d)
+    dc = [in_time_order(norm_over(grads[k][d].dc, (1, 2)), d)
           for k, d in pairs if grads[k][d].dc is not None]
-    dout = [in_time_order(torch.linalg.vector_norm(grads[k][d].dout, dim=(1, 2)), d)
+    dout = [in_time_order(norm_over(grads[k][d].dout, (1, 2)), d)
             for k, d in pairs]
-    carried = [in_time_order(torch.linalg.vector_norm(carried_gradient(grads[k][d]), dim=(1, 2)),
-                             d) for k, d in pairs]
+    carried = [in_time_order(norm_over(carried_gradient(grads[k][d]), (1, 2)), d)
+               for k, d in pairs]
     out = {"dh_norm": host(dh, (L, D, T)), "dc_norm": host(dc, (L, D, T)) if dc else None,
            "dout_norm": host(dout, (L, D, T)),
            "carried_norm": host(carried, (L, D, T)), "path_names": path_names(net.cell),
@@ -71,18 +73,6 @@ def timestep_arrays(net: Network, fwd, grads, probe: int | None,
     Q = len(out["path_names"])
     out["paths"] = host(paths, (L, D, T, Q, H)).transpose(0, 1, 3, 2, 4).copy()
     return out
-
-
-@torch.no_grad()
-def spectral(net: Network) -> tuple[Tensor, Tensor]:
-    """Spectral radius and largest singular value of every recurrent block of ``net``,
-    (L, D, G') float64."""
-    L, D, H = net.layers, net.directions, net.hidden
-    blocks = torch.stack([net.layer_params(k, d)["weight_hh"].detach().view(-1, H, H)
-                          for k in range(L) for d in range(D)])   # (L·D, G', H, H)
-    rho = spectral_radius(blocks).view(L, D, -1)
-    sigma = torch.linalg.matrix_norm(blocks.double(), ord=2).view(L, D, -1)
-    return rho, sigma
 
 
 __all__ = ["timestep_arrays", "spectral"]

@@ -19,12 +19,12 @@ from gradviz import registry
 from gradviz.engine.runs.capture import Capture
 from gradviz.engine.training.divergence import Divergence, DivergenceWatch
 from gradviz.engine.model.init import initialise
-from gradviz.engine.model.network import Network
+from gradviz.engine.model.network import Network, param_name
+from gradviz.engine.analysis.norms import each_norm, total_norm
 from gradviz.engine.analysis.predtree import next_distribution, prediction_tree
-from gradviz.engine.analysis.spectrum import SpectrumTracker
+from gradviz.engine.analysis.spectrum import SpectrumTracker, spectral  # noqa: F401 (re-export)
 from gradviz.engine.tasks import Task, make_task
 from gradviz.engine.training.timesteps import timestep_arrays
-
 
 def prepare_training_process() -> None:
     """Tune the process for training. Call it first thing in a training process.
@@ -72,14 +72,6 @@ def threads_for(config: RunConfig) -> int:
     blocks = len(cell_spec(config.cell).blocks)
     macs = (config.batch_size + 1) * config.hidden * blocks * config.hidden
     return 1 if macs < THREADS_FROM_MACS else max(1, os.cpu_count() or 1)
-
-
-def each_norm(tensors: list[Tensor]) -> Tensor:
-    """The 2-norm of each tensor, stacked: one fused call where torch has it."""
-    fused = getattr(torch, "_foreach_norm", None)
-    if fused is not None:
-        return torch.stack(fused(tensors))
-    return torch.stack([torch.linalg.vector_norm(t) for t in tensors])
 
 
 def copy_each(into: list[Tensor], tensors: list[Tensor]) -> None:
@@ -137,7 +129,7 @@ class Trainer:
         self.net = Network(config.cell, self.task.input_size, config.hidden, self.task.output_size,
                            config.layers, config.bidirectional, self.dtype, self.device)
         initialise(self.net, config.init, config.rho, config.forget_bias,
-                   torch.Generator().manual_seed(config.seed))
+                   torch.Generator().manual_seed(config.seed), config)
         self.params = list(self.net.parameters())
         self.param_names = tuple(n for n, _ in self.net.named_parameters())
         self.param_owners = self.net.param_owners()
@@ -150,7 +142,7 @@ class Trainer:
         self.last_loss = math.nan
         self.baseline = float(self.task.baseline)
         self._gen_count = 0
-        self._block_names = tuple(f"W_h{b}" for b in self.net.cell.blocks)
+        self._block_names = self.net.cell.spec.rho_names
         self.spectrum = SpectrumTracker()   # ρ and σ_max, warm-started from step to step
         self._rho_step = 0
         self.watch = DivergenceWatch()
@@ -208,7 +200,7 @@ class Trainer:
 
         loss_value = loss.item()
         norms = each_norm([p.grad for p in self.params])
-        grad_norm = torch.linalg.vector_norm(norms).item()
+        grad_norm = total_norm(norms)
         # ρ describes the weights this step used, so it is taken before the update.
         spectral_now = self._spectral_now() if capture else None
         events: list[str] = []
@@ -221,8 +213,8 @@ class Trainer:
             grad_norm_clipped = grad_norm
         else:
             clipped = self._clip(grad_norm)
-            grad_norm_clipped = grad_norm if not clipped else torch.linalg.vector_norm(
-                each_norm([p.grad for p in self.params])).item()
+            grad_norm_clipped = grad_norm if not clipped else total_norm(
+                each_norm([p.grad for p in self.params]))
             if not self._apply_update():
                 nonfinite = True
                 fault = "update"
@@ -250,8 +242,14 @@ class Trainer:
         """Clip the gradients in place as configured; True if they changed."""
         cfg = self.config
         if cfg.clip == "norm":
-            torch.nn.utils.clip_grad_norm_(self.params, cfg.clip_threshold)
-            return grad_norm > cfg.clip_threshold
+            # By the exact norm (torch's own clip_grad_norm_ sums float32 squares, which
+            # overflow to inf past ~1e19 and then scale every gradient to 0); its formula.
+            if grad_norm <= cfg.clip_threshold:
+                return False
+            with torch.no_grad():
+                torch._foreach_mul_([p.grad for p in self.params],
+                                    min(1.0, cfg.clip_threshold / (grad_norm + 1e-6)))
+            return True
         if cfg.clip == "value":
             peak = max(p.grad.abs().max().item() for p in self.params)
             torch.nn.utils.clip_grad_value_(self.params, cfg.clip_threshold)
@@ -299,9 +297,11 @@ class Trainer:
         (:mod:`gradviz.engine.analysis.spectrum`); ``_rho_step`` is the step whose weights ρ
         describes."""
         L, D, H = self.net.layers, self.net.directions, self.net.hidden
-        blocks = torch.cat([self.net.layer_params(k, d)["weight_hh"].detach().view(-1, H, H)
+        blocks = torch.cat([self.net.cell.recurrent_blocks(self.net.layer_params(k, d), H)
                             for k in range(L) for d in range(D)])     # (L·D·G', H, H)
-        rho, sigma = self.spectrum.update(blocks, self.step_index)
+        names = [f"{param_name('weight_hh', k, d)} block {b}" for k in range(L)
+                 for d in range(D) for b in self._block_names]
+        rho, sigma = self.spectrum.update(blocks, self.step_index, names)
         self._rho_step = self.spectrum.rho_step
         return rho.view(L, D, -1), sigma.view(L, D, -1)
 

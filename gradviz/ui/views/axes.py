@@ -146,11 +146,18 @@ class LogAxis(FitAxis):
             self._narrow_spacing_used = spacing
             return [(spacing, list(np.log10(values)))]
         room = max(2, int(size / self.PIXELS_PER_LABEL))
+        if span >= 3 and size >= 3 * self._label_extent(lo, hi, 1.0):
+            room = max(room, 3)    # three decades or more: never fewer than three labels
         every = max(1, math.ceil(span / room))
         decades = np.arange(math.ceil(lo), math.floor(hi) + 1)
-        major = [float(d) for d in decades if d % every == 0]
+        # Of the ``every`` ways to thin the decades, the one with the most labels clear
+        # of the axis's ends (pyqtgraph drops a label that would stick out).
+        margin = span * self._label_extent(lo, hi, 1.0) / 2 / max(size, 1.0)
+        offset = max(range(every), key=lambda k: (
+            sum(1 for d in decades if d % every == k and lo + margin <= d <= hi - margin), -k))
+        major = [float(d) for d in decades if d % every == offset]
         if every > 1:
-            minor = [float(d) for d in decades if d % every != 0]
+            minor = [float(d) for d in decades if d % every != offset]
         else:
             minor = [float(d + math.log10(m)) for d in range(math.floor(lo), math.ceil(hi))
                      for m in range(2, 10) if lo <= d + math.log10(m) <= hi]

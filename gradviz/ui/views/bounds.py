@@ -5,7 +5,10 @@ the h_t plot): B_{T−1} = ‖∂L/∂h_{T−1}‖, B_t = ‖dout_t‖ + γσ_ma
 a loss at the last step only is ‖∂L/∂h_{T−1}‖·(γσ_max)^{T−1−t}; the measured curve stays
 under it. For LSTM cells, ‖∂L/∂c_{T−1}‖·∏ f̄ along t (dashed, over the c_t plot): what
 the belt alone carries back. Both are drawn for the newest full capture, whose step the
-key names; a toggle in the view's toolbar turns them off.
+key names; a toggle in the view's toolbar turns them off. For the diagonal cells (minGRU,
+minLSTM, IndRNN, LRU), ‖∂L/∂h_{T−1}‖ ⊙ ∏ a along t, a their captured per-step factors
+(gradviz.engine.analysis.factors): the measured curve itself for a loss at the last step,
+not a bound (exact per sequence; for a batch, the product of the batch-mean factors).
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ import pyqtgraph as pg
 from PyQt6 import QtCore, QtWidgets
 
 from gradviz.engine.analysis.bounds import block_gamma, forget_product, rnn_unrolled_bound
+from gradviz.engine.analysis.factors import FACTOR_WORDS, factor_product, step_factors
 from gradviz.engine.runs.capture import Capture
 from gradviz.ui.views.data import positive_finite
 from gradviz.ui.views.items import ColourKey
@@ -27,6 +31,13 @@ def overlay_values(cap: Capture, layer: int, direction: int) -> tuple[str, str, 
     order), or None where there is no bound to draw (another cell, or a capture without
     the local terms or the gates it needs)."""
     reverse = direction == 1
+    factors = step_factors(cap.gate_names, None if cap.gates is None else cap.gates[layer, direction])
+    if factors is not None and cap.paths is not None and "dh" in cap.path_names:
+        per_unit = cap.paths[layer, direction, cap.path_names.index("dh")]   # (T, H)
+        last = per_unit[0] if reverse else per_unit[-1]
+        values = factor_product(last, factors, reverse)
+        return "h", (f"‖∂L/∂h_T−1‖ ⊙ ∏ {FACTOR_WORDS[tuple(cap.gate_names)]} "
+                     f"(step {cap.step})"), values
     if cap.gate_names == ("h",):
         if cap.dout_norm is None:
             return None

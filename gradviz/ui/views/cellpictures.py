@@ -1,4 +1,4 @@
-"""The classic pictures of the six cells, as data: boxes, ⊙ and + nodes, and paths.
+"""The classic pictures of the cells (and of the modern diagonal ones), as data: boxes, ⊙ and + nodes, and paths.
 
 Coordinates are in a 100 × 64 frame (x to the right, y down); the previous state enters
 on the left, the new one leaves on the right, x_t enters from below. Each path that a
@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gradviz.engine.runs.capture import Capture
-from gradviz.registry import cell_spec
+from gradviz.registry import MODERN_CELLS, cell_spec
 
 
 @dataclass(frozen=True)
@@ -125,9 +125,49 @@ def _rnn(relu: bool) -> Picture:
     return Picture(boxes, (), edges, texts)
 
 
+# The modern diagonal cells: (factor box, candidate box) as (gate, label, equation), and
+# what the belt's ⊙ multiplies h_{t−1} by.
+_DIAGONAL = {
+    "mingru": (("z", "z", "z_t = σ(W_z x_t + b_z): sees x_t only"),
+               ("h", "h̃", "h_t = (1 − z_t) ⊙ h_{t−1} + z_t ⊙ h̃_t, h̃_t = W_h x_t + b_h"),
+               "1 − z_t"),
+    "minlstm": (("f", "f′", "f′_t = f_t/(f_t + i_t), f = σ(W_f x_t + b_f): sees x_t only"),
+                ("h", "h̃", "h_t = f′_t ⊙ h_{t−1} + i′_t ⊙ h̃_t, h̃_t = W_h x_t + b_h"),
+                "f′_t"),
+    "indrnn": (("j", "u·𝟙", "j_t = u ⊙ 𝟙[W x_t + u ⊙ h_{t−1} + b > 0] = ∂h_t/∂h_{t−1}"),
+               ("h", "ReLU", "h_t = max(0, W x_t + u ⊙ h_{t−1} + b)"), "u ⊙ 𝟙[active]"),
+    "lru": (("a", "|λ|", "a = |λ|, λ = exp(−e^ν + i e^θ): the state turns by arg λ and "
+                         "shrinks by |λ| per step"),
+            ("x", "x_t", "x_t = λ ⊙ x_{t−1} + γ ⊙ (B u_t), γ = √(1 − |λ|²)"), "λ"),
+}
+
+
+def _diagonal(cell: str) -> Picture:
+    """h_{t−1} ⊙ (the factor) + (what x_t brings) = h_t: the gradient to h_{t−1} is the
+    factor times ∂L/∂h_t, and nothing else."""
+    (fg, fl, fe), (cg, cl, ce), times = _DIAGONAL[cell]
+    boxes = (Box(fg, 38, 44, fl, fe), Box(cg, 64, 44, cl, ce))
+    if cell == "minlstm":
+        boxes += (Box("i", 51, 44, "i′", "i′_t = i_t/(f_t + i_t), i = σ(W_i x_t + b_i): "
+                                         "how much of h̃_t enters"),)
+    nodes = (Node("⊙", 38, 12, f"{times} ⊙ h_{{t−1}}: what h_t keeps of h_{{t−1}}"),
+             Node("+", 74, 12, ce.split(",")[0]))
+    edges = (
+        Edge(((0, 12), (38, 12)), ("w", 0), f"{times} ⊙ ∂L/∂h_t to h_{{t−1}}, all of it"),
+        Edge(((38, 12), (74, 12))),
+        Edge(((74, 12), (100, 12)), ("dh", 0), "∂L/∂h_t"),
+        Edge(((38, 40), (38, 12))), Edge(((64, 40), (64, 28), (74, 28), (74, 12))),
+        Edge(((16, 64), (16, 56), (64, 56), (64, 48))), Edge(((38, 56), (38, 48))),
+    )
+    texts = ((1, 19, "hₜ₋₁"), (93, 19, "hₜ"), (17, 64, "xₜ"))
+    return Picture(boxes, nodes, edges, texts)
+
+
 def picture(cell: str) -> Picture:
     """The picture of the registered cell ``cell``."""
     spec = cell_spec(cell)
+    if cell in _DIAGONAL:
+        return _diagonal(cell)
     if spec.has_cell_state:
         return _lstm(spec.has_peepholes, "i" not in spec.blocks)
     if "z" in spec.gate_names:
@@ -138,6 +178,11 @@ def picture(cell: str) -> Picture:
 def cell_of(cap: Capture) -> str:
     """The registered cell a capture comes from, from what it names: its gates and their
     ranges, its recurrent blocks and its parameters (peephole weights ``weight_ch``)."""
+    for name, spec in MODERN_CELLS.items():
+        if spec.recurrent and tuple(cap.rho_names) == spec.recurrent:
+            return name
+    if any(n.startswith("parametrizations.") for n in cap.param_names):
+        return "rnn-orthogonal"
     letters = tuple(b.removeprefix("W_h") for b in cap.rho_names)
     if "f" in cap.gate_names:
         if "i" not in letters:

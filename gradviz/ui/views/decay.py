@@ -12,6 +12,7 @@ import pyqtgraph as pg
 from PyQt6 import QtCore, QtWidgets
 
 from gradviz.engine.analysis.bounds import decay_ratio, geometric_mean
+from gradviz.engine.analysis.factors import FACTOR_WORDS, factor_summary, is_diagonal, step_factors
 from gradviz.ui.views.data import finite_points
 from gradviz.ui.views.items import WrappedText, curve
 from gradviz.ui.views.style import pen, style_plot
@@ -34,7 +35,9 @@ class DecayView(View):
         "step, above it it grows. The heading gives the geometric mean over t, the factor per "
         "step: ×0.83 means that after 20 steps back 0.83²⁰ ≈ 2% is left (vanishing), ×1.2 "
         "means it grows 38-fold (exploding). A loss at every step lifts the ratio where new "
-        "gradient enters (Pascanu, Mikolov & Bengio 2013).")
+        "gradient enters (Pascanu, Mikolov & Bengio 2013). For the diagonal cells (minGRU, "
+        "minLSTM, IndRNN, LRU) the orange curves are their factor ∂hₜ/∂hₜ₋₁ per step, which "
+        "the ratio follows.")
 
     def __init__(self, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)
@@ -47,6 +50,11 @@ class DecayView(View):
         self.plot.addItem(pg.InfiniteLine(pos=0.0, angle=0, pen=pen(
             "#7f7f7f", style=QtCore.Qt.PenStyle.DashLine)), ignoreBounds=True)
         self.curve = curve(self.plot, pen(0, width=2.0))
+        # The diagonal cells' per-step factor a_t (mean over units; min and max dashed),
+        # which the ratio equals for one unit and one sequence.
+        self.factor_curves = [curve(self.plot, pen(1, width=w, style=st)) for w, st in (
+            (1.5, QtCore.Qt.PenStyle.SolidLine), (1.0, QtCore.Qt.PenStyle.DashLine),
+            (1.0, QtCore.Qt.PenStyle.DashLine))]
         self.mean = float("nan")
 
     def _ratio(self) -> tuple[np.ndarray, np.ndarray]:
@@ -58,7 +66,24 @@ class DecayView(View):
         t = np.arange(len(ratio), dtype=np.float64) + (1.0 if direction == 1 else 0.0)
         return t, ratio
 
+    def _factors(self) -> tuple[np.ndarray, tuple[np.ndarray, ...]] | None:
+        """(t, (mean, min, max)) of the diagonal cells' factor at the step each ratio
+        crosses, from the newest full capture; None for other cells."""
+        cap = self._latest
+        if cap is None or cap.gates is None or not is_diagonal(cap.gate_names):
+            return None
+        layer, direction = self.selector.layer_direction
+        a = step_factors(cap.gate_names, cap.gates[layer, direction])
+        T = a.shape[0]
+        # Ratio at t compares h_t with its neighbour later in the processing order, which
+        # reaches h_t through that neighbour's factor.
+        if direction == 0:
+            return np.arange(T - 1, dtype=np.float64), tuple(v[1:] for v in factor_summary(a))
+        return np.arange(1, T, dtype=np.float64), tuple(v[:-1] for v in factor_summary(a))
+
     def _clear_items(self) -> None:
+        for item in self.factor_curves:
+            item.setData([], [])
         self.curve.setData([], [])
         self.heading.set_text("")
         self.mean = float("nan")
@@ -74,8 +99,17 @@ class DecayView(View):
         x, y = finite_points(t, ratio)
         self.curve.setData(x, y)
         self.mean = geometric_mean(ratio)
-        self.heading.set_text(f"{per_step_text(self.mean)}  (geometric mean over t, "
-                              f"step {int(history.step[-1])})")
+        text = f"{per_step_text(self.mean)}  (geometric mean over t, step {int(history.step[-1])})"
+        factors = self._factors()
+        for item in self.factor_curves:
+            item.setData([], [])
+        if factors is not None:
+            ft, values = factors
+            for item, v in zip(self.factor_curves, values):
+                item.setData(*finite_points(ft, v))
+            text += (f"; orange: the factor {FACTOR_WORDS[tuple(self._latest.gate_names)]} "
+                     f"per step, mean over units (min, max dashed), step {self._latest.step}")
+        self.heading.set_text(text)
 
     def csv_table(self) -> tuple[list[str], np.ndarray]:
         """One row per timestep t: the ratio drawn (NaN where not finite)."""

@@ -14,7 +14,7 @@ import numpy as np
 import pyqtgraph as pg
 from PyQt6 import QtCore, QtWidgets
 
-from gradviz.engine.analysis.bounds import GAMMA_WORDS, block_gamma
+from gradviz.engine.analysis.bounds import BLOCK_GAMMA, GAMMA_WORDS, block_gamma
 from gradviz.ui.views.data import finite_points
 from gradviz.ui.views.items import ColourKey, WrappedText, curve
 from gradviz.ui.views.style import colour, pen, style_plot
@@ -36,7 +36,11 @@ class SpectrumView(View):
         "there. A block whose σ_max stays below 1/γ makes the gradient through it vanish for "
         "certain; only above 1/γ can it explode (Pascanu, Mikolov & Bengio 2013). σ_max is "
         "computed on every step; ρ, which costs more, every step for small blocks and every "
-        "few steps for large ones (at most 25), so there its line moves in steps.")
+        "few steps for large ones (at most 25), so there its line moves in steps. For the "
+        "modern cells it shows what replaces W_hh: diag(|λ|) of the LRU, diag(u) of IndRNN, "
+        "the factor per step at zero input of minGRU (1 − σ(b_z)) and minLSTM (f′), and the "
+        "orthogonal RNN's W_hh, all of whose eigenvalues lie on the unit circle (ρ = σ_max "
+        "= 1).")
 
     def __init__(self, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)
@@ -105,6 +109,11 @@ class SpectrumView(View):
         self._fit(history.rho[:, layer, direction], history.sigma_max[:, layer, direction],
                   4.0 if 0.25 in gammas else 1.0)
         self.key_item.set_entries(entries, title="solid ρ, dashed σ_max")
+        known = [n for n in names if n.removeprefix("W_h") in BLOCK_GAMMA]
+        if not known:   # a diagonal cell: the factors replace W_hh, and γ has no part
+            self.heading.set_text(f"{', '.join(names)} in place of W_hh: ρ is the largest "
+                                  f"factor per step; below 1 every unit forgets")
+            return
         self.heading.set_text("γ: " + "; ".join(
             f"{g:g} ({GAMMA_WORDS[g]}), 1/γ = {1 / g:g}" for g in sorted(gammas)))
 

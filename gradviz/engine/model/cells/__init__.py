@@ -9,6 +9,10 @@ One module per family, and the equations they are checked against:
 * :mod:`~gradviz.engine.model.cells.lstm` — the LSTM and the reverse scan of every LSTM cell;
 * :mod:`~gradviz.engine.model.cells.lstm_variants` — the peephole and coupled-gate LSTMs;
 * :mod:`~gradviz.engine.model.cells.gru` — the GRU;
+* :mod:`~gradviz.engine.model.cells.diagonal` — what the diagonal recurrences share (one
+  factor ∂h_t/∂h_{t-1} per unit and step), and :mod:`~.minimal` (minGRU, minLSTM),
+  :mod:`~.indrnn` (IndRNN) and :mod:`~.lru` (the LRU) that build on it; the orthogonal RNN
+  is in :mod:`~.rnn`;
 * :mod:`~gradviz.engine.model.reference` — one timestep of every cell written plainly in
   PyTorch, differentiable by autograd: what the compiled loops check themselves against
   and what the tests compare whole networks with.
@@ -35,7 +39,11 @@ from .base import Cell, GateStats, LayerCache, LayerGrads, empty_stats, gate_sta
 from .gru import GRUCache, GRUCell
 from .lstm import LSTMCache, LSTMCell
 from .lstm_variants import CoupledLSTMCell, PeepholeLSTMCell, ScanCache
-from .rnn import ReLURNNCell, RNNCache, RNNCell, TanhRNNCell
+from .rnn import OrthogonalRNNCell, ReLURNNCell, RNNCache, RNNCell, TanhRNNCell
+from .diagonal import DiagonalCache, DiagonalCell
+from .indrnn import IndRNNCell
+from .lru import LRUCell
+from .minimal import MinGRUCell, MinLSTMCell
 
 # The implementation of each registered cell.
 CELL_CLASSES: dict[str, type[Cell]] = {
@@ -45,6 +53,12 @@ CELL_CLASSES: dict[str, type[Cell]] = {
     "lstm-peephole": PeepholeLSTMCell,
     "lstm-coupled": CoupledLSTMCell,
     "gru": GRUCell,
+    # the modern recurrences (registry.MODERN_CELLS)
+    "mingru": MinGRUCell,
+    "minlstm": MinLSTMCell,
+    "indrnn": IndRNNCell,
+    "lru": LRUCell,
+    "rnn-orthogonal": OrthogonalRNNCell,
 }
 
 
@@ -57,4 +71,5 @@ def make_cell(name: str) -> Cell:
 __all__ = ["Cell", "LayerCache", "LayerGrads", "GateStats", "gate_stats_into", "empty_stats",
            "RNNCache", "LSTMCache", "ScanCache", "GRUCache", "RNNCell", "TanhRNNCell",
            "ReLURNNCell", "LSTMCell", "PeepholeLSTMCell", "CoupledLSTMCell", "GRUCell",
-           "CELL_CLASSES", "make_cell"]
+           "DiagonalCache", "DiagonalCell", "MinGRUCell", "MinLSTMCell", "IndRNNCell", "LRUCell",
+           "OrthogonalRNNCell", "CELL_CLASSES", "make_cell"]

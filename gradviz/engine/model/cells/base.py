@@ -175,6 +175,17 @@ class Cell:
         return {"weight_ih": (gh, input_size), "weight_hh": (gh, hidden),
                 "bias_ih": (gh,), "bias_hh": (gh,)}
 
+    def recurrent_blocks(self, p: dict[str, Tensor], hidden: int) -> Tensor:
+        """(G', H, H) the matrices whose ρ and σ_max are captured (the registry's
+        ``rho_names``): the square blocks of weight_hh."""
+        return p["weight_hh"].detach().view(-1, hidden, hidden)
+
+    def reset(self, p: dict[str, Tensor], generator: torch.Generator | None,
+              options: dict) -> None:
+        """Initialise one layer-direction's parameters ``p`` in place the cell's own way,
+        after PyTorch's default; ``options``: the cell's settings (RunConfig's lru_*,
+        indrnn_u_max, seq_len, init) where known. Most cells keep the default."""
+
     def forward(self, x: Tensor, h0: Tensor, c0: Tensor | None, p: dict[str, Tensor],
                 stats_rows: int | None = None) -> LayerCache:
         """With ``stats_rows``, the cache also holds the gate statistics of those rows."""

@@ -84,4 +84,27 @@ class ReLURNNCell(RNNCell):
         return (h > 0).to(h.dtype)
 
 
-__all__ = ["RNNCache", "RNNCell", "TanhRNNCell", "ReLURNNCell"]
+def random_orthogonal(n: int, generator: torch.Generator | None) -> Tensor:
+    """A random orthogonal n × n matrix, uniform over the orthogonal group (float64)."""
+    q, r = torch.linalg.qr(torch.randn(n, n, generator=generator, dtype=torch.float64))
+    # Fix the signs so that the distribution is uniform over orthogonal matrices.
+    return q * torch.sign(torch.diagonal(r)).unsqueeze(0)
+
+
+class OrthogonalRNNCell(TanhRNNCell):
+    """The tanh RNN with W_hh kept orthogonal while it trains (expRNN, Lezcano-Casado &
+    Martínez-Rubio 2019): the network registers torch.nn.utils.parametrizations.orthogonal
+    (matrix exponential, trivialised at the initial matrix) on each weight_hh, so the
+    trained parameter is the unconstrained A and W_hh = base · exp(A − Aᵀ) (lower
+    triangle of A). The scan below gets W_hh's value and returns the exact ∂L/∂W_hh;
+    :meth:`Network.backward` hands it to autograd through the parametrisation, which gives
+    ∂L/∂A."""
+    orthogonal = True
+
+    def reset(self, p, generator, options):
+        """Nothing here: the network assigns W_hh (random orthogonal, or the identity when
+        the recurrent init is 'identity') through the parametrisation."""
+
+
+__all__ = ["RNNCache", "RNNCell", "TanhRNNCell", "ReLURNNCell", "OrthogonalRNNCell",
+           "random_orthogonal"]

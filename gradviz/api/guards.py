@@ -1,0 +1,72 @@
+"""What :func:`gradviz.capture` (and so :class:`gradviz.watch`) checks before it computes.
+
+* Weights that hold NaN or ±inf are refused, naming the tensor: the spectrum's
+  eigenvalue routine (LAPACK through MKL) crashes the whole process on them
+  (:mod:`gradviz.engine.model.finite`).
+* Memory: the peak of one capture is estimated from the shapes alone with the training
+  step's model (:mod:`gradviz.engine.training.memory`: the forward caches, the backward
+  pass's results, its temporaries and the captured arrays; not the interpreter or the
+  weights, which the caller's process already holds) and a capture that would not fit in
+  the available memory is refused in one line before anything is allocated.
+* ``torch.autocast``: gradviz's recurrence runs in the module's own dtype (float32 or
+  float64) with autocast turned off inside it (:func:`without_autocast`); ``loss_fn``
+  runs under the caller's autocast as usual. The captured gradients are then those of
+  the float32 recurrence, not of a float16/bfloat16 one.
+"""
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from torch import Tensor, nn
+
+from gradviz.config import RunConfig
+from gradviz.engine.model.finite import refuse_nonfinite
+from gradviz.engine.training import memory
+
+
+def refuse_nonfinite_weights(module: nn.Module) -> None:
+    """ValueError naming the first of ``module``'s parameters that holds a NaN or ±inf."""
+    refuse_nonfinite(module.named_parameters(), "gradviz.capture")
+
+
+def capture_bytes(module: nn.RNNBase, cell: str, T: int, B: int) -> int:
+    """The peak memory one capture of ``module`` over x (T, B, I) adds, in bytes."""
+    config = RunConfig(cell=cell, hidden=module.hidden_size, layers=module.num_layers,
+                       bidirectional=module.bidirectional, seq_len=T, batch_size=B,
+                       dtype="float64" if module.weight_ih_l0.dtype == torch.float64
+                       else "float32", task="series", optimizer="sgd")
+    part = memory.estimate(config, sizes=(module.input_size, 1, 1))
+    return part.batch + part.forward + part.backward + part.temporaries + part.capture
+
+
+def refuse_beyond_memory(module: nn.RNNBase, cell: str, x: Tensor) -> None:
+    """ValueError, in one line, where a capture of ``module`` over ``x`` (T, B, I) would not
+    fit in the available memory (CPU only: a GPU's memory is not asked)."""
+    if x.device.type != "cpu":
+        return
+    T, B = x.shape[0], x.shape[1]
+    need, have = capture_bytes(module, cell, T, B), memory.available_bytes()
+    if have is None or need <= have:
+        return
+    fits = T
+    while fits > 1 and capture_bytes(module, cell, fits, B) > have:
+        fits //= 2
+    hint = (f"capture at most about {fits} timesteps at a time" if fits > 1 and
+            capture_bytes(module, cell, fits, B) <= have else "capture fewer sequences")
+    raise MemoryError(f"gradviz.capture: x of shape (T {T}, batch {B}) on this "
+                      f"{type(module).__name__}({module.input_size}, {module.hidden_size}) "
+                      f"needs about {memory.human_bytes(need)} of memory; this machine has "
+                      f"{memory.human_bytes(have)} available; {hint}")
+
+
+def without_autocast(x: Tensor) -> contextlib.AbstractContextManager:
+    """A block in which autocast is off on ``x``'s device (a no-op where it is off)."""
+    kind = x.device.type
+    if kind in ("cpu", "cuda") and torch.is_autocast_enabled(kind):
+        return torch.autocast(device_type=kind, enabled=False)
+    return contextlib.nullcontext()
+
+
+__all__ = ["refuse_nonfinite_weights", "refuse_beyond_memory", "capture_bytes",
+           "without_autocast"]

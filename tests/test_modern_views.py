@@ -1,0 +1,82 @@
+"""The Why tab for the modern cells: each cell's picture draws its gates with the capture's
+numbers, the theory overlay on the gradient through time is the exact product of the
+diagonal cells' captured factors, the decay view draws the factors, and the spectrum names
+what replaces W_hh."""
+import numpy as np
+import pytest
+
+from gradviz.engine.analysis.factors import factor_product, step_factors
+from gradviz.registry import MODERN_CELLS
+from gradviz.ui.views.bounds import overlay_values
+from gradviz.ui.views.cellpictures import cell_of, picture
+from gradviz.ui.views.celldiagram import CellDiagramView
+from gradviz.ui.views.decay import DecayView
+from gradviz.ui.views.spectrum import SpectrumView
+
+from gradviz.config import RunConfig
+from gradviz.engine.runs.history import History
+from gradviz.engine.training.train import Trainer
+
+from test_theory_views import rendered
+
+
+def trained(cell, steps=6, **kw):
+    fields = dict(cell=cell, hidden=6, seq_len=12, batch_size=8)
+    fields.update(kw)
+    t = Trainer(RunConfig(**fields))
+    history = History()
+    for _ in range(steps):
+        history.append(t.step())
+    return history
+
+DIAGONAL = [n for n, s in MODERN_CELLS.items() if s.diagonal]
+
+
+@pytest.mark.parametrize("cell", list(MODERN_CELLS))
+def test_the_cell_diagram_draws_each_modern_cell(qtbot, cell):
+    history = trained(cell, steps=2)
+    cap = history.latest
+    assert cell_of(cap) == cell
+    view = CellDiagramView()
+    qtbot.addWidget(view)
+    view.set_data(history, cap)
+    view.set_timestep(5)
+    rendered(view)
+    boxes = {d.name: d for d in view.canvas_widget.drawn if d.kind == "box"}
+    assert set(cap.gate_names) <= set(boxes)
+    for g, name in enumerate(cap.gate_names):
+        value = cap.gates[0, 0, g, 5].astype(np.float64).mean()
+        assert boxes[name].text.splitlines()[-1] == f"{value:.3f}"
+    paths = {d.name[:-2] for d in view.canvas_widget.drawn if d.kind == "path"}
+    assert {"dh", "w"} <= paths
+    assert picture(cell).boxes
+
+
+@pytest.mark.parametrize("cell", DIAGONAL)
+def test_the_overlay_is_the_product_of_the_captured_factors(cell):
+    """One sequence and a loss at the last step (the adding problem): the overlay is the
+    measured ‖∂L/∂h_t‖ itself, to the rounding of the capture's float32 arrays (the
+    float64 check to 1e-10 is tests/test_modern_cells.py's)."""
+    history = trained(cell, steps=1, task="adding", seq_len=20, batch_size=1, dtype="float64")
+    cap = history.latest
+    name, label, values = overlay_values(cap, 0, 0)
+    assert name == "h" and "∏" in label
+    measured = cap.dh_norm[0, 0].astype(np.float64)
+    keep = measured > 1e-280
+    np.testing.assert_allclose(values[keep], measured[keep], rtol=2e-5)
+    a = step_factors(cap.gate_names, cap.gates[0, 0])
+    assert np.allclose(factor_product(np.abs(a[0]) * 0 + 1, a)[0] ** 2,
+                       (np.prod(a[1:], 0) ** 2).sum())
+
+
+def test_the_decay_view_draws_the_factors_and_the_spectrum_names_the_replacement(qtbot):
+    history = trained("lru", steps=3)
+    decay, spectrum = DecayView(), SpectrumView()
+    for view in (decay, spectrum):
+        qtbot.addWidget(view)
+        view.set_data(history, history.latest)
+    mean = decay.factor_curves[0].yData
+    lam = history.latest.gates[0, 0, history.latest.gate_names.index("a")].mean(-1)
+    np.testing.assert_allclose(mean, lam[1:], rtol=1e-6)
+    assert "|λ|" in decay.heading.plain_text()
+    assert "diag(|λ|) in place of W_hh" in spectrum.heading.plain_text()

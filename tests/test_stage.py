@@ -1,0 +1,184 @@
+"""Issue 19 (the stage): focus layout, presentation (scale, theme, full screen, keys),
+the legibility rules on real windows, and ``gradviz snapshot``."""
+import json
+
+import pytest
+from PyQt6 import QtCore, QtGui, QtWidgets
+
+from gradviz.experiments import (FOCUS_VIEWS, ExperimentError, experiment_names,
+                                 load_experiment, parse_experiment)
+from gradviz.ui.views import VIEW_CLASSES
+from tests.legibility import broken
+
+SIZES = ((1024, 768), (1280, 720), (1920, 1080))
+SCALES = (1.0, 1.5)
+
+
+@pytest.fixture
+def window(qtbot, tmp_path):
+    from gradviz.ui.snapshot import make_window
+    win = make_window((1280, 720), settings=str(tmp_path / "settings.ini"))
+    qtbot.addWidget(win)
+    yield win
+    win.close()
+
+
+def trained(win, name, steps=6):
+    from gradviz.ui.snapshot import train_experiment
+    train_experiment(win, load_experiment(name), steps=steps)
+    return win
+
+
+def set_size(win, size, scale):
+    from gradviz.ui.snapshot import settle
+    win.resize(*size)
+    win.presentation.set_scale(scale)
+    settle(win)
+
+
+def test_every_experiment_names_one_or_two_views_the_window_has():
+    keys = {cls.key for cls in VIEW_CLASSES}
+    assert set(FOCUS_VIEWS) <= keys
+    for name in experiment_names():
+        focus = load_experiment(name).focus
+        assert 1 <= len(focus) <= 2 and set(focus) <= keys, name
+
+
+def test_a_focus_that_is_not_a_view_is_refused_naming_the_field():
+    from importlib import resources
+    data = json.loads(resources.files("gradviz.experiments").joinpath("vanishing-tanh.json")
+                      .read_text(encoding="utf-8"))
+    text = json.dumps({**data, "focus": ["nonsense"]})
+    with pytest.raises(ExperimentError, match="focus"):
+        parse_experiment(text, "vanishing-tanh")
+
+
+def test_focus_views_are_large_and_first(window):
+    trained(window, "exploding-relu")
+    shown = [k for k, v in window.views.items() if v.isVisible()]
+    assert window.dashboard.focus == ("gradnorm", "loss")
+    assert {"gradnorm", "loss"} <= set(shown)
+    assert broken(window, 1.0) == {}
+    rect = {k: window.views[k].geometry() for k in shown}
+    assert window.views["gradnorm"].mapTo(window, QtCore.QPoint()).x() < \
+        window.views["loss"].mapTo(window, QtCore.QPoint()).x()
+    for other in set(shown) - {"gradnorm", "loss"}:
+        assert rect[other].height() < rect["loss"].height()
+
+
+def test_double_click_fills_the_page_and_escape_restores(window, qtbot):
+    trained(window, "vanishing-tanh")
+    view = window.views["gradtime"]
+    qtbot.mouseDClick(view.graphics.viewport(), QtCore.Qt.MouseButton.LeftButton)
+    assert window.dashboard.maximized == "gradtime"
+    assert [k for k, v in window.views.items() if v.isVisible()] == ["gradtime"]
+    window.act_restore.trigger()
+    assert window.dashboard.maximized is None
+    assert window.views["loss"].isVisible()      # the other focus view is back
+    window.act_maximize.trigger()          # F: the view under the pointer, else the focus
+    assert window.dashboard.maximized in window.views
+    window.act_restore.trigger()
+    assert window.dashboard.maximized is None
+
+
+def test_zoom_scales_plots_and_panels_together_and_is_remembered(window, tmp_path):
+    from gradviz.ui.presentation import Presentation
+    from gradviz.ui.describe import plots_of
+    axis = plots_of(window.views["loss"])[0].getAxis("bottom")
+    tick, label = axis.style["tickFont"].pointSizeF(), window.font().pointSizeF()
+    window.act_bigger.trigger()
+    assert window.presentation.scale > 1
+    ratio = window.presentation.scale
+    assert axis.style["tickFont"].pointSizeF() == pytest.approx(tick * ratio, abs=0.05)
+    assert window.font().pointSizeF() == pytest.approx(label * ratio, abs=0.05)
+    window.act_bigger.trigger()
+    window.act_actual.trigger()
+    assert axis.style["tickFont"].pointSizeF() == pytest.approx(tick, abs=0.05)
+    window.act_bigger.trigger()
+    window.prefs.sync()
+    assert Presentation(window).scale == window.presentation.scale
+
+
+def test_projector_theme_thickens_lines(window):
+    trained(window, "vanishing-tanh")
+    curve = window.views["gradtime"].graphics.scene().items()
+    import pyqtgraph as pg
+    curves = [c for c in curve if isinstance(c, pg.PlotDataItem) and c.opts["pen"] is not None
+              and isinstance(c.opts["pen"], QtGui.QPen)]
+    before = [c.opts["pen"].widthF() for c in curves]
+    window.theme_actions["projector"].trigger()
+    after = [c.opts["pen"].widthF() for c in curves]
+    assert all(a >= max(2.0, b) - 1e-9 for a, b in zip(after, before))
+    window.theme_actions["standard"].trigger()
+    assert [c.opts["pen"].widthF() for c in curves] == pytest.approx(before)
+
+
+def test_full_screen_and_every_key_is_listed(window):
+    from gradviz.ui.help import shortcuts_html
+    html = shortcuts_html(window)
+    for key in ("F11", "Ctrl+=", "Ctrl+-", "Ctrl+0", "Esc", "F", "Space", "Left", "Right",
+                "Home", "End"):
+        assert f"<b>{key}</b>" in html, key
+    assert "Timeline: the step before" in html
+    window.act_full_screen.trigger()
+    QtWidgets.QApplication.processEvents()
+    assert window.isFullScreen()
+    window.act_full_screen.trigger()
+    QtWidgets.QApplication.processEvents()
+    assert not window.isFullScreen()
+
+
+def test_language_text_panel_takes_at_most_a_quarter(window):
+    trained(window, "min-char-rnn", steps=3)
+    panel = window.dashboard.panels["text"]
+    assert panel.isVisible()
+    assert panel.height() <= 0.25 * (panel.height() + window.dashboard.tabs.height()) + 1
+
+
+def test_legibility_cheap_case(window):
+    trained(window, "forget-bias")
+    for scale in SCALES:
+        set_size(window, (1280, 720), scale)
+        assert broken(window, scale) == {}, scale
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", experiment_names())
+def test_legibility_every_experiment_size_and_scale(window, name):
+    trained(window, name)
+    for size in SIZES:
+        for scale in SCALES:
+            set_size(window, size, scale)
+            assert broken(window, scale) == {}, (size, scale)
+
+
+# -- gradviz snapshot ---------------------------------------------------------------------
+def test_snapshot_arguments_are_checked_in_one_line(capsys):
+    from gradviz.cli import main
+    for argv in (["snapshot", "--experiment", "nope", "--out", "x.png"],
+                 ["snapshot", "--experiment", "vanishing-tanh", "--out", "x.jpg"],
+                 ["snapshot", "--experiment", "vanishing-tanh", "--size", "big", "--out", "x.png"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "gradviz snapshot" in err
+
+
+@pytest.mark.slow
+def test_snapshot_writes_png_and_json_deterministically(tmp_path, qapp):
+    from gradviz.ui.snapshot import snapshot
+    one = snapshot("exploding-relu", tmp_path / "a.png", steps=12, then=True, size=(1024, 768))
+    two = snapshot("exploding-relu", tmp_path / "b.png", steps=12, then=True, size=(1024, 768))
+    assert one == two == json.loads((tmp_path / "a.json").read_text())
+    assert QtGui.QImage(str(tmp_path / "a.png")).size() == QtCore.QSize(1024, 768)
+    assert set(one) == {"size", "scale", "views"} and one["size"] == [1024, 768]
+    for view in one["views"]:
+        assert set(view) == {"key", "title", "rect", "focus", "legend", "axes"}
+        for axis in view["axes"].values():
+            assert set(axis) == {"log", "range", "ticks"}
+    assert [v["key"] for v in one["views"] if v["focus"]] == ["loss", "gradnorm"] or \
+        {v["key"] for v in one["views"] if v["focus"]} == {"loss", "gradnorm"}
+    loss = next(v for v in one["views"] if v["key"] == "loss")
+    assert len(loss["legend"]) > 2        # the first run is there as a comparison
+    single = snapshot("exploding-relu", tmp_path / "v.png", steps=12, view="gradnorm")
+    assert [v["key"] for v in single["views"]] == ["gradnorm"]
+    assert not QtGui.QImage(str(tmp_path / "v.png")).isNull()
