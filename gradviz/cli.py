@@ -21,9 +21,11 @@ import argparse
 import os
 import sys
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 from gradviz import __version__
+from gradviz import clisignals as sig
 from gradviz.cliprep import (UsageError, config_error, given_fields, load_text_for, option_name,
                              out_folder, resume_config, resume_session, series_options)
 from gradviz.config import GROUPS, ConfigError, RunConfig, settings
@@ -129,20 +131,22 @@ def run_command(argv: list[str]) -> int:
         for experiment in list_experiments():
             print(f"{experiment.name}  {experiment.title}")
         return 0
-    try:
-        session, text_note, folder, board = _prepare(ns)
-        if text_note:
-            _say(ns.quiet, f"note: {text_note}")
-    except UsageError as exc:
-        print(f"{PROG}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted before training started; nothing was saved", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    return _train_and_save(session, folder, ns, board)
+    with ExitStack() as held, sig.terminate_as_interrupt():
+        try:
+            session, text_note, folder, board = _prepare(ns, held)
+            if text_note:
+                _say(ns.quiet, f"note: {text_note}")
+        except UsageError as exc:
+            print(f"{PROG}: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        except KeyboardInterrupt:
+            print(f"{PROG}: interrupted before training started; nothing was saved",
+                  file=sys.stderr)
+            return sig.EXIT_TERMINATED if sig.received.terminated else EXIT_INTERRUPTED
+        return _train_and_save(session, folder, ns, board)
 
 
-def _prepare(ns: argparse.Namespace):
+def _prepare(ns: argparse.Namespace, held: ExitStack):
     """(session, note about the text file or None, output folder, TensorBoard writer or
     None), or a UsageError."""
     for flag, value in (("--out", ns.out), ("--figures", ns.figures),
@@ -176,6 +180,8 @@ def _prepare(ns: argparse.Namespace):
     from gradviz.engine.training.session import Session
     from gradviz.engine.tasks import TaskInputError
 
+    if resuming and ns.out is None:          # read and written back: no other writer between
+        sig.lock_out(held, ns.resume, "--resume")
     try:
         session = resume_session(ns, config, text) if resuming else Session(config, text=text)
     except TaskInputError as exc:
@@ -183,6 +189,7 @@ def _prepare(ns: argparse.Namespace):
     board = _board(ns.tensorboard)
     # Only now: a mistake above leaves no empty folder behind.
     folder = out_folder(ns.resume if resuming and ns.out is None else ns.out)
+    sig.lock_out(held, folder, "--out")
     return session, note, folder, board
 
 
@@ -223,13 +230,15 @@ def _train_and_save(session, folder: Path, ns: argparse.Namespace, board=None) -
 
     start = session.steps_done           # a resumed run's earlier steps
     try:
-        session.run(config.steps, on_step=on_step,
-                    on_capture=board.add_capture if board is not None else None)
+        with sig.deferred():          # SIGTERM: stop between two steps, and save
+            session.run(config.steps, on_step=on_step, should_stop=lambda: sig.received.terminated,
+                        on_capture=board.add_capture if board is not None else None)
     except KeyboardInterrupt:
         pass                          # session.interrupted is set; what was done is saved
     finally:
         if board is not None:
             board.close()
+    session.interrupted = session.interrupted or sig.received.terminated
     seconds = time.perf_counter() - progress.start
     progress.close()
 
@@ -237,7 +246,8 @@ def _train_and_save(session, folder: Path, ns: argparse.Namespace, board=None) -
     extra = {"loops": loops} if loops else {}
     summary = {**session.summary(), **extra}
     try:
-        session.save(folder, **extra)
+        with sig.deferred():          # a SIGTERM waits for the save
+            session.save(folder, **extra)
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted while saving; {folder} was left as it was", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -246,10 +256,16 @@ def _train_and_save(session, folder: Path, ns: argparse.Namespace, board=None) -
         print(f"{PROG}: could not save the run to {folder}: {exc.strerror or exc}; a run "
               "already there is left as it was", file=sys.stderr)
         return 1
-    if session.interrupted:
-        print(f"{PROG}: interrupted after {done} of {config.steps} steps; saved what was done "
+    board_failed = board is not None and board.failed is not None
+    if board_failed:
+        print(f"{PROG}: --tensorboard: could not write to {board.folder}: "
+              f"{board.failed.strerror or board.failed}; the run itself was saved to {folder}",
+              file=sys.stderr)
+    if session.interrupted or sig.received.terminated:
+        how = "terminated (SIGTERM)" if sig.received.terminated else "interrupted"
+        print(f"{PROG}: {how} after {done} of {config.steps} steps; saved what was done "
               f"to {folder}", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return sig.EXIT_TERMINATED if sig.received.terminated else EXIT_INTERRUPTED
     nonfinite, clipped = session.counts.nonfinite, session.counts.clipped
     rate = f"{done / seconds:.1f}" if seconds > 0 and done else "?"
     flags = "".join(f", {n} {what}" for n, what in ((nonfinite, "non-finite"), (clipped, "clipped"))
@@ -265,11 +281,12 @@ def _train_and_save(session, folder: Path, ns: argparse.Namespace, board=None) -
     _say(ns.quiet, f"done: {done} steps in {clock(seconds)} ({rate} steps/s{flags}); final loss "
                    f"{summary['final_loss']:.4g}, baseline {summary['baseline']:.4g}; "
                    f"saved to {folder}")
-    if board is not None:
+    if board is not None and not board_failed:
         _say(ns.quiet, f"TensorBoard event files written to {board.folder}")
     if ns.figures is not None:
-        return _write_figures(Path(ns.figures), config, session.history, ns.quiet)
-    return 0
+        return _write_figures(Path(ns.figures), config, session.history, ns.quiet) \
+            or int(board_failed)
+    return int(board_failed)
 
 
 def _write_figures(folder: Path, config: RunConfig, history, quiet: bool) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import typing
 from dataclasses import dataclass, fields
 from typing import Any, Iterator
@@ -330,5 +331,60 @@ def describe(config: RunConfig, others: "typing.Sequence[RunConfig]" = ()) -> st
     return ", ".join(_describe_field(config, name) for name in names)
 
 
+# What a comparison's label leaves out: how long to train, and how often to capture,
+# say nothing of what was trained.
+NOT_COMPARED = ("steps", "capture_every")
+# Short words for settings whose label is long, where a label names what differs.
+DIFFERENCE_NAMES = {"stateful": "stateful", "tbptt": "truncated BPTT", "init": "init",
+                    "dtype": "precision", "bidirectional": "bidirectional",
+                    "forget_bias": "forget-gate bias", "momentum": "momentum"}
+
+
+def _difference_field(config: RunConfig, name: str) -> str:
+    value = getattr(config, name)
+    if name == "clip":
+        return ("no clipping" if value == "none"
+                else f"clip by {value} at {config.clip_threshold:g}")
+    if name == "tbptt":
+        return "full BPTT" if not value else f"truncated BPTT {value}"
+    if name == "rho" and value is None:
+        return "ρ of the init"
+    label = DIFFERENCE_NAMES.get(name) or SHORT_NAMES.get(name) or _SETTINGS[name].label.lower()
+    if isinstance(value, bool):
+        return label if value else f"not {label}"
+    if value is None:
+        return f"no {label}"
+    if name in BARE_VALUES:
+        return str(value)
+    if name in ("text_file", "series_file"):
+        return f"{label} {os.path.basename(str(value))}"
+    return f"{label} {value:g}" if isinstance(value, float) else f"{label} {value}"
+
+
+def differences(config: RunConfig, others: "typing.Sequence[RunConfig]") -> list[str]:
+    """The settings of ``config`` in which it differs from any of ``others``, each named
+    with its value in ``config``: ``["no clipping"]`` beside a run clipped by norm,
+    ``["forget-gate bias 0"]``; the clipping mode and threshold are one ("clip by norm at
+    2"), and a threshold that differs while neither clips is no difference. Empty if
+    ``config`` is trained as they are (the step count aside)."""
+    def differs(name: str) -> bool:
+        return any(getattr(config, name) != getattr(other, name) for other in others)
+
+    out = []
+    for f in fields(RunConfig):
+        name = f.name
+        if name in NOT_COMPARED or name == "clip_threshold":
+            continue
+        if name == "clip":
+            clipping = [o for o in others if o.clip != "none" or config.clip != "none"]
+            if differs("clip") or any(o.clip_threshold != config.clip_threshold
+                                      for o in clipping):
+                out.append(_difference_field(config, "clip"))
+        elif differs(name):
+            out.append(_difference_field(config, name))
+    return out
+
+
 __all__ = ["RunConfig", "ConfigError", "Setting", "setting", "settings", "GROUPS", "CELLS",
-           "TASKS", "OPTIMIZERS", "LIMITS", "LIVE_FIELDS", "structural_change", "describe"]
+           "TASKS", "OPTIMIZERS", "LIMITS", "LIVE_FIELDS", "structural_change", "describe",
+           "differences"]

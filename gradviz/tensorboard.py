@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -70,12 +71,38 @@ def dh_image(dh_norm: np.ndarray) -> np.ndarray:
     return np.repeat(np.repeat((level * 255).round().astype(np.uint8), BAND, 0), repeat, 1)
 
 
+def _quiet_writer_threads() -> None:
+    """The event files are written by a thread of tensorboard's, which prints a traceback
+    when a write fails (a full disk) and then fails the next call of ours with the same
+    error: that is the one :class:`BoardWriter` reports, so the thread's print is left out."""
+    try:
+        from tensorboard.summary.writer.event_file_writer import _AsyncWriterThread
+    except ImportError:          # another layout of tensorboard: its own reports stand
+        return
+    previous = threading.excepthook
+    if getattr(previous, "_gradviz_board", False):
+        return
+
+    def hook(args) -> None:
+        if not (isinstance(args.thread, _AsyncWriterThread)
+                and issubclass(args.exc_type, OSError)):
+            previous(args)
+    hook._gradviz_board = True
+    threading.excepthook = hook
+
+
 class BoardWriter:
-    """Event files in ``folder`` (created if needed); use as a context manager, or close()."""
+    """Event files in ``folder`` (created if needed); use as a context manager, or close().
+
+    A write that fails (a full disk, a folder made unwritable) ends the writing: the error
+    is kept in :attr:`failed` and every later call does nothing, so that training and
+    saving the run go on; the caller reports it in one line."""
 
     def __init__(self, folder: str | os.PathLike):
         self.folder = Path(folder)
+        self.failed: OSError | None = None
         self._writer = _summary_writer_class()(log_dir=str(self.folder))
+        _quiet_writer_threads()
         self._rho_step: int | None = None
 
     def __enter__(self) -> "BoardWriter":
@@ -84,11 +111,33 @@ class BoardWriter:
     def __exit__(self, *_exc) -> None:
         self.close()
 
+    def _give_up(self, exc: OSError) -> None:
+        self.failed = self.failed or exc
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            try:
+                writer.close()
+            except OSError:
+                pass
+
     def close(self) -> None:
-        self._writer.close()
+        if self._writer is not None:
+            try:
+                self._writer.close()
+            except OSError as exc:
+                self._give_up(exc)
+            self._writer = None
 
     def add_capture(self, cap: Capture) -> None:
         """Everything the module docstring lists, at step ``cap.step``."""
+        if self._writer is None:
+            return
+        try:
+            self._add_capture(cap)
+        except OSError as exc:
+            self._give_up(exc)
+
+    def _add_capture(self, cap: Capture) -> None:
         self.add_row(cap.step, {"loss": cap.loss, "baseline": cap.baseline, "lr": cap.lr,
                                 "grad_norm/pre_clip": cap.grad_norm,
                                 "grad_norm/post_clip": cap.grad_norm_clipped,
@@ -134,7 +183,16 @@ class BoardWriter:
         """The tags of the PyTorch ecosystem (Lightning's), at step ``cap.step``:
         ``grad_2.0_norm/<qualified.param>`` (each parameter's L2 norm, before clipping),
         ``grad_2.0_norm_total`` and ``grad_2.0_norm_total/post_clip``; and ‖∂L/∂x_t‖ as
-        the image ``dx_norm/log10`` and the scalars ``dx_norm/first``, ``dx_norm/last``."""
+        the image ``dx_norm/log10`` and the scalars ``dx_norm/first``, ``dx_norm/last``.
+        A failed write ends the writing, as in :meth:`add_capture`."""
+        if self._writer is None:
+            return
+        try:
+            self._add_qualified(cap)
+        except OSError as exc:
+            self._give_up(exc)
+
+    def _add_qualified(self, cap: Capture) -> None:
         w, step = self._writer, cap.step
         for name, value in zip(cap.param_names, np.asarray(cap.param_grad_norm, np.float64)):
             w.add_scalar(f"grad_2.0_norm/{name}", float(value), step)
@@ -188,6 +246,8 @@ def export_history(history: History, folder: str | os.PathLike) -> Path:
                                        history.latest.rho_names)
             if np.isfinite(history.dx_norm[i]).any():
                 board.add_dx(int(step), history.dx_norm[i][:length])
+    if board.failed is not None:      # found on closing: the last events never reached disk
+        raise board.failed
     return Path(folder)
 
 

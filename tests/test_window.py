@@ -250,7 +250,7 @@ def test_a_training_error_is_shown_and_reset_recovers(window, qtbot, tmp_path):
     assert "Reset" in window.statusBar().currentMessage()
 
     corpus.write_text("the quick brown fox jumps over the lazy dog. " * 40, encoding="utf-8")
-    close = window.error_box.button(QtWidgets.QMessageBox.StandardButton.Close)
+    close = window.error_box.close_button      # the notice above the plots: ×
     qtbot.mouseClick(close, QtCore.Qt.MouseButton.LeftButton)
     assert window.error_box is None
     window.activateWindow()

@@ -34,16 +34,22 @@ def run_app(argv: list[str] | None = None, experiment: str | None = None,
 
         window.load_experiment(load_experiment(experiment))
     if run is not None:
-        try:
-            window.open_run(run)
-        except RunFileError as exc:
-            window.dialogs.warn("Run not opened", str(exc))
+        # Inside the event loop: a warning shown before it started would run a loop of its
+        # own that a signal's close cannot end (the app then never exited on SIGTERM).
+        QtCore.QTimer.singleShot(0, lambda: _open_or_warn(window, run))
     status = app.exec()
     # Destroy the widgets while the QApplication still exists: left to the interpreter's
     # exit, the order of destruction is arbitrary, and under X11 that crashed now and then.
     window.deleteLater()
     app.sendPostedEvents(None, QtCore.QEvent.Type.DeferredDelete)
     return status
+
+
+def _open_or_warn(window: MainWindow, run: str) -> None:
+    try:
+        window.open_run(run)
+    except RunFileError as exc:
+        window.dialogs.warn("Run not opened", str(exc))
 
 
 def app_icon() -> QtGui.QIcon:

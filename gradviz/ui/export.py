@@ -22,6 +22,7 @@ from PyQt6 import QtCore, QtGui, QtSvg, QtWidgets
 from pyqtgraph.exporters import SVGExporter
 
 from gradviz.engine.runs import files
+from gradviz.ui.svgclip import clip_document
 
 # Each format's suffix, and what a file dialog calls it.
 FORMATS = {".png": "PNG image", ".svg": "SVG drawing", ".csv": "CSV table"}
@@ -106,7 +107,14 @@ def render_image(widget: QtWidgets.QWidget, scale: float = 1.0) -> QtGui.QImage:
     try:
         painter.setRenderHint(QtGui.QPainter.RenderHint.Antialiasing)
         painter.setRenderHint(QtGui.QPainter.RenderHint.TextAntialiasing)
-        widget.render(painter)
+        if isinstance(widget, QtWidgets.QGraphicsView):
+            # QWidget.render of a graphics view on a high-density image draws the scene
+            # enlarged twice, and only its top-left part lands in the image; the view's own
+            # render maps its whole viewport onto the image's (logical) rectangle.
+            widget.render(painter, QtCore.QRectF(0, 0, widget.width(), widget.height()),
+                          widget.viewport().rect())
+        else:
+            widget.render(painter)
     finally:
         painter.end()
     return image
@@ -201,6 +209,9 @@ def save_scene_svg(graphics: QtWidgets.QGraphicsView, path: str | os.PathLike) -
     with _svg_closed_paths_fixed():
         data = SVGExporter(graphics.scene()).export(toBytes=True)
     document = minidom.parseString(data)
+    # Curves that leave a plot's range must not run over its axes in viewers that ignore
+    # clip-path.
+    clip_document(document)
     # Heatmaps are embedded as images; viewers would smooth their cells into a blur.
     for image in document.getElementsByTagName("image"):
         image.setAttribute("image-rendering", "optimizeSpeed")

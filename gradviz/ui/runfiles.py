@@ -85,6 +85,31 @@ def ask_continue(parent: QtWidgets.QWidget, name: str) -> str | None:
     return {go_on: CONTINUE, fresh: NEW}.get(box.clickedButton())
 
 
+def _put_back_if_refused(window, run: Run) -> None:
+    """If the training process refuses to continue ``run`` (its folder is damaged, or its
+    files do not fit together: gradviz.engine.runs.runcheck), the run is put back as it was
+    opened, viewed and continuable, with a fresh model of its settings behind it; the
+    process's error message says why. Nothing changes once the process is ready."""
+    source, worker = run.source, window.worker
+
+    def disconnect() -> None:
+        worker.ready.disconnect(ready)
+        worker.error.disconnect(refused)
+
+    def ready(_language: bool) -> None:
+        disconnect()
+
+    def refused(_message: str, _details: str) -> None:
+        disconnect()
+        run.source, run.can_continue = source, True
+        window.state.runs_changed.emit()
+        window.state.data_changed.emit()
+        worker.reset(run.config)
+
+    worker.ready.connect(ready)
+    worker.error.connect(refused)
+
+
 def leave_saved_run(window) -> bool:
     """Before training from an opened run: continue it (its record goes on) or start a
     new model (it stays as a comparison), as the user says; False if they cancelled."""
@@ -97,6 +122,7 @@ def leave_saved_run(window) -> bool:
         return False
     if answer == CONTINUE:
         window.worker.reset(run.config, resume=run.source)
+        _put_back_if_refused(window, run)
         state.continue_live()
     else:
         # The model behind an opened run is already fresh (reset when it was opened).

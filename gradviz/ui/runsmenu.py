@@ -1,11 +1,14 @@
-"""The Runs menu: the comparison runs on screen, each to hide, show or remove; and
-File ▸ Open as comparison…, which shows a saved run beside the live one."""
+"""The Runs menu: the comparison runs on screen, each to hide, show or remove, and the
+runs set aside (of another task or length, or of an earlier experiment) to bring back;
+and File ▸ Open as comparison…, which shows a saved run beside the live one. Runs set
+aside are announced in the status bar."""
 from __future__ import annotations
 
 import os
 
 from PyQt6 import QtGui, QtWidgets
 
+from gradviz.config import differences
 from gradviz.engine.runs.runfile import open_run
 from gradviz.ui.state import MAX_COMPARISONS, AppState, Run
 
@@ -36,6 +39,7 @@ def add_runs_menu(window) -> QtWidgets.QMenu:
             owner.insertAction(actions[place] if place < len(actions) else None, action)
             break
 
+    state.runs_set_aside.connect(lambda text: window.statusBar().showMessage(text, 15000))
     menu = window.menuBar().addMenu("R&uns")
     menu.setToolTipsVisible(True)
     menu.aboutToShow.connect(lambda: _fill(menu, state))
@@ -46,13 +50,16 @@ def add_runs_menu(window) -> QtWidgets.QMenu:
 def _fill(menu: QtWidgets.QMenu, state: AppState) -> None:
     """The menu's items for the runs on screen now."""
     menu.clear()
-    menu.addSection(f"Live: {state.label(state.live)}")
+    live = state.live
+    menu.addSection(f"Live: {live.name}" + (f" ({state.label(live)})" if state.comparisons
+                                             else ""))
     runs = state.comparisons
     if not runs:
         empty = menu.addAction("No comparison runs")
         empty.setEnabled(False)
         empty.setToolTip("A new model (cell, task, sizes, init, experiment, Reset) keeps the "
                          f"run on screen as a comparison, up to {MAX_COMPARISONS}")
+        _fill_aside(menu, state)
         return
     menu.addSection("Comparison runs")
     for run in runs:
@@ -68,6 +75,29 @@ def _fill(menu: QtWidgets.QMenu, state: AppState) -> None:
     menu.addSeparator()
     menu.addAction("Remove all comparison runs").triggered.connect(
         lambda: _remove_all(state))
+    _fill_aside(menu, state)
+
+
+def _fill_aside(menu: QtWidgets.QMenu, state: AppState) -> None:
+    """The set-aside runs, each with the action that shows it again."""
+    if not state.set_aside:
+        return
+    menu.addSection("Set aside")
+    for run in state.set_aside:
+        c = run.config
+        action = menu.addAction(f"Bring back: {run.name}, {', '.join(_aside_label(state, run))}")
+        action.setToolTip(f"{c.task}, T {c.seq_len}: shown again as a comparison run")
+        action.triggered.connect(lambda _=False, n=run.number: _bring_back(state, n))
+
+
+def _aside_label(state: AppState, run: Run) -> list[str]:
+    return differences(run.config, [state.live.config]) or ["same settings"]
+
+
+def _bring_back(state: AppState, number: int) -> None:
+    for run in state.set_aside:
+        if run.number == number:
+            state.bring_back(run)
 
 
 def _act(state: AppState, number: int, change, *args) -> None:

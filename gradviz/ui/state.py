@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from PyQt6 import QtCore
 
-from gradviz.config import RunConfig, describe, structural_change
+from gradviz.config import RunConfig, differences, structural_change
 from gradviz.engine.runs.capture import Capture
 from gradviz.engine.runs.history import HISTORY_CAPACITY, History
 from gradviz.engine.runs.keyframes import Keyframes
@@ -71,6 +71,9 @@ class Run:
         self.scales: dict[str, tuple[float, float]] = {}
         self.summary: dict = {}
         self.can_continue = False
+        # Whether a setting changed while it trained (its config is the newest settings):
+        # then it is not the run a fresh model with those settings would train.
+        self.changed_live = False
 
     @property
     def name(self) -> str:
@@ -143,7 +146,13 @@ class AppState(QtCore.QObject):
     ``comparisons_changed()`` when a comparison run is added, hidden, shown or removed;
     ``data_changed()`` when the live run's record grew; ``text_changed(str)``;
     ``running_changed(bool)``; ``config_changed(RunConfig)``; ``step_selected(object)``
-    (a training step, or None for the newest)."""
+    (a training step, or None for the newest); ``runs_set_aside(str)`` when runs leave the
+    screen for the Runs menu's "set aside" list, with a line saying which and why.
+
+    Comparison runs share the live run's axes: a run of another task or sequence length
+    (another loss, another time axis) is set aside, not drawn, when the live run changes
+    to one; so are all of them when an experiment is chosen (:meth:`set_aside_all`). Set
+    aside runs can be brought back (:meth:`bring_back`)."""
 
     runs_changed = QtCore.pyqtSignal()
     comparisons_changed = QtCore.pyqtSignal()
@@ -152,12 +161,15 @@ class AppState(QtCore.QObject):
     running_changed = QtCore.pyqtSignal(bool)
     config_changed = QtCore.pyqtSignal(object)
     step_selected = QtCore.pyqtSignal(object)
+    runs_set_aside = QtCore.pyqtSignal(str)
 
     def __init__(self, config: RunConfig, parent: QtCore.QObject | None = None):
         super().__init__(parent)
         self._config = config
         self._made = 0
         self._runs: list[Run] = [self._number(Run(config))]
+        self._aside: list[Run] = []
+        self._recent = 0     # runs the last new live run set aside
         self._running = False
         self._selected_step: int | None = None
 
@@ -200,16 +212,30 @@ class AppState(QtCore.QObject):
     def selected_step(self) -> int | None:
         return self._selected_step
 
+    @property
+    def set_aside(self) -> tuple[Run, ...]:
+        """Runs taken off the screen because they cannot share its axes, newest first."""
+        return tuple(self._aside)
+
     def label(self, run: Run) -> str:
-        """What the legends call ``run``: its settings where they differ from the other
-        runs on screen, the opened folder's name first, its number where two read alike."""
-        others = [r.config for r in self._runs if r is not run and not r.hidden]
-        text = describe(run.config, others)
-        if run.source:
-            text = f"{run.name}: {text}"
-        alike = [r for r in self._runs if r is not run
-                 and describe(r.config, [o.config for o in self._runs if o is not r]) == text]
+        """What the legends call ``run``. A comparison run: the settings in which it differs
+        from the live run ("no clipping", "forget-gate bias 0"), the opened folder's name
+        first, its number where two shown read alike. The live run: its own values of the
+        settings in which the shown comparison runs differ from it ("clip by norm at 2").
+        Computed from the configurations each time, so never stale."""
+        live = self.live
+        if run is live:
+            others = [r.config for r in self._runs[1:] if not r.hidden]
+            text = ", ".join(differences(run.config, others)) or "same settings"
+            return f"{run.name}: {text}" if run.source else text
+        text = self._plain_label(run)
+        alike = [r for r in self._runs[1:] if r is not run and not r.hidden
+                 and self._plain_label(r) == text]
         return f"{text} (run {run.number})" if alike else text
+
+    def _plain_label(self, run: Run) -> str:
+        text = ", ".join(differences(run.config, [self.live.config])) or "same settings"
+        return f"{run.name}: {text}" if run.source else text
 
     def shown_comparisons(self) -> tuple[Comparison, ...]:
         """The comparison runs not hidden, as the views draw them: each at the step the
@@ -220,29 +246,86 @@ class AppState(QtCore.QObject):
                      for index, run in enumerate(shown))
 
     # -- changing -----------------------------------------------------------------------
-    def set_config(self, config: RunConfig) -> None:
+    def set_config(self, config: RunConfig, fresh: bool = False) -> None:
+        """The live model's settings. A live change (clipping, learning rate) is part of
+        the run that goes on; unless ``fresh`` (a new model follows at once, whose run
+        will have them), the run on screen takes it."""
         if config != self._config:
-            # A live change (clipping, learning rate) is part of the run that goes on;
-            # any other change is a new model, whose run replaces this one.
-            if not structural_change(self.live.config, config):
+            if not fresh and not structural_change(self.live.config, config):
                 self.live.config = config
+                self.live.changed_live = self.live.changed_live or len(self.live.history) > 0
             self._config = config
             self.config_changed.emit(config)
 
     def new_live_run(self, run: Run | None = None) -> Run:
         """The live run starts afresh (a new model) or is ``run`` (an opened one). The
-        run it replaces stays on screen as a comparison if it recorded anything."""
+        run it replaces stays on screen as a comparison if it recorded anything, unless it
+        was trained here with the very settings of the new one (a Reset without a change:
+        the same seed trains the same run again; one whose settings changed while it
+        trained is kept), and a comparison trained with the same settings as it is
+        replaced by it. Comparison runs of another task or sequence
+        length are set aside."""
         old = self.live
-        self._runs[0] = self._number(run if run is not None else Run(self._config))
-        if len(old.history):
+        self._recent = 0
+        new = self._number(run if run is not None else Run(self._config))
+        self._runs[0] = new
+        if len(old.history) and not (old.source is None and new.source is None
+                                     and old.config == new.config and not old.changed_live):
+            if old.source is None and not old.changed_live:
+                self._runs[1:] = [r for r in self._runs[1:] if r.source is not None
+                                  or r.changed_live or r.config != old.config]
             self._runs.insert(1, old)
             del self._runs[1 + MAX_COMPARISONS:]
+        self._set_aside([r for r in self._runs[1:] if not self.compatible(r)],
+                        f"another task or sequence length than {new.config.task}, "
+                        f"T {new.config.seq_len}")
         self._selected_step = None
         self.runs_changed.emit()
         self.comparisons_changed.emit()
         if len(self.live.history):
             self.data_changed.emit()
         return self.live
+
+    def compatible(self, run: Run) -> bool:
+        """Whether ``run`` can share the live run's plots: the same task (the loss's units
+        and baseline) and sequence length (the time axis)."""
+        a, b = run.config, self.live.config
+        return (a.task, a.seq_len) == (b.task, b.seq_len)
+
+    def set_aside_all(self, why: str) -> None:
+        """Take every comparison run off the screen (to the Runs menu), saying ``why``;
+        the line counts those the last new live run set aside too."""
+        self._set_aside(list(self._runs[1:]), why, self._recent)
+        self._recent = 0
+        self.comparisons_changed.emit()
+
+    def _set_aside(self, runs: list[Run], why: str, before: int = 0) -> None:
+        if not runs and not before:
+            return
+        for run in runs:
+            self._runs.remove(run)
+        self._aside[:0] = runs
+        del self._aside[MAX_COMPARISONS:]
+        self._recent = before + len(runs)
+        runs = [None] * self._recent
+        count = f"{len(runs)} comparison run{'s' * (len(runs) != 1)}"
+        self.runs_set_aside.emit(f"{count} set aside ({why}): Runs ▸ Set aside brings "
+                                 f"{'them' if len(runs) > 1 else 'it'} back.")
+
+    def bring_back(self, run: Run) -> None:
+        """Show a set-aside run again as a comparison."""
+        if run in self._aside:
+            self._recent = 0
+            self._aside.remove(run)
+            self._runs.insert(1, run)
+            for extra in self._runs[1 + MAX_COMPARISONS:]:
+                self._aside.insert(0, extra)
+            del self._runs[1 + MAX_COMPARISONS:]
+            del self._aside[MAX_COMPARISONS:]
+            self.comparisons_changed.emit()
+
+    def forget_set_aside(self) -> None:
+        self._aside.clear()
 
     def continue_live(self) -> None:
         """The opened run on screen is trained on: it is no longer a saved run's view."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 
-from PyQt6 import QtCore, QtGui, QtWidgets
+from PyQt6 import QtGui, QtWidgets
 
 from gradviz.config import LIVE_FIELDS, RunConfig, structural_change
 from gradviz.engine.training import memory
@@ -21,6 +21,7 @@ from gradviz.ui.controls import ControlPanel
 from gradviz.ui.dialogs import FileDialogs
 from gradviz.ui.layout import Dashboard, default_size
 from gradviz.ui.menus import build_actions
+from gradviz.ui.noticebar import NoticeBar, place_notice
 from gradviz.ui.export import (ExportError, cannot_write, render_image, save_image_png,
                                with_title)
 from gradviz.ui.figures import caption
@@ -41,7 +42,7 @@ class MainWindow(QtWidgets.QMainWindow):
         super().__init__()
         self.prefs = prefs if prefs is not None else Prefs()
         self.state = AppState(config or self.prefs.load_config() or RunConfig(), self)
-        self._error_box: QtWidgets.QMessageBox | None = None
+        self._error_box: NoticeBar | None = None
 
         self.controls = ControlPanel(self.state.config)
         self.controls.config_changed.connect(self.apply_config)
@@ -174,6 +175,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self.banner.show_experiment(experiment)
             self.focus.set_experiment(experiment)
             self.statusBar().showMessage(f"{experiment.title}: press Space to train.", 15000)
+            self.state.set_aside_all(f"not part of {experiment.title}")
 
     def load_then(self, experiment) -> None:
         """The experiment's "now change this" step: a fresh model with its second config."""
@@ -186,7 +188,7 @@ class MainWindow(QtWidgets.QMainWindow):
         if not self._fits_in_memory(config):
             return False
         self.controls.set_config(config)
-        self.state.set_config(config)
+        self.state.set_config(config, fresh=True)   # the run on screen keeps its settings
         self.prefs.save_config(config)
         self.reset_training()
         return True
@@ -273,28 +275,28 @@ class MainWindow(QtWidgets.QMainWindow):
     def _on_diverged(self, message: str, advice: str) -> None:
         """The run paused itself because training diverged (gradviz.engine.training.divergence)."""
         self.state.set_running(False)
-        self.statusBar().showMessage("Training paused: it diverged (see the message)")
+        self.statusBar().showMessage("Training paused: it diverged (see the notice above)")
         self._show_stop_box("gradviz: training diverged",
                             f"{message}\n\n{advice}\n\nChange a setting, then press Reset (R) for "
                             "fresh weights; Start (Space) goes on with the weights as they are.")
 
     def _show_stop_box(self, title: str, text: str, details: str = "") -> None:
-        """A non-modal message, with a Reset button, that training stopped and why."""
-        self._close_error()
-        box = QtWidgets.QMessageBox(QtWidgets.QMessageBox.Icon.Warning, title, text,
-                                    QtWidgets.QMessageBox.StandardButton.Close, self)
-        reset = box.addButton("Reset", QtWidgets.QMessageBox.ButtonRole.ResetRole)
-        reset.clicked.connect(self.reset_training)
-        if details:
-            box.setDetailedText(details)
-        box.setWindowModality(QtCore.Qt.WindowModality.NonModal)
-        box.finished.connect(lambda _result, b=box: self._forget_error(b))
-        box.show()
-        self._error_box = box
+        """A notice above the plots, with a Reset button, that training stopped and why:
+        no dialog covers the plots the class is looking at. A notice shown already says
+        the new thing in its place, so that the plots are not laid out again."""
+        if self._error_box is not None:
+            self._error_box.set_notice(title, text, details)
+            return
+        bar = NoticeBar(title, text, details)
+        bar.reset_requested.connect(self.reset_training)
+        bar.closed.connect(lambda b=bar: self._forget_error(b))
+        place_notice(bar, self.banner, self.centralWidget())
+        self._error_box = bar
 
-    def _forget_error(self, box: QtWidgets.QMessageBox) -> None:
+    def _forget_error(self, box: NoticeBar) -> None:
         if self._error_box is box:
             self._error_box = None
+        box.deleteLater()
 
     def _close_error(self) -> None:
         if self._error_box is not None:
@@ -302,8 +304,8 @@ class MainWindow(QtWidgets.QMainWindow):
             self._error_box = None
 
     @property
-    def error_box(self) -> QtWidgets.QMessageBox | None:
-        """The message box of the last training error or divergence, while it is open."""
+    def error_box(self) -> NoticeBar | None:
+        """The notice of the last training error or divergence, while it is shown."""
         return self._error_box
 
     # -- drawing -----------------------------------------------------------------------

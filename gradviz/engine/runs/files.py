@@ -52,11 +52,13 @@ def temp_beside(target: str | os.PathLike, mode: int | None = None) -> Iterator[
             pass
 
 
-def replace_together(pairs: list[tuple[str, Path]]) -> None:
+def replace_together(pairs: list[tuple[str, Path]],
+                     on_abort: Callable[[], None] | None = None) -> None:
     """Rename each (temporary file, target) into place, in order. Renames are not one
     atomic step: each old target but the last keeps a second name (a hard link) until the
-    last is in place, so that a failure on the way puts the old files back. The last
-    target (a run's run.json, which names the others) is the one that commits."""
+    last is in place, so that a failure on the way puts the old files back (``on_abort`` is
+    called first). The last target (a run's run.json, which names the others) is the one
+    that commits; :func:`gradviz.engine.runs.runsave.commit` makes a kill on the way safe."""
     with ExitStack() as stack:
         kept = []
         for _, target in pairs[:-1]:
@@ -68,6 +70,8 @@ def replace_together(pairs: list[tuple[str, Path]]) -> None:
                 os.replace(temp, target)
                 done.append(target)
         except BaseException:
+            if on_abort is not None:
+                on_abort()
             for aside, target, linked in kept:
                 if linked and target in done:
                     os.replace(aside, target)

@@ -14,7 +14,9 @@ from typing import Sequence
 
 import numpy as np
 
+from gradviz.engine.runs import rowranges
 from gradviz.engine.runs.capture import Capture
+from gradviz.engine.runs.rowranges import RANGE_ARRAYS, RANGE_ROWS
 
 # Per-row scalars: float64 ones are averaged when rows merge, boolean flags OR'ed.
 FLOAT_ROWS = ("loss", "grad_norm", "grad_norm_clipped", "lr", "clip_threshold")
@@ -56,9 +58,9 @@ class History:
     ``clip_threshold`` (K,) float64, ``clipped``/``nonfinite``/``clip_by_norm`` (K,) bool,
     ``dh_norm`` (K, L, D, T) float32, ``dc_norm`` (K, L, D, T) float32 or None,
     ``param_grad_norm`` (K, P) float32, ``metric`` (K,) float64 (nan for a task without
-    one; ``metric_name`` names it), and the :data:`THEORY_ROWS`. A merged row has
-    ``step`` = its last step,
-    ``count`` = captures it holds, means weighted by count over finite values, flags OR'ed.
+    one; ``metric_name`` names it), the :data:`THEORY_ROWS` and ``loss_min`` etc. (rowranges).
+    A merged row: ``step`` its last step, ``count`` its captures, means weighted by count
+    over finite values, ``…_min``/``…_max`` of its steps, flags OR'ed.
 
     Of the first capture it keeps ``param_names``, ``param_owners`` (the (layer, direction)
     of each parameter, None for the readout's), ``gate_names`` and ``baseline``, and the
@@ -117,7 +119,7 @@ class History:
         ``lzt`` (L, D, T), with ``dc_norm`` if ``has_dc``, of ``p`` parameter tensors,
         ``r`` recurrent blocks and ``g`` gates."""
         ld = int(np.prod(lzt[:2]))
-        row_bytes = 8 * (3 + len(FLOAT_ROWS)) + len(FLAG_ROWS) \
+        row_bytes = 8 * (3 + len(FLOAT_ROWS) + len(RANGE_ARRAYS)) + len(FLAG_ROWS) \
             + 4 * (int(np.prod(lzt)) * (4 if has_dc else 3) + p) + ld * (16 * r + 8 * g)
         return min(self.capacity, max(4, self.max_bytes // row_bytes))
 
@@ -125,7 +127,8 @@ class History:
         self._rows = self.row_limit(lzt, has_dc, p, r, g)
         # np.empty only reserves address space; pages are touched as rows are written.
         a = {"step": np.empty(self._rows, np.int64), "count": np.empty(self._rows, np.int64)}
-        a.update({k: np.empty(self._rows, np.float64) for k in (*FLOAT_ROWS, METRIC_ROW)})
+        a.update({k: np.empty(self._rows, np.float64)
+                  for k in (*FLOAT_ROWS, METRIC_ROW, *RANGE_ARRAYS)})
         a.update({k: np.empty(self._rows, np.bool_) for k in FLAG_ROWS})
         a["dh_norm"] = np.empty((self._rows, *lzt), np.float32)
         if has_dc:
@@ -213,6 +216,7 @@ class History:
         a[LEN_ROW][i] = length
         for k in (*FLOAT_ROWS, METRIC_ROW):
             a[k][i] = getattr(cap, k)
+        rowranges.start(a, i)
         a["clipped"][i] = cap.clipped
         a["nonfinite"][i] = cap.nonfinite
         # Which rows' threshold bounds the global norm (the clipping mode can change mid-run).
@@ -265,6 +269,8 @@ class History:
                 new = np.add.reduceat(old, first)
             elif name in FLAG_ROWS:
                 new = np.logical_or.reduceat(old, first)
+            elif name in RANGE_ARRAYS:
+                new = rowranges.merge(name, old, first)
             elif name == LEN_ROW:
                 new = np.maximum.reduceat(old, first)
             else:
@@ -349,6 +355,7 @@ class History:
             for name, arr in self._a.items():
                 arr[:k] = arrays[name] if name in arrays else (
                     dh.shape[-1] if name == LEN_ROW else np.nan)
+            rowranges.restore(self._a, arrays, k)
             self._n = k
             self._key = (dh.shape[1:], dh.shape[1:] if has_dc else None,
                          (len(param_names),), param_names, gate_names,
@@ -357,6 +364,10 @@ class History:
             self.param_owners = tuple(param_owners)
             self.metric_name = metric_name
         self.latest = latest
+
+
+for _name in RANGE_ARRAYS:      # loss_min, loss_max, grad_norm_min, …: (K,) float64
+    setattr(History, _name, _row_property(_name, np.float64, "(K,) float64, see rowranges"))
 
 
 def blocks_of(arrays: dict[str, np.ndarray], latest: Capture | None) -> int:
@@ -390,4 +401,5 @@ def _weighted_means(x: np.ndarray, weight: np.ndarray, first: np.ndarray) -> np.
 
 
 __all__ = ["History", "HISTORY_CAPACITY", "FLOAT_ROWS", "FLAG_ROWS", "METRIC_ROW",
+           "RANGE_ROWS", "RANGE_ARRAYS",
            "THEORY_ROWS", "DX_ROW", "TIME_ROWS", "LEN_ROW", "blocks_of"]

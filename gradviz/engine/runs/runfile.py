@@ -7,8 +7,9 @@ arrays of a :class:`~gradviz.engine.runs.history.History`, its latest full captu
 (:mod:`gradviz.engine.runs.runextras`); ``state.npz`` what continuing the run needs
 (:mod:`gradviz.engine.runs.runstate`). docs/run-format.md describes every key, and
 :mod:`gradviz.engine.runs.runformat` holds the arrays' specification and the format's bounds.
-:func:`save_run` writes them to temporary files beside them and renames them into place,
-putting the old ones back if a later rename fails. :func:`open_run` (and
+:func:`save_run` writes them to temporary files beside them and renames them into place
+under the folder's lock and a journal, so that the folder changes as a unit
+(:mod:`gradviz.engine.runs.runsave`); every file names the save it belongs to. :func:`open_run` (and
 :func:`load_run`, its older, smaller answer) opens only regular files of bounded size, reads
 capture.npz header first (:mod:`gradviz.engine.runs.npzfile`), checks every array's kind and
 shape against the others and the bounds before reading its data, and raises
@@ -33,14 +34,17 @@ from gradviz import __version__
 from gradviz.config import ConfigError, RunConfig
 from gradviz.engine.runs.files import NotRegularFileError, open_regular, replace_together, temp_beside
 from gradviz.engine.runs.history import (DX_ROW, FLAG_ROWS, FLOAT_ROWS, HISTORY_CAPACITY,
-                                         LEN_ROW, METRIC_ROW, THEORY_ROWS, History)
+                                         LEN_ROW, METRIC_ROW, RANGE_ARRAYS, THEORY_ROWS,
+                                         History)
 from gradviz.engine.runs.keyframes import KEYFRAME_CAPACITY, Keyframes
 from gradviz.engine.runs.npzfile import Archive, ArchiveError
 from gradviz.engine.runs.runextras import (Scales, TextSamples, capture_arrays, capture_from,
                                       extra_arrays, extras_from, keyframe_arrays, keyframes_from)
 from gradviz.engine.runs.runformat import (KNOWN_ARRAYS, MAX_NPZ_BYTES, MAX_RUN_JSON_BYTES,
                                       RunFileError, check_declared, check_values)
-from gradviz.engine.runs.runstate import STATE_NPZ, RunState, read_state, write_state
+from gradviz.engine.runs.runsave import commit, folder_lock, new_generation, recover, same_save
+from gradviz.engine.runs.runstate import (GENERATION, STATE_NPZ, RunState, read_generation,
+                                        read_state, write_state)
 
 SCHEMA = "gradviz-run"
 SCHEMA_VERSION = 2
@@ -49,12 +53,14 @@ SCHEMA_VERSION = 2
 READABLE_VERSIONS = (1, 2)
 RUN_JSON = "run.json"
 CAPTURE_NPZ = "capture.npz"
+# How long a save waits for another process writing the same folder.
+LOCK_WAIT_S = 2.0
 
 
 def _history_arrays(history: History) -> dict[str, np.ndarray]:
     """Everything capture.npz holds (docs/run-format.md), copied out of ``history``."""
     out = {name: np.array(getattr(history, name))
-           for name in ("step", "count", *FLOAT_ROWS, METRIC_ROW, *FLAG_ROWS)}
+           for name in ("step", "count", *FLOAT_ROWS, METRIC_ROW, *RANGE_ARRAYS, *FLAG_ROWS)}
     out["metric_name"] = np.str_(history.metric_name)
     out["dh_norm_all"] = np.array(history.dh_norm)
     # The top layer's forward direction, for readers who want one (K, T) picture.
@@ -107,7 +113,10 @@ def save_run(folder: str | os.PathLike, config: RunConfig, history: History,
     is what continuing the run needs. All are written to temporary files in the folder
     first and renamed into place, run.json last, so an existing run there stays intact if
     anything fails, and a failed save leaves no temporary file and none of the folders it
-    created behind. A state.npz of an earlier save is removed when there is no ``state``.
+    created behind; a save killed on the way is finished or dropped whole by the next open
+    or save (:mod:`gradviz.engine.runs.runsave`). Another process writing ``folder`` is
+    waited for 2 s, then :class:`~gradviz.engine.runs.runsave.RunFolderBusy` (an OSError).
+    A state.npz of an earlier save is removed when there is no ``state``.
     """
     import torch  # only for the version record; the engine needs it anyway
 
@@ -123,17 +132,19 @@ def save_run(folder: str | os.PathLike, config: RunConfig, history: History,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "state": None if state is None else STATE_NPZ,
     }
+    generation = doc["generation"] = new_generation()
     text = json.dumps(doc, indent=2, allow_nan=False) + "\n"
     arrays = {**_history_arrays(history), **keyframe_arrays(keyframes),
-              **extra_arrays(list(texts), scales)}
+              **extra_arrays(list(texts), scales), GENERATION: np.str_(generation)}
     targets = ([folder / STATE_NPZ] if state is not None else []) \
         + [folder / CAPTURE_NPZ, folder / RUN_JSON]
     try:
         folder.mkdir(parents=True, exist_ok=True)    # a full disk may refuse a folder too
-        with ExitStack() as stack:
+        with folder_lock(folder, LOCK_WAIT_S), ExitStack() as stack:
+            recover(folder)       # a killed save's renames finished, its leftovers removed
             temps = [stack.enter_context(temp_beside(t)) for t in targets]
             if state is not None:
-                write_state(temps[0], state)
+                write_state(temps[0], state, generation)
             with open(temps[-2], "wb") as f:
                 np.savez_compressed(f, **arrays)
                 f.flush()
@@ -142,7 +153,10 @@ def save_run(folder: str | os.PathLike, config: RunConfig, history: History,
                 f.write(text)
                 f.flush()
                 os.fsync(f.fileno())
-            replace_together(list(zip(temps, targets)))
+            commit(folder, list(zip(temps, targets)), replace_together)
+            if state is None:
+                with suppress(OSError):  # run.json names no state: an old one is only clutter
+                    (folder / STATE_NPZ).unlink(missing_ok=True)
     except BaseException:
         for made in created:        # a failed save leaves no new, empty folders behind
             try:
@@ -152,9 +166,6 @@ def save_run(folder: str | os.PathLike, config: RunConfig, history: History,
             except OSError:
                 break
         raise
-    if state is None:
-        with suppress(OSError):     # run.json names no state: an old one is only clutter
-            (folder / STATE_NPZ).unlink(missing_ok=True)
 
 
 # -- loading --------------------------------------------------------------------------
@@ -214,6 +225,8 @@ def _read_run_json(path: Path) -> dict:
         raise RunFileError(f"{path}: schema_version {version!r} is not supported; this gradviz "
                            f"reads versions {', '.join(map(str, READABLE_VERSIONS))} (a newer "
                            "gradviz may open it)")
+    if not isinstance(doc.get("generation", ""), str) or len(doc.get("generation", "")) > 64:
+        raise RunFileError(f"{path}: \"generation\" is not the name of a save")
     if doc.get("state", None) not in (None, STATE_NPZ) or (version == 1 and "state" in doc):
         raise RunFileError(f"{path}: \"state\" is neither null nor \"{STATE_NPZ}\"")
     for key, kind in (("config", dict), ("versions", dict), ("summary", dict), ("created", str)):
@@ -229,7 +242,9 @@ def _read_run_json(path: Path) -> dict:
 
 def load_run_config(folder_or_run_json: str | os.PathLike) -> RunConfig:
     """Only the configuration of a run (capture.npz is not read); raises RunFileError."""
-    return _read_run_json(_run_paths(folder_or_run_json)[0])["config"]
+    path = _run_paths(folder_or_run_json)[0]
+    recover(path.parent)
+    return _read_run_json(path)["config"]
 
 
 def _read_npz(path: Path, history: History,
@@ -276,6 +291,7 @@ class SavedRun:
     scales: Scales
     schema_version: int
     state_file: Path | None
+    generation: str | None = None      # the save it is (run.json's); None before they were named
 
     @property
     def can_continue(self) -> bool:
@@ -288,10 +304,13 @@ def open_run(folder_or_run_json: str | os.PathLike, capacity: int = HISTORY_CAPA
     naming the file and the problem if anything is missing, damaged, or not what gradviz
     writes. A run of schema 1 has no keyframes but its latest capture, no text, no scales."""
     json_path, npz_path = _run_paths(folder_or_run_json)
+    recover(json_path.parent)         # a killed save finished, its leftovers removed
     doc = _read_run_json(json_path)
     history, keyframes = History(capacity), Keyframes(keyframe_capacity)
     try:
         arrays, dims = _read_npz(npz_path, history, keyframes)
+        same_save(npz_path, doc.get("generation"),
+                   str(arrays["generation"]) if "generation" in arrays else None)
         names = tuple(str(s) for s in arrays["param_names"])
         owners = _param_owners(npz_path, arrays, names, dims)
         latest_arrays = {k.removeprefix("latest_"): v for k, v in arrays.items()
@@ -304,7 +323,8 @@ def open_run(folder_or_run_json: str | os.PathLike, capacity: int = HISTORY_CAPA
         if "dc_norm_all" in arrays:
             rows["dc_norm"] = arrays["dc_norm_all"]
         rows["param_grad_norm"] = arrays["param_grad_norm"]
-        rows.update({name: arrays[name] for name in (*THEORY_ROWS, DX_ROW, LEN_ROW)
+        rows.update({name: arrays[name] for name in (*THEORY_ROWS, DX_ROW, LEN_ROW,
+                                                     *RANGE_ARRAYS)
                      if name in arrays})
         history.restore(rows, names, owners, tuple(str(s) for s in arrays["gate_names"]),
                         float(arrays["baseline"]), latest,
@@ -321,7 +341,9 @@ def open_run(folder_or_run_json: str | os.PathLike, capacity: int = HISTORY_CAPA
     state = doc.get("state")
     return SavedRun(json_path.parent, doc["config"], history, keyframes, doc["summary"], texts,
                     scales, doc["schema_version"],
-                    None if state is None else json_path.parent / STATE_NPZ)
+                    None if state is None else json_path.parent / STATE_NPZ,
+                    doc.get("generation"))
+
 
 
 def load_run_state(run: SavedRun | str | os.PathLike, session) -> RunState:
@@ -331,10 +353,12 @@ def load_run_state(run: SavedRun | str | os.PathLike, session) -> RunState:
     it is missing, damaged or of another model."""
     if not isinstance(run, SavedRun):
         json_path = _run_paths(run)[0]
+        recover(json_path.parent)
         doc = _read_run_json(json_path)
         run = SavedRun(json_path.parent, doc["config"], History(), Keyframes(), doc["summary"],
                        [], {}, doc["schema_version"],
-                       None if doc.get("state") is None else json_path.parent / STATE_NPZ)
+                       None if doc.get("state") is None else json_path.parent / STATE_NPZ,
+                       doc.get("generation"))
     if run.state_file is None:
         raise RunFileError(f"{run.folder}: saved without weights and optimiser state "
                            f"(schema {run.schema_version}, or saved without them), so it "
@@ -343,7 +367,9 @@ def load_run_state(run: SavedRun | str | os.PathLike, session) -> RunState:
     handle, size = _open(path, MAX_NPZ_BYTES, "a state.npz may have (under 2 GiB)")
     try:
         with handle, Archive(handle, size) as archive:
-            return read_state(archive, str(path), session)
+            state = read_state(archive, str(path), session)
+            same_save(path, run.generation, read_generation(archive, str(path)))
+            return state
     except ArchiveError as exc:
         raise RunFileError(f"{path}: {exc}") from None
     except MemoryError:

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from gradviz.config import LIMITS
-from gradviz.engine.runs.history import FLAG_ROWS, FLOAT_ROWS, METRIC_ROW, History
+from gradviz.engine.runs.history import (FLAG_ROWS, FLOAT_ROWS, METRIC_ROW, RANGE_ARRAYS,
+                                         History)
 from gradviz.engine.runs.keyframes import CAPTURE_ARRAYS, Keyframes
 from gradviz.engine.runs.npzfile import Declared
 from gradviz.registry import CELLS
@@ -58,6 +59,9 @@ ROW_OPTIONAL = {"dc_norm": ("f", ("K", "T")), "dc_norm_all": ("f", ("K", "L", "D
                 "dx_norm_rows": ("f", ("K", "T")),
                 # The timesteps each row has (a ragged watch); absent: all T.
                 "time_len": ("i", ("K",)),
+                # The smallest and largest value of each row's steps (absent before they
+                # were kept: a single step's row is then its own range, a merged one's NaN).
+                **{k: ("f", ("K",)) for k in RANGE_ARRAYS},
                 "carried_norm": ("f", ("K", "L", "D", "T"))}
 LATEST_SPEC: dict[str, tuple[str, tuple[str, ...]]] = {
     "step": ("i", ()), "loss": ("f", ()), "baseline": ("f", ()), "lr": ("f", ()),
@@ -92,7 +96,9 @@ KEY_OPTIONAL = {k: (kind, ("F", *shape)) for k, (kind, shape) in LATEST_OPTIONAL
 # Sampled text (schema 2): (step, text) pairs, oldest first; colour scales: (low, high) of
 # each named scale of the views.
 EXTRA_OPTIONAL = {"text_step": ("i", ("S",)), "text_sample": ("U", ("S",)),
-                  "scale_names": ("U", ("C",)), "scale_levels": ("f", ("C", "2"))}
+                  "scale_names": ("U", ("C",)), "scale_levels": ("f", ("C", "2")),
+                  # The save it belongs to, as run.json's "generation" (engine/runs/runsave).
+                  "generation": ("U", ())}
 _KIND_WORDS = {"i": "integers", "f": "floats", "b": "booleans", "U": "text"}
 # Members of other names are never read.
 KNOWN_ARRAYS = {*ROW_SPEC, *ROW_OPTIONAL, *EXTRA_OPTIONAL,
@@ -219,11 +225,21 @@ def _check(path: Path, arrays: dict[str, Declared], spec: dict, optional: dict,
 
 
 def check_values(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """What the headers cannot tell: integers that fit int64, counts of at least 1 whose
-    sum float64 weights hold exactly."""
+    """What the headers cannot tell: integers that fit int64, steps increasing, gate ranges
+    finite and not empty, counts of at least 1 whose sum float64 weights hold exactly."""
     for key, arr in arrays.items():
         if arr.dtype.kind == "u" and arr.size and arr.max() > np.iinfo(np.int64).max:
             raise RunFileError(f"{path}: array '{key}' holds values too large for int64")
+    step = arrays["step"].astype(np.int64)      # unsigned fits int64 (above)
+    if np.any(step < 0) or np.any(np.diff(step) <= 0):
+        raise RunFileError(f"{path}: array 'step' is not increasing from 0 (gradviz writes one "
+                           "row per step, in order)")
+    for key in ("latest_gate_ranges", "key_gate_ranges"):
+        ranges = arrays.get(key)
+        if ranges is not None and not (np.isfinite(ranges).all()
+                                       and np.all(ranges[:, 0] < ranges[:, 1])):
+            raise RunFileError(f"{path}: array '{key}' holds a range that is not finite or "
+                               "whose low end is not below its high end")
     count = arrays["count"]
     if np.any(count < 1):
         raise RunFileError(f"{path}: array 'count' holds values below 1")

@@ -29,9 +29,13 @@ import numpy as np
 from gradviz.config import LIMITS, LIVE_FIELDS
 from gradviz.engine.training.divergence import FAULTS, WINDOW, Divergence
 from gradviz.engine.runs.npzfile import Archive, ArchiveError, Declared
+from gradviz.engine.runs.runcheck import check_state_values
 from gradviz.engine.runs.runformat import RunFileError
 
 STATE_NPZ = "state.npz"
+# The member naming the save a state.npz (and capture.npz) belongs to; run.json names it
+# too (gradviz.engine.runs.runsave). Not part of a RunState.
+GENERATION = "generation"
 MAX_POSITION_PARTS = 4
 # Of the divergence watch's first trip: step, first_step, failed, seen, in_a_row, then the
 # count of each of FAULTS.
@@ -196,29 +200,29 @@ def _check(where: str, declared: dict[str, Declared], spec: dict[str, Declared])
 
 
 # -- into a session ---------------------------------------------------------------------
-def restore_state(session, state: RunState) -> None:
+def restore_state(session, state: RunState, where: str | None = None) -> None:
     """Put ``state`` into ``session``, a fresh session of the same configuration; a
-    ValueError (RunFileError) naming what does not fit, with the session left unchanged."""
+    ValueError (RunFileError) naming ``where`` (the state's file) and what does not fit,
+    with the session left unchanged. Every value is checked first
+    (:func:`gradviz.engine.runs.runcheck.check_state_values`)."""
     import torch
 
-    check_state(state, session)
+    where = "the run's state" if where is None else where
+    check_state(state, session, where)
     tr, a = session.trainer, state.arrays
     if state.param_names != tr.param_names:
-        raise RunFileError("the run's state names other parameters than this model's")
+        raise RunFileError(f"{where}: 'param_names' are other parameters than this model's")
     for i, name in enumerate(state.param_names):
         if not np.isfinite(a[f"weight_{i}"]).all():     # the spectrum's LAPACK would crash
-            raise RunFileError(f"the run's state: the weight {name} ('weight_{i}') holds NaN "
-                               "or infinite values; a run cannot go on from diverged weights")
-    faults = a["watch_fault"]
-    if state.step < 0 or np.any(a["counts"] < 0) or len(a["watch_step"]) != len(faults) \
-            or np.any(faults < -1) or np.any(faults >= len(FAULTS)):
-        raise RunFileError("the run's state holds a negative count or a damaged divergence window")
+            raise RunFileError(f"{where}: the weight {name} ('weight_{i}') holds NaN or "
+                               "infinite values; a run cannot go on from diverged weights")
+    check_state_values(a, session, where)
     spectral = {"spectrum_v", "spectrum_rho", "spectrum_rho_step"} & set(a)
     has_c = tr.net.zero_state(1)[1] is not None
     if len(spectral) not in (0, 3) or ("carried_h" in a and not tr.config.stateful) \
             or ("carried_c" in a) != ("carried_h" in a and has_c):
-        raise RunFileError("the run's state is incomplete (a spectral radius or carried state "
-                           "in part, or a carried state for a run that carries none)")
+        raise RunFileError(f"{where}: incomplete (a spectral radius or carried state in part, "
+                           "or a carried state for a run that carries none)")
     per_param: dict[int, dict] = {}
     for name, value in a.items():
         if name.startswith("optim_"):
@@ -226,17 +230,24 @@ def restore_state(session, state: RunState) -> None:
             per_param.setdefault(int(i), {})[key] = torch.from_numpy(value.copy())
     keys = set(_optimizer_keys(session))
     if any(set(values) != keys for values in per_param.values()):
-        raise RunFileError("the run's state holds an optimiser state of another kind")
+        raise RunFileError(f"{where}: 'optim_*' is an optimiser state of another kind")
     live = {name: a["live_" + name].item() for name in LIVE_FIELDS}
-    tr.config.replace(**live)          # refuses settings outside their limits
+    try:
+        tr.config.replace(**live)      # refuses settings outside their limits
+    except ValueError as exc:
+        raise RunFileError(f"{where}: 'live_*': {exc}") from None
     generator = torch.Generator()
     try:
         generator.set_state(torch.from_numpy(a["data_rng"].copy()))
     except RuntimeError as exc:
-        raise RunFileError(f"the run's state holds a damaged batch generator ({exc})") from None
+        raise RunFileError(f"{where}: 'data_rng' is a damaged batch generator ({exc})") \
+            from None
     # A position that is not the task's is refused before it changes anything.
-    tr.task.set_position([a[f"position_{j}"] for j in range(MAX_POSITION_PARTS)
-                          if f"position_{j}" in a])
+    try:
+        tr.task.set_position([a[f"position_{j}"] for j in range(MAX_POSITION_PARTS)
+                              if f"position_{j}" in a])
+    except ValueError as exc:
+        raise RunFileError(f"{where}: 'position_*': {exc}") from None
     # Nothing above changed the session; from here on nothing can fail.
     tr._data_gen = generator
     tr.set_live(**live)
@@ -272,10 +283,12 @@ def restore_state(session, state: RunState) -> None:
 
 
 # -- on disk ----------------------------------------------------------------------------
-def write_state(path: str | os.PathLike, state: RunState) -> None:
-    """Write ``state`` to ``path`` (a .npz; no pickle), flushed to disk."""
+def write_state(path: str | os.PathLike, state: RunState, generation: str | None = None) -> None:
+    """Write ``state`` to ``path`` (a .npz; no pickle), flushed to disk, with the save's
+    ``generation`` if given."""
+    marked = {} if generation is None else {GENERATION: np.str_(generation)}
     with open(path, "wb") as f:
-        np.savez_compressed(f, **state.arrays)
+        np.savez_compressed(f, **state.arrays, **marked)
         f.flush()
         os.fsync(f.fileno())
 
@@ -308,5 +321,20 @@ def read_state(archive: Archive, where: str, session) -> RunState:
         raise RunFileError(f"{where}: {exc}") from None
 
 
-__all__ = ["RunState", "STATE_NPZ", "capture_state", "restore_state", "check_state",
-           "expected", "write_state", "read_state"]
+def read_generation(archive: Archive, where: str) -> str | None:
+    """The save an archive (a state.npz or capture.npz) belongs to; None in files from
+    before saves were marked."""
+    try:
+        declared = archive.headers({GENERATION})
+        if GENERATION not in declared:
+            return None
+        got = declared[GENERATION]
+        if got.dtype.kind != "U" or got.shape != () or got.dtype.itemsize > 4 * 64:
+            raise RunFileError(f"{where}: '{GENERATION}' is not the name of a save")
+        return str(archive.read(GENERATION))
+    except ArchiveError as exc:
+        raise RunFileError(f"{where}: {exc}") from None
+
+
+__all__ = ["RunState", "STATE_NPZ", "GENERATION", "capture_state", "restore_state",
+           "check_state", "expected", "write_state", "read_state", "read_generation"]

@@ -133,10 +133,9 @@ class _Loop:
         try:
             session = Session(RunConfig.from_dict(command.config), history=False)
             if command.resume is not None:
-                from gradviz.engine.runs.runfile import load_run_state
-                from gradviz.engine.runs.runstate import restore_state
+                from gradviz.engine.runs.resume import restore_run
 
-                restore_state(session, load_run_state(command.resume, session))
+                restore_run(session, command.resume)
             self.session = session
         except Exception as exc:  # noqa: BLE001 - any failure is reported to the user
             self.fail(exc)

@@ -81,13 +81,15 @@ class Session:
                history_capacity: int = HISTORY_CAPACITY,
                keyframe_capacity: int = KEYFRAME_CAPACITY) -> "Session":
         """The session of a saved run, with its history, keyframes and text, ready to train
-        on from its last step; RunFileError if the run cannot be read or continued."""
-        from gradviz.engine.runs.runfile import load_run_state, open_run
+        on from its last step; RunFileError if the run cannot be read or continued, or its
+        files do not fit together (:mod:`gradviz.engine.runs.runcheck`)."""
+        from gradviz.engine.runs.resume import restore_run
+        from gradviz.engine.runs.runfile import open_run
 
         run = open_run(folder, history_capacity, keyframe_capacity)
         session = cls(run.config, text, history_capacity=history_capacity,
                       keyframe_capacity=keyframe_capacity)
-        restore_state(session, load_run_state(run, session))
+        restore_run(session, run)
         session.history, session.keyframes = run.history, run.keyframes
         session.texts = list(run.texts)
         return session

@@ -15,7 +15,7 @@ from gradviz.ui.views.axes import EDGE_LABEL_PX
 from gradviz.ui.views.data import finite_points
 from gradviz.ui.views.items import ColourKey, WrappedText, curve
 from gradviz.ui.views.style import LABEL_STYLE, colour, pen, style_colorbar, style_plot
-from gradviz.ui.views.view import View
+from gradviz.ui.views.view import View, join_groups
 
 GATE_DESCRIPTIONS = {
     "i": "input gate", "f": "forget gate", "g": "cell candidate", "o": "output gate",
@@ -248,4 +248,11 @@ class GatesView(View):
         header = ["t"] + [f"unit {u}" for u in range(H)] + ["saturated low", "saturated high"]
         rows = np.column_stack([np.arange(T), values, latest.sat_low[layer, direction, gate],
                                 latest.sat_high[layer, direction, gate]]).astype(np.float64)
-        return header, rows
+        other, _ = self._other_gate(latest.gate_names[gate])
+        if other is None:
+            return header, rows
+        # The comparison's heatmap drawn below: its units beside, named by its label.
+        c = self._comparisons[0]
+        other_header = ["t"] + [f"unit {u}" for u in range(other.shape[1])]
+        other_rows = np.column_stack([np.arange(len(other)), other]).astype(np.float64)
+        return join_groups([(self._live_label, header, rows), (c.label, other_header, other_rows)])

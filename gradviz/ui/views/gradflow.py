@@ -25,7 +25,7 @@ from gradviz.ui.views.data import LOG_FLOOR
 from gradviz.ui.views.items import ColourKey, WrappedText
 from gradviz.ui.views.stepimage import SteppedImage
 from gradviz.ui.views.style import style_colorbar, style_plot
-from gradviz.ui.views.view import View
+from gradviz.ui.views.view import View, join_groups
 
 LOG_MIN = math.log10(LOG_FLOOR)
 # Colour index 255 is reserved for non-finite gradients, 254 for absent timesteps (a batch
@@ -335,7 +335,15 @@ class GradflowView(View):
         header = ["step", "captures"] + [f"t={t}" for t in range(raw.shape[1])]
         rows = np.column_stack([self._history.step, self._history.count,
                                 raw.astype(np.float64)]).astype(np.float64)
-        return header, rows
+        layer, direction = self.selector.layer_direction
+        if self._other_rows(layer, direction) is None:
+            return header, rows
+        # The comparison's heatmap drawn below: its rows beside, named by its label.
+        c = self._comparisons[0]
+        other = np.column_stack([c.history.step, c.history.count,
+                                 c.history.dh_norm[:, layer, direction]]).astype(np.float64)
+        other_header = ["step", "captures"] + [f"t={t}" for t in range(other.shape[1] - 2)]
+        return join_groups([(self._live_label, header, rows), (c.label, other_header, other)])
 
 
 

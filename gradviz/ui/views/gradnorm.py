@@ -12,9 +12,10 @@ import numpy as np
 import pyqtgraph as pg
 from PyQt6 import QtCore, QtWidgets
 
+from gradviz.ui.views.bands import binned, binned_column
 from gradviz.ui.views.compare import ComparisonCurves, StepMarker, key_entries, run_key
-from gradviz.ui.views.data import event_lines, positive_finite
-from gradviz.ui.views.items import ColourKey, Curve, curve, event_marks
+from gradviz.ui.views.data import LOG_FLOOR, event_lines, positive_finite
+from gradviz.ui.views.items import Band, ColourKey, Curve, curve, event_marks
 from gradviz.ui.views.style import colour, pen, style_plot
 from gradviz.ui.views.view import View
 
@@ -24,6 +25,7 @@ CLIPPED_COLOUR = "#e8730c"
 # after clipping runs along it, and a thin line there was hidden under that curve.
 THRESHOLD_COLOUR = "#f5cfa8"
 THRESHOLD_WIDTH = 7.0
+BAND_COLOUR = "#c9d8ef"     # a light tint of the norm's blue
 # Clipped steps are ticks along the bottom edge, where they cover no curve.
 RUG_FRACTION = 0.03
 
@@ -89,7 +91,10 @@ class GradnormView(View):
         "finite. An explosion is the norm rising by decades over a few steps; with "
         "clipping by norm, the dashed line stays at the threshold while the solid one "
         "spikes. Bottom: the gradient norm of each weight and bias tensor of the chosen "
-        "layer, and of the readout, so you can see which tensor carries the explosion.")
+        "layer, and of the readout, so you can see which tensor carries the explosion. "
+        "In a long run, whose old steps are kept in blocks, every curve is the mean of one "
+        "block of steps, and a light band spans each block's smallest to largest global "
+        "norm, the same everywhere.")
 
     def __init__(self, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)
@@ -104,6 +109,7 @@ class GradnormView(View):
         canvas.addItem(self.colour_key, row=0, col=1)
         self.threshold = curve(self.plot, pen(THRESHOLD_COLOUR, width=THRESHOLD_WIDTH))
         self.nonfinite_marks = event_marks(self.plot, NONFINITE_COLOUR)
+        self.before_band = Band(self.plot, BAND_COLOUR)
         self.before = curve(self.plot, pen(0, width=1.5))
         self.after = curve(self.plot, pen(2, width=1.5, style=QtCore.Qt.PenStyle.DashLine))
         self.clipped_marks = Curve(pen=None, symbol="|", symbolSize=9,
@@ -127,6 +133,7 @@ class GradnormView(View):
         for item in (self.before, self.after, self.threshold, self.clipped_marks,
                      self.nonfinite_marks, *self.param_curves):
             item.setData([], [])
+        self.before_band.clear()
         self._clipped_steps = np.zeros(0)
         self.comparison_curves.clear()
         for marker in self.markers:
@@ -138,7 +145,7 @@ class GradnormView(View):
         """Each comparison run's global norm before clipping, and the step mark."""
         self.comparison_curves.set_lazily(
             [(c.index, run_key(c),
-              lambda c=c: positive_finite(c.history.step, c.history.grad_norm))
+              lambda c=c: positive_finite(*binned_column(c.history, c.history.grad_norm)))
              for c in self._comparisons])
         for marker in self.markers:
             marker.set_step(self._step)
@@ -172,12 +179,15 @@ class GradnormView(View):
         chosen = self.selector.layer_direction
         return [p for p, (_, owner) in enumerate(self._params) if owner in (None, chosen)]
 
-    def _label(self, clipping: bool, threshold: bool, nonfinite: bool, newest: np.ndarray) -> None:
+    def _label(self, clipping: bool, threshold: bool, nonfinite: bool, newest: np.ndarray,
+               block: int = 1) -> None:
         """Keys that name what is drawn; ``newest`` (P,) holds each tensor's newest gradient
         norm, to mark one that is exactly 0 (drawn below the plot's bottom edge) or not
         finite (not drawn)."""
         entries = key_entries(self._comparisons, self._live_label,
                               (colour(0), "line", "before" if clipping else "norm"))
+        if block > 1:
+            entries.append((BAND_COLOUR, "band", f"min–max of {block} steps"))
         if clipping:
             entries.append((colour(2), "dash", "after"))
         if threshold:
@@ -227,12 +237,22 @@ class GradnormView(View):
             return
         self._draw_comparisons()
         steps = history.step
-        self.before.setData(*positive_finite(steps, history.grad_norm))
+        # Every curve over steps is the mean of blocks of equal length (gradviz.ui.views.bands).
+        blocks = binned(history, "grad_norm")
+        self.before.setData(*positive_finite(blocks.step, blocks.mean))
+        if blocks.size > 1:
+            keep = np.isfinite(blocks.mean)
+            self.before_band.set_data(blocks.step[keep],
+                                      np.maximum(blocks.low[keep], LOG_FLOOR),
+                                      np.maximum(blocks.high[keep], LOG_FLOOR))
+        else:
+            self.before_band.clear()
         rows = self._norm_clipping()
         clipping = ((self._latest is not None and self._latest.clip != "none")
                     or bool(history.clipped.any()))
         if clipping:
-            self.after.setData(*positive_finite(steps, history.grad_norm_clipped))
+            self.after.setData(*positive_finite(*binned_column(history,
+                                                               history.grad_norm_clipped)))
         else:
             self.after.setData([], [])   # equal to the norm before clipping: drawn once
         if rows.any():
@@ -256,22 +276,22 @@ class GradnormView(View):
         shown = set(self.shown_params())
         for p, item in enumerate(self.param_curves):
             if p in shown:
-                item.setData(*positive_finite(steps, norms[:, p]))
+                item.setData(*positive_finite(*binned_column(history, norms[:, p])))
             elif item.xData is not None and len(item.xData):
                 item.setData([], [])
-        self._label(clipping, bool(rows.any()), bool(bad.any()), norms[-1])
+        self._label(clipping, bool(rows.any()), bool(bad.any()), norms[-1], blocks.size)
 
-    def csv_table(self) -> tuple[list[str], np.ndarray]:
-        """One row per history row: step, global norm before and after clipping, clip
-        threshold (nan unless clipping by norm), clipped and non-finite flags, and the norm
-        of every parameter's gradient."""
-        history = self._history
+    def _run_table(self, history) -> tuple[list[str], np.ndarray]:
+        """One row per history row of ``history`` (a run drawn): step, global norm before
+        and after clipping, clip threshold (nan unless clipping by norm), clipped and
+        non-finite flags, and the norm of every parameter's gradient."""
         header = ["step", "grad_norm", "grad_norm_clipped", "clip_threshold", "clipped",
                   "nonfinite"]
         if history is None or len(history) == 0:
             return header, np.zeros((0, len(header)))
         header += [f"grad_norm {name}" for name in history.param_names]
-        threshold = np.where(self._norm_clipping(), history.clip_threshold, np.nan)
+        by_norm = history.clip_by_norm & np.isfinite(history.clip_threshold)
+        threshold = np.where(by_norm, history.clip_threshold, np.nan)
         rows = np.column_stack([history.step, history.grad_norm, history.grad_norm_clipped,
                                 threshold, history.clipped, history.nonfinite,
                                 history.param_grad_norm]).astype(np.float64)

@@ -305,4 +305,14 @@ class GradtimeView(View):
                 header.append(f"{name} step {int(chosen.step)}")
                 columns.append(own[layer, direction].astype(np.float64) if own is not None
                                else np.full(T, np.nan))
+            # Each comparison run's profile drawn, named by the run's label.
+            for c in self._comparisons:
+                values = getattr(c.capture, field, None) if c.capture is not None else None
+                if values is not None and layer < values.shape[0] \
+                        and direction < values.shape[1] and values.shape[2] == T:
+                    header.append(f"{c.label}: {name} step {int(c.capture.step)}")
+                    columns.append(values[layer, direction].astype(np.float64))
+        if self._comparisons:
+            header[1:] = [name if ": " in name else f"{self._live_label}: {name}"
+                          for name in header[1:]]
         return header, np.column_stack(columns)

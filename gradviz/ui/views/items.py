@@ -160,3 +160,25 @@ def event_marks(plot: pg.PlotItem, colour: str) -> pg.PlotDataItem:
     plot.addItem(item)
     return item
 
+
+
+class Band:
+    """A band in ``plot`` between a lower and an upper curve (a min-max range around a
+    mean line), filled with ``colour`` under the plot's curves; the two edge curves are
+    not stroked. Its data are sanitised as for :func:`curve`."""
+
+    Z = -0.8     # under the comparison runs' curves (-0.5) and the live ones (0)
+
+    def __init__(self, plot: pg.PlotItem, colour: str):
+        self.low = curve(plot, pg.mkPen(None))
+        self.high = curve(plot, pg.mkPen(None))
+        self.fill = pg.FillBetweenItem(self.low, self.high, brush=pg.mkBrush(colour))
+        self.fill.setZValue(self.Z)
+        plot.addItem(self.fill)
+
+    def set_data(self, x, low, high) -> None:
+        self.low.setData(x, low)
+        self.high.setData(x, high)
+
+    def clear(self) -> None:
+        self.set_data([], [], [])

@@ -62,6 +62,20 @@ class LayerDirectionSelector(QtWidgets.QComboBox):
         return data if data is not None else (0, 0)
 
 
+def join_groups(groups: list[tuple[str, list[str], np.ndarray]]) -> tuple[list[str], np.ndarray]:
+    """One table of several runs' tables side by side: (label, header, rows) of each; the
+    columns named "label: name", shorter tables padded with nan."""
+    length = max(len(rows) for _, _, rows in groups)
+    header, columns = [], []
+    for label, names, rows in groups:
+        padded = np.full((length, len(names)), np.nan)
+        if len(rows):
+            padded[:len(rows)] = rows
+        header += [f"{label}: {name}" for name in names]
+        columns.append(padded)
+    return header, np.hstack(columns)
+
+
 class View(QtWidgets.QWidget):
     """One panel of the dashboard.
 
@@ -197,6 +211,18 @@ class View(QtWidgets.QWidget):
         self._fixed_y[plot.getViewBox()] = (lo, hi)
 
     def csv_table(self) -> tuple[list[str], np.ndarray]:
+        """The table a CSV export writes. A view that draws runs' histories
+        (:meth:`_run_table`) holds every run drawn, one column group per run, each column
+        named "label: column" by the run's label; rows of runs of unequal length are padded
+        with nan. Other views override this."""
+        header, rows = self._run_table(self._history)
+        if not self._comparisons:
+            return header, rows
+        groups = [(self._live_label or "live", header, rows)]
+        groups += [(c.label, *self._run_table(c.history)) for c in self._comparisons]
+        return join_groups(groups)
+
+    def _run_table(self, history: History | None) -> tuple[list[str], np.ndarray]:
         raise NotImplementedError
 
     def export(self, path: str | os.PathLike) -> Path:
