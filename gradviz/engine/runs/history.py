@@ -25,8 +25,7 @@ FLAG_ROWS = ("clipped", "nonfinite", "clip_by_norm")
 # a capture lacks them (saturation: a light capture; dout_norm: an older capture).
 # ρ and σ_max (K, L, D, R) float64; sat_low/sat_high (K, L, D, G) float32, the fraction
 # of each gate's activations in the bottom/top 10% of its range, averaged over t;
-# dout_norm (K, L, D, T) float32, the gradient reaching h_t from outside the recurrence;
-# carried_norm (K, L, D, T) float32, the part of ∂L/∂h_t carried back through it.
+# dout_norm, carried_norm (K, L, D, T) float32: the local and carried parts of ∂L/∂h_t.
 THEORY_ROWS = ("rho", "sigma_max", "sat_low", "sat_high", "dout_norm", "carried_norm")
 # (K, T) float32 ‖∂L/∂x_t‖ of each row (Capture.dx_norm), NaN where a capture lacks it; in
 # capture.npz under this name (files from before it was kept do not hold it).
@@ -138,8 +137,7 @@ class History:
             a[name] = np.empty((self._rows, *lzt[:2], r), np.float64)
         for name in ("sat_low", "sat_high"):
             a[name] = np.empty((self._rows, *lzt[:2], g), np.float32)
-        a["dout_norm"] = np.empty((self._rows, *lzt), np.float32)
-        a["carried_norm"] = np.empty((self._rows, *lzt), np.float32)
+        a["dout_norm"], a["carried_norm"] = np.empty((2, self._rows, *lzt), np.float32)
         a[DX_ROW] = np.empty((self._rows, lzt[-1]), np.float32)
         a[LEN_ROW] = np.empty(self._rows, np.int64)
         self._a = a
@@ -185,9 +183,7 @@ class History:
             out = np.full((*np.shape(x)[:-1], T), np.nan, np.asarray(x).dtype)
             out[..., :t] = x
             return out
-        return replace(cap, dh_norm=pad(cap.dh_norm), dc_norm=pad(cap.dc_norm),
-                       dout_norm=pad(cap.dout_norm), carried_norm=pad(cap.carried_norm),
-                       dx_norm=pad(cap.dx_norm))
+        return replace(cap, **{n: pad(getattr(cap, n)) for n in (*TIME_ROWS[:-1], "dx_norm")})
 
     def append(self, cap: Capture) -> None:
         """Add one capture (light or full) as a new row; O(1) amortised."""
@@ -324,8 +320,7 @@ class History:
                         doc="(K, L, D, G) float32 fraction in the top 10%, mean over t")
     dout_norm = property(lambda self: self._rows_of("dout_norm", (0, 0, 0, 0), np.float32),
                          doc="(K, L, D, T) float32 gradient reaching h_t from outside")
-    carried_norm = property(lambda self: self._rows_of("carried_norm", (0, 0, 0, 0), np.float32),
-                            doc="(K, L, D, T) float32 part of ∂L/∂h_t carried through time")
+    carried_norm = property(lambda self: self._rows_of("carried_norm", (0, 0, 0, 0), np.float32))
     dx_norm = property(lambda self: self._rows_of(DX_ROW, (0, 0), np.float32),
                        doc="(K, T) float32 ‖∂L/∂x_t‖, NaN where not computed")
     time_len = property(lambda self: self._rows_of(LEN_ROW, (0,), np.int64),
