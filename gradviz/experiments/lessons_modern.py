@@ -89,16 +89,6 @@ def _modern_at_init(exp, steps: int | None) -> tuple[bool, str]:
     return held, "lost over T at step 0: " + "; ".join(parts)
 
 
-def _indrnn_adding(exp, steps: int | None) -> tuple[bool, str]:
-    """IndRNN below half the baseline within its steps; the tanh RNN above 0.9× after as many."""
-    ind = _train(exp.config, steps or exp.config.steps, until=_below(0.5))
-    plain = _train(exp.then_config, ind.steps_done)
-    ours, theirs = _loss(ind), _loss(plain)
-    held = ours < 0.5 and theirs > 0.9
-    return held, (f"indrnn {ours:.2f}x baseline at step {ind.steps_done} (needs < 0.5), "
-                  f"rnn-tanh {theirs:.2f}x after as many (needs > 0.9)")
-
-
 def _lru_ring(exp, steps: int | None) -> tuple[bool, str]:
     """After the same steps, r_max 0.999 (config) is below 0.5× the baseline and r_max 0.9
     ("then") still above 0.9×; and the decades lost at step 0 say why."""

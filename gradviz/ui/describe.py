@@ -100,10 +100,5 @@ def describe_window(window, scale: float = 1.0, keys: list[str] | None = None) -
             "views": [describe_view(window, key, key in focus) for key in keys]}
 
 
-def widget_rect_in(window: QtWidgets.QWidget, widget: QtWidgets.QWidget) -> tuple:
-    p = widget.mapTo(window, widget.rect().topLeft())
-    return (p.x(), p.y(), widget.width(), widget.height())
-
-
 __all__ = ["describe_window", "describe_view", "drawn_ticks", "plots_of", "keys_of",
            "shown_views"]

@@ -185,9 +185,6 @@ class Dashboard:
             return
         self._reflow()
 
-    def panel_shown(self, key: str) -> bool:
-        return key not in self._hidden
-
     def set_text_wanted(self, wanted: bool) -> None:
         """The text view is for language tasks, and only while the user has not hidden it."""
         self._text_wanted = wanted

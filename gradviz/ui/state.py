@@ -324,9 +324,6 @@ class AppState(QtCore.QObject):
             del self._aside[MAX_COMPARISONS:]
             self.comparisons_changed.emit()
 
-    def forget_set_aside(self) -> None:
-        self._aside.clear()
-
     def continue_live(self) -> None:
         """The opened run on screen is trained on: it is no longer a saved run's view."""
         self.live.source = None
