@@ -178,6 +178,9 @@ TASKS: dict[str, TaskSpec] = {t.name: t for t in (
     TaskSpec("recall", "Delayed recall",
              "report the class of the first symbol after T distractors"),
     TaskSpec("series", "Time series", "predict the next value of a noisy signal"),
+    TaskSpec("generate", "One to many",
+             "one to many: one seed symbol at step 0, then produce its fixed pattern of T "
+             "symbols"),
     TaskSpec("text", "Text (char LM)", "character language model on a UTF-8 text file, "
              "or on Python's own source",
              is_language=True, needs_file=True),

@@ -68,7 +68,8 @@ def test_the_menu_goes_as_a_lecture_does():
     assert runs[:3] == ["Vanishing and exploding gradients", "Gradient clipping",
                         "Gated memory"] and runs[-1] == "Training practice"
     names = [e.name for e in listed]
-    assert names[:3] == ["vanishing-tanh", "exploding-relu", "clipped-relu"]
+    assert names[0] == "vanishing-tanh"
+    assert names.index("vanishing-tanh") < names.index("exploding-relu") < names.index("clipped-relu")
 
 
 def test_an_experiment_without_an_order_comes_after_the_numbered_ones(tmp_path):
@@ -201,11 +202,35 @@ def test_a_file_that_is_not_json_is_named(tmp_path):
 # benchmarks/experiments.py.
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["vanishing-tanh", "exploding-relu", "clipped-relu",
-                                  "forget-bias", "reber-lstm"])
+                                  "forget-bias", "reber-lstm", "loss-enters"])
 def test_fast_lessons_hold_on_the_captured_numbers(name):
     outcome = check_lesson(load_experiment(name))
     assert outcome.held, outcome.line()
     assert outcome.line().startswith(f"{name}: held (")
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_where_the_loss_enters_holds_for_other_seeds(seed):
+    exp = load_experiment("loss-enters")
+    seeded = dataclasses.replace(exp, config=exp.config.replace(seed=seed),
+                                 then_config=exp.then_config.replace(seed=seed))
+    outcome = check_lesson(seeded)
+    assert outcome.held, outcome.line()
+
+
+def test_where_the_loss_enters_compares_a_last_step_loss_with_one_at_every_step():
+    from gradviz.engine.tasks import make_task
+    exp = load_experiment("loss-enters")
+    first, then = make_task(exp.config), make_task(exp.then_config)
+    T = exp.config.seq_len
+    assert then.seq_len == first.seq_len == T
+    assert range(T)[first.loss_positions] == range(T - 1, T)
+    assert range(T)[then.loss_positions] == range(T)
+    assert exp.then_config == exp.config.replace(task="reber")
+    # Two last-step losses show no contrast: the lesson fails and says so.
+    same = dataclasses.replace(exp, then_config=exp.config)
+    outcome = check_lesson(same)
+    assert not outcome.held and "with a loss at every step (needs within 1)" in outcome.line()
 
 
 def test_a_lesson_that_does_not_hold_says_why():

@@ -398,3 +398,23 @@ def test_large_vocabulary_text_reaches_its_baseline():
     losses = per_sequence_loss(task, task.trivial_prediction(batch), batch.target)
     standard_error = float(losses.std()) / math.sqrt(len(losses))
     assert abs(float(losses.mean()) - task.baseline) <= 4 * standard_error
+
+
+def test_generate_is_one_to_many_and_its_oracle_beats_the_baseline():
+    """One seed symbol at step 0 and zeros after; a loss at every step; each step's
+    column of patterns a permutation, so only the seed tells the patterns apart."""
+    task = build("generate", 12)
+    assert task.baseline == pytest.approx(11 / 12 * math.log(4))
+    batch = task.batch(400, torch.Generator().manual_seed(4))
+    assert torch.equal(batch.x[0].sum(-1), torch.ones(400)) and batch.x[1:].abs().sum() == 0
+    assert positions_count(task) == 12
+    for t in range(12):
+        assert sorted(task.pattern[t].tolist()) == [0, 1, 2, 3]
+    seed = batch.x[0].argmax(-1)
+    assert torch.equal(batch.target, task.pattern[:, seed])
+    # The same patterns in every run: they are the task's, not the run's.
+    assert torch.equal(task.pattern, build("generate", 12).pattern)
+    oracle = 20.0 * F.one_hot(task.pattern[:, seed], 4).float()
+    assert float(task.loss(oracle, batch.target)) < 0.01 < task.baseline
+    assert task.metric(oracle, batch) == 1.0
+    assert task.metric(task.trivial_prediction(batch), batch) < 0.5

@@ -29,7 +29,7 @@ from gradviz.api import guards
 from gradviz.engine.analysis.norms import each_norm, total_norm
 from gradviz.engine.runs.capture import Capture
 from gradviz.engine.model.network import Network, owners_from_names, param_name
-from gradviz.engine.training.train import spectral, timestep_arrays
+from gradviz.engine.training.timesteps import spectral, timestep_arrays
 
 # gradviz's cell for each of PyTorch's recurrent modes (``nn.RNNBase.mode``).
 CELL_OF_MODE = {"RNN_TANH": "rnn-tanh", "RNN_RELU": "rnn-relu", "LSTM": "lstm", "GRU": "gru"}

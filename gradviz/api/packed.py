@@ -101,7 +101,7 @@ def capture_packed(module: nn.RNNBase, x, loss_fn: Callable[[Tensor], Tensor], h
     end: ``pad_packed_sequence(module(pack_padded_sequence(x, lengths,
     enforce_sorted=False))[0], total_length=T)[0]``."""
     from gradviz.api.modules import _initial_state, _user_layout, shared_network
-    from gradviz.engine.training.train import spectral
+    from gradviz.engine.training.timesteps import spectral
 
     net = shared_network(module)
     xs, lens = padded_input(module, x, lengths)

@@ -22,6 +22,7 @@ from typing import Callable
 import numpy as np
 
 from gradviz.config import RunConfig
+from gradviz.engine.analysis.bounds import geometric_mean
 from gradviz.engine.training.session import Session
 
 from . import Experiment
@@ -214,6 +215,35 @@ def _forget_bias(exp: Experiment, steps: int | None) -> tuple[bool, str]:
                   f"{lost:.1f} with bias {exp.then_config.forget_bias:g} (needs >= 4 decades apart)")
 
 
+def carried_per_step(h) -> float:
+    """Geometric mean over t of ‖carried_t‖ / ‖∂L/∂h_{t+1}‖ on a history's first row
+    (first layer and direction): the share of the gradient at the step after it that the
+    recurrence carries back to h_t."""
+    carried = h.carried_norm[0, 0, 0, :-1].astype(np.float64)
+    after = h.dh_norm[0, 0, 0, 1:].astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return geometric_mean(carried / after)
+
+
+def _loss_enters(exp: Experiment, steps: int | None) -> tuple[bool, str]:
+    """On the first step: the last-step loss shows the whole slope (six decades or more),
+    the per-step loss a curve within a decade of flat, and its carried part keeps below
+    0.7 of the gradient per step back, within 25% of the first run's factor."""
+    last, every = (train(c, steps or 1).history for c in (exp.config, exp.then_config))
+    slope_last, slope_every = float(log_ratio(last.dh_norm)[0]), float(log_ratio(every.dh_norm)[0])
+    factor_last, factor_every = carried_per_step(last), carried_per_step(every)
+    ratio = factor_every / factor_last
+    T = every.dh_norm.shape[-1]
+    held = (slope_last <= -6 and abs(slope_every) <= 1 and factor_every < 0.7
+            and 0.8 <= ratio <= 1.25)
+    return held, (f"step 0: log10 |dL/dh_0|/|dL/dh_T-1| = {slope_last:.1f} with the loss at the "
+                  f"last step (needs <= -6), {slope_every:+.2f} with a loss at every step "
+                  f"(needs within 1); carried per step back {factor_every:.3f} (needs < 0.7) "
+                  f"against {factor_last:.3f} in the first run (ratio {ratio:.2f}, needs 0.8 "
+                  f"to 1.25), so the last loss reaches h_0 about "
+                  f"{-(T - 1) * math.log10(factor_every):.0f} decades down")
+
+
 # Each experiment's check: (experiment, steps or None for the lesson's own) -> (held, why).
 CHECKS: dict[str, Callable[[Experiment, int | None], tuple[bool, str]]] = {
     "vanishing-tanh": _vanishing,
@@ -226,6 +256,7 @@ CHECKS: dict[str, Callable[[Experiment, int | None], tuple[bool, str]]] = {
     "reber-lstm": _long_range,
     "min-char-rnn": _char_model,
     "stateful-series": _stateful,
+    "loss-enters": _loss_enters,
     **MODERN_CHECKS,     # the modern recurrences (gradviz.experiments.lessons_modern)
 }
 

@@ -20,10 +20,19 @@ f̄_s the mean forget gate at s (over batch and units): the constant error carou
 Hochreiter & Schmidhuber, drawn beside the measured ‖∂L/∂c_t‖. It is a picture of the
 belt's share, not a bound (the path through h adds to it).
 
-Every function takes one layer-direction's (T,) arrays in time order and ``reverse``
+The split of ∂L/∂h_t (the sequence shapes, Fig. 11 of the course text): dout_t is the
+*local* part, the gradient that arrives from the loss at t (or the layer above at t);
+∂L/∂h_t − dout_t is the part *carried* back through the recurrence from later steps
+(:func:`carried_gradient`). With a loss at the last step only, the local part is zero
+before T−1 and the total is the carried part, which vanishes; with a loss at every step
+the local terms keep the total up while the carried part still vanishes.
+
+Every function below but :func:`carried_gradient` takes one layer-direction's (T,) arrays in time order and ``reverse``
 for a backward direction (which runs from t = T−1 to 0); numpy only, float64.
 """
 from __future__ import annotations
+
+from typing import Protocol
 
 import numpy as np
 
@@ -32,6 +41,18 @@ import numpy as np
 BLOCK_GAMMA = {"i": 0.25, "f": 0.25, "o": 0.25, "r": 0.25, "z": 0.25,
                "g": 1.0, "n": 1.0, "h": 1.0}
 GAMMA_WORDS = {0.25: "σ′ ≤ ¼", 1.0: "tanh′, ReLU′ ≤ 1"}
+
+
+class _Grads(Protocol):
+    dh: object
+    dout: object
+
+
+def carried_gradient(grads: _Grads):
+    """(T, B, H) ∂L/∂h_t − dout_t of one layer-direction's backward pass (a
+    ``LayerGrads`` that :meth:`Network.backward` filled, processing order): the part of
+    the total gradient carried back through the recurrence. Tensors in, a tensor out."""
+    return grads.dh - grads.dout
 
 
 def block_gamma(block_name: str) -> float:
@@ -91,5 +112,5 @@ def geometric_mean(ratio: np.ndarray) -> float:
     return float(np.exp(np.log(r).mean())) if r.size else float("nan")
 
 
-__all__ = ["BLOCK_GAMMA", "GAMMA_WORDS", "block_gamma", "rnn_step_bound",
+__all__ = ["carried_gradient", "BLOCK_GAMMA", "GAMMA_WORDS", "block_gamma", "rnn_step_bound",
            "rnn_unrolled_bound", "forget_product", "decay_ratio", "geometric_mean"]

@@ -50,6 +50,10 @@ class Capture:
     # readout's at t, or the layer above's): the local term of the chain-rule bound
     # (gradviz.engine.analysis.bounds). None in captures made before it was kept.
     dout_norm: np.ndarray | None = None
+    # (L, D, T) float32 ‖∂L/∂h_t − dout_t‖: the part of ∂L/∂h_t carried back through the
+    # recurrence from later steps (gradviz.engine.analysis.bounds.carried_gradient); with
+    # dout_t, the local part, it sums to ∂L/∂h_t vector by vector. None in older captures.
+    carried_norm: np.ndarray | None = None
     # (L, D, Q, T, H) float32, per unit the norm over the batch of the gradient along each
     # path of the cell's picture, named by path_names (gradviz.engine.analysis.paths); full only.
     paths: np.ndarray | None = None

@@ -25,13 +25,13 @@ FLAG_ROWS = ("clipped", "nonfinite", "clip_by_norm")
 # a capture lacks them (saturation: a light capture; dout_norm: an older capture).
 # ρ and σ_max (K, L, D, R) float64; sat_low/sat_high (K, L, D, G) float32, the fraction
 # of each gate's activations in the bottom/top 10% of its range, averaged over t;
-# dout_norm (K, L, D, T) float32, the gradient reaching h_t from outside the recurrence.
-THEORY_ROWS = ("rho", "sigma_max", "sat_low", "sat_high", "dout_norm")
+# dout_norm, carried_norm (K, L, D, T) float32: the local and carried parts of ∂L/∂h_t.
+THEORY_ROWS = ("rho", "sigma_max", "sat_low", "sat_high", "dout_norm", "carried_norm")
 # (K, T) float32 ‖∂L/∂x_t‖ of each row (Capture.dx_norm), NaN where a capture lacks it; in
 # capture.npz under this name (files from before it was kept do not hold it).
 DX_ROW = "dx_norm_rows"
 # Arrays whose last dimension is T: a history with ``pad_time`` grows them to the largest T.
-TIME_ROWS = ("dh_norm", "dc_norm", "dout_norm", DX_ROW)
+TIME_ROWS = ("dh_norm", "dc_norm", "dout_norm", "carried_norm", DX_ROW)
 # (K,) int64 the timesteps each row has (the longest of the captures merged into it): the
 # steps from there to T are absent (NaN), not non-finite. In files from before: all T.
 LEN_ROW = "time_len"
@@ -119,7 +119,7 @@ class History:
         ``r`` recurrent blocks and ``g`` gates."""
         ld = int(np.prod(lzt[:2]))
         row_bytes = 8 * (3 + len(FLOAT_ROWS) + len(RANGE_ARRAYS)) + len(FLAG_ROWS) \
-            + 4 * (int(np.prod(lzt)) * (3 if has_dc else 2) + p) + ld * (16 * r + 8 * g)
+            + 4 * (int(np.prod(lzt)) * (4 if has_dc else 3) + p) + ld * (16 * r + 8 * g)
         return min(self.capacity, max(4, self.max_bytes // row_bytes))
 
     def _allocate(self, lzt: tuple[int, ...], has_dc: bool, p: int, r: int, g: int) -> None:
@@ -137,7 +137,7 @@ class History:
             a[name] = np.empty((self._rows, *lzt[:2], r), np.float64)
         for name in ("sat_low", "sat_high"):
             a[name] = np.empty((self._rows, *lzt[:2], g), np.float32)
-        a["dout_norm"] = np.empty((self._rows, *lzt), np.float32)
+        a["dout_norm"], a["carried_norm"] = np.empty((2, self._rows, *lzt), np.float32)
         a[DX_ROW] = np.empty((self._rows, lzt[-1]), np.float32)
         a[LEN_ROW] = np.empty(self._rows, np.int64)
         self._a = a
@@ -183,8 +183,7 @@ class History:
             out = np.full((*np.shape(x)[:-1], T), np.nan, np.asarray(x).dtype)
             out[..., :t] = x
             return out
-        return replace(cap, dh_norm=pad(cap.dh_norm), dc_norm=pad(cap.dc_norm),
-                       dout_norm=pad(cap.dout_norm), dx_norm=pad(cap.dx_norm))
+        return replace(cap, **{n: pad(getattr(cap, n)) for n in (*TIME_ROWS[:-1], "dx_norm")})
 
     def append(self, cap: Capture) -> None:
         """Add one capture (light or full) as a new row; O(1) amortised."""
@@ -225,11 +224,11 @@ class History:
         a["rho"][i] = cap.rho
         a["sigma_max"][i] = cap.sigma_max
         a[DX_ROW][i] = np.nan if cap.dx_norm is None else cap.dx_norm
-        for name in ("sat_low", "sat_high", "dout_norm"):
+        for name in ("sat_low", "sat_high", "dout_norm", "carried_norm"):
             value = getattr(cap, name)
             if value is None:
                 a[name][i] = np.nan
-            elif name == "dout_norm":
+            elif name in ("dout_norm", "carried_norm"):
                 a[name][i] = value
             else:                                   # (L, D, G, T): the mean over t
                 a[name][i] = value.mean(axis=-1, dtype=np.float64)
@@ -321,6 +320,7 @@ class History:
                         doc="(K, L, D, G) float32 fraction in the top 10%, mean over t")
     dout_norm = property(lambda self: self._rows_of("dout_norm", (0, 0, 0, 0), np.float32),
                          doc="(K, L, D, T) float32 gradient reaching h_t from outside")
+    carried_norm = property(lambda self: self._rows_of("carried_norm", (0, 0, 0, 0), np.float32))
     dx_norm = property(lambda self: self._rows_of(DX_ROW, (0, 0), np.float32),
                        doc="(K, T) float32 ‖∂L/∂x_t‖, NaN where not computed")
     time_len = property(lambda self: self._rows_of(LEN_ROW, (0,), np.int64),

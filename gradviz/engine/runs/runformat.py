@@ -61,7 +61,8 @@ ROW_OPTIONAL = {"dc_norm": ("f", ("K", "T")), "dc_norm_all": ("f", ("K", "L", "D
                 "time_len": ("i", ("K",)),
                 # The smallest and largest value of each row's steps (absent before they
                 # were kept: a single step's row is then its own range, a merged one's NaN).
-                **{k: ("f", ("K",)) for k in RANGE_ARRAYS}}
+                **{k: ("f", ("K",)) for k in RANGE_ARRAYS},
+                "carried_norm": ("f", ("K", "L", "D", "T"))}
 LATEST_SPEC: dict[str, tuple[str, tuple[str, ...]]] = {
     "step": ("i", ()), "loss": ("f", ()), "baseline": ("f", ()), "lr": ("f", ()),
     "clip": ("U", ()), "clip_threshold": ("f", ()),
@@ -79,6 +80,7 @@ LATEST_SPEC: dict[str, tuple[str, tuple[str, ...]]] = {
 LATEST_OPTIONAL = {"dc_norm": ("f", ("L", "D", "T")), "probe_c": ("f", ("L", "D", "T", "H")),
                    "rho_step": ("i", ()), "metric": ("f", ()), "metric_name": ("U", ()),
                    "dout_norm": ("f", ("L", "D", "T")), "dx_norm": ("f", ("T",)),
+                   "carried_norm": ("f", ("L", "D", "T")),
                    "paths": ("f", ("L", "D", "Q", "T", "H")), "path_names": ("U", ("Q",))}
 NAME_FIELDS = ("gate_names", "param_names", "rho_names", "events", "path_names")
 # Keyframes (schema 2): the latest capture's arrays for F captures, stacked along a first

@@ -6,6 +6,7 @@ model with no memory would reach (its baseline).
   :mod:`gradviz.engine.tasks.texts`'s, where the texts are read;
 * :mod:`~gradviz.engine.tasks.synthetic` — the adding (two versions), copy, recall and
   series problems;
+* :mod:`~gradviz.engine.tasks.generate` — the one-to-many task (a pattern from a seed);
 * :mod:`~gradviz.engine.tasks.language` — the character models (a text, the Reber
   grammar); :func:`load_text` reads a user's text file.
 
@@ -20,11 +21,12 @@ from gradviz.registry import task_spec
 
 from .base import PROBE_SEED, Batch, Task, TaskInputError
 from .language import ReberTask, TextTask, load_text
+from .generate import GenerateTask
 from .synthetic import Adding1997Task, AddingTask, CopyTask, RecallTask, SeriesTask
 
 # The implementation of each registered task.
 TASK_CLASSES: dict[str, type[Task]] = {cls.name: cls for cls in (
-    AddingTask, Adding1997Task, CopyTask, RecallTask, SeriesTask, TextTask, ReberTask)}
+    AddingTask, Adding1997Task, CopyTask, RecallTask, SeriesTask, GenerateTask, TextTask, ReberTask)}
 
 
 def make_task(config: RunConfig, text: str | None = None) -> Task:
@@ -41,5 +43,5 @@ def make_task(config: RunConfig, text: str | None = None) -> Task:
 
 
 __all__ = ["Batch", "Task", "TaskInputError", "AddingTask", "Adding1997Task", "CopyTask",
-           "RecallTask", "SeriesTask", "TextTask", "ReberTask", "TASK_CLASSES", "load_text",
+           "RecallTask", "SeriesTask", "GenerateTask", "TextTask", "ReberTask", "TASK_CLASSES", "load_text",
            "make_task", "PROBE_SEED"]

@@ -72,6 +72,7 @@ CRITERIA: dict[str, Criterion] = {c.task: c for c in (
     Criterion("copy", "every answer symbol of every test sequence right", _all_right),
     Criterion("recall", "every test sequence's class right", _all_right),
     Criterion("series", "test MSE below half the no-memory baseline", _below_baseline(0.5)),
+    Criterion("generate", "every symbol of every test sequence's pattern right", _all_right),
     Criterion("reber", "at least 95% of the long-range closing symbols right (chance: 50%)",
               _reber),
 )}

@@ -120,6 +120,8 @@ def task_sizes(config: RunConfig, text: str | None = None) -> tuple[int, int, in
         return 8, 4, 1                           # 4 classes, 4 distractors
     if config.task == "series":
         return 1, 1, 1
+    if config.task == "generate":
+        return 4, 4, T                           # 4 seed symbols, 4 pattern symbols
     if config.task == "reber":
         return 7, 7, T
     if config.task == "text":

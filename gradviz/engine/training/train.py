@@ -11,7 +11,6 @@ import ctypes.util
 import math
 import os
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -21,11 +20,11 @@ from gradviz.engine.runs.capture import Capture
 from gradviz.engine.training.divergence import Divergence, DivergenceWatch
 from gradviz.engine.model.init import initialise
 from gradviz.engine.model.network import Network, param_name
-from gradviz.engine.analysis.norms import each_norm, norm_over, total_norm
-from gradviz.engine.analysis.paths import path_names, path_norms
-from gradviz.engine.analysis.spectrum import SpectrumTracker, spectral
-
+from gradviz.engine.analysis.norms import each_norm, total_norm
+from gradviz.engine.analysis.predtree import next_distribution, prediction_tree
+from gradviz.engine.analysis.spectrum import SpectrumTracker, spectral  # noqa: F401 (re-export)
 from gradviz.engine.tasks import Task, make_task
+from gradviz.engine.training.timesteps import timestep_arrays
 
 def prepare_training_process() -> None:
     """Tune the process for training. Call it first thing in a training process.
@@ -316,74 +315,24 @@ class Trainer:
             return "(A bidirectional model reads the future, so it cannot generate text.)"
         gen = torch.Generator().manual_seed(self.config.seed * 7919 + self._gen_count)
         self._gen_count += 1
-        I = self.task.input_size
-        index = int(torch.randint(I, (1,), generator=gen))
+        index = int(torch.randint(self.task.input_size, (1,), generator=gen))
         out_idx = [index]
         state = None
-        x = torch.zeros(1, 1, I, dtype=self.dtype, device=self.device)
         for _ in range(n - 1):
-            x.zero_()
-            x[0, 0, index] = 1.0
-            fwd = self.net.run(x, state)
-            state = (fwd.h_n, fwd.c_n)
-            logits = self.net.readout(fwd.output[-1, 0]) / temperature
-            probs = torch.softmax(logits.double(), -1).cpu()
+            # The step the prediction tree takes too (gradviz.engine.analysis.predtree).
+            probs, state = next_distribution(self.net, [index], state, temperature)
             index = int(torch.multinomial(probs, 1, generator=gen))
             out_idx.append(index)
         return self.task.decode(out_idx)
 
-
-@torch.no_grad()
-def timestep_arrays(net: Network, fwd, grads, probe: int | None,
-                    dtype: torch.dtype = torch.float32, rows: int | None = None,
-                    tbptt: int = 0) -> dict[str, np.ndarray | tuple | None]:
-    """The per-timestep arrays of a :class:`Capture`, in time order for both directions,
-    from a forward pass (``fwd``, run with gate statistics unless ``probe`` is None) and
-    its backward pass (``grads``): ``dh_norm``, ``dc_norm``, ``dout_norm``, ``path_names``
-    and, with ``probe`` (the batch row whose trajectory is kept), ``gates``, ``sat_low``,
-    ``sat_high``, ``probe_h``, ``probe_c`` and ``paths`` (over the first ``rows`` batch
-    rows, all if None: those the loss sees); numpy arrays of ``dtype``, None where the
-    cell has no such thing."""
-    L, D, H = net.layers, net.directions, net.hidden
-    T = fwd.output.shape[0]
-    G = len(net.cell.gate_names)
-
-    def in_time_order(t: Tensor, d: int) -> Tensor:
-        return t if d == 0 else t.flip(0)
-
-    def host(parts: list[Tensor], shape: tuple[int, ...]) -> np.ndarray:
-        return torch.stack(parts).reshape(shape).to("cpu", dtype).numpy()
-
-    pairs = [(k, d) for k in range(L) for d in range(D)]
-    dh = [in_time_order(norm_over(grads[k][d].dh, (1, 2)), d)
-          for k, d in pairs]
-    dc = [in_time_order(norm_over(grads[k][d].dc, (1, 2)), d)
-          for k, d in pairs if grads[k][d].dc is not None]
-    dout = [in_time_order(norm_over(grads[k][d].dout, (1, 2)), d)
-            for k, d in pairs]
-    out = {"dh_norm": host(dh, (L, D, T)), "dc_norm": host(dc, (L, D, T)) if dc else None,
-           "dout_norm": host(dout, (L, D, T)), "path_names": path_names(net.cell),
-           "gates": None, "sat_low": None, "sat_high": None, "probe_h": None, "probe_c": None,
-           "paths": None}
-    if probe is None:
-        return out
-    gates, low, high, ph, pc, paths = [], [], [], [], [], []
-    rows = grads[0][0].dh.shape[1] if rows is None else rows
-    for k, d in pairs:
-        cache = fwd.caches[k][d]
-        paths.append(in_time_order(
-            path_norms(net.cell, cache, grads[k][d], rows, tbptt).transpose(0, 1), d))
-        gates.append(in_time_order(cache.stats.mean, d))      # (T, G, H)
-        low.append(in_time_order(cache.stats.low, d))         # (T, G)
-        high.append(in_time_order(cache.stats.high, d))
-        ph.append(in_time_order(cache.h[:, probe], d))
-        if cache.c is not None:
-            pc.append(in_time_order(cache.c[:, probe], d))
-    out["gates"] = host(gates, (L, D, T, G, H)).transpose(0, 1, 3, 2, 4).copy()
-    out["sat_low"] = host(low, (L, D, T, G)).transpose(0, 1, 3, 2).copy()
-    out["sat_high"] = host(high, (L, D, T, G)).transpose(0, 1, 3, 2).copy()
-    out["probe_h"] = host(ph, (L, D, T, H))
-    out["probe_c"] = host(pc, (L, D, T, H)) if pc else None
-    Q = len(out["path_names"])
-    out["paths"] = host(paths, (L, D, T, Q, H)).transpose(0, 1, 3, 2, 4).copy()
-    return out
+    @torch.no_grad()
+    def prediction_tree(self, prefix: str, k: int = 5, depth: int = 3,
+                        temperature: float = 1.0, floor: float = 1e-3):
+        """The next-character prediction tree after ``prefix``, from the model as it is
+        now (:func:`gradviz.engine.analysis.predtree.prediction_tree`); ValueError in one
+        line for a task that is not a character model, or a prefix or setting it refuses."""
+        if not self.task.is_language:
+            raise ValueError(f"the {self.task.name} task is not a character model; the "
+                             "prediction tree needs the text or reber task")
+        return prediction_tree(self.net, self.task.symbols, prefix, k, depth, temperature,
+                               floor)

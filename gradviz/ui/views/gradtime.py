@@ -2,7 +2,9 @@
 
 The newest recorded step is drawn bold; up to five earlier steps, spread over the
 history, are drawn fainter the older they are, so the eye sees the profile change as the
-network trains. LSTM cells get a second plot with ‖∂L/∂c_t‖.
+network trains. LSTM cells get a second plot with ‖∂L/∂c_t‖. A choice in the toolbar
+draws, instead of the whole ∂L/∂h_t, its local part (dout_t, from the loss at t) or the
+part carried back through the recurrence (gradviz.engine.analysis.bounds.carried_gradient).
 """
 from __future__ import annotations
 
@@ -16,13 +18,20 @@ from gradviz.ui.views.compare import ComparisonCurves, comparison_colour
 from gradviz.ui.views.data import positive_finite
 from gradviz.ui.views.inputgrad import InputOverlay
 from gradviz.ui.views.items import ColourKey, curve
-from gradviz.ui.views.style import INK, TICK_FONT_PT, pen, style_plot
+from gradviz.ui.views.style import INK, LABEL_STYLE, TICK_FONT_PT, pen, style_plot
 from gradviz.ui.views.view import View
 
 EARLIER = 5
 NEWEST_COLOUR = "#1f5fbf"
 # In a plot left empty because no step shown has a finite gradient (a diverged run).
 NOTHING_FINITE = "not finite at any t\nin the steps shown"
+# The parts of ∂L/∂h_t the h plot can draw: (menu text, capture/history field, axis label,
+# CSV column name).
+H_PARTS = (("total ∂L/∂hₜ", "dh_norm", "‖∂L/∂hₜ‖ (log scale)", "dL/dh"),
+           ("local part (loss at t)", "dout_norm", "‖doutₜ‖, local part (log scale)",
+            "local dL/dh"),
+           ("carried part (through time)", "carried_norm",
+            "‖∂L/∂hₜ − doutₜ‖, carried (log scale)", "carried dL/dh"))
 
 
 def earlier_grey(i: int) -> str:
@@ -58,11 +67,19 @@ class GradtimeView(View):
         "(vanishing: a slope of one decade per 10 steps is a factor of about 0.8); a "
         "rising line means a factor above 1 (exploding). LSTM cells get a second plot "
         "with ‖∂L/∂cₜ‖, the gradient along the cell state, which the forget gate can "
-        "keep flat over long spans.")
+        "keep flat over long spans. The toolbar's choice splits ∂L/∂hₜ in two: the local "
+        "part arrives from the loss at t itself, the carried part comes back from later "
+        "steps through the recurrence. With a loss at every step the local part keeps the "
+        "total up; the carried part is the one that vanishes.")
 
     def __init__(self, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)
         self.selector = self._add_selector()
+        self.part = QtWidgets.QComboBox()
+        self.part.addItems([text for text, *_ in H_PARTS])
+        self.part.setToolTip("Draw the whole gradient reaching hₜ, the part that arrives "
+                             "from the loss at t, or the part carried back through time")
+        self.toolbar.addWidget(self.part)
         canvas = self._add_graphics()
         # One key for both plots: their curves are the same training steps.
         self.colour_key = ColourKey()
@@ -76,6 +93,7 @@ class GradtimeView(View):
         self.bounds = BoundsOverlay(self.plot_h, self.plot_c, self.toolbar)
         canvas.addItem(self.bounds.key, row=2, col=0, colspan=2)
         self.bounds.toggle.toggled.connect(self._redraw)
+        self.part.currentIndexChanged.connect(self._part_changed)
         self.notes = {"h": self._make_note(self.plot_h), "c": self._make_note(self.plot_c)}
         self._c_shown = True
         self._show_cell_plot(False)
@@ -83,6 +101,25 @@ class GradtimeView(View):
         self.comparison_h = ComparisonCurves(self.plot_h)
         self.comparison_c = ComparisonCurves(self.plot_c)
         self.input_overlay = InputOverlay(self.plot_h)   # ‖∂L/∂x_t‖, where recorded
+
+    def h_part(self) -> tuple[str, str, str, str]:
+        """(menu text, field, axis label, CSV name) of the part of ∂L/∂h_t drawn."""
+        return H_PARTS[max(0, self.part.currentIndex())]
+
+    def _part_changed(self) -> None:
+        self.plot_h.setLabel("left", self.h_part()[2], **LABEL_STYLE)
+        self._redraw()
+
+    def _h_rows(self, source) -> np.ndarray | None:
+        """The drawn part's (…, L, D, T) rows of a history or capture; None where it lacks
+        them (an older capture), NaN rows for an older file's history."""
+        return getattr(source, self.h_part()[1], None)
+
+    def _drawable(self, values: np.ndarray, part: bool) -> np.ndarray:
+        """A part's exact zeros (nothing carried into the last step, no loss at t) are
+        left out rather than drawn at the log axis's floor: they are structure, not a
+        gradient that vanished."""
+        return np.where(values == 0, np.nan, values) if part else values
 
     def _make_curves(self, plot: pg.PlotItem) -> list[pg.PlotDataItem]:
         """EARLIER faint curves (oldest first, faintest) then the bold newest one."""
@@ -161,8 +198,9 @@ class GradtimeView(View):
         # The newest (or chosen) row always goes to the last (bold) curve.
         drawn = len(rows) + (chosen is not None)
         unused = EARLIER + 1 - drawn
-        for items, data, own in ((self.curves_h, history.dh_norm,
-                                  chosen.dh_norm if chosen is not None else None),
+        field = self.h_part()[1]
+        for items, data, own in ((self.curves_h, self._h_rows(history),
+                                  self._h_rows(chosen) if chosen is not None else None),
                                  (self.curves_c, history.dc_norm if has_c else None,
                                   chosen.dc_norm if chosen is not None else None)):
             for item in items[:unused]:
@@ -170,18 +208,23 @@ class GradtimeView(View):
             if data is None:
                 continue
             slots = items[unused:]
+            part = items is self.curves_h and field != "dh_norm"
             for item, k in zip(slots, rows):
-                values = data[k, layer, direction]
+                values = self._drawable(data[k, layer, direction], part)
                 # The last value tells a refilled history's row from the old one it replaced.
-                what = (layer, direction, T, int(history.step[k]), int(history.count[k]),
-                        float(values[-1]))
+                what = (field, layer, direction, T, int(history.step[k]),
+                        int(history.count[k]), float(data[k, layer, direction, -1]))
                 self._show(item, what, t, values)
             if own is not None:
-                values = own[layer, direction]
-                self._show(slots[-1], (layer, direction, T, "chosen", int(chosen.step),
-                                       float(values[-1])), t, values)
+                values = self._drawable(own[layer, direction], part)
+                self._show(slots[-1], (field, layer, direction, T, "chosen",
+                                       int(chosen.step), float(own[layer, direction, -1])),
+                           t, values)
         self._show_notes(has_c)
         self.bounds.update(self._latest, layer, direction)
+        drawn_h = self.bounds.curves["h"].xData
+        if field != "dh_norm" and drawn_h is not None and len(drawn_h):
+            self.bounds.clear()          # the bound is on the whole ∂L/∂h_t, not a part
         steps = [int(history.step[k]) for k in rows]
         if chosen is not None:
             steps.append(int(chosen.step))
@@ -196,7 +239,8 @@ class GradtimeView(View):
         """Each comparison run's profile at the step shown (its nearest keyframe), or its
         newest, dimmed; named in the key."""
         layer, direction = self.selector.layer_direction
-        for plot_curves, name in ((self.comparison_h, "dh_norm"), (self.comparison_c, "dc_norm")):
+        for plot_curves, name in ((self.comparison_h, self.h_part()[1]),
+                                  (self.comparison_c, "dc_norm")):
             curves = []
             for c in self._comparisons:
                 values = getattr(c.capture, name, None) if c.capture is not None else None
@@ -248,7 +292,8 @@ class GradtimeView(View):
         chosen = self._chosen()
         header = ["t"]
         columns = [np.arange(T, dtype=np.float64)]
-        sources = [("dL/dh", history.dh_norm, "dh_norm")]
+        _, field, _, name = self.h_part()
+        sources = [(name, self._h_rows(history), field)]
         if history.dc_norm is not None:
             sources.append(("dL/dc", history.dc_norm, "dc_norm"))
         for name, data, field in sources:
@@ -256,8 +301,10 @@ class GradtimeView(View):
                 header.append(f"{name} step {int(history.step[k])}")
                 columns.append(data[k, layer, direction].astype(np.float64))
             if chosen is not None:
+                own = getattr(chosen, field)
                 header.append(f"{name} step {int(chosen.step)}")
-                columns.append(getattr(chosen, field)[layer, direction].astype(np.float64))
+                columns.append(own[layer, direction].astype(np.float64) if own is not None
+                               else np.full(T, np.nan))
             # Each comparison run's profile drawn, named by the run's label.
             for c in self._comparisons:
                 values = getattr(c.capture, field, None) if c.capture is not None else None

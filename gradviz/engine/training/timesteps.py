@@ -1,0 +1,78 @@
+"""The arrays of a capture computed from one forward and backward pass: the per-timestep
+norms (‖∂L/∂h_t‖, its local and carried parts, ‖∂L/∂c_t‖, the path norms), the gate
+statistics and the probe's states."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from gradviz.engine.analysis.bounds import carried_gradient
+from gradviz.engine.analysis.norms import norm_over
+from gradviz.engine.analysis.paths import path_names, path_norms
+# Importable from here as from engine/training/train.py (gradviz.api imports it so).
+from gradviz.engine.analysis.spectrum import spectral  # noqa: F401
+from gradviz.engine.model.network import Network
+
+
+@torch.no_grad()
+def timestep_arrays(net: Network, fwd, grads, probe: int | None,
+                    dtype: torch.dtype = torch.float32, rows: int | None = None,
+                    tbptt: int = 0) -> dict[str, np.ndarray | tuple | None]:
+    """The per-timestep arrays of a :class:`Capture`, in time order for both directions,
+    from a forward pass (``fwd``, run with gate statistics unless ``probe`` is None) and
+    its backward pass (``grads``): ``dh_norm``, ``dc_norm``, ``dout_norm``, ``carried_norm``,
+    ``path_names``
+    and, with ``probe`` (the batch row whose trajectory is kept), ``gates``, ``sat_low``,
+    ``sat_high``, ``probe_h``, ``probe_c`` and ``paths`` (over the first ``rows`` batch
+    rows, all if None: those the loss sees); numpy arrays of ``dtype``, None where the
+    cell has no such thing."""
+    L, D, H = net.layers, net.directions, net.hidden
+    T = fwd.output.shape[0]
+    G = len(net.cell.gate_names)
+
+    def in_time_order(t: Tensor, d: int) -> Tensor:
+        return t if d == 0 else t.flip(0)
+
+    def host(parts: list[Tensor], shape: tuple[int, ...]) -> np.ndarray:
+        return torch.stack(parts).reshape(shape).to("cpu", dtype).numpy()
+
+    pairs = [(k, d) for k in range(L) for d in range(D)]
+    dh = [in_time_order(norm_over(grads[k][d].dh, (1, 2)), d)
+          for k, d in pairs]
+    dc = [in_time_order(norm_over(grads[k][d].dc, (1, 2)), d)
+          for k, d in pairs if grads[k][d].dc is not None]
+    dout = [in_time_order(norm_over(grads[k][d].dout, (1, 2)), d)
+            for k, d in pairs]
+    carried = [in_time_order(norm_over(carried_gradient(grads[k][d]), (1, 2)), d)
+               for k, d in pairs]
+    out = {"dh_norm": host(dh, (L, D, T)), "dc_norm": host(dc, (L, D, T)) if dc else None,
+           "dout_norm": host(dout, (L, D, T)),
+           "carried_norm": host(carried, (L, D, T)), "path_names": path_names(net.cell),
+           "gates": None, "sat_low": None, "sat_high": None, "probe_h": None, "probe_c": None,
+           "paths": None}
+    if probe is None:
+        return out
+    gates, low, high, ph, pc, paths = [], [], [], [], [], []
+    rows = grads[0][0].dh.shape[1] if rows is None else rows
+    for k, d in pairs:
+        cache = fwd.caches[k][d]
+        paths.append(in_time_order(
+            path_norms(net.cell, cache, grads[k][d], rows, tbptt).transpose(0, 1), d))
+        gates.append(in_time_order(cache.stats.mean, d))      # (T, G, H)
+        low.append(in_time_order(cache.stats.low, d))         # (T, G)
+        high.append(in_time_order(cache.stats.high, d))
+        ph.append(in_time_order(cache.h[:, probe], d))
+        if cache.c is not None:
+            pc.append(in_time_order(cache.c[:, probe], d))
+    out["gates"] = host(gates, (L, D, T, G, H)).transpose(0, 1, 3, 2, 4).copy()
+    out["sat_low"] = host(low, (L, D, T, G)).transpose(0, 1, 3, 2).copy()
+    out["sat_high"] = host(high, (L, D, T, G)).transpose(0, 1, 3, 2).copy()
+    out["probe_h"] = host(ph, (L, D, T, H))
+    out["probe_c"] = host(pc, (L, D, T, H)) if pc else None
+    Q = len(out["path_names"])
+    out["paths"] = host(paths, (L, D, T, Q, H)).transpose(0, 1, 3, 2, 4).copy()
+    return out
+
+
+__all__ = ["timestep_arrays", "spectral"]
