@@ -69,13 +69,13 @@ def comparison_runs(config, count: int, rows: int = 2000, seed: int = 0) -> list
     """``count`` runs with ``rows`` recorded steps of ``config``'s shape, full captures at
     their last 256 steps (kept as keyframes), the losses and norms varied."""
     from gradviz.engine.training.train import Trainer
-    from gradviz.ui.state import Run
+    from gradviz.ui.state import ShownRun
 
     template = Trainer(config).step()
     rng = np.random.default_rng(seed)
     runs = []
     for _ in range(count):
-        run = Run(config)
+        run = ShownRun(config)
         for step in range(rows):
             scale = rng.lognormal(0.0, 1.0, size=template.dh_norm.shape).astype(np.float32)
             capture = dataclasses.replace(template, step=step, loss=float(rng.random()),

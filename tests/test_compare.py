@@ -13,7 +13,7 @@ from PyQt6 import QtWidgets
 
 from gradviz.config import RunConfig, describe, differences
 from gradviz.engine.runs.runfile import save_run
-from gradviz.ui.state import MAX_COMPARISONS, AppState, Run
+from gradviz.ui.state import MAX_COMPARISONS, AppState, ShownRun
 from gradviz.ui.views.compare import comparison_colour
 from gradviz.ui.views.data import positive_finite
 
@@ -160,7 +160,7 @@ def test_reset_without_a_change_does_not_stack_a_copy():
 def test_runs_with_the_same_settings_are_told_apart_by_number():
     state = AppState(RunConfig())
     for _ in range(2):      # two runs that differ from the live one alike
-        run = Run(RunConfig(seed=5), fill_history(
+        run = ShownRun(RunConfig(seed=5), fill_history(
             synthetic_capture(s, T=5) for s in range(2)))
         state.add_comparison(run)
     first, second = state.comparisons

@@ -7,7 +7,7 @@ import pytest
 from PyQt6 import QtCore
 
 from gradviz.engine.runs.keyframes import Keyframes
-from gradviz.ui.state import AppState, Comparison, Run
+from gradviz.ui.state import AppState, Comparison, ShownRun
 
 from conftest import fill_history, synthetic_capture
 from test_window import SMALL, open_window, prefs  # noqa: F401 - fixture
@@ -114,7 +114,7 @@ def test_the_comparison_shows_its_nearest_step_and_gates_stack_on_one_scale(qtbo
     other = fill_history(synthetic_capture(s, T=10, H=6, seed=100 + s) for s in range(20))
     for s in range(20):
         frames.add(synthetic_capture(s, T=10, H=6, seed=100 + s))
-    run = Run(SMALL, other, keyframes=frames)
+    run = ShownRun(SMALL, other, keyframes=frames)
     state = AppState(SMALL)
     state.add_comparison(run)
     state.select_step(12)

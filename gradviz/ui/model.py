@@ -23,7 +23,7 @@ from gradviz.config import LIVE_FIELDS, RunConfig, structural_change
 from gradviz.engine.runs.runfile import open_run, save_run
 from gradviz.engine.training import memory
 from gradviz.ui.prefs import Prefs
-from gradviz.ui.state import AppState, Run
+from gradviz.ui.state import AppState, ShownRun
 from gradviz.ui.worker import TrainingWorker
 
 # How long saving waits for the training backend's state before saving without it.
@@ -162,7 +162,7 @@ class AppModel(QtCore.QObject):
         self.state.set_config(saved.config)
         self.worker.reset(saved.config)
         self.state.set_running(False)
-        run = Run(saved.config, saved.history, source=str(saved.folder), keyframes=saved.keyframes)
+        run = ShownRun(saved.config, saved.history, source=str(saved.folder), keyframes=saved.keyframes)
         run.texts = list(saved.texts)
         run.scales = dict(saved.scales)
         run.summary = dict(saved.summary)
@@ -222,7 +222,7 @@ class AppModel(QtCore.QObject):
             state.new_live_run()
         return True
 
-    def _put_back_if_refused(self, run: Run) -> None:
+    def _put_back_if_refused(self, run: ShownRun) -> None:
         """If the backend refuses to continue ``run`` (its folder is damaged, or its files
         do not fit together: gradviz.engine.runs.runcheck), the run is put back as it was
         opened, viewed and continuable, with a fresh model of its settings behind it; the

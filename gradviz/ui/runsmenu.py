@@ -10,14 +10,14 @@ from PyQt6 import QtGui, QtWidgets
 
 from gradviz.config import differences
 from gradviz.engine.runs.runfile import open_run
-from gradviz.ui.state import MAX_COMPARISONS, AppState, Run
+from gradviz.ui.state import MAX_COMPARISONS, AppState, ShownRun
 
 
-def open_comparison(state: AppState, path: str | os.PathLike) -> Run:
+def open_comparison(state: AppState, path: str | os.PathLike) -> ShownRun:
     """Show the run saved in ``path`` as a (read-only) comparison run; raises
     :class:`~gradviz.engine.runs.runformat.RunFileError` if it cannot be read."""
     saved = open_run(path)
-    run = Run(saved.config, saved.history, source=str(saved.folder), keyframes=saved.keyframes)
+    run = ShownRun(saved.config, saved.history, source=str(saved.folder), keyframes=saved.keyframes)
     run.texts = list(saved.texts)
     state.add_comparison(run)
     return run
@@ -90,7 +90,7 @@ def _fill_aside(menu: QtWidgets.QMenu, state: AppState) -> None:
         action.triggered.connect(lambda _=False, n=run.number: _bring_back(state, n))
 
 
-def _aside_label(state: AppState, run: Run) -> list[str]:
+def _aside_label(state: AppState, run: ShownRun) -> list[str]:
     return differences(run.config, [state.live.config]) or ["same settings"]
 
 

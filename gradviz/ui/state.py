@@ -49,7 +49,8 @@ def recorded_from_python(summary: dict) -> str | None:
         text += f", {summary['optimizer']}" + (f" lr {lr:g}" if isinstance(lr, float) else "")
     return text
 
-class Run:
+
+class ShownRun:
     """One run on screen: its settings, bounded history, keyframes (full captures at steps
     spread over the run), newest full capture and sampled texts. ``source`` is the folder it
     was opened from, None for a run trained here; ``hidden``: a comparison run not drawn."""
@@ -167,13 +168,13 @@ class AppState(QtCore.QObject):
         super().__init__(parent)
         self._config = config
         self._made = 0
-        self._runs: list[Run] = [self._number(Run(config))]
-        self._aside: list[Run] = []
+        self._runs: list[ShownRun] = [self._number(ShownRun(config))]
+        self._aside: list[ShownRun] = []
         self._recent = 0     # runs the last new live run set aside
         self._running = False
         self._selected_step: int | None = None
 
-    def _number(self, run: Run) -> Run:
+    def _number(self, run: ShownRun) -> ShownRun:
         """Runs are numbered as they come, so that two with the same settings have
         different labels."""
         self._made += 1
@@ -182,16 +183,16 @@ class AppState(QtCore.QObject):
 
     # -- reading ------------------------------------------------------------------------
     @property
-    def runs(self) -> tuple[Run, ...]:
+    def runs(self) -> tuple[ShownRun, ...]:
         """The live run, then the comparison runs, newest first."""
         return tuple(self._runs)
 
     @property
-    def live(self) -> Run:
+    def live(self) -> ShownRun:
         return self._runs[0]
 
     @property
-    def comparisons(self) -> tuple[Run, ...]:
+    def comparisons(self) -> tuple[ShownRun, ...]:
         return tuple(self._runs[1:])
 
     @property
@@ -213,11 +214,11 @@ class AppState(QtCore.QObject):
         return self._selected_step
 
     @property
-    def set_aside(self) -> tuple[Run, ...]:
+    def set_aside(self) -> tuple[ShownRun, ...]:
         """Runs taken off the screen because they cannot share its axes, newest first."""
         return tuple(self._aside)
 
-    def label(self, run: Run) -> str:
+    def label(self, run: ShownRun) -> str:
         """What the legends call ``run``. A comparison run: the settings in which it differs
         from the live run ("no clipping", "forget-gate bias 0"), the opened folder's name
         first, its number where two shown read alike. The live run: its own values of the
@@ -233,7 +234,7 @@ class AppState(QtCore.QObject):
                  and self._plain_label(r) == text]
         return f"{text} (run {run.number})" if alike else text
 
-    def _plain_label(self, run: Run) -> str:
+    def _plain_label(self, run: ShownRun) -> str:
         text = ", ".join(differences(run.config, [self.live.config])) or "same settings"
         return f"{run.name}: {text}" if run.source else text
 
@@ -257,7 +258,7 @@ class AppState(QtCore.QObject):
             self._config = config
             self.config_changed.emit(config)
 
-    def new_live_run(self, run: Run | None = None) -> Run:
+    def new_live_run(self, run: ShownRun | None = None) -> ShownRun:
         """The live run starts afresh (a new model) or is ``run`` (an opened one). The
         run it replaces stays on screen as a comparison if it recorded anything, unless it
         was trained here with the very settings of the new one (a Reset without a change:
@@ -267,7 +268,7 @@ class AppState(QtCore.QObject):
         length are set aside."""
         old = self.live
         self._recent = 0
-        new = self._number(run if run is not None else Run(self._config))
+        new = self._number(run if run is not None else ShownRun(self._config))
         self._runs[0] = new
         if len(old.history) and not (old.source is None and new.source is None
                                      and old.config == new.config and not old.changed_live):
@@ -286,7 +287,7 @@ class AppState(QtCore.QObject):
             self.data_changed.emit()
         return self.live
 
-    def compatible(self, run: Run) -> bool:
+    def compatible(self, run: ShownRun) -> bool:
         """Whether ``run`` can share the live run's plots: the same task (the loss's units
         and baseline) and sequence length (the time axis)."""
         a, b = run.config, self.live.config
@@ -299,7 +300,7 @@ class AppState(QtCore.QObject):
         self._recent = 0
         self.comparisons_changed.emit()
 
-    def _set_aside(self, runs: list[Run], why: str, before: int = 0) -> None:
+    def _set_aside(self, runs: list[ShownRun], why: str, before: int = 0) -> None:
         if not runs and not before:
             return
         for run in runs:
@@ -312,7 +313,7 @@ class AppState(QtCore.QObject):
         self.runs_set_aside.emit(f"{count} set aside ({why}): Runs ▸ Set aside brings "
                                  f"{'them' if len(runs) > 1 else 'it'} back.")
 
-    def bring_back(self, run: Run) -> None:
+    def bring_back(self, run: ShownRun) -> None:
         """Show a set-aside run again as a comparison."""
         if run in self._aside:
             self._recent = 0
@@ -331,19 +332,19 @@ class AppState(QtCore.QObject):
         self.runs_changed.emit()
         self.data_changed.emit()
 
-    def add_comparison(self, run: Run) -> None:
+    def add_comparison(self, run: ShownRun) -> None:
         """Show ``run`` (an opened one) beside the live run, the newest comparison."""
         self._runs.insert(1, self._number(run))
         del self._runs[1 + MAX_COMPARISONS:]
         self.comparisons_changed.emit()
 
-    def remove_run(self, run: Run) -> None:
+    def remove_run(self, run: ShownRun) -> None:
         """Take a comparison run off the screen; its memory goes with it."""
         if run in self._runs[1:]:
             self._runs.remove(run)
             self.comparisons_changed.emit()
 
-    def set_hidden(self, run: Run, hidden: bool) -> None:
+    def set_hidden(self, run: ShownRun, hidden: bool) -> None:
         if run in self._runs[1:] and run.hidden != hidden:
             run.hidden = hidden
             self.comparisons_changed.emit()
@@ -368,5 +369,5 @@ class AppState(QtCore.QObject):
             self.step_selected.emit(step)
 
 
-__all__ = ["AppState", "recorded_from_python", "Run", "Comparison", "HISTORY_CAPACITY", "MAX_COMPARISONS",
+__all__ = ["AppState", "recorded_from_python", "ShownRun", "Comparison", "HISTORY_CAPACITY", "MAX_COMPARISONS",
            "TEXT_SAMPLES"]
