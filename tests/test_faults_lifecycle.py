@@ -42,6 +42,8 @@ def baseline():
 
 
 def open_window(qtbot, window: MainWindow, wait: bool = True) -> MainWindow:
+    # The plain grid of six views (no focus layout): these tests read every view.
+    window.dashboard.set_focus(())
     window.show()
     qtbot.waitExposed(window)
     if wait:

@@ -12,8 +12,17 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SKIP = shutil.ignore_patterns(".git", ".venv", "build", "dist", "*.egg-info", "__pycache__",
-                              "runs", ".pytest_cache")
+_SKIP_ANYWHERE = shutil.ignore_patterns(".git", ".venv", "build", "dist", "*.egg-info",
+                                       "__pycache__", ".pytest_cache", "*.whl")
+
+
+def SKIP(folder, names):
+    """What the copy leaves out: build and cache folders anywhere, and the user's runs/ at the
+    top (gradviz/engine/runs/ is the package's own)."""
+    skipped = set(_SKIP_ANYWHERE(folder, names))
+    if Path(folder).resolve() == ROOT and "runs" in names:
+        skipped.add("runs")
+    return skipped
 
 CHECK = """
 import os, sys

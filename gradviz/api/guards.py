@@ -34,7 +34,7 @@ def capture_bytes(module: nn.RNNBase, cell: str, T: int, B: int) -> int:
     """The peak memory one capture of ``module`` over x (T, B, I) adds, in bytes."""
     config = RunConfig(cell=cell, hidden=module.hidden_size, layers=module.num_layers,
                        bidirectional=module.bidirectional, seq_len=T, batch_size=B,
-                       dtype="float64" if module.weight_ih_l0.dtype == torch.float64
+                       dtype="float64" if next(module.parameters()).dtype == torch.float64
                        else "float32", task="series", optimizer="sgd")
     part = memory.estimate(config, sizes=(module.input_size, 1, 1))
     return part.batch + part.forward + part.backward + part.temporaries + part.capture

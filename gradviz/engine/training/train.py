@@ -321,6 +321,8 @@ class Trainer:
         for _ in range(n - 1):
             # The step the prediction tree takes too (gradviz.engine.analysis.predtree).
             probs, state = next_distribution(self.net, [index], state, temperature)
+            if not bool(torch.isfinite(probs).all()):
+                return "(No text: the model's predictions are not finite numbers.)"
             index = int(torch.multinomial(probs, 1, generator=gen))
             out_idx.append(index)
         return self.task.decode(out_idx)
