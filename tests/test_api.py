@@ -397,6 +397,7 @@ def test_show_starts_the_app_in_a_process_of_its_own(tmp_path, monkeypatch):
     assert len(started) == 1
 
 
+@pytest.mark.slow
 def test_show_does_not_hold_a_pipe_and_cleans_its_temporary_folder(tmp_path, monkeypatch):
     """A piped script ends while the app is open; the child removes what show() made."""
     import subprocess

@@ -25,6 +25,7 @@ def load_benchmark():
     return module
 
 
+@pytest.mark.slow
 def test_smoke_run_prints_every_column_with_finite_numbers():
     # A process of its own: the benchmark tunes the process (denormals, threads, malloc).
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT),

@@ -116,6 +116,7 @@ def test_nothing_planted_at_the_fallback_path_is_loaded(tmp_path, planted, no_ho
     (None, 0o775, "others may write it"),
     (None, 0o757, "others may write it"),
 ])
+@pytest.mark.slow
 def test_a_library_others_could_have_written_is_rebuilt_not_loaded(tmp_path, monkeypatch,
                                                                    planted, owner, mode, reason):
     data, marker = planted
@@ -130,6 +131,7 @@ def test_a_library_others_could_have_written_is_rebuilt_not_loaded(tmp_path, mon
     assert st.st_uid == os.getuid() and not st.st_mode & 0o022
 
 
+@pytest.mark.slow
 def test_a_cache_folder_open_to_others_is_made_private_and_its_builds_rebuilt(
         tmp_path, monkeypatch, planted):
     """Anyone could have put or renamed a file into a folder with mode 0777, even one that
@@ -147,6 +149,7 @@ def test_a_cache_folder_open_to_others_is_made_private_and_its_builds_rebuilt(
     assert "was open to others" in status
 
 
+@pytest.mark.slow
 def test_a_fresh_cache_is_private_even_under_a_permissive_umask(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     old = os.umask(0o002)
@@ -163,6 +166,7 @@ def test_a_fresh_cache_is_private_even_under_a_permissive_umask(tmp_path, monkey
     assert status == f"compiled loops in use ({' '.join(build.FLAG_SETS[0])}, {library})"
 
 
+@pytest.mark.slow
 def test_the_fallback_folder_is_created_private(tmp_path, no_home_cache):
     kernels, status = native.load()
     assert kernels is not None, status

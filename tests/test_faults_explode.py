@@ -200,6 +200,7 @@ def test_the_worker_pauses_itself_sends_the_message_and_a_reset_recovers():
 
 
 # -- the window -------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_the_window_shows_the_divergence_stays_responsive_and_reset_recovers(qtbot, tmp_path):
     window = MainWindow(SHORT, Prefs(tmp_path / "settings.ini"))
     try:

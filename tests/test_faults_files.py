@@ -190,6 +190,7 @@ def write_npz(folder: Path, arrays: dict[str, np.ndarray],
 ROWS = tuple(k for k, (_, dims) in {**ROW_SPEC, **ROW_OPTIONAL}.items() if dims[:1] == ("K",))
 
 
+@pytest.mark.slow
 def test_five_million_consistent_rows_are_refused_before_decompressing(tmp_path, make_history):
     """Hundreds of megabytes of rows declared in a file of about a megabyte: refused from
     the headers."""

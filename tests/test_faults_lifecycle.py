@@ -91,6 +91,7 @@ def temporaries(folder) -> list[str]:
     return found
 
 
+@pytest.mark.slow
 def test_a_storm_of_commands_leaves_one_consistent_run_and_nothing_behind(qtbot, prefs,
                                                                          baseline):
     window = open_window(qtbot, MainWindow(SMALL, prefs))
@@ -172,6 +173,7 @@ def test_a_storm_of_commands_leaves_one_consistent_run_and_nothing_behind(qtbot,
     assert_nothing_left(qtbot, window, pid, baseline, asked=True)
 
 
+@pytest.mark.slow
 def test_closing_while_a_long_step_is_under_way_is_quick(qtbot, prefs, baseline):
     # One step of this model takes seconds on a 2-core machine: the process cannot read
     # the request to quit until it ends, so close() must not wait for it. Commands it
@@ -208,6 +210,7 @@ class TimedWindow(MainWindow):
         self.closes.append((started, time.monotonic() - started))
 
 
+@pytest.mark.slow
 def test_closing_during_and_just_after_exports_and_saves_leaves_whole_files(
         qtbot, prefs, tmp_path, monkeypatch, baseline):
     window = open_window(qtbot, TimedWindow(SMALL, prefs))
@@ -322,6 +325,7 @@ def test_a_save_interrupted_mid_write_leaves_the_old_run_and_no_temporary(
     assert config == SMALL and len(history) == 5
 
 
+@pytest.mark.slow
 def test_a_signal_during_a_save_closes_the_window_once_the_save_is_done(
         qtbot, qapp, prefs, tmp_path, monkeypatch, baseline):
     window = open_window(qtbot, MainWindow(SMALL, prefs))
@@ -379,6 +383,7 @@ def _children(pid: int) -> dict[int, str]:
     return found
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_ctrl_c_closes_the_app_as_its_close_button_would(tmp_path):
     settings = tmp_path / "settings.ini"

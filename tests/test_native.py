@@ -28,6 +28,7 @@ def test_kernels_are_built_where_a_c_compiler_exists():
     assert native.status().startswith("compiled loops in use")
 
 
+@pytest.mark.slow
 @needs_cc
 def test_a_fresh_build_in_an_empty_cache_loads_and_passes_its_self_check(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
@@ -39,6 +40,7 @@ def test_a_fresh_build_in_an_empty_cache_loads_and_passes_its_self_check(tmp_pat
     assert built[1] == native.build.record_path(built[0])
 
 
+@pytest.mark.slow
 @needs_cc
 def test_builds_unused_for_30_days_are_pruned(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
@@ -70,6 +72,7 @@ def test_without_kernels_the_reason_is_named_and_pytorch_takes_over(env, expect,
     assert expect in status and "using PyTorch operations" in status
 
 
+@pytest.mark.slow
 @needs_cc
 def test_an_unwritable_cache_falls_back_to_the_temporary_directory(tmp_path, monkeypatch):
     blocker = tmp_path / "file"
@@ -259,6 +262,7 @@ def test_turned_off_means_pytorch_operations_until_the_block_ends():
     assert native.kernels() is not None and native.status().startswith("compiled loops in use")
 
 
+@pytest.mark.slow
 @needs_cc
 def test_loading_under_no_grad_still_passes_the_self_check(tmp_path, monkeypatch):
     """The first cell to need the loops runs under torch.no_grad (Network.run does); the
@@ -362,6 +366,7 @@ print("ok")
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_AS is enforced on Linux")
 def test_without_memory_for_a_packed_copy_the_products_read_the_weights_in_place():
     """The compiled products first copy their weights into blocks read one after another;

@@ -115,6 +115,7 @@ def nan_state_run(folder):
     return config
 
 
+@pytest.mark.slow
 def test_gradviz_run_resume_of_nan_weights_exits_2_in_one_line(tmp_path):
     nan_state_run(tmp_path)
     child = subprocess.run([sys.executable, "-m", "gradviz", "run", "--resume", str(tmp_path),

@@ -105,6 +105,7 @@ def test_merging_ignores_non_finite_values_and_ors_flags():
         assert not history.clipped[1:].any()
 
 
+@pytest.mark.slow
 def test_memory_stays_bounded_over_100k_appends():
     capacity, n = 512, 100_000
     history = History(capacity=capacity)

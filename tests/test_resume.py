@@ -251,6 +251,7 @@ def test_too_many_keyframes_are_refused_from_the_headers(tmp_path):
         open_run(tmp_path, keyframe_capacity=8)
 
 
+@pytest.mark.slow
 def test_a_long_headless_run_keeps_bounded_keyframes_and_a_small_file(tmp_path):
     """2,000 steps here (the 100,000-step bound is tests/test_keyframes.py's, and the slow
     test below): ≤ 256 keyframes spread over the run, and a run file of bounded size."""
@@ -349,6 +350,7 @@ def in_child(config: RunConfig, steps: int, resume=None) -> list:
         child.join(10)
 
 
+@pytest.mark.slow
 def test_the_training_process_continues_a_saved_run(tmp_path):
     config = RunConfig(task="adding", cell="lstm", seq_len=9, hidden=5, batch_size=4,
                        optimizer="adam")

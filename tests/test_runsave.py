@@ -140,6 +140,7 @@ def held_by_another_process(folder):
         other.wait()
 
 
+@pytest.mark.slow
 def test_a_second_writer_of_the_same_out_is_refused_in_one_line(tmp_path):
     """Before: two processes writing one --out mixed their files, and both exited 0."""
     out = tmp_path / "run"

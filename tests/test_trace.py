@@ -301,6 +301,7 @@ def test_a_watch_of_the_whole_model_names_every_parameter(tmp_path):
     assert run.summary["parameters"] == sum(p.numel() for p in model.parameters())
 
 
+@pytest.mark.slow
 def test_the_window_opens_a_traced_run_and_a_bigger_model(tmp_path, qtbot):
     from gradviz.ui.prefs import Prefs
     from gradviz.ui.window import MainWindow

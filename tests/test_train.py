@@ -294,6 +294,7 @@ def test_spectral_radius_describes_the_weights_of_every_captured_step():
     assert caps[-1].rho[0, 0, 0] != caps[0].rho[0, 0, 0]
 
 
+@pytest.mark.slow
 def test_prepared_process_does_not_fault_in_fresh_memory_every_step():
     # Without prepare_training_process() glibc maps an LSTM step's large buffers afresh
     # each time: ~2,000 page faults per step at T = 200, a large part of the step's time.

@@ -556,6 +556,7 @@ def test_write_figures_writes_every_plot(qapp, make_history, tmp_path):
             ET.parse(path)
 
 
+@pytest.mark.slow
 def test_write_figures_needs_no_display(tmp_path):
     """As from `gradviz run --figures DIR`: a fresh process, no QApplication, no display."""
     script = (

@@ -144,6 +144,7 @@ def test_language_task_sends_generated_text():
     assert len(texts) == 1 and isinstance(texts[0].text, str) and texts[0].text
 
 
+@pytest.mark.slow
 def test_process_worker_trains_resets_and_closes_fast(qtbot):
     worker = TrainingWorker(SMALL)
     try:
@@ -182,6 +183,7 @@ def test_process_worker_trains_resets_and_closes_fast(qtbot):
     assert worker.state == "stopped"
 
 
+@pytest.mark.slow
 def test_process_worker_reports_a_dead_child_and_a_reset_revives_it(qtbot):
     worker = TrainingWorker(SMALL)
     errors: list = []
@@ -240,6 +242,7 @@ def test_with_the_compiled_loops_there_is_no_notice():
     assert not of_kind(run_serve([msg.Step()]), "notice")
 
 
+@pytest.mark.slow
 def test_the_training_process_imports_no_qt():
     """The process the window spawns trains without loading Qt (DESIGN.md, rule 1)."""
     ctx = multiprocessing.get_context("spawn")
@@ -255,6 +258,7 @@ def test_the_training_process_imports_no_qt():
     assert not [name for name in modules if name.startswith(("PyQt6", "pyqtgraph"))]
 
 
+@pytest.mark.slow
 def test_a_stopped_training_process_is_noticed_and_reset_replaces_it(qtbot):
     worker = TrainingWorker(SMALL)
     changes: list = []
@@ -280,6 +284,7 @@ def test_a_stopped_training_process_is_noticed_and_reset_replaces_it(qtbot):
         os.kill(stopped, 0)   # not left behind, stopped
 
 
+@pytest.mark.slow
 def test_training_waits_while_the_window_leaves_its_reports_unread():
     import types
 
