@@ -348,3 +348,33 @@ def test_a_results_file_that_cannot_be_written_ends_the_sweep_in_one_line(tmp_pa
     err = capsys.readouterr().err.strip()
     assert err.startswith("gradviz sweep: could not write") and "No space left" in err
     assert "\n" not in err
+
+
+def test_a_pool_that_breaks_between_two_submits_starts_a_new_one():
+    """A worker can die after the last wait and before the next submit: that submit raises
+    BrokenProcessPool. The run it was for must go to the next pool, not end the sweep."""
+    from concurrent.futures import Future
+    from concurrent.futures.process import BrokenProcessPool
+
+    made = []
+
+    class Pool:
+        def __init__(self, broken: bool):
+            self.broken = broken
+            made.append(self)
+
+        def submit(self, fn, spec):
+            if self.broken:
+                raise BrokenProcessPool("a worker died")
+            done = Future()
+            done.set_result({"key": spec["key"], "status": "ok"})
+            return done
+
+        def shutdown(self, wait=True, cancel_futures=False):
+            pass
+
+    rows = []
+    specs = [{"key": f"run {i}"} for i in range(3)]
+    executors.execute(specs, lambda: Pool(broken=not made), 2, rows.append, fn=None)
+    assert sorted(r["key"] for r in rows) == ["run 0", "run 1", "run 2"]
+    assert all(r["status"] == "ok" for r in rows) and len(made) == 2

@@ -140,7 +140,17 @@ def execute(specs: list[dict], make_executor: Callable[[], Executor], workers: i
                 break
             while pending and len(in_flight) < workers:
                 spec = pending.pop(0)
-                in_flight[executor.submit(fn, spec)] = spec
+                try:
+                    in_flight[executor.submit(fn, spec)] = spec
+                except BrokenProcessPool:
+                    # A worker died since the last wait: this run never started. The runs
+                    # in flight come back broken from the wait below, which makes a new
+                    # pool; with none in flight, make it here.
+                    pending.insert(0, spec)
+                    if not in_flight:
+                        executor.shutdown(wait=True)
+                        executor = make_executor()
+                    break
             if tally is not None:
                 tally.running = len(in_flight)
             finished, _ = wait(list(in_flight), timeout=0.5, return_when=FIRST_COMPLETED)
