@@ -32,31 +32,9 @@ received = _Signals()
 
 
 @contextmanager
-def terminate_as_interrupt() -> Iterator[None]:
-    """While inside, SIGTERM raises :class:`Terminated` (and sets ``received.terminated``)."""
-    def handler(_signum, _frame) -> None:
-        received.terminated = True
-        raise Terminated()
-
-    received.terminated = False
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:             # not the main thread: signals are not ours to handle
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-@contextmanager
-def deferred() -> Iterator[None]:
-    """While inside, SIGTERM only sets ``received.terminated``: training stops between two
-    steps (a step is never cut in half), a save finishes first."""
-    def handler(_signum, _frame) -> None:
-        received.terminated = True
-
+def _on_sigterm(handler) -> Iterator[None]:
+    """``handler`` answers SIGTERM while inside, then the previous one again. Off the main
+    thread signals are not ours to handle, and nothing changes."""
     try:
         previous = signal.signal(signal.SIGTERM, handler)
     except ValueError:
@@ -66,6 +44,29 @@ def deferred() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """While inside, SIGTERM raises :class:`Terminated` (and sets ``received.terminated``)."""
+    def handler(_signum, _frame) -> None:
+        received.terminated = True
+        raise Terminated()
+
+    received.terminated = False
+    with _on_sigterm(handler):
+        yield
+
+
+@contextmanager
+def deferred() -> Iterator[None]:
+    """While inside, SIGTERM only sets ``received.terminated``: training stops between two
+    steps (a step is never cut in half), a save finishes first."""
+    def handler(_signum, _frame) -> None:
+        received.terminated = True
+
+    with _on_sigterm(handler):
+        yield
 
 
 def lock_out(stack: ExitStack, folder: str | Path, option: str) -> None:

@@ -13,25 +13,14 @@ import contextlib
 from PyQt6 import QtCore
 
 from gradviz.config import RunConfig
+from gradviz.ui.worker import WorkerSignals
 
 # Full captures (per-unit arrays, the timeline's keyframes) in a run, at most, besides the last.
 FULL_CAPTURES = 48
 
 
-class OfflineWorker(QtCore.QObject):
+class OfflineWorker(WorkerSignals):
     """A :class:`~gradviz.ui.worker.TrainingWorker` stand-in with no process."""
-
-    captures_ready = QtCore.pyqtSignal(list)
-    status = QtCore.pyqtSignal(dict)
-    text_ready = QtCore.pyqtSignal(str, int)
-    checkpointed = QtCore.pyqtSignal(object, dict)
-    error = QtCore.pyqtSignal(str, str)
-    state_changed = QtCore.pyqtSignal(str)
-    ready = QtCore.pyqtSignal(bool)
-    note = QtCore.pyqtSignal(str)
-    notice = QtCore.pyqtSignal(str)
-    diverged = QtCore.pyqtSignal(str, str)
-    responding_changed = QtCore.pyqtSignal(bool)
 
     def __init__(self, config: RunConfig, parent: QtCore.QObject | None = None):
         super().__init__(parent)

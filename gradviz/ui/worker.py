@@ -31,7 +31,25 @@ HUNG_AFTER_S = 3.0
 FIRST_BEAT_S = 15.0
 
 
-class TrainingWorker(QtCore.QObject):
+class WorkerSignals(QtCore.QObject):
+    """What a training backend tells the window, as :class:`TrainingWorker` describes each
+    signal: the real process, the in-process thread (gradviz.ui.inprocess) and the
+    snapshot's stand-in (gradviz.ui.offline) all emit these."""
+
+    captures_ready = QtCore.pyqtSignal(list)
+    status = QtCore.pyqtSignal(dict)
+    text_ready = QtCore.pyqtSignal(str, int)
+    checkpointed = QtCore.pyqtSignal(object, dict)
+    error = QtCore.pyqtSignal(str, str)
+    state_changed = QtCore.pyqtSignal(str)
+    ready = QtCore.pyqtSignal(bool)
+    note = QtCore.pyqtSignal(str)
+    notice = QtCore.pyqtSignal(str)       # for the status bar (e.g. the slower code path)
+    diverged = QtCore.pyqtSignal(str, str)
+    responding_changed = QtCore.pyqtSignal(bool)   # heartbeat lost (False) or back (True)
+
+
+class TrainingWorker(WorkerSignals):
     """GUI-side handle of the training process; all methods are called on the GUI thread.
 
     Signals carry plain data: ``captures_ready(list[Capture])`` (oldest first, the last one
@@ -45,17 +63,6 @@ class TrainingWorker(QtCore.QObject):
     ``diverged(str, str)`` (what happened, what to try: the run paused itself).
     """
 
-    captures_ready = QtCore.pyqtSignal(list)
-    status = QtCore.pyqtSignal(dict)
-    text_ready = QtCore.pyqtSignal(str, int)
-    checkpointed = QtCore.pyqtSignal(object, dict)
-    error = QtCore.pyqtSignal(str, str)
-    state_changed = QtCore.pyqtSignal(str)
-    ready = QtCore.pyqtSignal(bool)
-    note = QtCore.pyqtSignal(str)
-    notice = QtCore.pyqtSignal(str)       # for the status bar (e.g. the slower code path)
-    diverged = QtCore.pyqtSignal(str, str)
-    responding_changed = QtCore.pyqtSignal(bool)   # heartbeat lost (False) or back (True)
 
     POLL_MS = 15
 
