@@ -24,7 +24,7 @@ import json
 import os
 from pathlib import Path
 
-from gradviz.engine.native import build
+from gradviz.engine.native.build import _distrust
 from gradviz.engine.runs.files import write_bytes_atomic
 
 SUFFIX = ".selfcheck"
@@ -44,11 +44,11 @@ def check_key() -> str:
 
         from gradviz import registry
         from gradviz.engine.model import reference
-        from gradviz.engine.native import selfcheck
 
+        here = Path(__file__)
         h = hashlib.sha256(torch.__version__.encode())
-        for path in (selfcheck.__file__, reference.__file__, registry.__file__,
-                     Path(__file__).with_name("__init__.py")):
+        for path in (here.with_name("selfcheck.py"), reference.__file__, registry.__file__,
+                     here.with_name("__init__.py")):
             h.update(Path(path).read_bytes())
         _key = h.hexdigest()
     return _key
@@ -64,7 +64,7 @@ def passed_before(target: Path, digest: str) -> bool:
     try:
         fd = os.open(result_path(target), os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
         with os.fdopen(fd, "rb") as f:
-            if build._distrust(os.fstat(fd)):
+            if _distrust(os.fstat(fd)):
                 return False
             return json.loads(f.read(4096).decode("ascii")) == _record(digest)
     except (OSError, ValueError):
