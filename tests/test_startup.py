@@ -150,3 +150,49 @@ def test_the_real_app_draws_its_first_capture_and_quits_leaving_no_process():
     assert 0 < times["window"] < times["capture"]
     assert times["torch_in_window"] is False
     assert not times["leftover"] and gone(times["pid"])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_ctrl_c_while_the_app_starts_closes_it_and_its_process(tmp_path):
+    """The process starts before the window exists; a Ctrl+C then (the signal handler is
+    installed before it starts) still closes the window once shown, and both end."""
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", PYTHONPATH=str(ROOT),
+               GRADVIZ_SETTINGS=str(tmp_path / "settings.ini"))
+    app = subprocess.Popen([sys.executable, "-c", "import sys; from gradviz.ui.app import "
+                            "run_app; sys.exit(run_app())"], env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline, training = time.monotonic() + 60, None
+        while training is None:
+            assert app.poll() is None and time.monotonic() < deadline
+            training = next((pid for pid in _children(app.pid)), None)
+            time.sleep(0.01)
+        app.send_signal(signal.SIGINT)
+        _out, errors = app.communicate(timeout=60)
+    finally:
+        if app.poll() is None:
+            app.kill()
+            app.wait()
+    errors = errors.decode(errors="replace")
+    assert app.returncode == 0, errors
+    assert "KeyboardInterrupt" not in errors and "Traceback" not in errors
+    deadline = time.monotonic() + 10
+    while not gone(training) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert gone(training)
+
+
+def _children(pid: int) -> list[int]:
+    """The training processes (multiprocessing's spawn_main) of ``pid`` still running."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            command = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ")
+        except (OSError, ValueError):
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z" and b"spawn_main" in command \
+                and b"resource_tracker" not in command:
+            found.append(int(entry))
+    return found

@@ -30,17 +30,17 @@ def run_app(argv: list[str] | None = None, experiment: str | None = None,
     if no_display:
         print(no_display, file=sys.stderr)
         return 2
+    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(
+        list(sys.argv if argv is None else argv))
+    app.setApplicationName("gradviz")
+    app.setOrganizationName("gradviz")
+    close_on_signals(app)       # before the process starts: a Ctrl+C from now on closes both
     training = prestart()
     try:
         from gradviz.ui.window import MainWindow
         from gradviz.ui.worker import TrainingWorker
 
-        app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(
-            list(sys.argv if argv is None else argv))
-        app.setApplicationName("gradviz")
-        app.setOrganizationName("gradviz")
         app.setWindowIcon(app_icon())
-        close_on_signals(app)
         window = MainWindow(backend=lambda config, parent: TrainingWorker(
             config, parent, process=training))
     except BaseException:
