@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 from PyQt6 import QtCore, QtGui, QtWidgets
 
 from gradviz.display import no_display_message
-from gradviz.engine.runs.runformat import RunFileError
 from gradviz.engine.training.launch import prestart
 from gradviz.resources import icon_bytes
 
@@ -64,6 +63,8 @@ def run_app(argv: list[str] | None = None, experiment: str | None = None,
 
 
 def _open_or_warn(window: MainWindow, run: str) -> None:
+    from gradviz.engine.runs.runformat import RunFileError
+
     try:
         window.open_run(run)
     except RunFileError as exc:

@@ -13,14 +13,19 @@ from __future__ import annotations
 
 import multiprocessing
 
-from gradviz.engine.training import messages as m
-from gradviz.engine.training.process import child_main
+
+def _child_main(*args) -> None:
+    """The process's entry point, importing its module there: the window's process then
+    starts it before importing the messages' modules (numpy among them)."""
+    from gradviz.engine.training.process import child_main
+
+    child_main(*args)
 
 
 class TrainingProcess:
-    """A started training process: ``process``, ``commands`` (this side of the command
-    pipe), ``results`` (the report queue), ``heartbeat`` and ``window_read`` (see
-    :func:`~gradviz.engine.training.process.child_main`). ``config`` None: the process
+    """A started training process (:func:`~gradviz.engine.training.process.child_main`):
+    ``process``, ``commands`` (this side of the command pipe), ``results`` (the report
+    queue), ``heartbeat`` and ``window_read`` (see ``child_main``). ``config`` None: the process
     warms up and waits for a :class:`~gradviz.engine.training.messages.Reset`."""
 
     def __init__(self, run_id: int, config: dict | None):
@@ -30,7 +35,7 @@ class TrainingProcess:
         self.heartbeat = ctx.Value("q", 0, lock=False)
         self.window_read = ctx.Value("q", 0, lock=False)
         self.process = ctx.Process(
-            target=child_main, name="gradviz-training", daemon=True,
+            target=_child_main, name="gradviz-training", daemon=True,
             args=(reader, self.results, run_id, config, self.heartbeat, self.window_read))
         self.process.start()
         # The process has its own copy; with this one closed, a send to a process that
@@ -40,6 +45,8 @@ class TrainingProcess:
     def close(self) -> None:
         """Stop a process no window took over (the app failed to open): ask, wait 0.5 s,
         terminate, kill; then close this side of the pipe and queue."""
+        from gradviz.engine.training import messages as m
+
         if self.process.is_alive():
             try:
                 self.commands.send(m.Quit())
