@@ -11,6 +11,10 @@ from gradviz.config import RunConfig
 EMPTY_HINT = "Press Space to train"
 NO_EXPERIMENT = ("these settings, or choose a guided experiment from the Experiments menu: "
                  "what to watch in it will show here.")
+RECORDED_WATCH = ("Its own training loop trained it, not gradviz, so nothing here names a "
+                  "gradviz task or its settings, and Space does not train it. Reset (R) "
+                  "trains a new gradviz model with the control panel's settings (this run "
+                  "then waits in the Runs menu, under Set aside).")
 # The paragraph keeps to a few lines on a projector's 720 lines; the whole of it is in the
 # tooltip.
 WATCH_LINES = 4
@@ -29,6 +33,7 @@ class Banner(QtWidgets.QFrame):
         self._empty = True
         self._closed = False
         self._config: RunConfig | None = None
+        self._recorded: str | None = None
 
         self.hint = QtWidgets.QLabel(EMPTY_HINT)
         font = self.hint.font()
@@ -101,6 +106,13 @@ class Banner(QtWidgets.QFrame):
         self._config = config
         self._update()
 
+    def set_recorded(self, text: str | None) -> None:
+        """The live run is one recorded from Python, named by ``text`` (None: it is not):
+        the banner says so in place of the experiment's description."""
+        if text != self._recorded:
+            self._recorded = text
+            self._update()
+
     def set_closed(self, closed: bool) -> None:
         if closed != self._closed:
             self._closed = closed
@@ -128,8 +140,16 @@ class Banner(QtWidgets.QFrame):
 
     def _update(self) -> None:
         exp = self.experiment
-        self.hint.setVisible(self._empty)
-        if exp is None:
+        self.hint.setVisible(self._empty and not self._recorded)
+        if self._recorded:
+            self.title.setWordWrap(True)
+            self.title.setText(self._recorded)
+            self.watch.setText(RECORDED_WATCH)
+            self.watch.setToolTip(RECORDED_WATCH)
+            self.watch_area.show()
+            for widget in (self.expected, self.then_button):
+                widget.hide()
+        elif exp is None:
             self.title.setText(NO_EXPERIMENT if self._empty else "")
             self.title.setWordWrap(True)
             for widget in (self.watch_area, self.expected, self.then_button):
@@ -149,10 +169,10 @@ class Banner(QtWidgets.QFrame):
                 self.then_button.setText(f"Now: {exp.then_label}")
                 self.then_button.setToolTip("A fresh model with this one change; the run on "
                                             "screen stays for comparison")
-        wanted = not self._closed and (self._empty or exp is not None)
+        wanted = not self._closed and (self._empty or exp is not None or bool(self._recorded))
         # Shown only inside the window: a parentless widget shown is a window of its own.
         if self.parent() is not None or not wanted:
             self.setVisible(wanted)
 
 
-__all__ = ["Banner", "EMPTY_HINT", "NO_EXPERIMENT"]
+__all__ = ["Banner", "EMPTY_HINT", "NO_EXPERIMENT", "RECORDED_WATCH"]
