@@ -16,9 +16,8 @@ from gradviz.config import LIMITS, RunConfig
 from gradviz.engine.runs.recorded import describe
 from gradviz.ui.state import ShownRun
 
-NOT_TRAINABLE = ("This run was recorded from Python: gradviz did not train it and cannot "
-                 "train it on. Reset (R) trains a new gradviz model with the control panel's "
-                 "settings.")
+NOT_TRAINABLE = ("Recorded from Python: gradviz cannot train this run on. Reset (R) trains "
+                 "a new gradviz model.")
 
 
 def layout_config(history) -> RunConfig:
@@ -72,10 +71,13 @@ class RecordedPanel(QtWidgets.QWidget):
         layout.addWidget(self.note)
         layout.addWidget(self.button)
         layout.addWidget(controls, 1)
+        layout.addStretch(0)         # below the note while the controls are hidden
         self.set_recorded(None)
 
-    def minimumSizeHint(self) -> QtCore.QSize:      # the controls' width decides
-        return self.controls.minimumSizeHint()
+    def minimumSizeHint(self) -> QtCore.QSize:
+        """As wide as the controls need, as tall as what is shown needs."""
+        return QtCore.QSize(self.controls.minimumSizeHint().width(),
+                            super().minimumSizeHint().height())
 
     @property
     def showing_recorded(self) -> bool:
