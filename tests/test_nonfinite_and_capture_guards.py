@@ -320,3 +320,30 @@ def test_a_failure_inside_a_capture_with_lengths_leaves_every_grad_as_it_was(mon
         gradviz.capture(m, x, lambda out: out.sum() + Boom.apply(out[-1].sum()),
                         lengths=lengths)
     unchanged()
+
+
+def test_the_first_non_finite_tensor_is_named_whatever_the_devices():
+    from gradviz.engine.model.finite import first_nonfinite
+
+    good, nan, inf = torch.ones(3), torch.tensor([1.0, math.nan]), torch.tensor([math.inf])
+    assert first_nonfinite([("a", good), ("b", good.double())]) is None
+    assert first_nonfinite([("a", good), ("b", inf), ("c", nan)]) == "b"
+    assert first_nonfinite([("a", nan), ("b", inf)]) == "a"
+    assert first_nonfinite([("ints", torch.arange(3)), ("empty", torch.empty(0)),
+                            ("z", nan)]) == "z"
+    assert first_nonfinite([]) is None
+
+
+def test_the_spectrum_is_computed_on_the_cpu_in_float64():
+    from gradviz.api.modules import shared_network
+    from gradviz.engine.analysis.spectrum import spectral
+    from gradviz.engine.model.init import spectral_radius
+
+    torch.manual_seed(13)
+    m = nn.LSTM(3, 5, num_layers=2)                     # float32
+    rho, sigma = spectral(shared_network(m))
+    assert rho.dtype == sigma.dtype == torch.float64 and rho.device.type == "cpu"
+    blocks = m.weight_hh_l1.detach().double().view(4, 5, 5)
+    torch.testing.assert_close(rho[1, 0], spectral_radius(blocks), rtol=1e-12, atol=0)
+    torch.testing.assert_close(sigma[1, 0], torch.linalg.matrix_norm(blocks, ord=2),
+                               rtol=1e-12, atol=0)
