@@ -248,7 +248,8 @@ class AppState(QtCore.QObject):
         the run that goes on; unless ``fresh`` (a new model follows at once, whose run
         will have them), the run on screen takes it."""
         if config != self._config:
-            if not fresh and not structural_change(self.live.config, config):
+            if not fresh and self.live.recorded is None \
+                    and not structural_change(self.live.config, config):
                 self.live.config = config
                 self.live.changed_live = self.live.changed_live or len(self.live.history) > 0
             self._config = config
