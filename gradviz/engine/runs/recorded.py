@@ -19,7 +19,6 @@ line show for such a run.
 """
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -27,8 +26,6 @@ import numpy as np
 from gradviz.engine.runs.runformat import RunFileError
 
 PYTHON = "python"
-# The longest model description kept (a repr of a large model is long).
-MAX_DESCRIPTION = 4000
 # The ``summary`` keys that a watch wrote before schema 3, taken into ``recorded``.
 _OLD_KEYS = ("model", "model_repr", "parameters", "parameter_tensors", "dtype", "device",
              "optimizer", "lr", "marks", "gate_marks", "module")
@@ -107,8 +104,8 @@ def not_trainable(path, recorded: dict) -> RunFileError:
     recorded from Python."""
     return RunFileError(f"{path}: recorded from Python ({recorded.get('api', 'gradviz.watch')}), "
                         "not trained by gradviz: it has no gradviz settings to train or "
-                        "continue; give the settings yourself (--task, --cell, ...) or "
-                        "--experiment")
+                        "continue; train a new gradviz model instead, with settings of your "
+                        "own (--task, --cell, ...) or --experiment NAME")
 
 
 def measured_clipping(history, clipped_steps: int, read: str | None) -> dict:
@@ -127,9 +124,5 @@ def measured_clipping(history, clipped_steps: int, read: str | None) -> dict:
     return out
 
 
-def finite_or_none(value) -> float | None:
-    return float(value) if value is not None and math.isfinite(float(value)) else None
-
-
-__all__ = ["PYTHON", "MAX_DESCRIPTION", "recorded_of", "describe", "not_trainable",
-           "measured_clipping", "is_old_watch", "finite_or_none"]
+__all__ = ["PYTHON", "recorded_of", "describe", "not_trainable", "measured_clipping",
+           "is_old_watch"]
