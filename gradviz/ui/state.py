@@ -18,6 +18,7 @@ from gradviz.config import RunConfig, differences, structural_change
 from gradviz.engine.runs.capture import Capture
 from gradviz.engine.runs.history import HISTORY_CAPACITY, History
 from gradviz.engine.runs.keyframes import Keyframes
+from gradviz.ui.treerecord import TreeRecord
 
 
 
@@ -64,6 +65,7 @@ class ShownRun:
         if not len(self.keyframes) and self.latest is not None:
             self.keyframes.add(self.latest)
         self.texts: list[tuple[int, str]] = []   # (steps trained when sampled, text)
+        self.trees = TreeRecord()                 # prediction trees (gradviz.ui.treerecord)
         self.source = source
         self.hidden = False
         self.number = 0    # given by the AppState that shows it
