@@ -21,13 +21,16 @@ from gradviz.ui.views.items import WrappedText
 from gradviz.ui.views.style import INK, PALETTE
 from gradviz.ui.views.view import View
 
-SYMBOL_PT, PROB_PT, ROOT_PT, HEADING_PT = 20, 15, 17, 13
-MIN_PT = 10               # the smallest text of a crowded tree
-ROOT_CHARS = 16           # the root shows the prefix's last characters, at most
-ROOT_ROOM = 1.5           # columns (data units) left of the root for its text
+LABEL_PT, ROOT_PT, HEADING_PT = 17, 17, 13
+MIN_PT = 10               # the smallest text of a crowded tree (at scale 1)
+ROOT_CHARS = 24           # the root shows the prefix's last characters, at most
+ROOT_SHARE = 0.3          # and takes at most this share of the width
+ROOT_GAP_PX = 8           # between the root's text and its lines
 LABEL_ROOM = 0.62         # of a column, taken by a node's text before its lines leave
 # Characters that would not show, as the tree writes them.
 SHOWN = {" ": "␣", "\n": "↵", "\t": "⇥", "\r": "␍"}
+CROWDED = (" <b>(Too many leaves for this height: F fills the window with this view, or "
+           "choose a smaller k.)</b>")
 CSV_HEADER = ["prefix", "path", "character", "probability", "cumulative probability",
               "depth"]
 
@@ -129,6 +132,7 @@ class PredictionTreeView(View):
         self.box.invertY(True)
         self.box.sigResized.connect(lambda *_: self._draw())
         self.tree = None              # the TreeSnapshot drawn, or None
+        self._heading = ""
         self.nodes: list[tuple[str, str, float, float, int, str]] = []  # drawn: path,
         #   symbol, probability, path probability, depth, label text
         self.edges: list[tuple[float, int]] = []    # drawn: (width px, opacity 0-255)
@@ -185,11 +189,11 @@ class PredictionTreeView(View):
             self.heading.set_text(text[:1].upper() + text[1:])
             return
         settings = tree.settings
-        self.heading.set_html(
+        self._heading = (
             f"After “{html.escape(shown(tree.prefix))}”, {tree.steps_done:,} steps trained, "
-            f"temperature {settings.temperature:g}: the {settings.k} likeliest next "
-            f"character{'s' * (settings.k > 1)}, {settings.depth} deep (below "
-            f"{FLOOR:g} left out)")
+            f"temperature {settings.temperature:g}: {settings.k} likeliest next "
+            f"character{'s' * (settings.k > 1)}, {settings.depth} deep, below "
+            f"{FLOOR:g} left out")
         self._draw()
 
     def _draw(self) -> None:
@@ -200,19 +204,19 @@ class PredictionTreeView(View):
             return
         places, slots = place(tree.rows)
         slot_px = self.box.height() / max(slots, 1) if self.box.height() > 0 else 40.0
-        big = max(MIN_PT, min(SYMBOL_PT, 0.55 * slot_px))
-        small = max(MIN_PT, min(PROB_PT, 0.75 * big))
+        size = max(MIN_PT, min(LABEL_PT, 0.5 * slot_px / self._scale()))
+        crowded = 0.5 * slot_px / self._scale() < MIN_PT
+        self.heading.set_html(self._heading + (CROWDED if crowded else ""))
         depth = max(r[0] for r in tree.rows)
         root_y = float(np.mean([y for (x, y, parent) in places if parent == -1]))
-        cut = tree.prefix[-ROOT_CHARS:]
-        # Spaces inside the prefix read as spaces; one at its end must be seen.
-        plain = cut.rstrip(" ")
-        root = (("…" if len(cut) < len(tree.prefix) else "") + shown(plain).replace("␣", " ")
-                + "␣" * (len(cut) - len(plain)))
-        self._add_text(f'<span style="font-size:{ROOT_PT}pt">{html.escape(root)}</span>',
-                       -0.05, root_y, (1.0, 0.5))
+        # The root's text gets the room it needs left of x = 0; the columns share the rest.
+        root, root_px = self._root_text(tree.prefix)
+        right = depth + 0.9
+        unit_px = max(max(self.box.width(), 200.0) - root_px, 1.0) / right
+        left, gap = root_px / unit_px, ROOT_GAP_PX / unit_px
+        self._add_text(html.escape(root), -gap, root_y, (1.0, 0.5), ROOT_PT)
         for (x, y, parent), (d, path, symbol, p, joint) in zip(places, tree.rows):
-            x0, y0 = (0.05, root_y) if parent == -1 else (places[parent][0] + LABEL_ROOM,
+            x0, y0 = (gap, root_y) if parent == -1 else (places[parent][0] + LABEL_ROOM,
                                                            places[parent][1])
             width, alpha = edge_style(p)
             colour = QtGui.QColor(PALETTE[0])
@@ -221,21 +225,44 @@ class PredictionTreeView(View):
             self._add(line)
             self.edges.append((width, alpha))
             number = f"{p:.2f}" if p >= 0.01 else f"{p:.3f}"
-            self._add_text(f'<b><span style="font-size:{big:.0f}pt">'
-                           f'{html.escape(shown(symbol))}</span></b>&nbsp;<span style='
-                           f'"font-size:{small:.0f}pt">{number}</span>', x, y, (0.0, 0.5))
+            self._add_text(f"<b>{html.escape(shown(symbol))}</b>&nbsp;{number}", x, y,
+                           (0.0, 0.5), size)
             self.nodes.append((path, symbol, p, joint, d, f"{shown(symbol)}  {number}"))
-        self.box.setRange(xRange=(-ROOT_ROOM, depth + 0.9), yRange=(-0.6, slots - 0.4),
-                          padding=0.0)
+        self.box.setRange(xRange=(-left, right), yRange=(-0.6, slots - 0.4), padding=0.0)
+
+    def _root_text(self, prefix: str) -> tuple[str, float]:
+        """The prefix as the root shows it (its end, at most ROOT_CHARS characters and
+        ROOT_SHARE of the box's width) and its width in pixels."""
+        font = QtGui.QFont()
+        font.setPointSizeF(ROOT_PT * self._scale())
+        metrics = QtGui.QFontMetricsF(font)
+        room = ROOT_SHARE * max(self.box.width(), 200.0)
+        for chars in range(min(ROOT_CHARS, len(prefix)), 0, -1):
+            cut = prefix[-chars:]
+            # Spaces inside the prefix read as spaces; one at its end must be seen.
+            plain = cut.rstrip(" ")
+            text = (("…" if chars < len(prefix) else "") + shown(plain).replace("␣", " ")
+                    + "␣" * (len(cut) - len(plain)))
+            px = metrics.horizontalAdvance(text) + 2 * ROOT_GAP_PX + 8   # + the item's margins
+            if px <= room or chars == 1:
+                return text, px
+        return "", 2.0 * ROOT_GAP_PX
 
     def _add(self, item) -> None:
         self.box.addItem(item)
         self._items.append(item)
 
-    def _add_text(self, text_html: str, x: float, y: float, anchor) -> None:
+    def _scale(self) -> float:
+        """How much the window's scale and theme enlarge the text (View ▸ Presentation)."""
+        presentation = getattr(self.window(), "presentation", None)
+        if presentation is None:
+            return 1.0
+        return presentation.scale * presentation.theme.font
+
+    def _add_text(self, text_html: str, x: float, y: float, anchor, size: float) -> None:
         item = pg.TextItem(anchor=anchor, color=INK)
         font = QtGui.QFont()
-        font.setPointSize(PROB_PT)
+        font.setPointSizeF(size)
         item.setFont(font)
         item.setHtml(text_html)
         item.setPos(x, y)
