@@ -89,6 +89,12 @@ def test_the_view_draws_and_exports_the_known_distribution(view, tmp_path, k, de
         assert label.endswith(f"{p_want:.2f}" if p_want >= 0.01 else f"{p_want:.3f}")
         width, alpha = edge_style(p_want)
         assert edge[0] == pytest.approx(width, rel=1e-12) and abs(edge[1] - alpha) <= 1
+    # What the scene shows: the prefix at the root, then every node's character and
+    # probability, as the view's record says.
+    import pyqtgraph as pg
+    drawn = [" ".join(item.textItem.toPlainText().split()) for item in view._items
+             if isinstance(item, pg.TextItem)]
+    assert drawn == ["dca"] + [" ".join(label.split()) for *_, label in view.nodes]
     # The most likely first character has the widest line of the first level.
     first = [w for (_, _, _, _, d, _), (w, _) in zip(view.nodes, view.edges) if d == 1]
     assert first[0] == max(first) and first[0] > min(first)

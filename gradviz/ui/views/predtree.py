@@ -205,7 +205,8 @@ class PredictionTreeView(View):
         places, slots = place(tree.rows)
         slot_px = self.box.height() / max(slots, 1) if self.box.height() > 0 else 40.0
         size = max(MIN_PT, min(LABEL_PT, 0.5 * slot_px / self._scale()))
-        crowded = 0.5 * slot_px / self._scale() < MIN_PT
+        # Labels overlap once a slot is lower than a line of the smallest text (pt -> px).
+        crowded = slot_px / self._scale() < MIN_PT * 4 / 3
         self.heading.set_html(self._heading + (CROWDED if crowded else ""))
         depth = max(r[0] for r in tree.rows)
         root_y = float(np.mean([y for (x, y, parent) in places if parent == -1]))
