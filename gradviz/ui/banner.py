@@ -51,7 +51,6 @@ class Banner(QtWidgets.QFrame):
         self.watch_area.setWidgetResizable(True)
         self.watch_area.setFrameShape(QtWidgets.QFrame.Shape.NoFrame)
         self.watch_area.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.watch_area.setMaximumHeight(self.watch.fontMetrics().lineSpacing() * WATCH_LINES + 6)
         self.watch_area.setStyleSheet("background: transparent;")
         self.expected = QtWidgets.QLabel()
         self.expected.setWordWrap(True)
@@ -145,14 +144,45 @@ class Banner(QtWidgets.QFrame):
             self.watch_area.show()
             self.expected.show()
             self.then_button.setVisible(exp.then_config is not None)
+            # Once its run is the one on screen, the button has done its job.
+            self.then_button.setEnabled(self._config is None or self._config != exp.then_config)
             if exp.then_label:
                 self.then_button.setText(f"Now: {exp.then_label}")
                 self.then_button.setToolTip("A fresh model with this one change; the run on "
                                             "screen stays for comparison")
+        self.fit_watch()
         wanted = not self._closed and (self._empty or exp is not None)
         # Shown only inside the window: a parentless widget shown is a window of its own.
         if self.parent() is not None or not wanted:
             self.setVisible(wanted)
+
+    # -- the paragraph's height -----------------------------------------------------------
+    def fit_watch(self) -> None:
+        """Make the paragraph's area exactly as tall as its lines, up to WATCH_LINES whole
+        lines (never a line cut through the middle), scrolling a line at a time beyond.
+        Measured again whenever the width or the font changes (View ▸ Bigger)."""
+        if "watch_area" not in self.__dict__:       # a style change while being built
+            return
+        line = self.watch.fontMetrics().lineSpacing()
+        width = self.watch_area.viewport().width() or self.watch_area.width()
+        if not self.watch.text() or width <= 0:
+            return
+        margins = self.watch.contentsMargins()
+        text_height = self.watch.heightForWidth(width) - margins.top() - margins.bottom()
+        lines = max(1, min(WATCH_LINES, round(text_height / line)))
+        height = lines * line + margins.top() + margins.bottom()
+        if self.watch_area.height() != height or self.watch_area.maximumHeight() != height:
+            self.watch_area.setFixedHeight(height)
+        self.watch_area.verticalScrollBar().setSingleStep(line)
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self.fit_watch()
+
+    def changeEvent(self, event) -> None:
+        super().changeEvent(event)
+        if event.type() in (QtCore.QEvent.Type.FontChange, QtCore.QEvent.Type.StyleChange):
+            self.fit_watch()
 
 
 __all__ = ["Banner", "EMPTY_HINT", "NO_EXPERIMENT"]
