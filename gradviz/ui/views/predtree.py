@@ -15,13 +15,12 @@ import numpy as np
 import pyqtgraph as pg
 from PyQt6 import QtCore, QtGui, QtWidgets
 
-from gradviz.engine.analysis.treereport import (FLOOR, VIEW_MAX_DEPTH, VIEW_MAX_K,
-                                                TreeSettings)
+from gradviz.engine.analysis.treereport import VIEW_MAX_DEPTH, VIEW_MAX_K, TreeSettings
 from gradviz.ui.views.items import WrappedText
 from gradviz.ui.views.style import INK, PALETTE
 from gradviz.ui.views.view import View
 
-LABEL_PT, ROOT_PT, HEADING_PT = 17, 17, 13
+LABEL_PT, ROOT_PT, HEADING_PT = 17, 17, 12
 MIN_PT = 10               # the smallest text of a crowded tree (at scale 1)
 ROOT_CHARS = 24           # the root shows the prefix's last characters, at most
 ROOT_SHARE = 0.3          # and takes at most this share of the width
@@ -29,8 +28,7 @@ ROOT_GAP_PX = 8           # between the root's text and its lines
 LABEL_ROOM = 0.62         # of a column, taken by a node's text before its lines leave
 # Characters that would not show, as the tree writes them.
 SHOWN = {" ": "␣", "\n": "↵", "\t": "⇥", "\r": "␍"}
-CROWDED = (" <b>(Too many leaves for this height: F fills the window with this view, or "
-           "choose a smaller k.)</b>")
+CROWDED = " <b>Crowded: F gives it the window, or lower k.</b>"
 CSV_HEADER = ["prefix", "path", "character", "probability", "cumulative probability",
               "depth"]
 
@@ -190,10 +188,9 @@ class PredictionTreeView(View):
             return
         settings = tree.settings
         self._heading = (
-            f"After “{html.escape(shown(tree.prefix))}”, {tree.steps_done:,} steps trained, "
-            f"temperature {settings.temperature:g}: {settings.k} likeliest next "
-            f"character{'s' * (settings.k > 1)}, {settings.depth} deep, below "
-            f"{FLOOR:g} left out")
+            f"After “{html.escape(shown(tree.prefix))}”: the {settings.k} likeliest next "
+            f"character{'s' * (settings.k > 1)}, {settings.depth} deep; "
+            f"{tree.steps_done:,} steps trained, temperature {settings.temperature:g}.")
         self._draw()
 
     def _draw(self) -> None:
@@ -230,6 +227,10 @@ class PredictionTreeView(View):
                            (0.0, 0.5), size)
             self.nodes.append((path, symbol, p, joint, d, f"{shown(symbol)}  {number}"))
         self.box.setRange(xRange=(-left, right), yRange=(-0.6, slots - 0.4), padding=0.0)
+        presentation = getattr(self.window(), "presentation", None)
+        if presentation is not None:       # the new labels at the window's scale now
+            from gradviz.ui.theme import apply_to_scene   # (theme imports the views' style)
+            apply_to_scene(self.graphics.scene(), presentation.scale, presentation.theme)
 
     def _root_text(self, prefix: str) -> tuple[str, float]:
         """The prefix as the root shows it (its end, at most ROOT_CHARS characters and
