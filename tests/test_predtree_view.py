@@ -288,3 +288,15 @@ def test_the_training_backend_sends_trees_to_the_window(qtbot, tmp_path):
         assert {d for *_, d, _ in view.nodes} == {1}
     finally:
         window.close()
+
+
+def test_asking_for_trees_leaves_the_training_as_it_was():
+    """The tree reads the model between steps; the run is the same step for step."""
+    plain, asked = Trainer(REBER), Trainer(REBER)
+    for _ in range(4):
+        plain.step()
+        tree_snapshot(asked, TreeSettings("BTS", k=5, depth=3))
+        asked.step()
+    assert asked.last_loss == plain.last_loss
+    for a, b in zip(asked.params, plain.params):
+        assert torch.equal(a, b)
