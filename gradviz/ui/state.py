@@ -18,6 +18,7 @@ from gradviz.config import RunConfig, differences, structural_change
 from gradviz.engine.runs.capture import Capture
 from gradviz.engine.runs.history import HISTORY_CAPACITY, History
 from gradviz.engine.runs.keyframes import Keyframes
+from gradviz.ui.treerecord import TreeRecord
 
 
 
@@ -48,6 +49,7 @@ class ShownRun:
         if not len(self.keyframes) and self.latest is not None:
             self.keyframes.add(self.latest)
         self.texts: list[tuple[int, str]] = []   # (steps trained when sampled, text)
+        self.trees = TreeRecord()                 # prediction trees (gradviz.ui.treerecord)
         self.source = source
         self.recorded: dict | None = None
         self.hidden = False

@@ -33,6 +33,7 @@ from gradviz.ui.model import AppModel
 from gradviz.ui.recordedrun import RecordedPanel, recorded_text
 from gradviz.ui.statusbar import StatusFields
 from gradviz.ui.timeline import Timeline
+from gradviz.ui.treewire import install as install_tree
 from gradviz.ui.views import make_views
 
 
@@ -100,6 +101,7 @@ class MainWindow(QtWidgets.QMainWindow):
         if geometry is None or not self.restoreGeometry(geometry):
             default_size(self)
         install_presentation(self)   # self.focus, self.presentation; View ▸ Presentation
+        install_tree(self)           # self.tree_wiring: the prediction tree's requests
         self._update_title()
 
     @property
