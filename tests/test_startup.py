@@ -62,6 +62,17 @@ def test_a_loop_without_a_model_says_nothing_until_its_first_reset_and_trains_as
         assert (a.captures[0].dh_norm == b.captures[0].dh_norm).all()
 
 
+def test_the_window_s_modules_import_no_pytorch():
+    """The window's process imports no PyTorch (it took ~1 s of its start-up, on the core
+    the training process needs); the real app's first capture is checked below."""
+    code = ("import sys; import gradviz.ui.app, gradviz.ui.window, gradviz.ui.worker; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch')[:3])")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
 @pytest.mark.slow
 def test_a_prestarted_process_takes_the_settings_changed_before_space(qtbot):
     """The app's process starts with no model; the window's first settings, then new ones
