@@ -226,7 +226,7 @@ def test_file_holds_the_documented_arrays(tmp_path):
     save_run(tmp_path, CONFIG, history)
     K = len(history)
     doc = json.loads((tmp_path / "run.json").read_text())
-    assert doc["schema"] == "gradviz-run" and doc["schema_version"] == 3
+    assert doc["schema"] == "gradviz-run" and doc["schema_version"] == 2   # a trained run needs nothing of version 3
     assert set(doc["versions"]) == {"gradviz", "python", "torch", "numpy"}
     assert RunConfig.from_dict(doc["config"]) == CONFIG
     with np.load(tmp_path / "capture.npz", allow_pickle=False) as npz:

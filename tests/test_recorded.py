@@ -234,6 +234,11 @@ def test_the_window_shows_a_recorded_run_as_from_python_and_space_trains_nothing
     assert [gradtime.selector.itemText(i) for i in range(gradtime.selector.count())] == \
         ["layer 1", "layer 2"]
     assert window.history.param_names[0] == "emb.weight"
+    # The user's own loss: no task's baseline in the key, no "task units" on the axis.
+    loss = window.views["loss"]
+    loss.set_data(window.history, window.history.latest)
+    assert not any("baseline" in e[2] for e in loss.colour_key.entries)
+    assert loss.plot.getAxis("left").labelText == "loss (log scale)"
     # Space (and S) train nothing: no invented task starts; a one-line notice says why.
     window.activateWindow()
     qtbot.keyClick(window, QtCore.Qt.Key.Key_Space)

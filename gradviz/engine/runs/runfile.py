@@ -44,8 +44,8 @@ from gradviz.engine.runs.runformat import (KNOWN_ARRAYS, MAX_NPZ_BYTES, MAX_RUN_
                                       RunFileError, check_declared, check_values)
 from gradviz.engine.runs.recorded import not_trainable
 from gradviz.engine.runs.runjson import (CAPTURE_NPZ, READABLE_VERSIONS, RUN_JSON, SCHEMA,
-                                        SCHEMA_VERSION, open_bounded, read_run_json,
-                                        run_paths)
+                                        SCHEMA_VERSION, TRAINED_SCHEMA_VERSION, open_bounded,
+                                        read_run_json, run_paths)
 from gradviz.engine.runs.runsave import commit, folder_lock, new_generation, recover, same_save
 from gradviz.engine.runs.runstate import (GENERATION, STATE_NPZ, RunState, read_generation,
                                         read_state, write_state)
@@ -126,7 +126,7 @@ def save_run(folder: str | os.PathLike, config: RunConfig | None, history: Histo
     created = [p for p in (folder, *folder.parents) if not p.exists()]   # deepest first
     doc = {
         "schema": SCHEMA,
-        "schema_version": SCHEMA_VERSION,
+        "schema_version": TRAINED_SCHEMA_VERSION if recorded is None else SCHEMA_VERSION,
         "config": None if config is None else config.to_dict(),
         "versions": {"gradviz": __version__, "python": platform.python_version(),
                      "torch": torch.__version__, "numpy": np.__version__},

@@ -21,6 +21,9 @@ SCHEMA = "gradviz-run"
 # (gradviz.engine.runs.recorded). Version 2: keyframes, text, colour scales, state.npz.
 # Version 1 (before those) opens as a run that cannot be continued.
 SCHEMA_VERSION = 3
+# What a run trained by gradviz is written as: nothing in it needs version 3, and a gradviz
+# that reads only 1 and 2 still opens it.
+TRAINED_SCHEMA_VERSION = 2
 READABLE_VERSIONS = (1, 2, 3)
 RUN_JSON = "run.json"
 CAPTURE_NPZ = "capture.npz"
@@ -103,5 +106,5 @@ def read_run_json(path: Path) -> dict:
     return doc
 
 
-__all__ = ["SCHEMA", "SCHEMA_VERSION", "READABLE_VERSIONS", "RUN_JSON", "CAPTURE_NPZ",
+__all__ = ["SCHEMA", "SCHEMA_VERSION", "TRAINED_SCHEMA_VERSION", "READABLE_VERSIONS", "RUN_JSON", "CAPTURE_NPZ",
            "run_paths", "open_bounded", "read_run_json"]
