@@ -6,8 +6,9 @@ down, the queue it reads reports from and the two shared counters (heartbeat, re
 read). Nothing here imports Qt or PyTorch, so the app can start the process as its very
 first step (:func:`prestart`, with no model yet): the process imports PyTorch, loads the
 compiled loops and warms up while the window is built, and its first command is the real
-model's settings (:class:`~gradviz.ui.worker.TrainingWorker` adopts it). Measured on a
-2-core machine, the first gradient curves then came ~1 s sooner after launch.
+model's settings (:class:`~gradviz.ui.worker.TrainingWorker` adopts it). On a loaded
+2-core machine the window then came in ~0.55× the time and the first gradient curves in
+0.7–0.8× (docs/performance.md, "Start-up").
 """
 from __future__ import annotations
 
