@@ -89,6 +89,18 @@ def _modern_at_init(exp, steps: int | None) -> tuple[bool, str]:
     return held, "lost over T at step 0: " + "; ".join(parts)
 
 
+def _indrnn_adding(exp, steps: int | None) -> tuple[bool, str]:
+    """IndRNN (config) falls below 0.5× the adding baseline within its steps; the tanh RNN
+    ("then") stays above 0.9× over as many steps as IndRNN took."""
+    ind = _train(exp.config, steps or exp.config.steps, until=_below(0.5))
+    a = _loss(ind)
+    tanh = _train(exp.then_config, ind.steps_done)
+    b = _loss(tanh)
+    return a < 0.5 and b > 0.9, (
+        f"IndRNN {a:.2f}x baseline at step {ind.steps_done} (needs < 0.5), tanh RNN "
+        f"{b:.2f}x after as many (needs > 0.9), at T = {exp.config.seq_len}")
+
+
 def _lru_ring(exp, steps: int | None) -> tuple[bool, str]:
     """After the same steps, r_max 0.999 (config) is below 0.5× the baseline and r_max 0.9
     ("then") still above 0.9×; and the decades lost at step 0 say why."""
@@ -106,6 +118,7 @@ CHECKS = {
     "copy-modern": _copy_modern,
     "modern-at-init": _modern_at_init,
     "lru-ring": _lru_ring,
+    "indrnn-adding": _indrnn_adding,
 }
 
 __all__ = ["CHECKS", "decades_lost", "AT_INIT"]
