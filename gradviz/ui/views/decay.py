@@ -81,7 +81,7 @@ class DecayView(View):
             values, words = (mean, small, big), "σ of diag(1 − h²)·W_hh"
         elif is_diagonal(cap.gate_names):
             values = factor_summary(step_factors(cap.gate_names, cap.gates[layer, direction]))
-            words = FACTOR_WORDS[tuple(cap.gate_names)]
+            words = "the factor " + FACTOR_WORDS[tuple(cap.gate_names)]
         else:
             return None
         T = values[0].shape[0]
@@ -117,10 +117,9 @@ class DecayView(View):
             ft, values, words = factors
             for item, v in zip(self.factor_curves, values):
                 item.setData(*finite_points(ft, v))
-            which = ("the batch mean of the mean (smallest, largest dashed)"
-                     if self._latest.jacobian_sv is not None
-                     else "mean over units (min, max dashed)")
-            text += f"; orange: the factor {words} per step, {which}, step {self._latest.step}"
+            which = ("batch mean (smallest, largest dashed)" if self._latest.jacobian_sv
+                     is not None else "mean over units (min, max dashed)")
+            text += f"; orange: {words} per step, {which}, step {self._latest.step}"
         self.heading.set_text(text)
 
     def csv_table(self) -> tuple[list[str], np.ndarray]:
