@@ -159,8 +159,9 @@ class RunConfig:
     indrnn_u_max: float | None = setting(None, label="IndRNN max |u|", group="Initialisation",
                                          limits=(0.0, 10.0), decimals=4, step=0.01,
                                          suggested=1.0,
-                                         help="IndRNN's recurrent weights start in [0, this]; "
-                                              "off: 2^(1/T), the paper's bound")
+                                         help="IndRNN's recurrent weights start in [0, this] "
+                                              "(off: 2^(1/T), the paper's bound), and training "
+                                              "keeps |u| within the larger of the two")
     tbptt: int = setting(0, label="Truncated BPTT", group="Training", limits=(0, 5000),
                          special="full",
                          help="Cut the gradient every k timesteps; 0 (full) backpropagates "

@@ -166,6 +166,33 @@ def test_cell_initialisations_follow_the_settings():
     assert lam.min() >= 0.5 - 1e-6 and lam.max() <= 0.6 + 1e-6
 
 
+@pytest.mark.parametrize("u_max, limit", [(None, 2 ** (1 / 20)), (0.5, 2 ** (1 / 20)),
+                                           (1.5, 1.5)])
+def test_training_keeps_indrnns_u_within_its_limit(u_max, limit):
+    """Li et al. 2018 clip |u| after every step: at max(2^(1/T), the initial max |u|).
+    SGD at a learning rate that throws u far past it on the first step."""
+    from gradviz.api.modern import Recurrent
+    from gradviz.config import RunConfig
+    from gradviz.engine.training.train import Trainer
+    tr = Trainer(RunConfig(cell="indrnn", seq_len=20, layers=2, bidirectional=True,
+                           optimizer="sgd", lr=50.0, indrnn_u_max=u_max, hidden=8))
+    for _ in range(3):
+        tr.step(full=False)
+    us = [p.detach() for n, p in tr.net.named_parameters() if n.startswith("weight_hh")]
+    assert len(us) == 4
+    peak = max(float(u.abs().max()) for u in us)
+    assert peak == pytest.approx(limit, rel=1e-6)      # reached, and not passed
+    layer = Recurrent("indrnn", 2, 4, seq_len=20)
+    with torch.no_grad():
+        layer.weight_hh_l0.fill_(-3.0)
+    layer.constrain()
+    assert torch.all(layer.weight_hh_l0 == -torch.tensor(2 ** (1 / 20), dtype=torch.float32))
+    lru = Recurrent("lru", 2, 4)
+    before = [p.detach().clone() for p in lru.parameters()]
+    lru.constrain()                                    # nothing to keep for other cells
+    assert all(torch.equal(a, b) for a, b in zip(before, lru.parameters()))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("fields", [
     dict(cell="rnn-orthogonal", task="copy"),
@@ -199,6 +226,21 @@ def test_the_gradient_at_initialisation_lesson_holds():
     torch.set_num_threads(1)
     try:
         outcome = check_lesson(load_experiment("modern-at-init"))
+    finally:
+        torch.set_num_threads(before)
+    assert outcome.held, outcome.line()
+
+
+@pytest.mark.slow
+def test_the_indrnn_adding_lesson_holds():
+    """indrnn-adding: IndRNN leaves the adding baseline at T = 500 where the tanh RNN stays
+    on it (a minute or more of training on a 2-core machine)."""
+    from gradviz.experiments import load_experiment
+    from gradviz.experiments.lessons import check_lesson
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        outcome = check_lesson(load_experiment("indrnn-adding"))
     finally:
         torch.set_num_threads(before)
     assert outcome.held, outcome.line()

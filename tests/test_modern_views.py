@@ -80,3 +80,63 @@ def test_the_decay_view_draws_the_factors_and_the_spectrum_names_the_replacement
     np.testing.assert_allclose(mean, lam[1:], rtol=1e-6)
     assert "|λ|" in decay.heading.plain_text()
     assert "diag(|λ|) in place of W_hh" in spectrum.heading.plain_text()
+
+
+def test_the_orthogonal_rnn_captures_the_singular_values_of_its_jacobian():
+    """diag(1 − h_t²)·W_hh's singular values, batch means of the largest, smallest and mean,
+    against torch.linalg.svdvals on the same forward pass at float64 (2 layers, both
+    directions), and in the capture (float32, time order)."""
+    import torch
+    from gradviz.engine.training.timesteps import orthogonal_singular_values
+
+    B = 5
+    t = Trainer(RunConfig(cell="rnn-orthogonal", hidden=6, seq_len=9, batch_size=B, layers=2,
+                          bidirectional=True, dtype="float64", task="adding"))
+    data = torch.Generator()
+    data.set_state(t._data_gen.get_state())
+    x = torch.cat([t.task.batch(B, data).x.double(), t.probe], 1)
+    fwd = t.net.run(x)
+    cap = t.step()
+    assert cap.jacobian_sv.shape == (2, 2, 3, 9)
+    for k in range(2):
+        for d in range(2):
+            dphi = fwd.caches[k][d].dphi
+            w = t.net.layer_params(k, d)["weight_hh"].detach()
+            assert torch.allclose(w @ w.T, torch.eye(6, dtype=torch.float64), atol=1e-12)
+            s = torch.linalg.svdvals(dphi[:, :B, :, None] * w)       # (T, B, H)
+            want = torch.stack([s.amax(-1).mean(1), s.amin(-1).mean(1), s.mean((1, 2))])
+            got = orthogonal_singular_values(dphi, B)
+            assert torch.allclose(got, want, rtol=0, atol=1e-12)
+            in_time = want.flip(-1) if d == 1 else want
+            np.testing.assert_allclose(cap.jacobian_sv[k, d], in_time.numpy(), rtol=1e-5)
+            assert np.all(cap.jacobian_sv[k, d, 1] <= cap.jacobian_sv[k, d, 2])
+            assert np.all(cap.jacobian_sv[k, d, 2] <= cap.jacobian_sv[k, d, 0])
+    assert Trainer(RunConfig(cell="rnn-tanh", hidden=6, seq_len=9)).step().jacobian_sv is None
+
+
+def test_the_decay_view_draws_the_orthogonal_rnns_singular_values(qtbot):
+    history = trained("rnn-orthogonal", steps=3)
+    decay = DecayView()
+    qtbot.addWidget(decay)
+    decay.set_data(history, history.latest)
+    big, small, mean = history.latest.jacobian_sv[0, 0]
+    np.testing.assert_allclose(decay.factor_curves[0].yData, mean[1:], rtol=1e-6)
+    np.testing.assert_allclose(decay.factor_curves[1].yData, small[1:], rtol=1e-6)
+    np.testing.assert_allclose(decay.factor_curves[2].yData, big[1:], rtol=1e-6)
+    assert "σ of diag(1 − h²)·W_hh" in decay.heading.plain_text()
+    plain = trained("rnn-tanh", steps=1)
+    decay.set_data(plain, plain.latest)
+    assert decay.factor_curves[0].yData is None or len(decay.factor_curves[0].yData) == 0
+
+
+def test_a_saved_orthogonal_run_keeps_the_singular_values(tmp_path):
+    from gradviz.engine.runs.runfile import open_run
+    from gradviz.engine.training.session import Session
+
+    session = Session(RunConfig(cell="rnn-orthogonal", hidden=6, seq_len=9, batch_size=4))
+    session.run(3)
+    session.save(tmp_path / "run")
+    run = open_run(tmp_path / "run")
+    np.testing.assert_array_equal(run.history.latest.jacobian_sv,
+                                  session.history.latest.jacobian_sv)
+    assert all(k.jacobian_sv is not None for k in run.keyframes.captures)

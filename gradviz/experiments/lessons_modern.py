@@ -5,8 +5,8 @@ like those of :mod:`gradviz.experiments.lessons`, which takes them into its ``CH
   that the tanh RNN and the (one-layer) minGRU stay on;
 * ``modern-at-init``: the decades ‖∂L/∂h_t‖ loses over T at initialisation, for the tanh
   RNN, the LSTM, minGRU, the LRU and the orthogonal RNN side by side;
-* ``indrnn-adding``: IndRNN solves the adding problem at T = 500, where the tanh RNN stays
-  on the line;
+* ``indrnn-adding``: IndRNN (two layers, |u| clipped to 2^(1/T)) leaves the adding
+  problem's no-memory line at T = 500, where the tanh RNN stays on it;
 * ``lru-ring``: the LRU's ring, r_max = 0.999 against 0.9, on delayed recall.
 """
 from __future__ import annotations
@@ -89,6 +89,28 @@ def _modern_at_init(exp, steps: int | None) -> tuple[bool, str]:
     return held, "lost over T at step 0: " + "; ".join(parts)
 
 
+def _indrnn_adding(exp, steps: int | None) -> tuple[bool, str]:
+    """IndRNN (config) falls below 0.5× the adding baseline within its steps; the tanh RNN
+    ("then") stays above 0.9× over as many steps as IndRNN took; and at step 0 IndRNN's
+    first layer loses at most 8 decades of ‖∂L/∂h_t‖ over T, the tanh RNN's at least 12."""
+    ind = _train(exp.config, steps or exp.config.steps, until=_below(0.5))
+    a = _loss(ind)
+    tanh = _train(exp.then_config, ind.steps_done)
+    b = _loss(tanh)
+    lost_ind, lost_tanh = -decades_lost(exp.config), -decades_lost(exp.then_config)
+    held = a < 0.5 and b > 0.9 and lost_ind <= 8.0 and lost_tanh >= 12.0
+
+    def words(lost: float) -> str:
+        return "all (underflow)" if math.isinf(lost) else f"{lost:.1f}"
+
+    return held, (
+        f"IndRNN {a:.2f}x baseline at step {ind.steps_done} (needs < 0.5), tanh RNN "
+        f"{b:.2f}x after as many (needs > 0.9), at T = {exp.config.seq_len}; at step 0 "
+        f"they lose {words(lost_ind)} (needs <= 8) and {words(lost_tanh)} (needs >= 12) "
+        f"decades over T; {ind.steps_done / max(ind.seconds, 1e-9):.1f} and "
+        f"{tanh.steps_done / max(tanh.seconds, 1e-9):.1f} steps/s")
+
+
 def _lru_ring(exp, steps: int | None) -> tuple[bool, str]:
     """After the same steps, r_max 0.999 (config) is below 0.5× the baseline and r_max 0.9
     ("then") still above 0.9×; and the decades lost at step 0 say why."""
@@ -106,6 +128,7 @@ CHECKS = {
     "copy-modern": _copy_modern,
     "modern-at-init": _modern_at_init,
     "lru-ring": _lru_ring,
+    "indrnn-adding": _indrnn_adding,
 }
 
 __all__ = ["CHECKS", "decades_lost", "AT_INIT"]

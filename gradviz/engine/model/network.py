@@ -94,6 +94,7 @@ class Network(nn.Module):
         'identity')."""
         bound = 1.0 / math.sqrt(self.hidden)
         options = options or {}
+        self.options = dict(options)   # the cell's settings, for :meth:`constrain`
         with torch.no_grad():
             for name, param in self.recurrent_parameters():
                 param.uniform_(-bound, bound, generator=generator)
@@ -112,6 +113,13 @@ class Network(nn.Module):
             # nn.Linear's default (kaiming uniform with a=√5) is U(-1/√fan_in, 1/√fan_in).
             self.readout.weight.uniform_(-rbound, rbound, generator=generator)
             self.readout.bias.uniform_(-rbound, rbound, generator=generator)
+
+    def constrain(self) -> None:
+        """Put the parameters back where the cell allows them (IndRNN's |u| ≤ 2^(1/T));
+        call after every optimiser step. Nothing for most cells."""
+        for k in range(self.layers):
+            for d in range(self.directions):
+                self.cell.constrain(self.layer_params(k, d), self.options)
 
     # -- parameters ---------------------------------------------------------------------
     def layer_params(self, k: int, d: int) -> dict[str, Tensor]:

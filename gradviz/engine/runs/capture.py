@@ -66,6 +66,11 @@ class Capture:
     # (T,) float32 ‖∂L/∂x_t‖ over batch × features: the gradient reaching the input at each
     # timestep (input attribution); None where it was not computed.
     dx_norm: np.ndarray | None = None
+    # (L, D, 3, T) float32, the orthogonal RNN's ∂h_t/∂h_{t−1} = diag(1 − h_t²)·W_hh: the
+    # batch mean of its largest, smallest and mean singular value at each step
+    # (gradviz.engine.analysis.factors.orthogonal_singular_values); full only, None for
+    # other cells.
+    jacobian_sv: np.ndarray | None = None
 
     @property
     def layers(self) -> int:
@@ -86,4 +91,4 @@ class Capture:
     def light(self) -> "Capture":
         """A copy without the per-unit arrays: what histories need, cheap to send."""
         return replace(self, gates=None, sat_low=None, sat_high=None, probe_h=None, probe_c=None,
-                       paths=None)
+                       paths=None, jacobian_sv=None)

@@ -81,7 +81,8 @@ LATEST_OPTIONAL = {"dc_norm": ("f", ("L", "D", "T")), "probe_c": ("f", ("L", "D"
                    "rho_step": ("i", ()), "metric": ("f", ()), "metric_name": ("U", ()),
                    "dout_norm": ("f", ("L", "D", "T")), "dx_norm": ("f", ("T",)),
                    "carried_norm": ("f", ("L", "D", "T")),
-                   "paths": ("f", ("L", "D", "Q", "T", "H")), "path_names": ("U", ("Q",))}
+                   "paths": ("f", ("L", "D", "Q", "T", "H")), "path_names": ("U", ("Q",)),
+                   "jacobian_sv": ("f", ("L", "D", "3", "T"))}
 NAME_FIELDS = ("gate_names", "param_names", "rho_names", "events", "path_names")
 # Keyframes (schema 2): the latest capture's arrays for F captures, stacked along a first
 # dimension F, but for the names and ranges that all of them share, stored once; events

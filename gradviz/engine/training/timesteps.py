@@ -15,6 +15,16 @@ from gradviz.engine.analysis.spectrum import spectral  # noqa: F401
 from gradviz.engine.model.network import Network
 
 
+def orthogonal_singular_values(dphi: Tensor, rows: int) -> Tensor:
+    """(3, T) the batch mean over the first ``rows`` sequences of the largest, smallest and
+    mean singular value of ∂h_t/∂h_{t−1} = diag(1 − h_t²)·W_hh at every step, for an
+    orthogonal W_hh; ``dphi`` (T, B, H) is 1 − h_t². With W orthogonal,
+    (DW)(DW)ᵀ = D², so the singular values of D·W are exactly the |entries| of D: the
+    Jacobian shrinks a direction only where tanh saturates, never through W."""
+    d = dphi[:, :rows].abs()
+    return torch.stack([d.amax(-1).mean(1), d.amin(-1).mean(1), d.mean((1, 2))])
+
+
 @torch.no_grad()
 def timestep_arrays(net: Network, fwd, grads, probe: int | None,
                     dtype: torch.dtype = torch.float32, rows: int | None = None,
@@ -24,7 +34,8 @@ def timestep_arrays(net: Network, fwd, grads, probe: int | None,
     its backward pass (``grads``): ``dh_norm``, ``dc_norm``, ``dout_norm``, ``carried_norm``,
     ``path_names``
     and, with ``probe`` (the batch row whose trajectory is kept), ``gates``, ``sat_low``,
-    ``sat_high``, ``probe_h``, ``probe_c`` and ``paths`` (over the first ``rows`` batch
+    ``sat_high``, ``probe_h``, ``probe_c``, ``paths`` and, for the orthogonal RNN,
+    ``jacobian_sv`` (over the first ``rows`` batch
     rows, all if None: those the loss sees); numpy arrays of ``dtype``, None where the
     cell has no such thing."""
     L, D, H = net.layers, net.directions, net.hidden
@@ -50,10 +61,10 @@ def timestep_arrays(net: Network, fwd, grads, probe: int | None,
            "dout_norm": host(dout, (L, D, T)),
            "carried_norm": host(carried, (L, D, T)), "path_names": path_names(net.cell),
            "gates": None, "sat_low": None, "sat_high": None, "probe_h": None, "probe_c": None,
-           "paths": None}
+           "paths": None, "jacobian_sv": None}
     if probe is None:
         return out
-    gates, low, high, ph, pc, paths = [], [], [], [], [], []
+    gates, low, high, ph, pc, paths, sv = [], [], [], [], [], [], []
     rows = grads[0][0].dh.shape[1] if rows is None else rows
     for k, d in pairs:
         cache = fwd.caches[k][d]
@@ -65,6 +76,8 @@ def timestep_arrays(net: Network, fwd, grads, probe: int | None,
         ph.append(in_time_order(cache.h[:, probe], d))
         if cache.c is not None:
             pc.append(in_time_order(cache.c[:, probe], d))
+        if getattr(net.cell, "orthogonal", False):
+            sv.append(in_time_order(orthogonal_singular_values(cache.dphi, rows).t(), d))
     out["gates"] = host(gates, (L, D, T, G, H)).transpose(0, 1, 3, 2, 4).copy()
     out["sat_low"] = host(low, (L, D, T, G)).transpose(0, 1, 3, 2).copy()
     out["sat_high"] = host(high, (L, D, T, G)).transpose(0, 1, 3, 2).copy()
@@ -72,7 +85,9 @@ def timestep_arrays(net: Network, fwd, grads, probe: int | None,
     out["probe_c"] = host(pc, (L, D, T, H)) if pc else None
     Q = len(out["path_names"])
     out["paths"] = host(paths, (L, D, T, Q, H)).transpose(0, 1, 3, 2, 4).copy()
+    if sv:
+        out["jacobian_sv"] = host(sv, (L, D, T, 3)).transpose(0, 1, 3, 2).copy()
     return out
 
 
-__all__ = ["timestep_arrays", "spectral"]
+__all__ = ["timestep_arrays", "orthogonal_singular_values", "spectral"]

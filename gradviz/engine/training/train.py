@@ -257,10 +257,12 @@ class Trainer:
         return False
 
     def _apply_update(self) -> bool:
-        """Optimiser step; undo it (and reset the optimiser) if it made a weight non-finite."""
+        """Optimiser step, then the cell's constraint (IndRNN's |u| bound); undo it (and
+        reset the optimiser) if it made a weight non-finite."""
         with torch.no_grad():
             copy_each(self._backup, self.params)
         self.optimizer.step()
+        self.net.constrain()
         if all_finite(self.params):
             return True
         with torch.no_grad():

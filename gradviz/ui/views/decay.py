@@ -37,7 +37,9 @@ class DecayView(View):
         "means it grows 38-fold (exploding). A loss at every step lifts the ratio where new "
         "gradient enters (Pascanu, Mikolov & Bengio 2013). For the diagonal cells (minGRU, "
         "minLSTM, IndRNN, LRU) the orange curves are their factor ∂hₜ/∂hₜ₋₁ per step, which "
-        "the ratio follows.")
+        "the ratio follows; for the orthogonal RNN they are the singular values of its "
+        "∂hₜ/∂hₜ₋₁ = diag(1 − hₜ²)·W_hh (mean; smallest and largest dashed, each averaged "
+        "over the batch), which are exactly the values of 1 − hₜ² since W_hh is orthogonal.")
 
     def __init__(self, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)
@@ -66,20 +68,28 @@ class DecayView(View):
         t = np.arange(len(ratio), dtype=np.float64) + (1.0 if direction == 1 else 0.0)
         return t, ratio
 
-    def _factors(self) -> tuple[np.ndarray, tuple[np.ndarray, ...]] | None:
-        """(t, (mean, min, max)) of the diagonal cells' factor at the step each ratio
-        crosses, from the newest full capture; None for other cells."""
+    def _factors(self) -> tuple[np.ndarray, tuple[np.ndarray, ...], str] | None:
+        """(t, (mean, min, max), words) of the diagonal cells' factor, or of the orthogonal
+        RNN's singular values of ∂h_t/∂h_{t−1}, at the step each ratio crosses, from the
+        newest full capture; None for other cells."""
         cap = self._latest
-        if cap is None or cap.gates is None or not is_diagonal(cap.gate_names):
+        if cap is None or cap.gates is None:
             return None
         layer, direction = self.selector.layer_direction
-        a = step_factors(cap.gate_names, cap.gates[layer, direction])
-        T = a.shape[0]
+        if cap.jacobian_sv is not None:
+            big, small, mean = cap.jacobian_sv[layer, direction].astype(np.float64)
+            values, words = (mean, small, big), "σ of diag(1 − h²)·W_hh"
+        elif is_diagonal(cap.gate_names):
+            values = factor_summary(step_factors(cap.gate_names, cap.gates[layer, direction]))
+            words = "the factor " + FACTOR_WORDS[tuple(cap.gate_names)]
+        else:
+            return None
+        T = values[0].shape[0]
         # Ratio at t compares h_t with its neighbour later in the processing order, which
         # reaches h_t through that neighbour's factor.
         if direction == 0:
-            return np.arange(T - 1, dtype=np.float64), tuple(v[1:] for v in factor_summary(a))
-        return np.arange(1, T, dtype=np.float64), tuple(v[:-1] for v in factor_summary(a))
+            return np.arange(T - 1, dtype=np.float64), tuple(v[1:] for v in values), words
+        return np.arange(1, T, dtype=np.float64), tuple(v[:-1] for v in values), words
 
     def _clear_items(self) -> None:
         for item in self.factor_curves:
@@ -104,11 +114,12 @@ class DecayView(View):
         for item in self.factor_curves:
             item.setData([], [])
         if factors is not None:
-            ft, values = factors
+            ft, values, words = factors
             for item, v in zip(self.factor_curves, values):
                 item.setData(*finite_points(ft, v))
-            text += (f"; orange: the factor {FACTOR_WORDS[tuple(self._latest.gate_names)]} "
-                     f"per step, mean over units (min, max dashed), step {self._latest.step}")
+            which = ("batch mean (smallest, largest dashed)" if self._latest.jacobian_sv
+                     is not None else "mean over units (min, max dashed)")
+            text += f"; orange: {words} per step, {which}, step {self._latest.step}"
         self.heading.set_text(text)
 
     def csv_table(self) -> tuple[list[str], np.ndarray]:

@@ -186,6 +186,10 @@ class Cell:
         after PyTorch's default; ``options``: the cell's settings (RunConfig's lru_*,
         indrnn_u_max, seq_len, init) where known. Most cells keep the default."""
 
+    def constrain(self, p: dict[str, Tensor], options: dict) -> None:
+        """Put one layer-direction's parameters ``p`` back in the set the cell allows,
+        in place, after every optimiser step (IndRNN's bound on |u|). Most have none."""
+
     def forward(self, x: Tensor, h0: Tensor, c0: Tensor | None, p: dict[str, Tensor],
                 stats_rows: int | None = None) -> LayerCache:
         """With ``stats_rows``, the cache also holds the gate statistics of those rows."""

@@ -6,6 +6,10 @@ Each unit sees only its own past, through one number u_j: the gradient through t
 unit that stays active is u_j^k over k steps, so |u| ≤ 2^(1/T) keeps it from growing more
 than 2× over the sequence (the paper's bound), and |u| near 1 keeps it from vanishing.
 Parameters: weight_ih (H, I), the vector u as weight_hh (H,), bias_ih (H,).
+
+Training keeps |u| ≤ max(2^(1/T), the initial max |u|) after every optimiser step
+(:meth:`IndRNNCell.constrain`): the paper's constraint, which stops a ReLU unit's state and
+gradient from growing without bound, and never below where the user started u.
 """
 from __future__ import annotations
 
@@ -25,6 +29,15 @@ def u_bound(options: dict) -> float:
     return 2.0 ** (1.0 / T) if T else 1.0
 
 
+def u_limit(options: dict) -> float:
+    """The largest |u| training allows: 2^(1/T) (Li et al. 2018), or the user's initial
+    ``indrnn_u_max`` where that is larger."""
+    T = options.get("seq_len")
+    paper = 2.0 ** (1.0 / T) if T else 1.0
+    chosen = options.get("indrnn_u_max")
+    return paper if chosen is None else max(paper, float(chosen))
+
+
 class IndRNNCell(DiagonalCell):
     reference_step = staticmethod(indrnn)
 
@@ -37,6 +50,12 @@ class IndRNNCell(DiagonalCell):
             u = p["weight_hh"]
             draw = torch.rand(u.shape, generator=generator, dtype=torch.float64)
             u.copy_(draw * u_bound(options))
+
+    def constrain(self, p, options):
+        """|u| ≤ :func:`u_limit` (Li et al. 2018 clip u after every step)."""
+        limit = u_limit(options)
+        with torch.no_grad():
+            p["weight_hh"].clamp_(-limit, limit)
 
     def forward(self, x, h0, c0, p, stats_rows=None):
         T, B, I = x.shape
@@ -68,4 +87,4 @@ class IndRNNCell(DiagonalCell):
         return diag_blocks(p["weight_hh"])
 
 
-__all__ = ["IndRNNCell", "u_bound"]
+__all__ = ["IndRNNCell", "u_bound", "u_limit"]
