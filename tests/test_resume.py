@@ -10,7 +10,7 @@ from gradviz.config import RunConfig
 from gradviz.engine.runs.history import FLAG_ROWS, FLOAT_ROWS, HISTORY_CAPACITY, History
 from gradviz.engine.runs.keyframes import Keyframes
 from gradviz.engine.runs.runfile import RunFileError, load_run, save_run
-from gradviz.engine.runs.runfile import SCHEMA_VERSION, load_run_state, open_run
+from gradviz.engine.runs.runfile import TRAINED_SCHEMA_VERSION, load_run_state, open_run
 from gradviz.engine.runs.runstate import capture_state
 from gradviz.engine.training.session import Session
 
@@ -130,7 +130,7 @@ def test_a_saved_run_opens_with_identical_arrays_text_and_scales(tmp_path):
     save_run(tmp_path, config, session.history, session.summary(),
              keyframes=session.keyframes, texts=texts, scales=scales, state=session.state())
     run = open_run(tmp_path)
-    assert run.config == config and run.schema_version == SCHEMA_VERSION == 3
+    assert run.config == config and run.schema_version == TRAINED_SCHEMA_VERSION == 2
     assert run.texts == texts and run.scales == scales and run.can_continue
     for name in ROWS:
         np.testing.assert_array_equal(getattr(run.history, name), getattr(session.history, name))

@@ -350,4 +350,5 @@ def _param_owners(path: Path, arrays: dict[str, np.ndarray], names: tuple[str, .
 
 
 __all__ = ["RunFileError", "SavedRun", "save_run", "load_run", "open_run", "load_run_state",
-           "load_run_config", "check_run", "SCHEMA", "SCHEMA_VERSION", "READABLE_VERSIONS"]
+           "load_run_config", "check_run", "SCHEMA", "SCHEMA_VERSION",
+           "TRAINED_SCHEMA_VERSION", "READABLE_VERSIONS"]
