@@ -47,6 +47,7 @@ _SIGNATURES = {
     "lstm_cell_backward": "ttttttitttt",
     "gru_cell_forward": "t" * 8 + "ittt",
     "gru_cell_backward": "tttttittt",
+    "rnn_cell_forward": "ttttt",
     "rnn_cell_backward": "tttitt",
     "lstm_family_scan": "i" + "tttt" + "i" + "tt",
     "path_norms": "iiii" + "ttttt",
@@ -133,6 +134,15 @@ class Kernels:
     def family_scan(self, M, N, dout, w_hh, tbptt, dh, R) -> None:
         T, B, G1, H = M.shape
         self._call("lstm_family_scan", T, B, H, G1 - 1, M, N, dout, w_hh, tbptt, dh, R)
+
+    def rnn_forward(self, zx, w_t, h0, h, dphi) -> None:
+        """The tanh RNN's forward pass: h (T, B, H) and dphi = 1 - h² from zx = x W_ihᵀ +
+        b_ih + b_hh (T, B, H), w_t = W_hhᵀ (H, H) and h0 (B, H); see rnn_cell_forward."""
+        T, B, H = h.shape
+        if (tuple(zx.shape) != (T, B, H) or tuple(w_t.shape) != (H, H)
+                or tuple(h0.shape) != (B, H) or tuple(dphi.shape) != (T, B, H)):
+            raise ValueError("rnn_forward: the shapes do not fit together")
+        self._call("rnn_cell_forward", T, B, H, zx, w_t, h0, h, dphi)
 
     def rnn_backward(self, dphi, dout, w_hh, tbptt, dh, dz) -> None:
         T, B, H = dout.shape

@@ -213,6 +213,11 @@ def _check_rnn(k, dtype, tol, gen) -> str | None:
     dout = rnd(T_, B_, H_)
     ref = _unrolled(reference.rnn_tanh, p, x, h0, None, dout)
     h = _stacked(ref, "h")
+    zx = (x @ p["weight_ih"].t() + p["bias_ih"] + p["bias_hh"]).contiguous()
+    hf, dphi = torch.empty_like(dout), torch.empty_like(dout)
+    k.rnn_forward(zx, p["weight_hh"].t().contiguous(), h0, hf, dphi)
+    if not (_close(hf, h, tol) and _close(dphi, 1 - h * h, tol)):
+        return "rnn forward"
     dh, dz = torch.empty_like(dout), torch.empty_like(dout)
     k.rnn_backward(1 - h * h, dout, p["weight_hh"], TBPTT_, dh, dz)
     if not (_close(dh, _stacked(ref, "h", grad=True), tol)
