@@ -52,6 +52,7 @@ _SIGNATURES = {
     "lstm_family_scan": "i" + "tttt" + "i" + "tt",
     "path_norms": "iiii" + "ttttt",
     "row_norms": "tt",
+    "step_norms": "tttt",
 }
 
 
@@ -170,6 +171,16 @@ class Kernels:
         if tuple(out.shape) != (T,):
             raise ValueError("row_norms: out must be (T,) for x (T, ...)")
         self._call("row_norms", T, 1, x[0].numel() if T else 0, x, out)
+
+    def step_norms(self, dh, dout, dc, out) -> None:
+        """‖dh_t‖, ‖dout_t‖, ‖dh_t - dout_t‖ and (dc not None) ‖dc_t‖ into the rows of out
+        (3 or 4, T), dh, dout and dc (T, B, H): row_norms of each, in one call; see
+        step_norms in _native.c."""
+        T, B, H = dh.shape
+        if (tuple(dout.shape) != (T, B, H) or (dc is not None and tuple(dc.shape) != (T, B, H))
+                or tuple(out.shape) != (3 if dc is None else 4, T)):
+            raise ValueError("step_norms: the shapes do not fit together")
+        self._call("step_norms", T, B, H, dh, dout, dc, out)
 
 
 def _check(first: torch.Tensor, *rest: torch.Tensor) -> None:

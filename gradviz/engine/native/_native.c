@@ -738,48 +738,91 @@ void S(path_norms)(int T, int B, int H, int rows, int G, int gate_index, int tbp
 typedef double S(v4d) __attribute__((vector_size(32)));
 typedef real S(v4r) __attribute__((vector_size(4 * sizeof(real))));
 
+/* The 2-norm of the n values v_k = x[k] - y[k] (with D; else x[k]), v formed in `real` as
+   PyTorch forms x - y: row_norms's sum, for one row. */
+static inline __attribute__((always_inline)) real
+S(norm2)(size_t n, const real *restrict x, const real *restrict y, const int D)
+{
+    /* Sixteen partial sums, four vectors of four: a single chain of dependent additions
+       runs at one every few cycles. */
+    S(v4d) s0 = {0, 0, 0, 0}, s1 = s0, s2 = s0, s3 = s0;
+    size_t k = 0;
+    for (; k + 16 <= n; k += 16) {
+        S(v4r) a, b, c, d;
+        memcpy(&a, x + k, sizeof a);
+        memcpy(&b, x + k + 4, sizeof b);
+        memcpy(&c, x + k + 8, sizeof c);
+        memcpy(&d, x + k + 12, sizeof d);
+        if (D) {
+            S(v4r) ya, yb, yc, yd;
+            memcpy(&ya, y + k, sizeof ya);
+            memcpy(&yb, y + k + 4, sizeof yb);
+            memcpy(&yc, y + k + 8, sizeof yc);
+            memcpy(&yd, y + k + 12, sizeof yd);
+            a -= ya;
+            b -= yb;
+            c -= yc;
+            d -= yd;
+        }
+        const S(v4d) da = __builtin_convertvector(a, S(v4d)),
+                     db = __builtin_convertvector(b, S(v4d)),
+                     dc = __builtin_convertvector(c, S(v4d)),
+                     dd = __builtin_convertvector(d, S(v4d));
+        s0 += da * da;
+        s1 += db * db;
+        s2 += dc * dc;
+        s3 += dd * dd;
+    }
+    s0 += s1;
+    s2 += s3;
+    s0 += s2;
+    double sum = (s0[0] + s0[1]) + (s0[2] + s0[3]);
+    for (; k < n; k++) {
+        real v = D ? x[k] - y[k] : x[k];
+        sum += (double)v * v;
+    }
+#ifdef S_IS_DOUBLE
+    if (sum < 1e-290 || sum > 1e290) {
+        double peak = 0;
+        for (k = 0; k < n; k++) {
+            double v = fabs(D ? x[k] - y[k] : x[k]);
+            peak = v > peak ? v : peak;
+        }
+        if (peak > 0 && isfinite(peak)) {
+            sum = 0;
+            for (k = 0; k < n; k++) {
+                double v = (D ? x[k] - y[k] : x[k]) / peak;
+                sum += v * v;
+            }
+            return peak * sqrt(sum);
+        }
+    }
+#endif
+    return (real)sqrt(sum);
+}
+
 void S(row_norms)(int T, int B, int H, const real *x, real *out)
 {
     const size_t n = (size_t)B * H;
+    for (int t = 0; t < T; t++)
+        out[t] = S(norm2)(n, x + t * n, NULL, 0);
+}
+
+/* A capture's per-timestep norms in one call: out (Q, T) holds ‖dh_t‖, ‖dout_t‖,
+   ‖dh_t - dout_t‖ (the part carried through the recurrence) and, where dc is not NULL,
+   ‖dc_t‖, each over the B·H values of step t; the numbers row_norms gives for each (and
+   for dh - dout formed beforehand), without forming dh - dout or calling once per norm. */
+void S(step_norms)(int T, int B, int H, const real *dh, const real *dout, const real *dc,
+                   real *out)
+{
+    const size_t n = (size_t)B * H;
     for (int t = 0; t < T; t++) {
-        const real *restrict r = x + t * n;
-        /* Sixteen partial sums, four vectors of four: a single chain of dependent
-           additions runs at one every few cycles. */
-        S(v4d) s0 = {0, 0, 0, 0}, s1 = s0, s2 = s0, s3 = s0;
-        size_t k = 0;
-        for (; k + 16 <= n; k += 16) {
-            S(v4r) a, b, c, d;
-            memcpy(&a, r + k, sizeof a);
-            memcpy(&b, r + k + 4, sizeof b);
-            memcpy(&c, r + k + 8, sizeof c);
-            memcpy(&d, r + k + 12, sizeof d);
-            const S(v4d) da = __builtin_convertvector(a, S(v4d)),
-                         db = __builtin_convertvector(b, S(v4d)),
-                         dc = __builtin_convertvector(c, S(v4d)),
-                         dd = __builtin_convertvector(d, S(v4d));
-            s0 += da * da;
-            s1 += db * db;
-            s2 += dc * dc;
-            s3 += dd * dd;
-        }
-        s0 += s1;
-        s2 += s3;
-        s0 += s2;
-        double sum = (s0[0] + s0[1]) + (s0[2] + s0[3]);
-        for (; k < n; k++) sum += (double)r[k] * r[k];
-#ifdef S_IS_DOUBLE
-        if (sum < 1e-290 || sum > 1e290) {
-            double peak = 0;
-            for (k = 0; k < n; k++) peak = fabs(r[k]) > peak ? fabs(r[k]) : peak;
-            if (peak > 0 && isfinite(peak)) {
-                sum = 0;
-                for (k = 0; k < n; k++) sum += (r[k] / peak) * (r[k] / peak);
-                out[t] = peak * sqrt(sum);
-                continue;
-            }
-        }
-#endif
-        out[t] = (real)sqrt(sum);
+        const real *d = dh + t * n, *o = dout + t * n;
+        out[t] = S(norm2)(n, d, NULL, 0);
+        out[T + t] = S(norm2)(n, o, NULL, 0);
+        out[2 * T + t] = S(norm2)(n, d, o, 1);
+        if (dc)
+            out[3 * T + t] = S(norm2)(n, dc + t * n, NULL, 0);
     }
 }
 
