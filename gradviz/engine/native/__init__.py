@@ -47,7 +47,7 @@ _SIGNATURES = {
     "lstm_cell_backward": "ttttttitttt",
     "gru_cell_forward": "t" * 8 + "ittt",
     "gru_cell_backward": "tttttittt",
-    "rnn_cell_forward": "ttttt",
+    "rnn_cell_forward": "i" + "ttttt",
     "rnn_cell_backward": "tttitt",
     "lstm_family_scan": "i" + "tttt" + "i" + "tt",
     "path_norms": "iiii" + "ttttt",
@@ -136,14 +136,15 @@ class Kernels:
         T, B, G1, H = M.shape
         self._call("lstm_family_scan", T, B, H, G1 - 1, M, N, dout, w_hh, tbptt, dh, R)
 
-    def rnn_forward(self, zx, w_t, h0, h, dphi) -> None:
-        """The tanh RNN's forward pass: h (T, B, H) and dphi = 1 - h² from zx = x W_ihᵀ +
-        b_ih + b_hh (T, B, H), w_t = W_hhᵀ (H, H) and h0 (B, H); see rnn_cell_forward."""
+    def rnn_forward(self, zx, w_t, h0, h, dphi, relu=False) -> None:
+        """The plain RNN's forward pass (φ = tanh, or ReLU with ``relu``): h (T, B, H) and
+        dphi = φ'(z) from zx = x W_ihᵀ + b_ih + b_hh (T, B, H), w_t = W_hhᵀ (H, H) and
+        h0 (B, H); see rnn_cell_forward in _native.c."""
         T, B, H = h.shape
         if (tuple(zx.shape) != (T, B, H) or tuple(w_t.shape) != (H, H)
                 or tuple(h0.shape) != (B, H) or tuple(dphi.shape) != (T, B, H)):
             raise ValueError("rnn_forward: the shapes do not fit together")
-        self._call("rnn_cell_forward", T, B, H, zx, w_t, h0, h, dphi)
+        self._call("rnn_cell_forward", T, B, H, int(relu), zx, w_t, h0, h, dphi)
 
     def rnn_backward(self, dphi, dout, w_hh, tbptt, dh, dz) -> None:
         T, B, H = dout.shape

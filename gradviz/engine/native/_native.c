@@ -2,9 +2,10 @@
  *
  * PyTorch runs a timestep's small operations one dispatch at a time; at these sizes the
  * dispatch, not the arithmetic, is the cost. The functions here run each layer's loops over
- * time in one call: the forward passes of the three LSTMs and the GRU (the per-step product,
- * the gates, the states and the gate statistics), the reverse scans of every cell, and the
- * norms of the gradient paths over the batch (paths.py).
+ * time in one call: the forward passes of the three LSTMs, the GRU and the plain RNN (the
+ * per-step product, the gates, the states and the gate statistics), the reverse scans of
+ * every cell, the norms of the gradient paths over the batch (paths.py) and the
+ * per-timestep norms of a capture.
  * What can be batched over time (the weight gradients, the input product of a wide input)
  * stays in PyTorch. The equations are those of the PyTorch code in cells/, which computes
  * the same numbers where this file cannot be built.
@@ -189,7 +190,14 @@ static void S(gate_stats)(int rows, int G, int H, const real *a, const real *lo,
     }
 }
 
-/* Vectors of 32 bytes (8 floats, 4 doubles); the compiler splits them where it has to. */
+/* Vectors of 32 bytes (8 floats, 4 doubles); the compiler splits them where it has to.
+   Also under AVX-512, where the products use its 32 registers for larger blocks (below)
+   and gcc vectorizes the gate loops at 16 lanes by itself (-march=native; at 8 lanes the
+   LSTM forward pass takes 1.1-1.17 times as long). Products in 64-byte vectors were
+   measured on an AMD EPYC (Zen 4, whose 512-bit units are two 256-bit halves) in blocks
+   of 6 × 4, 8 × 3 and 12 × 2 vectors: none faster than these (0.94-1.06 at H 64-128,
+   up to 1.37 times as long at H 32, where a row of w_hh is two vectors); on a CPU with
+   full-width 512-bit units they were not measured. */
 typedef real S(vec) __attribute__((vector_size(32)));
 enum { S(VL) = (int)(32 / sizeof(real)) };
 
@@ -595,12 +603,13 @@ void S(gru_cell_backward)(int T, int B, int H, const real *gates, const real *un
     S(rhs_free)(&w);
 }
 
-/* The tanh RNN's forward pass: h_t = tanh(zx_t + h_{t-1} W_hhᵀ), and φ'_t = 1 - h_t² for its
-   reverse scan. zx (T, B, H) is x W_ihᵀ + b_ih + b_hh, done beforehand; w_t (H, H) is
-   W_hhᵀ; h0 (B, H). Writes h and dphi (T, B, H). PyTorch's fused tanh RNN takes about three
-   times as long at B 33, H 128 (a product and a tanh dispatched per step). */
-void S(rnn_cell_forward)(int T, int B, int H, const real *zx, const real *w_t, const real *h0,
-                         real *h, real *dphi)
+/* The plain RNN's forward pass: h_t = φ(zx_t + h_{t-1} W_hhᵀ), and φ'_t for its reverse
+   scan (tanh: 1 - h_t²; relu: 1 where h_t > 0, else 0; NaN stays NaN in h as in PyTorch).
+   zx (T, B, H) is x W_ihᵀ + b_ih + b_hh, done beforehand; w_t (H, H) is W_hhᵀ; h0 (B, H).
+   Writes h and dphi (T, B, H). PyTorch's fused tanh RNN takes 2.4-4.8 times as long at
+   B 33, H 32-128 (a product and a tanh dispatched per step). */
+void S(rnn_cell_forward)(int T, int B, int H, int relu, const real *zx, const real *w_t,
+                         const real *h0, real *h, real *dphi)
 {
     const size_t bh = (size_t)B * H;
     S(rhs) w = S(rhs_of)(H, H, w_t);
@@ -608,11 +617,19 @@ void S(rnn_cell_forward)(int T, int B, int H, const real *zx, const real *w_t, c
         const real *hp = t ? h + (t - 1) * bh : h0;
         real *restrict ht = h + t * bh, *restrict d = dphi + t * bh;
         S(gemm_acc)(B, &w, hp, H, zx + t * bh, ht);
-        for (size_t k = 0; k < bh; k++) {
-            real v = S(tanh_exact)(ht[k]);
-            ht[k] = v;
-            d[k] = 1 - v * v;
-        }
+        if (relu)
+            for (size_t k = 0; k < bh; k++) {
+                real z = ht[k];
+                real v = z < 0 ? 0 : z;                       /* NaN < 0 is false: NaN */
+                ht[k] = v;
+                d[k] = v > 0 ? 1 : 0;
+            }
+        else
+            for (size_t k = 0; k < bh; k++) {
+                real v = S(tanh_exact)(ht[k]);
+                ht[k] = v;
+                d[k] = 1 - v * v;
+            }
     }
     S(rhs_free)(&w);
 }

@@ -218,6 +218,10 @@ def _check_rnn(k, dtype, tol, gen) -> str | None:
     k.rnn_forward(zx, p["weight_hh"].t().contiguous(), h0, hf, dphi)
     if not (_close(hf, h, tol) and _close(dphi, 1 - h * h, tol)):
         return "rnn forward"
+    relu = _stacked(_unrolled(reference.rnn_relu, p, x, h0, None, dout), "h")
+    k.rnn_forward(zx, p["weight_hh"].t().contiguous(), h0, hf, dphi, relu=True)
+    if not (_close(hf, relu, tol) and torch.equal(dphi, (hf > 0).to(dtype))):
+        return "relu rnn forward"
     dh, dz = torch.empty_like(dout), torch.empty_like(dout)
     k.rnn_backward(1 - h * h, dout, p["weight_hh"], TBPTT_, dh, dz)
     if not (_close(dh, _stacked(ref, "h", grad=True), tol)

@@ -1,8 +1,8 @@
 """The plain recurrent cell, h_t = φ(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh), φ = tanh or ReLU.
 
-The forward pass is the compiled loop for the tanh RNN (its input product over all t in
-PyTorch), else PyTorch's fused recurrence (no graph); the reverse scan is the compiled
-loop or the PyTorch operations below:
+The forward pass is the compiled loop (its input product over all t in PyTorch), else
+PyTorch's fused recurrence (no graph); the reverse scan is the compiled loop or the
+PyTorch operations below:
     dh_t = dout_t + dz_{t+1} W_hh,   dz_t = dh_t ⊙ φ'(z_t).
 """
 from __future__ import annotations
@@ -44,7 +44,7 @@ class RNNCell(Cell):
                                  p["weight_ih"].t()).view(T, B, -1)
                 h, dphi = torch.empty_like(zx), torch.empty_like(zx)
                 loops.rnn_forward(zx, p["weight_hh"].t().contiguous(), h0.contiguous(), h,
-                                  dphi)
+                                  dphi, relu=self.fused is torch.rnn_relu)
             else:
                 h, _ = self.fused(x, h0.unsqueeze(0), fused_weights(p), True, 1, 0.0, False,
                                   False, False)
@@ -89,6 +89,7 @@ class TanhRNNCell(RNNCell):
 
 class ReLURNNCell(RNNCell):
     fused = staticmethod(torch.rnn_relu)
+    compiled_forward = True
     reference_step = staticmethod(rnn_relu)
 
     @staticmethod
