@@ -54,6 +54,8 @@ def test_smoke_run_prints_every_column_with_finite_numbers():
         assert percent < 100
     assert lines[head + 4].startswith("cells geomean ratio: ")
     assert any(ln.startswith("gradviz at H 8, LSTM and GRU: ") for ln in lines)
+    again = next(ln for ln in lines if ln.startswith("peak again: "))
+    assert float(again.split()[2]) >= float(peak.split()[1])
     assert lines[-2].startswith("max ratio: ")
     assert lines[-1].startswith("geomean ratio: ")
     assert math.isfinite(float(lines[-1].split()[-1]))
