@@ -312,9 +312,16 @@ def test_watch_captures_every_k_steps_and_trains_as_the_plain_loop(tmp_path):
                                                             "float64", 0.05)
 
     run = gradviz.load_run(gradviz.save_run(w, tmp_path / "mine"))
-    assert run.config == config and list(run.history.step) == [0, 3, 6]
+    # The file says the run came from Python, with the module's sizes: no gradviz settings.
+    assert run.config is None and run.from_python and not run.can_continue
+    assert list(run.history.step) == [0, 3, 6]
     np.testing.assert_allclose(run.history.dh_norm, w.history.dh_norm)
-    assert run.summary["source"] == "gradviz.watch" and run.summary["steps_done"] == 8
+    rec = run.recorded
+    assert rec["source"] == "python" and rec["api"] == "gradviz.watch"
+    assert rec["sizes"]["cell"] == "lstm" and rec["sizes"]["hidden_size"] == 5
+    assert rec["sizes"]["num_layers"] == 2 and rec["sizes"]["batch_size"] == 6
+    assert rec["optimizer"] == "SGD" and rec["lr"] == 0.05 and rec["dtype"] == "float64"
+    assert run.summary["steps_done"] == 8 and "task" not in run.summary
 
 
 def test_a_watch_in_a_with_block_saves_on_leaving(tmp_path):
@@ -323,7 +330,7 @@ def test_a_watch_in_a_with_block_saves_on_leaving(tmp_path):
         for x, _ in batches(3, batch_first=False):
             w.backward(x, lambda out: out.pow(2).mean())
     run = gradviz.load_run(tmp_path / "run")
-    assert list(run.history.step) == [0, 2] and run.config.cell == "gru"
+    assert list(run.history.step) == [0, 2] and run.recorded["sizes"]["cell"] == "gru"
     assert np.isnan(run.history.lr).all() and np.isnan(run.history.baseline)
 
 
@@ -365,7 +372,7 @@ def test_a_watched_run_opens_in_the_window(tmp_path, qtbot):
     window.open_run(tmp_path / "run")
     window.draw_now()
     assert not failures and len(window.history) == 3
-    assert window.config.cell == "lstm" and window.config.bidirectional
+    assert window.state.live.recorded["sizes"]["bidirectional"]
     window.close()
 
 

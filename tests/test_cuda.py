@@ -53,3 +53,46 @@ def test_watch_and_trace_on_cuda():
     h.sum().backward()
     np.testing.assert_allclose(tr.capture().norms["h"], [v.grad.norm().item() for v in hs],
                                rtol=1e-10)
+
+
+def test_steps_that_are_not_captured_do_not_wait_for_the_gpu():
+    # torch raises on any operation that synchronises with the host while the debug mode
+    # is "error": the steps a watch does not capture must run without one.
+    torch.manual_seed(2)
+    gpu = nn.LSTM(3, 8).cuda()
+    opt = torch.optim.SGD(gpu.parameters(), lr=0.1)
+    w = gradviz.watch(gpu, every=3, optimizer=opt)
+    cell = nn.GRUCell(3, 8).cuda()
+    tr = gradviz.trace()
+    tw = gradviz.watch(cell, trace=tr, every=3)
+    x = torch.randn(10, 4, 3, device="cuda")
+    for step in range(6):
+        opt.zero_grad()
+        quiet = step % 3 != 0
+        if quiet:
+            torch.cuda.set_sync_debug_mode("error")
+        try:
+            w.backward(x, lambda o: o.pow(2).mean())
+            opt.step()
+            h = torch.zeros(4, 8, device="cuda")
+            for t in range(10):
+                h = tr.mark(cell(x[t], h), t)
+            tw.backward(h.pow(2).mean())
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    w.close()
+    tw.close()
+    assert list(w.history.step) == [0, 3] and list(tw.history.step) == [0, 3]
+
+
+def test_the_spectrum_of_a_cuda_module_is_computed_on_a_cpu_copy():
+    from gradviz.api.modules import shared_network
+    from gradviz.engine.analysis.spectrum import spectral
+
+    torch.manual_seed(3)
+    cpu, gpu = _pair(nn.GRU(3, 6, num_layers=2))
+    rho_gpu, sigma_gpu = spectral(shared_network(gpu))
+    rho_cpu, sigma_cpu = spectral(shared_network(cpu))
+    assert rho_gpu.device.type == sigma_gpu.device.type == "cpu"
+    torch.testing.assert_close(rho_gpu, rho_cpu, rtol=1e-12, atol=0)
+    torch.testing.assert_close(sigma_gpu, sigma_cpu, rtol=1e-12, atol=0)

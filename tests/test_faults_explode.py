@@ -334,6 +334,27 @@ def test_views_draw_a_run_that_diverged_from_its_first_step(views, exploding_run
     assert lo > math.log10(LOG_FLOOR) and hi - lo >= 1.0
 
 
+def test_a_gradient_flushed_to_zero_is_said_in_words_not_drawn_at_the_floor(views, make_capture):
+    T = 8
+    dh = np.geomspace(1e-3, 1.0, T).astype(np.float32)
+    dh[:3] = 0.0                                     # underflowed at t = 0, 1, 2
+    history = History()
+    history.append(make_capture(0, cell="lstm", T=T, H=4, dh=dh[None, None]))
+    gradtime = views["gradtime"]
+    gradtime.set_data(history, history.latest)
+    bold = gradtime.curves_h[-1]
+    assert list(bold.xData) == list(range(3, T))     # no point at 1e-30 stretches the axis
+    note = gradtime.underflow["h"]
+    assert note.isVisible() and "t = 0…2" in note.textItem.toPlainText()
+    assert not gradtime.notes["h"].isVisible()
+    (_, _), (y0, _) = gradtime.plot_h.getViewBox().viewRange()
+    assert y0 > -10                                  # log10 of the axis's bottom: near 1e-3
+    history = History()
+    history.append(make_capture(1, cell="lstm", T=T, H=4, dh=np.ones((1, 1, T), np.float32)))
+    gradtime.set_data(history, history.latest)
+    assert not note.isVisible()
+
+
 @pytest.mark.parametrize("cell", ["lstm", "rnn-relu"])
 def test_views_draw_1e30_1e_minus_30_zero_inf_and_nan(views, make_capture, cell):
     values = np.array([1e30, 1e-30, 0.0, np.inf, np.nan, 1.0], np.float32)

@@ -224,3 +224,126 @@ def test_capture_with_lengths_refuses_nan_weights_too():
         m.weight_hh_l0[1, 1] = math.nan
     with pytest.raises(NonFiniteWeights, match="gradviz.capture: weight_hh_l0 holds NaN"):
         gradviz.capture(m, torch.randn(5, 2, 3), loss_fn, lengths=[5, 3])
+
+
+# -- capture with lengths: the same memory check and the same care of .grad ---------------------
+def _packed_reference(module, x, lengths, loss_of):
+    """Each parameter's gradient from PyTorch's own module on the packed batch."""
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    packed = pack_padded_sequence(x, torch.as_tensor(lengths), enforce_sorted=False)
+    out = pad_packed_sequence(module(packed)[0], total_length=x.shape[0])[0]
+    return torch.autograd.grad(loss_of(out), list(module.parameters()))
+
+
+def test_a_capture_with_lengths_is_refused_when_it_will_not_fit(monkeypatch):
+    torch.manual_seed(11)
+    m = nn.GRU(3, 6, bidirectional=True, dtype=torch.float64)
+    x, lengths = torch.randn(50, 4, 3, dtype=torch.float64), [50, 20, 33, 7]
+    need = guards.packed_capture_bytes(m, 50, 4)
+    assert need > guards.packed_capture_bytes(m, 25, 4) > 0
+    for p in m.parameters():
+        p.grad = torch.ones_like(p)
+    before = [p.grad for p in m.parameters()]
+    monkeypatch.setattr(memory, "available_bytes", lambda: need // 3)
+    with pytest.raises(MemoryError, match=r"capture at most about \d+ timesteps at a time") as info:
+        gradviz.capture(m, x, lambda out: out.pow(2).sum(), lengths=lengths)
+    assert "\n" not in str(info.value) and "needs about" in str(info.value)
+    assert all(p.grad is b and bool((b == 1).all()) for p, b in zip(m.parameters(), before))
+    # A watch's captured step is held to it too.
+    w = gradviz.watch(m)
+    with pytest.raises(MemoryError):
+        w.backward(x, lambda out: out.pow(2).sum(), lengths=lengths)
+    monkeypatch.setattr(memory, "available_bytes", lambda: need)
+    cap = gradviz.capture(m, x, lambda out: out.pow(2).sum(), lengths=lengths)    # fits
+    # Accumulated onto the gradient that was there, as loss.backward() would.
+    reference = _packed_reference(m, x, lengths, lambda out: out.pow(2).sum())
+    for p, ref in zip(m.parameters(), reference):
+        torch.testing.assert_close(p.grad, 1 + ref, rtol=0, atol=1e-10)
+    assert np.isfinite(cap.dh_norm[0, 0, :50]).all()
+
+
+def test_a_failure_inside_a_capture_with_lengths_leaves_every_grad_as_it_was(monkeypatch):
+    from gradviz.api import packed
+
+    torch.manual_seed(12)
+    m = nn.LSTM(3, 4, dtype=torch.float64)
+    for p in m.parameters():
+        p.grad = torch.randn_like(p)
+    m.bias_hh_l0.grad = None                        # one without a gradient yet
+    before = {n: (p.grad, None if p.grad is None else p.grad.clone())
+              for n, p in m.named_parameters()}
+    x, lengths = torch.randn(6, 3, 3, dtype=torch.float64), [6, 2, 4]
+    real_step, calls = packed._step, []
+
+    def broken(*args):
+        calls.append(1)
+        if len(calls) == 4:                         # half-way through, as a real failure
+            for p in m.parameters():
+                p.grad = torch.zeros_like(p)
+            raise RuntimeError("forced failure")
+        return real_step(*args)
+
+    def unchanged():
+        for name, p in m.named_parameters():
+            obj, values = before[name]
+            assert p.grad is obj, name
+            if values is not None:
+                assert torch.equal(p.grad, values), name
+
+    monkeypatch.setattr(packed, "_step", broken)
+    with pytest.raises(RuntimeError, match="forced failure"):
+        gradviz.capture(m, x, lambda out: out.sum(), lengths=lengths)
+    unchanged()
+    monkeypatch.setattr(packed, "_step", real_step)
+
+    def failing_loss(out):
+        raise KeyError("the user's loss failed")
+
+    with pytest.raises(KeyError):
+        gradviz.capture(m, x, failing_loss, lengths=lengths)
+    unchanged()
+    with pytest.raises(ValueError, match="must return a scalar tensor"):
+        gradviz.capture(m, x, lambda out: out, lengths=lengths)
+    unchanged()
+
+    class Boom(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, value):
+            return value.clone()
+
+        @staticmethod
+        def backward(ctx, grad):
+            raise RuntimeError("backward failed")
+
+    with pytest.raises(RuntimeError, match="backward failed"):
+        gradviz.capture(m, x, lambda out: out.sum() + Boom.apply(out[-1].sum()),
+                        lengths=lengths)
+    unchanged()
+
+
+def test_the_first_non_finite_tensor_is_named_whatever_the_devices():
+    from gradviz.engine.model.finite import first_nonfinite
+
+    good, nan, inf = torch.ones(3), torch.tensor([1.0, math.nan]), torch.tensor([math.inf])
+    assert first_nonfinite([("a", good), ("b", good.double())]) is None
+    assert first_nonfinite([("a", good), ("b", inf), ("c", nan)]) == "b"
+    assert first_nonfinite([("a", nan), ("b", inf)]) == "a"
+    assert first_nonfinite([("ints", torch.arange(3)), ("empty", torch.empty(0)),
+                            ("z", nan)]) == "z"
+    assert first_nonfinite([]) is None
+
+
+def test_the_spectrum_is_computed_on_the_cpu_in_float64():
+    from gradviz.api.modules import shared_network
+    from gradviz.engine.analysis.spectrum import spectral
+    from gradviz.engine.model.init import spectral_radius
+
+    torch.manual_seed(13)
+    m = nn.LSTM(3, 5, num_layers=2)                     # float32
+    rho, sigma = spectral(shared_network(m))
+    assert rho.dtype == sigma.dtype == torch.float64 and rho.device.type == "cpu"
+    blocks = m.weight_hh_l1.detach().double().view(4, 5, 5)
+    torch.testing.assert_close(rho[1, 0], spectral_radius(blocks), rtol=1e-12, atol=0)
+    torch.testing.assert_close(sigma[1, 0], torch.linalg.matrix_norm(blocks, ord=2),
+                               rtol=1e-12, atol=0)

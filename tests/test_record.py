@@ -226,7 +226,7 @@ def test_file_holds_the_documented_arrays(tmp_path):
     save_run(tmp_path, CONFIG, history)
     K = len(history)
     doc = json.loads((tmp_path / "run.json").read_text())
-    assert doc["schema"] == "gradviz-run" and doc["schema_version"] == 2
+    assert doc["schema"] == "gradviz-run" and doc["schema_version"] == 2   # a trained run needs nothing of version 3
     assert set(doc["versions"]) == {"gradviz", "python", "torch", "numpy"}
     assert RunConfig.from_dict(doc["config"]) == CONFIG
     with np.load(tmp_path / "capture.npz", allow_pickle=False) as npz:
@@ -325,8 +325,8 @@ JSON_DAMAGE = {
     "a list": (lambda f: (f / "run.json").write_text("[1, 2]"), "not a gradviz run"),
     "other schema": (lambda f: edit_json(f, lambda d: d.update(schema="other")),
                      "not a gradviz run"),
-    "newer version": (lambda f: edit_json(f, lambda d: d.update(schema_version=3)),
-                      "schema_version 3 is not supported"),
+    "newer version": (lambda f: edit_json(f, lambda d: d.update(schema_version=4)),
+                      "schema_version 4 is not supported"),
     "bad config": (lambda f: edit_json(f, lambda d: d["config"].update(seq_len=0)),
                    "config: seq_len: 0 is out of range"),
     "unknown setting": (lambda f: edit_json(f, lambda d: d["config"].update(colour=1)),

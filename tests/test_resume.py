@@ -130,7 +130,7 @@ def test_a_saved_run_opens_with_identical_arrays_text_and_scales(tmp_path):
     save_run(tmp_path, config, session.history, session.summary(),
              keyframes=session.keyframes, texts=texts, scales=scales, state=session.state())
     run = open_run(tmp_path)
-    assert run.config == config and run.schema_version == SCHEMA_VERSION == 2
+    assert run.config == config and run.schema_version == SCHEMA_VERSION == 3
     assert run.texts == texts and run.scales == scales and run.can_continue
     for name in ROWS:
         np.testing.assert_array_equal(getattr(run.history, name), getattr(session.history, name))
@@ -174,9 +174,9 @@ def test_a_schema_1_run_still_opens(tmp_path):
     assert run.schema_version == 1 and not run.can_continue and run.texts == []
     assert_same_capture(run.keyframes.latest, session.history.latest)
     assert len(load_run(tmp_path)[1]) == 6
-    doc["schema_version"] = 3
+    doc["schema_version"] = 4
     (tmp_path / "run.json").write_text(json.dumps(doc))
-    with pytest.raises(RunFileError, match="schema_version 3 is not supported.*versions 1, 2"):
+    with pytest.raises(RunFileError, match="schema_version 4 is not supported.*versions 1, 2, 3"):
         open_run(tmp_path)
 
 

@@ -232,7 +232,7 @@ def test_a_ragged_watch_keeps_every_capture_padded_with_nan(tmp_path):
         assert np.isnan(h.dx_norm[i, T:]).all() and np.isfinite(h.dx_norm[i, :T]).all()
     run = gradviz.load_run(gradviz.save_run(w, tmp_path / "ragged"))
     np.testing.assert_array_equal(run.history.dh_norm, h.dh_norm)
-    assert run.config.seq_len == 40
+    assert run.recorded["sizes"]["seq_len_max"] == 40
 
 
 def test_a_traced_watch_records_marks_clipping_and_qualified_tensorboard_tags(tmp_path):
@@ -271,8 +271,11 @@ def test_a_traced_watch_records_marks_clipping_and_qualified_tensorboard_tags(tm
     assert h.param_names == ("cell.weight_ih", "cell.weight_hh", "cell.bias_ih",
                              "cell.bias_hh", "head.weight", "head.bias")
     run = gradviz.load_run(tmp_path / "run")
-    assert run.summary["marks"] == ["h"] and run.summary["optimizer"] == "SGD"
-    assert run.summary["clipped_steps"] == 3 and run.summary["model"] == "Model"
+    assert run.recorded["marks"] == ["h"] and run.recorded["optimizer"] == "SGD"
+    assert run.summary["clipped_steps"] == 3 and run.recorded["model"] == "Model"
+    clipping = run.recorded["clipping"]
+    assert clipping["clipped_steps"] == 3 and clipping["captured_steps"] == 3
+    assert clipping["largest_after_clipping"] == pytest.approx(1e-3, rel=1e-5)
     acc = EventAccumulator(str(board))
     acc.Reload()
     tags = set(acc.Tags()["scalars"])
@@ -298,7 +301,8 @@ def test_a_watch_of_the_whole_model_names_every_parameter(tmp_path):
     owners = dict(zip(names, w.history.param_owners))
     assert owners["lstm.weight_hh_l5"] == (5, 0) and owners["head.bias"] is None
     run = gradviz.load_run(tmp_path / "big")     # six layers: beyond the app, still saved
-    assert run.summary["parameters"] == sum(p.numel() for p in model.parameters())
+    assert run.recorded["parameters"] == sum(p.numel() for p in model.parameters())
+    assert run.recorded["sizes"]["num_layers"] == 6 and run.config is None
 
 
 @pytest.mark.slow
@@ -329,7 +333,7 @@ def test_the_window_opens_a_traced_run_and_a_bigger_model(tmp_path, qtbot):
         window.draw_now()
         assert not failures, failures
         # Shown as what it is, not as a task of the app's.
-        assert "recorded from Python" in window.windowTitle()
+        assert "Recorded from Python" in window.windowTitle()
         assert ("marks h, out" if run == "traced" else "LSTM") in window.windowTitle()
         view = window.views["gradtime"]
         view.set_data(window.history, window.history.latest)
@@ -369,9 +373,10 @@ def test_a_watch_reads_the_norm_after_the_users_clipping():
     assert list(h.clipped) == [True, False]
     assert h.grad_norm_clipped[0] == pytest.approx(1e-4, rel=1e-6)
     assert h.grad_norm_clipped[1] == h.grad_norm[1] > 1e-4
-    summary = w.summary()
-    assert summary["optimizer"] == "Adam" and summary["lr"] == 1e-3
-    assert summary["clipped_steps"] == 1 and "task" not in summary
+    recorded = w.recorded()
+    assert recorded["optimizer"] == "Adam" and recorded["lr"] == 1e-3
+    assert recorded["clipping"]["clipped_steps"] == 1 and "task" not in recorded
+    assert recorded["clipping"]["read"] == "optimizer step pre-hook"
 
 
 def test_the_gradient_flow_view_draws_absent_steps_apart_from_non_finite_ones(qtbot):

@@ -26,6 +26,8 @@ KEYS = ["gradflow", "gradtime", "gates", "states", "loss", "gradnorm", "text"]
 PLOT_KEYS = KEYS[:-1]
 # The theory views (tests/test_theory_views.py), on the "Why" page.
 WHY_KEYS = ["spectrum", "decay", "saturation", "cell", "cliff"]
+# On the "Language" page, for the character models (tests/test_predtree_view.py).
+LANGUAGE_KEYS = ["predtree"]
 CELLS = {"lstm": dict(cell="lstm", L=2, D=2), "gru": dict(cell="gru", L=1, D=1),
          "rnn-tanh": dict(cell="rnn-tanh", L=1, D=2)}
 
@@ -55,9 +57,10 @@ def read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
 
 # -- the contract -------------------------------------------------------------------------
 def test_views_are_made_in_dashboard_order_with_titles(views):
-    assert list(views) == KEYS + WHY_KEYS
-    assert [cls.key for cls in VIEW_CLASSES] == KEYS + WHY_KEYS
-    assert [cls.page for cls in VIEW_CLASSES] == ["Gradients"] * len(KEYS) + ["Why"] * len(WHY_KEYS)
+    assert list(views) == KEYS + WHY_KEYS + LANGUAGE_KEYS
+    assert [cls.key for cls in VIEW_CLASSES] == KEYS + WHY_KEYS + LANGUAGE_KEYS
+    assert [cls.page for cls in VIEW_CLASSES] == (["Gradients"] * len(KEYS) + ["Why"] * len(WHY_KEYS)
+                                                  + ["Language"] * len(LANGUAGE_KEYS))
     for view in views.values():
         assert view.title
         labels = [a.text() for a in view.context_menu().actions()]

@@ -412,6 +412,14 @@ def test_the_panel_offers_exactly_the_registered_values(qtbot, tmp_path):
         cell.setCurrentIndex(cell.findData(name))
         assert panel.config().cell == name
         assert panel.w["forget_bias"].isEnabled() == spec.has_forget_gate, name
+        # A cell's own settings (the LRU's ring, IndRNN's |u|) show, label and all, only
+        # for that cell.
+        for field_name in ("lru_r_min", "lru_r_max", "lru_max_phase", "indrnn_u_max"):
+            owner = "lru" if field_name.startswith("lru") else "indrnn"
+            row = panel._row_widgets[field_name]
+            label = panel._form_of[row].labelForField(row)
+            assert row.isVisibleTo(panel) == (name == owner), (name, field_name)
+            assert label.isVisibleTo(panel) == (name == owner), (name, field_name)
     task = panel.w["task"]
     for name, spec in registry.TASKS.items():
         task.setCurrentIndex(task.findData(name))

@@ -64,6 +64,34 @@ def test_the_experiments_then_button_starts_a_fresh_model_with_the_one_change(wi
     assert window.controls.config() == experiment.then_config
     assert window.worker.run_id == first + 1 and len(window.history) == 0
     assert "settings changed" not in window.banner.title.text()
+    assert not button.isEnabled()             # its run is the one on screen now
+
+
+def test_the_description_shows_whole_lines_at_every_font_size(qtbot):
+    from gradviz.ui.banner import WATCH_LINES, Banner
+    long = max(list_experiments(), key=lambda e: len(e.watch))
+    banner = Banner()
+    qtbot.addWidget(banner)
+    banner.resize(700, 300)
+    banner.show_experiment(long)
+    banner.show()
+    qtbot.waitExposed(banner)
+
+    def lines_shown() -> float:
+        margins = banner.watch.contentsMargins()
+        inner = banner.watch_area.height() - margins.top() - margins.bottom()
+        return inner / banner.watch.fontMetrics().lineSpacing()
+
+    assert lines_shown() == WATCH_LINES       # a long text: whole lines, then it scrolls
+    font = banner.watch.font()
+    font.setPointSizeF(font.pointSizeF() * 1.6)
+    banner.watch.setFont(font)
+    banner.fit_watch()                        # as View > Bigger does
+    assert lines_shown() == WATCH_LINES
+    short = next(e for e in list_experiments() if len(e.watch) < len(long.watch) / 3)
+    banner.show_experiment(short)
+    needed = banner.watch.heightForWidth(banner.watch_area.viewport().width())
+    assert lines_shown() == min(WATCH_LINES, round(needed / banner.watch.fontMetrics().lineSpacing()))
 
 
 def test_the_then_button_also_says_what_to_watch_in_the_second_run(window, qtbot):

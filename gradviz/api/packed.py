@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
+from gradviz.api import guards
 from gradviz.api.trace import Trace
 from gradviz.engine.runs.capture import Capture
 
@@ -94,31 +95,18 @@ def _step(mode: str, x: Tensor, h: Tensor, c, p: dict) -> tuple[Tensor, Tensor |
     return h, None, [h]
 
 
-def capture_packed(module: nn.RNNBase, x, loss_fn: Callable[[Tensor], Tensor], h0,
-                   lengths) -> Capture:
-    """:func:`gradviz.capture` over sequences of their own lengths (module docstring).
-    ``loss_fn`` gets the padded output in the module's layout, 0 beyond each sequence's
-    end: ``pad_packed_sequence(module(pack_padded_sequence(x, lengths,
-    enforce_sorted=False))[0], total_length=T)[0]``."""
-    from gradviz.api.modules import _initial_state, _user_layout, shared_network
-    from gradviz.engine.training.timesteps import spectral
+def _forward_backward(module: nn.RNNBase, net, xs: Tensor, mask: Tensor, h_init, c_init,
+                      loss_fn: Callable[[Tensor], Tensor], tr: Trace) -> Tensor:
+    """The module's recurrence over the packed batch, step by step through autograd with
+    the states and gates marked on ``tr``, ``loss_fn`` of its padded output, and the
+    backward pass; returns the loss."""
+    from gradviz.api.modules import _user_layout
 
-    net = shared_network(module)
-    xs, lens = padded_input(module, x, lengths)
-    T, B = xs.shape[:2]
+    T = xs.shape[0]
     L, D = module.num_layers, 2 if module.bidirectional else 1
-    mode, H = module.mode, module.hidden_size
-    h_init, c_init = _initial_state(module, h0, B, False, mode == "LSTM")
-    mask = torch.arange(T)[:, None] < lens[None, :]                 # (T, B)
-    mask = mask.to(xs.device)
-    gate_names = tuple(net.cell.gate_names)
-    ranges = tuple(net.cell.gate_ranges)
-    tr = Trace()
+    mode = module.mode
+    gate_names, ranges = tuple(net.cell.gate_names), tuple(net.cell.gate_ranges)
     inp = tr.inputs(xs, 0)
-    params = dict(module.named_parameters())
-    before = {name: p.grad for name, p in params.items()}
-    for p in params.values():
-        p.grad = None
     for k in range(L):
         outs = []
         for d in range(D):
@@ -143,21 +131,51 @@ def capture_packed(module: nn.RNNBase, x, loss_fn: Callable[[Tensor], Tensor], h
                 out[t] = torch.where(keep, h_new, torch.zeros_like(h_new))
             outs.append(torch.stack(out))
         inp = torch.cat(outs, -1) if D == 2 else outs[0]
-    out = _user_layout(inp, module, False)
-    loss = loss_fn(out)
+    loss = loss_fn(_user_layout(inp, module, False))
     if not isinstance(loss, Tensor) or loss.numel() != 1 or not loss.requires_grad:
-        for name, p in params.items():
-            p.grad = before[name]
         raise ValueError("gradviz.capture: loss_fn(output) must return a scalar tensor computed "
                          "from the output it is given")
     loss.backward()
-    new = {name: p.grad if p.grad is not None else torch.zeros_like(p)
-           for name, p in params.items()}
-    for name, p in params.items():
-        if not p.requires_grad:
-            p.grad = before[name]
-        elif before[name] is not None:
-            p.grad = before[name].add_(new[name])
+    return loss
+
+
+def capture_packed(module: nn.RNNBase, x, loss_fn: Callable[[Tensor], Tensor], h0,
+                   lengths) -> Capture:
+    """:func:`gradviz.capture` over sequences of their own lengths (module docstring).
+    ``loss_fn`` gets the padded output in the module's layout, 0 beyond each sequence's
+    end: ``pad_packed_sequence(module(pack_padded_sequence(x, lengths,
+    enforce_sorted=False))[0], total_length=T)[0]``."""
+    from gradviz.api.modules import _initial_state, shared_network
+    from gradviz.engine.training.timesteps import spectral
+
+    net = shared_network(module)
+    xs, lens = padded_input(module, x, lengths)
+    T, B = xs.shape[:2]
+    L, D = module.num_layers, 2 if module.bidirectional else 1
+    mode, H = module.mode, module.hidden_size
+    h_init, c_init = _initial_state(module, h0, B, False, mode == "LSTM")
+    guards.refuse_beyond_memory(module, net.cell.name, xs, packed=True)
+    mask = torch.arange(T)[:, None] < lens[None, :]                 # (T, B)
+    mask = mask.to(xs.device)
+    gate_names = tuple(net.cell.gate_names)
+    ranges = tuple(net.cell.gate_ranges)
+    tr = Trace()
+    params = dict(module.named_parameters())
+    before = {name: p.grad for name, p in params.items()}
+    done = False
+    try:                                # whatever fails, the caller's .grad stays as it was
+        for p in params.values():
+            p.grad = None
+        loss = _forward_backward(module, net, xs, mask, h_init, c_init, loss_fn, tr)
+        new = {name: p.grad if p.grad is not None else torch.zeros_like(p)
+               for name, p in params.items()}
+        done = True
+    finally:
+        for name, p in params.items():
+            if done and p.requires_grad:
+                p.grad = new[name] if before[name] is None else before[name].add_(new[name])
+            else:
+                p.grad = before[name]
     tc = tr.capture()
     dtype = np.float64 if xs.dtype == torch.float64 else np.float32
     valid = mask.to("cpu").numpy()

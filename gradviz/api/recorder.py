@@ -92,6 +92,8 @@ class Recorder:
             self._board = BoardWriter(tensorboard)
         if optimizer is not None and hasattr(optimizer, "register_step_pre_hook"):
             self._hook = optimizer.register_step_pre_hook(self._before_step)
+        # Whether the norm after the user's clipping is read (when the optimiser steps).
+        self.reads_clipping = self._hook is not None and self.params is not None
 
     @property
     def lr(self) -> float:

@@ -22,9 +22,12 @@ def load_run(path: str | os.PathLike) -> SavedRun:
     return runfile.open_run(path)
 
 
-def run_parts(obj, config: RunConfig | None = None) -> tuple[RunConfig, History, dict]:
-    """The configuration, history and summary of ``obj`` (a Session, Watch, SavedRun, or a
-    History with ``config``).
+def run_parts(obj, config: RunConfig | None = None
+              ) -> tuple[RunConfig | None, History, dict, dict | None]:
+    """The configuration, history, summary and ``recorded`` of ``obj`` (a Session, Watch,
+    SavedRun, or a History with ``config``). A run recorded from Python (a Watch, or a
+    SavedRun of one) has no configuration and says what was recorded
+    (:mod:`gradviz.engine.runs.recorded`); any other has no ``recorded``.
 
     A Session, a Watch and a SavedRun are read through what they share, ``config`` and
     ``history`` (and a summary), so this module needs none of their modules (the watch saves
@@ -33,12 +36,17 @@ def run_parts(obj, config: RunConfig | None = None) -> tuple[RunConfig, History,
         if config is None:
             raise ValueError("a History alone does not say which model made it: pass "
                              "config=RunConfig(...), or the Session or Watch it came from")
-        return config, obj, {}
+        return config, obj, {}, None
+    recorded = getattr(obj, "recorded", None)
+    if callable(recorded):                              # a watch
+        return None, obj.history, dict(obj.summary()), recorded()
+    if isinstance(recorded, dict):                      # a SavedRun recorded from Python
+        return None, obj.history, dict(obj.summary or {}), recorded
     if isinstance(getattr(obj, "config", None), RunConfig) and hasattr(obj, "history"):
         if obj.history is None:
             raise ValueError("this session keeps no history (history=False): nothing to save")
         summary = obj.summary() if callable(getattr(obj, "summary", None)) else obj.summary
-        return obj.config, obj.history, dict(summary or {})
+        return obj.config, obj.history, dict(summary or {}), None
     raise TypeError(f"expected a Session, Watch, SavedRun or History; got {type(obj).__name__}")
 
 
@@ -46,7 +54,8 @@ def save_run(session_or_history, path: str | os.PathLike, *,
              config: RunConfig | None = None) -> Path:
     """Write ``session_or_history`` (a Session, Watch, SavedRun, or a History with
     ``config``) to the run folder ``path``, atomically; returns the folder."""
-    runfile.save_run(path, *run_parts(session_or_history, config))
+    config, history, summary, recorded = run_parts(session_or_history, config)
+    runfile.save_run(path, config, history, summary, recorded=recorded)
     return Path(path)
 
 

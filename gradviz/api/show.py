@@ -25,12 +25,12 @@ def show(run_or_history, *, config=None) -> subprocess.Popen:
     directory), so ``python script.py | tail`` and a notebook are not held while it is
     open; when it closes, what show() made in the temporary directory is removed (the log
     is kept if the app wrote to it)."""
-    from gradviz.engine.runs.runfile import load_run_config
+    from gradviz.engine.runs.runfile import check_run
 
     made = None
     if isinstance(run_or_history, (str, os.PathLike)):
         path = Path(run_or_history)
-        load_run_config(path)
+        check_run(path)
         fd, log = tempfile.mkstemp(prefix="gradviz-show-", suffix=".log")
         os.close(fd)
     else:
@@ -38,7 +38,7 @@ def show(run_or_history, *, config=None) -> subprocess.Popen:
         made = tempfile.mkdtemp(prefix="gradviz-show-")
         try:
             path = save_run(run_or_history, made, config=config)
-            load_run_config(path)
+            check_run(path)
         except BaseException:
             shutil.rmtree(made, ignore_errors=True)
             raise
@@ -60,10 +60,10 @@ def open_command(args: list[str]) -> int:
         print("gradviz open: give one run folder (or its run.json): gradviz open runs/demo",
               file=sys.stderr)
         return 2
-    from gradviz.engine.runs.runfile import load_run_config
+    from gradviz.engine.runs.runfile import check_run
 
     try:
-        load_run_config(args[0])
+        check_run(args[0])
     except RunFileError as exc:
         print(f"gradviz open: {exc}", file=sys.stderr)
         return 2

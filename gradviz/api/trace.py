@@ -231,21 +231,29 @@ class Trace:
         for name, steps in self._gates.items():
             T = max(steps) + 1
             H = next(iter(steps.values()))[0].numel()
-            mean = np.full((T, H), np.nan)
-            low, high = np.full(T, np.nan), np.full(T, np.nan)
-            for t, (m, lo, hi) in steps.items():
+            for t, (m, _, _) in steps.items():
                 if m.numel() != H:
                     raise ValueError(f"gradviz.trace: gate {name!r} has {m.numel()} units at "
                                      f"t={t} and {H} elsewhere")
-                mean[t] = m.to("cpu", torch.float64).numpy()
-                low[t], high[t] = float(lo), float(hi)
+            ts = list(steps)
+            # One copy to the host per gate: its means, lows and highs side by side.
+            both = torch.stack([torch.cat([steps[t][0].reshape(-1).double(),
+                                           steps[t][1].reshape(1).double(),
+                                           steps[t][2].reshape(1).double()])
+                                for t in ts]).to("cpu").numpy()
+            mean = np.full((T, H), np.nan)
+            low, high = np.full(T, np.nan), np.full(T, np.nan)
+            mean[ts], low[ts], high[ts] = both[:, :H], both[:, H], both[:, H + 1]
             gates[name] = {"mean": mean, "low": low, "high": high}
         for name, steps in self._probe.items():
             T = max(steps) + 1
             H = max(v.numel() for v in steps.values())
             rows = np.full((T, H), np.nan)
-            for t, v in steps.items():
-                rows[t, :v.numel()] = v.to("cpu", torch.float64).numpy()
+            ts = list(steps)
+            padded = torch.stack([torch.nn.functional.pad(steps[t].double(),
+                                                          (0, H - steps[t].numel()),
+                                                          value=math.nan) for t in ts])
+            rows[ts] = padded.to("cpu").numpy()         # one copy to the host per name
             probe[name] = rows
         gate_of = {g: self._gate_of.get(g, first) for g in self._gates}
         cap = TraceCapture(norms, inputs, gates, gate_of, dict(self._spans), probe)

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from gradviz.api.recorder import Recorder, describe_module, describe_optimizer
+from gradviz.api.recorder import Recorder
 from gradviz.api.trace import Trace, TraceCapture
 from gradviz.engine.runs.capture import Capture
 from gradviz.engine.runs.history import HISTORY_CAPACITY, History
@@ -152,17 +152,21 @@ class TraceWatch:
 
     @property
     def config(self):
-        from gradviz.api.python_runs import recorded_config
-        return recorded_config(self)
+        """The nearest settings of a gradviz model (see :attr:`Watch.config
+        <gradviz.api.watch.Watch.config>`); not what the run file says."""
+        from gradviz.api.python_runs import nearest_config
+        return nearest_config(self)
+
+    def recorded(self) -> dict:
+        """What the run file says was recorded (:meth:`Watch.recorded
+        <gradviz.api.watch.Watch.recorded>`), with the marked names."""
+        from gradviz.api.python_runs import recorded
+        return recorded(self, "gradviz.watch(trace=...)")
 
     def summary(self) -> dict:
-        """What the run file says of this run: where it came from and what was trained."""
-        return {"source": "gradviz.watch(trace=...)", **describe_module(self.model),
-                **describe_optimizer(self.optimizer), "marks": list(self.marks),
-                "gate_marks": list(self.history.gate_names),
-                "steps_done": self.steps, "captured_steps": self.captured,
+        """The run file's summary of this run: the steps, captures and last loss."""
+        return {"steps_done": self.steps, "captured_steps": self.captured,
                 "clipped_steps": self.recorder.clipped_steps,
-                "seq_len_max": int(self.history.dh_norm.shape[-1]) if len(self.history) else 0,
                 "final_loss": self.last_loss if self.steps else None}
 
 

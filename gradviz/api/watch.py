@@ -116,23 +116,25 @@ class Watch:
 
     @property
     def config(self) -> RunConfig:
-        """The settings of a gradviz run with the module's cell and sizes and the latest
-        capture's sequence length and batch size: what the app shows for the run (Start
-        there trains a fresh gradviz model with them). Beyond what the app's settings
-        allow, the nearest they allow (:mod:`gradviz.api.python_runs`): the summary says
-        what was trained."""
-        from gradviz.api.python_runs import recorded_config
-        return recorded_config(self)
+        """The nearest settings of a gradviz model like the one watched (its cell and
+        sizes, the latest capture's sequence length and batch size, within the app's
+        limits), to train one with :class:`gradviz.Session`. Not what the run file says:
+        the watch has no task, and the file says the run was recorded from Python
+        (:meth:`recorded`)."""
+        from gradviz.api.python_runs import nearest_config
+        return nearest_config(self)
+
+    def recorded(self) -> dict:
+        """What the run file says was recorded: from Python, the model's description and
+        sizes, the optimiser and learning rate, the user's clipping as measured
+        (:mod:`gradviz.api.python_runs`)."""
+        from gradviz.api.python_runs import recorded
+        return recorded(self, "gradviz.watch")
 
     def summary(self) -> dict:
-        """What the run file's summary says of a watched run: where it came from and what
-        was trained (the whole model when one was given), the optimiser and the clipping."""
-        from gradviz.api.recorder import describe_module, describe_optimizer
-        return {"source": "gradviz.watch", "module": repr(self.module),
-                **describe_module(self.model if self.model is not None else self.module),
-                **describe_optimizer(self.optimizer),
+        """The run file's summary of a watched run: the steps, captures and last loss."""
+        return {"steps_done": self.steps, "captured_steps": self.captured,
                 "clipped_steps": self.recorder.clipped_steps,
-                "steps_done": self.steps, "captured_steps": self.captured,
                 "final_loss": float(self.last_loss) if self.steps else None}
 
 

@@ -11,6 +11,10 @@ from gradviz.config import RunConfig
 EMPTY_HINT = "Press Space to train"
 NO_EXPERIMENT = ("these settings, or choose a guided experiment from the Experiments menu: "
                  "what to watch in it will show here.")
+RECORDED_WATCH = ("Its own training loop trained it, not gradviz, so nothing here names a "
+                  "gradviz task or its settings, and Space does not train it. Reset (R) "
+                  "trains a new gradviz model with the control panel's settings (this run "
+                  "then waits in the Runs menu, under Set aside).")
 # The paragraph keeps to a few lines on a projector's 720 lines; the whole of it is in the
 # tooltip.
 WATCH_LINES = 4
@@ -29,6 +33,7 @@ class Banner(QtWidgets.QFrame):
         self._empty = True
         self._closed = False
         self._config: RunConfig | None = None
+        self._recorded: str | None = None
 
         self.hint = QtWidgets.QLabel(EMPTY_HINT)
         font = self.hint.font()
@@ -51,7 +56,6 @@ class Banner(QtWidgets.QFrame):
         self.watch_area.setWidgetResizable(True)
         self.watch_area.setFrameShape(QtWidgets.QFrame.Shape.NoFrame)
         self.watch_area.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.watch_area.setMaximumHeight(self.watch.fontMetrics().lineSpacing() * WATCH_LINES + 6)
         self.watch_area.setStyleSheet("background: transparent;")
         self.expected = QtWidgets.QLabel()
         self.expected.setWordWrap(True)
@@ -101,6 +105,13 @@ class Banner(QtWidgets.QFrame):
         self._config = config
         self._update()
 
+    def set_recorded(self, text: str | None) -> None:
+        """The live run is one recorded from Python, named by ``text`` (None: it is not):
+        the banner says so in place of the experiment's description."""
+        if text != self._recorded:
+            self._recorded = text
+            self._update()
+
     def set_closed(self, closed: bool) -> None:
         if closed != self._closed:
             self._closed = closed
@@ -128,8 +139,16 @@ class Banner(QtWidgets.QFrame):
 
     def _update(self) -> None:
         exp = self.experiment
-        self.hint.setVisible(self._empty)
-        if exp is None:
+        self.hint.setVisible(self._empty and not self._recorded)
+        if self._recorded:
+            self.title.setWordWrap(True)
+            self.title.setText(self._recorded)
+            self.watch.setText(RECORDED_WATCH)
+            self.watch.setToolTip(RECORDED_WATCH)
+            self.watch_area.show()
+            for widget in (self.expected, self.then_button):
+                widget.hide()
+        elif exp is None:
             self.title.setText(NO_EXPERIMENT if self._empty else "")
             self.title.setWordWrap(True)
             for widget in (self.watch_area, self.expected, self.then_button):
@@ -145,14 +164,45 @@ class Banner(QtWidgets.QFrame):
             self.watch_area.show()
             self.expected.show()
             self.then_button.setVisible(exp.then_config is not None)
+            # Once its run is the one on screen, the button has done its job.
+            self.then_button.setEnabled(self._config is None or self._config != exp.then_config)
             if exp.then_label:
                 self.then_button.setText(f"Now: {exp.then_label}")
                 self.then_button.setToolTip("A fresh model with this one change; the run on "
                                             "screen stays for comparison")
-        wanted = not self._closed and (self._empty or exp is not None)
+        self.fit_watch()
+        wanted = not self._closed and (self._empty or exp is not None or bool(self._recorded))
         # Shown only inside the window: a parentless widget shown is a window of its own.
         if self.parent() is not None or not wanted:
             self.setVisible(wanted)
 
+    # -- the paragraph's height -----------------------------------------------------------
+    def fit_watch(self) -> None:
+        """Make the paragraph's area exactly as tall as its lines, up to WATCH_LINES whole
+        lines (never a line cut through the middle), scrolling a line at a time beyond.
+        Measured again whenever the width or the font changes (View ▸ Bigger)."""
+        if "watch_area" not in self.__dict__:       # a style change while being built
+            return
+        line = self.watch.fontMetrics().lineSpacing()
+        width = self.watch_area.viewport().width() or self.watch_area.width()
+        if not self.watch.text() or width <= 0:
+            return
+        margins = self.watch.contentsMargins()
+        text_height = self.watch.heightForWidth(width) - margins.top() - margins.bottom()
+        lines = max(1, min(WATCH_LINES, round(text_height / line)))
+        height = lines * line + margins.top() + margins.bottom()
+        if self.watch_area.height() != height or self.watch_area.maximumHeight() != height:
+            self.watch_area.setFixedHeight(height)
+        self.watch_area.verticalScrollBar().setSingleStep(line)
 
-__all__ = ["Banner", "EMPTY_HINT", "NO_EXPERIMENT"]
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self.fit_watch()
+
+    def changeEvent(self, event) -> None:
+        super().changeEvent(event)
+        if event.type() in (QtCore.QEvent.Type.FontChange, QtCore.QEvent.Type.StyleChange):
+            self.fit_watch()
+
+
+__all__ = ["Banner", "EMPTY_HINT", "NO_EXPERIMENT", "RECORDED_WATCH"]

@@ -20,6 +20,9 @@ from gradviz.ui.dialogs import ask_text_file
 
 FIELD_MIN_WIDTH = 80
 LIVE_NOTE = "Takes effect on the next step."
+# Settings that belong to one cell: their rows show only while that cell is chosen.
+CELL_OWN_SETTINGS = {"lru_r_min": "lru", "lru_r_max": "lru", "lru_max_phase": "lru",
+                     "indrnn_u_max": "indrnn"}
 
 
 class LogSpinBox(QtWidgets.QDoubleSpinBox):
@@ -94,6 +97,8 @@ class ControlPanel(QtWidgets.QWidget):
         self.w: dict[str, QtWidgets.QWidget] = {}
         # The check box of each optional setting (rho): off means None.
         self.on_checks: dict[str, QtWidgets.QCheckBox] = {}
+        self._row_widgets: dict[str, QtWidgets.QWidget] = {}
+        self._form_of: dict[QtWidgets.QWidget, QtWidgets.QFormLayout] = {}
         self._build()
         self.set_config(self._config)
 
@@ -164,6 +169,7 @@ class ControlPanel(QtWidgets.QWidget):
         widget = self._widget(s)
         if s.optional:
             widget = self._optional(s, widget)
+        self._row_widgets[s.name] = widget
         tip = f"{s.help}." + (f" {LIVE_NOTE}" if s.live else "")
         return (None if s.value_type is bool else s.label), widget, tip
 
@@ -205,7 +211,13 @@ class ControlPanel(QtWidgets.QWidget):
                 form.addRow(widget)
             else:
                 form.addRow(label, widget)
+            self._form_of[widget] = form
         layout.addWidget(group)
+
+    def _show_row(self, name: str, shown: bool) -> None:
+        """Show or hide setting ``name``'s row, its label included."""
+        widget = self._row_widgets[name]
+        self._form_of[widget].setRowVisible(widget, shown)
 
     # -- state ------------------------------------------------------------------------
     def _shown(self) -> list[Setting]:
@@ -269,14 +281,12 @@ class ControlPanel(QtWidgets.QWidget):
         for field_name, check in self.on_checks.items():
             w[field_name].setEnabled(check.isChecked())
         w["forget_bias"].setEnabled(registry.cell_spec(w["cell"].currentData()).has_forget_gate)
-        # The modern cells' own initialisations: only for their cell.
+        # The modern cells' own initialisations: shown only for their cell, so that the
+        # panel of an LSTM does not list three greyed-out LRU rows.
         cell = w["cell"].currentData()
-        for field_name in ("lru_r_min", "lru_r_max", "lru_max_phase"):
-            w[field_name].setEnabled(cell == "lru")
-        if "indrnn_u_max" in self.on_checks:
-            self.on_checks["indrnn_u_max"].setEnabled(cell == "indrnn")
-            w["indrnn_u_max"].setEnabled(cell == "indrnn"
-                                         and self.on_checks["indrnn_u_max"].isChecked())
+        for field_name, owner in CELL_OWN_SETTINGS.items():
+            if field_name in self._row_widgets:
+                self._show_row(field_name, cell == owner)
 
     def _on_edit(self, *_args) -> None:
         if self._updating:

@@ -44,7 +44,8 @@ def caption(config: RunConfig) -> str:
 
 
 def write_figures(folder: str | os.PathLike, config: RunConfig, history: History) -> list[Path]:
-    """Write ``<key>.png`` and ``<key>.svg`` of every view but the text view into ``folder``
+    """Write ``<key>.png`` and ``<key>.svg`` of every view but the text and prediction-tree
+    views (a history holds neither text nor trees) into ``folder``
     (made if missing); returns the paths written. Raises
     :class:`~gradviz.ui.export.ExportError`."""
     from gradviz.ui.views import make_views
@@ -59,7 +60,7 @@ def write_figures(folder: str | os.PathLike, config: RunConfig, history: History
     views = make_views()
     try:
         for key, view in views.items():
-            if key == "text":
+            if key in ("text", "predtree"):
                 continue
             view.resize(FIGURE_SIZE)
             view.set_caption(caption(config))

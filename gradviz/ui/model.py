@@ -23,6 +23,7 @@ from gradviz.config import LIVE_FIELDS, RunConfig, structural_change
 from gradviz.engine.runs.runfile import open_run, save_run
 from gradviz.engine.training import memory
 from gradviz.ui.prefs import Prefs
+from gradviz.ui.recordedrun import NOT_TRAINABLE, shown_saved
 from gradviz.ui.state import AppState, ShownRun
 from gradviz.ui.worker import TrainingWorker
 
@@ -83,7 +84,11 @@ class AppModel(QtCore.QObject):
             self.state.set_running(False)
 
     def can_train(self) -> bool:
-        """False (and says so) after an error, until a reset."""
+        """False (and says so) after an error, until a reset, and while the live run is one
+        recorded from Python (gradviz did not train it: there is nothing to train on)."""
+        if self.state.live.recorded is not None:
+            self.message.emit(NOT_TRAINABLE, 10000)
+            return False
         if self.worker.state in ("error", "stopped"):
             self.message.emit("Training stopped after an error: press Reset (R) to start "
                               "again.", 8000)
@@ -156,18 +161,15 @@ class AppModel(QtCore.QObject):
     # -- run files ---------------------------------------------------------------------
     def open_run(self, path: str | os.PathLike):
         """Show a saved run as it was saved, paused, behind it a fresh model of its
-        settings; returns the :class:`~gradviz.engine.runs.runfile.SavedRun` (raises
+        settings (of a run recorded from Python, which has none, of the settings in use);
+        returns the :class:`~gradviz.engine.runs.runfile.SavedRun` (raises
         :class:`~gradviz.engine.runs.runformat.RunFileError` if it cannot be read)."""
         saved = open_run(path)
-        self.state.set_config(saved.config)
-        self.worker.reset(saved.config)
+        if saved.recorded is None:
+            self.state.set_config(saved.config)
+        self.worker.reset(self.state.config)
         self.state.set_running(False)
-        run = ShownRun(saved.config, saved.history, source=str(saved.folder), keyframes=saved.keyframes)
-        run.texts = list(saved.texts)
-        run.scales = dict(saved.scales)
-        run.summary = dict(saved.summary)
-        run.can_continue = saved.can_continue
-        self.state.new_live_run(run)
+        self.state.new_live_run(shown_saved(saved))
         return saved
 
     def save_run(self, folder: str | os.PathLike,
@@ -178,8 +180,10 @@ class AppModel(QtCore.QObject):
         run = self.state.live
         trained_here = run.source is None and self.worker.is_alive()
         state, summary = self.checkpoint() if trained_here else (None, dict(run.summary))
-        save_run(folder, run.config, run.history, summary, keyframes=run.keyframes,
-                 texts=run.texts, scales=run.scales or scales or {}, state=state)
+        recorded = run.recorded
+        save_run(folder, run.config if recorded is None else None, run.history, summary,
+                 keyframes=run.keyframes, texts=run.texts, scales=run.scales or scales or {},
+                 state=state, recorded=recorded)
 
     def checkpoint(self, timeout_s: float = CHECKPOINT_TIMEOUT_S):
         """The backend's (state, summary), waiting for it with the event loop running

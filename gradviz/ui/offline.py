@@ -30,6 +30,20 @@ class OfflineWorker(WorkerSignals):
         self.run_id = 1
         self.pid = None
         self.exitcode = None
+        self.session = None          # what train_window trains, while it does
+        self.tree_settings = None    # the prediction tree's settings last asked
+
+    def ask_tree(self, settings) -> None:
+        """Answered at once from the session train_window trains (none: later, when it
+        has one)."""
+        self.tree_settings = settings
+        self.send_tree()
+
+    def send_tree(self) -> None:
+        if self.session is not None and self.tree_settings is not None \
+                and self.session.is_language:
+            from gradviz.engine.analysis.treereport import tree_snapshot
+            self.tree_ready.emit(tree_snapshot(self.session.trainer, self.tree_settings))
 
     def is_alive(self) -> bool:
         return False
@@ -77,6 +91,7 @@ def train_window(window, steps: int, chunk: int = 50) -> int:
     torch.set_num_threads(1)
     worker = window.worker
     session = Session(window.state.config, history=False)
+    worker.session = session
     worker.ready.emit(session.is_language)
     if session.data_note:
         worker.note.emit(session.data_note)
@@ -104,6 +119,7 @@ def train_window(window, steps: int, chunk: int = 50) -> int:
         text = session.generate()
         if text is not None:
             worker.text_ready.emit(text, session.steps_done)
+        worker.send_tree()
     worker.state_changed.emit("paused")
     return done
 

@@ -85,11 +85,7 @@ class Presentation(QtCore.QObject):
         controls = window.dashboard.scroll
         controls.setMinimumWidth(window.controls.minimumSizeHint().width()
                                  + controls.verticalScrollBar().sizeHint().width() + 4)
-        banner = window.banner
-        if hasattr(banner, "watch_area"):
-            from gradviz.ui.banner import WATCH_LINES
-            banner.watch_area.setMaximumHeight(
-                banner.watch.fontMetrics().lineSpacing() * WATCH_LINES + 6)
+        window.banner.fit_watch()
         self.apply_scenes()
         for action in getattr(window, "theme_actions", {}).values():
             action.setChecked(action.data() == self.theme.name)

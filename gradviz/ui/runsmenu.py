@@ -10,15 +10,15 @@ from PyQt6 import QtGui, QtWidgets
 
 from gradviz.config import differences
 from gradviz.engine.runs.runfile import open_run
+from gradviz.ui.recordedrun import shown_saved
 from gradviz.ui.state import MAX_COMPARISONS, AppState, ShownRun
 
 
 def open_comparison(state: AppState, path: str | os.PathLike) -> ShownRun:
     """Show the run saved in ``path`` as a (read-only) comparison run; raises
     :class:`~gradviz.engine.runs.runformat.RunFileError` if it cannot be read."""
-    saved = open_run(path)
-    run = ShownRun(saved.config, saved.history, source=str(saved.folder), keyframes=saved.keyframes)
-    run.texts = list(saved.texts)
+    run = shown_saved(open_run(path))
+    run.can_continue = False            # a comparison is only looked at
     state.add_comparison(run)
     return run
 
@@ -86,11 +86,13 @@ def _fill_aside(menu: QtWidgets.QMenu, state: AppState) -> None:
     for run in state.set_aside:
         c = run.config
         action = menu.addAction(f"Bring back: {run.name}, {', '.join(_aside_label(state, run))}")
-        action.setToolTip(f"{c.task}, T {c.seq_len}: shown again as a comparison run")
+        action.setToolTip(f"{run.task_label}, T {c.seq_len}: shown again as a comparison run")
         action.triggered.connect(lambda _=False, n=run.number: _bring_back(state, n))
 
 
 def _aside_label(state: AppState, run: ShownRun) -> list[str]:
+    if run.recorded is not None or state.live.recorded is not None:
+        return [run.task_label]
     return differences(run.config, [state.live.config]) or ["same settings"]
 
 

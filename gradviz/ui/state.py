@@ -18,6 +18,7 @@ from gradviz.config import RunConfig, differences, structural_change
 from gradviz.engine.runs.capture import Capture
 from gradviz.engine.runs.history import HISTORY_CAPACITY, History
 from gradviz.engine.runs.keyframes import Keyframes
+from gradviz.ui.treerecord import TreeRecord
 
 
 
@@ -31,29 +32,13 @@ TEXT_SAMPLES = 256
 
 
 
-def recorded_from_python(summary: dict) -> str | None:
-    """How the app names a run recorded from Python (gradviz.watch, with or without a
-    trace), from what its summary says was trained; None for any other run."""
-    source = str(summary.get("source", ""))
-    if not source.startswith("gradviz.watch"):
-        return None
-    text = f"recorded from Python ({source})"
-    if summary.get("model"):
-        text += f": {summary['model']}"
-        if summary.get("parameters") is not None:
-            text += f", {summary['parameters']:,} parameters"
-    if summary.get("marks"):
-        text += f", marks {', '.join(map(str, summary['marks']))}"
-    if summary.get("optimizer"):
-        lr = summary.get("lr")
-        text += f", {summary['optimizer']}" + (f" lr {lr:g}" if isinstance(lr, float) else "")
-    return text
-
-
 class ShownRun:
     """One run on screen: its settings, bounded history, keyframes (full captures at steps
     spread over the run), newest full capture and sampled texts. ``source`` is the folder it
-    was opened from, None for a run trained here; ``hidden``: a comparison run not drawn."""
+    was opened from, None for a run trained here; ``hidden``: a comparison run not drawn.
+    ``recorded``: of a run recorded from Python (gradviz.watch), what was recorded
+    (:mod:`gradviz.engine.runs.recorded`); its ``config`` then only lays out the views
+    (:func:`gradviz.ui.recordedrun.layout_config`) and is never shown or trained."""
 
     def __init__(self, config: RunConfig, history: History | None = None,
                  source: str | None = None, keyframes: Keyframes | None = None):
@@ -64,7 +49,9 @@ class ShownRun:
         if not len(self.keyframes) and self.latest is not None:
             self.keyframes.add(self.latest)
         self.texts: list[tuple[int, str]] = []   # (steps trained when sampled, text)
+        self.trees = TreeRecord()                 # prediction trees (gradviz.ui.treerecord)
         self.source = source
+        self.recorded: dict | None = None
         self.hidden = False
         self.number = 0    # given by the AppState that shows it
         # Of an opened run: its saved colour scales (view key: (low, high)), its summary,
@@ -83,6 +70,11 @@ class ShownRun:
             return os.path.basename(os.path.normpath(self.source))
         c = self.config
         return f"{c.cell}, {c.task}, T {c.seq_len}"
+
+    @property
+    def task_label(self) -> str:
+        """Its task, or for a run recorded from Python, that: it has no gradviz task."""
+        return "recorded from Python" if self.recorded is not None else self.config.task
 
     @property
     def text(self) -> str | None:
@@ -226,8 +218,10 @@ class AppState(QtCore.QObject):
         Computed from the configurations each time, so never stale."""
         live = self.live
         if run is live:
-            others = [r.config for r in self._runs[1:] if not r.hidden]
+            others = [r.config for r in self._runs[1:] if not r.hidden and not r.recorded]
             text = ", ".join(differences(run.config, others)) or "same settings"
+            if run.recorded is not None:
+                text = run.task_label
             return f"{run.name}: {text}" if run.source else text
         text = self._plain_label(run)
         alike = [r for r in self._runs[1:] if r is not run and not r.hidden
@@ -235,7 +229,11 @@ class AppState(QtCore.QObject):
         return f"{text} (run {run.number})" if alike else text
 
     def _plain_label(self, run: ShownRun) -> str:
-        text = ", ".join(differences(run.config, [self.live.config])) or "same settings"
+        if run.recorded is not None or self.live.recorded is not None:
+            text = run.task_label if run.recorded is not None else \
+                f"{run.config.cell}, {run.config.task}"
+        else:
+            text = ", ".join(differences(run.config, [self.live.config])) or "same settings"
         return f"{run.name}: {text}" if run.source else text
 
     def shown_comparisons(self) -> tuple[Comparison, ...]:
@@ -252,7 +250,8 @@ class AppState(QtCore.QObject):
         the run that goes on; unless ``fresh`` (a new model follows at once, whose run
         will have them), the run on screen takes it."""
         if config != self._config:
-            if not fresh and not structural_change(self.live.config, config):
+            if not fresh and self.live.recorded is None \
+                    and not structural_change(self.live.config, config):
                 self.live.config = config
                 self.live.changed_live = self.live.changed_live or len(self.live.history) > 0
             self._config = config
@@ -278,7 +277,7 @@ class AppState(QtCore.QObject):
             self._runs.insert(1, old)
             del self._runs[1 + MAX_COMPARISONS:]
         self._set_aside([r for r in self._runs[1:] if not self.compatible(r)],
-                        f"another task or sequence length than {new.config.task}, "
+                        f"another task or sequence length than {new.task_label}, "
                         f"T {new.config.seq_len}")
         self._selected_step = None
         self.runs_changed.emit()
@@ -289,9 +288,10 @@ class AppState(QtCore.QObject):
 
     def compatible(self, run: ShownRun) -> bool:
         """Whether ``run`` can share the live run's plots: the same task (the loss's units
-        and baseline) and sequence length (the time axis)."""
-        a, b = run.config, self.live.config
-        return (a.task, a.seq_len) == (b.task, b.seq_len)
+        and baseline; runs recorded from Python go with each other only) and sequence
+        length (the time axis)."""
+        a, b = run, self.live
+        return (a.task_label, a.config.seq_len) == (b.task_label, b.config.seq_len)
 
     def set_aside_all(self, why: str) -> None:
         """Take every comparison run off the screen (to the Runs menu), saying ``why``;
@@ -369,5 +369,5 @@ class AppState(QtCore.QObject):
             self.step_selected.emit(step)
 
 
-__all__ = ["AppState", "recorded_from_python", "ShownRun", "Comparison", "HISTORY_CAPACITY", "MAX_COMPARISONS",
+__all__ = ["AppState", "ShownRun", "Comparison", "HISTORY_CAPACITY", "MAX_COMPARISONS",
            "TEXT_SAMPLES"]

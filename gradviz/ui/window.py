@@ -30,9 +30,10 @@ from gradviz.ui.prefs import Prefs
 from gradviz.ui.presentation import install as install_presentation
 from gradviz.ui.redraw import RedrawScheduler
 from gradviz.ui.model import AppModel
-from gradviz.ui.state import recorded_from_python
+from gradviz.ui.recordedrun import RecordedPanel, recorded_text
 from gradviz.ui.statusbar import StatusFields
 from gradviz.ui.timeline import Timeline
+from gradviz.ui.treewire import install as install_tree
 from gradviz.ui.views import make_views
 
 
@@ -61,14 +62,18 @@ class MainWindow(QtWidgets.QMainWindow):
         self.export_size: tuple[str, float] = ("scale", 2.0)
         for view in self.views.values():
             view.set_file_dialogs(self.dialogs)
-            view.set_export_setup(lambda v=view: (caption(self.state.config),
+            view.set_export_setup(lambda v=view: (self.caption(),
                                                   self.export_scale(v.figure_widget())))
         self.scheduler = RedrawScheduler(self.views, self.state, self)
         self.scheduler.view_failed.connect(lambda _key, text: self.statusBar().showMessage(text))
         self.banner = Banner()
         self.banner.then_requested.connect(self.load_then)
         self.timeline = Timeline(self.state, self)
-        self.dashboard = Dashboard(self, self.controls, self.views, self.banner, self.timeline)
+        # The control panel, or in its place what a run recorded from Python is.
+        self.control_column = RecordedPanel(self.controls)
+        self.control_column.new_model.connect(lambda: self.reset_training())
+        self.dashboard = Dashboard(self, self.control_column, self.views, self.banner,
+                                   self.timeline)
         self.panels = self.dashboard.panels
         build_actions(self)
         self.timeline.add_actions(self)
@@ -96,6 +101,7 @@ class MainWindow(QtWidgets.QMainWindow):
         if geometry is None or not self.restoreGeometry(geometry):
             default_size(self)
         install_presentation(self)   # self.focus, self.presentation; View ▸ Presentation
+        install_tree(self)           # self.tree_wiring: the prediction tree's requests
         self._update_title()
 
     @property
@@ -182,6 +188,8 @@ class MainWindow(QtWidgets.QMainWindow):
         else:
             self.status_fields.clear()
         self.status_fields.show_state(self.worker.state, self.state.viewing_saved_run)
+        self.control_column.set_recorded(recorded_text(run))
+        self.banner.set_recorded(recorded_text(run))
         self._on_text()
         self._update_title()
 
@@ -268,8 +276,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def _update_title(self) -> None:
         c = self.state.config
         title = f"gradviz — {c.cell}, {c.task}, T {c.seq_len}"
-        recorded = recorded_from_python(self.state.live.summary) \
-            if self.state.viewing_saved_run else None
+        recorded = recorded_text(self.state.live)
         if recorded:
             title = f"gradviz — {recorded}"
         if self.state.viewing_saved_run:
@@ -298,11 +305,15 @@ class MainWindow(QtWidgets.QMainWindow):
         self.draw_now()
         widget = self.centralWidget()
         try:
-            image = with_title(render_image(widget, self.export_scale(widget)),
-                               caption(self.state.config))
+            image = with_title(render_image(widget, self.export_scale(widget)), self.caption())
         except ExportError as err:
             raise cannot_write(path, str(err)) from None
         save_image_png(image, path)
+
+    def caption(self) -> str:
+        """The line naming the live run above an exported figure: its settings, or what a
+        run recorded from Python is."""
+        return recorded_text(self.state.live) or caption(self.state.config)
 
     def open_run_dialog(self) -> None:
         self.dialogs.open_run(self.open_run)

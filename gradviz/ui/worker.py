@@ -39,6 +39,7 @@ class WorkerSignals(QtCore.QObject):
     captures_ready = QtCore.pyqtSignal(list)
     status = QtCore.pyqtSignal(dict)
     text_ready = QtCore.pyqtSignal(str, int)
+    tree_ready = QtCore.pyqtSignal(object)   # a TreeSnapshot (gradviz.engine.analysis.treereport)
     checkpointed = QtCore.pyqtSignal(object, dict)
     error = QtCore.pyqtSignal(str, str)
     state_changed = QtCore.pyqtSignal(str)
@@ -54,7 +55,8 @@ class TrainingWorker(WorkerSignals):
 
     Signals carry plain data: ``captures_ready(list[Capture])`` (oldest first, the last one
     full), ``status(dict)`` with step, steps_per_s and loss, ``text_ready(str, int)`` (a
-    sample and the steps trained then), ``checkpointed(object, dict)`` (the answer to
+    sample and the steps trained then), ``tree_ready(TreeSnapshot)`` (the prediction tree
+    last asked for with :meth:`ask_tree`), ``checkpointed(object, dict)`` (the answer to
     :meth:`checkpoint`: a RunState or None, and the summary; every capture up to the
     state's step was emitted before it),
     ``error(str, str)`` (message, traceback), ``state_changed(str)`` (starting, paused,
@@ -162,6 +164,11 @@ class TrainingWorker(WorkerSignals):
         """Ask for the model's state; ``checkpointed`` answers."""
         self._send(m.Checkpoint())
 
+    def ask_tree(self, settings) -> None:
+        """Ask for the prediction tree of ``settings`` (a TreeSettings) now and as the
+        model trains; ``tree_ready`` answers."""
+        self._send(m.AskTree(settings))
+
     def _send(self, command) -> None:
         if self._closed or not self._process.is_alive():
             return
@@ -210,6 +217,8 @@ class TrainingWorker(WorkerSignals):
                 self.notice.emit(report.text)
             elif isinstance(report, m.Text):
                 self.text_ready.emit(report.text, report.step)
+            elif isinstance(report, m.Tree):
+                self.tree_ready.emit(report.tree)
             elif isinstance(report, m.Checkpointed):
                 if captures:      # the state's step is that of the last capture before it
                     self.captures_ready.emit(captures)

@@ -192,10 +192,13 @@ def lanczos_top(w: np.ndarray, start: np.ndarray, steps: int = KRYLOV,
 @torch.no_grad()
 def spectral(net) -> tuple[Tensor, Tensor]:
     """Spectral radius and largest singular value of every recurrent block of ``net``,
-    (L, D, G') float64."""
+    (L, D, G') float64, on the CPU: the blocks are copied there once (from a GPU, the one
+    host sync of the spectrum), where the eigenvalues are computed in float64."""
     L, D, H = net.layers, net.directions, net.hidden
-    blocks = torch.stack([net.cell.recurrent_blocks(net.layer_params(k, d), H)
-                          for k in range(L) for d in range(D)])   # (L·D, G', H, H)
+    with torch.no_grad():
+        blocks = torch.stack([net.cell.recurrent_blocks(net.layer_params(k, d), H)
+                              for k in range(L) for d in range(D)])   # (L·D, G', H, H)
+        blocks = blocks.to("cpu", torch.float64)
     refuse_nonfinite(((f"weight_hh_l{k}{'_reverse' if d else ''}", blocks[k * D + d])
                       for k in range(L) for d in range(D)), "the spectrum")
     rho = spectral_radius(blocks).view(L, D, -1)

@@ -18,15 +18,22 @@ class NonFiniteWeights(ValueError):
 
 
 def first_nonfinite(tensors: Iterable[tuple[str, torch.Tensor]]) -> str | None:
-    """The name of the first tensor holding a NaN or ±inf, else None."""
+    """The name of the first tensor holding a NaN or ±inf, else None. The tensors of a
+    device are checked there and their answers read in one copy (one host sync per device,
+    not one per tensor)."""
+    names, flags = [], {}
     with torch.no_grad():
         for name, t in tensors:
             t = t.detach()
             if t.numel() and t.is_floating_point():
                 ends = torch.aminmax(t)          # NaN propagates into both, inf is one of them
-                if not bool(torch.isfinite(ends.min) & torch.isfinite(ends.max)):
-                    return name
-    return None
+                flags.setdefault(t.device, []).append(
+                    (len(names), torch.isfinite(ends.min) & torch.isfinite(ends.max)))
+                names.append(name)
+        bad = [index for group in flags.values()
+               for (index, _), ok in zip(group, torch.stack([f for _, f in group]).to("cpu"))
+               if not bool(ok)]
+    return names[min(bad)] if bad else None
 
 
 def refuse_nonfinite(tensors: Iterable[tuple[str, torch.Tensor]], where: str) -> None:

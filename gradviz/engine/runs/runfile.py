@@ -26,13 +26,13 @@ from contextlib import ExitStack, suppress
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 
 from gradviz import __version__
-from gradviz.config import ConfigError, RunConfig
-from gradviz.engine.runs.files import NotRegularFileError, open_regular, replace_together, temp_beside
+from gradviz.config import RunConfig
+from gradviz.engine.runs.files import replace_together, temp_beside
 from gradviz.engine.runs.history import (DX_ROW, FLAG_ROWS, FLOAT_ROWS, HISTORY_CAPACITY,
                                          LEN_ROW, METRIC_ROW, RANGE_ARRAYS, THEORY_ROWS,
                                          History)
@@ -42,17 +42,14 @@ from gradviz.engine.runs.runextras import (Scales, TextSamples, capture_arrays, 
                                       extra_arrays, extras_from, keyframe_arrays, keyframes_from)
 from gradviz.engine.runs.runformat import (KNOWN_ARRAYS, MAX_NPZ_BYTES, MAX_RUN_JSON_BYTES,
                                       RunFileError, check_declared, check_values)
+from gradviz.engine.runs.recorded import not_trainable
+from gradviz.engine.runs.runjson import (CAPTURE_NPZ, READABLE_VERSIONS, RUN_JSON, SCHEMA,
+                                        SCHEMA_VERSION, TRAINED_SCHEMA_VERSION, open_bounded,
+                                        read_run_json, run_paths)
 from gradviz.engine.runs.runsave import commit, folder_lock, new_generation, recover, same_save
 from gradviz.engine.runs.runstate import (GENERATION, STATE_NPZ, RunState, read_generation,
                                         read_state, write_state)
 
-SCHEMA = "gradviz-run"
-SCHEMA_VERSION = 2
-# Version 1 (before keyframes, text, colour scales and state.npz) opens as a run that cannot
-# be continued.
-READABLE_VERSIONS = (1, 2)
-RUN_JSON = "run.json"
-CAPTURE_NPZ = "capture.npz"
 # How long a save waits for another process writing the same folder.
 LOCK_WAIT_S = 2.0
 
@@ -101,10 +98,10 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def save_run(folder: str | os.PathLike, config: RunConfig, history: History,
+def save_run(folder: str | os.PathLike, config: RunConfig | None, history: History,
              summary: dict | None = None, *, keyframes: Keyframes | None = None,
              texts: TextSamples = (), scales: Scales | None = None,
-             state: RunState | None = None) -> None:
+             state: RunState | None = None, recorded: dict | None = None) -> None:
     """Write ``folder/run.json``, ``folder/capture.npz`` and, with a ``state``,
     ``folder/state.npz`` (folder and parents created).
 
@@ -117,21 +114,28 @@ def save_run(folder: str | os.PathLike, config: RunConfig, history: History,
     or save (:mod:`gradviz.engine.runs.runsave`). Another process writing ``folder`` is
     waited for 2 s, then :class:`~gradviz.engine.runs.runsave.RunFolderBusy` (an OSError).
     A state.npz of an earlier save is removed when there is no ``state``.
+    ``recorded``: for a run recorded from Python (:mod:`gradviz.engine.runs.recorded`), what
+    was recorded, with ``config`` None (such a run has no gradviz settings, and no state).
     """
+    if (config is None) == (recorded is None) or (recorded is not None and state is not None):
+        raise ValueError("save_run: give a config, or for a run recorded from Python "
+                         "recorded= and no config and no state")
     import torch  # only for the version record; the engine needs it anyway
 
     folder = Path(folder)
     created = [p for p in (folder, *folder.parents) if not p.exists()]   # deepest first
     doc = {
         "schema": SCHEMA,
-        "schema_version": SCHEMA_VERSION,
-        "config": config.to_dict(),
+        "schema_version": TRAINED_SCHEMA_VERSION if recorded is None else SCHEMA_VERSION,
+        "config": None if config is None else config.to_dict(),
         "versions": {"gradviz": __version__, "python": platform.python_version(),
                      "torch": torch.__version__, "numpy": np.__version__},
         "summary": _jsonable(dict(summary or {})),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "state": None if state is None else STATE_NPZ,
     }
+    if recorded is not None:
+        doc["recorded"] = _jsonable(dict(recorded))
     generation = doc["generation"] = new_generation()
     text = json.dumps(doc, indent=2, allow_nan=False) + "\n"
     arrays = {**_history_arrays(history), **keyframe_arrays(keyframes),
@@ -169,82 +173,23 @@ def save_run(folder: str | os.PathLike, config: RunConfig, history: History,
 
 
 # -- loading --------------------------------------------------------------------------
-def _run_paths(folder_or_run_json: str | os.PathLike) -> tuple[Path, Path]:
-    p = Path(folder_or_run_json)
-    if p.is_dir():
-        return p / RUN_JSON, p / CAPTURE_NPZ
-    if p.suffix.lower() == ".json":
-        return p, p.parent / CAPTURE_NPZ
-    if not p.exists():
-        raise RunFileError(f"{p}: no such run folder")
-    raise RunFileError(f"{p}: not a run folder or run.json file")
-
-
-def _open(path: Path, limit: int, most: str) -> tuple[BinaryIO, int]:
-    """``path`` opened, and its size, if it is a regular file of at most ``limit`` bytes
-    (``most`` says how much, in words); a RunFileError otherwise."""
-    try:
-        handle, size = open_regular(path)
-    except FileNotFoundError:
-        raise RunFileError(f"{path}: file not found; a run folder holds run.json and capture.npz") \
-            from None
-    except NotRegularFileError as exc:            # "not a regular file (a FIFO)"
-        raise RunFileError(f"{path}: {exc.strerror}") from None
-    except OSError as exc:
-        raise RunFileError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    if size > limit:
-        handle.close()
-        raise RunFileError(f"{path}: {size} bytes, more than {most}")
-    return handle, size
-
-
-def _read_run_json(path: Path) -> dict:
-    """The validated contents of a run.json (config checked, summary a dict)."""
-    most = f"a run.json may have ({MAX_RUN_JSON_BYTES // 2**20} MiB)"
-    handle, _ = _open(path, MAX_RUN_JSON_BYTES, most)
-    try:
-        with handle:
-            data = handle.read(MAX_RUN_JSON_BYTES + 1)     # it may have grown since
-    except OSError as exc:
-        raise RunFileError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    if len(data) > MAX_RUN_JSON_BYTES:
-        raise RunFileError(f"{path}: more than {most}")
-    try:
-        doc = json.loads(data.decode("utf-8-sig"))          # a byte order mark is no damage
-    except UnicodeDecodeError as exc:
-        raise RunFileError(f"{path}: cannot read: {exc}") from None
-    except RecursionError:
-        raise RunFileError(f"{path}: nested too deeply (a gradviz run.json is only a few "
-                           "levels deep)") from None
-    except ValueError as exc:
-        raise RunFileError(f"{path}: not valid JSON ({exc}); the file is damaged") from None
-    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
-        raise RunFileError(f"{path}: not a gradviz run (no \"schema\": \"{SCHEMA}\")")
-    version = doc.get("schema_version")
-    if type(version) is not int or version not in READABLE_VERSIONS:    # not 1.0, not true
-        raise RunFileError(f"{path}: schema_version {version!r} is not supported; this gradviz "
-                           f"reads versions {', '.join(map(str, READABLE_VERSIONS))} (a newer "
-                           "gradviz may open it)")
-    if not isinstance(doc.get("generation", ""), str) or len(doc.get("generation", "")) > 64:
-        raise RunFileError(f"{path}: \"generation\" is not the name of a save")
-    if doc.get("state", None) not in (None, STATE_NPZ) or (version == 1 and "state" in doc):
-        raise RunFileError(f"{path}: \"state\" is neither null nor \"{STATE_NPZ}\"")
-    for key, kind in (("config", dict), ("versions", dict), ("summary", dict), ("created", str)):
-        if not isinstance(doc.get(key), kind):
-            raise RunFileError(f"{path}: \"{key}\" is missing or not a JSON "
-                               f"{'object' if kind is dict else 'string'}")
-    try:
-        doc["config"] = RunConfig.from_dict(doc["config"])
-    except ConfigError as exc:
-        raise RunFileError(f"{path}: config: {exc}") from None
-    return doc
-
-
 def load_run_config(folder_or_run_json: str | os.PathLike) -> RunConfig:
-    """Only the configuration of a run (capture.npz is not read); raises RunFileError."""
-    path = _run_paths(folder_or_run_json)[0]
+    """Only the configuration of a run (capture.npz is not read); raises RunFileError,
+    also for a run recorded from Python, which has none (its ``recorded`` says so)."""
+    path = run_paths(folder_or_run_json)[0]
     recover(path.parent)
-    return _read_run_json(path)["config"]
+    doc = read_run_json(path)
+    if doc["recorded"] is not None:
+        raise not_trainable(path.parent, doc["recorded"])
+    return doc["config"]
+
+
+def check_run(folder_or_run_json: str | os.PathLike) -> dict:
+    """The checked run.json of a run (capture.npz is not read): ``config`` (None for a run
+    recorded from Python), ``recorded``, ``summary``, …; raises RunFileError."""
+    path = run_paths(folder_or_run_json)[0]
+    recover(path.parent)
+    return read_run_json(path)
 
 
 def _read_npz(path: Path, history: History,
@@ -252,7 +197,7 @@ def _read_npz(path: Path, history: History,
     """The arrays of capture.npz that the format names, each checked against the format
     from its header before any is read (members of other names are never read), and the
     sizes of the named dimensions."""
-    handle, size = _open(path, MAX_NPZ_BYTES, "a capture.npz may have (under 2 GiB)")
+    handle, size = open_bounded(path, MAX_NPZ_BYTES, "a capture.npz may have (under 2 GiB)")
     try:
         with handle, Archive(handle, size) as archive:
             declared = archive.headers(KNOWN_ARRAYS)
@@ -281,9 +226,11 @@ class SavedRun:
     oldest first; ``scales``: the views' colour scales, name: (low, high). ``state_file``:
     where its state.npz is (read it with :func:`load_run_state`), None if it was saved
     without one (the app's runs before schema 2, or a save without a state): such a run
-    opens, but cannot be continued."""
+    opens, but cannot be continued. ``recorded``: for a run recorded from Python, what was
+    recorded (:mod:`gradviz.engine.runs.recorded`); its ``config`` is then None, for it
+    was not trained with gradviz settings."""
     folder: Path
-    config: RunConfig
+    config: RunConfig | None
     history: History
     keyframes: Keyframes
     summary: dict
@@ -292,10 +239,16 @@ class SavedRun:
     schema_version: int
     state_file: Path | None
     generation: str | None = None      # the save it is (run.json's); None before they were named
+    recorded: dict | None = None
 
     @property
     def can_continue(self) -> bool:
-        return self.state_file is not None
+        return self.state_file is not None and self.recorded is None
+
+    @property
+    def from_python(self) -> bool:
+        """Whether it was recorded from Python (gradviz.watch) rather than trained by gradviz."""
+        return self.recorded is not None
 
 
 def open_run(folder_or_run_json: str | os.PathLike, capacity: int = HISTORY_CAPACITY,
@@ -303,9 +256,9 @@ def open_run(folder_or_run_json: str | os.PathLike, capacity: int = HISTORY_CAPA
     """Read everything of a run folder (or its run.json) but its state.npz; RunFileError
     naming the file and the problem if anything is missing, damaged, or not what gradviz
     writes. A run of schema 1 has no keyframes but its latest capture, no text, no scales."""
-    json_path, npz_path = _run_paths(folder_or_run_json)
+    json_path, npz_path = run_paths(folder_or_run_json)
     recover(json_path.parent)         # a killed save finished, its leftovers removed
-    doc = _read_run_json(json_path)
+    doc = read_run_json(json_path)
     history, keyframes = History(capacity), Keyframes(keyframe_capacity)
     try:
         arrays, dims = _read_npz(npz_path, history, keyframes)
@@ -342,7 +295,7 @@ def open_run(folder_or_run_json: str | os.PathLike, capacity: int = HISTORY_CAPA
     return SavedRun(json_path.parent, doc["config"], history, keyframes, doc["summary"], texts,
                     scales, doc["schema_version"],
                     None if state is None else json_path.parent / STATE_NPZ,
-                    doc.get("generation"))
+                    doc.get("generation"), doc["recorded"])
 
 
 
@@ -352,19 +305,21 @@ def load_run_state(run: SavedRun | str | os.PathLike, session) -> RunState:
     headers before its data is read; RunFileError naming the file if the run has none, or
     it is missing, damaged or of another model."""
     if not isinstance(run, SavedRun):
-        json_path = _run_paths(run)[0]
+        json_path = run_paths(run)[0]
         recover(json_path.parent)
-        doc = _read_run_json(json_path)
+        doc = read_run_json(json_path)
         run = SavedRun(json_path.parent, doc["config"], History(), Keyframes(), doc["summary"],
                        [], {}, doc["schema_version"],
                        None if doc.get("state") is None else json_path.parent / STATE_NPZ,
-                       doc.get("generation"))
+                       doc.get("generation"), doc["recorded"])
+    if run.recorded is not None:
+        raise not_trainable(run.folder, run.recorded)
     if run.state_file is None:
         raise RunFileError(f"{run.folder}: saved without weights and optimiser state "
                            f"(schema {run.schema_version}, or saved without them), so it "
                            "can be opened but not continued")
     path = run.state_file
-    handle, size = _open(path, MAX_NPZ_BYTES, "a state.npz may have (under 2 GiB)")
+    handle, size = open_bounded(path, MAX_NPZ_BYTES, "a state.npz may have (under 2 GiB)")
     try:
         with handle, Archive(handle, size) as archive:
             state = read_state(archive, str(path), session)
@@ -395,4 +350,4 @@ def _param_owners(path: Path, arrays: dict[str, np.ndarray], names: tuple[str, .
 
 
 __all__ = ["RunFileError", "SavedRun", "save_run", "load_run", "open_run", "load_run_state",
-           "load_run_config", "SCHEMA", "SCHEMA_VERSION", "READABLE_VERSIONS"]
+           "load_run_config", "check_run", "SCHEMA", "SCHEMA_VERSION", "READABLE_VERSIONS"]

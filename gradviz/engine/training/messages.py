@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from gradviz.engine.analysis.treereport import TreeSettings, TreeSnapshot
 from gradviz.engine.runs.capture import Capture
 from gradviz.engine.runs.runstate import RunState
 
@@ -54,11 +55,18 @@ class Live:
 
 
 @dataclass(frozen=True)
+class AskTree:
+    """Send the prediction tree for ``settings`` now (a :class:`Tree` report), and again
+    each time a language model's text is sampled, until asked for other settings."""
+    settings: TreeSettings
+
+
+@dataclass(frozen=True)
 class Quit:
     """End the training process."""
 
 
-Command = Start | Pause | Step | Reset | Checkpoint | Live | Quit
+Command = Start | Pause | Step | Reset | Checkpoint | Live | AskTree | Quit
 
 
 # -- reports: training process -> window -----------------------------------------------
@@ -104,6 +112,13 @@ class Text(Report):
 
 
 @dataclass(frozen=True)
+class Tree(Report):
+    """The prediction tree (:class:`~gradviz.engine.analysis.treereport.TreeSnapshot`) of
+    the model after ``tree.steps_done`` steps, for the settings last asked."""
+    tree: TreeSnapshot
+
+
+@dataclass(frozen=True)
 class Checkpointed(Report):
     """The answer to :class:`Checkpoint`: what continuing the run needs (a
     :class:`~gradviz.engine.runs.runstate.RunState` of numpy arrays) and its summary (as
@@ -143,6 +158,6 @@ class Heard(Report):
     commands: int
 
 
-__all__ = ["Start", "Pause", "Step", "Reset", "Checkpoint", "Live", "Quit", "Command", "Report",
-           "Ready", "Note", "Notice", "Data", "Text", "Checkpointed", "State", "Diverged",
+__all__ = ["Start", "Pause", "Step", "Reset", "Checkpoint", "Live", "AskTree", "Quit", "Command", "Report",
+           "Ready", "Note", "Notice", "Data", "Text", "Tree", "Checkpointed", "State", "Diverged",
            "Error", "Heard"]

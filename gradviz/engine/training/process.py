@@ -104,6 +104,7 @@ class _Loop:
         self.noticed: set[str] = set()   # notices already sent by this process
         self.last_send = time.monotonic()
         self.last_text = 0.0
+        self.tree_settings = None        # what the window last asked the tree for
         self.recent: deque = deque()     # (time, steps done) of the last ~second, for steps/s
         self.step_seconds = 0.0          # running mean of a step's duration
 
@@ -172,6 +173,7 @@ class _Loop:
             elif isinstance(command, m.Pause):
                 self.running = False
                 self.flush()
+                self.send_tree()    # the tree of the model as it stays
                 self.send(m.State, state="paused")
             elif isinstance(command, m.Step):
                 if self.running:
@@ -182,6 +184,9 @@ class _Loop:
                     self.maybe_generate(force=True)
             elif isinstance(command, m.Live):
                 self.session.set_live(**command.changes)
+            elif isinstance(command, m.AskTree):
+                self.tree_settings = command.settings
+                self.send_tree()
             else:
                 raise ValueError(f"unknown command {command!r}")
         except Exception as exc:  # noqa: BLE001
@@ -259,6 +264,14 @@ class _Loop:
             text = self.session.generate()
             if text is not None:
                 self.send(m.Text, text=text, step=self.session.steps_done)
+                self.send_tree()
+
+    def send_tree(self) -> None:
+        """The prediction tree for the settings the window asked, if it asked and the
+        model is a language model."""
+        if self.tree_settings is not None and self.session.is_language:
+            from gradviz.engine.analysis.treereport import tree_snapshot
+            self.send(m.Tree, tree=tree_snapshot(self.session.trainer, self.tree_settings))
 
 
 def _beat(heartbeat) -> None:

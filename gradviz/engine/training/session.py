@@ -87,6 +87,9 @@ class Session:
         from gradviz.engine.runs.runfile import open_run
 
         run = open_run(folder, history_capacity, keyframe_capacity)
+        if run.recorded is not None:
+            from gradviz.engine.runs.recorded import not_trainable
+            raise not_trainable(run.folder, run.recorded)
         session = cls(run.config, text, history_capacity=history_capacity,
                       keyframe_capacity=keyframe_capacity)
         restore_run(session, run)

@@ -1,5 +1,6 @@
 """The dashboard's views, one module per view (gradflow, gradtime, gates, states, loss,
-gradnorm, text; on the "Why" page spectrum, decay, saturation, celldiagram, cliffview),
+gradnorm, text; on the "Why" page spectrum, decay, saturation, celldiagram, cliffview;
+on the "Language" page, shown for character models, predtree),
 built from shared parts:
 
 * :mod:`.view`: the :class:`~.view.View` contract every panel follows, and the
@@ -23,6 +24,7 @@ from gradviz.ui.views.gradflow import GradflowView
 from gradviz.ui.views.gradnorm import GradnormView
 from gradviz.ui.views.gradtime import GradtimeView
 from gradviz.ui.views.loss import LossView
+from gradviz.ui.views.predtree import PredictionTreeView
 from gradviz.ui.views.saturation import SaturationView
 from gradviz.ui.views.spectrum import SpectrumView
 from gradviz.ui.views.states import StatesView
@@ -31,7 +33,8 @@ from gradviz.ui.views.view import View
 
 VIEW_CLASSES: list[type[View]] = [GradflowView, GradtimeView, GatesView, StatesView, LossView,
                                   GradnormView, TextView, SpectrumView, DecayView,
-                                  SaturationView, CellDiagramView, CliffView]
+                                  SaturationView, CellDiagramView, CliffView,
+                                  PredictionTreeView]
 
 
 def make_views(parent: QtWidgets.QWidget | None = None) -> dict[str, View]:

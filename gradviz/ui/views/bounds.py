@@ -55,7 +55,7 @@ def overlay_values(cap: Capture, layer: int, direction: int) -> tuple[str, str, 
 class BoundsOverlay:
     """A dashed curve over the h_t plot and one over the c_t plot, and their toggle."""
 
-    def __init__(self, plot_h: pg.PlotItem, plot_c: pg.PlotItem, toolbar: QtWidgets.QLayout):
+    def __init__(self, plot_h: pg.PlotItem, plot_c: pg.PlotItem, toolbar: QtWidgets.QWidget):
         self.toggle = QtWidgets.QCheckBox("theory")
         self.toggle.setChecked(True)
         self.toggle.setToolTip("Draw the chain-rule bound (plain RNNs) or the product of the "

@@ -25,6 +25,14 @@ EARLIER = 5
 NEWEST_COLOUR = "#1f5fbf"
 # In a plot left empty because no step shown has a finite gradient (a diverged run).
 NOTHING_FINITE = "not finite at any t\nin the steps shown"
+
+
+def underflow_text(zeros: np.ndarray) -> str:
+    """The note for timesteps whose whole gradient is exactly 0 (below float range)."""
+    span = (f"t = {zeros[0]}" if len(zeros) == 1 else
+            f"t = {zeros[0]}…{zeros[-1]}" if zeros[-1] - zeros[0] + 1 == len(zeros) else
+            f"{len(zeros)} timesteps")
+    return f"0 at {span}: below float range, not drawn"
 # The parts of ∂L/∂h_t the h plot can draw: (menu text, capture/history field, axis label,
 # CSV column name).
 H_PARTS = (("total ∂L/∂hₜ", "dh_norm", "‖∂L/∂hₜ‖ (log scale)", "dL/dh"),
@@ -95,6 +103,9 @@ class GradtimeView(View):
         self.bounds.toggle.toggled.connect(self._redraw)
         self.part.currentIndexChanged.connect(self._part_changed)
         self.notes = {"h": self._make_note(self.plot_h), "c": self._make_note(self.plot_c)}
+        self._zeros: dict[str, np.ndarray] = {}       # the bold curve's exact zeros, by plot
+        self.underflow = {"h": self._make_underflow(self.plot_h),
+                          "c": self._make_underflow(self.plot_c)}
         self._c_shown = True
         self._show_cell_plot(False)
         self._drawn: dict[int, tuple] = {}   # id of a curve -> what it shows
@@ -115,11 +126,15 @@ class GradtimeView(View):
         them (an older capture), NaN rows for an older file's history."""
         return getattr(source, self.h_part()[1], None)
 
-    def _drawable(self, values: np.ndarray, part: bool) -> np.ndarray:
-        """A part's exact zeros (nothing carried into the last step, no loss at t) are
-        left out rather than drawn at the log axis's floor: they are structure, not a
-        gradient that vanished."""
-        return np.where(values == 0, np.nan, values) if part else values
+    def _drawable(self, values: np.ndarray, part: bool, bold: str | None = None) -> np.ndarray:
+        """Exact zeros are left out rather than drawn at the log axis's floor. A part's
+        zeros (nothing carried into the last step, no loss at t) are structure; the whole
+        gradient's zeros are a gradient that fell below the float range, which the note
+        of the ``bold`` curve's plot ("h" or "c") says in words."""
+        zeros = np.flatnonzero(values == 0)
+        if bold is not None:
+            self._zeros[bold] = zeros if not part else np.empty(0, dtype=np.intp)
+        return np.where(values == 0, np.nan, values)
 
     def _make_curves(self, plot: pg.PlotItem) -> list[pg.PlotDataItem]:
         """EARLIER faint curves (oldest first, faintest) then the bold newest one."""
@@ -140,6 +155,19 @@ class GradtimeView(View):
         return note
 
     @staticmethod
+    def _make_underflow(plot: pg.PlotItem) -> pg.TextItem:
+        """A note in the lower left of ``plot``: where the bold curve is exactly 0."""
+        note = pg.TextItem("", color=INK, anchor=(0, 1))
+        font = note.textItem.font()
+        font.setPointSize(TICK_FONT_PT)
+        note.setFont(font)
+        plot.addItem(note, ignoreBounds=True)
+        note.hide()
+        plot.sigRangeChanged.connect(
+            lambda *_: note.setPos(*(r[0] for r in plot.getViewBox().viewRange())))
+        return note
+
+    @staticmethod
     def _centre(plot: pg.PlotItem, note: pg.TextItem) -> None:
         (x0, x1), (y0, y1) = plot.getViewBox().viewRange()
         note.setPos((x0 + x1) / 2, (y0 + y1) / 2)
@@ -149,15 +177,23 @@ class GradtimeView(View):
         for name, plot, items in (("h", self.plot_h, self.curves_h),
                                   ("c", self.plot_c, self.curves_c if has_c else [])):
             empty = bool(items) and all(i.xData is None or len(i.xData) == 0 for i in items)
-            self.notes[name].setVisible(empty)
-            if empty:
+            zeros = self._zeros.get(name) if items else None
+            underflow = zeros is not None and len(zeros) > 0
+            self.notes[name].setVisible(empty and not underflow)
+            if empty and not underflow:
                 self._centre(plot, self.notes[name])
+            note = self.underflow[name]
+            note.setVisible(underflow)
+            if underflow:
+                note.setText(underflow_text(zeros))
+                note.setPos(*(r[0] for r in plot.getViewBox().viewRange()))
 
     def _clear_items(self) -> None:
         for item in self.curves_h + self.curves_c:
             item.setData([], [])
-        for note in self.notes.values():
+        for note in list(self.notes.values()) + list(self.underflow.values()):
             note.hide()
+        self._zeros.clear()
         self._drawn.clear()
         self.comparison_h.clear()
         self.comparison_c.clear()
@@ -209,14 +245,16 @@ class GradtimeView(View):
                 continue
             slots = items[unused:]
             part = items is self.curves_h and field != "dh_norm"
-            for item, k in zip(slots, rows):
-                values = self._drawable(data[k, layer, direction], part)
+            name = "h" if items is self.curves_h else "c"
+            for index, (item, k) in enumerate(zip(slots, rows)):
+                bold = name if own is None and index == len(rows) - 1 else None
+                values = self._drawable(data[k, layer, direction], part, bold)
                 # The last value tells a refilled history's row from the old one it replaced.
                 what = (field, layer, direction, T, int(history.step[k]),
                         int(history.count[k]), float(data[k, layer, direction, -1]))
                 self._show(item, what, t, values)
             if own is not None:
-                values = self._drawable(own[layer, direction], part)
+                values = self._drawable(own[layer, direction], part, name)
                 self._show(slots[-1], (field, layer, direction, T, "chosen",
                                        int(chosen.step), float(own[layer, direction, -1])),
                            t, values)

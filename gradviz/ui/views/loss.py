@@ -10,7 +10,7 @@ from gradviz.ui.views.bands import binned
 from gradviz.ui.views.compare import ComparisonCurves, StepMarker, key_entries, run_key
 from gradviz.ui.views.data import LOG_FLOOR, event_lines, positive_finite
 from gradviz.ui.views.items import Band, ColourKey, curve, event_marks
-from gradviz.ui.views.style import colour, pen, style_plot
+from gradviz.ui.views.style import LABEL_STYLE, colour, pen, style_plot
 from gradviz.ui.views.view import View
 
 NONFINITE_COLOUR = "#d01010"
@@ -100,9 +100,14 @@ class LossView(View):
         bad = history.nonfinite | ~np.isfinite(history.loss)
         self.nonfinite_marks.setData(*event_lines(steps[bad], history.loss))
         live = "loss" if blocks.size == 1 else f"loss, mean of {blocks.size} steps"
-        entries = [*key_entries(self._comparisons, self._live_label, (colour(0), "line", live)),
-                   (BASELINE_COLOUR, "dash", "no-memory baseline"
-                    + (f" ({baseline:.4g})" if baseline is not None else " (none)"))]
+        entries = [*key_entries(self._comparisons, self._live_label, (colour(0), "line", live))]
+        # A run recorded from Python has the user's own loss: no task, so no baseline and
+        # no "task units".
+        if baseline is not None:
+            entries.append((BASELINE_COLOUR, "dash", f"no-memory baseline ({baseline:.4g})"))
+        label = f"loss ({'task units, ' if baseline is not None else ''}log scale)"
+        if self.plot.getAxis("left").labelText != label:
+            self.plot.setLabel("left", label, **LABEL_STYLE)
         if blocks.size > 1:
             entries.insert(1 if not self._comparisons else 1 + len(self._comparisons),
                            (BAND_COLOUR, "band", "min–max"))

@@ -12,7 +12,7 @@ from PyQt6 import QtCore, QtWidgets
 
 from gradviz.ui import export
 from gradviz.ui.dialogs import FileDialogs
-from gradviz.ui.views.flow import FlowLayout
+from gradviz.ui.views.flow import FlowBar
 from gradviz.ui.views.items import WrappedText
 from gradviz.ui.views.style import BACKGROUND, LAYOUT_MARGINS, LAYOUT_SPACING
 
@@ -106,12 +106,11 @@ class View(QtWidgets.QWidget):
         self.setContextMenuPolicy(QtCore.Qt.ContextMenuPolicy.CustomContextMenu)
         self.customContextMenuRequested.connect(self._show_context_menu)
         # Wraps onto a second row in a narrow panel rather than cutting a choice's text.
-        self.toolbar = FlowLayout()
-        self.toolbar.setContentsMargins(0, 0, 0, 0)
+        self.toolbar = FlowBar()
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
         layout.setSpacing(2)
-        layout.addLayout(self.toolbar)
+        layout.addWidget(self.toolbar)
 
     def _add_graphics(self) -> pg.GraphicsLayout:
         """The plot area: one pyqtgraph scene, so PNG and SVG export hold every plot.
