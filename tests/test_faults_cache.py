@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from gradviz.engine import native
-from gradviz.engine.native import build
+from gradviz.engine.native import build, checkcache
 
 OTHER_UID = 65534          # "nobody": a user that is not the one running the tests
 
@@ -160,9 +160,11 @@ def test_a_fresh_cache_is_private_even_under_a_permissive_umask(tmp_path, monkey
     assert kernels is not None, status
     folder = tmp_path / "gradviz"
     assert folder.stat().st_mode & 0o777 == 0o700
-    library, record = sorted(folder.iterdir())
+    library, record, passed = sorted(folder.iterdir())
     assert record == build.record_path(library)
-    assert not library.stat().st_mode & 0o022 and not record.stat().st_mode & 0o077
+    assert passed == checkcache.result_path(library)      # the self-check's pass
+    assert not library.stat().st_mode & 0o022
+    assert not record.stat().st_mode & 0o077 and not passed.stat().st_mode & 0o077
     assert status == f"compiled loops in use ({' '.join(build.FLAG_SETS[0])}, {library})"
 
 

@@ -388,11 +388,17 @@ def _children(pid: int) -> dict[int, str]:
 def test_ctrl_c_closes_the_app_as_its_close_button_would(tmp_path):
     settings = tmp_path / "settings.ini"
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen", **{ENV_VAR: str(settings)})
+    # "up" once the event loop runs, the window shown: the training process starts before
+    # the window is built (gradviz.engine.training.launch), so its presence says less.
     app = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from gradviz.ui.app import run_app; "
-         "sys.exit(run_app())"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        [sys.executable, "-c", "import sys; from PyQt6 import QtCore, QtWidgets; "
+         "app = QtWidgets.QApplication(sys.argv); "
+         "QtCore.QTimer.singleShot(0, lambda: print('up', flush=True)); "
+         "from gradviz.ui.app import run_app; sys.exit(run_app())"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 60
+        assert app.stdout.readline() == b"up\n"
         training: list[int] = []
         while not training:
             assert app.poll() is None and time.monotonic() < deadline

@@ -35,9 +35,11 @@ def test_a_fresh_build_in_an_empty_cache_loads_and_passes_its_self_check(tmp_pat
     kernels, status = native.load()
     assert kernels is not None, status
     built = sorted((tmp_path / "gradviz").iterdir())
-    # The library and its record (size, SHA-256), no temporary files left.
-    assert len(built) == 2 and built[0].name.startswith("native-")
+    # The library, its record (size, SHA-256) and its self-check's pass, no temporary
+    # files left.
+    assert len(built) == 3 and built[0].name.startswith("native-")
     assert built[1] == native.build.record_path(built[0])
+    assert built[2] == native.checkcache.result_path(built[0])
 
 
 @pytest.mark.slow
@@ -54,7 +56,8 @@ def test_builds_unused_for_30_days_are_pruned(tmp_path, monkeypatch):
     kernels, status = native.load()
     assert kernels is not None, status
     assert not stale.exists() and recent.exists()
-    assert len(list(cache.iterdir())) == 3          # the recent one, the new one, its record
+    # The recent one, the new one, its record and its self-check's pass.
+    assert len(list(cache.iterdir())) == 4
 
 
 @pytest.mark.parametrize("env,expect", [

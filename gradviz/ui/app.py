@@ -3,20 +3,28 @@ from __future__ import annotations
 
 import signal
 import sys
+from typing import TYPE_CHECKING
 
 from PyQt6 import QtCore, QtGui, QtWidgets
 
 from gradviz.display import no_display_message
-from gradviz.engine.runs.runformat import RunFileError
+from gradviz.engine.training.launch import prestart
 from gradviz.resources import icon_bytes
-from gradviz.ui.window import MainWindow
+
+if TYPE_CHECKING:
+    from gradviz.ui.window import MainWindow
 
 
 def run_app(argv: list[str] | None = None, experiment: str | None = None,
             run: str | None = None) -> int:
     """Open the main window (on the guided ``experiment`` if named, or on the saved run in
     the folder ``run``) and run the event loop; returns the exit status: 2, with one line
-    on stderr, where there is no display to open it on (:mod:`gradviz.display`)."""
+    on stderr, where there is no display to open it on (:mod:`gradviz.display`).
+
+    The training process is started first, before the window's modules are imported
+    (:func:`~gradviz.engine.training.launch.prestart`): it imports PyTorch and warms up on
+    the other core while the window is built, and the window's worker hands it the model
+    to train as its first command."""
     no_display = None if QtWidgets.QApplication.instance() else no_display_message()
     if no_display:
         print(no_display, file=sys.stderr)
@@ -25,9 +33,18 @@ def run_app(argv: list[str] | None = None, experiment: str | None = None,
         list(sys.argv if argv is None else argv))
     app.setApplicationName("gradviz")
     app.setOrganizationName("gradviz")
-    app.setWindowIcon(app_icon())
-    close_on_signals(app)
-    window = MainWindow()
+    close_on_signals(app)       # before the process starts: a Ctrl+C from now on closes both
+    training = prestart()
+    try:
+        from gradviz.ui.window import MainWindow
+        from gradviz.ui.worker import TrainingWorker
+
+        app.setWindowIcon(app_icon())
+        window = MainWindow(backend=lambda config, parent: TrainingWorker(
+            config, parent, process=training))
+    except BaseException:
+        training.close()    # no window took it over: no process left behind
+        raise
     window.show()
     if experiment is not None:
         from gradviz.experiments import load_experiment
@@ -46,6 +63,8 @@ def run_app(argv: list[str] | None = None, experiment: str | None = None,
 
 
 def _open_or_warn(window: MainWindow, run: str) -> None:
+    from gradviz.engine.runs.runformat import RunFileError
+
     try:
         window.open_run(run)
     except RunFileError as exc:

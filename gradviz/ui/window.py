@@ -29,7 +29,7 @@ from gradviz.ui.figures import caption
 from gradviz.ui.prefs import Prefs
 from gradviz.ui.presentation import install as install_presentation
 from gradviz.ui.redraw import RedrawScheduler
-from gradviz.ui.model import AppModel
+from gradviz.ui.model import AppModel, Backend
 from gradviz.ui.recordedrun import RecordedPanel, recorded_text
 from gradviz.ui.statusbar import StatusFields
 from gradviz.ui.timeline import Timeline
@@ -40,12 +40,14 @@ from gradviz.ui.views import make_views
 
 class MainWindow(QtWidgets.QMainWindow):
     """A view of ``model``; without one, of a new :class:`AppModel` of ``config`` and
-    ``prefs`` with a training process behind it (what the app opens)."""
+    ``prefs`` with a training process behind it (what the app opens), made by ``backend``
+    where given (see :data:`~gradviz.ui.model.Backend`)."""
 
     def __init__(self, config: RunConfig | None = None, prefs: Prefs | None = None, *,
-                 model: AppModel | None = None):
+                 model: AppModel | None = None, backend: Backend | None = None):
         super().__init__()
-        self.model = model if model is not None else AppModel(config, prefs, parent=self)
+        self.model = model if model is not None else AppModel(config, prefs, backend,
+                                                              parent=self)
         self.prefs = self.model.prefs
         self.state = self.model.state
         self._error_box: NoticeBar | None = None

@@ -10,7 +10,6 @@ those it makes pointless.
 """
 from __future__ import annotations
 
-import multiprocessing
 import queue
 import time
 from collections import deque
@@ -19,7 +18,7 @@ from PyQt6 import QtCore
 
 from gradviz.config import RunConfig
 from gradviz.engine.training import messages as m
-from gradviz.engine.training.process import child_main
+from gradviz.engine.training.launch import TrainingProcess
 
 # Commands in the pipe that the process has not read yet, at most: each is well under a
 # kilobyte, the pipe holds 64 KB.
@@ -68,15 +67,24 @@ class TrainingWorker(WorkerSignals):
 
     POLL_MS = 15
 
-    def __init__(self, config: RunConfig, parent: QtCore.QObject | None = None):
+    def __init__(self, config: RunConfig, parent: QtCore.QObject | None = None, *,
+                 process: TrainingProcess | None = None):
+        """``process``: one started with no model (:func:`~gradviz.engine.training.launch.prestart`,
+        as the app does before it builds its window), which this takes over, its first
+        command ``config``'s model; if it has died already, a new one is started."""
         super().__init__(parent)
-        self._ctx = multiprocessing.get_context("spawn")
         self._run_id = 0
         self._state = "starting"
         self._closed = False
         self._outbox: deque = deque()   # commands not yet in the pipe
         self._responding = True
-        self._spawn(config)
+        if process is not None and process.process.is_alive():
+            self._adopt(process, 1)
+            self._send(m.Reset(self._run_id, config.to_dict()))
+        else:
+            if process is not None:
+                process.close()
+            self._spawn(config)
         self._timer = QtCore.QTimer(self)
         self._timer.timeout.connect(self.poll)
         self._timer.start(self.POLL_MS)
@@ -84,22 +92,18 @@ class TrainingWorker(WorkerSignals):
     def _spawn(self, config: RunConfig) -> None:
         """A new training process, with a fresh pipe and queue (a killed process may leave
         a queue broken)."""
-        self._run_id += 1
+        self._adopt(TrainingProcess(self._run_id + 1, config.to_dict()), self._run_id + 1)
+
+    def _adopt(self, started: TrainingProcess, run_id: int) -> None:
+        """Talk to ``started`` from now on, its model ``run_id``."""
+        self._run_id = run_id
         self._outbox.clear()
         self._sent = self._heard = 0
-        reader, self._commands = self._ctx.Pipe(duplex=False)
-        self._results = self._ctx.Queue()
-        self._heartbeat = self._ctx.Value("q", 0, lock=False)
-        self._window_read = self._ctx.Value("q", 0, lock=False)
+        self._commands, self._results = started.commands, started.results
+        self._heartbeat, self._window_read = started.heartbeat, started.window_read
+        self._process = started.process
         self._beat_seen = (-1, time.monotonic())   # (value, when it last changed)
         self._set_responding(True)
-        self._process = self._ctx.Process(
-            target=child_main, name="gradviz-training", daemon=True,
-            args=(reader, self._results, self._run_id, config.to_dict(), self._heartbeat,
-                  self._window_read))
-        self._process.start()
-        reader.close()   # the process has its own copy; with this one closed, a send to a
-        #                  process that died fails at once instead of filling the pipe
         self._set_state("starting")
 
     @property

@@ -12,8 +12,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from gradviz.engine.analysis.predtree import prediction_tree, tree_rows
-
 # A branch whose probability along its path is below this is left out, with all below it.
 FLOOR = 1e-3
 # The view's limits: a deeper tree has too many leaves to read on a projector.
@@ -64,6 +62,9 @@ def default_prefix(task) -> str:
 def tree_snapshot(trainer, settings: TreeSettings, floor: float = FLOOR) -> TreeSnapshot:
     """The tree of ``trainer``'s model now; a refused prefix or setting (ValueError) is the
     snapshot's ``error``, not an exception: the training goes on."""
+    # Here, not at the top: the window imports this module (its messages) and no PyTorch.
+    from gradviz.engine.analysis.predtree import tree_rows
+
     steps = trainer.step_index
     try:
         if not (1 <= settings.k <= VIEW_MAX_K and 1 <= settings.depth <= VIEW_MAX_DEPTH):

@@ -11,6 +11,8 @@ written). A library is loaded only from a folder of the
 user's that no one else may enter, and only if no one else may write it: a library planted
 by another user is never run (:mod:`~gradviz.engine.native.build`).
 
+Each build is checked against the plain equations the first time it is loaded, and the
+pass is kept beside it for the hash of its file (:mod:`~gradviz.engine.native.checkcache`).
 It is optional. Without a C compiler, when the build fails, when the result fails its
 self-check, or with ``GRADVIZ_NATIVE=0`` in the environment, :func:`kernels` returns None
 and the cells use their PyTorch code, which computes the same numbers; :func:`status` says
@@ -32,7 +34,7 @@ from typing import Iterator
 
 import torch
 
-from . import build, selfcheck
+from . import build, checkcache, selfcheck
 
 _lock = threading.Lock()
 _loaded = False
@@ -265,7 +267,8 @@ def load() -> tuple[Kernels | None, str]:
                 errors.append(error)
                 continue
         try:
-            found = Kernels(_load_whole(target, compiler, flags, notes))
+            lib, digest = _load_whole(target, compiler, flags, notes)
+            found = Kernels(lib)
         except build.DamagedLibrary as exc:
             errors.append(f"{target.name} was not a whole build: {exc.reason}")
             notes.append(errors[-1])
@@ -273,9 +276,12 @@ def load() -> tuple[Kernels | None, str]:
         except (OSError, AttributeError) as exc:
             errors.append(f"cannot load {target}: {exc}")
             continue
-        problem = self_check(found)
-        if problem:
-            return None, f"compiled loops failed their self-check ({problem}); using PyTorch operations"
+        # Once per build: a pass is kept beside it for the file's hash (checkcache).
+        if not checkcache.passed_before(target, digest):
+            problem = self_check(found)
+            if problem:
+                return None, f"compiled loops failed their self-check ({problem}); using PyTorch operations"
+            checkcache.remember_pass(target, digest)
         build.prune(target)
         return found, f"compiled loops in use ({' '.join(flags)}, {target})" + \
             "".join(f"; {note}" for note in notes)
@@ -284,18 +290,18 @@ def load() -> tuple[Kernels | None, str]:
 
 
 def _load_whole(target, compiler: str, flags: list[str], notes: list[str]):
-    """The library at ``target``, rebuilt first where it is not the whole build its record
+    """The library at ``target`` and its file's SHA-256, rebuilt first where it is not the whole build its record
     describes (a note says so); OSError (DamagedLibrary included) where it still cannot
     be loaded."""
     try:
-        return build.load_library(target)
+        return build.load_hashed(target)
     except build.DamagedLibrary as exc:
         error = build.compile_into(compiler, flags, target)
         if error:
             raise build.DamagedLibrary(target, f"{exc.reason}, and rebuilding it failed: "
                                                f"{error}") from None
         notes.append(f"rebuilt {target.name}: {exc.reason}")
-    return build.load_library(target)
+    return build.load_hashed(target)
 
 
 def self_check(k: Kernels) -> str | None:

@@ -213,10 +213,10 @@ class DamagedLibrary(OSError):
         self.reason = reason
 
 
-def _check_record(target: Path, f) -> None:
-    """DamagedLibrary unless the open build ``f`` at ``target`` is the size and SHA-256
-    its record says. A cut library would otherwise be mapped and crash the process with
-    SIGBUS inside ctypes.CDLL."""
+def _check_record(target: Path, f) -> str:
+    """The SHA-256 of the open build ``f`` at ``target``; DamagedLibrary unless it is the
+    size and SHA-256 its record says. A cut library would otherwise be mapped and crash the
+    process with SIGBUS inside ctypes.CDLL."""
     try:
         fd = os.open(record_path(target), os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
         with os.fdopen(fd, "rb") as rec:
@@ -231,6 +231,7 @@ def _check_record(target: Path, f) -> None:
         raise DamagedLibrary(target, f"it is {size} bytes, its build wrote {want[0]}")
     if digest != want[1]:
         raise DamagedLibrary(target, "its contents differ from its build's")
+    return digest
 
 
 class UntrustedLibrary(OSError):
@@ -238,7 +239,13 @@ class UntrustedLibrary(OSError):
 
 
 def load_library(target: Path) -> ctypes.CDLL:
-    """The library at ``target``; OSError where it cannot be loaded, UntrustedLibrary where
+    """The library at ``target``: :func:`load_hashed` without the hash."""
+    return load_hashed(target)[0]
+
+
+def load_hashed(target: Path) -> tuple[ctypes.CDLL, str]:
+    """The library at ``target`` and the SHA-256 of its file, read as it was checked just
+    before loading; OSError where it cannot be loaded, UntrustedLibrary where
     it is not a regular file of this user's that only this user may write, DamagedLibrary
     where it is not the whole build its record describes.
 
@@ -250,8 +257,8 @@ def load_library(target: Path) -> ctypes.CDLL:
         problem = _distrust(os.fstat(fd))
         if problem:
             raise UntrustedLibrary(f"{target}: {problem}")
-        _check_record(target, f)
-    return ctypes.CDLL(str(target))
+        digest = _check_record(target, f)
+    return ctypes.CDLL(str(target)), digest
 
 
 def prune(in_use: Path) -> None:
@@ -261,7 +268,8 @@ def prune(in_use: Path) -> None:
         os.utime(record_path(in_use))
         cutoff = in_use.stat().st_mtime - PRUNE_AFTER_S
         for old in in_use.parent.glob("native-*"):
-            if old not in (in_use, record_path(in_use)) and old.stat().st_mtime < cutoff:
+            # The build in use, its record and its self-check's result stay.
+            if not old.name.startswith(in_use.name) and old.stat().st_mtime < cutoff:
                 old.unlink()
     except OSError:
         pass           # a read-only or shared cache: leave it as it is

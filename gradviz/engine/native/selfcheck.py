@@ -1,4 +1,5 @@
-"""The compiled loops' self-check, run every time they are loaded.
+"""The compiled loops' self-check, run when a build is first loaded (and again when its
+file or the check changes: :mod:`~gradviz.engine.native.checkcache`).
 
 Every loop runs on a small odd-sized case (H 19: vector blocks and leftover columns; B 5:
 blocks of 4 rows and a leftover; T 4 with the gradient cut every 2 steps) and is compared

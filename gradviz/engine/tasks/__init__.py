@@ -13,23 +13,44 @@ model with no memory would reach (its baseline).
 :func:`make_task` builds the task a :class:`~gradviz.config.RunConfig` names; which tasks
 there are, and which of them are language models, is the registry's
 (:mod:`gradviz.registry`).
+
+The package imports its task classes (and with them PyTorch) only when one of them is
+first asked for: the window reads :mod:`~gradviz.engine.tasks.texts` to check a text file,
+and importing PyTorch there took ~1 s of the app's start-up on a 2-core machine.
 """
 from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
 
 from gradviz.config import RunConfig
 from gradviz.registry import task_spec
 
-from .base import PROBE_SEED, Batch, Task, TaskInputError
-from .language import ReberTask, TextTask, load_text
-from .generate import GenerateTask
-from .synthetic import Adding1997Task, AddingTask, CopyTask, RecallTask, SeriesTask
+if TYPE_CHECKING:
+    from .base import Task
 
-# The implementation of each registered task.
-TASK_CLASSES: dict[str, type[Task]] = {cls.name: cls for cls in (
-    AddingTask, Adding1997Task, CopyTask, RecallTask, SeriesTask, GenerateTask, TextTask, ReberTask)}
+# Where each of the package's names is defined; imported on first use (PEP 562).
+_HOMES = {"PROBE_SEED": "base", "Batch": "base", "Task": "base", "TaskInputError": "base",
+          "ReberTask": "language", "TextTask": "language", "load_text": "language",
+          "GenerateTask": "generate", "Adding1997Task": "synthetic", "AddingTask": "synthetic",
+          "CopyTask": "synthetic", "RecallTask": "synthetic", "SeriesTask": "synthetic"}
+_CLASSES = ("AddingTask", "Adding1997Task", "CopyTask", "RecallTask", "SeriesTask",
+            "GenerateTask", "TextTask", "ReberTask")
 
 
-def make_task(config: RunConfig, text: str | None = None) -> Task:
+def __getattr__(name: str):
+    if name == "TASK_CLASSES":
+        # The implementation of each registered task.
+        value = {cls.name: cls for cls in (__getattr__(n) for n in _CLASSES)}
+    elif name in _HOMES:
+        value = getattr(importlib.import_module(f".{_HOMES[name]}", __name__), name)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def make_task(config: RunConfig, text: str | None = None) -> "Task":
     """The task ``config.task`` for ``config.seq_len`` steps.
 
     ``text``: the already-loaded text of the text task; when None, it is read
@@ -38,8 +59,8 @@ def make_task(config: RunConfig, text: str | None = None) -> Task:
     try:
         spec = task_spec(config.task)
     except ValueError as error:
-        raise TaskInputError(f"{error}.", field="task") from None
-    return TASK_CLASSES[spec.name].from_config(config, text)
+        raise __getattr__("TaskInputError")(f"{error}.", field="task") from None
+    return __getattr__("TASK_CLASSES")[spec.name].from_config(config, text)
 
 
 __all__ = ["Batch", "Task", "TaskInputError", "AddingTask", "Adding1997Task", "CopyTask",

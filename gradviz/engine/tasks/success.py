@@ -25,8 +25,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-import torch
-
 # The test batch's generator is seeded with TEST_SEED + the run's seed.
 TEST_SEED = 7_777_777
 TEST_BATCH = 256
@@ -91,6 +89,8 @@ class SuccessTest:
     """Judges a trainer's model on a fixed test batch of its task (see module doc)."""
 
     def __init__(self, trainer, size: int = TEST_BATCH):
+        import torch
+
         from gradviz.engine.tasks import make_task
 
         config = trainer.config
@@ -100,9 +100,14 @@ class SuccessTest:
         generator = torch.Generator().manual_seed(TEST_SEED + config.seed)
         self.batch = self.task.batch(size, generator)
 
-    @torch.no_grad()
     def __call__(self) -> tuple[bool, float]:
         """(solved, the test batch's mean loss) for the trainer's weights now."""
+        import torch
+
+        with torch.no_grad():
+            return self._judge()
+
+    def _judge(self) -> tuple[bool, float]:
         trainer = self.trainer
         x = self.batch.x.to(trainer.device, trainer.dtype)
         out = trainer.net.run(x).output

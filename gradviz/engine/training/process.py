@@ -34,6 +34,9 @@ HEARTBEAT_S = 0.25       # how often the process says it is alive, even inside a
 # window stalls (a modal dialog, a slow machine). Before, it grew ~2 MB/s without bound.
 MAX_UNREAD = 32
 BACKLOG_WAIT_S = 0.02
+# The model a process started before its first one trains a step of (see warm_up).
+WARM_UP = {"task": "adding", "seq_len": 6, "cell": "lstm", "hidden": 8, "layers": 1,
+           "batch_size": 4, "steps": 1}
 
 
 class PipeCommands:
@@ -54,16 +57,21 @@ class PipeCommands:
         return self.get(False)
 
 
-def serve(commands, results, run_id: int, config: dict, parent_alive=lambda: True,
+def serve(commands, results, run_id: int, config: dict | None, parent_alive=lambda: True,
           acknowledge: bool = False, window_read=None) -> None:
-    """The command loop; returns on :class:`~gradviz.engine.training.messages.Quit`. ``commands``
+    """The command loop; returns on :class:`~gradviz.engine.training.messages.Quit`.
+    ``config`` None: no model until the first :class:`~gradviz.engine.training.messages.Reset`
+    (the app's process started before its window: :func:`warm_up` first). ``commands``
     and ``results`` need only ``get``/``get_nowait`` and ``put``: tests pass
     ``queue.Queue`` objects and run it in one process. ``acknowledge``: report every
     command read (:class:`~gradviz.engine.training.messages.Heard`), for the window's flow control.
     ``window_read``: a shared integer (``.value``) counting the Data reports the window has
     taken; while :data:`MAX_UNREAD` are waiting, training waits too."""
     loop = _Loop(results, window_read)
-    loop.reset(m.Reset(run_id, config))
+    if config is None:
+        warm_up()
+    else:
+        loop.reset(m.Reset(run_id, config))
     last_check = time.monotonic()
     heard = 0
     while True:
@@ -88,6 +96,25 @@ def serve(commands, results, run_id: int, config: dict, parent_alive=lambda: Tru
         if isinstance(command, m.Quit):
             return
         loop.handle(command)
+
+
+def warm_up() -> None:
+    """What a process started before its first model does meanwhile: import what every model
+    needs (PyTorch; its optimisers import torch._dynamo, ~1 s, when the first one is made),
+    load the compiled loops (building and self-checking them where needed) and train one
+    step of a tiny model of its own (:data:`WARM_UP`), so that the first real model trains
+    at once. Every model seeds its own generators, so this one changes none of their
+    numbers. Whatever fails here fails again when the first model is made, and is reported
+    then."""
+    try:
+        from gradviz.engine import native
+        from gradviz.engine.training.session import Session
+
+        session = Session(RunConfig.from_dict(WARM_UP), history=False)
+        native.kernels()
+        session.step(full=True)
+    except Exception:  # noqa: BLE001, S110 - reported when the first model meets it
+        pass
 
 
 class _Loop:
@@ -280,8 +307,10 @@ def _beat(heartbeat) -> None:
         time.sleep(HEARTBEAT_S)
 
 
-def child_main(commands, results, run_id: int, config: dict, heartbeat, window_read) -> None:
-    """Entry point of the training process: ``commands`` is the read end of a pipe,
+def child_main(commands, results, run_id: int, config: dict | None, heartbeat,
+               window_read) -> None:
+    """Entry point of the training process (:mod:`gradviz.engine.training.launch` starts
+    it; ``config`` None: with no model until the first Reset): ``commands`` is the read end of a pipe,
     ``results`` a multiprocessing queue, ``heartbeat`` and ``window_read`` shared
     integers: the first counts up while this process lives and runs (a thread of its own
     keeps it going inside a long step; a stopped or hung process lets it stand still),
@@ -308,5 +337,5 @@ def child_main(commands, results, run_id: int, config: dict, heartbeat, window_r
     os._exit(0)
 
 
-__all__ = ["serve", "child_main", "PipeCommands", "SEND_INTERVAL_S", "TEXT_INTERVAL_S",
+__all__ = ["serve", "warm_up", "child_main", "PipeCommands", "WARM_UP", "SEND_INTERVAL_S", "TEXT_INTERVAL_S",
            "HEARTBEAT_S", "MAX_UNREAD"]
