@@ -15,7 +15,7 @@ from gradviz.config import RunConfig
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "capture_overhead.py"
 COLUMNS = ["cell", "T", "H", "plain", "ms", "gradviz", "ms", "ratio", "cells", "ms", "cells",
-           "ratio", "GFLOP/s", "%", "peak"]
+           "ratio", "speed-up", "GFLOP/s", "%", "peak"]
 
 
 def load_benchmark():
@@ -43,15 +43,19 @@ def test_smoke_run_prints_every_column_with_finite_numbers():
     rows = [ln.split() for ln in lines[head + 1:head + 4]]
     assert [r[0] for r in rows] == ["rnn-tanh", "lstm", "gru"]
     for row in rows:
-        assert len(row) == 10
-        T, H, plain, ours, ratio, cells, cells_ratio, gflops, percent = map(float, row[1:])
+        assert len(row) == 11
+        T, H, plain, ours, ratio, cells, cells_ratio, speedup, gflops, percent = map(float, row[1:])
         assert (T, H) == (10, 8)
         assert all(math.isfinite(v) and v > 0 for v in (plain, ours, ratio, cells, cells_ratio,
                                                          gflops, percent))
         assert ratio == pytest.approx(ours / plain, abs=0.01, rel=0.01)
         assert cells_ratio == pytest.approx(cells / plain, abs=0.01, rel=0.01)
+        assert speedup == pytest.approx(cells / ours, abs=0.01, rel=0.01)
         assert percent < 100
     assert lines[head + 4].startswith("cells geomean ratio: ")
+    assert any(ln.startswith("gradviz at H 8, LSTM and GRU: ") for ln in lines)
+    again = next(ln for ln in lines if ln.startswith("peak again: "))
+    assert float(again.split()[2]) >= float(peak.split()[1])
     assert lines[-2].startswith("max ratio: ")
     assert lines[-1].startswith("geomean ratio: ")
     assert math.isfinite(float(lines[-1].split()[-1]))

@@ -72,6 +72,26 @@ def norm_over(x: Tensor, dims: tuple[int, ...]) -> Tensor:
         return refine(x, torch.linalg.vector_norm(x, dim=dims), dims)
 
 
+def step_norms(dh: Tensor, dout: Tensor, dc: Tensor | None = None) -> Tensor:
+    """(3, T), or (4, T) with ``dc``: ‖dh_t‖, ‖dout_t‖, ‖dh_t − dout_t‖ (the part of the
+    gradient carried through the recurrence) and ‖dc_t‖, each over all dimensions but the
+    first, as :func:`norm_over` gives them: in one call of the compiled loops where it can
+    (no dh − dout formed), else :func:`norm_over` of each."""
+    with torch.no_grad():
+        dh, dout = dh.detach(), dout.detach()
+        dc = None if dc is None else dc.detach()
+        loops = native.kernels()
+        tensors = [dh, dout] + ([] if dc is None else [dc])
+        if (loops is not None and dh.dim() == 3 and all(loops.supports(t) for t in tensors)
+                and all(t.shape == dh.shape and t.dtype == dh.dtype for t in tensors)):
+            out = dh.new_empty((len(tensors) + 1, dh.shape[0]))
+            loops.step_norms(dh.contiguous(), dout.contiguous(),
+                             None if dc is None else dc.contiguous(), out)
+            return out
+        parts = [dh, dout, dh - dout] + ([] if dc is None else [dc])
+        return torch.stack([norm_over(x, tuple(range(1, x.dim()))) for x in parts])
+
+
 def each_norm(tensors: list[Tensor]) -> Tensor:
     """The 2-norm of each tensor, stacked, exact to the dtype's floor: one fused call where
     torch has it, then the few that may have underflowed or overflowed recomputed."""
@@ -95,4 +115,4 @@ def total_norm(norms: Tensor) -> float:
     return math.nan if any(math.isnan(v) for v in values) else math.hypot(*values)
 
 
-__all__ = ["norm_over", "each_norm", "total_norm", "refine"]
+__all__ = ["norm_over", "step_norms", "each_norm", "total_norm", "refine"]

@@ -49,10 +49,12 @@ _SIGNATURES = {
     "lstm_cell_backward": "ttttttitttt",
     "gru_cell_forward": "t" * 8 + "ittt",
     "gru_cell_backward": "tttttittt",
+    "rnn_cell_forward": "i" + "ttttt",
     "rnn_cell_backward": "tttitt",
     "lstm_family_scan": "i" + "tttt" + "i" + "tt",
     "path_norms": "iiii" + "ttttt",
     "row_norms": "tt",
+    "step_norms": "tttt",
 }
 
 
@@ -136,6 +138,16 @@ class Kernels:
         T, B, G1, H = M.shape
         self._call("lstm_family_scan", T, B, H, G1 - 1, M, N, dout, w_hh, tbptt, dh, R)
 
+    def rnn_forward(self, zx, w_t, h0, h, dphi, relu=False) -> None:
+        """The plain RNN's forward pass (φ = tanh, or ReLU with ``relu``): h (T, B, H) and
+        dphi = φ'(z) from zx = x W_ihᵀ + b_ih + b_hh (T, B, H), w_t = W_hhᵀ (H, H) and
+        h0 (B, H); see rnn_cell_forward in _native.c."""
+        T, B, H = h.shape
+        if (tuple(zx.shape) != (T, B, H) or tuple(w_t.shape) != (H, H)
+                or tuple(h0.shape) != (B, H) or tuple(dphi.shape) != (T, B, H)):
+            raise ValueError("rnn_forward: the shapes do not fit together")
+        self._call("rnn_cell_forward", T, B, H, int(relu), zx, w_t, h0, h, dphi)
+
     def rnn_backward(self, dphi, dout, w_hh, tbptt, dh, dz) -> None:
         T, B, H = dout.shape
         self._call("rnn_cell_backward", T, B, H, dphi, dout, w_hh, tbptt, dh, dz)
@@ -162,6 +174,16 @@ class Kernels:
         if tuple(out.shape) != (T,):
             raise ValueError("row_norms: out must be (T,) for x (T, ...)")
         self._call("row_norms", T, 1, x[0].numel() if T else 0, x, out)
+
+    def step_norms(self, dh, dout, dc, out) -> None:
+        """‖dh_t‖, ‖dout_t‖, ‖dh_t - dout_t‖ and (dc not None) ‖dc_t‖ into the rows of out
+        (3 or 4, T), dh, dout and dc (T, B, H): row_norms of each, in one call; see
+        step_norms in _native.c."""
+        T, B, H = dh.shape
+        if (tuple(dout.shape) != (T, B, H) or (dc is not None and tuple(dc.shape) != (T, B, H))
+                or tuple(out.shape) != (3 if dc is None else 4, T)):
+            raise ValueError("step_norms: the shapes do not fit together")
+        self._call("step_norms", T, B, H, dh, dout, dc, out)
 
 
 def _check(first: torch.Tensor, *rest: torch.Tensor) -> None:

@@ -2,9 +2,10 @@
  *
  * PyTorch runs a timestep's small operations one dispatch at a time; at these sizes the
  * dispatch, not the arithmetic, is the cost. The functions here run each layer's loops over
- * time in one call: the forward passes of the three LSTMs and the GRU (the per-step product,
- * the gates, the states and the gate statistics), the reverse scans of every cell, and the
- * norms of the gradient paths over the batch (paths.py).
+ * time in one call: the forward passes of the three LSTMs, the GRU and the plain RNN (the
+ * per-step product, the gates, the states and the gate statistics), the reverse scans of
+ * every cell, the norms of the gradient paths over the batch (paths.py) and the
+ * per-timestep norms of a capture.
  * What can be batched over time (the weight gradients, the input product of a wide input)
  * stays in PyTorch. The equations are those of the PyTorch code in cells/, which computes
  * the same numbers where this file cannot be built.
@@ -102,6 +103,62 @@ static inline real S(expo)(real x)
     return p * scale;
 }
 
+/* exp(x) - 1 as expo computes exp(x), without the cancellation near x = 0: 2^n e^r - 1 =
+   2^n (e^r - 1) + (2^n - 1), where e^r - 1 is the series without its first term; for
+   |x| <= ln 2 / 2 (n = 0) that is all there is. A few units in the last place. */
+static inline real S(expm1o)(real x)
+{
+#if defined(S_IS_DOUBLE)
+    const real lim = 708, magic = 6755399441055744.0;
+    const real log2e = 1.4426950408889634074, ln2_hi = 6.93145751953125e-1,
+               ln2_lo = 1.42860682030941723212e-6;
+    typedef int64_t bits_t;
+    const bits_t magnitude = INT64_MAX;
+    const int mant = 52, bias = 1023, terms = 13;
+#else
+    const real lim = 88, magic = 12582912.0f;
+    const real log2e = 1.44269504088896341f, ln2_hi = 0.693359375f, ln2_lo = -2.12194440e-4f;
+    typedef int32_t bits_t;
+    const bits_t magnitude = INT32_MAX;
+    const int mant = 23, bias = 127, terms = 8;
+#endif
+    const bits_t inf_bits = (bits_t)(2 * bias + 1) << mant;
+    bits_t xb, lb;
+    memcpy(&xb, &x, sizeof x);
+    memcpy(&lb, &lim, sizeof lim);
+    bits_t ab = xb & magnitude;
+    ab = ab > inf_bits ? ab : (ab < lb ? ab : lb);           /* NaN stays; else min(|x|, lim) */
+    bits_t cb = ab | (xb & ~magnitude);
+    real xc;
+    memcpy(&xc, &cb, sizeof xc);
+    real t = xc * log2e + magic;
+    real n = t - magic;
+    real r = (xc - n * ln2_hi) - n * ln2_lo;
+    static const real inv_fact[13] = {
+        1.0, 1.0, 1.0 / 2, 1.0 / 6, 1.0 / 24, 1.0 / 120, 1.0 / 720, 1.0 / 5040, 1.0 / 40320,
+        1.0 / 362880, 1.0 / 3628800, 1.0 / 39916800, 1.0 / 479001600};
+    real p = inv_fact[terms - 1];
+    for (int k = terms - 2; k >= 1; k--)
+        p = p * r + inv_fact[k];
+    real q = p * r;                                           /* e^r - 1 */
+    bits_t tb, mb;
+    memcpy(&tb, &t, sizeof t);
+    memcpy(&mb, &magic, sizeof magic);
+    bits_t sb = (bits_t)((tb - mb + bias)) << mant;
+    real scale;
+    memcpy(&scale, &sb, sizeof scale);
+    return scale * q + (scale - 1);
+}
+
+/* tanh(x) = (e^2x - 1) / (e^2x + 1), to a few units in the last place also near 0, where
+   tanhh's 2σ(2x) - 1 has an absolute error of one unit of 1 (the plain RNN's h, unlike the
+   LSTM's gates, is compared with PyTorch's down to values near 0). */
+static inline real S(tanh_exact)(real x)
+{
+    real e = S(expm1o)(2 * x);
+    return e / (e + 2);
+}
+
 static inline real S(sigm)(real x) { return 1 / (1 + S(expo)(-x)); }
 static inline real S(tanhh)(real x) { return 2 / (1 + S(expo)(-2 * x)) - 1; }
 
@@ -133,7 +190,14 @@ static void S(gate_stats)(int rows, int G, int H, const real *a, const real *lo,
     }
 }
 
-/* Vectors of 32 bytes (8 floats, 4 doubles); the compiler splits them where it has to. */
+/* Vectors of 32 bytes (8 floats, 4 doubles); the compiler splits them where it has to.
+   Also under AVX-512, where the products use its 32 registers for larger blocks (below)
+   and gcc vectorizes the gate loops at 16 lanes by itself (-march=native; at 8 lanes the
+   LSTM forward pass takes 1.1-1.17 times as long). Products in 64-byte vectors were
+   measured on an AMD EPYC (Zen 4, whose 512-bit units are two 256-bit halves) in blocks
+   of 6 × 4, 8 × 3 and 12 × 2 vectors: none faster than these (0.94-1.06 at H 64-128,
+   up to 1.37 times as long at H 32, where a row of w_hh is two vectors); on a CPU with
+   full-width 512-bit units they were not measured. */
 typedef real S(vec) __attribute__((vector_size(32)));
 enum { S(VL) = (int)(32 / sizeof(real)) };
 
@@ -539,6 +603,37 @@ void S(gru_cell_backward)(int T, int B, int H, const real *gates, const real *un
     S(rhs_free)(&w);
 }
 
+/* The plain RNN's forward pass: h_t = φ(zx_t + h_{t-1} W_hhᵀ), and φ'_t for its reverse
+   scan (tanh: 1 - h_t²; relu: 1 where h_t > 0, else 0; NaN stays NaN in h as in PyTorch).
+   zx (T, B, H) is x W_ihᵀ + b_ih + b_hh, done beforehand; w_t (H, H) is W_hhᵀ; h0 (B, H).
+   Writes h and dphi (T, B, H). PyTorch's fused tanh RNN takes 2.4-4.8 times as long at
+   B 33, H 32-128 (a product and a tanh dispatched per step). */
+void S(rnn_cell_forward)(int T, int B, int H, int relu, const real *zx, const real *w_t,
+                         const real *h0, real *h, real *dphi)
+{
+    const size_t bh = (size_t)B * H;
+    S(rhs) w = S(rhs_of)(H, H, w_t);
+    for (int t = 0; t < T; t++) {
+        const real *hp = t ? h + (t - 1) * bh : h0;
+        real *restrict ht = h + t * bh, *restrict d = dphi + t * bh;
+        S(gemm_acc)(B, &w, hp, H, zx + t * bh, ht);
+        if (relu)
+            for (size_t k = 0; k < bh; k++) {
+                real z = ht[k];
+                real v = z < 0 ? 0 : z;                       /* NaN < 0 is false: NaN */
+                ht[k] = v;
+                d[k] = v > 0 ? 1 : 0;
+            }
+        else
+            for (size_t k = 0; k < bh; k++) {
+                real v = S(tanh_exact)(ht[k]);
+                ht[k] = v;
+                d[k] = 1 - v * v;
+            }
+    }
+    S(rhs_free)(&w);
+}
+
 /* Plain RNN reverse scan: dh_t = dout_t + dz_{t+1} W_hh, dz_t = dh_t ⊙ φ'_t. */
 void S(rnn_cell_backward)(int T, int B, int H, const real *dphi, const real *dout,
                           const real *w_hh, int tbptt, real *dh, real *dz)
@@ -660,48 +755,91 @@ void S(path_norms)(int T, int B, int H, int rows, int G, int gate_index, int tbp
 typedef double S(v4d) __attribute__((vector_size(32)));
 typedef real S(v4r) __attribute__((vector_size(4 * sizeof(real))));
 
+/* The 2-norm of the n values v_k = x[k] - y[k] (with D; else x[k]), v formed in `real` as
+   PyTorch forms x - y: row_norms's sum, for one row. */
+static inline __attribute__((always_inline)) real
+S(norm2)(size_t n, const real *restrict x, const real *restrict y, const int D)
+{
+    /* Sixteen partial sums, four vectors of four: a single chain of dependent additions
+       runs at one every few cycles. */
+    S(v4d) s0 = {0, 0, 0, 0}, s1 = s0, s2 = s0, s3 = s0;
+    size_t k = 0;
+    for (; k + 16 <= n; k += 16) {
+        S(v4r) a, b, c, d;
+        memcpy(&a, x + k, sizeof a);
+        memcpy(&b, x + k + 4, sizeof b);
+        memcpy(&c, x + k + 8, sizeof c);
+        memcpy(&d, x + k + 12, sizeof d);
+        if (D) {
+            S(v4r) ya, yb, yc, yd;
+            memcpy(&ya, y + k, sizeof ya);
+            memcpy(&yb, y + k + 4, sizeof yb);
+            memcpy(&yc, y + k + 8, sizeof yc);
+            memcpy(&yd, y + k + 12, sizeof yd);
+            a -= ya;
+            b -= yb;
+            c -= yc;
+            d -= yd;
+        }
+        const S(v4d) da = __builtin_convertvector(a, S(v4d)),
+                     db = __builtin_convertvector(b, S(v4d)),
+                     dc = __builtin_convertvector(c, S(v4d)),
+                     dd = __builtin_convertvector(d, S(v4d));
+        s0 += da * da;
+        s1 += db * db;
+        s2 += dc * dc;
+        s3 += dd * dd;
+    }
+    s0 += s1;
+    s2 += s3;
+    s0 += s2;
+    double sum = (s0[0] + s0[1]) + (s0[2] + s0[3]);
+    for (; k < n; k++) {
+        real v = D ? x[k] - y[k] : x[k];
+        sum += (double)v * v;
+    }
+#ifdef S_IS_DOUBLE
+    if (sum < 1e-290 || sum > 1e290) {
+        double peak = 0;
+        for (k = 0; k < n; k++) {
+            double v = fabs(D ? x[k] - y[k] : x[k]);
+            peak = v > peak ? v : peak;
+        }
+        if (peak > 0 && isfinite(peak)) {
+            sum = 0;
+            for (k = 0; k < n; k++) {
+                double v = (D ? x[k] - y[k] : x[k]) / peak;
+                sum += v * v;
+            }
+            return peak * sqrt(sum);
+        }
+    }
+#endif
+    return (real)sqrt(sum);
+}
+
 void S(row_norms)(int T, int B, int H, const real *x, real *out)
 {
     const size_t n = (size_t)B * H;
+    for (int t = 0; t < T; t++)
+        out[t] = S(norm2)(n, x + t * n, NULL, 0);
+}
+
+/* A capture's per-timestep norms in one call: out (Q, T) holds ‖dh_t‖, ‖dout_t‖,
+   ‖dh_t - dout_t‖ (the part carried through the recurrence) and, where dc is not NULL,
+   ‖dc_t‖, each over the B·H values of step t; the numbers row_norms gives for each (and
+   for dh - dout formed beforehand), without forming dh - dout or calling once per norm. */
+void S(step_norms)(int T, int B, int H, const real *dh, const real *dout, const real *dc,
+                   real *out)
+{
+    const size_t n = (size_t)B * H;
     for (int t = 0; t < T; t++) {
-        const real *restrict r = x + t * n;
-        /* Sixteen partial sums, four vectors of four: a single chain of dependent
-           additions runs at one every few cycles. */
-        S(v4d) s0 = {0, 0, 0, 0}, s1 = s0, s2 = s0, s3 = s0;
-        size_t k = 0;
-        for (; k + 16 <= n; k += 16) {
-            S(v4r) a, b, c, d;
-            memcpy(&a, r + k, sizeof a);
-            memcpy(&b, r + k + 4, sizeof b);
-            memcpy(&c, r + k + 8, sizeof c);
-            memcpy(&d, r + k + 12, sizeof d);
-            const S(v4d) da = __builtin_convertvector(a, S(v4d)),
-                         db = __builtin_convertvector(b, S(v4d)),
-                         dc = __builtin_convertvector(c, S(v4d)),
-                         dd = __builtin_convertvector(d, S(v4d));
-            s0 += da * da;
-            s1 += db * db;
-            s2 += dc * dc;
-            s3 += dd * dd;
-        }
-        s0 += s1;
-        s2 += s3;
-        s0 += s2;
-        double sum = (s0[0] + s0[1]) + (s0[2] + s0[3]);
-        for (; k < n; k++) sum += (double)r[k] * r[k];
-#ifdef S_IS_DOUBLE
-        if (sum < 1e-290 || sum > 1e290) {
-            double peak = 0;
-            for (k = 0; k < n; k++) peak = fabs(r[k]) > peak ? fabs(r[k]) : peak;
-            if (peak > 0 && isfinite(peak)) {
-                sum = 0;
-                for (k = 0; k < n; k++) sum += (r[k] / peak) * (r[k] / peak);
-                out[t] = peak * sqrt(sum);
-                continue;
-            }
-        }
-#endif
-        out[t] = (real)sqrt(sum);
+        const real *d = dh + t * n, *o = dout + t * n;
+        out[t] = S(norm2)(n, d, NULL, 0);
+        out[T + t] = S(norm2)(n, o, NULL, 0);
+        out[2 * T + t] = S(norm2)(n, d, o, 1);
+        if (dc)
+            out[3 * T + t] = S(norm2)(n, dc + t * n, NULL, 0);
     }
 }
 

@@ -41,7 +41,7 @@ def run(k) -> str | None:
     with torch.inference_mode(False), torch.enable_grad():
         for dtype, tol in ((torch.float32, 2e-5), (torch.float64, 1e-12)):
             for check in (_check_lstm, _check_gru, _check_rnn, _check_variants, _check_scan,
-                          _check_paths, _check_row_norms):
+                          _check_paths, _check_row_norms, _check_step_norms):
                 problem = check(k, dtype, tol, gen)
                 if problem:
                     return f"{problem}, {dtype}"
@@ -214,6 +214,15 @@ def _check_rnn(k, dtype, tol, gen) -> str | None:
     dout = rnd(T_, B_, H_)
     ref = _unrolled(reference.rnn_tanh, p, x, h0, None, dout)
     h = _stacked(ref, "h")
+    zx = (x @ p["weight_ih"].t() + p["bias_ih"] + p["bias_hh"]).contiguous()
+    hf, dphi = torch.empty_like(dout), torch.empty_like(dout)
+    k.rnn_forward(zx, p["weight_hh"].t().contiguous(), h0, hf, dphi)
+    if not (_close(hf, h, tol) and _close(dphi, 1 - h * h, tol)):
+        return "rnn forward"
+    relu = _stacked(_unrolled(reference.rnn_relu, p, x, h0, None, dout), "h")
+    k.rnn_forward(zx, p["weight_hh"].t().contiguous(), h0, hf, dphi, relu=True)
+    if not (_close(hf, relu, tol) and torch.equal(dphi, (hf > 0).to(dtype))):
+        return "relu rnn forward"
     dh, dz = torch.empty_like(dout), torch.empty_like(dout)
     k.rnn_backward(1 - h * h, dout, p["weight_hh"], TBPTT_, dh, dz)
     if not (_close(dh, _stacked(ref, "h", grad=True), tol)
@@ -303,4 +312,25 @@ def _check_row_norms(k, dtype, tol, gen) -> str | None:
     if not bool(((out == 0) == (expected == 0)).all()) or not torch.allclose(
             out.double(), expected, rtol=tol, atol=0):
         return "per-timestep norms"
+    return None
+
+
+def _check_step_norms(k, dtype, tol, gen) -> str | None:
+    """The per-timestep norms of a capture in one call (dh, dout, their difference and dc)
+    against float64 norms of the same numbers, with and without dc, over rows spread from
+    1e-37 to 1e30 as in _check_row_norms and a row of zeros."""
+    T = 2 * T_ + 1
+    scale = torch.logspace(-37, 30, T, dtype=torch.float64).to(dtype).view(-1, 1, 1)
+    dh, dout, dc = (torch.randn((T, B_, H_), generator=gen, dtype=dtype) * scale
+                    for _ in range(3))
+    dh[T // 2] = dout[T // 2] = dc[T // 2] = 0
+    for with_c in (True, False):
+        out = dh.new_empty((4 if with_c else 3, T))
+        k.step_norms(dh, dout, dc if with_c else None, out)
+        parts = [dh, dout, dh - dout] + ([dc] if with_c else [])
+        expected = torch.stack([torch.linalg.vector_norm(x.double().reshape(T, -1), dim=1)
+                                for x in parts])
+        if not bool(((out == 0) == (expected == 0)).all()) or not torch.allclose(
+                out.double(), expected, rtol=tol, atol=0):
+            return "per-timestep norms of a capture"
     return None

@@ -7,8 +7,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from gradviz.engine.analysis.bounds import carried_gradient
-from gradviz.engine.analysis.norms import norm_over
+from gradviz.engine.analysis.norms import step_norms
 from gradviz.engine.analysis.paths import path_names, path_norms
 # Importable from here as from engine/training/train.py (gradviz.api imports it so).
 from gradviz.engine.analysis.spectrum import spectral  # noqa: F401
@@ -49,14 +48,13 @@ def timestep_arrays(net: Network, fwd, grads, probe: int | None,
         return torch.stack(parts).reshape(shape).to("cpu", dtype).numpy()
 
     pairs = [(k, d) for k in range(L) for d in range(D)]
-    dh = [in_time_order(norm_over(grads[k][d].dh, (1, 2)), d)
-          for k, d in pairs]
-    dc = [in_time_order(norm_over(grads[k][d].dc, (1, 2)), d)
-          for k, d in pairs if grads[k][d].dc is not None]
-    dout = [in_time_order(norm_over(grads[k][d].dout, (1, 2)), d)
-            for k, d in pairs]
-    carried = [in_time_order(norm_over(carried_gradient(grads[k][d]), (1, 2)), d)
-               for k, d in pairs]
+    # Rows ‖dh_t‖, ‖dout_t‖, ‖dh_t − dout_t‖ (the carried part) and ‖dc_t‖, in one call.
+    norms = [(step_norms(grads[k][d].dh, grads[k][d].dout, grads[k][d].dc), d)
+             for k, d in pairs]
+    dh = [in_time_order(n[0], d) for n, d in norms]
+    dc = [in_time_order(n[3], d) for n, d in norms if n.shape[0] == 4]
+    dout = [in_time_order(n[1], d) for n, d in norms]
+    carried = [in_time_order(n[2], d) for n, d in norms]
     out = {"dh_norm": host(dh, (L, D, T)), "dc_norm": host(dc, (L, D, T)) if dc else None,
            "dout_norm": host(dout, (L, D, T)),
            "carried_norm": host(carried, (L, D, T)), "path_names": path_names(net.cell),

@@ -113,7 +113,10 @@ class LSTMCell(LSTMFamily):
             # statistics and [x_t, h_{t-1}] for the weight gradients, nothing computed twice.
             acts, h, c, tanh_c, xh, stats = self._compiled_recurrence(loops, x, h0, c0, p,
                                                                       stats_rows)
-            return LSTMCache(x=x, h_prev=shifted(h, h0), h=h, c=c, acts=acts, c0=c0,
+            # h_{t-1} is already in xh's last H columns (a view, not a copy).
+            T, B, I = x.shape
+            h_prev = xh.view(T, B, -1)[:, :, I:]
+            return LSTMCache(x=x, h_prev=h_prev, h=h, c=c, acts=acts, c0=c0,
                              tanh_c=tanh_c, xh=xh, stats=stats, loops=loops)
         T, B, _ = x.shape
         H = h0.shape[-1]

@@ -1,7 +1,8 @@
 """The plain recurrent cell, h_t = φ(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh), φ = tanh or ReLU.
 
-The forward pass is PyTorch's fused recurrence (no graph); the reverse scan is the
-compiled loop or the PyTorch operations below:
+The forward pass is the compiled loop (its input product over all t in PyTorch), else
+PyTorch's fused recurrence (no graph); the reverse scan is the compiled loop or the
+PyTorch operations below:
     dh_t = dout_t + dz_{t+1} W_hh,   dz_t = dh_t ⊙ φ'(z_t).
 """
 from __future__ import annotations
@@ -27,6 +28,7 @@ class RNNCell(Cell):
     """h_t = φ(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh); subclasses choose φ."""
 
     fused: Callable           # PyTorch's fused recurrence with this φ (torch.rnn_tanh, …)
+    compiled_forward = False  # whether the compiled loops have this φ's forward pass
 
     @staticmethod
     def derivative(h: Tensor) -> Tensor:
@@ -34,11 +36,20 @@ class RNNCell(Cell):
         raise NotImplementedError
 
     def forward(self, x, h0, c0, p, stats_rows=None):
+        loops = compiled_loops(x)
         with torch.no_grad():
-            h, _ = self.fused(x, h0.unsqueeze(0), fused_weights(p), True, 1, 0.0, False, False,
-                              False)
-        cache = RNNCache(x=x, h_prev=shifted(h, h0), h=h, dphi=self.derivative(h),
-                         loops=compiled_loops(x))
+            if loops is not None and self.compiled_forward:
+                T, B, I = x.shape
+                zx = torch.addmm(p["bias_ih"] + p["bias_hh"], x.reshape(T * B, I),
+                                 p["weight_ih"].t()).view(T, B, -1)
+                h, dphi = torch.empty_like(zx), torch.empty_like(zx)
+                loops.rnn_forward(zx, p["weight_hh"].t().contiguous(), h0.contiguous(), h,
+                                  dphi, relu=self.fused is torch.rnn_relu)
+            else:
+                h, _ = self.fused(x, h0.unsqueeze(0), fused_weights(p), True, 1, 0.0, False,
+                                  False, False)
+                dphi = self.derivative(h)
+        cache = RNNCache(x=x, h_prev=shifted(h, h0), h=h, dphi=dphi, loops=loops)
         return self._with_stats(cache, stats_rows)
 
     def backward(self, cache: RNNCache, p, dout, tbptt=0, need_dx=True):
@@ -68,6 +79,7 @@ class RNNCell(Cell):
 
 class TanhRNNCell(RNNCell):
     fused = staticmethod(torch.rnn_tanh)
+    compiled_forward = True
     reference_step = staticmethod(rnn_tanh)
 
     @staticmethod
@@ -77,6 +89,7 @@ class TanhRNNCell(RNNCell):
 
 class ReLURNNCell(RNNCell):
     fused = staticmethod(torch.rnn_relu)
+    compiled_forward = True
     reference_step = staticmethod(rnn_relu)
 
     @staticmethod
