@@ -32,7 +32,7 @@ def assert_same_run(a: Session, b: Session):
     """Weights, optimiser state, history, keyframes and counts equal, bit for bit."""
     for (name, p), q in zip(a.trainer.net.named_parameters(), b.trainer.params):
         assert torch.equal(p, q), name
-    sa, sb = a.trainer.optimizer.state_dict()["state"], b.trainer.optimizer.state_dict()["state"]
+    sa, sb = a.trainer.optimizer.indexed_state(), b.trainer.optimizer.indexed_state()
     assert sa.keys() == sb.keys()
     for i in sa:
         assert sa[i].keys() == sb[i].keys()

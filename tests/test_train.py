@@ -13,7 +13,7 @@ from gradviz.registry import CELLS
 from gradviz.engine.model.init import spectral_radius
 from gradviz import registry
 from gradviz.engine.analysis.spectrum import FULL_EVERY
-from gradviz.engine.training.train import Trainer, make_optimizer
+from gradviz.engine.training.train import Trainer
 
 from reference import unrolled
 
@@ -177,19 +177,6 @@ def test_live_changes_take_effect_on_the_next_step():
     assert cap.grad_norm_clipped <= 0.01 * (1 + 1e-5)
     with pytest.raises(ValueError, match="cannot change during training"):
         trainer.set_live(hidden=3)
-
-
-def test_every_registered_optimizer_is_made_and_no_other():
-    expected = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam,
-                "rmsprop": torch.optim.RMSprop, "adagrad": torch.optim.Adagrad}
-    assert set(expected) == set(registry.OPTIMIZERS)
-    params = [torch.nn.Parameter(torch.zeros(3))]
-    for name, kind in expected.items():
-        optimizer = make_optimizer(name, params, lr=0.25, momentum=0.5)
-        assert type(optimizer) is kind and optimizer.param_groups[0]["lr"] == 0.25
-    assert make_optimizer("sgd", params, lr=0.1, momentum=0.5).param_groups[0]["momentum"] == 0.5
-    with pytest.raises(ValueError, match="allowed: " + ", ".join(registry.OPTIMIZERS)):
-        make_optimizer("lbfgs", params, lr=0.1)
 
 
 def test_seed_reproduces_a_run_bit_for_bit_and_seeds_differ():

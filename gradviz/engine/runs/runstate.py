@@ -254,9 +254,7 @@ def restore_state(session, state: RunState, where: str | None = None) -> None:
     with torch.no_grad():
         for i, p in enumerate(tr.params):
             p.copy_(torch.from_numpy(a[f"weight_{i}"]))
-    saved = tr.optimizer.state_dict()
-    saved["state"] = per_param
-    tr.optimizer.load_state_dict(saved)
+    tr.optimizer.load_state(per_param)
     if "carried_h" in a:
         tr._state = (torch.from_numpy(a["carried_h"].copy()).to(tr.device),
                      torch.from_numpy(a["carried_c"].copy()).to(tr.device)

@@ -100,7 +100,7 @@ def serve(commands, results, run_id: int, config: dict | None, parent_alive=lamb
 
 def warm_up() -> None:
     """What a process started before its first model does meanwhile: import what every model
-    needs (PyTorch; its optimisers import torch._dynamo, ~1 s, when the first one is made),
+    needs (PyTorch),
     load the compiled loops (building and self-checking them where needed) and train one
     step of a tiny model of its own (:data:`WARM_UP`), so that the first real model trains
     at once. Every model seeds its own generators, so this one changes none of their

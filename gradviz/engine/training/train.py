@@ -21,6 +21,7 @@ from gradviz.engine.training.divergence import Divergence, DivergenceWatch
 from gradviz.engine.model.init import initialise
 from gradviz.engine.model.network import Network, param_name
 from gradviz.engine.analysis.norms import each_norm, total_norm
+from gradviz.engine.training.optimizers import OPTIMISERS, Optimiser
 from gradviz.engine.analysis.predtree import next_distribution, prediction_tree
 from gradviz.engine.analysis.spectrum import SpectrumTracker, spectral  # noqa: F401 (re-export)
 from gradviz.engine.tasks import Task, make_task
@@ -93,20 +94,17 @@ def all_finite(tensors: list[Tensor]) -> bool:
     return not ends or bool(torch.isfinite(torch.stack(ends)).all())
 
 
-def make_optimizer(name: str, params, lr: float, momentum: float = 0.0) -> torch.optim.Optimizer:
-    """The optimiser registered as ``name`` (:data:`gradviz.registry.OPTIMIZERS`);
-    ``momentum`` is SGD's only."""
+def make_optimizer(name: str, params, lr: float, momentum: float = 0.0) -> Optimiser:
+    """The optimiser registered as ``name`` (:data:`gradviz.registry.OPTIMIZERS`), from
+    :mod:`gradviz.engine.training.optimizers` (torch.optim's arithmetic without its import
+    of torch._dynamo); ``momentum`` is SGD's only."""
     if name not in registry.OPTIMIZERS:
         raise ValueError(f"unknown optimizer {name!r}; allowed: {', '.join(registry.OPTIMIZERS)}")
+    if name not in OPTIMISERS:
+        raise NotImplementedError(f"the registered optimizer {name!r} has no construction here")
     if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=momentum)
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr)
-    if name == "rmsprop":
-        return torch.optim.RMSprop(params, lr=lr)
-    if name == "adagrad":
-        return torch.optim.Adagrad(params, lr=lr)
-    raise NotImplementedError(f"the registered optimizer {name!r} has no construction here")
+        return OPTIMISERS[name](params, lr=lr, momentum=momentum)
+    return OPTIMISERS[name](params, lr=lr)
 
 
 class Trainer:
