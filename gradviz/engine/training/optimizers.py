@@ -29,9 +29,12 @@ def _scalar(value: float = 0.0) -> torch.Tensor:
 
 
 class Optimiser:
-    """One group of parameters, each with a state dict of tensors."""
+    """One group of parameters, each with a state dict of tensors. A step updates every
+    parameter that has a gradient with one ``torch._foreach_*`` call per operation (the
+    per-tensor arithmetic of the plain ops, without a Python call per tensor)."""
 
     defaults: dict = {}
+    state_names: tuple[str, ...] = ()
 
     def __init__(self, params: Iterable[torch.nn.Parameter], lr: float, **settings):
         params = list(params)
@@ -47,12 +50,36 @@ class Optimiser:
     @torch.no_grad()
     def step(self) -> None:
         group = self.param_groups[0]
-        for p in self.params:
-            if p.grad is not None:
-                self._update(p, p.grad, self.state.setdefault(p, {}), group)
+        params = [p for p in self.params if p.grad is not None]
+        if not params:
+            return
+        states = [self._state_of(p) for p in params]
+        # Parameters whose step counters differ (one had no gradient at some step) are
+        # updated in groups of equal counters: the bias correction is per count.
+        counts = [float(st["step"]) if "step" in st else 0.0 for st in states]
+        for count in dict.fromkeys(counts):
+            some = [i for i, c in enumerate(counts) if c == count]
+            self._update([params[i] for i in some], [params[i].grad for i in some],
+                         [states[i] for i in some], group)
 
-    def _update(self, p, grad, state: dict, group: dict) -> None:
+    def _state_of(self, p) -> dict:
+        state = self.state.setdefault(p, {})
+        if self.state_names and not state:
+            state.update(self._fresh(p))
+        return state
+
+    def _fresh(self, p) -> dict[str, torch.Tensor]:
+        return {}
+
+    def _update(self, params, grads, states, group) -> None:
         raise NotImplementedError
+
+    @staticmethod
+    def _count(states) -> float:
+        """Add one to each step counter; the new count."""
+        steps = [st["step"] for st in states]
+        torch._foreach_add_(steps, 1)
+        return steps[0].item()
 
     def indexed_state(self) -> dict[int, dict[str, torch.Tensor]]:
         """The state by parameter index (as :meth:`load_state` takes it)."""
@@ -75,51 +102,64 @@ class SGD(Optimiser):
 
     defaults = {"momentum": 0.0}
 
-    def _update(self, p, grad, state, group) -> None:
+    def _update(self, params, grads, states, group) -> None:
         momentum = group["momentum"]
         if momentum != 0:
-            buf = state.get("momentum_buffer")
-            if buf is None:
-                buf = state["momentum_buffer"] = torch.clone(grad).detach()
-            else:
-                buf.mul_(momentum).add_(grad)
-            grad = buf
-        p.add_(grad, alpha=-group["lr"])
+            old = [st["momentum_buffer"] for st in states if "momentum_buffer" in st]
+            if old:
+                torch._foreach_mul_(old, momentum)
+                torch._foreach_add_(old, [g for g, st in zip(grads, states)
+                                          if "momentum_buffer" in st])
+            for g, st in zip(grads, states):
+                if "momentum_buffer" not in st:
+                    st["momentum_buffer"] = torch.clone(g).detach()
+            grads = [st["momentum_buffer"] for st in states]
+        torch._foreach_add_(params, grads, alpha=-group["lr"])
 
 
 class Adam(Optimiser):
     """Kingma & Ba (2015): β = (0.9, 0.999), ε = 1e-8, bias-corrected moments."""
 
     defaults = {"betas": (0.9, 0.999), "eps": 1e-8}
+    state_names = ("step", "exp_avg", "exp_avg_sq")
 
-    def _update(self, p, grad, state, group) -> None:
-        if not state:
-            state.update(step=_scalar(), exp_avg=torch.zeros_like(p),
-                         exp_avg_sq=torch.zeros_like(p))
+    def _fresh(self, p):
+        return {"step": _scalar(), "exp_avg": torch.zeros_like(p),
+                "exp_avg_sq": torch.zeros_like(p)}
+
+    def _update(self, params, grads, states, group) -> None:
         beta1, beta2 = group["betas"]
-        state["step"] += 1
-        exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-        exp_avg.lerp_(grad, 1 - beta1)
-        exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-        step = state["step"].item()
+        step = self._count(states)
+        exp_avg = [st["exp_avg"] for st in states]
+        exp_avg_sq = [st["exp_avg_sq"] for st in states]
+        torch._foreach_lerp_(exp_avg, grads, 1 - beta1)
+        torch._foreach_mul_(exp_avg_sq, beta2)
+        torch._foreach_addcmul_(exp_avg_sq, grads, grads, value=1 - beta2)
         first = 1 - beta1 ** step
         second_root = (1 - beta2 ** step) ** 0.5
-        denom = (exp_avg_sq.sqrt() / second_root).add_(group["eps"])
-        p.addcdiv_(exp_avg, denom, value=-group["lr"] / first)
+        denom = torch._foreach_sqrt(exp_avg_sq)
+        torch._foreach_div_(denom, second_root)
+        torch._foreach_add_(denom, group["eps"])
+        torch._foreach_addcdiv_(params, exp_avg, denom, value=-group["lr"] / first)
 
 
 class RMSprop(Optimiser):
     """Tieleman & Hinton (2012): a running mean of g² with α = 0.99, ε = 1e-8."""
 
     defaults = {"alpha": 0.99, "eps": 1e-8}
+    state_names = ("step", "square_avg")
 
-    def _update(self, p, grad, state, group) -> None:
-        if not state:
-            state.update(step=_scalar(), square_avg=torch.zeros_like(p))
-        state["step"] += 1
-        square_avg = state["square_avg"]
-        square_avg.mul_(group["alpha"]).addcmul_(grad, grad, value=1 - group["alpha"])
-        p.addcdiv_(grad, square_avg.sqrt().add_(group["eps"]), value=-group["lr"])
+    def _fresh(self, p):
+        return {"step": _scalar(), "square_avg": torch.zeros_like(p)}
+
+    def _update(self, params, grads, states, group) -> None:
+        self._count(states)
+        square_avg = [st["square_avg"] for st in states]
+        torch._foreach_mul_(square_avg, group["alpha"])
+        torch._foreach_addcmul_(square_avg, grads, grads, value=1 - group["alpha"])
+        avg = torch._foreach_sqrt(square_avg)
+        torch._foreach_add_(avg, group["eps"])
+        torch._foreach_addcdiv_(params, grads, avg, value=-group["lr"])
 
 
 class Adagrad(Optimiser):
@@ -127,18 +167,23 @@ class Adagrad(Optimiser):
     the start, as torch.optim.Adagrad's does."""
 
     defaults = {"eps": 1e-10}
+    state_names = ("step", "sum")
 
     def __init__(self, params, lr: float, **settings):
         super().__init__(params, lr, **settings)
         for p in self.params:
-            self.state[p] = {"step": _scalar(), "sum": torch.zeros_like(p)}
+            self.state[p] = self._fresh(p)
 
-    def _update(self, p, grad, state, group) -> None:
-        if not state:
-            state.update(step=_scalar(), sum=torch.zeros_like(p))
-        state["step"] += 1
-        state["sum"].addcmul_(grad, grad, value=1)
-        p.addcdiv_(grad, state["sum"].sqrt().add_(group["eps"]), value=-group["lr"])
+    def _fresh(self, p):
+        return {"step": _scalar(), "sum": torch.zeros_like(p)}
+
+    def _update(self, params, grads, states, group) -> None:
+        self._count(states)
+        sums = [st["sum"] for st in states]
+        torch._foreach_addcmul_(sums, grads, grads, value=1)
+        std = torch._foreach_sqrt(sums)
+        torch._foreach_add_(std, group["eps"])
+        torch._foreach_addcdiv_(params, grads, std, value=-group["lr"])
 
 
 OPTIMISERS = {"sgd": SGD, "adam": Adam, "rmsprop": RMSprop, "adagrad": Adagrad}
