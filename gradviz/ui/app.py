@@ -33,7 +33,8 @@ def run_app(argv: list[str] | None = None, experiment: str | None = None,
         list(sys.argv if argv is None else argv))
     app.setApplicationName("gradviz")
     app.setOrganizationName("gradviz")
-    close_on_signals(app)       # before the process starts: a Ctrl+C from now on closes both
+    # Before the process starts: a Ctrl+C from now on closes both.
+    signalled = close_on_signals(app)
     training = prestart()
     try:
         from gradviz.ui.window import MainWindow
@@ -50,6 +51,10 @@ def run_app(argv: list[str] | None = None, experiment: str | None = None,
         from gradviz.experiments import load_experiment
 
         window.load_experiment(load_experiment(experiment))
+    if signalled["requested"]:
+        # Asked to quit while the window was built: close it as soon as the loop runs.
+        QtCore.QTimer.singleShot(0, window.close)
+        run = None
     if run is not None:
         # Inside the event loop: a warning shown before it started would run a loop of its
         # own that a signal's close cannot end (the app then never exited on SIGTERM).
@@ -78,7 +83,7 @@ def app_icon() -> QtGui.QIcon:
     return QtGui.QIcon(pixmap)
 
 
-def close_on_signals(app: QtWidgets.QApplication) -> None:
+def close_on_signals(app: QtWidgets.QApplication) -> dict[str, bool]:
     """Ctrl+C in the terminal (SIGINT) and SIGTERM close the windows as their close
     button would: settings saved, the training process stopped, a save or an export under
     way finished first. Without this, SIGTERM killed the app on the spot (a half-written
@@ -87,11 +92,18 @@ def close_on_signals(app: QtWidgets.QApplication) -> None:
 
     Python runs its handler between two of its own instructions in the main thread; the
     training worker's poll timer runs Python code every few milliseconds, so that is soon.
+    Returns ``{"requested": bool}``: a signal that came while the window was still being
+    built (the training process starts first) found no window to close, so the caller
+    closes the window it then shows (:func:`run_app`).
     """
+    asked = {"requested": False}
+
     def handler(signum, _frame) -> None:
         signal.signal(signum, signal.SIG_DFL if signum != signal.SIGINT
                       else signal.default_int_handler)
+        asked["requested"] = True
         QtCore.QTimer.singleShot(0, app.closeAllWindows)
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, handler)
+    return asked
