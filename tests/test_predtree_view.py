@@ -300,3 +300,27 @@ def test_asking_for_trees_leaves_the_training_as_it_was():
     assert asked.last_loss == plain.last_loss
     for a, b in zip(asked.params, plain.params):
         assert torch.equal(a, b)
+
+
+def test_a_tree_too_big_for_its_panel_is_drawn_less_deep_and_exported_whole(view, tmp_path,
+                                                                            qtbot):
+    view.resize(700, 300)                    # a third of a 1280 x 720 projector
+    qtbot.wait(20)
+    tree = tree_snapshot(hand_set_trainer(), TreeSettings("dca", 4, 3, 1.0))
+    want = worked_out("a", 4, 3, 1.0)
+    assert max(d for d, *_ in want) == 3
+    view.show_tree(tree)
+    shown = max(d for *_, d, _ in view.nodes)
+    assert shown < 3
+    assert f"{shown} deep shown" in view.heading.plain_text()
+    # Every drawn label has room: at least a line of the smallest text between leaves.
+    leaves = len({path + s for path, s, _, _, d, _ in view.nodes if d == shown})
+    assert view.box.height() / leaves >= 10 * 4 / 3 * 0.99
+    view.export(tmp_path / "tree.csv")
+    with open(tmp_path / "tree.csv", newline="", encoding="utf-8") as f:
+        assert len(list(csv.reader(f))) - 1 == len(want)      # the export keeps every row
+    view.resize(1000, 900)
+    qtbot.wait(20)
+    view.show_tree(tree)
+    assert max(d for *_, d, _ in view.nodes) == 3 and "deep shown" not in \
+        view.heading.plain_text()

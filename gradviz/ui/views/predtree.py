@@ -29,6 +29,7 @@ LABEL_ROOM = 0.62         # of a column, taken by a node's text before its lines
 # Characters that would not show, as the tree writes them.
 SHOWN = {" ": "␣", "\n": "↵", "\t": "⇥", "\r": "␍"}
 CROWDED = " <b>Crowded: F gives it the window, or lower k.</b>"
+SHALLOWER = " <b>{shown} deep shown, to fit: F gives it the window, or lower k.</b>"
 CSV_HEADER = ["prefix", "path", "character", "probability", "cumulative probability",
               "depth"]
 
@@ -199,13 +200,21 @@ class PredictionTreeView(View):
         self._remove_items()
         if tree is None or not tree.rows:
             return
-        places, slots = place(tree.rows)
-        slot_px = self.box.height() / max(slots, 1) if self.box.height() > 0 else 40.0
+        # As deep as fits with labels of at least MIN_PT (a label needs a line of
+        # MIN_PT, pt -> px), down to one level; the export keeps every row.
+        full_depth = max(r[0] for r in tree.rows)
+        for shown_depth in range(full_depth, 0, -1):
+            rows = [r for r in tree.rows if r[0] <= shown_depth]
+            places, slots = place(rows)
+            slot_px = self.box.height() / max(slots, 1) if self.box.height() > 0 else 40.0
+            if slot_px / self._scale() >= MIN_PT * 4 / 3:
+                break
         size = max(MIN_PT, min(LABEL_PT, 0.5 * slot_px / self._scale()))
-        # Labels overlap once a slot is lower than a line of the smallest text (pt -> px).
-        crowded = slot_px / self._scale() < MIN_PT * 4 / 3
-        self.heading.set_html(self._heading + (CROWDED if crowded else ""))
-        depth = max(r[0] for r in tree.rows)
+        crowded = slot_px / self._scale() < MIN_PT * 4 / 3      # even one level is too many
+        note = CROWDED if crowded else (SHALLOWER.format(shown=shown_depth)
+                                        if shown_depth < full_depth else "")
+        self.heading.set_html(self._heading + note)
+        depth = shown_depth
         root_y = float(np.mean([y for (x, y, parent) in places if parent == -1]))
         # The root's text gets the room it needs left of x = 0; the columns share the rest.
         root, root_px = self._root_text(tree.prefix)
@@ -213,7 +222,7 @@ class PredictionTreeView(View):
         unit_px = max(max(self.box.width(), 200.0) - root_px, 1.0) / right
         left, gap = root_px / unit_px, ROOT_GAP_PX / unit_px
         self._add_text(html.escape(root), -gap, root_y, (1.0, 0.5), ROOT_PT)
-        for (x, y, parent), (d, path, symbol, p, joint) in zip(places, tree.rows):
+        for (x, y, parent), (d, path, symbol, p, joint) in zip(places, rows):
             x0, y0 = (gap, root_y) if parent == -1 else (places[parent][0] + LABEL_ROOM,
                                                            places[parent][1])
             width, alpha = edge_style(p)
