@@ -60,13 +60,29 @@ def test_the_overlay_is_the_product_of_the_captured_factors(cell):
     history = trained(cell, steps=1, task="adding", seq_len=20, batch_size=1, dtype="float64")
     cap = history.latest
     name, label, values = overlay_values(cap, 0, 0)
-    assert name == "h" and "∏" in label
+    assert name == "h" and "∏" in label and "alone" not in label
     measured = cap.dh_norm[0, 0].astype(np.float64)
     keep = measured > 1e-280
     np.testing.assert_allclose(values[keep], measured[keep], rtol=2e-5)
     a = step_factors(cap.gate_names, cap.gates[0, 0])
     assert np.allclose(factor_product(np.abs(a[0]) * 0 + 1, a)[0] ** 2,
                        (np.prod(a[1:], 0) ** 2).sum())
+
+
+@pytest.mark.parametrize("cell", ["indrnn", "mingru"])
+def test_where_gradient_enters_earlier_the_overlay_says_it_is_the_carried_part_alone(cell):
+    """A lower layer gets gradient from the layer above at every t: the product of its
+    factors from the last step is then only the part carried from there, below the
+    measured curve, and its key says so; the top layer's is the measured curve."""
+    history = trained(cell, steps=1, task="adding", seq_len=20, batch_size=1, layers=2,
+                      dtype="float64")
+    cap = history.latest
+    _, label, values = overlay_values(cap, 0, 0)
+    assert label.startswith("carried from T−1 alone")
+    measured = cap.dh_norm[0, 0].astype(np.float64)
+    assert values[0] < 0.5 * measured[0]        # what the layer above sends adds up
+    _, top, _ = overlay_values(cap, 1, 0)
+    assert "alone" not in top
 
 
 def test_the_decay_view_draws_the_factors_and_the_spectrum_names_the_replacement(qtbot):

@@ -8,7 +8,9 @@ the belt alone carries back. Both are drawn for the newest full capture, whose s
 key names; a toggle in the view's toolbar turns them off. For the diagonal cells (minGRU,
 minLSTM, IndRNN, LRU), ‖∂L/∂h_{T−1}‖ ⊙ ∏ a along t, a their captured per-step factors
 (gradviz.engine.analysis.factors): the measured curve itself for a loss at the last step,
-not a bound (exact per sequence; for a batch, the product of the batch-mean factors).
+not a bound (exact per sequence; for a batch, the product of the batch-mean factors); where
+gradient also enters earlier (a loss at every step, a lower layer of a stack) only the part
+carried from the last step, and the key says so.
 """
 from __future__ import annotations
 
@@ -36,7 +38,13 @@ def overlay_values(cap: Capture, layer: int, direction: int) -> tuple[str, str, 
         per_unit = cap.paths[layer, direction, cap.path_names.index("dh")]   # (T, H)
         last = per_unit[0] if reverse else per_unit[-1]
         values = factor_product(last, factors, reverse)
-        return "h", (f"‖∂L/∂h_T−1‖ ⊙ ∏ {FACTOR_WORDS[tuple(cap.gate_names)]} "
+        # With gradient entering before the last step (a loss at every step, or a lower
+        # layer fed by the one above at every t) the product is only the part carried from
+        # the last step, and the measured curve lies above it: the label says so.
+        local = cap.dout_norm[layer, direction] if cap.dout_norm is not None else None
+        early = None if local is None else (local[1:] if reverse else local[:-1])
+        alone = "carried from T−1 alone: " if early is not None and np.any(early > 0) else ""
+        return "h", (f"{alone}‖∂L/∂h_T−1‖ ⊙ ∏ {FACTOR_WORDS[tuple(cap.gate_names)]} "
                      f"(step {cap.step})"), values
     if cap.gate_names == ("h",):
         if cap.dout_norm is None:
