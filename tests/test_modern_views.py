@@ -80,7 +80,7 @@ def test_where_gradient_enters_earlier_the_overlay_says_it_is_the_carried_part_a
     _, label, values = overlay_values(cap, 0, 0)
     assert label.startswith("carried from T−1 alone")
     measured = cap.dh_norm[0, 0].astype(np.float64)
-    assert values[0] < 0.5 * measured[0]        # what the layer above sends adds up
+    assert values[0] < 0.9 * measured[0]        # what the layer above sends adds up
     _, top, _ = overlay_values(cap, 1, 0)
     assert "alone" not in top
 
