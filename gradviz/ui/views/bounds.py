@@ -56,7 +56,9 @@ def overlay_values(cap: Capture, layer: int, direction: int) -> tuple[str, str, 
     if "f" in cap.gate_names and cap.dc_norm is not None and cap.gates is not None:
         f = cap.gates[layer, direction, cap.gate_names.index("f")].astype(np.float64)
         values = forget_product(cap.dc_norm[layer, direction], f.mean(-1), reverse)
-        return "c", f"‖∂L/∂c_T−1‖·∏ f (step {cap.step})", values
+        # Only what the cell state's belt carries back from the last step: ∂L/∂c_t also
+        # gets gradient through h_t at every t, so the measured curve lies above it.
+        return "c", f"belt alone: ‖∂L/∂c_T−1‖·∏ f (step {cap.step})", values
     return None
 
 
