@@ -17,6 +17,15 @@ from gradviz.experiments.lessons import check_lesson
 
 
 def main(argv: list[str]) -> int:
+    if any(a in ("-h", "--help") for a in argv):
+        print(__doc__.strip())
+        return 0
+    names = {e.name for e in list_experiments()}
+    unknown = [n for n in argv if n not in names]
+    if unknown:
+        print(f"experiments.py: no experiment named {', '.join(unknown)}; there are: "
+              f"{', '.join(sorted(names))}", file=sys.stderr)
+        return 2
     set_training_threads(1)
     experiments = [load_experiment(n) for n in argv] if argv else list_experiments()
     outcomes = []
