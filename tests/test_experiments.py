@@ -202,7 +202,7 @@ def test_a_file_that_is_not_json_is_named(tmp_path):
 # benchmarks/experiments.py.
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["vanishing-tanh", "exploding-relu", "clipped-relu",
-                                  "forget-bias", "reber-lstm", "loss-enters"])
+                                  "forget-bias", "reber-lstm", "loss-enters", "min-char-rnn"])
 def test_fast_lessons_hold_on_the_captured_numbers(name):
     outcome = check_lesson(load_experiment(name))
     assert outcome.held, outcome.line()
