@@ -140,3 +140,22 @@ def cell_path(request):
     if native.kernels() is None:
         pytest.skip(native.status())
     yield request.param
+
+
+@pytest.fixture(autouse=True)
+def _collect_at_safe_points(request):
+    """For a test with a Qt event loop, Python's cyclic collector runs only from a timer
+    of that loop, as in the app (gradviz.ui.collector says why); at the end of the test,
+    what is due is collected and automatic collection comes back."""
+    if "qtbot" not in request.fixturenames:
+        yield
+        return
+    request.getfixturevalue("qapp")          # the timer needs the application
+    from gradviz.ui.collector import SafePointCollector
+    collector = SafePointCollector()
+    try:
+        yield
+    finally:
+        collector.stop()
+        collector.collect()
+        collector.deleteLater()

@@ -10,6 +10,7 @@ from PyQt6 import QtCore, QtGui, QtWidgets
 from gradviz.display import no_display_message
 from gradviz.engine.training.launch import prestart
 from gradviz.resources import icon_bytes
+from gradviz.ui.collector import SafePointCollector
 
 if TYPE_CHECKING:
     from gradviz.ui.window import MainWindow
@@ -33,6 +34,7 @@ def run_app(argv: list[str] | None = None, experiment: str | None = None,
         list(sys.argv if argv is None else argv))
     app.setApplicationName("gradviz")
     app.setOrganizationName("gradviz")
+    collector = SafePointCollector(app)     # no collection inside a PyQt wrapping
     # Before the process starts: a Ctrl+C from now on closes both.
     signalled = close_on_signals(app)
     training = prestart()
@@ -60,6 +62,7 @@ def run_app(argv: list[str] | None = None, experiment: str | None = None,
         # own that a signal's close cannot end (the app then never exited on SIGTERM).
         QtCore.QTimer.singleShot(0, lambda: _open_or_warn(window, run))
     status = app.exec()
+    collector.stop()
     # Destroy the widgets while the QApplication still exists: left to the interpreter's
     # exit, the order of destruction is arbitrary, and under X11 that crashed now and then.
     window.deleteLater()
