@@ -59,7 +59,20 @@ static inline int S(stops)(int t, int T, int tbptt)
    passes through it and the arithmetic after it: with a floating-point comparison or a
    NaN test, gcc's default -ftrapping-math keeps branches in the calling loops, which then
    do not vectorize (the LSTM forward pass takes 2.6 times as long at H 32). */
-static inline real S(expo)(real x)
+/* 1/k!, k = 0 … 12 (constants: a division here would cost more than the rest), and the
+   series' length for this type. */
+static const real S(inv_fact)[13] = {
+    1.0, 1.0, 1.0 / 2, 1.0 / 6, 1.0 / 24, 1.0 / 120, 1.0 / 720, 1.0 / 5040, 1.0 / 40320,
+    1.0 / 362880, 1.0 / 3628800, 1.0 / 39916800, 1.0 / 479001600};
+#if defined(S_IS_DOUBLE)
+enum { S(TERMS) = 13 };
+#else
+enum { S(TERMS) = 8 };
+#endif
+
+/* What expo and expm1o share: x clamped as above, then x = n ln 2 + r with |r| <= ln 2 / 2.
+   Returns r; *scale = 2^n. */
+static inline real S(exp_reduce)(real x, real *scale)
 {
 #if defined(S_IS_DOUBLE)
     const real lim = 708, magic = 6755399441055744.0;           /* 1.5 * 2^52 */
@@ -67,13 +80,13 @@ static inline real S(expo)(real x)
                ln2_lo = 1.42860682030941723212e-6;
     typedef int64_t bits_t;
     const bits_t magnitude = INT64_MAX;                      /* all bits but the sign */
-    const int mant = 52, bias = 1023, terms = 13;
+    const int mant = 52, bias = 1023;
 #else
     const real lim = 88, magic = 12582912.0f;                   /* 1.5 * 2^23 */
     const real log2e = 1.44269504088896341f, ln2_hi = 0.693359375f, ln2_lo = -2.12194440e-4f;
     typedef int32_t bits_t;
     const bits_t magnitude = INT32_MAX;
-    const int mant = 23, bias = 127, terms = 8;
+    const int mant = 23, bias = 127;
 #endif
     const bits_t inf_bits = (bits_t)(2 * bias + 1) << mant;
     bits_t xb, lb;
@@ -86,20 +99,20 @@ static inline real S(expo)(real x)
     memcpy(&xc, &cb, sizeof xc);
     real t = xc * log2e + magic;                 /* n, rounded, in t's low mantissa bits */
     real n = t - magic;
-    real r = (xc - n * ln2_hi) - n * ln2_lo;
-    /* 1/k!, k = 0 … 12 (constants: a division here would cost more than the rest). */
-    static const real inv_fact[13] = {
-        1.0, 1.0, 1.0 / 2, 1.0 / 6, 1.0 / 24, 1.0 / 120, 1.0 / 720, 1.0 / 5040, 1.0 / 40320,
-        1.0 / 362880, 1.0 / 3628800, 1.0 / 39916800, 1.0 / 479001600};
-    real p = inv_fact[terms - 1];
-    for (int k = terms - 2; k >= 0; k--)         /* Horner */
-        p = p * r + inv_fact[k];
     bits_t tb, mb;
     memcpy(&tb, &t, sizeof t);
     memcpy(&mb, &magic, sizeof magic);
     bits_t sb = (bits_t)((tb - mb + bias)) << mant;
-    real scale;
-    memcpy(&scale, &sb, sizeof scale);
+    memcpy(scale, &sb, sizeof *scale);
+    return (xc - n * ln2_hi) - n * ln2_lo;
+}
+
+static inline real S(expo)(real x)
+{
+    real scale, r = S(exp_reduce)(x, &scale);
+    real p = S(inv_fact)[S(TERMS) - 1];
+    for (int k = S(TERMS) - 2; k >= 0; k--)      /* Horner */
+        p = p * r + S(inv_fact)[k];
     return p * scale;
 }
 
@@ -108,45 +121,11 @@ static inline real S(expo)(real x)
    |x| <= ln 2 / 2 (n = 0) that is all there is. A few units in the last place. */
 static inline real S(expm1o)(real x)
 {
-#if defined(S_IS_DOUBLE)
-    const real lim = 708, magic = 6755399441055744.0;
-    const real log2e = 1.4426950408889634074, ln2_hi = 6.93145751953125e-1,
-               ln2_lo = 1.42860682030941723212e-6;
-    typedef int64_t bits_t;
-    const bits_t magnitude = INT64_MAX;
-    const int mant = 52, bias = 1023, terms = 13;
-#else
-    const real lim = 88, magic = 12582912.0f;
-    const real log2e = 1.44269504088896341f, ln2_hi = 0.693359375f, ln2_lo = -2.12194440e-4f;
-    typedef int32_t bits_t;
-    const bits_t magnitude = INT32_MAX;
-    const int mant = 23, bias = 127, terms = 8;
-#endif
-    const bits_t inf_bits = (bits_t)(2 * bias + 1) << mant;
-    bits_t xb, lb;
-    memcpy(&xb, &x, sizeof x);
-    memcpy(&lb, &lim, sizeof lim);
-    bits_t ab = xb & magnitude;
-    ab = ab > inf_bits ? ab : (ab < lb ? ab : lb);           /* NaN stays; else min(|x|, lim) */
-    bits_t cb = ab | (xb & ~magnitude);
-    real xc;
-    memcpy(&xc, &cb, sizeof xc);
-    real t = xc * log2e + magic;
-    real n = t - magic;
-    real r = (xc - n * ln2_hi) - n * ln2_lo;
-    static const real inv_fact[13] = {
-        1.0, 1.0, 1.0 / 2, 1.0 / 6, 1.0 / 24, 1.0 / 120, 1.0 / 720, 1.0 / 5040, 1.0 / 40320,
-        1.0 / 362880, 1.0 / 3628800, 1.0 / 39916800, 1.0 / 479001600};
-    real p = inv_fact[terms - 1];
-    for (int k = terms - 2; k >= 1; k--)
-        p = p * r + inv_fact[k];
+    real scale, r = S(exp_reduce)(x, &scale);
+    real p = S(inv_fact)[S(TERMS) - 1];
+    for (int k = S(TERMS) - 2; k >= 1; k--)
+        p = p * r + S(inv_fact)[k];
     real q = p * r;                                           /* e^r - 1 */
-    bits_t tb, mb;
-    memcpy(&tb, &t, sizeof t);
-    memcpy(&mb, &magic, sizeof magic);
-    bits_t sb = (bits_t)((tb - mb + bias)) << mant;
-    real scale;
-    memcpy(&scale, &sb, sizeof scale);
     return scale * q + (scale - 1);
 }
 
