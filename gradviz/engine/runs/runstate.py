@@ -84,10 +84,9 @@ def capture_state(session) -> RunState:
     }
     for i, p in enumerate(tr.params):
         a[f"weight_{i}"] = _host(p)
-    index = {id(p): i for i, p in enumerate(tr.params)}
-    for p, values in tr.optimizer.state.items():
+    for i, values in tr.optimizer.indexed_state().items():
         for key, value in values.items():
-            a[f"optim_{index[id(p)]}_{key}"] = _host(torch.as_tensor(value))
+            a[f"optim_{i}_{key}"] = _host(torch.as_tensor(value))
     for j, part in enumerate(tr.task.position()):
         a[f"position_{j}"] = part
     if tr._state is not None:

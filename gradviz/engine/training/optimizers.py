@@ -34,7 +34,6 @@ class Optimiser:
     per-tensor arithmetic of the plain ops, without a Python call per tensor)."""
 
     defaults: dict = {}
-    state_names: tuple[str, ...] = ()
 
     def __init__(self, params: Iterable[torch.nn.Parameter], lr: float, **settings):
         params = list(params)
@@ -64,11 +63,13 @@ class Optimiser:
 
     def _state_of(self, p) -> dict:
         state = self.state.setdefault(p, {})
-        if self.state_names and not state:
+        if not state:
             state.update(self._fresh(p))
         return state
 
     def _fresh(self, p) -> dict[str, torch.Tensor]:
+        """A parameter's state before its first step (none for SGD, whose momentum buffer
+        starts as the first gradient)."""
         return {}
 
     def _update(self, params, grads, states, group) -> None:
@@ -121,7 +122,6 @@ class Adam(Optimiser):
     """Kingma & Ba (2015): β = (0.9, 0.999), ε = 1e-8, bias-corrected moments."""
 
     defaults = {"betas": (0.9, 0.999), "eps": 1e-8}
-    state_names = ("step", "exp_avg", "exp_avg_sq")
 
     def _fresh(self, p):
         return {"step": _scalar(), "exp_avg": torch.zeros_like(p),
@@ -147,7 +147,6 @@ class RMSprop(Optimiser):
     """Tieleman & Hinton (2012): a running mean of g² with α = 0.99, ε = 1e-8."""
 
     defaults = {"alpha": 0.99, "eps": 1e-8}
-    state_names = ("step", "square_avg")
 
     def _fresh(self, p):
         return {"step": _scalar(), "square_avg": torch.zeros_like(p)}
@@ -167,7 +166,6 @@ class Adagrad(Optimiser):
     the start, as torch.optim.Adagrad's does."""
 
     defaults = {"eps": 1e-10}
-    state_names = ("step", "sum")
 
     def __init__(self, params, lr: float, **settings):
         super().__init__(params, lr, **settings)
