@@ -67,6 +67,22 @@ def test_the_experiments_then_button_starts_a_fresh_model_with_the_one_change(wi
     assert not button.isEnabled()             # its run is the one on screen now
 
 
+def test_n_is_the_then_button_from_the_keyboard(window, qtbot):
+    from PyQt6 import QtCore
+    window.activateWindow()
+    qtbot.keyClick(window, QtCore.Qt.Key.Key_N)          # no experiment yet: says why
+    assert "No second step" in window.statusBar().currentMessage()
+    experiment = next(e for e in list_experiments() if e.then_config is not None)
+    window.load_experiment(experiment)
+    qtbot.waitUntil(lambda: window.worker.state == "paused", timeout=START_TIMEOUT_MS)
+    qtbot.keyClick(window, QtCore.Qt.Key.Key_N)
+    assert window.config == experiment.then_config
+    assert not window.banner.then_button.isEnabled()
+    qtbot.keyClick(window, QtCore.Qt.Key.Key_N)          # already there: says so
+    assert "already" in window.statusBar().currentMessage()
+    assert window.config == experiment.then_config
+
+
 def test_the_description_shows_whole_lines_at_every_font_size(qtbot):
     from gradviz.ui.banner import WATCH_LINES, Banner
     long = max(list_experiments(), key=lambda e: len(e.watch))

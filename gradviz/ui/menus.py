@@ -80,6 +80,11 @@ def build_actions(window) -> None:
 
     experiments_menu = window.menuBar().addMenu("E&xperiments")
     experiments_menu.setToolTipsVisible(True)
+    # The description's "Now: …" button from the keyboard (a presenter's remote sends keys).
+    window.act_then = _action(window, "Now: the experiment's second step", window.then_step,
+                              key.Key_N, tip="A fresh model with the one change the guided "
+                              "experiment makes next; the run on screen stays for comparison")
+    experiments_menu.addAction(window.act_then)
     theme = None
     for experiment in list_experiments():
         if experiment.theme != theme:

@@ -165,6 +165,19 @@ class MainWindow(QtWidgets.QMainWindow):
                 self.statusBar().showMessage(f"{experiment.then_label}: press Space to train.",
                                              15000)
 
+    def then_step(self) -> None:
+        """The description's "Now: …" button, from the menu or N; says in the status bar
+        why nothing happens where there is no such step."""
+        button = self.banner.then_button
+        if self.banner.experiment is None or self.banner.experiment.then_config is None:
+            self.statusBar().showMessage("No second step: the guided experiments of the "
+                                         "Experiments menu have one.", 8000)
+        elif not button.isEnabled():
+            self.statusBar().showMessage("The experiment's second step is the run on screen "
+                                         "already.", 8000)
+        else:
+            self.load_then(self.banner.experiment)
+
     def show_panel(self, key: str, shown: bool) -> None:
         """Hide or show a view's panel (the View menu)."""
         self.dashboard.set_panel_shown(key, shown)
