@@ -16,7 +16,8 @@ from gradviz.engine.model.network import Network
 from gradviz.engine.analysis.paths import path_names, path_norms
 from gradviz.engine.runs.runfile import load_run, save_run
 from gradviz.engine.runs.runfile import open_run
-from gradviz.engine.analysis.spectrum import FULL_EVERY, SpectrumTracker, lanczos_top, rho_interval
+from gradviz.engine.analysis.spectrum import (EIG_COST, MAX_EVERY, RHO_SHARE, SpectrumTracker,
+                                              lanczos_top, rho_interval, step_multiply_adds)
 from gradviz.engine.training.train import Trainer
 
 CELLS = ["rnn-tanh", "rnn-relu", "lstm", "lstm-peephole", "lstm-coupled", "gru"]
@@ -36,13 +37,20 @@ def test_rho_and_sigma_equal_eigvals_and_svdvals_of_the_weights_each_step_used(c
     t = Trainer(RunConfig(cell=cell, hidden=hidden, seq_len=6, batch_size=4, layers=2,
                           bidirectional=cell == "gru", optimizer="adam", lr=0.02))
     weights, decomposed = {}, set()
-    for _ in range(2 * FULL_EVERY + 3):
+    blocks = t.net.layers * t.net.directions * len(t.net.cell.spec.rho_names)
+    # These steps are tiny beside a decomposition, which would wait MAX_EVERY steps; the
+    # tracker is told they are larger, so that it decomposes every 5 steps here.
+    assert rho_interval(hidden, blocks, t.spectrum.step_macs) == MAX_EVERY
+    t.spectrum.step_macs = EIG_COST * blocks * hidden ** 3 / (RHO_SHARE * 4.5)
+    every = rho_interval(hidden, blocks, t.spectrum.step_macs)
+    assert every == 5
+    for _ in range(2 * every + 3):
         w = torch.from_numpy(blocks_now(t))                  # (L, D, R, H, H), before the step
         weights[t.step_index] = w
         cap = t.step()
         # ρ is of the weights of step rho_step: this step's, or those of the last full
         # decomposition, at most rho_interval - 1 steps back.
-        assert cap.step - rho_interval(hidden) < cap.rho_step <= cap.step
+        assert cap.step - every < cap.rho_step <= cap.step
         decomposed.add(cap.rho_step)
         np.testing.assert_allclose(
             cap.rho, torch.linalg.eigvals(weights[cap.rho_step]).abs().amax(-1).numpy(),
@@ -50,11 +58,31 @@ def test_rho_and_sigma_equal_eigvals_and_svdvals_of_the_weights_each_step_used(c
         np.testing.assert_allclose(cap.sigma_max, torch.linalg.svdvals(w)[..., 0].numpy(),
                                    rtol=SPECTRUM_RTOL)
         assert cap.rho.dtype == cap.sigma_max.dtype == np.float64
-    every = rho_interval(hidden)
-    assert decomposed == set(range(0, 2 * FULL_EVERY + 3, every))
+    assert decomposed == set(range(0, 2 * every + 3, every))
     # σ_max came by Lanczos from the previous step's vector, not by decomposing: only the
     # first step, which has nothing to start from, was decomposed.
     assert t.spectrum.fallbacks["sigma"] == cap.sigma_max.size
+
+
+def test_rho_is_decomposed_as_often_as_it_costs_a_fiftieth_of_the_training():
+    for T, H, G, layers in [(50, 128, 4, 1), (200, 128, 4, 1), (1000, 128, 4, 1), (50, 32, 4, 1),
+                            (200, 32, 3, 2), (1000, 16, 1, 1), (10, 8, 4, 1)]:
+        macs = step_multiply_adds(T, 33, H, [2] + [H] * (layers - 1), G)
+        every = rho_interval(H, G * layers, macs)
+        decompose = EIG_COST * G * layers * H ** 3
+        assert 1 <= every <= MAX_EVERY
+        # The fewest steps whose training is at least 1/RHO_SHARE times a decomposition.
+        if 1 < every < MAX_EVERY:
+            assert every * macs * RHO_SHARE >= decompose > (every - 1) * macs * RHO_SHARE
+    # Longer sequences, more work per step: ρ is decomposed more often.
+    assert (rho_interval(128, 4, step_multiply_adds(1000, 33, 128, [2], 4))
+            < rho_interval(128, 4, step_multiply_adds(200, 33, 128, [2], 4))
+            < rho_interval(128, 4, step_multiply_adds(50, 33, 128, [2], 4)) < MAX_EVERY)
+    # A small block in a long step: every step; no step size known: every MAX_EVERY.
+    assert rho_interval(8, 1, step_multiply_adds(1000, 33, 8, [2], 1)) == 1
+    assert rho_interval(8, 1) == MAX_EVERY
+    # The diagonal cells' steps have no recurrent product.
+    assert step_multiply_adds(10, 4, 8, [3], 2, recurrent=False) == 10 * 4 * 2 * 8 * 6
 
 
 def test_lanczos_finds_the_largest_singular_value_of_hard_blocks():
@@ -99,9 +127,9 @@ def test_a_block_lanczos_does_not_settle_is_decomposed_in_full():
         rho, sigma = tracker.update(w, step)
         np.testing.assert_allclose(sigma, torch.linalg.svdvals(w)[:, 0], rtol=1e-6)
         assert tracker.rho_step == 0 and rho.shape == (2,)
-    rho, _ = tracker.update(w, FULL_EVERY)
+    rho, _ = tracker.update(w, MAX_EVERY)
     np.testing.assert_allclose(rho, torch.linalg.eigvals(w).abs().amax(-1), rtol=1e-10)
-    assert tracker.rho_step == FULL_EVERY
+    assert tracker.rho_step == MAX_EVERY
 
 
 def test_rho_and_sigma_of_float32_weights_are_float64_and_survive_a_file(tmp_path):

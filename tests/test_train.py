@@ -12,7 +12,7 @@ from gradviz.config import RunConfig
 from gradviz.registry import CELLS
 from gradviz.engine.model.init import spectral_radius
 from gradviz import registry
-from gradviz.engine.analysis.spectrum import FULL_EVERY
+from gradviz.engine.analysis.spectrum import EIG_COST, RHO_SHARE
 from gradviz.engine.training.train import Trainer
 
 from reference import unrolled
@@ -264,16 +264,19 @@ def test_engine_does_not_import_qt():
 
 def test_spectral_radius_describes_the_weights_of_every_captured_step():
     t = Trainer(RunConfig(cell="rnn-tanh", hidden=6, seq_len=5, lr=0.05, optimizer="sgd"))
+    # Steps this small would wait MAX_EVERY steps between decompositions; told they are
+    # larger, the tracker decomposes every 10 steps.
+    t.spectrum.step_macs = EIG_COST * 6 ** 3 / (RHO_SHARE * 9.5)
     caps, before = [], []
     for _ in range(30):
         before.append(t.net.weight_hh_l0.detach().clone())
         caps.append(t.step())
     assert [c.step for c in caps] == list(range(30))
     # Each value describes the weights of the step it names (that step's own, or the last
-    # full decomposition's, at most FULL_EVERY - 1 steps back), which training changes;
+    # full decomposition's, at most 9 steps back), which training changes;
     # σ_max always those of the step itself.
     for cap, w in zip(caps, before):
-        assert cap.step - FULL_EVERY < cap.rho_step <= cap.step
+        assert cap.step - 10 < cap.rho_step <= cap.step
         assert cap.rho[0, 0, 0] == pytest.approx(spectral_radius(before[cap.rho_step]).item(),
                                                  rel=1e-5)
         assert cap.sigma_max[0, 0, 0] == pytest.approx(

@@ -23,9 +23,11 @@ Full decompositions of four 128 × 128 blocks take ~6 ms (singular values) and ~
 * ρ: the eigenvalues of W move far under small changes of the weights where the moduli
   of its leading ones are close (a random matrix's crowd at the edge of its disc), so no
   warm start settles them reliably; they are decomposed in full (``eigvals``) on the
-  first captured step and then once at least :func:`rho_interval` (H) steps have passed,
-  and a capture in between keeps the last value, with ``rho_step`` naming the step whose
-  weights it describes. Small blocks are decomposed more often, the smallest on every step.
+  first captured step and then once at least :func:`rho_interval` steps have passed, and a
+  capture in between keeps the last value, with ``rho_step`` naming the step whose weights
+  it describes. The interval weighs the decomposition against the training step: about 2%
+  of the training time goes to it, so large blocks in a small step wait longest (at most
+  MAX_EVERY steps) and small blocks in a long step are decomposed on every step.
 
 tests/test_theory.py checks both, on every captured step of training runs of every cell,
 against ``torch.linalg.eigvals`` / ``svdvals`` of the weights that step (for ρ: step
@@ -45,21 +47,43 @@ from gradviz.engine import native
 from gradviz.engine.model.finite import first_nonfinite, refuse_nonfinite
 from gradviz.engine.model.init import spectral_radius
 
-# ρ is decomposed at most once every FULL_EVERY steps, and more often for small blocks
-# (:func:`rho_interval`).
-FULL_EVERY = 25
+# ρ is decomposed at least once every MAX_EVERY steps, more often where it is cheap
+# against the training step (:func:`rho_interval`).
+MAX_EVERY = 100
+# ``eigvals`` of one h × h block takes about as long here as EIG_COST · h³ multiply-adds of a
+# training step's matrix products (LAPACK's Hessenberg QR: ~10 h³ flops, at a far lower rate
+# than a product's: four 128 × 128 blocks ~20 ms against a 318-million-multiply-add LSTM
+# step's ~10 ms on the machine of issue 24).
+EIG_COST = 75
+# The share of training time the decompositions may take.
+RHO_SHARE = 0.02
 # Most Krylov vectors per step before σ_max is decomposed in full.
 KRYLOV = 24
 # Relative accuracy at which a Ritz value counts as converged.
 TOL = 1e-7
 
 
-def rho_interval(h: int) -> int:
-    """Training steps between full decompositions of ρ for (h, h) blocks: every step up
-    to h = 16, then as (h/16)³, so that a step pays on average about what decomposing
-    16 x 16 blocks costs (~0.2 ms for four; a decomposition's cost grows as h³), up to
-    FULL_EVERY: 8 at h = 32, 25 from 47 on."""
-    return min(FULL_EVERY, max(1, math.ceil((h / 16) ** 3 - 1e-9)))
+def rho_interval(h: int, blocks: int = 1, step_macs: int | None = None) -> int:
+    """Training steps between full decompositions of ρ for ``blocks`` (h, h) blocks in a
+    training step of ``step_macs`` multiply-adds (:func:`step_multiply_adds`): so many that
+    the decompositions take about RHO_SHARE of the training time, between 1 and MAX_EVERY.
+    ``step_macs`` None: MAX_EVERY. E.g. a one-layer LSTM at batch 32 (and the probe row), H 128: 96 steps at T 50, 24 at
+    T 200, 5 at T 1000; at H 32: 24 at T 50, 6 at T 200."""
+    if step_macs is None or step_macs <= 0:
+        return MAX_EVERY
+    cost = EIG_COST * blocks * h ** 3 / (RHO_SHARE * step_macs)
+    return min(MAX_EVERY, max(1, math.ceil(cost - 1e-9)))
+
+
+def step_multiply_adds(T: int, B: int, H: int, inputs: list[int], gate_blocks: int,
+                       recurrent: bool = True) -> int:
+    """Multiply-adds of the matrix products of one training step (forward and backward) of
+    a recurrent network with a layer (and direction) for each entry of ``inputs`` (its
+    input size): T·B·G·H·(3H + 2I) each (the forward x W_ihᵀ and h W_hhᵀ, the backward
+    dz W_hh, Σ dzᵀh and Σ dzᵀx), without the recurrent terms where the recurrence is not a
+    product (``recurrent`` False: the diagonal cells)."""
+    rec = 3 * H if recurrent else 0
+    return sum(T * B * gate_blocks * H * (rec + 2 * i) for i in inputs)
 
 
 class SpectrumTracker:
@@ -70,7 +94,11 @@ class SpectrumTracker:
     does in a loop (numpy's array calls ~10-30 us each here): so it makes few of them, and
     keeps its state in float64 tensors that the compiled Lanczos updates in place."""
 
-    def __init__(self) -> None:
+    def __init__(self, step_macs: int | None = None) -> None:
+        """``step_macs``: the multiply-adds of the training step whose weights it follows
+        (:func:`step_multiply_adds`), against which :func:`rho_interval` weighs a full
+        decomposition; None: one every MAX_EVERY steps."""
+        self.step_macs = step_macs
         self._v: Tensor | None = None      # (N, H) the last top right singular vectors
         self._rho: Tensor | None = None    # (N,) the last decomposed ρ
         self.rho_step = 0                  # the training step whose weights ``_rho`` are
@@ -105,7 +133,7 @@ class SpectrumTracker:
         n, h, _ = w.shape
         if self._v is None or tuple(self._v.shape) != (n, h):
             self._v = self._rho = None
-        if step is None or self._rho is None or step - self.rho_step >= rho_interval(h):
+        if step is None or self._rho is None or step - self.rho_step >= rho_interval(h, n, self.step_macs):
             self.fallbacks["rho"] += n
             self._rho = torch.linalg.eigvals(w).abs().amax(-1)
             self.rho_step = step if step is not None else self.rho_step
@@ -206,5 +234,5 @@ def spectral(net) -> tuple[Tensor, Tensor]:
     return rho, sigma
 
 
-__all__ = ["SpectrumTracker", "spectral", "FULL_EVERY", "KRYLOV", "TOL",
-           "rho_interval", "lanczos_top"]
+__all__ = ["SpectrumTracker", "spectral", "MAX_EVERY", "EIG_COST", "RHO_SHARE", "KRYLOV",
+           "TOL", "rho_interval", "step_multiply_adds", "lanczos_top"]

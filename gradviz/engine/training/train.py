@@ -23,7 +23,8 @@ from gradviz.engine.model.network import Network, param_name
 from gradviz.engine.analysis.norms import each_norm, total_norm
 from gradviz.engine.training.optimizers import OPTIMISERS, Optimiser
 from gradviz.engine.analysis.predtree import next_distribution, prediction_tree
-from gradviz.engine.analysis.spectrum import SpectrumTracker, spectral  # noqa: F401 (re-export)
+from gradviz.engine.analysis.spectrum import (SpectrumTracker, spectral,  # noqa: F401 (re-export)
+                                              step_multiply_adds)
 from gradviz.engine.tasks import Task, make_task
 from gradviz.engine.training.timesteps import timestep_arrays
 
@@ -141,7 +142,14 @@ class Trainer:
         self.baseline = float(self.task.baseline)
         self._gen_count = 0
         self._block_names = self.net.cell.spec.rho_names
-        self.spectrum = SpectrumTracker()   # ρ and σ_max, warm-started from step to step
+        # ρ and σ_max, warm-started from step to step; ρ's full decompositions as often as
+        # they cost ~2% of what these steps cost.
+        net = self.net
+        inputs = [self.task.input_size if k == 0 else net.directions * net.hidden
+                  for k in range(net.layers) for _ in range(net.directions)]
+        self.spectrum = SpectrumTracker(step_multiply_adds(
+            config.seq_len, config.batch_size + 1, net.hidden, inputs, net.cell.n_blocks,
+            recurrent=not net.cell.spec.diagonal))
         self._rho_step = 0
         self.watch = DivergenceWatch()
         self.divergence: Divergence | None = None
