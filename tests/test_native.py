@@ -116,8 +116,8 @@ def test_a_kernel_that_computes_wrong_numbers_is_refused(broken, dz_arg, expect)
             if name != broken:
                 return getattr(good, name)
 
-            def off(*args):
-                getattr(good, name)(*args)
+            def off(*args, **keywords):
+                getattr(good, name)(*args, **keywords)
                 args[dz_arg][0].view(-1)[-1] += 1e-3     # one wrong element of the output
             return off
     assert native.self_check(good) is None
@@ -383,3 +383,61 @@ def test_without_memory_for_a_packed_copy_the_products_read_the_weights_in_place
     done = subprocess.run([sys.executable, "-c", _WITHOUT_MEMORY], cwd=root, env=env,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr + done.stdout
+
+
+@pytest.mark.parametrize("scan,expect", [("lstm_backward", "lstm backward's norms"),
+                                         ("gru_backward", "gru backward's norms"),
+                                         ("rnn_backward", "rnn backward's norms")])
+@pytest.mark.parametrize("part", ["steps", "paths"])
+def test_a_scan_whose_norms_on_the_way_are_off_is_refused(scan, expect, part):
+    """A reverse scan asked for a capture's norms as it goes must give the numbers of the
+    norm loops themselves: one that is off in its last norm is refused by the self-check."""
+    if native.kernels() is None:
+        pytest.skip(native.status())
+    good = native.kernels()
+
+    class Off:
+        def __getattr__(self, name):
+            if name != scan:
+                return getattr(good, name)
+
+            def off(*args, norms_rows=None, **keywords):
+                norms = getattr(good, name)(*args, norms_rows=norms_rows, **keywords)
+                if norms is not None and getattr(norms, part) is not None:
+                    getattr(norms, part).view(-1)[0] *= 1.001     # ‖dh_0‖, not 0
+                return norms
+            return off
+    assert native.self_check(Off()) == f"{expect}, torch.float32"
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn-tanh", "rnn-relu"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_a_capture_from_norms_on_the_way_equals_one_from_the_norm_loops(cell, dtype):
+    """The norms a reverse scan computes as it goes (Network.backward's norms_rows) are the
+    numbers the separate norm loops give afterwards, bit for bit: two layers, both
+    directions, truncation, the rows the loss sees and the probe row beside them."""
+    if native.kernels() is None:
+        pytest.skip(native.status())
+    from gradviz.engine.model.network import Network
+    from gradviz.engine.training.timesteps import timestep_arrays
+    T, B, I, H = 23, 6, 3, 37
+    torch.manual_seed(1)
+    net = Network(cell, I, H, output_size=1, layers=2, bidirectional=True, dtype=dtype)
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(T, B, I, generator=g, dtype=dtype)
+    d_out = torch.randn(T, B, 2 * H, generator=g, dtype=dtype)
+    d_out[:, -1] = 0                                   # the probe row: no gradient
+    fwd = net.run(x, stats_rows=B - 1)
+    for rows in (B - 1, 0):
+        probe = B - 1 if rows else None
+        fused_grads = net.backward(fwd, d_out, tbptt=5, norms_rows=rows)
+        assert all(gr.norms is not None and (gr.norms.paths is not None) == bool(rows)
+                   for gr in sum(fused_grads, []))
+        fused = timestep_arrays(net, fwd, fused_grads, probe, dtype, rows=B - 1, tbptt=5)
+        apart = timestep_arrays(net, fwd, net.backward(fwd, d_out, tbptt=5), probe, dtype,
+                                rows=B - 1, tbptt=5)
+        for name, value in apart.items():
+            if isinstance(value, np.ndarray):
+                np.testing.assert_array_equal(fused[name], value, err_msg=name)
+            else:
+                assert fused[name] == value, name

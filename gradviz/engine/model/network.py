@@ -191,12 +191,17 @@ class Network(nn.Module):
 
     @torch.no_grad()
     def backward(self, fwd: Forward, d_output: Tensor, tbptt: int = 0,
-                 input_grad: bool = False) -> list[list[LayerGrads]]:
+                 input_grad: bool = False, norms_rows: int | None = None
+                 ) -> list[list[LayerGrads]]:
         """Backpropagate ∂L/∂output (T, B, D·H) through time and layers.
 
         Sets ``.grad`` of every recurrent parameter and returns, per layer and direction,
         the gradients in *processing order* (reversed in time for a backward direction).
-        With ``input_grad``, the first layer's ``dx`` (∂L/∂x_t) is computed too.
+        With ``input_grad``, the first layer's ``dx`` (∂L/∂x_t) is computed too. With
+        ``norms_rows`` (a capture's: 0 for the step norms, r > 0 for the path norms over r
+        rows too) the compiled scans that can compute a capture's norms as they go do
+        (:attr:`LayerGrads.norms`; :func:`~gradviz.engine.training.timesteps.timestep_arrays`
+        uses them).
         """
         H = self.hidden
         result: list[list[LayerGrads]] = [[] for _ in range(self.layers)]
@@ -208,6 +213,7 @@ class Network(nn.Module):
                 # One contiguous copy, for the backward pass and the compiled path norms.
                 dout = (parts[d] if d == 0 else parts[d].flip(0)).contiguous()
                 params = self.layer_params(k, d)
+                fwd.caches[k][d].norms_rows = norms_rows
                 grads = self.cell.backward(fwd.caches[k][d], params, dout, tbptt,
                                            need_dx=k > 0 or input_grad)
                 grads.dout = dout

@@ -46,11 +46,11 @@ _off = 0              # how many turned_off() blocks are open
 # Entry points of _native.c and their arguments after (T, B, H): "t" a tensor, "i" an int.
 _SIGNATURES = {
     "lstm_cell_forward": "iii" + "t" * 10 + "ittt",
-    "lstm_cell_backward": "ttttttitttt",
+    "lstm_cell_backward": "ttttttitttt" + "itt" + "t",
     "gru_cell_forward": "t" * 8 + "ittt",
-    "gru_cell_backward": "tttttittt",
+    "gru_cell_backward": "tttttittt" + "itt",
     "rnn_cell_forward": "i" + "ttttt",
-    "rnn_cell_backward": "tttitt",
+    "rnn_cell_backward": "tttitt" + "itt",
     "lstm_family_scan": "i" + "tttt" + "i" + "tt",
     "path_norms": "iiii" + "ttttt",
     "row_norms": "tt",
@@ -118,10 +118,18 @@ class Kernels:
                    zx if w_c is None else w_c, h0, c0, acts, c, tanh_c, h, xh, rows, mean,
                    low, high)
 
-    def lstm_backward(self, acts, c, c0, tanh_c, dout, w_hh, tbptt, dh, dc, dz, carry) -> None:
+    def lstm_backward(self, acts, c, c0, tanh_c, dout, w_hh, tbptt, dh, dc, dz, carry,
+                      norms_rows: int | None = None, db=None) -> "ScanNorms | None":
+        """The LSTM's reverse scan; with ``norms_rows``, a capture's norms as it goes
+        (:class:`ScanNorms`); with ``db`` (4H,), the bias gradient Σ dz over t and the
+        batch, summed in double as the rows are made."""
         T, B, _, H = acts.shape
+        if db is not None and tuple(db.shape) != (4 * H,):
+            raise ValueError("lstm_backward: db must be (4H,)")
+        norms = ScanNorms(dout, T, B, H, 4, 5, norms_rows)
         self._call("lstm_cell_backward", T, B, H, acts, c, c0, tanh_c, dout, w_hh, tbptt,
-                   dh, dc, dz, carry)
+                   dh, dc, dz, carry, *norms.args(), db)
+        return norms or None
 
     def gru_forward(self, zx, w_t, b_rows, h0, gates, un, h, u, rows=0, mean=None, low=None,
                     high=None) -> None:
@@ -129,10 +137,15 @@ class Kernels:
         self._call("gru_cell_forward", T, B, H, zx, w_t, b_rows, h0, gates, un, h, u, rows,
                    mean, low, high)
 
-    def gru_backward(self, gates, un, h_prev, dout, w_hh, tbptt, dh, dzh, dzx) -> None:
+    def gru_backward(self, gates, un, h_prev, dout, w_hh, tbptt, dh, dzh, dzx,
+                     norms_rows: int | None = None) -> "ScanNorms | None":
+        """The GRU's reverse scan; with ``norms_rows``, a capture's norms as it goes
+        (:class:`ScanNorms`)."""
         T, B, H = dout.shape
+        norms = ScanNorms(dout, T, B, H, 3, 3, norms_rows)
         self._call("gru_cell_backward", T, B, H, gates, un, h_prev, dout, w_hh, tbptt, dh,
-                   dzh, dzx)
+                   dzh, dzx, *norms.args())
+        return norms or None
 
     def family_scan(self, M, N, dout, w_hh, tbptt, dh, R) -> None:
         T, B, G1, H = M.shape
@@ -148,9 +161,15 @@ class Kernels:
             raise ValueError("rnn_forward: the shapes do not fit together")
         self._call("rnn_cell_forward", T, B, H, int(relu), zx, w_t, h0, h, dphi)
 
-    def rnn_backward(self, dphi, dout, w_hh, tbptt, dh, dz) -> None:
+    def rnn_backward(self, dphi, dout, w_hh, tbptt, dh, dz,
+                     norms_rows: int | None = None) -> "ScanNorms | None":
+        """The plain RNN's reverse scan; with ``norms_rows``, a capture's norms as it goes
+        (:class:`ScanNorms`)."""
         T, B, H = dout.shape
-        self._call("rnn_cell_backward", T, B, H, dphi, dout, w_hh, tbptt, dh, dz)
+        norms = ScanNorms(dout, T, B, H, 3, 2, norms_rows)
+        self._call("rnn_cell_backward", T, B, H, dphi, dout, w_hh, tbptt, dh, dz,
+                   *norms.args())
+        return norms or None
 
     def path_norms(self, rows, tbptt, dh, dout, dc, gates, gate_index, out) -> None:
         """The norms of gradviz.engine.analysis.paths.path_norms into out (Q, T, H): see path_norms in
@@ -184,6 +203,29 @@ class Kernels:
                 or tuple(out.shape) != (3 if dc is None else 4, T)):
             raise ValueError("step_norms: the shapes do not fit together")
         self._call("step_norms", T, B, H, dh, dout, dc, out)
+
+
+class ScanNorms:
+    """A capture's norms, computed by a reverse scan as it goes, while each step's rows are
+    still in cache (norms_after in _native.c): ``steps`` (3, T), or (4, T) for the LSTM,
+    the numbers :meth:`Kernels.step_norms` gives; with ``rows`` > 0 also ``paths``
+    (Q, T, H), those :meth:`Kernels.path_norms` gives over the first ``rows`` batch rows.
+    Falsy where nothing was asked (``rows`` None); the scans then return None."""
+
+    def __init__(self, like: torch.Tensor, T: int, B: int, H: int, steps: int, paths: int,
+                 rows: int | None):
+        if rows is not None and not 0 <= rows <= B:
+            raise ValueError(f"a reverse scan's norms over {rows} rows of a batch of {B}")
+        self.rows = rows
+        self.steps = like.new_empty((steps, T)) if rows is not None else None
+        self.paths = like.new_empty((paths, T, H)) if rows else None
+
+    def __bool__(self) -> bool:
+        return self.rows is not None
+
+    def args(self) -> tuple:
+        """(rows, steps, paths) as the scans in _native.c take them (NULL: not wanted)."""
+        return (self.rows if self.paths is not None else 0), self.steps, self.paths
 
 
 def _check(first: torch.Tensor, *rest: torch.Tensor) -> None:
@@ -310,5 +352,5 @@ def self_check(k: Kernels) -> str | None:
     return selfcheck.run(k)
 
 
-__all__ = ["Kernels", "kernels", "status", "fallback_notice", "turned_off", "load",
+__all__ = ["Kernels", "ScanNorms", "kernels", "status", "fallback_notice", "turned_off", "load",
            "self_check"]

@@ -450,6 +450,52 @@ void S(lstm_family_scan)(int T, int B, int H, int G, const real *M, const real *
     S(rhs_free)(&w);
 }
 
+/* A capture's norms, computed by the reverse scans as they go, while each step's rows are
+   still in cache (defined with path_norms and step_norms below, whose numbers they are):
+   steps (3 or 4, T) as step_norms writes it, paths (Q, T, H) as path_norms does over the
+   first `rows` batch rows; NULL where not wanted. */
+static void S(path_row)(int t, int T, int B, int H, int rows, int G, int gate_index,
+                        int tbptt, const real *dh, const real *dout, const real *dc,
+                        const real *gate, real *out, int prefetch);
+static void S(step_row)(int t, int T, size_t n, const real *dh, const real *dout,
+                        const real *dc, real *out);
+
+/* After step t of a reverse scan: step t's norms, and row t + 1 of the path norms, whose
+   inputs (steps t to t + 2) are final now; row 0 after step 0. */
+static inline void S(norms_after)(int t, int T, int B, int H, int rows, int G, int gate_index,
+                                  int tbptt, const real *dh, const real *dout, const real *dc,
+                                  const real *gate, real *steps, real *paths)
+{
+    if (steps)
+        S(step_row)(t, T, (size_t)B * H, dh, dout, dc, steps);
+    if (paths && t + 1 < T)
+        S(path_row)(t + 1, T, B, H, rows, G, gate_index, tbptt, dh, dout, dc, gate, paths, 0);
+    if (paths && t == 0)
+        S(path_row)(0, T, B, H, rows, G, gate_index, tbptt, dh, dout, dc, gate, paths, 0);
+}
+
+/* acc[k] += row[k], k < n, in double. */
+static inline void S(add_row)(size_t n, const real *restrict row, double *restrict acc)
+{
+    for (size_t k = 0; k < n; k++) acc[k] += (double)row[k];
+}
+
+/* db[k] = Σ_r dz[r][k] over the `n_rows` rows (n wide) of dz, from the sums `acc` made as the
+   rows were written; where there was no memory for them (acc NULL), summed now, column by
+   column, in the same order. */
+static void S(bias_gradient)(size_t n_rows, size_t n, const real *dz, const double *acc,
+                             real *db)
+{
+    for (size_t k = 0; k < n; k++) {
+        double sum = 0;
+        if (acc)
+            sum = acc[k];
+        else
+            for (size_t r = 0; r < n_rows; r++) sum += (double)dz[r * n + k];
+        db[k] = (real)sum;
+    }
+}
+
 /* One batch row of the LSTM's reverse scan at one timestep (see lstm_cell_backward). A
    function of its own, with restrict pointers, so that the compiler vectorizes it. */
 static inline void S(lstm_row_backward)(int H, const real *restrict a, const real *restrict cp,
@@ -472,14 +518,17 @@ static inline void S(lstm_row_backward)(int H, const real *restrict a, const rea
 /* LSTM reverse scan over t = T-1 … 0 (see LSTMFamily in gradviz/engine/model/cells/lstm.py):
    dh_t = dout_t + dz_{t+1} W_hh, dc_t = dh_t ⊙ A_t + dc_{t+1} ⊙ f_{t+1}, A = o (1 - tanh² c),
    dz_t = [dc_t ⊙ g σ'_i, dc_t ⊙ c_{t-1} σ'_f, dc_t ⊙ i (1 - g²), dh_t ⊙ tanh(c_t) σ'_o].
-   acts holds i, f, g, o (g = tanh); carry (B, H) is scratch for dc_{t+1} ⊙ f_{t+1}. */
+   acts holds i, f, g, o (g = tanh); carry (B, H) is scratch for dc_{t+1} ⊙ f_{t+1}.
+   steps and paths (or NULL): a capture's norms, see norms_after. db (4H, or NULL): Σ over t
+   and b of dz, the bias gradient, summed in double as each step's rows are made. */
 void S(lstm_cell_backward)(int T, int B, int H, const real *acts, const real *c,
                            const real *c0, const real *tanh_c, const real *dout,
                            const real *w_hh, int tbptt, real *dh, real *dc, real *dz,
-                           real *carry)
+                           real *carry, int rows, real *steps, real *paths, real *db)
 {
     const size_t bh = (size_t)B * H, g4 = 4 * (size_t)H;
     S(rhs) w = S(rhs_of)(H, 4 * H, w_hh);
+    double *bsum = db ? calloc(g4, sizeof(double)) : NULL;
     for (int t = T - 1; t >= 0; t--) {
         S(dh_step)(t, T, B, H, 4 * H, tbptt, dz, &w, dout, dh);
         if (S(stops)(t, T, tbptt))      /* nothing flows from t+1: no carry */
@@ -490,9 +539,15 @@ void S(lstm_cell_backward)(int T, int B, int H, const real *acts, const real *c,
             S(lstm_row_backward)(H, acts + row * g4, cprev + (size_t)b * H, tanh_c + row * H,
                                  dh + row * H, dc + row * H, carry + (size_t)b * H,
                                  dz + row * g4);
+            if (bsum)
+                S(add_row)(g4, dz + row * g4, bsum);
         }
+        S(norms_after)(t, T, B, H, rows, 4, 1, tbptt, dh, dout, dc, acts, steps, paths);
     }
     S(rhs_free)(&w);
+    if (db)
+        S(bias_gradient)(T * (size_t)B, g4, dz, bsum, db);
+    free(bsum);
 }
 
 /* One batch row of a GRU timestep: u (3H) = W_hh h_{t-1} + b_hh, zx (3H) = W_ih x_t + b_ih.
@@ -557,10 +612,11 @@ static inline void S(gru_row_backward)(int H, const real *restrict a, const real
 }
 
 /* GRU reverse scan: dh_t = dout_t + dzh_{t+1} W_hh + dh_{t+1} ⊙ z_{t+1}. gates and un as
-   gru_cell_forward wrote them, h_prev (T, B, H) the h_{t-1}; dzh and dzx are (T, B, 3H). */
+   gru_cell_forward wrote them, h_prev (T, B, H) the h_{t-1}; dzh and dzx are (T, B, 3H).
+   steps and paths (or NULL): a capture's norms, see norms_after. */
 void S(gru_cell_backward)(int T, int B, int H, const real *gates, const real *un,
                           const real *h_prev, const real *dout, const real *w_hh, int tbptt,
-                          real *dh, real *dzh, real *dzx)
+                          real *dh, real *dzh, real *dzx, int rows, real *steps, real *paths)
 {
     const size_t bh = (size_t)B * H, g3 = 3 * (size_t)H;
     S(rhs) w = S(rhs_of)(H, 3 * H, w_hh);
@@ -578,6 +634,7 @@ void S(gru_cell_backward)(int T, int B, int H, const real *gates, const real *un
             S(gru_row_backward)(H, gates + row * g3, un + row * H, h_prev + row * H, d,
                                 dzh + row * g3, dzx + row * g3);
         }
+        S(norms_after)(t, T, B, H, rows, 3, 1, tbptt, dh, dout, NULL, gates, steps, paths);
     }
     S(rhs_free)(&w);
 }
@@ -613,9 +670,11 @@ void S(rnn_cell_forward)(int T, int B, int H, int relu, const real *zx, const re
     S(rhs_free)(&w);
 }
 
-/* Plain RNN reverse scan: dh_t = dout_t + dz_{t+1} W_hh, dz_t = dh_t ⊙ φ'_t. */
+/* Plain RNN reverse scan: dh_t = dout_t + dz_{t+1} W_hh, dz_t = dh_t ⊙ φ'_t. steps and
+   paths (or NULL): a capture's norms, see norms_after. */
 void S(rnn_cell_backward)(int T, int B, int H, const real *dphi, const real *dout,
-                          const real *w_hh, int tbptt, real *dh, real *dz)
+                          const real *w_hh, int tbptt, real *dh, real *dz, int rows,
+                          real *steps, real *paths)
 {
     const size_t bh = (size_t)B * H;
     S(rhs) w = S(rhs_of)(H, H, w_hh);
@@ -624,6 +683,7 @@ void S(rnn_cell_backward)(int T, int B, int H, const real *dphi, const real *dou
         const real *restrict d = dh + t * bh, *restrict p = dphi + t * bh;
         real *restrict o = dz + t * bh;
         for (size_t k = 0; k < bh; k++) o[k] = d[k] * p[k];
+        S(norms_after)(t, T, B, H, rows, 0, 0, tbptt, dh, dout, NULL, NULL, steps, paths);
     }
     S(rhs_free)(&w);
 }
@@ -653,6 +713,67 @@ static inline void S(prefetch)(const real *p, int n)
     for (int k = 0; k < n; k += 64 / (int)sizeof(real)) __builtin_prefetch(p + k);
 }
 
+/* Row t of path_norms (below) for all units; with `prefetch`, the rows that row t + 1 reads
+   first are fetched while this one is summed. The reverse scans call it for row t + 1 as
+   soon as step t is done, while those rows are still in cache. */
+static void S(path_row)(int t, int T, int B, int H, int rows, int G, int gate_index,
+                        int tbptt, const real *dh, const real *dout, const real *dc,
+                        const real *gate, real *out, int prefetch)
+{
+    const int CH = S(PATH_CHUNK), lstm = dc != NULL, Q = lstm ? 5 : (gate ? 3 : 2);
+    const int qdh = 0, qdc = 1, qbelt = lstm ? 2 : 1, qw = lstm ? 3 : Q - 1, qch = 4;
+    /* How far ahead in t a row of dc and of the gate is first read: the LSTMs' c_h at t
+       reads dc_{t+1} and f_{t+1}. */
+    const int ahead = lstm ? 2 : 1;
+    const size_t bh = (size_t)B * H, gb = (size_t)G * H, gt = (size_t)B * gb;
+    double acc[5][S(PATH_CHUNK)];
+    const int belt = gate && (t == 0 || !S(stops)(t - 1, T, tbptt));
+    const int next = !S(stops)(t, T, tbptt);
+    for (int h0 = 0; h0 < H; h0 += CH) {
+        const int n = H - h0 < CH ? H - h0 : CH;
+        for (int q = 0; q < Q; q++)
+            for (int h = 0; h < n; h++) acc[q][h] = 0;
+        for (int b = 0; b < rows; b++) {
+            const size_t o = t * bh + (size_t)b * H + h0, op = o - bh;
+            const real *g = gate ? gate + t * gt + (size_t)b * gb + (size_t)gate_index * H + h0
+                                 : NULL;
+            /* The rows that step t + 1 reads first, fetched now. After a backward pass
+               the inputs are in memory, not in cache, and the hardware's prefetchers
+               do not keep four new rows at a time in flight (the gates' rows G·H
+               apart): with this, the loop takes 0.75-0.9 times as long. */
+            if (prefetch && t + 1 < T) {
+                S(prefetch)(dh + o + bh, n);
+                S(prefetch)(dout + o, n);
+            }
+            if (prefetch && t + ahead < T) {
+                if (lstm)
+                    S(prefetch)(dc + o + ahead * bh, n);
+                if (gate)
+                    S(prefetch)(g + ahead * gt, n);
+            }
+            S(add_squares)(n, 1, 0, 0, dh + o, NULL, NULL, NULL, acc[qdh]);
+            if (belt)
+                S(add_squares)(n, 0, 0, 1, NULL, NULL, g, lstm ? dc + o : dh + o, acc[qbelt]);
+            if (lstm) {
+                S(add_squares)(n, 1, 0, 0, dc + o, NULL, NULL, NULL, acc[qdc]);
+                if (next)                                 /* dc_t - f_{t+1} dc_{t+1} */
+                    S(add_squares)(n, 1, 0, 1, dc + o, NULL, g + gt, dc + o + bh, acc[qch]);
+                else
+                    S(add_squares)(n, 1, 0, 0, dc + o, NULL, NULL, NULL, acc[qch]);
+            }
+            if (t > 0 && !lstm && belt)                   /* the GRU's w: minus its belt */
+                S(add_squares)(n, 1, 1, 1, dh + op, dout + op, g, dh + o, acc[qw]);
+            else if (t > 0)
+                S(add_squares)(n, 1, 1, 0, dh + op, dout + op, NULL, NULL, acc[qw]);
+        }
+        for (int q = 0; q < Q; q++) {
+            real *restrict r = out + ((size_t)q * T + t) * H + h0;
+            for (int h = 0; h < n; h++)
+                r[h] = q == qw && t == 0 ? NAN : (real)sqrt(acc[q][h]);
+        }
+    }
+}
+
 /* The norm over the first `rows` of the B batch rows of each path's gradient, per timestep
    and unit (gradviz/engine/analysis/paths.py, whose PyTorch code computes the same where this file
    cannot be built): out (Q, T, H), in one pass over the inputs, the squares summed in
@@ -669,60 +790,8 @@ void S(path_norms)(int T, int B, int H, int rows, int G, int gate_index, int tbp
                    const real *dh, const real *dout, const real *dc, const real *gate,
                    real *out)
 {
-    const int CH = S(PATH_CHUNK), lstm = dc != NULL, Q = lstm ? 5 : (gate ? 3 : 2);
-    const int qdh = 0, qdc = 1, qbelt = lstm ? 2 : 1, qw = lstm ? 3 : Q - 1, qch = 4;
-    /* How far ahead in t a row of dc and of the gate is first read: the LSTMs' c_h at t
-       reads dc_{t+1} and f_{t+1}. */
-    const int ahead = lstm ? 2 : 1;
-    const size_t bh = (size_t)B * H, gb = (size_t)G * H, gt = (size_t)B * gb;
-    double acc[5][S(PATH_CHUNK)];
-    for (int t = 0; t < T; t++) {
-        const int belt = gate && (t == 0 || !S(stops)(t - 1, T, tbptt));
-        const int next = !S(stops)(t, T, tbptt);
-        for (int h0 = 0; h0 < H; h0 += CH) {
-            const int n = H - h0 < CH ? H - h0 : CH;
-            for (int q = 0; q < Q; q++)
-                for (int h = 0; h < n; h++) acc[q][h] = 0;
-            for (int b = 0; b < rows; b++) {
-                const size_t o = t * bh + (size_t)b * H + h0, op = o - bh;
-                const real *g = gate ? gate + t * gt + (size_t)b * gb + (size_t)gate_index * H + h0
-                                     : NULL;
-                /* The rows that step t + 1 reads first, fetched now. After a backward pass
-                   the inputs are in memory, not in cache, and the hardware's prefetchers
-                   do not keep four new rows at a time in flight (the gates' rows G·H
-                   apart): with this, the loop takes 0.75-0.9 times as long. */
-                if (t + 1 < T) {
-                    S(prefetch)(dh + o + bh, n);
-                    S(prefetch)(dout + o, n);
-                }
-                if (t + ahead < T) {
-                    if (lstm)
-                        S(prefetch)(dc + o + ahead * bh, n);
-                    if (gate)
-                        S(prefetch)(g + ahead * gt, n);
-                }
-                S(add_squares)(n, 1, 0, 0, dh + o, NULL, NULL, NULL, acc[qdh]);
-                if (belt)
-                    S(add_squares)(n, 0, 0, 1, NULL, NULL, g, lstm ? dc + o : dh + o, acc[qbelt]);
-                if (lstm) {
-                    S(add_squares)(n, 1, 0, 0, dc + o, NULL, NULL, NULL, acc[qdc]);
-                    if (next)                                 /* dc_t - f_{t+1} dc_{t+1} */
-                        S(add_squares)(n, 1, 0, 1, dc + o, NULL, g + gt, dc + o + bh, acc[qch]);
-                    else
-                        S(add_squares)(n, 1, 0, 0, dc + o, NULL, NULL, NULL, acc[qch]);
-                }
-                if (t > 0 && !lstm && belt)                   /* the GRU's w: minus its belt */
-                    S(add_squares)(n, 1, 1, 1, dh + op, dout + op, g, dh + o, acc[qw]);
-                else if (t > 0)
-                    S(add_squares)(n, 1, 1, 0, dh + op, dout + op, NULL, NULL, acc[qw]);
-            }
-            for (int q = 0; q < Q; q++) {
-                real *restrict r = out + ((size_t)q * T + t) * H + h0;
-                for (int h = 0; h < n; h++)
-                    r[h] = q == qw && t == 0 ? NAN : (real)sqrt(acc[q][h]);
-            }
-        }
-    }
+    for (int t = 0; t < T; t++)
+        S(path_row)(t, T, B, H, rows, G, gate_index, tbptt, dh, dout, dc, gate, out, 1);
 }
 
 /* The 2-norm of each of the T rows of x (T, B·H) into out (T): the per-timestep norms of
@@ -808,18 +877,22 @@ void S(row_norms)(int T, int B, int H, const real *x, real *out)
    ‖dh_t - dout_t‖ (the part carried through the recurrence) and, where dc is not NULL,
    ‖dc_t‖, each over the B·H values of step t; the numbers row_norms gives for each (and
    for dh - dout formed beforehand), without forming dh - dout or calling once per norm. */
+static void S(step_row)(int t, int T, size_t n, const real *dh, const real *dout,
+                        const real *dc, real *out)
+{
+    const real *d = dh + t * n, *o = dout + t * n;
+    out[t] = S(norm2)(n, d, NULL, 0);
+    out[T + t] = S(norm2)(n, o, NULL, 0);
+    out[2 * T + t] = S(norm2)(n, d, o, 1);
+    if (dc)
+        out[3 * T + t] = S(norm2)(n, dc + t * n, NULL, 0);
+}
+
 void S(step_norms)(int T, int B, int H, const real *dh, const real *dout, const real *dc,
                    real *out)
 {
-    const size_t n = (size_t)B * H;
-    for (int t = 0; t < T; t++) {
-        const real *d = dh + t * n, *o = dout + t * n;
-        out[t] = S(norm2)(n, d, NULL, 0);
-        out[T + t] = S(norm2)(n, o, NULL, 0);
-        out[2 * T + t] = S(norm2)(n, d, o, 1);
-        if (dc)
-            out[3 * T + t] = S(norm2)(n, dc + t * n, NULL, 0);
-    }
+    for (int t = 0; t < T; t++)
+        S(step_row)(t, T, (size_t)B * H, dh, dout, dc, out);
 }
 
 #ifdef S_IS_DOUBLE

@@ -41,7 +41,8 @@ def run(k) -> str | None:
     with torch.inference_mode(False), torch.enable_grad():
         for dtype, tol in ((torch.float32, 2e-5), (torch.float64, 1e-12)):
             for check in (_check_lstm, _check_gru, _check_rnn, _check_variants, _check_scan,
-                          _check_paths, _check_row_norms, _check_step_norms):
+                          _check_paths, _check_row_norms, _check_step_norms,
+                          _check_norms_on_the_way):
                 problem = check(k, dtype, tol, gen)
                 if problem:
                     return f"{problem}, {dtype}"
@@ -169,12 +170,14 @@ def _check_lstm(k, dtype, tol, gen) -> str | None:
     acts, c, tanh_c = out
     dout = rnd(T_, B_, H_)
     dh, dc, dz = torch.empty_like(dout), torch.empty_like(dout), x.new_empty((T_, B_, 4 * H_))
+    db = x.new_empty(4 * H_)
     k.lstm_backward(acts, c, c0, tanh_c, dout, p["weight_hh"], TBPTT_, dh, dc, dz,
-                    torch.empty_like(c0))
+                    torch.empty_like(c0), db=db)
     ref = _unrolled(reference.lstm, p, x, h0, c0, dout)
     if not (_close(dh, _stacked(ref, "h", grad=True), tol)
             and _close(dc, _stacked(ref, "c", grad=True), tol)
-            and _close(dz, _stacked(ref, "zx", grad=True), tol)):
+            and _close(dz, _stacked(ref, "zx", grad=True), tol)
+            and _close(db, _stacked(ref, "zx", grad=True).sum((0, 1)), tol)):
         return "lstm backward"
     return None
 
@@ -333,4 +336,51 @@ def _check_step_norms(k, dtype, tol, gen) -> str | None:
         if not bool(((out == 0) == (expected == 0)).all()) or not torch.allclose(
                 out.double(), expected, rtol=tol, atol=0):
             return "per-timestep norms of a capture"
+    return None
+
+
+def _same(a: Tensor, b: Tensor) -> bool:
+    return bool(torch.allclose(a, b, rtol=0, atol=0, equal_nan=True))
+
+
+def _check_norms_on_the_way(k, dtype, tol, gen) -> str | None:
+    """Each reverse scan asked for a capture's norms as it goes (native.ScanNorms) writes
+    the outputs it writes without, and the norms step_norms and path_norms give for them,
+    bit for bit (both are checked above). Random states and gates in their ranges."""
+    rnd = _random(gen, dtype)
+    T, B, H = T_, B_, H_
+
+    def unit(*shape):
+        return torch.rand(shape, generator=gen, dtype=dtype)
+
+    dout = rnd(T, B, H)
+    scans = {
+        "lstm": (k.lstm_backward, lambda dh, dc, dz: (
+            unit(T, B, 4, H), rnd(T, B, H), rnd(B, H), unit(T, B, H), dout,
+            rnd(4 * H, H) * 0.3, TBPTT_, dh, dc, dz, dout.new_empty((B, H)))),
+        "gru": (k.gru_backward, lambda dh, dzh, dzx: (
+            unit(T, B, 3, H), rnd(T, B, H), rnd(T, B, H), dout, rnd(3 * H, H) * 0.3, TBPTT_,
+            dh, dzh, dzx)),
+        "rnn": (k.rnn_backward, lambda dh, dz: (unit(T, B, H), dout, rnd(H, H) * 0.3, TBPTT_,
+                                                dh, dz)),
+    }
+    shapes = {"lstm": [(T, B, H), (T, B, H), (T, B, 4 * H)],
+              "gru": [(T, B, H), (T, B, 3 * H), (T, B, 3 * H)], "rnn": [(T, B, H), (T, B, H)]}
+    for kind, (scan, make) in scans.items():
+        outputs = [dout.new_empty(shape) for shape in shapes[kind]]
+        args = make(*outputs)
+        scan(*args)
+        before = [o.clone() for o in outputs]
+        norms = scan(*args, norms_rows=ROWS_)
+        dh = outputs[0]
+        dc = outputs[1] if kind == "lstm" else None
+        gates = args[0] if kind != "rnn" else None
+        steps, paths = dh.new_empty(norms.steps.shape), dh.new_empty(norms.paths.shape)
+        k.step_norms(dh, dout, dc, steps)
+        k.path_norms(ROWS_, TBPTT_, dh, dout, dc, gates, 1, paths)
+        steps_only = scan(*args, norms_rows=0)
+        if not (all(_same(a, b) for a, b in zip(before, outputs))
+                and _same(norms.steps, steps) and _same(norms.paths, paths)
+                and _same(steps_only.steps, steps) and steps_only.paths is None):
+            return f"{kind} backward's norms"
     return None

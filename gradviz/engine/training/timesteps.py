@@ -49,7 +49,9 @@ def timestep_arrays(net: Network, fwd, grads, probe: int | None,
 
     pairs = [(k, d) for k in range(L) for d in range(D)]
     # Rows ‖dh_t‖, ‖dout_t‖, ‖dh_t − dout_t‖ (the carried part) and ‖dc_t‖, in one call.
-    norms = [(step_norms(grads[k][d].dh, grads[k][d].dout, grads[k][d].dc), d)
+    # (the scan's, where it computed them as it went: the same numbers).
+    norms = [(grads[k][d].norms.steps if grads[k][d].norms is not None
+              else step_norms(grads[k][d].dh, grads[k][d].dout, grads[k][d].dc), d)
              for k, d in pairs]
     dh = [in_time_order(n[0], d) for n, d in norms]
     dc = [in_time_order(n[3], d) for n, d in norms if n.shape[0] == 4]
@@ -66,8 +68,12 @@ def timestep_arrays(net: Network, fwd, grads, probe: int | None,
     rows = grads[0][0].dh.shape[1] if rows is None else rows
     for k, d in pairs:
         cache = fwd.caches[k][d]
-        paths.append(in_time_order(
-            path_norms(net.cell, cache, grads[k][d], rows, tbptt).transpose(0, 1), d))
+        fused = grads[k][d].norms
+        if fused is not None and fused.paths is not None and fused.rows == rows:
+            by_path = fused.paths                  # the scan's, as path_norms gives them
+        else:
+            by_path = path_norms(net.cell, cache, grads[k][d], rows, tbptt)
+        paths.append(in_time_order(by_path.transpose(0, 1), d))
         gates.append(in_time_order(cache.stats.mean, d))      # (T, G, H)
         low.append(in_time_order(cache.stats.low, d))         # (T, G)
         high.append(in_time_order(cache.stats.high, d))

@@ -200,7 +200,8 @@ class Trainer:
         loss = self.task.loss(y, target)
         metric = self.task.metric(y.detach(), batch) if capture else math.nan
         loss.backward()
-        grads = self.net.backward(fwd, out.grad, cfg.tbptt)
+        grads = self.net.backward(fwd, out.grad, cfg.tbptt,
+                                  norms_rows=(B if full else 0) if capture else None)
         if cfg.stateful:
             self._state = (fwd.h_n[:, :B].clone(), None if fwd.c_n is None else fwd.c_n[:, :B].clone())
 

@@ -47,6 +47,11 @@ class LayerCache:
     # None: both run as PyTorch operations.
     loops: native.Kernels | None = None
     stats: GateStats | None = None  # gate statistics, when the forward was asked for them
+    # What the next backward pass computes for a capture as it goes, where its compiled
+    # scan can (the LSTM, the GRU and the plain RNN): None nothing, 0 the step norms, r > 0
+    # also the path norms over the first r batch rows (native.ScanNorms). Set by
+    # Network.backward before each backward pass.
+    norms_rows: int | None = None
 
     @property
     def path(self) -> str:
@@ -63,6 +68,8 @@ class LayerGrads:
     # (T, B, H) the gradient reaching h_t from outside the recurrence (the readout, or the
     # layer above); :meth:`Network.backward` records it.
     dout: Tensor | None = None
+    # The norms the scan computed as it went (the cache's ``norms_rows``), or None.
+    norms: native.ScanNorms | None = None
 
 
 def gate_stats_into(stats: GateStats, s: int, acts: Tensor, rows: int,

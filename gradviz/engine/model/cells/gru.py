@@ -83,10 +83,10 @@ class GRUCell(Cell):
         dh = torch.empty_like(dout)
         if cache.loops is not None:
             dzh, dzx = dout.new_empty((T, B, 3 * H)), dout.new_empty((T, B, 3 * H))
-            cache.loops.gru_backward(cache.gates, cache.u_n, cache.h_prev, dout, w_hh, tbptt,
-                                     dh, dzh, dzx)
+            norms = cache.loops.gru_backward(cache.gates, cache.u_n, cache.h_prev, dout, w_hh,
+                                             tbptt, dh, dzh, dzx, cache.norms_rows)
             grads, dx = linear_grads(dzx, dzh, cache, p["weight_ih"], need_dx)
-            return LayerGrads(dh=dh, dc=None, params=grads, dx=dx)
+            return LayerGrads(dh=dh, dc=None, params=grads, dx=dx, norms=norms)
         z, kh = cache.gates[:, :, 1], cache.K_h
         dzh = torch.empty((T, B, 3, H), dtype=dout.dtype, device=dout.device)
         dzh_flat = dzh.view(T, B, 3 * H)

@@ -56,8 +56,10 @@ class RNNCell(Cell):
         w_hh = p["weight_hh"]
         dh = torch.empty_like(dout)
         dz = torch.empty_like(dout)
+        norms = None
         if cache.loops is not None:
-            cache.loops.rnn_backward(cache.dphi, dout, w_hh, tbptt, dh, dz)
+            norms = cache.loops.rnn_backward(cache.dphi, dout, w_hh, tbptt, dh, dz,
+                                             cache.norms_rows)
         else:
             # Per-step views made once: indexing a tensor inside the loop costs more than
             # the math.
@@ -71,7 +73,7 @@ class RNNCell(Cell):
                     torch.addmm(dout_t[t], dz_t[t + 1], w_hh, out=dh_t[t])
                 torch.mul(dh_t[t], dphi_t[t], out=dz_t[t])
         grads, dx = linear_grads(dz, dz, cache, p["weight_ih"], need_dx)
-        return LayerGrads(dh=dh, dc=None, params=grads, dx=dx)
+        return LayerGrads(dh=dh, dc=None, params=grads, dx=dx, norms=norms)
 
     def gates(self, cache):
         return cache.h.unsqueeze(2)
