@@ -347,3 +347,23 @@ def test_the_spectrum_is_computed_on_the_cpu_in_float64():
     torch.testing.assert_close(rho[1, 0], spectral_radius(blocks), rtol=1e-12, atol=0)
     torch.testing.assert_close(sigma[1, 0], torch.linalg.matrix_norm(blocks, ord=2),
                                rtol=1e-12, atol=0)
+
+
+def test_weights_changed_after_the_trainers_own_check_are_checked_again(monkeypatch):
+    # The trainer skips the spectrum's finiteness check for weights it found finite after
+    # its last update; weights changed since, in place or replaced, are checked again.
+    from gradviz.engine.analysis import spectrum
+    from gradviz.engine.training.train import Trainer
+    t = Trainer(RunConfig(cell="lstm", hidden=6, seq_len=5))
+    checked = []
+    real = spectrum.first_nonfinite
+    monkeypatch.setattr(spectrum, "first_nonfinite",
+                        lambda tensors: checked.append(1) or real(tensors))
+    t.step()                       # the first step's weights: never checked by the trainer
+    t.step()                       # those of the update it checked: not again
+    assert len(checked) == 1
+    with torch.no_grad():
+        t.net.weight_hh_l0[0, 0] = math.nan
+    with pytest.raises(NonFiniteWeights, match="weight_hh_l0 block"):
+        t.step()
+    assert len(checked) == 2

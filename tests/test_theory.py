@@ -16,6 +16,7 @@ from gradviz.engine.model.network import Network
 from gradviz.engine.analysis.paths import path_names, path_norms
 from gradviz.engine.runs.runfile import load_run, save_run
 from gradviz.engine.runs.runfile import open_run
+from gradviz.engine.analysis.spectrum import KRYLOV as KRYLOV_STEPS
 from gradviz.engine.analysis.spectrum import (EIG_COST, MAX_EVERY, RHO_SHARE, SpectrumTracker,
                                               lanczos_top, rho_interval, step_multiply_adds)
 from gradviz.engine.training.train import Trainer
@@ -369,3 +370,24 @@ def test_a_run_file_from_before_the_theory_rows_still_opens_with_them_empty(tmp_
     assert loaded.rho.shape == (3, 1, 1, 4)
     assert loaded.latest.paths is None and loaded.latest.dout_norm is None
     np.testing.assert_array_equal(loaded.dh_norm, history.dh_norm)
+
+
+def test_the_compiled_lanczos_reads_float32_blocks_as_their_float64_copy():
+    # σ_max of a float32 run's blocks without the float64 copy: the same numbers, bit for
+    # bit, at sizes on and off the vector width.
+    from gradviz.engine import native
+    loops = native.kernels()
+    if loops is None:
+        pytest.skip(native.status())
+    g = torch.Generator().manual_seed(3)
+    for H in (1, 7, 32, 33, 130):
+        w = torch.randn(3, H, H, generator=g) / H ** 0.5
+        start = torch.randn(3, H, generator=g, dtype=torch.float64)
+        v32, v64 = start.clone(), start.clone()
+        s32, ok32 = loops.top_singular(w, v32, KRYLOV_STEPS, 1e-7)
+        s64, ok64 = loops.top_singular(w.double(), v64, KRYLOV_STEPS, 1e-7)
+        assert torch.equal(s32, s64) and torch.equal(v32, v64) and torch.equal(ok32, ok64), H
+        np.testing.assert_allclose(s32[ok32], torch.linalg.svdvals(w.double())[ok32, 0],
+                                   rtol=1e-6)
+    with pytest.raises(ValueError, match="float64 or float32"):
+        loops.top_singular(w.half(), v32, KRYLOV_STEPS, 1e-7)

@@ -14,6 +14,7 @@ its elements in float64.
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -22,6 +23,7 @@ from torch import Tensor
 from gradviz.engine import native
 
 
+@functools.lru_cache(maxsize=256)
 def _floor(dtype: torch.dtype, count: int) -> float:
     """Below this a float norm of ``count`` elements may have lost squares to underflow."""
     info = torch.finfo(dtype)

@@ -119,33 +119,46 @@ class SpectrumTracker:
         self.rho_step = int(rho_step)
 
     def update(self, blocks: Tensor, step: int | None = None,
-               names: list[str] | None = None) -> tuple[Tensor, Tensor]:
+               names: list[str] | None = None, finite: bool = False) -> tuple[Tensor, Tensor]:
         """ρ and σ_max (N,) float64 of ``blocks`` (N, H, H), any float dtype, the weights of
         training step ``step``. σ_max is always of these weights; ρ is too on a step that
         decomposes it (see :func:`rho_interval`), else it is the last decomposition's and
         ``rho_step`` names its step. ``step`` None: ρ is always of these weights.
         NonFiniteWeights, naming the block (``names``, one a block), where one holds a NaN
-        or ±inf: LAPACK would crash on it."""
-        if first_nonfinite([("", blocks)]) is not None:
+        or ±inf: LAPACK would crash on it. ``finite``: the caller has just found these very
+        weights finite, and they are not checked again."""
+        if not finite and first_nonfinite([("", blocks)]) is not None:
             labels = names or [f"recurrent block {i}" for i in range(len(blocks))]
             refuse_nonfinite(zip(labels, blocks), "the spectrum")
-        w = blocks.detach().to("cpu", torch.float64).contiguous()
-        n, h, _ = w.shape
+        source = blocks.detach().to("cpu").contiguous()
+        n, h, _ = source.shape
+        loops = native.kernels()
+        # The compiled Lanczos reads float32 blocks as they are (the numbers it would read
+        # from a float64 copy); the float64 copy is made only where something else needs it.
+        w = source if loops is not None and source.dtype == torch.float32 else None
+
+        def in_float64() -> Tensor:
+            nonlocal w
+            if w is None or w.dtype != torch.float64:
+                w = source.to(torch.float64)
+            return w
         if self._v is None or tuple(self._v.shape) != (n, h):
             self._v = self._rho = None
         if step is None or self._rho is None or step - self.rho_step >= rho_interval(h, n, self.step_macs):
             self.fallbacks["rho"] += n
-            self._rho = torch.linalg.eigvals(w).abs().amax(-1)
+            self._rho = torch.linalg.eigvals(in_float64()).abs().amax(-1)
             self.rho_step = step if step is not None else self.rho_step
-        return self._rho.clone(), self._largest_singular(w)
+        return self._rho.clone(), self._largest_singular(w if w is not None else in_float64(),
+                                                         in_float64, loops)
 
-    def _largest_singular(self, w: Tensor) -> Tensor:
-        """σ_max (N,) of the blocks ``w`` (N, H, H) float64; ``_v`` becomes their top right
-        singular vectors (N, H)."""
+    def _largest_singular(self, w: Tensor, in_float64, loops) -> Tensor:
+        """σ_max (N,) float64 of the blocks ``w`` (N, H, H), float64, or float32 for the
+        compiled Lanczos (``in_float64()`` gives them in float64); ``_v`` becomes their
+        top right singular vectors (N, H)."""
         n, h, _ = w.shape
-        loops = native.kernels()
         if self._v is None:
-            self._v, sigma = w.new_zeros((n, h)), w.new_full((n,), float("nan"))
+            self._v = torch.zeros((n, h), dtype=torch.float64)
+            sigma = torch.full((n,), float("nan"), dtype=torch.float64)
             done = torch.zeros(n, dtype=torch.bool)
         elif loops is not None:
             sigma, done = loops.top_singular(w, self._v, KRYLOV, TOL)     # _v in place
@@ -156,7 +169,7 @@ class SpectrumTracker:
         if not bool(done.all()):
             todo = (~done).nonzero().flatten()
             self.fallbacks["sigma"] += len(todo)
-            _, values, vh = torch.linalg.svd(w[todo])
+            _, values, vh = torch.linalg.svd(in_float64()[todo])
             sigma[todo] = values[:, 0]
             self._v[todo] = vh[:, 0]
         return sigma

@@ -8,6 +8,7 @@ decomposition of recurrent weights therefore checks its input first and raises
 """
 from __future__ import annotations
 
+import math
 from typing import Iterable
 
 import torch
@@ -20,19 +21,24 @@ class NonFiniteWeights(ValueError):
 def first_nonfinite(tensors: Iterable[tuple[str, torch.Tensor]]) -> str | None:
     """The name of the first tensor holding a NaN or ±inf, else None. The tensors of a
     device are checked there and their answers read in one copy (one host sync per device,
-    not one per tensor)."""
-    names, flags = [], {}
+    not one per tensor); a CPU tensor's smallest and largest element are read at once (the
+    copy and its bookkeeping took ~10 times as long as the check)."""
+    names, flags, bad = [], {}, []
     with torch.no_grad():
         for name, t in tensors:
             t = t.detach()
             if t.numel() and t.is_floating_point():
                 ends = torch.aminmax(t)          # NaN propagates into both, inf is one of them
-                flags.setdefault(t.device, []).append(
-                    (len(names), torch.isfinite(ends.min) & torch.isfinite(ends.max)))
+                if t.device.type == "cpu":
+                    if not (math.isfinite(ends.min.item()) and math.isfinite(ends.max.item())):
+                        bad.append(len(names))
+                else:
+                    flags.setdefault(t.device, []).append(
+                        (len(names), torch.isfinite(ends.min) & torch.isfinite(ends.max)))
                 names.append(name)
-        bad = [index for group in flags.values()
-               for (index, _), ok in zip(group, torch.stack([f for _, f in group]).to("cpu"))
-               if not bool(ok)]
+        bad += [index for group in flags.values()
+                for (index, _), ok in zip(group, torch.stack([f for _, f in group]).to("cpu"))
+                if not bool(ok)]
     return names[min(bad)] if bad else None
 
 

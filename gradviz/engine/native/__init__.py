@@ -46,7 +46,7 @@ _off = 0              # how many turned_off() blocks are open
 # Entry points of _native.c and their arguments after (T, B, H): "t" a tensor, "i" an int.
 _SIGNATURES = {
     "lstm_cell_forward": "iii" + "t" * 10 + "ittt",
-    "lstm_cell_backward": "ttttttitttt" + "itt" + "t",
+    "lstm_cell_backward": "ttttttitttt" + "itt",
     "gru_cell_forward": "t" * 8 + "ittt",
     "gru_cell_backward": "tttttittt" + "itt",
     "rnn_cell_forward": "i" + "ttttt",
@@ -71,24 +71,31 @@ class Kernels:
                 fn.argtypes = [ctypes.c_int] * 3 + [kinds[k] for k in sig]
                 fn.restype = None
                 self._fns[name, dtype] = fn
-        top = lib.top_singular_f64
-        top.argtypes = [ctypes.c_int] * 3 + [ctypes.c_void_p] * 2 + [ctypes.c_double] + \
-            [ctypes.c_void_p] * 2
-        top.restype = ctypes.c_int
-        self._top_singular = top
+        self._top_singular = {}
+        for dtype, suffix in ((torch.float32, "f32"), (torch.float64, "f64")):
+            top = getattr(lib, f"top_singular_{suffix}")
+            top.argtypes = [ctypes.c_int] * 3 + [ctypes.c_void_p] * 2 + [ctypes.c_double] + \
+                [ctypes.c_void_p] * 2
+            top.restype = ctypes.c_int
+            self._top_singular[dtype] = top
 
     def top_singular(self, w: torch.Tensor, v: torch.Tensor, steps: int,
                      tol: float) -> tuple[torch.Tensor, torch.Tensor]:
         """σ_max of each block of ``w`` (N, H, H) by Lanczos on WᵀW from ``v`` (N, H), both
-        contiguous CPU float64, as :func:`gradviz.engine.analysis.spectrum.lanczos_top` computes it:
-        (σ_max (N,), converged (N,) bool), and ``v`` becomes the unit Ritz vectors."""
+        contiguous CPU, v float64 and w float64 or float32 (read as float64, the same
+        numbers without a float64 copy), as
+        :func:`gradviz.engine.analysis.spectrum.lanczos_top` computes it: (σ_max (N,)
+        float64, converged (N,) bool), and ``v`` becomes the unit Ritz vectors."""
         n, h = v.shape
-        if tuple(w.shape) != (n, h, h) or w.dtype != torch.float64 or v.dtype != torch.float64:
-            raise ValueError("top_singular: w must be (N, H, H) and v (N, H), float64")
-        sigma, ok = w.new_empty(n), torch.zeros(n, dtype=torch.int32)
-        _check(w, v, sigma)
-        if self._top_singular(n, h, int(steps), w.data_ptr(), v.data_ptr(), float(tol),
-                              sigma.data_ptr(), ok.data_ptr()):
+        if (tuple(w.shape) != (n, h, h) or w.dtype not in self._top_singular
+                or v.dtype != torch.float64):
+            raise ValueError("top_singular: w must be (N, H, H) float64 or float32 and v "
+                             "(N, H) float64")
+        sigma, ok = v.new_empty(n), torch.zeros(n, dtype=torch.int32)
+        _check(v, sigma)
+        _check(w)
+        if self._top_singular[w.dtype](n, h, int(steps), w.data_ptr(), v.data_ptr(),
+                                       float(tol), sigma.data_ptr(), ok.data_ptr()):
             raise MemoryError("top_singular: no memory for the Lanczos vectors")
         return sigma, ok.bool()
 
@@ -119,16 +126,13 @@ class Kernels:
                    low, high)
 
     def lstm_backward(self, acts, c, c0, tanh_c, dout, w_hh, tbptt, dh, dc, dz, carry,
-                      norms_rows: int | None = None, db=None) -> "ScanNorms | None":
+                      norms_rows: int | None = None) -> "ScanNorms | None":
         """The LSTM's reverse scan; with ``norms_rows``, a capture's norms as it goes
-        (:class:`ScanNorms`); with ``db`` (4H,), the bias gradient Σ dz over t and the
-        batch, summed in double as the rows are made."""
+        (:class:`ScanNorms`)."""
         T, B, _, H = acts.shape
-        if db is not None and tuple(db.shape) != (4 * H,):
-            raise ValueError("lstm_backward: db must be (4H,)")
         norms = ScanNorms(dout, T, B, H, 4, 5, norms_rows)
         self._call("lstm_cell_backward", T, B, H, acts, c, c0, tanh_c, dout, w_hh, tbptt,
-                   dh, dc, dz, carry, *norms.args(), db)
+                   dh, dc, dz, carry, *norms.args())
         return norms or None
 
     def gru_forward(self, zx, w_t, b_rows, h0, gates, un, h, u, rows=0, mean=None, low=None,

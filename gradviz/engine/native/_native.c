@@ -474,28 +474,6 @@ static inline void S(norms_after)(int t, int T, int B, int H, int rows, int G, i
         S(path_row)(0, T, B, H, rows, G, gate_index, tbptt, dh, dout, dc, gate, paths, 0);
 }
 
-/* acc[k] += row[k], k < n, in double. */
-static inline void S(add_row)(size_t n, const real *restrict row, double *restrict acc)
-{
-    for (size_t k = 0; k < n; k++) acc[k] += (double)row[k];
-}
-
-/* db[k] = Σ_r dz[r][k] over the `n_rows` rows (n wide) of dz, from the sums `acc` made as the
-   rows were written; where there was no memory for them (acc NULL), summed now, column by
-   column, in the same order. */
-static void S(bias_gradient)(size_t n_rows, size_t n, const real *dz, const double *acc,
-                             real *db)
-{
-    for (size_t k = 0; k < n; k++) {
-        double sum = 0;
-        if (acc)
-            sum = acc[k];
-        else
-            for (size_t r = 0; r < n_rows; r++) sum += (double)dz[r * n + k];
-        db[k] = (real)sum;
-    }
-}
-
 /* One batch row of the LSTM's reverse scan at one timestep (see lstm_cell_backward). A
    function of its own, with restrict pointers, so that the compiler vectorizes it. */
 static inline void S(lstm_row_backward)(int H, const real *restrict a, const real *restrict cp,
@@ -519,16 +497,14 @@ static inline void S(lstm_row_backward)(int H, const real *restrict a, const rea
    dh_t = dout_t + dz_{t+1} W_hh, dc_t = dh_t ⊙ A_t + dc_{t+1} ⊙ f_{t+1}, A = o (1 - tanh² c),
    dz_t = [dc_t ⊙ g σ'_i, dc_t ⊙ c_{t-1} σ'_f, dc_t ⊙ i (1 - g²), dh_t ⊙ tanh(c_t) σ'_o].
    acts holds i, f, g, o (g = tanh); carry (B, H) is scratch for dc_{t+1} ⊙ f_{t+1}.
-   steps and paths (or NULL): a capture's norms, see norms_after. db (4H, or NULL): Σ over t
-   and b of dz, the bias gradient, summed in double as each step's rows are made. */
+   steps and paths (or NULL): a capture's norms, see norms_after. */
 void S(lstm_cell_backward)(int T, int B, int H, const real *acts, const real *c,
                            const real *c0, const real *tanh_c, const real *dout,
                            const real *w_hh, int tbptt, real *dh, real *dc, real *dz,
-                           real *carry, int rows, real *steps, real *paths, real *db)
+                           real *carry, int rows, real *steps, real *paths)
 {
     const size_t bh = (size_t)B * H, g4 = 4 * (size_t)H;
     S(rhs) w = S(rhs_of)(H, 4 * H, w_hh);
-    double *bsum = db ? calloc(g4, sizeof(double)) : NULL;
     for (int t = T - 1; t >= 0; t--) {
         S(dh_step)(t, T, B, H, 4 * H, tbptt, dz, &w, dout, dh);
         if (S(stops)(t, T, tbptt))      /* nothing flows from t+1: no carry */
@@ -539,15 +515,10 @@ void S(lstm_cell_backward)(int T, int B, int H, const real *acts, const real *c,
             S(lstm_row_backward)(H, acts + row * g4, cprev + (size_t)b * H, tanh_c + row * H,
                                  dh + row * H, dc + row * H, carry + (size_t)b * H,
                                  dz + row * g4);
-            if (bsum)
-                S(add_row)(g4, dz + row * g4, bsum);
         }
         S(norms_after)(t, T, B, H, rows, 4, 1, tbptt, dh, dout, dc, acts, steps, paths);
     }
     S(rhs_free)(&w);
-    if (db)
-        S(bias_gradient)(T * (size_t)B, g4, dz, bsum, db);
-    free(bsum);
 }
 
 /* One batch row of a GRU timestep: u (3H) = W_hh h_{t-1} + b_hh, zx (3H) = W_ih x_t + b_ih.
@@ -919,12 +890,38 @@ static double dot_f64(int n, const double *x, const double *y)
     }
     s0 += s1;
     double s = (s0[0] + s0[1]) + (s0[2] + s0[3]);
-    for (; c < n; c++) s += x[c] * y[c];
+    for (; c < n; c++) s = fma(x[c], y[c], s);
     return s;
 }
 
 /* How many eigenvalues of the symmetric tridiagonal (a, b) of order k are below x
    (Sturm: the signs of the pivots of T - xI). */
+/* dot_f64 with x in float, each element made double as it is read: the same operations in
+   the same order on the same (exactly converted) numbers, so the same result (the scalar
+   tails and top_singular's row updates are explicit fma()s, which gcc would otherwise
+   contract or not depending on how each loop was vectorized). */
+static double dot_f32_f64(int n, const float *x, const double *y)
+{
+    typedef double v4 __attribute__((vector_size(32)));
+    typedef float v4f __attribute__((vector_size(16)));
+    v4 s0 = {0, 0, 0, 0}, s1 = {0, 0, 0, 0};
+    int c = 0;
+    for (; c + 8 <= n; c += 8) {
+        v4f f0, f1;
+        v4 b0, b1;
+        memcpy(&f0, x + c, sizeof f0);
+        memcpy(&b0, y + c, sizeof b0);
+        memcpy(&f1, x + c + 4, sizeof f1);
+        memcpy(&b1, y + c + 4, sizeof b1);
+        s0 += __builtin_convertvector(f0, v4) * b0;
+        s1 += __builtin_convertvector(f1, v4) * b1;
+    }
+    s0 += s1;
+    double s = (s0[0] + s0[1]) + (s0[2] + s0[3]);
+    for (; c < n; c++) s = fma((double)x[c], y[c], s);
+    return s;
+}
+
 static int sturm_below(int k, const double *a, const double *b, double x)
 {
     int count = 0;
@@ -1007,16 +1004,24 @@ static void tridiagonal_eigenvector(int k, const double *a, const double *b, dou
    vectors v (n, h), at most m Lanczos vectors, every one reorthogonalised twice against
    all before it. Out: sigma (n), v the unit Ritz vectors, ok (n) 1 where the Ritz value
    passed the residual or Temple test at relative accuracy tol, else 0 (and sigma is the
-   estimate so far). Returns 0, or -1 if it could not allocate its workspace. */
-int top_singular_f64(int n, int h, int m, const double *w, double *v, double tol,
-                     double *sigma, int *ok)
+   estimate so far). Returns 0, or -1 if it could not allocate its workspace.
+   top_singular_f32 takes float blocks, each element made double as it is read (exactly):
+   the same numbers as top_singular_f64 on the blocks made double, without that copy
+   (0.5 MiB for four 128 × 128 blocks, read several times a step). The body is written
+   once, for the weights in double (wd) or in float (wf): one of them is NULL, and each
+   inlined copy has a constant one. */
+static inline __attribute__((always_inline)) int
+top_singular_any(int n, int h, int m, const double *wd, const float *wf, double *v,
+                 double tol, double *sigma, int *ok)
 {
     if (m > h) m = h;
     double *q = malloc(sizeof(double) * ((size_t)(m + 1) * h + (size_t)h + 3 * m + m * m));
     if (!q) return -1;
     double *z = q + (size_t)(m + 1) * h, *a = z + h, *b = a + m, *y = b + m, *work = y + m;
+    const int test_every = h >= 64 ? 1 : 4;
     for (int blk = 0; blk < n; blk++) {
-        const double *W = w + (size_t)blk * h * h;
+        const double *Wd = wd ? wd + (size_t)blk * h * h : NULL;
+        const float *Wf = wf ? wf + (size_t)blk * h * h : NULL;
         double *vb = v + (size_t)blk * h;
         double norm = sqrt(dot_f64(h, vb, vb));
         ok[blk] = 0;
@@ -1031,9 +1036,15 @@ int top_singular_f64(int n, int h, int m, const double *w, double *v, double tol
                while the row is still in the first-level cache. */
             for (int c = 0; c < h; c++) z[c] = 0;
             for (int r = 0; r < h; r++) {
-                const double *row = W + (size_t)r * h;
-                double ur = dot_f64(h, row, qj);
-                for (int c = 0; c < h; c++) z[c] += ur * row[c];
+                if (wd) {
+                    const double *row = Wd + (size_t)r * h;
+                    double ur = dot_f64(h, row, qj);
+                    for (int c = 0; c < h; c++) z[c] = fma(ur, row[c], z[c]);
+                } else {
+                    const float *row = Wf + (size_t)r * h;
+                    double ur = dot_f32_f64(h, row, qj);
+                    for (int c = 0; c < h; c++) z[c] = fma(ur, (double)row[c], z[c]);
+                }
             }
             double alpha = dot_f64(h, qj, z);
             a[j] = alpha;
@@ -1048,13 +1059,14 @@ int top_singular_f64(int n, int h, int m, const double *w, double *v, double tol
             int broke = !(beta > tiny);
             if (broke) beta = 0;
             k = j + 1;
-            /* The test costs more than an iteration at small H: it is made on the first
-               vector (a start that is already converged), then on every fourth and on the
-               last. The largest Ritz value only grows with k (interlacing), so the last
-               one bounds the new one from below; bisection finds it to 1e-10, inverse
-               iteration its vector y, and the Rayleigh quotient yᵀTy then has it to
-               rounding (its error is quadratic in y's). */
-            if (k == 1 || k % 4 == 0 || broke || k == m) {
+            /* The test costs more than an iteration at small H: there it is made on the
+               first vector (a start that is already converged), then on every fourth and
+               on the last; from H 64 on, where an iteration costs more, on every one. The
+               largest Ritz value only grows with k (interlacing), so the last one bounds
+               the new one from below; bisection finds it to 1e-10, inverse iteration its
+               vector y, and the Rayleigh quotient yᵀTy then has it to rounding (its error
+               is quadratic in y's). */
+            if (k == 1 || k % test_every == 0 || broke || k == m) {
                 double bound = tridiagonal_eigenvalue(k, a, b, k - 1, theta, -1, 1e-10);
                 tridiagonal_eigenvector(k, a, b, bound, y, work);
                 theta = 0;
@@ -1083,6 +1095,18 @@ int top_singular_f64(int n, int h, int m, const double *w, double *v, double tol
     }
     free(q);
     return 0;
+}
+
+int top_singular_f64(int n, int h, int m, const double *w, double *v, double tol,
+                     double *sigma, int *ok)
+{
+    return top_singular_any(n, h, m, w, NULL, v, tol, sigma, ok);
+}
+
+int top_singular_f32(int n, int h, int m, const float *w, double *v, double tol,
+                     double *sigma, int *ok)
+{
+    return top_singular_any(n, h, m, NULL, w, v, tol, sigma, ok);
 }
 #endif
 

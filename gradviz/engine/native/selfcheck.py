@@ -61,6 +61,12 @@ def _check_top_singular(k, gen: torch.Generator) -> str | None:
         if not bool(ok.all()) or not torch.allclose(sigma, exact, rtol=1e-8, atol=0):
             return "spectrum lanczos"
         w = w + 1e-3 * torch.randn(w.shape, generator=gen, dtype=torch.float64) / H
+    # Float32 blocks, read as they are: the numbers of their float64 copy, bit for bit.
+    w32, v32 = w.float(), v.clone()
+    sigma32, ok32 = k.top_singular(w32, v32, H, 1e-7)
+    sigma64, ok64 = k.top_singular(w32.double(), v, H, 1e-7)
+    if not (torch.equal(sigma32, sigma64) and torch.equal(v32, v) and torch.equal(ok32, ok64)):
+        return "spectrum lanczos, float32 blocks"
     return None
 
 
@@ -170,14 +176,12 @@ def _check_lstm(k, dtype, tol, gen) -> str | None:
     acts, c, tanh_c = out
     dout = rnd(T_, B_, H_)
     dh, dc, dz = torch.empty_like(dout), torch.empty_like(dout), x.new_empty((T_, B_, 4 * H_))
-    db = x.new_empty(4 * H_)
     k.lstm_backward(acts, c, c0, tanh_c, dout, p["weight_hh"], TBPTT_, dh, dc, dz,
-                    torch.empty_like(c0), db=db)
+                    torch.empty_like(c0))
     ref = _unrolled(reference.lstm, p, x, h0, c0, dout)
     if not (_close(dh, _stacked(ref, "h", grad=True), tol)
             and _close(dc, _stacked(ref, "c", grad=True), tol)
-            and _close(dz, _stacked(ref, "zx", grad=True), tol)
-            and _close(db, _stacked(ref, "zx", grad=True).sum((0, 1)), tol)):
+            and _close(dz, _stacked(ref, "zx", grad=True), tol)):
         return "lstm backward"
     return None
 

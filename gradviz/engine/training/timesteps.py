@@ -41,10 +41,15 @@ def timestep_arrays(net: Network, fwd, grads, probe: int | None,
     T = fwd.output.shape[0]
     G = len(net.cell.gate_names)
 
-    def in_time_order(t: Tensor, d: int) -> Tensor:
-        return t if d == 0 else t.flip(0)
+    def in_time_order(t: Tensor, d: int, time_dim: int = 0) -> Tensor:
+        return t if d == 0 else t.flip(time_dim)
 
     def host(parts: list[Tensor], shape: tuple[int, ...]) -> np.ndarray:
+        """The parts stacked, as a numpy array of ``shape`` and ``dtype`` of its own (one
+        copy: a single part is not stacked first)."""
+        if len(parts) == 1:
+            return parts[0].to("cpu", dtype, copy=True,
+                               memory_format=torch.contiguous_format).reshape(shape).numpy()
         return torch.stack(parts).reshape(shape).to("cpu", dtype).numpy()
 
     pairs = [(k, d) for k in range(L) for d in range(D)]
@@ -73,24 +78,25 @@ def timestep_arrays(net: Network, fwd, grads, probe: int | None,
             by_path = fused.paths                  # the scan's, as path_norms gives them
         else:
             by_path = path_norms(net.cell, cache, grads[k][d], rows, tbptt)
-        paths.append(in_time_order(by_path.transpose(0, 1), d))
-        gates.append(in_time_order(cache.stats.mean, d))      # (T, G, H)
-        low.append(in_time_order(cache.stats.low, d))         # (T, G)
-        high.append(in_time_order(cache.stats.high, d))
+        # Each in the capture's order (time second to last), copied there once by host.
+        paths.append(in_time_order(by_path, d, 1))                          # (Q, T, H)
+        gates.append(in_time_order(cache.stats.mean.transpose(0, 1), d, 1))  # (G, T, H)
+        low.append(in_time_order(cache.stats.low.t(), d, 1))                # (G, T)
+        high.append(in_time_order(cache.stats.high.t(), d, 1))
         ph.append(in_time_order(cache.h[:, probe], d))
         if cache.c is not None:
             pc.append(in_time_order(cache.c[:, probe], d))
         if getattr(net.cell, "orthogonal", False):
-            sv.append(in_time_order(orthogonal_singular_values(cache.dphi, rows).t(), d))
-    out["gates"] = host(gates, (L, D, T, G, H)).transpose(0, 1, 3, 2, 4).copy()
-    out["sat_low"] = host(low, (L, D, T, G)).transpose(0, 1, 3, 2).copy()
-    out["sat_high"] = host(high, (L, D, T, G)).transpose(0, 1, 3, 2).copy()
+            sv.append(in_time_order(orthogonal_singular_values(cache.dphi, rows), d, 1))
+    out["gates"] = host(gates, (L, D, G, T, H))
+    out["sat_low"] = host(low, (L, D, G, T))
+    out["sat_high"] = host(high, (L, D, G, T))
     out["probe_h"] = host(ph, (L, D, T, H))
     out["probe_c"] = host(pc, (L, D, T, H)) if pc else None
     Q = len(out["path_names"])
-    out["paths"] = host(paths, (L, D, T, Q, H)).transpose(0, 1, 3, 2, 4).copy()
+    out["paths"] = host(paths, (L, D, Q, T, H))
     if sv:
-        out["jacobian_sv"] = host(sv, (L, D, T, 3)).transpose(0, 1, 3, 2).copy()
+        out["jacobian_sv"] = host(sv, (L, D, 3, T))
     return out
 
 

@@ -245,11 +245,11 @@ class LSTMCell(LSTMFamily):
         I = cache.x.shape[-1]
         dh, dc = torch.empty_like(dout), torch.empty_like(dout)
         dz = dout.new_empty((T, B, 4 * H))
-        gb = dout.new_empty(4 * H)        # Σ dz, made by the scan while each row is in cache
         norms = cache.loops.lstm_backward(cache.acts, cache.c, cache.c0.contiguous(),
                                           cache.tanh_c, dout, p["weight_hh"], tbptt, dh, dc,
-                                          dz, dout.new_empty((B, H)), cache.norms_rows, gb)
+                                          dz, dout.new_empty((B, H)), cache.norms_rows)
         dz = dz.view(T * B, 4 * H)
+        gb = dz.sum(0)                                # while dz is still in cache
         gw = cache.xh.t() @ dz                        # (∂L/∂[W_ih, W_hh])ᵀ
         grads = {"weight_ih": gw[:I].t().contiguous(), "weight_hh": gw[I:].t().contiguous(),
                  "bias_ih": gb, "bias_hh": gb.clone()}
