@@ -197,14 +197,23 @@ class Trainer:
         state = self._initial_state(x.shape[1], B)
 
         fwd = self.net.run(x, state, stats_rows=B if full else None)
-        out = fwd.output.detach().requires_grad_()
         for p in self.params:
             p.grad = None
-        y = self.net.readout(out[self.task.loss_positions, :B])
+        # Autograd runs from the outputs the loss reads (a leaf of their own) to the loss;
+        # ∂L/∂output is theirs at those positions and 0 elsewhere, as autograd's backward
+        # of the indexing would make it, without its graph.
+        positions = self.task.loss_positions
+        read = fwd.output[positions, :B].detach().requires_grad_()
+        y = self.net.readout(read)
         loss = self.task.loss(y, target)
         metric = self.task.metric(y.detach(), batch) if capture else math.nan
         loss.backward()
-        grads = self.net.backward(fwd, out.grad, cfg.tbptt,
+        d_output = torch.zeros_like(fwd.output)
+        if isinstance(positions, slice):
+            d_output[positions, :B] = read.grad
+        else:                             # index tensors: repeated positions add up
+            d_output[:, :B].index_add_(0, positions.to(d_output.device), read.grad)
+        grads = self.net.backward(fwd, d_output, cfg.tbptt,
                                   norms_rows=(B if full else 0) if capture else None)
         if cfg.stateful:
             self._state = (fwd.h_n[:, :B].clone(), None if fwd.c_n is None else fwd.c_n[:, :B].clone())
