@@ -35,7 +35,8 @@ def c_signatures(text: str) -> dict[str, str]:
 
 def test_the_ctypes_table_matches_the_c_prototypes():
     in_c = c_signatures(SOURCE.read_text(encoding="utf-8"))
-    in_c.pop("top_singular_f64")          # bound by hand in Kernels, checked below
+    for suffix in ("f32", "f64"):         # bound by hand in Kernels, checked below
+        in_c.pop(f"top_singular_{suffix}")
     # Each table entry lists the arguments after (T, B, H), which every loop takes first.
     in_python = {name: "iii" + sig for name, sig in native._SIGNATURES.items()}
     assert in_c == in_python
@@ -43,7 +44,13 @@ def test_the_ctypes_table_matches_the_c_prototypes():
 
 def test_top_singular_matches_its_binding():
     in_c = c_signatures(SOURCE.read_text(encoding="utf-8"))
-    assert in_c["top_singular_f64"] == "iiittdtt"
+    assert in_c["top_singular_f64"] == in_c["top_singular_f32"] == "iiittdtt"
+    loops = native.kernels()
+    if loops is not None:
+        import ctypes
+        for fn in loops._top_singular.values():
+            assert fn.argtypes == [ctypes.c_int] * 3 + [ctypes.c_void_p] * 2 + \
+                [ctypes.c_double] + [ctypes.c_void_p] * 2
 
 
 def test_the_reader_sees_a_changed_prototype():
