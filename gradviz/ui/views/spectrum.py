@@ -4,9 +4,9 @@ Pascanu, Mikolov & Bengio (2013): with γ the bound of the derivative of the non
 a block feeds (γ = 1 for tanh and ReLU, ¼ for the sigmoid), σ_max < 1/γ makes the
 gradient through that block vanish for certain, and σ_max > 1/γ is necessary for it to
 explode (ρ > 1/γ makes it likely). The values are the history's rows
-(gradviz.engine.analysis.spectrum: σ_max of every captured step's weights; ρ decomposed every
-step for small blocks and at most 25 steps apart for large ones, a row between two
-decompositions keeping the last).
+(gradviz.engine.analysis.spectrum: σ_max of every captured step's weights; ρ decomposed as
+often as that costs ~2% of the training time, every step for small blocks and at most 100
+steps apart, a row between two decompositions keeping the last).
 """
 from __future__ import annotations
 
@@ -35,8 +35,9 @@ class SpectrumView(View):
         "RNN, W_hg, W_hn), ¼ for the sigmoid gates (W_hi, W_hf, W_ho, W_hr, W_hz), so 1/γ = 4 "
         "there. A block whose σ_max stays below 1/γ makes the gradient through it vanish for "
         "certain; only above 1/γ can it explode (Pascanu, Mikolov & Bengio 2013). σ_max is "
-        "computed on every step; ρ, which costs more, every step for small blocks and every "
-        "few steps for large ones (at most 25), so there its line moves in steps. For the "
+        "computed on every step; ρ, which costs more, as often as that takes about 2% of the "
+        "training time: every step for small blocks, up to 100 steps apart for large blocks "
+        "in short sequences, so there its line moves in steps. For the "
         "modern cells it shows what replaces W_hh: diag(|λ|) of the LRU, diag(u) of IndRNN, "
         "the factor per step at zero input of minGRU (1 − σ(b_z)) and minLSTM (f′), and the "
         "orthogonal RNN's W_hh, all of whose eigenvalues lie on the unit circle (ρ = σ_max "
