@@ -75,3 +75,25 @@ def test_no_qlayout_is_written_in_python():
                     if name.endswith("QLayout") or name.endswith("QLayoutItem"):
                         offenders.append(f"{path.name}:{node.name}({name})")
     assert offenders == []
+
+
+def test_a_combo_filled_while_the_bar_is_hidden_shows_whole_when_it_is_shown(qtbot):
+    # Qt asks a hidden parent for no new layout when a child's size hint changes: a view's
+    # gate box filled on a page not shown kept the width of its empty self ("i — in").
+    bar = FlowBar()
+    qtbot.addWidget(bar)
+    combo = QtWidgets.QComboBox()
+    combo.setSizeAdjustPolicy(QtWidgets.QComboBox.SizeAdjustPolicy.AdjustToContents)
+    bar.addWidget(combo)
+    bar.resize(600, 40)
+    bar.show()
+    qtbot.waitExposed(bar)
+    bar.hide()
+    combo.addItem("i — input gate, a long name")
+    bar.show()
+    qtbot.wait(10)
+    assert combo.geometry().width() == combo.sizeHint().width()
+    combo.addItem("f — forget gate, a longer name still")
+    combo.setCurrentIndex(1)
+    bar.relayout()
+    assert combo.geometry().width() == combo.sizeHint().width()

@@ -128,6 +128,49 @@ def test_full_screen_and_every_key_is_listed(window):
     assert not window.isFullScreen()
 
 
+def test_a_page_too_low_for_two_rows_of_panels_keeps_one_and_the_rest_go_on(window):
+    # At 1280 x 720 the five "Why" views in two rows were 212 px high, their plots ~60 px
+    # under their keys: the page keeps its first row and "Why (more)" takes the rest; on a
+    # taller window (for its scale) all five are back on one page. Either way every "Why"
+    # view, shown, is at least MIN_ROW_PX high and keeps the legibility rules.
+    from gradviz.ui.focus import MIN_ROW_PX
+    from gradviz.ui.layout import MORE
+    from tests.legibility import RULES
+    trained(window, "lstm-remembers")
+    dash, why = window.dashboard, ["spectrum", "decay", "saturation", "cell", "cliff"]
+
+    def tab_shown(name):
+        return any(dash.tabs.tabText(i) == name and dash.tabs.isTabVisible(i)
+                   for i in range(dash.tabs.count()))
+    for size, scale, split in (((1280, 720), 1.0, True), ((1024, 768), 1.0, True),
+                               ((1280, 800), 1.25, True), ((1600, 1000), 1.0, False),
+                               ((1920, 1080), 1.5, False)):
+        set_size(window, size, scale)
+        where = (size, scale)
+        if split:
+            assert dash.split == {"Why"}, where
+            assert [dash.page_of(k) for k in why] == ["Why"] * 3 + ["Why" + MORE] * 2
+        else:
+            assert dash.split == set() and {dash.page_of(k) for k in why} == {"Why"}, where
+        assert tab_shown("Why") and tab_shown("Why" + MORE) == split, where
+        for key in why:
+            dash.show_view(key)
+            window.focus.fit()
+            QtWidgets.QApplication.processEvents()
+            assert dash.tabs.tabText(dash.tabs.currentIndex()) == dash.page_of(key)
+            assert window.views[key].isVisible()
+            assert dash.panels[key].height() >= MIN_ROW_PX * scale, (where, key)
+            for rule in ("legends", "not elided", "log ticks"):
+                assert RULES[rule](window) == [], (where, key, rule)
+    # A hidden view's room goes to the others: four in a 2 x 2 grid split after two.
+    set_size(window, (1280, 720), 1.0)
+    dash.set_panel_shown("saturation", False)
+    assert [dash.page_of(k) for k in why if k != "saturation"] == \
+        ["Why", "Why", "Why" + MORE, "Why" + MORE]
+    dash.set_panel_shown("saturation", True)
+    assert dash.page_of("saturation") == "Why"
+
+
 def test_language_text_panel_takes_at_most_a_quarter(window):
     trained(window, "min-char-rnn", steps=3)
     panel = window.dashboard.panels["text"]

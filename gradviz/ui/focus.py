@@ -11,10 +11,17 @@ task takes at most :data:`TEXT_SHARE` of the plot column.
 
 A double click on a view (its plots or its title), or F with the pointer over it (the
 first focus view otherwise), makes it fill its page; Esc brings the layout back.
+
+A page without focus views (the "Why" page, for most lessons) whose panels would be lower
+than :data:`MIN_ROW_PX` in two rows keeps one row, and the rest go on to a page of their
+own: on a 1280 × 720 projector the five "Why" views were 212 pixels high each, their plots
+~60 pixels under their titles and keys.
 """
 from __future__ import annotations
 
 from PyQt6 import QtCore, QtGui, QtWidgets
+
+from gradviz.ui.layout import columns_for
 
 # What a first-time user learns most from: how the gradient fades through time, and
 # whether the model learns.
@@ -24,6 +31,10 @@ TEXT_SHARE = 0.22
 # The strip of the other views only where each is at least this tall (times the scale):
 # lower, their axes cannot be read and they go to a page of their own.
 MIN_STRIP_PX = 200
+# A page of panels in two rows only where each row is at least this tall (times the scale):
+# the "Why" views put two or three lines of key above their plots, which leave a plot of
+# ~60 pixels in a row of 232 (1280 x 720) and ~120 in one of 274 (1280 x 800).
+MIN_ROW_PX = 260
 
 
 def settle() -> None:
@@ -98,6 +109,7 @@ class Focus(QtCore.QObject):
                 self._apply(controls, apart)
                 if self.dashboard.maximized or self._fits(apart):
                     break
+            self._split_low_pages()
         finally:
             self._fitting = False
         self._rescale_soon()     # axis titles fitted to their new lengths
@@ -112,6 +124,22 @@ class Focus(QtCore.QObject):
         strip = [k for k in self.dashboard.keys_on(page) if k not in self.keys
                  and self.window.views[k].isVisible()]
         return all(self.window.views[k].height() >= MIN_STRIP_PX * scale for k in strip)
+
+    def _split_low_pages(self) -> None:
+        """Split each page without focus views whose two rows of panels would be lower than
+        MIN_ROW_PX (:meth:`Dashboard.set_split`); join it again where they would not."""
+        if self.dashboard.maximized is not None:
+            return
+        scale = getattr(getattr(self.window, "presentation", None), "scale", 1.0)
+        room = self.dashboard.tabs.currentWidget().height()
+        for page in self.dashboard.pages:
+            if page == self.dashboard.focus_page:
+                continue
+            n = len(self.dashboard.shown_of(page))
+            rows = -(-n // columns_for(n))
+            low = rows > 1 and (room - 6 * (rows - 1)) / rows < MIN_ROW_PX * scale
+            self.dashboard.set_split(page, low)
+        settle()
 
     def _apply(self, controls: bool, apart: bool) -> None:
         if not self._controls_chosen and self._controls_auto_hidden == controls:
@@ -191,5 +219,5 @@ class Focus(QtCore.QObject):
         return False
 
 
-__all__ = ["Focus", "DEFAULT_FOCUS", "MIN_SHARE", "TEXT_SHARE", "MIN_STRIP_PX", "area_share",
-           "settle"]
+__all__ = ["Focus", "DEFAULT_FOCUS", "MIN_SHARE", "TEXT_SHARE", "MIN_STRIP_PX", "MIN_ROW_PX",
+           "area_share", "settle"]

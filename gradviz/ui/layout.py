@@ -8,7 +8,8 @@ panel's neighbours move up into its place, so the room goes to the views still s
 It also lays out the *focus* (:mod:`gradviz.ui.focus` decides which views and where the
 others go): the focus views large in a row, the others of their page in a strip of small
 panels under them or on a page of their own ("Other views"); and one view *maximised*,
-alone on its page.
+alone on its page. A page too low for two rows of panels is *split*: its first row stays,
+the rest go on to a page of their own ("Why (more)").
 """
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from PyQt6 import QtCore, QtWidgets
 GRID_COLUMNS = 3
 HELP_BUTTON = "help-button"
 OTHER_PAGE = "Other views"
+# Where a split page's panels past its first row go: the page's name and this.
+MORE = " (more)"
 # Height of the focus row to the strip of the other views under it.
 FOCUS_STRETCH, STRIP_STRETCH = 3, 1
 
@@ -36,11 +39,16 @@ class Dashboard:
         self.focus: tuple[str, ...] = ()      # the views the lesson is about
         self.others_apart = False             # the focus page's other views on OTHER_PAGE
         self.maximized: str | None = None     # the one view filling its page
+        self.split: set[str] = set()          # pages whose second row is on page + MORE
         self.tabs = QtWidgets.QTabWidget()
         self.tabs.setDocumentMode(True)
         self.tabs.setTabBarAutoHide(True)   # one page: no tab bar
-        for page in dict.fromkeys(view.page for key, view in views.items() if key != "text"):
+        self.pages = list(dict.fromkeys(view.page for key, view in views.items()
+                                        if key != "text"))
+        for page in self.pages:
             self.tabs.addTab(self._page(page), page)
+            self.tabs.setTabVisible(self.tabs.addTab(self._page(page + MORE), page + MORE),
+                                    False)
         self.tabs.insertTab(1, self._page(OTHER_PAGE), OTHER_PAGE)
         self.tabs.setTabVisible(1, False)
 
@@ -84,10 +92,28 @@ class Dashboard:
 
     def page_of(self, key: str) -> str:
         view_page = self.views[key].page
-        if (self.others_apart and key not in self.focus and self.focus
-                and view_page == self.focus_page):
-            return OTHER_PAGE
+        if self.focus and view_page == self.focus_page:
+            return OTHER_PAGE if self.others_apart and key not in self.focus else view_page
+        if view_page in self.split:
+            shown = self.shown_of(view_page)
+            if key in shown[columns_for(len(shown)):]:
+                return view_page + MORE
         return view_page
+
+    def shown_of(self, page: str) -> list[str]:
+        """The panels of the views that belong to ``page``, not hidden, in reading order."""
+        return [key for key, view in self.views.items()
+                if key != "text" and view.page == page and key not in self._hidden]
+
+    def set_split(self, page: str, split: bool) -> None:
+        """With ``split``, ``page`` keeps its first row of panels (:func:`columns_for` of
+        them) and the others go on to the page ``page + MORE``; without, they come back."""
+        if split != (page in self.split):
+            if split:
+                self.split.add(page)
+            else:
+                self.split.discard(page)
+            self._reflow()
 
     @property
     def focus_page(self) -> str | None:
@@ -123,8 +149,9 @@ class Dashboard:
                     grid.removeWidget(self.panels[key])
         for page in self._grids:
             self._flow(page)
-        index = self.tabs.indexOf(self._grids[OTHER_PAGE].parentWidget())
-        self.tabs.setTabVisible(index, bool(self.keys_on(OTHER_PAGE)))
+        for page in [OTHER_PAGE] + [p + MORE for p in self.pages]:
+            index = self.tabs.indexOf(self._grids[page].parentWidget())
+            self.tabs.setTabVisible(index, bool(self.keys_on(page)))
 
     def _flow(self, page: str) -> None:
         """Lay the page's shown panels out: the maximised one alone, the focus views above
@@ -141,8 +168,7 @@ class Dashboard:
         if focus and len(shown) > len(focus):
             self._flow_focus(grid, keys, focus, [k for k in shown if k not in focus])
             return
-        # Four panels fill a 2 x 2 grid better than a row of three and one alone.
-        columns = 2 if len(shown) == 4 else min(GRID_COLUMNS, max(1, len(shown)))
+        columns = columns_for(len(shown))
         for index, key in enumerate(shown):
             grid.addWidget(self.panels[key], index // columns, index % columns)
             self.panels[key].show()
@@ -202,6 +228,12 @@ class Dashboard:
                 self.tabs.setCurrentIndex(index)
 
 
+def columns_for(n: int) -> int:
+    """How many columns a grid of ``n`` panels has: up to GRID_COLUMNS, and two for four (a
+    2 x 2 grid fills the page better than a row of three and one alone)."""
+    return 2 if n == 4 else min(GRID_COLUMNS, max(1, n))
+
+
 def default_size(window: QtWidgets.QMainWindow) -> None:
     """90% of the screen but at least 1280 x 800 (the whole of a smaller screen) and at
     most 1920 x 1080: six plots need the room."""
@@ -250,4 +282,5 @@ def _panel(view) -> QtWidgets.QWidget:
     return panel
 
 
-__all__ = ["Dashboard", "default_size", "GRID_COLUMNS", "HELP_BUTTON", "OTHER_PAGE"]
+__all__ = ["Dashboard", "default_size", "columns_for", "GRID_COLUMNS", "HELP_BUTTON",
+           "OTHER_PAGE", "MORE"]

@@ -78,6 +78,20 @@ class FlowBar(QtWidgets.QWidget):
         super().resizeEvent(event)
         self._place(self.width(), apply=True)
 
+    def showEvent(self, event) -> None:
+        # A child whose size hint changed while the bar was hidden (a combo box filled on a
+        # page not shown) asked no one for a new layout: Qt posts that request only to a
+        # visible parent.
+        super().showEvent(event)
+        self.relayout()
+
+    def relayout(self) -> None:
+        """Place the widgets again at their size hints now, if one is not at its hint: for
+        a child whose hint changed while the bar was not visible, when Qt asks no one for a
+        new layout. (Where all are, nothing moves and no new layout is asked for.)"""
+        if any(w.geometry().size() != w.sizeHint() for w in self._shown()):
+            self._changed()
+
     def _changed(self) -> None:
         self.updateGeometry()
         self._place(self.width(), apply=True)

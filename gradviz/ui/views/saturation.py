@@ -46,6 +46,9 @@ class SaturationView(View):
         super().__init__(parent)
         self.selector = self._add_selector()
         self.gate_combo = QtWidgets.QComboBox(self)
+        # As wide as its longest item ("i — input gate"), which arrives with the first data.
+        self.gate_combo.setSizeAdjustPolicy(
+            QtWidgets.QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.gate_combo.setToolTip("Which gate's units the scatter shows")
         self.gate_combo.currentIndexChanged.connect(self._redraw)
         self.toolbar.addWidget(QtWidgets.QLabel("gate:"))
@@ -83,6 +86,7 @@ class SaturationView(View):
             self.gate_combo.addItem(f"{name} — {GATE_DESCRIPTIONS.get(name, 'gate')}", name)
         self.gate_combo.setCurrentIndex(max(self.gate_combo.findData(keep), 0))
         self.gate_combo.blockSignals(False)
+        self.toolbar.relayout()      # its new width, also while the page is not shown
 
     def _clear_items(self) -> None:
         for item in self.low_curves + self.high_curves:
