@@ -225,3 +225,38 @@ def test_snapshot_writes_png_and_json_deterministically(tmp_path, qapp):
     single = snapshot("exploding-relu", tmp_path / "v.png", steps=12, view="gradnorm")
     assert [v["key"] for v in single["views"]] == ["gradnorm"]
     assert not QtGui.QImage(str(tmp_path / "v.png")).isNull()
+
+
+def test_a_view_small_on_screen_says_how_to_export_it_large(window, tmp_path, monkeypatch):
+    # A figure is what the view shows: one small on screen is as cramped in the file, and
+    # the status bar says how to have it large; a large view's export says nothing more.
+    from gradviz.ui.focus import MIN_ROW_PX
+    trained(window, "lstm-remembers")
+    set_size(window, (1280, 720), 1.0)
+    window.dashboard.show_view("gates")                 # on "Other views", four in 2 x 2
+    QtWidgets.QApplication.processEvents()
+    small = window.views["gates"].figure_widget().height()
+    large = window.views["gradtime"].figure_widget().height()
+    assert small < MIN_ROW_PX <= large
+    for key, expect_hint in (("gates", True), ("gradtime", False)):
+        window.dashboard.show_view(key)
+        QtWidgets.QApplication.processEvents()
+        path = str(tmp_path / f"{key}.png")
+        monkeypatch.setattr(window.dialogs, "ask_save", lambda *a, p=path, **k: p)
+        window.statusBar().clearMessage()
+        window.export_view_dialog(key, "png")
+        assert QtGui.QImage(path).width() > 0
+        message = window.statusBar().currentMessage()
+        assert ("double-click the view" in message) == expect_hint, (key, message)
+    # Maximised, the same view exports large and without the hint.
+    from gradviz.ui.snapshot import settle
+    window.dashboard.show_view("gates")
+    window.focus.toggle_maximized("gates")
+    settle(window)
+    path = str(tmp_path / "gates-large.png")
+    monkeypatch.setattr(window.dialogs, "ask_save", lambda *a, **k: path)
+    window.statusBar().clearMessage()
+    window.export_view_dialog("gates", "png")
+    assert "double-click" not in window.statusBar().currentMessage()
+    assert QtGui.QImage(path).height() > 2 * 2 * small
+    window.focus.restore()

@@ -25,6 +25,7 @@ from PyQt6 import QtWidgets
 from gradviz.engine.runs.runfile import RunFileError
 from gradviz.tensorboard import TensorBoardMissing, export_history
 from gradviz.ui.export import ExportError, file_filter
+from gradviz.ui.focus import MIN_ROW_PX
 from gradviz.ui.prefs import Prefs
 
 RUN_FILE = "run.json"
@@ -65,6 +66,16 @@ def ask_text_file(parent: QtWidgets.QWidget | None, last_file: str | None) -> st
     return path or None
 
 
+def small_on_screen(view) -> bool:
+    """True where ``view``'s figure is lower on screen than a row of panels may be
+    (:data:`gradviz.ui.focus.MIN_ROW_PX`, times the window's scale)."""
+    figure = getattr(view, "figure_widget", None)
+    if figure is None:
+        return False
+    presentation = getattr(view.window(), "presentation", None)
+    return figure().height() < MIN_ROW_PX * getattr(presentation, "scale", 1.0)
+
+
 class FileDialogs:
     """The app's file dialogs.
 
@@ -88,7 +99,12 @@ class FileDialogs:
         ".csv"), then write it with ``view.export(path)``."""
         path = self.ask_save(f"Export {view.title}", view.key + suffix, file_filter(suffix),
                              suffix)
-        return self._act(path, view.export, "Export failed", "Exported {path}",
+        done = "Exported {path}"
+        if suffix != ".csv" and small_on_screen(view):
+            # A figure is what the view shows: one small on screen is as cramped in the file.
+            done += (", as small as the view is on screen: double-click the view (or press F "
+                     "over it) to fill the page, export it again, then Esc")
+        return self._act(path, view.export, "Export failed", done,
                          "Could not write {path}: {reason}. Choose another folder.")
 
     def export_dashboard(self, write: Callable[[str], object]) -> str | None:

@@ -58,8 +58,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self.model.message.connect(lambda text, ms: self.statusBar().showMessage(text, ms))
         self.model.warning.connect(self._warn)
         self.views = make_views()
+        # Shown for as long as it takes to read: 5 s, 60 ms a character in a longer one.
         self.dialogs = FileDialogs(self, self.prefs,
-                                   lambda text: self.statusBar().showMessage(text, 5000))
+                                   lambda text: self.statusBar().showMessage(
+                                       text, max(5000, 60 * len(text))))
         # PNG exports: (kind, value), "scale" times the size on screen or "width" pixels.
         self.export_size: tuple[str, float] = ("scale", 2.0)
         for view in self.views.values():
