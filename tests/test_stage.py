@@ -260,3 +260,19 @@ def test_a_view_small_on_screen_says_how_to_export_it_large(window, tmp_path, mo
     assert "double-click" not in window.statusBar().currentMessage()
     assert QtGui.QImage(path).height() > 2 * 2 * small
     window.focus.restore()
+
+
+def test_fitting_the_layout_again_keeps_the_page_in_front(window):
+    # Trying the layouts hides and shows pages, and Qt brings another to the front when
+    # the current one is hidden: on "Other views", a resize (or F11) jumped to "Why".
+    trained(window, "lstm-remembers")
+    dash = window.dashboard
+    for size in ((1280, 720), (1600, 1000), (1024, 768)):
+        set_size(window, size, 1.0)
+        for key in ("gates", "cliff", "spectrum", "gradtime"):
+            dash.show_view(key)
+            page = dash.page_of(key)
+            window.focus.fit()
+            window.focus.fit()
+            assert dash.tabs.tabText(dash.tabs.currentIndex()) == page, (size, key)
+            assert window.views[key].isVisible(), (size, key)

@@ -100,6 +100,13 @@ class Focus(QtCore.QObject):
         if self._fitting or not self.window.isVisible():
             return
         self._fitting = True
+        # The page in front stays in front, or where it is gone its views' new page: trying
+        # the layouts hides and shows pages, and Qt brings another to the front when the
+        # current one is hidden (a resize on "Other views" jumped to "Why").
+        tabs, dashboard = self.dashboard.tabs, self.dashboard
+        front = tabs.currentIndex()
+        in_front = [k for k in dashboard.views
+                    if k != "text" and dashboard.page_of(k) == tabs.tabText(front)]
         try:
             self._limit_text()
             options = [(True, False), (True, True)]
@@ -110,6 +117,10 @@ class Focus(QtCore.QObject):
                 if self.dashboard.maximized or self._fits(apart):
                     break
             self._split_low_pages()
+            if tabs.isTabVisible(front):
+                tabs.setCurrentIndex(front)
+            elif in_front:
+                dashboard.show_view(in_front[0])
         finally:
             self._fitting = False
         self._rescale_soon()     # axis titles fitted to their new lengths
