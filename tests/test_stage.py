@@ -276,3 +276,20 @@ def test_fitting_the_layout_again_keeps_the_page_in_front(window):
             window.focus.fit()
             assert dash.tabs.tabText(dash.tabs.currentIndex()) == page, (size, key)
             assert window.views[key].isVisible(), (size, key)
+
+
+def test_the_hint_to_press_space_goes_when_space_is_pressed(window, qtbot):
+    from gradviz.ui.window import PRESS_SPACE
+    window.load_experiment(load_experiment("vanishing-tanh"))
+    assert window.statusBar().currentMessage().endswith(PRESS_SPACE)
+    window.act_run.trigger()
+    qtbot.waitUntil(lambda: window.state.running, timeout=10000)
+    assert window.statusBar().currentMessage() == ""
+    window.act_run.trigger()
+    qtbot.waitUntil(lambda: not window.state.running, timeout=10000)
+    window.statusBar().showMessage("something else")
+    window.act_run.trigger()
+    qtbot.waitUntil(lambda: window.state.running, timeout=10000)
+    assert window.statusBar().currentMessage() == "something else"     # only the hint goes
+    window.act_run.trigger()
+    qtbot.waitUntil(lambda: not window.state.running, timeout=10000)

@@ -117,7 +117,8 @@ def train_experiment(window, experiment, steps: int | None = None, then: bool = 
         train_window(window, steps or experiment.then_config.steps)
     # The speed depends on the machine, and the hint to press Space is done with.
     window.status_fields.speed.setText("")
-    if window.statusBar().currentMessage().endswith("press Space to train."):
+    from gradviz.ui.window import PRESS_SPACE
+    if window.statusBar().currentMessage().endswith(PRESS_SPACE):
         window.statusBar().clearMessage()
     settle(window)
 

@@ -38,6 +38,10 @@ from gradviz.ui.views import make_views
 
 
 
+# The status bar's hint after an experiment or its second step is loaded.
+PRESS_SPACE = "press Space to train."
+
+
 class MainWindow(QtWidgets.QMainWindow):
     """A view of ``model``; without one, of a new :class:`AppModel` of ``config`` and
     ``prefs`` with a training process behind it (what the app opens), made by ``backend``
@@ -157,15 +161,14 @@ class MainWindow(QtWidgets.QMainWindow):
         if self.model.start_fresh(experiment.config):
             self.banner.show_experiment(experiment)
             self.focus.set_experiment(experiment)
-            self.statusBar().showMessage(f"{experiment.title}: press Space to train.", 15000)
+            self.statusBar().showMessage(f"{experiment.title}: {PRESS_SPACE}", 15000)
             self.state.set_aside_all(f"not part of {experiment.title}")
 
     def load_then(self, experiment) -> None:
         """The experiment's "now change this" step: a fresh model with its second config."""
         if experiment is not None and experiment.then_config is not None:
             if self.model.start_fresh(experiment.then_config):
-                self.statusBar().showMessage(f"{experiment.then_label}: press Space to train.",
-                                             15000)
+                self.statusBar().showMessage(f"{experiment.then_label}: {PRESS_SPACE}", 15000)
 
     def then_step(self) -> None:
         """The description's "Now: …" button, from the menu or N; says in the status bar
@@ -191,6 +194,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.act_run.setText("Pause" if running else "Start")
         self.act_run.setIcon(self.style().standardIcon(
             icons.SP_MediaPause if running else icons.SP_MediaPlay))
+        # The hint to press Space is done with once Space is pressed.
+        if running and self.statusBar().currentMessage().endswith(PRESS_SPACE):
+            self.statusBar().clearMessage()
 
     # -- state and worker reports ----------------------------------------------------------
     def _show_empty(self) -> None:
