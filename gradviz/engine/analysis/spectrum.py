@@ -37,7 +37,9 @@ Shapes: N blocks, H units.
 """
 from __future__ import annotations
 
+import functools
 import math
+from typing import Callable
 
 import numpy as np
 import torch
@@ -67,8 +69,8 @@ def rho_interval(h: int, blocks: int = 1, step_macs: int | None = None) -> int:
     """Training steps between full decompositions of ρ for ``blocks`` (h, h) blocks in a
     training step of ``step_macs`` multiply-adds (:func:`step_multiply_adds`): so many that
     the decompositions take about RHO_SHARE of the training time, between 1 and MAX_EVERY.
-    ``step_macs`` None: MAX_EVERY. E.g. a one-layer LSTM at batch 32 (and the probe row), H 128: 96 steps at T 50, 24 at
-    T 200, 5 at T 1000; at H 32: 24 at T 50, 6 at T 200."""
+    ``step_macs`` None: MAX_EVERY. E.g. a one-layer LSTM at batch 32 (and the probe row),
+    H 128: 96 steps at T 50, 24 at T 200, 5 at T 1000; at H 32: 24 at T 50, 6 at T 200."""
     if step_macs is None or step_macs <= 0:
         return MAX_EVERY
     cost = EIG_COST * blocks * h ** 3 / (RHO_SHARE * step_macs)
@@ -133,25 +135,22 @@ class SpectrumTracker:
         source = blocks.detach().to("cpu").contiguous()
         n, h, _ = source.shape
         loops = native.kernels()
-        # The compiled Lanczos reads float32 blocks as they are (the numbers it would read
-        # from a float64 copy); the float64 copy is made only where something else needs it.
-        w = source if loops is not None and source.dtype == torch.float32 else None
-
-        def in_float64() -> Tensor:
-            nonlocal w
-            if w is None or w.dtype != torch.float64:
-                w = source.to(torch.float64)
-            return w
+        # A float64 copy only where something needs one: the compiled Lanczos reads float32
+        # blocks as they are (the numbers it would read from the copy).
+        in_float64 = functools.cache(lambda: source.to(torch.float64))
+        lanczos = source if loops is not None and source.dtype == torch.float32 else in_float64()
         if self._v is None or tuple(self._v.shape) != (n, h):
             self._v = self._rho = None
-        if step is None or self._rho is None or step - self.rho_step >= rho_interval(h, n, self.step_macs):
+        due = step is None or self._rho is None or \
+            step - self.rho_step >= rho_interval(h, n, self.step_macs)
+        if due:
             self.fallbacks["rho"] += n
             self._rho = torch.linalg.eigvals(in_float64()).abs().amax(-1)
             self.rho_step = step if step is not None else self.rho_step
-        return self._rho.clone(), self._largest_singular(w if w is not None else in_float64(),
-                                                         in_float64, loops)
+        return self._rho.clone(), self._largest_singular(lanczos, in_float64, loops)
 
-    def _largest_singular(self, w: Tensor, in_float64, loops) -> Tensor:
+    def _largest_singular(self, w: Tensor, in_float64: Callable[[], Tensor],
+                          loops: native.Kernels | None) -> Tensor:
         """σ_max (N,) float64 of the blocks ``w`` (N, H, H), float64, or float32 for the
         compiled Lanczos (``in_float64()`` gives them in float64); ``_v`` becomes their
         top right singular vectors (N, H)."""

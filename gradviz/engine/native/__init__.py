@@ -130,10 +130,10 @@ class Kernels:
         """The LSTM's reverse scan; with ``norms_rows``, a capture's norms as it goes
         (:class:`ScanNorms`)."""
         T, B, _, H = acts.shape
-        norms = ScanNorms(dout, T, B, H, 4, 5, norms_rows)
+        norms = None if norms_rows is None else ScanNorms(dout, T, H, 4, 5, norms_rows)
         self._call("lstm_cell_backward", T, B, H, acts, c, c0, tanh_c, dout, w_hh, tbptt,
-                   dh, dc, dz, carry, *norms.args())
-        return norms or None
+                   dh, dc, dz, carry, *ScanNorms.args(norms))
+        return norms
 
     def gru_forward(self, zx, w_t, b_rows, h0, gates, un, h, u, rows=0, mean=None, low=None,
                     high=None) -> None:
@@ -146,10 +146,10 @@ class Kernels:
         """The GRU's reverse scan; with ``norms_rows``, a capture's norms as it goes
         (:class:`ScanNorms`)."""
         T, B, H = dout.shape
-        norms = ScanNorms(dout, T, B, H, 3, 3, norms_rows)
+        norms = None if norms_rows is None else ScanNorms(dout, T, H, 3, 3, norms_rows)
         self._call("gru_cell_backward", T, B, H, gates, un, h_prev, dout, w_hh, tbptt, dh,
-                   dzh, dzx, *norms.args())
-        return norms or None
+                   dzh, dzx, *ScanNorms.args(norms))
+        return norms
 
     def family_scan(self, M, N, dout, w_hh, tbptt, dh, R) -> None:
         T, B, G1, H = M.shape
@@ -170,10 +170,10 @@ class Kernels:
         """The plain RNN's reverse scan; with ``norms_rows``, a capture's norms as it goes
         (:class:`ScanNorms`)."""
         T, B, H = dout.shape
-        norms = ScanNorms(dout, T, B, H, 3, 2, norms_rows)
+        norms = None if norms_rows is None else ScanNorms(dout, T, H, 3, 2, norms_rows)
         self._call("rnn_cell_backward", T, B, H, dphi, dout, w_hh, tbptt, dh, dz,
-                   *norms.args())
-        return norms or None
+                   *ScanNorms.args(norms))
+        return norms
 
     def path_norms(self, rows, tbptt, dh, dout, dc, gates, gate_index, out) -> None:
         """The norms of gradviz.engine.analysis.paths.path_norms into out (Q, T, H): see path_norms in
@@ -213,23 +213,22 @@ class ScanNorms:
     """A capture's norms, computed by a reverse scan as it goes, while each step's rows are
     still in cache (norms_after in _native.c): ``steps`` (3, T), or (4, T) for the LSTM,
     the numbers :meth:`Kernels.step_norms` gives; with ``rows`` > 0 also ``paths``
-    (Q, T, H), those :meth:`Kernels.path_norms` gives over the first ``rows`` batch rows.
-    Falsy where nothing was asked (``rows`` None); the scans then return None."""
+    (Q, T, H), those :meth:`Kernels.path_norms` gives over the first ``rows`` batch rows."""
 
-    def __init__(self, like: torch.Tensor, T: int, B: int, H: int, steps: int, paths: int,
-                 rows: int | None):
-        if rows is not None and not 0 <= rows <= B:
-            raise ValueError(f"a reverse scan's norms over {rows} rows of a batch of {B}")
+    def __init__(self, like: torch.Tensor, T: int, H: int, steps: int, paths: int, rows: int):
+        if not 0 <= rows <= like.shape[1]:
+            raise ValueError(f"a reverse scan's norms over {rows} rows of a batch of "
+                             f"{like.shape[1]}")
         self.rows = rows
-        self.steps = like.new_empty((steps, T)) if rows is not None else None
+        self.steps = like.new_empty((steps, T))
         self.paths = like.new_empty((paths, T, H)) if rows else None
 
-    def __bool__(self) -> bool:
-        return self.rows is not None
-
-    def args(self) -> tuple:
+    @staticmethod
+    def args(norms: "ScanNorms | None") -> tuple:
         """(rows, steps, paths) as the scans in _native.c take them (NULL: not wanted)."""
-        return (self.rows if self.paths is not None else 0), self.steps, self.paths
+        if norms is None:
+            return 0, None, None
+        return (norms.rows if norms.paths is not None else 0), norms.steps, norms.paths
 
 
 def _check(first: torch.Tensor, *rest: torch.Tensor) -> None:
