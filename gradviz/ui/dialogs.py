@@ -25,7 +25,7 @@ from PyQt6 import QtWidgets
 from gradviz.engine.runs.runfile import RunFileError
 from gradviz.tensorboard import TensorBoardMissing, export_history
 from gradviz.ui.export import ExportError, file_filter
-from gradviz.ui.focus import MIN_ROW_PX
+from gradviz.ui.focus import MIN_ROW_PX, scale_of
 from gradviz.ui.prefs import Prefs
 
 RUN_FILE = "run.json"
@@ -72,8 +72,7 @@ def small_on_screen(view) -> bool:
     figure = getattr(view, "figure_widget", None)
     if figure is None:
         return False
-    presentation = getattr(view.window(), "presentation", None)
-    return figure().height() < MIN_ROW_PX * getattr(presentation, "scale", 1.0)
+    return figure().height() < MIN_ROW_PX * scale_of(view.window())
 
 
 class FileDialogs:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from PyQt6 import QtCore, QtGui, QtWidgets
 
-from gradviz.ui.layout import columns_for
+from gradviz.ui.layout import GRID_SPACING, columns_for
 
 # What a first-time user learns most from: how the gradient fades through time, and
 # whether the model learns.
@@ -35,6 +35,11 @@ MIN_STRIP_PX = 200
 # the "Why" views put two or three lines of key above their plots, which leave a plot of
 # ~60 pixels in a row of 232 (1280 x 720) and ~120 in one of 274 (1280 x 800).
 MIN_ROW_PX = 260
+
+
+def scale_of(window) -> float:
+    """The window's presentation scale (View ▸ Bigger), 1 before it has one."""
+    return getattr(getattr(window, "presentation", None), "scale", 1.0)
 
 
 def settle() -> None:
@@ -130,7 +135,7 @@ class Focus(QtCore.QObject):
             return False
         if apart:
             return True
-        scale = getattr(getattr(self.window, "presentation", None), "scale", 1.0)
+        scale = scale_of(self.window)
         page = self.dashboard.focus_page
         strip = [k for k in self.dashboard.keys_on(page) if k not in self.keys
                  and self.window.views[k].isVisible()]
@@ -141,14 +146,14 @@ class Focus(QtCore.QObject):
         MIN_ROW_PX (:meth:`Dashboard.set_split`); join it again where they would not."""
         if self.dashboard.maximized is not None:
             return
-        scale = getattr(getattr(self.window, "presentation", None), "scale", 1.0)
+        scale = scale_of(self.window)
         room = self.dashboard.tabs.currentWidget().height()
         for page in self.dashboard.pages:
             if page == self.dashboard.focus_page:
                 continue
             n = len(self.dashboard.shown_of(page))
             rows = -(-n // columns_for(n))
-            low = rows > 1 and (room - 6 * (rows - 1)) / rows < MIN_ROW_PX * scale
+            low = rows > 1 and (room - GRID_SPACING * (rows - 1)) / rows < MIN_ROW_PX * scale
             self.dashboard.set_split(page, low)
         settle()
 
@@ -231,4 +236,4 @@ class Focus(QtCore.QObject):
 
 
 __all__ = ["Focus", "DEFAULT_FOCUS", "MIN_SHARE", "TEXT_SHARE", "MIN_STRIP_PX", "MIN_ROW_PX",
-           "area_share", "settle"]
+           "area_share", "scale_of", "settle"]

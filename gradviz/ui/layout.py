@@ -16,6 +16,7 @@ from __future__ import annotations
 from PyQt6 import QtCore, QtWidgets
 
 GRID_COLUMNS = 3
+GRID_SPACING = 6      # pixels between the panels of a page
 HELP_BUTTON = "help-button"
 OTHER_PAGE = "Other views"
 # Where a split page's panels past its first row go: the page's name and this.
@@ -85,7 +86,7 @@ class Dashboard:
         widget = QtWidgets.QWidget()
         grid = QtWidgets.QGridLayout(widget)
         grid.setContentsMargins(0, 0, 0, 0)
-        grid.setSpacing(6)
+        grid.setSpacing(GRID_SPACING)
         self._grids[page] = grid
         self._flow(page)
         return widget
@@ -282,5 +283,5 @@ def _panel(view) -> QtWidgets.QWidget:
     return panel
 
 
-__all__ = ["Dashboard", "default_size", "columns_for", "GRID_COLUMNS", "HELP_BUTTON",
-           "OTHER_PAGE", "MORE"]
+__all__ = ["Dashboard", "default_size", "columns_for", "GRID_COLUMNS", "GRID_SPACING",
+           "HELP_BUTTON", "OTHER_PAGE", "MORE"]
