@@ -913,3 +913,26 @@ def test_the_clipping_plot_shows_before_after_threshold_and_clipped_steps_apart(
     assert (y < lo + 0.1 * (hi - lo)).all() and (y > lo).all()
     assert [label for _, _, label in view.colour_key.entries] == [
         "before", "after", "threshold", "clipped"]
+
+
+def test_a_curve_left_with_one_point_shows_it_as_a_dot(qtbot):
+    # A line through one point draws nothing: the one finite step of a run that diverged
+    # at once (exploding-relu's step 0, "in the hundreds") was invisible.
+    from gradviz.ui.views.items import curve
+    from gradviz.ui.views.style import pen
+    widget = pg.PlotWidget()
+    qtbot.addWidget(widget)
+    line = curve(widget.getPlotItem(), pen(0, width=1.5))
+    line.setData([0.0], [400.0])
+    assert line.opts["symbol"] == "o"
+    assert pg.mkPen(line.opts["symbolPen"]).color() == pg.mkPen(line.opts["pen"]).color()
+    line.setData([0.0, 1.0], [400.0, 300.0])            # a line again: no dots on it
+    assert line.opts["symbol"] is None
+    line.setData([], [])
+    assert line.opts["symbol"] is None
+    # A curve with symbols of its own keeps them.
+    from gradviz.ui.views.items import Curve
+    marks = Curve(pen=None, symbol="|", skipFiniteCheck=True)
+    widget.getPlotItem().addItem(marks)
+    marks.setData([3.0], [1.0])
+    assert marks.opts["symbol"] == "|"

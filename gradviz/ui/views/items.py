@@ -132,6 +132,26 @@ class Curve(pg.PlotDataItem):
     bottom edge, instead of stretching the axis over 30 decades.
     """
 
+    def setData(self, *args, **kwargs) -> None:
+        super().setData(*args, **kwargs)
+        # A line through one point draws nothing: a curve left with one point (the one
+        # finite step of a run that diverged at once) shows it as a dot in its colour.
+        # Curves with symbols of their own keep them.
+        if self.opts.get("pen") is None or (self.opts.get("symbol") is not None
+                                            and not getattr(self, "_dot", False)):
+            return
+        lone = self.xData is not None and len(self.xData) == 1
+        if lone != getattr(self, "_dot", False):
+            self._dot = lone
+            if lone:
+                line = pg.mkPen(self.opts["pen"])
+                self.setSymbol("o")
+                self.setSymbolSize(max(6.0, 3 * line.widthF()))
+                self.setSymbolPen(line)
+                self.setSymbolBrush(pg.mkBrush(line.color()))
+            else:
+                self.setSymbol(None)
+
     def dataBounds(self, ax, frac=1.0, orthoRange=None):
         if ax != 1 or not self.opts["logMode"][1]:
             return super().dataBounds(ax, frac, orthoRange)
